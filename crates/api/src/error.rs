@@ -1,0 +1,38 @@
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use petri_daemon::DaemonError;
+use petri_domain::{ErrorBody, ErrorCode};
+
+/// Every error response: `{code, message, details}` with the status from `ErrorCode::http_status`.
+#[derive(Debug)]
+pub struct ApiError(pub ErrorBody);
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError(ErrorBody::new(code, message))
+    }
+}
+
+impl From<DaemonError> for ApiError {
+    fn from(e: DaemonError) -> Self {
+        if matches!(e, DaemonError::Store(_) | DaemonError::Io(_)) {
+            tracing::error!(error = %e, "request failed inside the daemon");
+        }
+        ApiError(e.into())
+    }
+}
+
+impl From<ErrorBody> for ApiError {
+    fn from(b: ErrorBody) -> Self {
+        ApiError(b)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0)).into_response()
+    }
+}

@@ -1,0 +1,84 @@
+//! Server-sent events: the daemon's event bus, and a job's log as it grows.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+fn closing(s: &AppState) -> impl std::future::Future<Output = ()> + Send + 'static + use<> {
+    let mut rx = s.closing.clone();
+    async move {
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    responses((status = 200, description = "SSE stream; each event's name is its `type`, its data an `Event` as JSON", content_type = "text/event-stream")))]
+pub(crate) async fn stream(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let events = BroadcastStream::new(s.daemon.subscribe()).map(|item| {
+        Ok(match item {
+            Ok(event) => SseEvent::default()
+                .event(event.name())
+                .json_data(&event)
+                .unwrap_or_else(|_| SseEvent::default().comment("unencodable event")),
+            Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{n}}}")),
+        })
+    });
+    Sse::new(events.take_until(closing(&s))).keep_alive(KeepAlive::default())
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/log/stream", tag = "jobs",
+    params(("id" = String, Path, description = "job number or id")),
+    responses((status = 200, description = "SSE stream of `log` events (data: {\"text\": ...}) ending with an `end` event when the job has finished", content_type = "text/event-stream")))]
+pub(crate) async fn follow_log(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // Resolve first so an unknown job is a 404, not an empty stream.
+    let job = s.daemon.resolve(&id).await?.to_string();
+    let daemon = s.daemon.clone();
+    let chunks = stream::unfold(Some(0u64), move |offset| {
+        let daemon = daemon.clone();
+        let job = job.clone();
+        async move {
+            let mut offset = offset?;
+            loop {
+                match daemon.read_log(&job, offset).await {
+                    Ok(chunk) if chunk.done => {
+                        return Some((Ok(SseEvent::default().event("end").data("{}")), None));
+                    }
+                    Ok(chunk) if !chunk.data.is_empty() => {
+                        offset = chunk.next_offset;
+                        let text = String::from_utf8_lossy(&chunk.data).into_owned();
+                        let event = SseEvent::default()
+                            .event("log")
+                            .json_data(serde_json::json!({ "text": text, "offset": offset }))
+                            .unwrap_or_else(|_| SseEvent::default());
+                        return Some((Ok(event), Some(offset)));
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        let body: petri_domain::ErrorBody = e.into();
+                        let event = SseEvent::default()
+                            .event("error")
+                            .json_data(&body)
+                            .unwrap_or_else(|_| SseEvent::default());
+                        return Some((Ok(event), None));
+                    }
+                }
+            }
+        }
+    });
+    Ok(Sse::new(chunks.take_until(closing(&s))).keep_alive(KeepAlive::default()))
+}

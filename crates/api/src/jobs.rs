@@ -1,0 +1,141 @@
+//! `/api/v1/jobs`: submit, list, show, cancel, hold, release, read the log.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use petri_daemon::ListQuery;
+use petri_domain::{ErrorCode, Job, JobSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A submission: one or more job specs, accepted all together or not at all.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub jobs: Vec<JobSpec>,
+}
+
+/// The jobs a submission created (one per sweep value).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SubmitResponse {
+    pub jobs: Vec<Job>,
+}
+
+pub(crate) fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than the daemon accepts (setting `max_body`)",
+        )
+    } else {
+        ApiError::new(ErrorCode::BadRequest, e.body_text())
+    }
+}
+
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, e.body_text())
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = SubmitRequest,
+    responses((status = 201, body = SubmitResponse),
+              (status = 400, body = petri_domain::ErrorBody),
+              (status = 422, body = petri_domain::ErrorBody)))]
+pub(crate) async fn submit(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let body = body.map_err(body_error)?;
+    let req: SubmitRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedSpec,
+            format!("the submission does not parse: {e}"),
+        )
+    })?;
+    let jobs = s.daemon.submit(req.jobs).await?;
+    Ok((StatusCode::CREATED, Json(SubmitResponse { jobs })))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = Vec<Job>)))]
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Job>>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    Ok(Json(s.daemon.list(q).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job number, id, or unique id prefix")),
+    responses((status = 200, body = Job), (status = 404, body = petri_domain::ErrorBody)))]
+pub(crate) async fn show(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.daemon.get(&id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "job number or id")),
+    responses((status = 200, body = Job), (status = 409, body = petri_domain::ErrorBody)))]
+pub(crate) async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.daemon.cancel(&id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/hold", tag = "jobs",
+    params(("id" = String, Path, description = "job number or id")),
+    responses((status = 200, body = Job), (status = 409, body = petri_domain::ErrorBody)))]
+pub(crate) async fn hold(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.daemon.hold(&id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/release", tag = "jobs",
+    params(("id" = String, Path, description = "job number or id")),
+    responses((status = 200, body = Job), (status = 409, body = petri_domain::ErrorBody)))]
+pub(crate) async fn release(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.daemon.release(&id).await?))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+pub(crate) struct LogQuery {
+    /// Byte offset to read from.
+    offset: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/log", tag = "jobs",
+    params(("id" = String, Path, description = "job number or id"), LogQuery),
+    responses((status = 200, description = "log bytes from `offset`; headers `x-petri-next-offset` and `x-petri-done`", content_type = "text/plain")))]
+pub(crate) async fn log(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    let chunk = s.daemon.read_log(&id, q.offset).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("x-petri-next-offset", HeaderValue::from(chunk.next_offset));
+    headers.insert(
+        "x-petri-done",
+        HeaderValue::from_static(if chunk.done { "true" } else { "false" }),
+    );
+    Ok((headers, chunk.data))
+}

@@ -1,0 +1,90 @@
+//! The HTTP face of the daemon: `/api/v1` (JSON, OpenAPI at `/api/v1/openapi.json`), live events
+//! and log following over SSE, `/metrics`, `/healthz`, and the web UI. The only crate that knows
+//! axum. Handlers parse, call a [`Daemon`] service, and map errors through one table.
+
+mod auth;
+mod error;
+mod events;
+mod jobs;
+mod openapi;
+mod system;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+pub use petri_daemon::{Daemon, Settings};
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub daemon: Daemon,
+    /// Flips to true at shutdown so that long-lived streams end.
+    pub closing: watch::Receiver<bool>,
+}
+
+/// The whole router over a started daemon.
+pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
+    let max_body = daemon.settings().max_body.0 as usize;
+    let state = AppState { daemon, closing };
+    let api = Router::new()
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/{id}", get(jobs::show))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/hold", post(jobs::hold))
+        .route("/jobs/{id}/release", post(jobs::release))
+        .route("/jobs/{id}/log", get(jobs::log))
+        .route("/jobs/{id}/log/stream", get(events::follow_log))
+        .route("/events", get(events::stream))
+        .route("/status", get(system::status))
+        .route("/openapi.json", get(openapi::document));
+    let protected = Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(system::metrics))
+        .route("/", get(system::ui))
+        .fallback(system::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Starts the daemon and serves it on `listener` until `shutdown` resolves. Running jobs are left
+/// running; the next start re-adopts them.
+pub async fn run(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), petri_daemon::DaemonError> {
+    let daemon = Daemon::start(settings)?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| petri_daemon::DaemonError::Io(e.to_string()))?;
+    let addr_file = daemon.home().address_file();
+    std::fs::write(&addr_file, format!("http://{addr}\n")).map_err(|e| {
+        petri_daemon::DaemonError::Io(format!("writing {}: {e}", addr_file.display()))
+    })?;
+    tracing::info!(%addr, home = %daemon.home().root().display(), "Petri is listening");
+    let (close_tx, close_rx) = watch::channel(false);
+    let app = router(daemon.clone(), close_rx);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = close_tx.send(true);
+        })
+        .await;
+    daemon.shutdown().await;
+    let _ = std::fs::remove_file(&addr_file);
+    served.map_err(|e| petri_daemon::DaemonError::Io(format!("serving HTTP: {e}")))
+}

@@ -1,0 +1,42 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Petri API", description = "The daemon's HTTP API. Every route but /healthz needs `Authorization: Bearer <token>`."),
+    paths(
+        crate::jobs::submit,
+        crate::jobs::list,
+        crate::jobs::show,
+        crate::jobs::cancel,
+        crate::jobs::hold,
+        crate::jobs::release,
+        crate::jobs::log,
+        crate::events::follow_log,
+        crate::events::stream,
+        crate::system::status,
+    ),
+    components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode)),
+    modifiers(&Bearer),
+    security(("token" = []))
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

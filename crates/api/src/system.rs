@@ -1,0 +1,44 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{Html, IntoResponse};
+use petri_daemon::Status;
+use petri_domain::ErrorCode;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub(crate) const UI_PAGE: &str = include_str!("../../../ui/index.html");
+
+/// Liveness; the only route without a token.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Prometheus text format: queue depth, running, finished by state, scheduling latency.
+pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.daemon.metrics_text(),
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/status", tag = "system",
+    responses((status = 200, body = Status)))]
+pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Status>, ApiError> {
+    Ok(Json(s.daemon.status().await?))
+}
+
+pub(crate) async fn ui() -> Html<&'static str> {
+    Html(UI_PAGE)
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such route; the API is described at /api/v1/openapi.json",
+    )
+}

@@ -1,0 +1,7 @@
+pub mod act;
+pub mod completions;
+pub mod logs;
+pub mod ls;
+pub mod show;
+pub mod submit;
+pub mod top;

@@ -1,0 +1,112 @@
+use clap::Args;
+use petri_client::Client;
+use petri_domain::job::format_ms;
+
+use crate::output;
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Job number or id.
+    pub id: String,
+    /// Print the job as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
+    let job = client.job(&args.id).await?;
+    if args.json {
+        return output::print_json(&job);
+    }
+    let now = output::now_ms();
+    println!("Job #{}  {}", job.number, job.name);
+    println!("  id         {}", job.id);
+    println!("  state      {}", job.state);
+    if let Some(p) = &job.pending {
+        println!("  waiting    {}", p.message);
+        println!("  position   {} in line", p.position);
+    }
+    if let Some(r) = &job.reason {
+        println!("  reason     {r}");
+    }
+    if let Some(code) = job.exit_code {
+        println!("  exit code  {code}");
+    }
+    println!("  queue      {} (priority {})", job.queue, job.priority);
+    println!("  command    {}", shell_words(&job.spec.argv()));
+    if let Some(w) = &job.spec.workdir {
+        println!("  workdir    {}", w.display());
+    }
+    let r = &job.spec.resources;
+    println!(
+        "  resources  {} cpu{}{}",
+        r.cpus.unwrap_or(1.0),
+        if r.cpus.unwrap_or(1.0) == 1.0 {
+            ""
+        } else {
+            "s"
+        },
+        r.memory
+            .map(|m| format!(", {m} memory"))
+            .unwrap_or_default()
+    );
+    if !job.array_values.is_empty() {
+        let values: Vec<String> = job
+            .array_values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("  sweep      {}", values.join(" "));
+    }
+    if !job.depends_on.is_empty() {
+        let deps: Vec<String> = job.depends_on.iter().map(|d| d.to_string()).collect();
+        println!("  after      {}", deps.join(", "));
+    }
+    if let Some(t) = job.spec.timeout {
+        println!("  timeout    {t}");
+    }
+    if job.spec.retries.max > 0 {
+        println!(
+            "  retries    up to {} (backoff {})",
+            job.spec.retries.max, job.spec.retries.backoff
+        );
+    }
+    println!("  submitted  {}", format_ms(job.submitted_at_ms));
+    if let Some(s) = job.started_at_ms {
+        println!("  started    {}", format_ms(s));
+    }
+    if let Some(f) = job.finished_at_ms {
+        println!("  finished   {}", format_ms(f));
+    }
+    if !job.runs.is_empty() {
+        let mut t = output::new_table(&["ATTEMPT", "PID", "STARTED", "TIME", "EXIT", "OUTCOME"]);
+        for run in &job.runs {
+            t.add_row(vec![
+                run.attempt.to_string(),
+                run.pid.map(|p| p.to_string()).unwrap_or_default(),
+                format_ms(run.started_at_ms),
+                output::short_duration(run.finished_at_ms.unwrap_or(now) - run.started_at_ms),
+                run.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                run.outcome.as_str().to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(())
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

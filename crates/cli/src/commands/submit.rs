@@ -1,0 +1,200 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use petri_client::Client;
+use petri_domain::{ByteSize, JobSpec, Millis};
+
+use crate::output;
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A job spec in YAML (several separated by `---`); flags given too override its fields.
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// CPU cores to reserve (default 1).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory to reserve, e.g. 4GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<ByteSize>,
+    /// Whole GPUs.
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// A slice of one GPU's memory, e.g. 8GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub gpu_mem: Option<ByteSize>,
+    /// Higher runs first (-1000..1000).
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Run only after these jobs succeeded (numbers, ids; repeat or separate with commas).
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
+    pub after: Vec<String>,
+    /// Retry a failed attempt up to N times.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Wait before a retry (doubling each time), e.g. 30s.
+    #[arg(long, value_name = "DURATION")]
+    pub backoff: Option<Millis>,
+    /// Stop an attempt after this long, e.g. 1h.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<Millis>,
+    /// Run in this container image.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// A sweep: one job per value, KEY=V1,V2,... (repeat for a grid).
+    #[arg(long, value_name = "KEY=V1,V2")]
+    pub array: Vec<String>,
+    /// local (default), a cluster name, or auto.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Extra environment, KEY=VALUE (repeatable).
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory (default: the current one).
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// Submit held: the job waits for `petri release`.
+    #[arg(long)]
+    pub hold: bool,
+    /// A shell script to run instead of a command.
+    #[arg(long, value_name = "SCRIPT", conflicts_with = "command")]
+    pub run: Option<String>,
+    /// Print the new jobs as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub async fn run(client: &Client, args: SubmitArgs) -> anyhow::Result<()> {
+    let specs = build_specs(&args)?;
+    let jobs = client.submit(&specs).await?;
+    if args.json {
+        return output::print_json(&jobs);
+    }
+    match jobs.as_slice() {
+        [] => println!("No job was queued."),
+        [one] => println!("Queued job #{} ({}), id {}", one.number, one.name, one.id),
+        [first, .., last] => println!(
+            "Queued {} jobs, #{} to #{} ({})",
+            jobs.len(),
+            first.number,
+            last.number,
+            first.name
+        ),
+    }
+    Ok(())
+}
+
+fn build_specs(args: &SubmitArgs) -> anyhow::Result<Vec<JobSpec>> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let (mut specs, base) = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let specs = JobSpec::many_from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let dir = path
+                .parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        p
+                    }
+                })
+                .unwrap_or(Path::new("."));
+            (specs, cwd.join(dir))
+        }
+        None => {
+            if args.command.is_empty() && args.run.is_none() {
+                anyhow::bail!(
+                    "nothing to run: give a command after `--` (petri submit -- python train.py), \
+                     --run SCRIPT, or -f job.yaml"
+                );
+            }
+            (vec![JobSpec::default()], cwd.clone())
+        }
+    };
+    for spec in &mut specs {
+        overlay(spec, args)?;
+        spec.workdir = Some(match (&args.workdir, &spec.workdir) {
+            (Some(w), _) => cwd.join(w),
+            (None, Some(w)) => base.join(w),
+            (None, None) => cwd.clone(),
+        });
+    }
+    Ok(specs)
+}
+
+fn overlay(spec: &mut JobSpec, a: &SubmitArgs) -> anyhow::Result<()> {
+    if !a.command.is_empty() {
+        spec.command = Some(a.command.clone());
+        spec.run = None;
+    }
+    if let Some(r) = &a.run {
+        spec.run = Some(r.clone());
+        spec.command = None;
+    }
+    if a.name.is_some() {
+        spec.name = a.name.clone();
+    }
+    if a.cpus.is_some() {
+        spec.resources.cpus = a.cpus;
+    }
+    if a.mem.is_some() {
+        spec.resources.memory = a.mem;
+    }
+    if a.gpus.is_some() {
+        spec.resources.gpus = a.gpus;
+    }
+    if a.gpu_mem.is_some() {
+        spec.resources.gpu_memory = a.gpu_mem;
+    }
+    if let Some(p) = a.priority {
+        spec.priority = p;
+    }
+    if a.queue.is_some() {
+        spec.queue = a.queue.clone();
+    }
+    spec.after
+        .extend(a.after.iter().filter(|s| !s.is_empty()).cloned());
+    if let Some(n) = a.retries {
+        spec.retries.max = n;
+    }
+    if let Some(b) = a.backoff {
+        spec.retries.backoff = b;
+    }
+    if a.timeout.is_some() {
+        spec.timeout = a.timeout;
+    }
+    if a.image.is_some() {
+        spec.image = a.image.clone();
+    }
+    if a.target.is_some() {
+        spec.target = a.target.clone();
+    }
+    if a.hold {
+        spec.hold = true;
+    }
+    for kv in &a.env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--env `{kv}`: write it as KEY=VALUE"))?;
+        spec.env.insert(k.to_string(), v.to_string());
+    }
+    for item in &a.array {
+        let (k, values) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--array `{item}`: write it as KEY=V1,V2,..."))?;
+        let values: Vec<String> = values.split(',').map(str::to_string).collect();
+        spec.array.insert(k.to_string(), values);
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! The `petri` command line: one file per verb under `commands/`. Every verb talks to the daemon
+//! through `petri-client`; `serve` (and no verb at all) is handled by the binary, which owns the
+//! daemon.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use petri_client::Client;
+
+pub use commands::completions::print_completions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "petri",
+    version,
+    about = "An AI lab that fits on one workstation",
+    long_about = "An AI lab that fits on one workstation.\n\nWith no command, `petri` starts the \
+                  daemon (headless on this build) and prints the address of its web UI."
+)]
+pub struct Cli {
+    /// The daemon to talk to (default: the one of --home, else http://127.0.0.1:7878).
+    #[arg(long, global = true, env = "PETRI_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The Petri home: state, logs, token (default: ~/.local/share/petri).
+    #[arg(long, global = true, env = "PETRI_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon headless (the API and the web UI).
+    Serve(ServeArgs),
+    /// Queue a job (or a sweep of jobs).
+    Submit(commands::submit::SubmitArgs),
+    /// List queued and running jobs (--all for finished ones too).
+    Ls(commands::ls::LsArgs),
+    /// Show one job: state, why it waits, its attempts.
+    Show(commands::show::ShowArgs),
+    /// Print a job's output (-f to follow it while it runs).
+    Logs(commands::logs::LogsArgs),
+    /// Cancel jobs (a running job gets SIGTERM, then SIGKILL after the grace period).
+    Cancel(commands::act::ActArgs),
+    /// Hold queued jobs so they do not start.
+    Hold(commands::act::ActArgs),
+    /// Release held jobs.
+    Release(commands::act::ActArgs),
+    /// A live view of the queue and the machine.
+    Top(commands::top::TopArgs),
+    /// Print shell completions.
+    Completions(commands::completions::CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:7878; loopback unless you mean to share).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Runs a client verb; `serve` is not handled here.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::discover(cli.server.as_deref(), cli.home.as_deref());
+    match cli.command {
+        None | Some(Command::Serve(_)) => {
+            anyhow::bail!("`serve` is run by the petri binary")
+        }
+        Some(Command::Submit(a)) => commands::submit::run(&client, a).await,
+        Some(Command::Ls(a)) => commands::ls::run(&client, a).await,
+        Some(Command::Show(a)) => commands::show::run(&client, a).await,
+        Some(Command::Logs(a)) => commands::logs::run(&client, a).await,
+        Some(Command::Cancel(a)) => {
+            commands::act::run(&client, a, commands::act::Verb::Cancel).await
+        }
+        Some(Command::Hold(a)) => commands::act::run(&client, a, commands::act::Verb::Hold).await,
+        Some(Command::Release(a)) => {
+            commands::act::run(&client, a, commands::act::Verb::Release).await
+        }
+        Some(Command::Top(a)) => commands::top::run(&client, a).await,
+        Some(Command::Completions(a)) => {
+            print_completions(a.shell);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! A typed HTTP client for Petri's API, used by the CLI, the desktop shell and the tests.
+//!
+//! [`Client::discover`] finds the daemon the way users expect: `--server`/`PETRI_SERVER` first,
+//! else the address the daemon of the chosen home (`--home`/`PETRI_HOME`/default) wrote at
+//! start, else `http://127.0.0.1:7878`; the token comes from `PETRI_TOKEN` or the home's `token`.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::{Stream, StreamExt};
+use petri_domain::{ErrorBody, ErrorCode, Event, Job, JobSpec, ListQuery, Status};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no Petri daemon answers at {url}. Start one with `petri serve` (or `petri` for the \
+         desktop app), or point PETRI_SERVER / --server at a running one"
+    )]
+    NoDaemon { url: String },
+    #[error("{0}")]
+    Api(ErrorBody),
+    #[error("talking to the daemon at {url}: {message}")]
+    Http { url: String, message: String },
+    #[error("the daemon sent an answer this client does not understand: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The API error code, when the daemon refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api(b) => Some(b.code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The platform data folder, e.g. `~/.local/share/petri` (the daemon's default home too).
+pub fn default_home() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("petri")
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct SubmitBody<'a> {
+    jobs: &'a [JobSpec],
+}
+
+#[derive(Deserialize)]
+struct SubmitAnswer {
+    jobs: Vec<Job>,
+}
+
+/// One piece of a followed log.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LogText {
+    pub text: String,
+}
+
+impl Client {
+    pub fn new(base: impl Into<String>, token: Option<String>) -> Client {
+        Client {
+            base: base.into().trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Finds the daemon and the token as described in the crate docs.
+    pub fn discover(server: Option<&str>, home: Option<&Path>) -> Client {
+        let home = home
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("PETRI_HOME").map(PathBuf::from))
+            .unwrap_or_else(default_home);
+        let server = server
+            .map(str::to_string)
+            .or_else(|| std::env::var("PETRI_SERVER").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string(home.join("daemon.addr"))
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+        let token = std::env::var("PETRI_TOKEN")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string(home.join("token"))
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            });
+        Client::new(server, token)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> ClientError {
+        if e.is_connect() {
+            ClientError::NoDaemon {
+                url: self.base.clone(),
+            }
+        } else {
+            ClientError::Http {
+                url: self.base.clone(),
+                message: e.to_string(),
+            }
+        }
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = rb.send().await.map_err(|e| self.transport(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => ClientError::Api(body),
+            Err(_) => ClientError::Http {
+                url: self.base.clone(),
+                message: format!("{status}: {text}"),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T> {
+        let resp = self.send(rb).await?;
+        resp.json::<T>()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn health(&self) -> Result<()> {
+        self.send(self.http.get(format!("{}/healthz", self.base)))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn submit(&self, specs: &[JobSpec]) -> Result<Vec<Job>> {
+        let rb = self
+            .request(reqwest::Method::POST, "/api/v1/jobs")
+            .json(&SubmitBody { jobs: specs });
+        Ok(self.json::<SubmitAnswer>(rb).await?.jobs)
+    }
+
+    pub async fn list(&self, q: &ListQuery) -> Result<Vec<Job>> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if q.all {
+            params.push(("all", "true".into()));
+        }
+        if let Some(s) = &q.state {
+            params.push(("state", s.clone()));
+        }
+        if let Some(s) = &q.queue {
+            params.push(("queue", s.clone()));
+        }
+        if let Some(n) = q.limit {
+            params.push(("limit", n.to_string()));
+        }
+        let rb = self
+            .request(reqwest::Method::GET, "/api/v1/jobs")
+            .query(&params);
+        self.json(rb).await
+    }
+
+    pub async fn job(&self, key: &str) -> Result<Job> {
+        self.json(self.request(reqwest::Method::GET, &format!("/api/v1/jobs/{}", enc(key))))
+            .await
+    }
+
+    async fn act(&self, key: &str, verb: &str) -> Result<Job> {
+        self.json(self.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/jobs/{}/{verb}", enc(key)),
+        ))
+        .await
+    }
+    pub async fn cancel(&self, key: &str) -> Result<Job> {
+        self.act(key, "cancel").await
+    }
+    pub async fn hold(&self, key: &str) -> Result<Job> {
+        self.act(key, "hold").await
+    }
+    pub async fn release(&self, key: &str) -> Result<Job> {
+        self.act(key, "release").await
+    }
+
+    pub async fn status(&self) -> Result<Status> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/status"))
+            .await
+    }
+
+    /// The log from `offset`: the bytes, where to read next, and whether the job is done.
+    pub async fn log(&self, key: &str, offset: u64) -> Result<(Vec<u8>, u64, bool)> {
+        let rb = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/v1/jobs/{}/log", enc(key)),
+            )
+            .query(&[("offset", offset)]);
+        let resp = self.send(rb).await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let next = header("x-petri-next-offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(offset);
+        let done = header("x-petri-done").as_deref() == Some("true");
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        Ok((bytes.to_vec(), next, done))
+    }
+
+    async fn sse(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<eventsource_stream::Event>> + use<>> {
+        let resp = self
+            .send(
+                self.request(reqwest::Method::GET, path)
+                    .header("accept", "text/event-stream"),
+            )
+            .await?;
+        let base = self.base.clone();
+        Ok(
+            eventsource_stream::Eventsource::eventsource(resp.bytes_stream()).map(move |e| {
+                e.map_err(|e| ClientError::Http {
+                    url: base.clone(),
+                    message: e.to_string(),
+                })
+            }),
+        )
+    }
+
+    /// Follows a job's log until the job has finished.
+    pub async fn follow_log(
+        &self,
+        key: &str,
+    ) -> Result<impl Stream<Item = Result<LogText>> + use<>> {
+        let events = self
+            .sse(&format!("/api/v1/jobs/{}/log/stream", enc(key)))
+            .await?;
+        Ok(events
+            .take_while(|e| {
+                let go = !matches!(e, Ok(ev) if ev.event == "end");
+                async move { go }
+            })
+            .filter_map(|e| async move {
+                match e {
+                    Ok(ev) if ev.event == "log" => Some(
+                        serde_json::from_str::<LogText>(&ev.data)
+                            .map_err(|e| ClientError::Decode(e.to_string())),
+                    ),
+                    Ok(ev) if ev.event == "error" => {
+                        Some(Err(match serde_json::from_str::<ErrorBody>(&ev.data) {
+                            Ok(b) => ClientError::Api(b),
+                            Err(e) => ClientError::Decode(e.to_string()),
+                        }))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            }))
+    }
+
+    /// The daemon's live events.
+    pub async fn events(&self) -> Result<impl Stream<Item = Result<Event>> + use<>> {
+        let events = self.sse("/api/v1/events").await?;
+        Ok(events.filter_map(|e| async move {
+            match e {
+                Ok(ev) if ev.event == "lagged" => None,
+                Ok(ev) => Some(
+                    serde_json::from_str::<Event>(&ev.data)
+                        .map_err(|e| ClientError::Decode(e.to_string())),
+                ),
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    }
+}
+
+fn enc(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32 as u8)
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,17 @@
+//! The daemon: services over the store, the executor and the scheduler; the engine thread that
+//! owns the queue; the event bus; crash recovery. It knows no HTTP: `petri-api` puts its routes in
+//! front of [`Daemon`].
+
+mod engine;
+mod error;
+mod home;
+mod metrics;
+mod service;
+mod settings;
+mod submit;
+
+pub use error::DaemonError;
+pub use home::Home;
+pub use petri_domain::{Event, JobChange, ListQuery, Status};
+pub use service::{Daemon, LogChunk};
+pub use settings::{QueueSettings, Settings, SettingsError};

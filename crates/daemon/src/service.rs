@@ -1,0 +1,341 @@
+//! The daemon's services: what the HTTP handlers (and tests) call. Reads go to SQLite on the
+//! blocking pool; changes go to the engine thread and are answered once committed.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex};
+
+use nix::fcntl::{Flock, FlockArg};
+use petri_domain::{ErrorCode, Job, JobId, JobSpec, JobState, Pending};
+use petri_sched::Capacity;
+use petri_store::{JobFilter, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::engine::{Command, Engine};
+use crate::error::DaemonError;
+use crate::home::Home;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use petri_domain::{Event, ListQuery, Status};
+
+/// A handle on the running daemon; cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    home: Home,
+    token: String,
+    capacity: Capacity,
+    tx: std::sync::mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    metrics: Arc<Metrics>,
+    reader: Arc<Mutex<Store>>,
+    engine: Mutex<Option<std::thread::JoinHandle<()>>>,
+    _lock: Flock<File>,
+}
+
+/// A piece of a job's log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub data: Vec<u8>,
+    /// Where the next read starts.
+    pub next_offset: u64,
+    /// The job has finished and everything was read.
+    pub done: bool,
+}
+
+impl Daemon {
+    /// Opens the home (creating it), takes its lock, recovers the queue and starts the engine.
+    /// Must be called inside a tokio runtime: it reaps the job processes.
+    pub fn start(settings: Settings) -> Result<Daemon, DaemonError> {
+        let home = Home::new(&settings.home);
+        home.prepare()
+            .map_err(|e| DaemonError::Io(format!("preparing {}: {e}", home.root().display())))?;
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(home.lock())
+            .map_err(|e| DaemonError::Io(format!("opening {}: {e}", home.lock().display())))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+            DaemonError::Io(format!(
+                "another Petri daemon already uses {}; stop it, or choose another home with --home",
+                home.root().display()
+            ))
+        })?;
+        let token = home
+            .ensure_token()
+            .map_err(|e| DaemonError::Io(format!("writing the token: {e}")))?;
+        let store = Store::open(&home.db())?;
+        let reader = Store::open(&home.db())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (events, _) = broadcast::channel(4096);
+        let metrics = Arc::new(Metrics::new());
+        let exec = Arc::new(petri_runtime::LocalExecutor::new(
+            tokio::runtime::Handle::current(),
+        ));
+        let mut engine = Engine::new(
+            store,
+            home.clone(),
+            exec,
+            rx,
+            tx.clone(),
+            events.clone(),
+            metrics.clone(),
+            &settings,
+        )?;
+        engine.recover()?;
+        let handle = std::thread::Builder::new()
+            .name("petri-engine".into())
+            .spawn(move || engine.run())
+            .map_err(|e| DaemonError::Io(format!("starting the engine thread: {e}")))?;
+        Ok(Daemon {
+            inner: Arc::new(Inner {
+                capacity: settings.capacity(),
+                settings,
+                home,
+                token,
+                tx,
+                events,
+                metrics,
+                reader: Arc::new(Mutex::new(reader)),
+                engine: Mutex::new(Some(handle)),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+    pub fn home(&self) -> &Home {
+        &self.inner.home
+    }
+    /// The owner's token (also in `PETRI_HOME/token`).
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// Stops the engine (running jobs keep running and are re-adopted by the next daemon).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.tx.send(Command::Shutdown);
+        let handle = self.inner.engine.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
+    ) -> Result<T, DaemonError> {
+        let reader = self.inner.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = reader
+                .lock()
+                .map_err(|_| DaemonError::Io("the database reader is poisoned".into()))?;
+            f(&store)
+        })
+        .await
+        .map_err(|e| DaemonError::Io(format!("a database read failed: {e}")))?
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, petri_domain::ErrorBody>>) -> Command,
+    ) -> Result<T, DaemonError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(make(tx))
+            .map_err(|_| DaemonError::ShuttingDown)?;
+        rx.await
+            .map_err(|_| DaemonError::ShuttingDown)?
+            .map_err(DaemonError::Refused)
+    }
+
+    /// Resolves an id, number or unique id prefix.
+    pub async fn resolve(&self, key: &str) -> Result<JobId, DaemonError> {
+        let k = key.to_string();
+        self.read(move |s| Ok(s.find(&k)?)).await?.ok_or_else(|| {
+            DaemonError::refused(
+                ErrorCode::JobNotFound,
+                format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
+            )
+        })
+    }
+
+    /// Checks, expands and queues a submission; all jobs or none.
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, DaemonError> {
+        let capacity = self.inner.capacity;
+        let reader = self.inner.reader.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let store = reader
+                .lock()
+                .map_err(|_| DaemonError::Io("the database reader is poisoned".into()))?;
+            crate::submit::prepare(specs, capacity, |key| Ok(store.find(key)?))
+        })
+        .await
+        .map_err(|e| DaemonError::Io(e.to_string()))??;
+        self.ask(|reply| Command::Submit {
+            jobs: prepared,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn cancel(&self, key: &str) -> Result<Job, DaemonError> {
+        let id = self.resolve(key).await?;
+        self.ask(|reply| Command::Cancel { id, reply }).await
+    }
+    pub async fn hold(&self, key: &str) -> Result<Job, DaemonError> {
+        let id = self.resolve(key).await?;
+        self.ask(|reply| Command::Hold { id, reply }).await
+    }
+    pub async fn release(&self, key: &str) -> Result<Job, DaemonError> {
+        let id = self.resolve(key).await?;
+        self.ask(|reply| Command::Release { id, reply }).await
+    }
+
+    async fn pending(&self) -> Result<HashMap<JobId, Pending>, DaemonError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::Explain { reply: tx })
+            .map_err(|_| DaemonError::ShuttingDown)?;
+        rx.await.map_err(|_| DaemonError::ShuttingDown)
+    }
+
+    /// One job with its attempts and, when it waits, why and where in line.
+    pub async fn get(&self, key: &str) -> Result<Job, DaemonError> {
+        let id = self.resolve(key).await?;
+        let mut job = self
+            .read(move |s| {
+                let mut job = s
+                    .get(id)?
+                    .ok_or_else(|| DaemonError::refused(ErrorCode::JobNotFound, "no such job"))?
+                    .job;
+                job.runs = s.runs(id)?;
+                Ok(job)
+            })
+            .await?;
+        if matches!(job.state, JobState::Queued | JobState::Held) {
+            job.pending = self.pending().await?.remove(&job.id);
+        }
+        Ok(job)
+    }
+
+    pub async fn list(&self, q: ListQuery) -> Result<Vec<Job>, DaemonError> {
+        let mut states = Vec::new();
+        if let Some(s) = &q.state {
+            for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                states.push(JobState::parse(part).ok_or_else(|| {
+                    DaemonError::refused(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "unknown state `{part}`; states are queued, held, running, succeeded, \
+                             failed, cancelled, timed_out"
+                        ),
+                    )
+                })?);
+            }
+        } else if !q.all {
+            states = vec![JobState::Queued, JobState::Held, JobState::Running];
+        }
+        let filter = JobFilter {
+            states,
+            queue: q.queue.clone(),
+            newest_first: q.all && q.limit.is_some(),
+            limit: q.limit,
+        };
+        let mut jobs: Vec<Job> = self
+            .read(move |s| Ok(s.list(&filter)?.into_iter().map(|j| j.job).collect()))
+            .await?;
+        if filter_needs_pending(&jobs) {
+            let mut pending = self.pending().await?;
+            for job in &mut jobs {
+                job.pending = pending.remove(&job.id);
+            }
+        }
+        if q.all && q.limit.is_some() {
+            jobs.reverse();
+        }
+        Ok(jobs)
+    }
+
+    /// Reads a job's log from `offset` (at most 256 KiB at a time).
+    pub async fn read_log(&self, key: &str, offset: u64) -> Result<LogChunk, DaemonError> {
+        let id = self.resolve(key).await?;
+        let path = self.inner.home.log(id);
+        let state = self
+            .read(move |s| Ok(s.get(id)?.map(|j| j.job.state)))
+            .await?;
+        let finished = state.is_some_and(JobState::is_terminal);
+        tokio::task::spawn_blocking(move || {
+            let mut data = Vec::new();
+            match File::open(&path) {
+                Ok(mut f) => {
+                    f.seek(SeekFrom::Start(offset))
+                        .and_then(|_| f.take(256 * 1024).read_to_end(&mut data))
+                        .map_err(|e| DaemonError::Io(format!("reading {}: {e}", path.display())))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DaemonError::Io(format!("reading {}: {e}", path.display()))),
+            }
+            let next_offset = offset + data.len() as u64;
+            Ok(LogChunk {
+                done: finished && data.is_empty(),
+                data,
+                next_offset,
+            })
+        })
+        .await
+        .map_err(|e| DaemonError::Io(e.to_string()))?
+    }
+
+    pub async fn status(&self) -> Result<Status, DaemonError> {
+        let (counts, running) = self
+            .read(|s| {
+                let counts = s.counts()?;
+                let running = s.list(&JobFilter {
+                    states: vec![JobState::Running],
+                    ..Default::default()
+                })?;
+                Ok((counts, running))
+            })
+            .await?;
+        let (mut cpu, mut mem) = (0u64, 0u64);
+        for j in &running {
+            cpu += j.job.spec.resources.cpu_millis().max(1);
+            mem += j.job.spec.resources.memory_bytes();
+        }
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            counts: counts
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_string(), n))
+                .collect(),
+            capacity_cpus: self.inner.capacity.cpu_millis as f64 / 1000.0,
+            capacity_memory: self.inner.capacity.memory,
+            reserved_cpus: cpu as f64 / 1000.0,
+            reserved_memory: mem,
+            queue_limits: self.inner.settings.queue_limits(),
+        })
+    }
+}
+
+fn filter_needs_pending(jobs: &[Job]) -> bool {
+    jobs.iter()
+        .any(|j| matches!(j.state, JobState::Queued | JobState::Held))
+}

@@ -1,0 +1,342 @@
+//! Turning submitted specs into jobs: checks against the machine, sweeps, and dependencies.
+//! Everything here runs before the queue is touched, so a refused submission changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use petri_domain::{ErrorBody, ErrorCode, JobId, JobSpec};
+use petri_sched::{Capacity, Request, describe};
+
+use crate::error::DaemonError;
+
+/// A job ready for the queue, with its dependencies resolved to ids.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub array_values: BTreeMap<String, String>,
+    pub depends_on: Vec<JobId>,
+}
+
+/// Checks and expands a submission. `find` resolves an existing job by id or number.
+pub(crate) fn prepare(
+    specs: Vec<JobSpec>,
+    capacity: Capacity,
+    find: impl Fn(&str) -> Result<Option<JobId>, DaemonError>,
+) -> Result<Vec<Prepared>, DaemonError> {
+    if specs.is_empty() {
+        return Err(DaemonError::refused(
+            ErrorCode::InvalidSpec,
+            "the submission holds no job",
+        ));
+    }
+    let mut total = 0usize;
+    for (i, spec) in specs.iter().enumerate() {
+        check(spec, capacity).map_err(|body| at_index(body, i, specs.len()))?;
+        total = total.saturating_add(spec.array_len());
+    }
+    if total > petri_domain::spec::MAX_ARRAY_JOBS {
+        return Err(DaemonError::refused(
+            ErrorCode::InvalidSpec,
+            format!(
+                "the submission makes {total} jobs; at most {} at once",
+                petri_domain::spec::MAX_ARRAY_JOBS
+            ),
+        ));
+    }
+
+    // Names within this submission that `after` may refer to.
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(name) = &spec.name {
+            by_name.entry(name.as_str()).or_default().push(i);
+        }
+    }
+    let mut local_deps: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
+    let mut outside_deps: Vec<Vec<JobId>> = vec![Vec::new(); specs.len()];
+    for (i, spec) in specs.iter().enumerate() {
+        for key in &spec.after {
+            if let Some(idx) = by_name.get(key.as_str()) {
+                local_deps[i].extend(idx.iter().copied());
+                continue;
+            }
+            match find(key)? {
+                Some(id) => outside_deps[i].push(id),
+                None => {
+                    return Err(DaemonError::Refused(
+                        ErrorBody::new(
+                            ErrorCode::UnknownDependency,
+                            format!(
+                                "`after: {key}` names no job: give a job number, id, or the name \
+                                 of a job in the same submission"
+                            ),
+                        )
+                        .with_details(serde_json::json!({ "after": key })),
+                    ));
+                }
+            }
+        }
+    }
+    let order = topological(&local_deps).ok_or_else(|| {
+        DaemonError::refused(
+            ErrorCode::DependencyCycle,
+            "the jobs of this submission depend on each other in a circle; remove one `after`",
+        )
+    })?;
+
+    // Expand sweeps in dependency order, so ids of dependencies are known.
+    let mut ids_of: Vec<Vec<JobId>> = vec![Vec::new(); specs.len()];
+    let mut prepared_of: Vec<Vec<Prepared>> = (0..specs.len()).map(|_| Vec::new()).collect();
+    for &i in &order {
+        let mut deps = outside_deps[i].clone();
+        for &d in &local_deps[i] {
+            deps.extend(ids_of[d].iter().copied());
+        }
+        deps.sort();
+        deps.dedup();
+        for (spec, values) in specs[i].expand() {
+            let id = JobId::new();
+            ids_of[i].push(id);
+            prepared_of[i].push(Prepared {
+                id,
+                spec,
+                array_values: values,
+                depends_on: deps.clone(),
+            });
+        }
+    }
+    // Keep the user's order (and sweep order) for numbering.
+    Ok(prepared_of.into_iter().flatten().collect())
+}
+
+fn at_index(body: ErrorBody, i: usize, n: usize) -> DaemonError {
+    if n == 1 {
+        return DaemonError::Refused(body);
+    }
+    let mut body = body;
+    body.message = format!("job {} of {n}: {}", i + 1, body.message);
+    DaemonError::Refused(body)
+}
+
+/// Kahn's algorithm; `None` when there is a cycle.
+fn topological(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
+    let n = deps.len();
+    let mut indegree = vec![0usize; n];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            indegree[i] += 1;
+            users[d].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    ready.reverse();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for &u in &users[i] {
+            indegree[u] -= 1;
+            if indegree[u] == 0 {
+                ready.push(u);
+            }
+        }
+    }
+    (order.len() == n).then_some(order)
+}
+
+/// Checks one spec against this machine.
+fn check(spec: &JobSpec, capacity: Capacity) -> Result<(), ErrorBody> {
+    spec.validate()?;
+    if let Some(image) = &spec.image {
+        return Err(ErrorBody::new(
+            ErrorCode::ContainersUnavailable,
+            format!(
+                "`image: {image}` needs the Docker executor, which this Petri build does not have \
+                 yet; drop `image` to run the job as a local process"
+            ),
+        ));
+    }
+    if spec.resources.wants_gpu() {
+        return Err(ErrorBody::new(
+            ErrorCode::NoGpus,
+            "the job asks for a GPU, but Petri sees no GPUs on this machine; drop `gpus`, \
+             `gpu_memory` and `mig` to run it on the CPU",
+        ));
+    }
+    let request = Request {
+        cpu_millis: spec.resources.cpu_millis().max(1),
+        memory: spec.resources.memory_bytes(),
+    };
+    if request.cpu_millis > capacity.cpu_millis || request.memory > capacity.memory {
+        let offered = Request {
+            cpu_millis: capacity.cpu_millis,
+            memory: capacity.memory,
+        };
+        return Err(ErrorBody::new(
+            ErrorCode::ResourcesUnavailable,
+            format!(
+                "the job asks for {}, but this machine offers at most {} to jobs; ask for less",
+                describe(&request),
+                describe(&offered)
+            ),
+        )
+        .with_details(serde_json::json!({
+            "max_cpus": capacity.cpu_millis as f64 / 1000.0,
+            "max_memory": petri_domain::ByteSize(capacity.memory).to_string(),
+        })));
+    }
+    if let Some(dir) = &spec.workdir {
+        if !dir.is_absolute() {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidSpec,
+                format!("workdir `{}` must be an absolute path", dir.display()),
+            )
+            .with_details(serde_json::json!({ "field": "workdir" })));
+        }
+        if !dir.is_dir() {
+            return Err(ErrorBody::new(
+                ErrorCode::WorkdirNotFound,
+                format!("the working directory {} does not exist", dir.display()),
+            ));
+        }
+    }
+    if let Some(program) = spec.command.as_ref().and_then(|c| c.first()) {
+        let path_var = spec
+            .env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
+        if find_program(program, spec.workdir.as_deref(), &path_var).is_none() {
+            return Err(ErrorBody::new(
+                ErrorCode::CommandNotFound,
+                if program.contains('/') {
+                    format!("`{program}` does not exist or is not executable")
+                } else {
+                    format!("`{program}` is not found on PATH; give its full path or fix PATH")
+                },
+            )
+            .with_details(serde_json::json!({ "command": program })));
+        }
+    }
+    Ok(())
+}
+
+/// Finds an executable the way `execvp` would.
+fn find_program(program: &str, workdir: Option<&Path>, path_var: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        let p = match workdir {
+            Some(w) if p.is_relative() => w.join(p),
+            _ => p.to_path_buf(),
+        };
+        return executable(&p).then_some(p);
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap() -> Capacity {
+        Capacity {
+            cpu_millis: 2000,
+            memory: 1 << 30,
+        }
+    }
+
+    fn code(r: Result<Vec<Prepared>, DaemonError>) -> ErrorCode {
+        match r {
+            Err(DaemonError::Refused(b)) => b.code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn specs(text: &str) -> Vec<JobSpec> {
+        JobSpec::many_from_yaml(text).unwrap()
+    }
+
+    #[test]
+    fn refusals_have_codes() {
+        let none = |_: &str| Ok(None);
+        assert_eq!(
+            code(prepare(specs("command: [nope-not-here]"), cap(), none)),
+            ErrorCode::CommandNotFound
+        );
+        assert_eq!(
+            code(prepare(
+                specs("command: [\"true\"]\nresources: {cpus: 64}"),
+                cap(),
+                none
+            )),
+            ErrorCode::ResourcesUnavailable
+        );
+        assert_eq!(
+            code(prepare(
+                specs("command: [\"true\"]\nresources: {memory: 64GiB}"),
+                cap(),
+                none
+            )),
+            ErrorCode::ResourcesUnavailable
+        );
+        assert_eq!(
+            code(prepare(
+                specs("command: [\"true\"]\nafter: ['77']"),
+                cap(),
+                none
+            )),
+            ErrorCode::UnknownDependency
+        );
+        assert_eq!(
+            code(prepare(
+                specs("command: [\"true\"]\nworkdir: /no/such/dir"),
+                cap(),
+                none
+            )),
+            ErrorCode::WorkdirNotFound
+        );
+        assert_eq!(
+            code(prepare(specs("command: [\"true\"]\nimage: x"), cap(), none)),
+            ErrorCode::ContainersUnavailable
+        );
+        assert_eq!(
+            code(prepare(
+                specs("command: [\"true\"]\nresources: {gpus: 1}"),
+                cap(),
+                none
+            )),
+            ErrorCode::NoGpus
+        );
+        let cyclic = "name: a\ncommand: [\"true\"]\nafter: [b]\n---\nname: b\ncommand: [\"true\"]\nafter: [a]\n";
+        assert_eq!(
+            code(prepare(specs(cyclic), cap(), none)),
+            ErrorCode::DependencyCycle
+        );
+        let selfish = "name: a\ncommand: [\"true\"]\nafter: [a]\n";
+        assert_eq!(
+            code(prepare(specs(selfish), cap(), none)),
+            ErrorCode::DependencyCycle
+        );
+    }
+
+    #[test]
+    fn names_in_one_submission_resolve_to_every_job_of_a_sweep() {
+        let text = "name: train\ncommand: [\"true\"]\narray: {lr: ['1', '2']}\n---\nname: report\ncommand: [\"true\"]\nafter: [train]\n";
+        let jobs = prepare(specs(text), cap(), |_| Ok(None)).unwrap();
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs[2].depends_on.len(), 2);
+        assert!(jobs[2].depends_on.contains(&jobs[0].id));
+        assert_eq!(jobs[1].array_values["lr"], "2");
+    }
+}

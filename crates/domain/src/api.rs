@@ -1,0 +1,66 @@
+//! Shapes the API speaks beyond jobs: the event stream, listings, the status summary.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{JobId, JobState};
+
+/// A job changed state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobChange {
+    pub id: JobId,
+    pub number: u64,
+    pub name: String,
+    pub state: JobState,
+    pub attempt: u32,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+}
+
+/// Everything the daemon announces. Adding a variant must be handled by every consumer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A job was accepted into the queue.
+    JobSubmitted(JobChange),
+    /// A job moved to another state (started, finished, held, released, requeued for a retry).
+    JobChanged(JobChange),
+    /// A stop (cancel or timeout) was sent to a running job.
+    JobStopping(JobChange),
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::JobSubmitted(_) => "job_submitted",
+            Event::JobChanged(_) => "job_changed",
+            Event::JobStopping(_) => "job_stopping",
+        }
+    }
+}
+
+/// Which jobs to list.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[serde(default)]
+pub struct ListQuery {
+    /// Include finished jobs.
+    pub all: bool,
+    /// Only jobs in this state (comma-separated states allowed).
+    pub state: Option<String>,
+    pub queue: Option<String>,
+    /// At most this many jobs (the newest when `all`).
+    pub limit: Option<u32>,
+}
+
+/// The machine at a glance, for `petri top` and dashboards.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Status {
+    pub version: String,
+    pub counts: HashMap<String, u64>,
+    pub capacity_cpus: f64,
+    pub capacity_memory: u64,
+    pub reserved_cpus: f64,
+    pub reserved_memory: u64,
+    pub queue_limits: HashMap<String, u32>,
+}

@@ -1,0 +1,216 @@
+//! A job as Petri tracks it, its states and the rules for moving between them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::JobId;
+use crate::spec::JobSpec;
+
+/// The life of a job. `Queued` and `Held` wait, `Running` runs, the rest are final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Held,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 7] = [
+        JobState::Queued,
+        JobState::Held,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::TimedOut,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::TimedOut
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Held => "held",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// May a job in this state be held? Only waiting jobs can.
+    pub fn can_hold(self) -> bool {
+        self == JobState::Queued
+    }
+    pub fn can_release(self) -> bool {
+        self == JobState::Held
+    }
+    pub fn can_cancel(self) -> bool {
+        !self.is_terminal()
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a waiting job is not running yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PendingReason {
+    /// Not enough free cpus or memory; `needs` and `free` say how much.
+    Resources { needs: String, free: String },
+    /// A job it depends on has not succeeded yet.
+    Dependency { job: JobId, number: u64 },
+    /// Held by a user.
+    Held,
+    /// Its queue already runs as many jobs as it may.
+    QueueLimit { queue: String, limit: u32 },
+    /// Waiting out the retry backoff.
+    Backoff { until_ms: i64 },
+    /// A job ahead of it holds the free resources for itself.
+    Priority { behind: JobId },
+}
+
+impl std::fmt::Display for PendingReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PendingReason::Resources { needs, free } => {
+                write!(f, "waiting for resources: needs {needs}, {free} free")
+            }
+            PendingReason::Dependency { number, .. } => {
+                write!(f, "waiting for dependency #{number} to succeed")
+            }
+            PendingReason::Held => f.write_str("held: `petri release` lets it run"),
+            PendingReason::QueueLimit { queue, limit } => {
+                write!(f, "queue `{queue}` already runs its limit of {limit}")
+            }
+            PendingReason::Backoff { until_ms } => {
+                write!(
+                    f,
+                    "retrying after backoff, at {}",
+                    crate::job::format_ms(*until_ms)
+                )
+            }
+            PendingReason::Priority { .. } => {
+                f.write_str("waiting behind a larger job that holds the free resources")
+            }
+        }
+    }
+}
+
+/// The pending reason and the place in line of a waiting job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Pending {
+    pub reason: PendingReason,
+    /// Human-readable form of `reason`.
+    pub message: String,
+    /// 1 = the next job to start when resources allow.
+    pub position: u64,
+}
+
+/// How one attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    /// The process vanished without an exit status (machine restart, killed from outside).
+    Lost,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+            RunOutcome::TimedOut => "timed_out",
+            RunOutcome::Lost => "lost",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RunOutcome> {
+        [
+            RunOutcome::Running,
+            RunOutcome::Succeeded,
+            RunOutcome::Failed,
+            RunOutcome::Cancelled,
+            RunOutcome::TimedOut,
+            RunOutcome::Lost,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// One attempt at running a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Run {
+    pub attempt: u32,
+    pub pid: Option<u32>,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub outcome: RunOutcome,
+}
+
+/// A job as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    pub id: JobId,
+    /// A short number for people, unique within one Petri home.
+    pub number: u64,
+    pub name: String,
+    pub state: JobState,
+    pub queue: String,
+    pub priority: i32,
+    pub spec: JobSpec,
+    /// This job's values when it is part of a sweep.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub array_values: BTreeMap<String, String>,
+    /// Jobs that must succeed first, resolved to ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<JobId>,
+    pub submitted_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    /// Why the job ended as it did (failed, cancelled, timed out), in words.
+    pub reason: Option<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Filled for waiting jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// Every attempt, oldest first (only in single-job answers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Run>,
+}
+
+/// Formats unix milliseconds as RFC 3339 UTC with seconds.
+pub fn format_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,0 +1,469 @@
+//! The job spec: what a user writes in YAML, what `petri submit` flags fill in, what the API takes.
+//! Unknown fields are errors, so a typo never silently drops a setting.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+use crate::units::{ByteSize, Millis};
+
+/// One job, as submitted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// A label for people; not unique. Defaults to the command's first word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The program and its arguments, run without a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// A shell script, run with `/bin/sh -c`. Exactly one of `command` and `run` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The working directory; relative paths are resolved by the client that submits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub workdir: Option<PathBuf>,
+    /// A container image. Container jobs need the Docker executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Extra environment variables for the job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Resources::is_default")]
+    pub resources: Resources,
+    /// Higher runs first. Between -1000 and 1000.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    /// The named queue; queues may limit how many of their jobs run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Retries::is_none")]
+    pub retries: Retries,
+    /// Wall-clock limit per attempt: SIGTERM to the job's process group, a grace period, SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Millis>,
+    /// Jobs (ids, numbers, or names of jobs in the same submission) that must succeed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Paths (relative to the output dir) the job promises to write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Where to run: `local` (the default). Clusters come with federation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// A sweep: one job per combination of values; each job sees its values as env variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub array: BTreeMap<String, Vec<String>>,
+    /// Submit the job held: it waits for `petri release`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hold: bool,
+}
+
+/// What a job reserves while it runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores (fractions allowed). Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory reserved for the job, e.g. 4GiB. Defaults to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Whole GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    /// A slice of one GPU's memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory: Option<ByteSize>,
+    /// A MIG profile such as 1g.10gb.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<String>,
+}
+
+impl Resources {
+    pub fn is_default(&self) -> bool {
+        *self == Resources::default()
+    }
+    /// CPU reservation in thousandths of a core (default one core).
+    pub fn cpu_millis(&self) -> u64 {
+        (self.cpus.unwrap_or(1.0) * 1000.0).round().max(0.0) as u64
+    }
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.map(|m| m.0).unwrap_or(0)
+    }
+    pub fn wants_gpu(&self) -> bool {
+        self.gpus.unwrap_or(0) > 0 || self.gpu_memory.is_some() || self.mig.is_some()
+    }
+}
+
+/// Retry policy: up to `max` more attempts after a failure, waiting `backoff`, doubling each time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    #[serde(default)]
+    pub max: u32,
+    #[serde(default)]
+    pub backoff: Millis,
+}
+
+impl Retries {
+    pub fn is_none(&self) -> bool {
+        self.max == 0 && self.backoff.0 == 0
+    }
+    /// Delay before attempt `next_attempt` (2 = the first retry): backoff, doubled per retry, at
+    /// most one day.
+    pub fn delay_before(&self, next_attempt: u32) -> Millis {
+        let doublings = next_attempt.saturating_sub(2).min(20);
+        Millis(
+            self.backoff
+                .0
+                .saturating_mul(1 << doublings)
+                .min(86_400_000),
+        )
+    }
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+pub const MAX_ARRAY_JOBS: usize = 100_000;
+pub const MAX_RETRIES: u32 = 100;
+
+impl JobSpec {
+    /// Parses one spec from YAML (or JSON, which is YAML).
+    pub fn from_yaml(text: &str) -> Result<JobSpec, SpecError> {
+        serde_yaml_ng::from_str(text).map_err(|e| SpecError::Syntax(e.to_string()))
+    }
+
+    /// Parses a file that holds one spec, or several separated by `---`.
+    pub fn many_from_yaml(text: &str) -> Result<Vec<JobSpec>, SpecError> {
+        let mut specs = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
+            let value = serde_yaml_ng::Value::deserialize(doc)
+                .map_err(|e| SpecError::Syntax(e.to_string()))?;
+            if value.is_null() {
+                continue;
+            }
+            let spec: JobSpec =
+                serde_yaml_ng::from_value(value).map_err(|e| SpecError::Syntax(e.to_string()))?;
+            specs.push(spec);
+        }
+        if specs.is_empty() {
+            return Err(SpecError::Invalid {
+                field: "spec".into(),
+                message: "the file holds no job".into(),
+            });
+        }
+        Ok(specs)
+    }
+
+    pub fn queue_name(&self) -> &str {
+        self.queue.as_deref().unwrap_or("default")
+    }
+
+    /// The name shown for the job: its `name`, else the first word of its command.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        if let Some(first) = self.command.as_ref().and_then(|c| c.first()) {
+            return first.rsplit('/').next().unwrap_or(first).to_string();
+        }
+        "script".into()
+    }
+
+    /// The argv the executor runs.
+    pub fn argv(&self) -> Vec<String> {
+        match (&self.command, &self.run) {
+            (Some(c), _) => c.clone(),
+            (None, Some(script)) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Checks everything that can be checked without the machine: shape, names, ranges.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let invalid = |field: &str, message: String| SpecError::Invalid {
+            field: field.into(),
+            message,
+        };
+        match (&self.command, &self.run) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "command",
+                    "give either `command` or `run`, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "command",
+                    "the job has nothing to run: give `command` (a list) or `run` (a script)"
+                        .into(),
+                ));
+            }
+            (Some(c), None) if c.is_empty() || c[0].trim().is_empty() => {
+                return Err(invalid("command", "the command is empty".into()));
+            }
+            (None, Some(s)) if s.trim().is_empty() => {
+                return Err(invalid("run", "the script is empty".into()));
+            }
+            _ => {}
+        }
+        if self.argv().iter().any(|a| a.contains('\0')) {
+            return Err(invalid(
+                "command",
+                "arguments may not contain NUL bytes".into(),
+            ));
+        }
+        if let Some(name) = &self.name {
+            if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+                return Err(invalid(
+                    "name",
+                    "a name is 1 to 200 printable characters".into(),
+                ));
+            }
+        }
+        if let Some(q) = &self.queue {
+            if !is_identifier(q) {
+                return Err(invalid(
+                    "queue",
+                    format!("`{q}` is not a queue name (letters, digits, - and _)"),
+                ));
+            }
+        }
+        if !(-1000..=1000).contains(&self.priority) {
+            return Err(invalid(
+                "priority",
+                "priority is between -1000 and 1000".into(),
+            ));
+        }
+        for (k, v) in &self.env {
+            if !is_env_name(k) {
+                return Err(invalid(
+                    "env",
+                    format!("`{k}` is not an environment variable name"),
+                ));
+            }
+            if v.contains('\0') {
+                return Err(invalid(
+                    "env",
+                    format!("the value of `{k}` contains a NUL byte"),
+                ));
+            }
+        }
+        if let Some(cpus) = self.resources.cpus {
+            if !cpus.is_finite() || cpus <= 0.0 {
+                return Err(invalid("resources.cpus", "cpus must be more than 0".into()));
+            }
+        }
+        if let Some(m) = &self.resources.mig {
+            if !is_mig_profile(m) {
+                return Err(invalid(
+                    "resources.mig",
+                    format!("`{m}` is not a MIG profile; they look like 1g.10gb or 3g.40gb"),
+                ));
+            }
+        }
+        if self.resources.gpus.is_some() && self.resources.gpu_memory.is_some() {
+            return Err(invalid(
+                "resources",
+                "ask for whole GPUs (`gpus`) or a slice (`gpu_memory`), not both".into(),
+            ));
+        }
+        if self.retries.max > MAX_RETRIES {
+            return Err(invalid(
+                "retries.max",
+                format!("at most {MAX_RETRIES} retries"),
+            ));
+        }
+        if let Some(t) = self.timeout {
+            if t.0 == 0 {
+                return Err(invalid(
+                    "timeout",
+                    "a timeout must be longer than 0s".into(),
+                ));
+            }
+        }
+        if let Some(target) = &self.target {
+            if target != "local" {
+                return Err(SpecError::UnknownTarget(target.clone()));
+            }
+        }
+        for (k, values) in &self.array {
+            if !is_env_name(k) {
+                return Err(invalid(
+                    "array",
+                    format!("`{k}` is not usable as an environment variable name"),
+                ));
+            }
+            if values.is_empty() {
+                return Err(invalid("array", format!("`{k}` has no values")));
+            }
+        }
+        let count = self.array_len();
+        if count > MAX_ARRAY_JOBS {
+            return Err(invalid(
+                "array",
+                format!("the sweep makes {count} jobs; at most {MAX_ARRAY_JOBS} in one submission"),
+            ));
+        }
+        for o in &self.outputs {
+            let p = std::path::Path::new(o);
+            if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+                return Err(invalid(
+                    "outputs",
+                    format!("`{o}` must be a relative path inside the output folder"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many jobs the sweep makes (1 without `array`).
+    pub fn array_len(&self) -> usize {
+        self.array
+            .values()
+            .try_fold(1usize, |acc, v| acc.checked_mul(v.len()))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Expands `array` into one spec per combination, in a stable order, each with its values in
+    /// `env` and the combination returned beside it.
+    pub fn expand(&self) -> Vec<(JobSpec, BTreeMap<String, String>)> {
+        if self.array.is_empty() {
+            return vec![(self.clone(), BTreeMap::new())];
+        }
+        let mut combos: Vec<BTreeMap<String, String>> = vec![BTreeMap::new()];
+        for (k, values) in &self.array {
+            let mut next = Vec::with_capacity(combos.len() * values.len());
+            for combo in &combos {
+                for v in values {
+                    let mut c = combo.clone();
+                    c.insert(k.clone(), v.clone());
+                    next.push(c);
+                }
+            }
+            combos = next;
+        }
+        combos
+            .into_iter()
+            .map(|combo| {
+                let mut spec = self.clone();
+                spec.array.clear();
+                for (k, v) in &combo {
+                    spec.env.insert(k.clone(), v.clone());
+                }
+                (spec, combo)
+            })
+            .collect()
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_mig_profile(s: &str) -> bool {
+    // <n>g.<m>gb, optionally with a suffix like +me
+    let base = s.split('+').next().unwrap_or("");
+    let Some((g, mem)) = base.split_once('.') else {
+        return false;
+    };
+    g.strip_suffix('g').is_some_and(|n| n.parse::<u8>().is_ok())
+        && mem
+            .strip_suffix("gb")
+            .is_some_and(|n| n.parse::<u16>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_design_example_parses() {
+        let spec = JobSpec::from_yaml(
+            r#"
+name: train-mlp
+command: [python, train.py, --lr, "0.01"]
+workdir: experiments/mlp
+env: {EPOCHS: "20"}
+resources: {cpus: 2, memory: 4GiB, gpu_memory: 6GiB}
+priority: 10
+retries: {max: 2, backoff: 30s}
+timeout: 2h
+outputs: [checkpoints/]
+target: local
+"#,
+        )
+        .unwrap();
+        spec.validate().unwrap();
+        assert_eq!(spec.resources.cpu_millis(), 2000);
+        assert_eq!(spec.retries.backoff.0, 30_000);
+        assert_eq!(spec.timeout.unwrap().0, 7_200_000);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = JobSpec::from_yaml("command: [true]\ncomand: [x]\n").unwrap_err();
+        assert!(err.to_string().contains("comand"), "{err}");
+        let err = JobSpec::from_yaml("command: [true]\nresources: {gpu: 1}\n").unwrap_err();
+        assert!(err.to_string().contains("gpu"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = [
+            "run: ''",
+            "command: [a]\nrun: b",
+            "command: [a]\npriority: 5000",
+            "command: [a]\nresources: {mig: big}",
+            "command: [a]\nresources: {cpus: 0}",
+            "command: [a]\narray: {lr: []}",
+            "command: [a]\nenv: {'1X': y}",
+            "command: [a]\noutputs: [../x]",
+            "command: [a]\ntarget: mars",
+        ];
+        for text in bad {
+            let spec = JobSpec::from_yaml(text).unwrap();
+            assert!(spec.validate().is_err(), "{text} should be rejected");
+        }
+    }
+
+    #[test]
+    fn arrays_expand_to_the_cartesian_product() {
+        let spec =
+            JobSpec::from_yaml("command: [t]\narray: {lr: [a, b], bs: ['1', '2', '3']}").unwrap();
+        let jobs = spec.expand();
+        assert_eq!(jobs.len(), 6);
+        assert_eq!(jobs[0].0.env["lr"], "a");
+        assert_eq!(jobs[0].0.env["bs"], "1");
+        assert!(jobs.iter().all(|(s, _)| s.array.is_empty()));
+    }
+
+    #[test]
+    fn backoff_doubles() {
+        let r = Retries {
+            max: 3,
+            backoff: Millis(1000),
+        };
+        assert_eq!(r.delay_before(2).0, 1000);
+        assert_eq!(r.delay_before(3).0, 2000);
+        assert_eq!(r.delay_before(4).0, 4000);
+    }
+}

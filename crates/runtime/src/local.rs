@@ -1,0 +1,282 @@
+//! Local processes under a tiny supervisor.
+//!
+//! Each attempt runs as `/bin/sh -c SUPERVISOR petri-job ARGV...` in a new process group. The
+//! supervisor shell claims the run folder (an `O_EXCL` create, so a recovering daemon and a
+//! late-starting supervisor cannot both win), runs the job as its child, and writes the exit code to
+//! `exit` in the run folder. It outlives the daemon: a daemon killed with SIGKILL leaves its jobs
+//! running, and the next daemon reads their exit codes from the run folders.
+//!
+//! The supervisor traps SIGTERM so that a polite stop of the process group reaches the job while
+//! the supervisor stays to record how it ended. (A trapped signal is reset to the default in the
+//! child, unlike an ignored one, so the job still sees SIGTERM normally.)
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getpgid};
+use petri_domain::{ExecError, Executor, ExitReport, Launch, RunProbe, StartedRun, StopSignal};
+
+const SUPERVISOR: &str = r#"set -C
+echo $$ > "$PETRI_RUN_DIR/claim" 2>/dev/null || exit 125
+set +C
+trap : TERM INT
+"$@"
+rc=$?
+echo $rc > "$PETRI_RUN_DIR/exit"
+exit $rc"#;
+
+/// The `$0` of every supervisor shell; it marks our processes in `/proc/<pid>/cmdline`.
+const MARKER: &str = "petri-job";
+
+const CLAIM: &str = "claim";
+const EXIT: &str = "exit";
+
+/// Runs jobs as supervised local processes.
+pub struct LocalExecutor {
+    runtime: tokio::runtime::Handle,
+}
+
+impl LocalExecutor {
+    /// `runtime` reaps the supervisors (tokio's SIGCHLD driver).
+    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+        LocalExecutor { runtime }
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn start(
+        &self,
+        launch: Launch,
+        on_exit: Box<dyn FnOnce(ExitReport) + Send>,
+    ) -> Result<StartedRun, ExecError> {
+        let prepare = |path: &Path, source| ExecError::Prepare {
+            path: path.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(&launch.run_dir).map_err(|e| prepare(&launch.run_dir, e))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&launch.log_path)
+            .map_err(|e| prepare(&launch.log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| prepare(&launch.log_path, e))?;
+
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(SUPERVISOR)
+            .arg(MARKER)
+            .args(&launch.argv)
+            .current_dir(&launch.workdir)
+            .env("PETRI_RUN_DIR", &launch.run_dir)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0);
+
+        let program = launch.argv.first().cloned().unwrap_or_default();
+        let mut cmd = tokio::process::Command::from(cmd);
+        let child = {
+            let _enter = self.runtime.enter();
+            cmd.spawn()
+                .map_err(|source| ExecError::Spawn { program, source })?
+        };
+        let pid = child.id().unwrap_or(0);
+        let (job, attempt) = (launch.job, launch.attempt);
+        self.runtime.spawn(async move {
+            let mut child = child;
+            let exit_code = match child.wait().await {
+                Ok(status) => status.code().or_else(|| status.signal().map(|s| 128 + s)),
+                Err(e) => {
+                    tracing::warn!(job.id = %job, error = %e, "waiting for a job failed");
+                    None
+                }
+            };
+            on_exit(ExitReport {
+                job,
+                attempt,
+                exit_code,
+            });
+        });
+        Ok(StartedRun { pid })
+    }
+
+    fn stop(&self, pid: u32, signal: StopSignal) -> Result<(), ExecError> {
+        let sig = match signal {
+            StopSignal::Terminate => Signal::SIGTERM,
+            StopSignal::Kill => Signal::SIGKILL,
+        };
+        let Ok(raw) = i32::try_from(pid) else {
+            return Ok(());
+        };
+        if raw <= 1 {
+            return Ok(());
+        }
+        match killpg(Pid::from_raw(raw), sig) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(ExecError::Signal {
+                pid,
+                message: e.desc().to_string(),
+            }),
+        }
+    }
+
+    fn probe(&self, run_dir: &Path) -> RunProbe {
+        if let Some(code) = read_exit(run_dir) {
+            return RunProbe::Exited(code);
+        }
+        // Claim the run; if that works the supervisor never began and now never will.
+        let claim = run_dir.join(CLAIM);
+        if fs::create_dir_all(run_dir).is_ok() {
+            if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&claim) {
+                let _ = f.write_all(b"recovered\n");
+                return RunProbe::NeverStarted;
+            }
+        }
+        // The supervisor claimed it: the file holds its pid (allow it a moment to write it).
+        let mut pid = None;
+        for _ in 0..50 {
+            pid = fs::read_to_string(&claim)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if pid.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let alive = pid.filter(|&p| is_our_supervisor(p));
+        // Read the exit file again: the job may have ended between the two looks.
+        if let Some(code) = read_exit(run_dir) {
+            return RunProbe::Exited(code);
+        }
+        match alive {
+            Some(pid) => RunProbe::Alive { pid },
+            None => RunProbe::Lost,
+        }
+    }
+}
+
+fn read_exit(run_dir: &Path) -> Option<i32> {
+    fs::read_to_string(run_dir.join(EXIT))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+}
+
+/// Is `pid` alive, a process-group leader, and one of our supervisor shells?
+fn is_our_supervisor(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    let p = Pid::from_raw(raw);
+    match kill(p, None) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    if getpgid(Some(p)).ok() != Some(p) {
+        return false;
+    }
+    if is_zombie(pid) {
+        return false;
+    }
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == MARKER.as_bytes()),
+        // No procfs: trust the process group check.
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petri_domain::JobId;
+    use std::sync::mpsc;
+
+    fn launch(dir: &Path, argv: &[&str]) -> Launch {
+        Launch {
+            job: JobId::new(),
+            attempt: 1,
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            workdir: dir.to_path_buf(),
+            env: vec![("GREETING".into(), "hi".into())],
+            log_path: dir.join("log"),
+            run_dir: dir.join("run"),
+        }
+    }
+
+    fn run(exec: &LocalExecutor, l: Launch) -> (StartedRun, i32) {
+        let (tx, rx) = mpsc::channel();
+        let started = exec
+            .start(l, Box::new(move |r| tx.send(r).unwrap()))
+            .unwrap();
+        let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        (started, report.exit_code.unwrap())
+    }
+
+    #[test]
+    fn records_exit_code_and_output() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let l = launch(dir.path(), &["/bin/sh", "-c", "echo $GREETING; exit 3"]);
+        let (_, code) = run(&exec, l);
+        assert_eq!(code, 3);
+        assert_eq!(fs::read_to_string(dir.path().join("log")).unwrap(), "hi\n");
+        assert_eq!(exec.probe(&dir.path().join("run")), RunProbe::Exited(3));
+    }
+
+    #[test]
+    fn a_claimed_run_never_starts() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        assert_eq!(exec.probe(&run_dir), RunProbe::NeverStarted);
+        let l = launch(dir.path(), &["/bin/sh", "-c", "touch ran"]);
+        let (_, code) = run(&exec, l);
+        assert_eq!(code, 125);
+        assert!(!dir.path().join("ran").exists());
+    }
+
+    #[test]
+    fn terminate_reaches_the_job_and_the_supervisor_records_it() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let l = launch(dir.path(), &["sleep", "30"]);
+        let (tx, rx) = mpsc::channel();
+        let started = exec
+            .start(l, Box::new(move |r| tx.send(r).unwrap()))
+            .unwrap();
+        let run_dir = dir.path().join("run");
+        // Wait until the supervisor has claimed the run (probing earlier would claim it first).
+        for _ in 0..500 {
+            if fs::read_to_string(run_dir.join(CLAIM)).is_ok_and(|s| s.ends_with('\n')) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(exec.probe(&run_dir), RunProbe::Alive { pid: started.pid });
+        exec.stop(started.pid, StopSignal::Terminate).unwrap();
+        let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(report.exit_code, Some(143));
+        assert_eq!(exec.probe(&run_dir), RunProbe::Exited(143));
+    }
+}

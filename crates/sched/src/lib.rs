@@ -1,0 +1,232 @@
+//! The scheduler as a pure function: given what runs, what waits, the machine's capacity and the
+//! time, decide what starts now and, when asked, why everything else waits.
+//!
+//! Policy (stated in ARCHITECTURE.md):
+//! - Waiting jobs are considered in order: higher priority first, then submission order.
+//! - Admission is by *reservation*: a job starts only if its declared cpus and memory fit in what
+//!   running jobs have not reserved. Nothing is read from the live machine.
+//! - No starvation: the first job that does not fit claims the free resources for itself, so
+//!   smaller jobs behind it cannot keep overtaking it; they wait with the reason `priority`.
+//! - Held jobs, jobs waiting for dependencies, jobs in backoff and jobs whose queue is at its limit
+//!   are skipped and claim nothing.
+
+use std::collections::HashMap;
+
+use petri_domain::{JobId, Pending, PendingReason};
+
+/// What the machine offers to jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub cpu_millis: u64,
+    pub memory: u64,
+}
+
+/// A job's reservation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub cpu_millis: u64,
+    pub memory: u64,
+}
+
+impl Request {
+    fn fits(&self, free: &Request) -> bool {
+        self.cpu_millis <= free.cpu_millis && self.memory <= free.memory
+    }
+}
+
+/// A job that waits to start.
+#[derive(Clone, Debug)]
+pub struct Waiting {
+    pub id: JobId,
+    pub number: u64,
+    pub priority: i32,
+    pub queue: String,
+    pub request: Request,
+    pub held: bool,
+    pub after: Vec<JobId>,
+    /// Unix milliseconds before which it may not start (retry backoff); 0 for none.
+    pub not_before_ms: i64,
+}
+
+/// A job that runs and holds its reservation.
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub queue: String,
+    pub request: Request,
+}
+
+/// How a dependency stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepState {
+    Succeeded,
+    /// Not finished yet (or not yet succeeded).
+    Waiting {
+        number: u64,
+    },
+    /// Finished without success: the dependant can never run.
+    Failed,
+}
+
+/// The scheduler's answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Jobs to start now, in order.
+    pub start: Vec<JobId>,
+    /// Why each other visited job waits (only when explaining).
+    pub pending: HashMap<JobId, Pending>,
+    /// The earliest backoff deadline among visited jobs.
+    pub next_wake_ms: Option<i64>,
+}
+
+/// Inputs that do not change between decisions.
+pub struct Limits<'a> {
+    pub capacity: Capacity,
+    /// Per-queue concurrency limits; queues not named are unlimited.
+    pub queue_limits: &'a HashMap<String, u32>,
+}
+
+/// Decides what starts now. `waiting` must come in scheduling order (priority, then number).
+///
+/// Without `explain`, the walk stops as soon as no cpu is left, because nothing more can start;
+/// with it, every waiting job gets its reason and position.
+pub fn plan<'w>(
+    limits: &Limits<'_>,
+    running: impl IntoIterator<Item = &'w Running>,
+    waiting: impl IntoIterator<Item = &'w Waiting>,
+    dep_state: impl Fn(JobId) -> DepState,
+    now_ms: i64,
+    explain: bool,
+) -> Plan {
+    let mut free = Request {
+        cpu_millis: limits.capacity.cpu_millis,
+        memory: limits.capacity.memory,
+    };
+    let mut per_queue: HashMap<&str, u32> = HashMap::new();
+    for r in running {
+        free.cpu_millis = free.cpu_millis.saturating_sub(r.request.cpu_millis);
+        free.memory = free.memory.saturating_sub(r.request.memory);
+        *per_queue.entry(r.queue.as_str()).or_default() += 1;
+    }
+    // `unclaimed` is what is free before reservations by blocked jobs; `free` is after them.
+    let mut unclaimed = free;
+    let mut blocker: Option<JobId> = None;
+    let mut plan = Plan::default();
+    let mut position = 0u64;
+
+    for w in waiting {
+        if !explain && free.cpu_millis == 0 {
+            break;
+        }
+        let mut wait = |reason: PendingReason, position: &mut u64| {
+            if explain {
+                *position += 1;
+                plan.pending.insert(
+                    w.id,
+                    Pending {
+                        message: reason.to_string(),
+                        reason,
+                        position: *position,
+                    },
+                );
+            }
+        };
+        if w.held {
+            wait(PendingReason::Held, &mut position);
+            continue;
+        }
+        let mut dep_wait = None;
+        for dep in &w.after {
+            match dep_state(*dep) {
+                DepState::Succeeded => {}
+                DepState::Waiting { number } => {
+                    dep_wait = Some((*dep, number));
+                    break;
+                }
+                // The daemon fails such jobs as soon as the dependency ends; until then they wait.
+                DepState::Failed => {
+                    dep_wait = Some((*dep, 0));
+                    break;
+                }
+            }
+        }
+        if let Some((job, number)) = dep_wait {
+            wait(PendingReason::Dependency { job, number }, &mut position);
+            continue;
+        }
+        if w.not_before_ms > now_ms {
+            plan.next_wake_ms = Some(
+                plan.next_wake_ms
+                    .map_or(w.not_before_ms, |t| t.min(w.not_before_ms)),
+            );
+            wait(
+                PendingReason::Backoff {
+                    until_ms: w.not_before_ms,
+                },
+                &mut position,
+            );
+            continue;
+        }
+        let in_queue = per_queue.get(w.queue.as_str()).copied().unwrap_or(0);
+        if let Some(&limit) = limits.queue_limits.get(&w.queue) {
+            if in_queue >= limit {
+                wait(
+                    PendingReason::QueueLimit {
+                        queue: w.queue.clone(),
+                        limit,
+                    },
+                    &mut position,
+                );
+                continue;
+            }
+        }
+        if w.request.fits(&free) {
+            plan.start.push(w.id);
+            free.cpu_millis -= w.request.cpu_millis;
+            free.memory -= w.request.memory;
+            unclaimed.cpu_millis = unclaimed.cpu_millis.saturating_sub(w.request.cpu_millis);
+            unclaimed.memory = unclaimed.memory.saturating_sub(w.request.memory);
+            *per_queue.entry(w.queue.as_str()).or_default() += 1;
+            continue;
+        }
+        let reason = match blocker {
+            Some(behind) if w.request.fits(&unclaimed) => PendingReason::Priority { behind },
+            _ => PendingReason::Resources {
+                needs: describe(&w.request),
+                free: describe(&Request {
+                    cpu_millis: free.cpu_millis,
+                    memory: if w.request.memory > 0 { free.memory } else { 0 },
+                }),
+            },
+        };
+        wait(reason, &mut position);
+        if blocker.is_none() {
+            blocker = Some(w.id);
+        }
+        // Claim what is free for this job, so later, smaller jobs cannot starve it.
+        free.cpu_millis = free.cpu_millis.saturating_sub(w.request.cpu_millis);
+        free.memory = free.memory.saturating_sub(w.request.memory);
+    }
+    plan
+}
+
+/// "2 cpus, 4GiB" — how a request or free capacity is shown in pending reasons.
+pub fn describe(r: &Request) -> String {
+    let cpus = r.cpu_millis as f64 / 1000.0;
+    let cpus = if cpus.fract() == 0.0 {
+        format!("{cpus:.0}")
+    } else {
+        format!("{cpus:.2}")
+    };
+    let unit = if r.cpu_millis == 1000 { "cpu" } else { "cpus" };
+    if r.memory == 0 {
+        format!("{cpus} {unit}")
+    } else {
+        format!(
+            "{cpus} {unit} and {} memory",
+            petri_domain::ByteSize(r.memory)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
