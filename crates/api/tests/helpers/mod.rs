@@ -1,0 +1,142 @@
+//! An in-process daemon in a temporary home, and waiting helpers.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use petri_client::Client;
+use petri_domain::{Job, JobSpec, JobState};
+use tokio::sync::oneshot;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub client: Client,
+    pub base: String,
+    pub token: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fixture {
+    /// Starts a daemon whose `petri.toml` is `toml`.
+    pub async fn start(toml: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("petri.toml"), toml).unwrap();
+        Self::start_in(dir).await
+    }
+
+    /// Starts a daemon on an existing home (a restart).
+    pub async fn start_in(dir: tempfile::TempDir) -> Fixture {
+        let settings = petri_daemon::Settings::load(Some(dir.path())).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            petri_api::run(settings, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let token_path = dir.path().join("token");
+        wait_until("the token file", || async { token_path.exists() }).await;
+        let token = std::fs::read_to_string(&token_path)
+            .unwrap()
+            .trim()
+            .to_string();
+        let client = Client::new(base.clone(), Some(token.clone()));
+        wait_until("the daemon to answer", || async {
+            client.status().await.is_ok()
+        })
+        .await;
+        Fixture {
+            dir,
+            client,
+            base,
+            token,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn work(&self) -> PathBuf {
+        let w = self.dir.path().join("work");
+        std::fs::create_dir_all(&w).unwrap();
+        w
+    }
+
+    /// A spec that runs `script` with `/bin/sh` in the work folder.
+    pub fn script(&self, script: &str) -> JobSpec {
+        JobSpec {
+            run: Some(script.to_string()),
+            workdir: Some(self.work()),
+            ..Default::default()
+        }
+    }
+
+    pub async fn submit(&self, spec: JobSpec) -> Job {
+        self.client.submit(&[spec]).await.unwrap().remove(0)
+    }
+
+    pub async fn wait_state(&self, job: &Job, pred: impl Fn(JobState) -> bool) -> Job {
+        let key = job.id.to_string();
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
+            let j = self.client.job(&key).await.unwrap();
+            if pred(j.state) {
+                return j;
+            }
+            last = Some(j);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("job never reached the expected state; last seen: {last:#?}");
+    }
+
+    pub async fn wait_done(&self, job: &Job) -> Job {
+        self.wait_state(job, JobState::is_terminal).await
+    }
+
+    /// Stops the daemon and waits until it has let go of its home.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Polls `cond` until it holds (at most 60 s).
+pub async fn wait_until<F, Fut>(what: &str, cond: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
