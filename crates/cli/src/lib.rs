@@ -36,7 +36,7 @@ pub enum Command {
     /// Run the daemon headless (the API and the web UI).
     Serve(ServeArgs),
     /// Queue a job (or a sweep of jobs).
-    Submit(commands::submit::SubmitArgs),
+    Submit(Box<commands::submit::SubmitArgs>),
     /// List queued and running jobs (--all for finished ones too).
     Ls(commands::ls::LsArgs),
     /// Show one job: state, why it waits, its attempts.
@@ -69,7 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None | Some(Command::Serve(_)) => {
             anyhow::bail!("`serve` is run by the petri binary")
         }
-        Some(Command::Submit(a)) => commands::submit::run(&client, a).await,
+        Some(Command::Submit(a)) => commands::submit::run(&client, *a).await,
         Some(Command::Ls(a)) => commands::ls::run(&client, a).await,
         Some(Command::Show(a)) => commands::show::run(&client, a).await,
         Some(Command::Logs(a)) => commands::logs::run(&client, a).await,

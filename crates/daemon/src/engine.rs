@@ -827,12 +827,13 @@ impl State {
                 }
                 fx.events.push(Event::JobStopping(change(&active.job)));
             }
-            if let Some(stop) = run.stop.as_mut() {
-                if !stop.killed && stop.kill_at_ms <= now {
-                    stop.killed = true;
-                    if let Some(pid) = run.pid {
-                        fx.signals.push((pid, StopSignal::Kill));
-                    }
+            if let Some(stop) = run.stop.as_mut()
+                && !stop.killed
+                && stop.kill_at_ms <= now
+            {
+                stop.killed = true;
+                if let Some(pid) = run.pid {
+                    fx.signals.push((pid, StopSignal::Kill));
                 }
             }
             if run.adopted {

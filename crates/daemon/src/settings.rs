@@ -118,12 +118,12 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
-        if let Some(c) = self.capacity.cpus {
-            if !c.is_finite() || c <= 0.0 {
-                return Err(SettingsError::Invalid(
-                    "capacity.cpus must be more than 0".into(),
-                ));
-            }
+        if let Some(c) = self.capacity.cpus
+            && (!c.is_finite() || c <= 0.0)
+        {
+            return Err(SettingsError::Invalid(
+                "capacity.cpus must be more than 0".into(),
+            ));
         }
         for (name, q) in &self.queues {
             if q.concurrency == Some(0) {
@@ -180,6 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
     fn layers_apply_in_order_and_unknown_keys_fail() {
         figment::Jail::expect_with(|jail| {
             let home = jail.directory().to_path_buf();

@@ -222,21 +222,21 @@ impl JobSpec {
                 "arguments may not contain NUL bytes".into(),
             ));
         }
-        if let Some(name) = &self.name {
-            if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-                return Err(invalid(
-                    "name",
-                    "a name is 1 to 200 printable characters".into(),
-                ));
-            }
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "name",
+                "a name is 1 to 200 printable characters".into(),
+            ));
         }
-        if let Some(q) = &self.queue {
-            if !is_identifier(q) {
-                return Err(invalid(
-                    "queue",
-                    format!("`{q}` is not a queue name (letters, digits, - and _)"),
-                ));
-            }
+        if let Some(q) = &self.queue
+            && !is_identifier(q)
+        {
+            return Err(invalid(
+                "queue",
+                format!("`{q}` is not a queue name (letters, digits, - and _)"),
+            ));
         }
         if !(-1000..=1000).contains(&self.priority) {
             return Err(invalid(
@@ -258,18 +258,18 @@ impl JobSpec {
                 ));
             }
         }
-        if let Some(cpus) = self.resources.cpus {
-            if !cpus.is_finite() || cpus <= 0.0 {
-                return Err(invalid("resources.cpus", "cpus must be more than 0".into()));
-            }
+        if let Some(cpus) = self.resources.cpus
+            && (!cpus.is_finite() || cpus <= 0.0)
+        {
+            return Err(invalid("resources.cpus", "cpus must be more than 0".into()));
         }
-        if let Some(m) = &self.resources.mig {
-            if !is_mig_profile(m) {
-                return Err(invalid(
-                    "resources.mig",
-                    format!("`{m}` is not a MIG profile; they look like 1g.10gb or 3g.40gb"),
-                ));
-            }
+        if let Some(m) = &self.resources.mig
+            && !is_mig_profile(m)
+        {
+            return Err(invalid(
+                "resources.mig",
+                format!("`{m}` is not a MIG profile; they look like 1g.10gb or 3g.40gb"),
+            ));
         }
         if self.resources.gpus.is_some() && self.resources.gpu_memory.is_some() {
             return Err(invalid(
@@ -283,18 +283,18 @@ impl JobSpec {
                 format!("at most {MAX_RETRIES} retries"),
             ));
         }
-        if let Some(t) = self.timeout {
-            if t.0 == 0 {
-                return Err(invalid(
-                    "timeout",
-                    "a timeout must be longer than 0s".into(),
-                ));
-            }
+        if let Some(t) = self.timeout
+            && t.0 == 0
+        {
+            return Err(invalid(
+                "timeout",
+                "a timeout must be longer than 0s".into(),
+            ));
         }
-        if let Some(target) = &self.target {
-            if target != "local" {
-                return Err(SpecError::UnknownTarget(target.clone()));
-            }
+        if let Some(target) = &self.target
+            && target != "local"
+        {
+            return Err(SpecError::UnknownTarget(target.clone()));
         }
         for (k, values) in &self.array {
             if !is_env_name(k) {

@@ -133,11 +133,11 @@ impl Executor for LocalExecutor {
         }
         // Claim the run; if that works the supervisor never began and now never will.
         let claim = run_dir.join(CLAIM);
-        if fs::create_dir_all(run_dir).is_ok() {
-            if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&claim) {
-                let _ = f.write_all(b"recovered\n");
-                return RunProbe::NeverStarted;
-            }
+        if fs::create_dir_all(run_dir).is_ok()
+            && let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&claim)
+        {
+            let _ = f.write_all(b"recovered\n");
+            return RunProbe::NeverStarted;
         }
         // The supervisor claimed it: the file holds its pid (allow it a moment to write it).
         let mut pid = None;

@@ -167,17 +167,17 @@ pub fn plan<'w>(
             continue;
         }
         let in_queue = per_queue.get(w.queue.as_str()).copied().unwrap_or(0);
-        if let Some(&limit) = limits.queue_limits.get(&w.queue) {
-            if in_queue >= limit {
-                wait(
-                    PendingReason::QueueLimit {
-                        queue: w.queue.clone(),
-                        limit,
-                    },
-                    &mut position,
-                );
-                continue;
-            }
+        if let Some(&limit) = limits.queue_limits.get(&w.queue)
+            && in_queue >= limit
+        {
+            wait(
+                PendingReason::QueueLimit {
+                    queue: w.queue.clone(),
+                    limit,
+                },
+                &mut position,
+            );
+            continue;
         }
         if w.request.fits(&free) {
             plan.start.push(w.id);

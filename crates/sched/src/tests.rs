@@ -183,7 +183,7 @@ fn the_walk_is_deterministic_under_a_simulated_clock() {
     let mut w = World::new(3, 8);
     let mut ids = Vec::new();
     for i in 0..50 {
-        ids.push(w.submit((i % 3) as i32, 1, "default"));
+        ids.push(w.submit(i % 3, 1, "default"));
     }
     let mut clock = 0;
     let mut running: Vec<(i64, JobId)> = Vec::new();

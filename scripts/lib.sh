@@ -1,0 +1,50 @@
+# Shared by scripts/run.sh and scripts/test.sh: say what is done, install only what is missing.
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else die "need root to run: $*"; fi
+}
+
+APT_UPDATED=""
+# apt_install PKG... : installs the Debian/Ubuntu packages that are not installed yet.
+apt_install() {
+    missing=""
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    command -v apt-get >/dev/null 2>&1 || die "please install:$missing"
+    say "installing system packages:$missing"
+    if [ -z "$APT_UPDATED" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+ensure_toolchain() {
+    apt_install ca-certificates gcc libc6-dev
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        apt_install curl
+        say "installing the Rust toolchain (rustup, stable)"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy >&2
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if command -v rustup >/dev/null 2>&1; then
+        for c in rustfmt clippy; do
+            rustup component list --installed 2>/dev/null | grep -q "^$c" || { say "adding rustup component $c"; rustup component add "$c" >&2; }
+        done
+    fi
+    # One build cache outside the checkout, shared by every clone on this machine.
+    if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+        if mkdir -p /var/cache/petri/target 2>/dev/null && [ -w /var/cache/petri/target ]; then
+            export CARGO_TARGET_DIR=/var/cache/petri/target
+        else
+            export CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/petri/target"
+        fi
+    fi
+}

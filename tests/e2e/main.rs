@@ -1,0 +1,342 @@
+//! End to end: the real `petri` binary, as a user runs it: `petri serve` in a temporary home, the
+//! CLI against it, and the daemon killed with SIGKILL while jobs run.
+
+mod helpers;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use helpers::{Server, WaitOutput, petri, wait_until};
+use petri_domain::{Job, JobState, ListQuery, RunOutcome};
+
+#[test]
+fn without_a_daemon_the_cli_says_how_to_start_one() {
+    let home = tempfile::tempdir().unwrap();
+    let out = petri(home.path(), &["ls"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("petri serve"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn completions_are_printed() {
+    let home = tempfile::tempdir().unwrap();
+    let out = petri(home.path(), &["completions", "bash"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("petri"));
+}
+
+fn jobs(out: &std::process::Output) -> Vec<Job> {
+    assert!(
+        out.status.success(),
+        "petri failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn two_hundred_jobs_from_the_cli_reach_the_expected_states_in_order() {
+    let server = Server::start("[capacity]\ncpus = 2\n[queues.serial]\nconcurrency = 1\n");
+    let home = server.home();
+    let work = server.work();
+    let w = work.to_str().unwrap();
+    let submit = |args: &[&str]| {
+        let mut all = vec!["submit", "--json", "--workdir", w];
+        all.extend_from_slice(args);
+        jobs(&petri(home, &all))
+    };
+
+    // A blocker holds both cpus until `go` exists, so the rest queue up behind it.
+    let gate = "while [ ! -f go ]; do sleep 0.02; done";
+    let blockers = submit(&["--cpus", "2", "--name", "gate", "--run", gate]);
+    server.wait_state(&blockers[0], JobState::Running);
+
+    // 150 sweep jobs at low priority in the serial queue: one at a time, in submission order.
+    let values: Vec<String> = (1..=150).map(|i| format!("{i:03}")).collect();
+    let array = format!("i={}", values.join(","));
+    let sweep = submit(&[
+        "--queue",
+        "serial",
+        "--priority=-5",
+        "--array",
+        &array,
+        "--",
+        "sh",
+        "-c",
+        "echo $i >> serial",
+    ]);
+    assert_eq!(sweep.len(), 150);
+    // 40 high-priority jobs: they all start before any sweep job.
+    let mut urgent = Vec::new();
+    for i in 0..40 {
+        urgent.extend(submit(&[
+            "--priority",
+            "10",
+            "--name",
+            &format!("urgent{i}"),
+            "--",
+            "sh",
+            "-c",
+            "echo u >> urgent; [ ! -s serial ]",
+        ]));
+    }
+    // A chain, a flaky job with retries, and a failure that dooms its dependants.
+    let a = submit(&["--name", "a", "--run", "echo a >> chain"]).remove(0);
+    let b = submit(&[
+        "--name",
+        "b",
+        "--after",
+        &a.number.to_string(),
+        "--run",
+        "echo b >> chain",
+    ])
+    .remove(0);
+    let c = submit(&[
+        "--name",
+        "c",
+        "--after",
+        &b.id.to_string(),
+        "--run",
+        "echo c >> chain",
+    ])
+    .remove(0);
+    let flaky = submit(&[
+        "--retries",
+        "2",
+        "--backoff",
+        "0s",
+        "--run",
+        "n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; [ $n -ge 1 ]",
+    ])
+    .remove(0);
+    let broken = submit(&["--run", "exit 3"]).remove(0);
+    let doomed = submit(&[
+        "--after",
+        &broken.number.to_string(),
+        "--",
+        "touch",
+        "doomed",
+    ])
+    .remove(0);
+    let held = submit(&["--hold", "--", "true"]).remove(0);
+    let cancelled = submit(&["--", "true"]).remove(0);
+    assert!(
+        petri(home, &["cancel", &cancelled.number.to_string()])
+            .status
+            .success()
+    );
+
+    // While gated: everything waits, with reasons and positions.
+    let waiting = jobs(&petri(home, &["ls", "--json"]));
+    assert_eq!(waiting.len(), 1 + 150 + 40 + 3 + 4);
+    let first_urgent = waiting.iter().find(|j| j.id == urgent[0].id).unwrap();
+    assert_eq!(first_urgent.pending.as_ref().unwrap().position, 1);
+    let shown = petri(home, &["show", &sweep[1].number.to_string()]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("waiting") && text.contains("position"),
+        "{text}"
+    );
+
+    std::fs::write(work.join("go"), "").unwrap();
+    assert!(
+        petri(home, &["release", &held.number.to_string()])
+            .status
+            .success()
+    );
+    let expect: Vec<(&Job, JobState)> = [
+        (&a, JobState::Succeeded),
+        (&b, JobState::Succeeded),
+        (&c, JobState::Succeeded),
+        (&flaky, JobState::Succeeded),
+        (&broken, JobState::Failed),
+        (&doomed, JobState::Failed),
+        (&held, JobState::Succeeded),
+        (&cancelled, JobState::Cancelled),
+    ]
+    .into_iter()
+    .chain(urgent.iter().map(|j| (j, JobState::Succeeded)))
+    .chain(sweep.iter().map(|j| (j, JobState::Succeeded)))
+    .collect();
+    let total = expect.len() + 1;
+    assert_eq!(total, 199);
+    wait_until("every job to finish", Duration::from_secs(300), || {
+        jobs(&petri(home, &["ls", "--json"])).is_empty()
+    });
+    let all: HashMap<_, _> = jobs(&petri(home, &["ls", "--all", "--json"]))
+        .into_iter()
+        .map(|j| (j.id, j))
+        .collect();
+    assert_eq!(all.len(), total);
+    for (job, state) in expect {
+        let got = &all[&job.id];
+        assert_eq!(
+            got.state, state,
+            "job #{} {}: {:?}",
+            got.number, got.name, got.reason
+        );
+    }
+    assert_eq!(all[&flaky.id].attempts, 2);
+    assert_eq!(
+        all[&doomed.id].reason.as_deref(),
+        Some(format!("dependency #{} failed", broken.number).as_str())
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("chain")).unwrap(),
+        "a\nb\nc\n"
+    );
+    let serial = std::fs::read_to_string(work.join("serial")).unwrap();
+    assert_eq!(
+        serial.lines().collect::<Vec<_>>(),
+        values,
+        "the serial queue ran in order"
+    );
+    assert!(!work.join("doomed").exists());
+    let show = jobs_one(&petri(
+        home,
+        &["show", "--json", &broken.number.to_string()],
+    ));
+    assert_eq!(show.runs.len(), 1);
+    assert_eq!(show.runs[0].exit_code, Some(3));
+}
+
+fn jobs_one(out: &std::process::Output) -> Job {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bad_specs_get_one_line_and_change_nothing() {
+    let server = Server::start("");
+    let home = server.home();
+    let work = server.work();
+    let cases = [
+        ("malformed.yaml", "command: [unclosed\n"),
+        ("unknown.yaml", "command: [\"true\"]\nretires: 3\n"),
+        (
+            "absurd.yaml",
+            "command: [\"true\"]\nresources: {cpus: 10000}\n",
+        ),
+        (
+            "cycle.yaml",
+            "name: a\ncommand: [\"true\"]\nafter: [b]\n---\nname: b\ncommand: [\"true\"]\nafter: [a]\n",
+        ),
+        (
+            "missing-dep.yaml",
+            "command: [\"true\"]\nafter: [\"31337\"]\n",
+        ),
+        ("no-command.yaml", "command: [definitely-not-a-program]\n"),
+    ];
+    for (name, text) in cases {
+        let path = work.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = petri(home, &["submit", "-f", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{name} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+    }
+    assert!(jobs(&petri(home, &["ls", "--all", "--json"])).is_empty());
+}
+
+#[test]
+fn logs_follow_a_running_job() {
+    let server = Server::start("");
+    let home = server.home();
+    let w = server.work();
+    let job = jobs(&petri(
+        home,
+        &[
+            "submit",
+            "--json",
+            "--workdir",
+            w.to_str().unwrap(),
+            "--run",
+            "echo first; while [ ! -f go ]; do sleep 0.02; done; echo second",
+        ],
+    ))
+    .remove(0);
+    let follower = helpers::petri_cmd(home)
+        .args(["logs", "-f", &job.number.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_state(&job, JobState::Running);
+    std::fs::write(w.join("go"), "").unwrap();
+    let out = follower.wait_with_output_timeout(Duration::from_secs(60));
+    assert_eq!(String::from_utf8_lossy(&out), "first\nsecond\n");
+}
+
+/// The daemon is killed with SIGKILL five times while jobs run. Afterwards every job finished
+/// exactly once: one attempt in the database, one line in the file each job appends to.
+#[test]
+fn sigkill_of_the_daemon_loses_nothing_and_runs_nothing_twice() {
+    let mut server = Server::start("[capacity]\ncpus = 3\n");
+    let home = server.home().to_path_buf();
+    let work = server.work();
+    let mut submitted = Vec::new();
+    for i in 0..40 {
+        // Jobs of different lengths, so kills land while some start, run and end.
+        let secs = ["0", "0.1", "0.3", "0.6"][i % 4];
+        submitted.extend(jobs(&petri(
+            &home,
+            &[
+                "submit",
+                "--json",
+                "--workdir",
+                work.to_str().unwrap(),
+                "--run",
+                &format!("echo $PETRI_JOB_ID >> ran; sleep {secs}"),
+            ],
+        )));
+    }
+    for kill in 0..5 {
+        // Let some jobs run, then kill without warning while at least one runs.
+        wait_until("a running job", Duration::from_secs(60), || {
+            !server.client_jobs(&["--state", "running"]).is_empty()
+        });
+        std::thread::sleep(Duration::from_millis(150 + 70 * kill));
+        server.kill9();
+        server.restart();
+    }
+    wait_until("every job to finish", Duration::from_secs(120), || {
+        server.client_jobs(&[]).is_empty()
+    });
+    let ran = std::fs::read_to_string(work.join("ran")).unwrap();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for line in ran.lines() {
+        *counts.entry(line).or_default() += 1;
+    }
+    for job in &submitted {
+        let shown = jobs_one(&petri(&home, &["show", "--json", &job.id.to_string()]));
+        assert_eq!(
+            shown.state,
+            JobState::Succeeded,
+            "job #{}: {:?}",
+            shown.number,
+            shown.reason
+        );
+        assert_eq!(
+            shown.runs.len(),
+            1,
+            "job #{} has {} attempts",
+            shown.number,
+            shown.runs.len()
+        );
+        assert_eq!(shown.runs[0].outcome, RunOutcome::Succeeded);
+        assert_eq!(
+            counts.get(job.id.to_string().as_str()),
+            Some(&1),
+            "job #{} ran {:?} times",
+            shown.number,
+            counts.get(job.id.to_string().as_str())
+        );
+    }
+    assert_eq!(counts.len(), submitted.len());
+    let _ = ListQuery::default();
+}
