@@ -50,8 +50,6 @@ pub(crate) enum Command {
         reply: oneshot::Sender<HashMap<JobId, Pending>>,
     },
     Exited(ExitReport),
-    /// Process ids of attempts started in the previous iteration.
-    RecordPids(Vec<(JobId, u32, u32)>),
     SpawnFailed {
         job: JobId,
         attempt: u32,
@@ -113,6 +111,9 @@ struct State {
     backoff_wake: Option<i64>,
     /// The last job that reached a final state (for answers about jobs doomed on arrival).
     last_finished: Option<Job>,
+    /// Pids of attempts started after the last commit; written with the next transaction
+    /// (recovery reads the claim file when one is missing, so they need no wake-up of their own).
+    unrecorded_pids: Vec<(JobId, u32, u32)>,
 }
 
 /// What a transaction decided, carried out after it commits.
@@ -185,6 +186,7 @@ impl Engine {
                 running: HashMap::new(),
                 backoff_wake: None,
                 last_finished: None,
+                unrecorded_pids: Vec::new(),
             },
         })
     }
@@ -272,8 +274,12 @@ impl Engine {
         let now = now_ms();
         self.state.metrics.loop_iterations.inc();
         let mut fx = Effects::default();
+        let pids = std::mem::take(&mut self.state.unrecorded_pids);
         let state = &mut self.state;
         let result = self.store.write(|tx| {
+            for (id, attempt, pid) in &pids {
+                tx.set_run_pid(*id, *attempt, *pid)?;
+            }
             for cmd in batch {
                 state.apply(tx, cmd, now, &mut fx)?;
             }
@@ -290,7 +296,10 @@ impl Engine {
             Err(e) => {
                 tracing::error!(error = %e, "a queue transaction failed; reloading the queue from the database");
                 // Pids of processes already running must still reach the database.
-                let pids = std::mem::take(&mut fx.pids);
+                let pids: Vec<_> = pids
+                    .into_iter()
+                    .chain(std::mem::take(&mut fx.pids))
+                    .collect();
                 self.state.carry_out(fx, false);
                 let _ = self.store.write(|tx| {
                     for (id, attempt, pid) in &pids {
@@ -359,7 +368,7 @@ impl State {
             tracing::warn!(job.id = %id, "running job without an attempt; requeued");
             return self.requeue_unstarted(tx, id, None, fx);
         };
-        let probe = self.exec.probe(&self.home.run_dir(id, run.attempt));
+        let probe = self.exec.probe(&self.home.run_file(id, run.attempt));
         let Some(active) = self.jobs.get_mut(&id) else {
             return Ok(());
         };
@@ -468,11 +477,7 @@ impl State {
             Command::Exited(report) => {
                 self.finish(tx, report.job, report.attempt, report.exit_code, now, fx)?;
             }
-            Command::RecordPids(pids) => {
-                for (id, attempt, pid) in pids {
-                    tx.set_run_pid(id, attempt, pid)?;
-                }
-            }
+
             Command::SpawnFailed {
                 job,
                 attempt,
@@ -837,7 +842,7 @@ impl State {
                 }
             }
             if run.adopted {
-                match self.exec.probe(&self.home.run_dir(*id, run.attempt)) {
+                match self.exec.probe(&self.home.run_file(*id, run.attempt)) {
                     RunProbe::Alive { .. } => {}
                     RunProbe::Exited(code) => exited.push((*id, run.attempt, Some(code))),
                     RunProbe::Lost | RunProbe::NeverStarted => {
@@ -857,6 +862,10 @@ impl State {
         let mut at = |t: i64| wake = Some(wake.map_or(t, |w| w.min(t)));
         if let Some(t) = self.backoff_wake {
             at(t);
+        }
+        if !self.unrecorded_pids.is_empty() {
+            // Under load the next transaction comes soon anyway; when idle, write them shortly.
+            at(now + 50);
         }
         for run in self
             .running
@@ -971,7 +980,7 @@ impl State {
             workdir: job.spec.workdir.clone().unwrap_or_else(|| output.clone()),
             env,
             log_path: self.home.log(job.id),
-            run_dir: self.home.run_dir(job.id, attempt),
+            status_file: self.home.run_file(job.id, attempt),
         }
     }
 
@@ -1032,11 +1041,7 @@ impl State {
                 }
             }
         }
-        if !pids.is_empty() {
-            // Pids are a convenience for people and for signalling; recovery reads the claim file
-            // when one is missing, so they travel with the next transaction.
-            let _ = self.self_tx.send(Command::RecordPids(pids));
-        }
+        self.unrecorded_pids.extend(pids);
     }
 
     fn update_gauges(&self) {

@@ -39,11 +39,9 @@ impl Home {
     pub fn log(&self, id: JobId) -> PathBuf {
         self.root.join("logs").join(format!("{id}.log"))
     }
-    pub fn run_dir(&self, id: JobId, attempt: u32) -> PathBuf {
-        self.root
-            .join("runs")
-            .join(id.to_string())
-            .join(attempt.to_string())
+    /// The status file of one attempt (claim, pid, exit code).
+    pub fn run_file(&self, id: JobId, attempt: u32) -> PathBuf {
+        self.root.join("runs").join(format!("{id}.{attempt}"))
     }
     pub fn output_dir(&self, id: JobId) -> PathBuf {
         self.root.join("outputs").join(id.to_string())

@@ -1,8 +1,8 @@
 //! The executor contract shared by local processes, containers and clusters. It lives here so that
 //! `runtime`, `cluster` and `daemon` can meet without depending on each other.
 //!
-//! The contract is crash-safe by construction: a run has a folder (`run_dir`) that the executor
-//! claims atomically when the run really begins and where it leaves the exit status. After a crash,
+//! The contract is crash-safe by construction: an attempt has a status file that the executor
+//! claims atomically when the attempt really begins and where it leaves the exit status. After a crash,
 //! `probe` tells a run that never began (and now never will) from one still running or finished,
 //! so the daemon neither loses a job nor runs it twice.
 
@@ -20,8 +20,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// stdout and stderr are appended here.
     pub log_path: PathBuf,
-    /// The attempt's own folder: claim marker and exit status.
-    pub run_dir: PathBuf,
+    /// The attempt's status file: claim marker and exit status.
+    pub status_file: PathBuf,
 }
 
 impl fmt::Debug for Launch {
@@ -62,7 +62,7 @@ pub struct ExitReport {
     pub exit_code: Option<i32>,
 }
 
-/// What is known about an attempt from its run folder (used after a restart).
+/// What is known about an attempt from its status file (used after a restart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunProbe {
     /// It finished with this code.
@@ -103,6 +103,6 @@ pub trait Executor: Send + Sync {
     /// Signals the whole attempt (its process group, its container).
     fn stop(&self, pid: u32, signal: StopSignal) -> Result<(), ExecError>;
 
-    /// Inspects an attempt from its run folder, claiming it first if it never began.
-    fn probe(&self, run_dir: &Path) -> RunProbe;
+    /// Inspects an attempt from its status file, claiming it first if it never began.
+    fn probe(&self, status_file: &Path) -> RunProbe;
 }

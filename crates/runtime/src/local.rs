@@ -1,10 +1,13 @@
 //! Local processes under a tiny supervisor.
 //!
 //! Each attempt runs as `/bin/sh -c SUPERVISOR petri-job ARGV...` in a new process group. The
-//! supervisor shell claims the run folder (an `O_EXCL` create, so a recovering daemon and a
-//! late-starting supervisor cannot both win), runs the job as its child, and writes the exit code to
-//! `exit` in the run folder. It outlives the daemon: a daemon killed with SIGKILL leaves its jobs
-//! running, and the next daemon reads their exit codes from the run folders.
+//! supervisor shell claims the attempt's status file (an `O_EXCL` create holding its pid, so a
+//! recovering daemon and a late-starting supervisor cannot both win), runs the job as its child,
+//! and appends the exit code to the same file. It outlives the daemon: a daemon killed with SIGKILL
+//! leaves its jobs running, and the next daemon reads their exit codes from the status files.
+//!
+//! One small file per attempt (not a folder with two files) on purpose: creating inodes is most of
+//! the cost of a no-op job.
 //!
 //! The supervisor traps SIGTERM so that a polite stop of the process group reaches the job while
 //! the supervisor stays to record how it ended. (A trapped signal is reset to the default in the
@@ -23,19 +26,19 @@ use nix::unistd::{Pid, getpgid};
 use petri_domain::{ExecError, Executor, ExitReport, Launch, RunProbe, StartedRun, StopSignal};
 
 const SUPERVISOR: &str = r#"set -C
-echo $$ > "$PETRI_RUN_DIR/claim" 2>/dev/null || exit 125
+echo $$ > "$PETRI_STATUS_FILE" 2>/dev/null || exit 125
 set +C
 trap : TERM INT
 "$@"
 rc=$?
-echo $rc > "$PETRI_RUN_DIR/exit"
+echo $rc >> "$PETRI_STATUS_FILE"
 exit $rc"#;
 
 /// The `$0` of every supervisor shell; it marks our processes in `/proc/<pid>/cmdline`.
 const MARKER: &str = "petri-job";
 
-const CLAIM: &str = "claim";
-const EXIT: &str = "exit";
+/// What a recovering daemon writes into a status file it claims.
+const RECOVERED: &str = "recovered";
 
 /// Runs jobs as supervised local processes.
 pub struct LocalExecutor {
@@ -59,7 +62,9 @@ impl Executor for LocalExecutor {
             path: path.to_path_buf(),
             source,
         };
-        fs::create_dir_all(&launch.run_dir).map_err(|e| prepare(&launch.run_dir, e))?;
+        if let Some(dir) = launch.status_file.parent() {
+            fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
+        }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -73,7 +78,7 @@ impl Executor for LocalExecutor {
             .arg(MARKER)
             .args(&launch.argv)
             .current_dir(&launch.workdir)
-            .env("PETRI_RUN_DIR", &launch.run_dir)
+            .env("PETRI_STATUS_FILE", &launch.status_file)
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
@@ -127,45 +132,82 @@ impl Executor for LocalExecutor {
         }
     }
 
-    fn probe(&self, run_dir: &Path) -> RunProbe {
-        if let Some(code) = read_exit(run_dir) {
+    fn probe(&self, status_file: &Path) -> RunProbe {
+        if let Status::Exited(code) = read_status(status_file) {
             return RunProbe::Exited(code);
         }
-        // Claim the run; if that works the supervisor never began and now never will.
-        let claim = run_dir.join(CLAIM);
-        if fs::create_dir_all(run_dir).is_ok()
-            && let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&claim)
+        // Claim the attempt; if that works the supervisor never began and now never will.
+        if let Some(dir) = status_file.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        if let Ok(mut f) = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(status_file)
         {
-            let _ = f.write_all(b"recovered\n");
+            let _ = writeln!(f, "{RECOVERED}");
             return RunProbe::NeverStarted;
         }
-        // The supervisor claimed it: the file holds its pid (allow it a moment to write it).
-        let mut pid = None;
+        // The supervisor claimed it and wrote its pid (allow it a moment to finish the line).
+        let mut status = Status::Unclaimed;
         for _ in 0..50 {
-            pid = fs::read_to_string(&claim)
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok());
-            if pid.is_some() {
+            status = read_status(status_file);
+            if !matches!(status, Status::Unclaimed) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let alive = pid.filter(|&p| is_our_supervisor(p));
-        // Read the exit file again: the job may have ended between the two looks.
-        if let Some(code) = read_exit(run_dir) {
-            return RunProbe::Exited(code);
-        }
-        match alive {
-            Some(pid) => RunProbe::Alive { pid },
-            None => RunProbe::Lost,
+        match status {
+            Status::Exited(code) => RunProbe::Exited(code),
+            Status::Recovered => RunProbe::NeverStarted,
+            Status::Running(pid) if is_our_supervisor(pid) => {
+                // Read again: the job may have ended between the two looks.
+                match read_status(status_file) {
+                    Status::Exited(code) => RunProbe::Exited(code),
+                    _ => RunProbe::Alive { pid },
+                }
+            }
+            Status::Running(_) | Status::Unclaimed => match read_status(status_file) {
+                Status::Exited(code) => RunProbe::Exited(code),
+                _ => RunProbe::Lost,
+            },
         }
     }
 }
 
-fn read_exit(run_dir: &Path) -> Option<i32> {
-    fs::read_to_string(run_dir.join(EXIT))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
+/// What a status file says.
+enum Status {
+    /// Missing, or its first line not written yet.
+    Unclaimed,
+    /// Claimed by a recovering daemon: the attempt never ran.
+    Recovered,
+    Running(u32),
+    Exited(i32),
+}
+
+fn read_status(path: &Path) -> Status {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Status::Unclaimed;
+    };
+    let mut lines = text.lines();
+    let first = match lines.next() {
+        Some(l) if text.contains('\n') => l.trim(),
+        _ => return Status::Unclaimed,
+    };
+    if first == RECOVERED {
+        return Status::Recovered;
+    }
+    let Ok(pid) = first.parse::<u32>() else {
+        return Status::Unclaimed;
+    };
+    // The exit line counts only once complete.
+    match lines.next().map(str::trim) {
+        Some(code) if text.ends_with('\n') => code
+            .parse::<i32>()
+            .map(Status::Exited)
+            .unwrap_or(Status::Running(pid)),
+        _ => Status::Running(pid),
+    }
 }
 
 /// Is `pid` alive, a process-group leader, and one of our supervisor shells?
@@ -217,7 +259,7 @@ mod tests {
             workdir: dir.to_path_buf(),
             env: vec![("GREETING".into(), "hi".into())],
             log_path: dir.join("log"),
-            run_dir: dir.join("run"),
+            status_file: dir.join("runs").join("job.1"),
         }
     }
 
@@ -239,7 +281,10 @@ mod tests {
         let (_, code) = run(&exec, l);
         assert_eq!(code, 3);
         assert_eq!(fs::read_to_string(dir.path().join("log")).unwrap(), "hi\n");
-        assert_eq!(exec.probe(&dir.path().join("run")), RunProbe::Exited(3));
+        assert_eq!(
+            exec.probe(&dir.path().join("runs/job.1")),
+            RunProbe::Exited(3)
+        );
     }
 
     #[test]
@@ -247,8 +292,9 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let exec = LocalExecutor::new(rt.handle().clone());
         let dir = tempfile::tempdir().unwrap();
-        let run_dir = dir.path().join("run");
-        assert_eq!(exec.probe(&run_dir), RunProbe::NeverStarted);
+        let status = dir.path().join("runs/job.1");
+        assert_eq!(exec.probe(&status), RunProbe::NeverStarted);
+        assert_eq!(exec.probe(&status), RunProbe::NeverStarted);
         let l = launch(dir.path(), &["/bin/sh", "-c", "touch ran"]);
         let (_, code) = run(&exec, l);
         assert_eq!(code, 125);
@@ -265,18 +311,18 @@ mod tests {
         let started = exec
             .start(l, Box::new(move |r| tx.send(r).unwrap()))
             .unwrap();
-        let run_dir = dir.path().join("run");
+        let status = dir.path().join("runs/job.1");
         // Wait until the supervisor has claimed the run (probing earlier would claim it first).
         for _ in 0..500 {
-            if fs::read_to_string(run_dir.join(CLAIM)).is_ok_and(|s| s.ends_with('\n')) {
+            if fs::read_to_string(&status).is_ok_and(|s| s.ends_with('\n')) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(exec.probe(&run_dir), RunProbe::Alive { pid: started.pid });
+        assert_eq!(exec.probe(&status), RunProbe::Alive { pid: started.pid });
         exec.stop(started.pid, StopSignal::Terminate).unwrap();
         let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(report.exit_code, Some(143));
-        assert_eq!(exec.probe(&run_dir), RunProbe::Exited(143));
+        assert_eq!(exec.probe(&status), RunProbe::Exited(143));
     }
 }
