@@ -352,11 +352,13 @@ impl JobSpec {
             }
             combos = next;
         }
+        // Clone a template without the sweep: cloning the sweep into every job is quadratic.
+        let mut template = self.clone();
+        template.array.clear();
         combos
             .into_iter()
             .map(|combo| {
-                let mut spec = self.clone();
-                spec.array.clear();
+                let mut spec = template.clone();
                 for (k, v) in &combo {
                     spec.env.insert(k.clone(), v.clone());
                 }
