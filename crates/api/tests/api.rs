@@ -486,3 +486,75 @@ async fn a_restarted_daemon_keeps_the_queue_and_readopts_running_jobs() {
         .await;
     assert_eq!(next.number, 3, "numbers continue after a restart");
 }
+
+/// The windows a SIGKILL can hit, written straight into a home as the killed daemon left it: an
+/// attempt recorded but never spawned, one that finished while no daemon ran, one whose process
+/// vanished. The next daemon runs the first exactly once and records the others as they ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_settles_every_attempt_the_database_calls_running() {
+    let f = Fixture::start(ONE_CPU).await;
+    let work = f.work();
+    let dir = f.stop().await;
+    let home = dir.path().to_path_buf();
+    let script = |s: &str| JobSpec {
+        run: Some(s.into()),
+        workdir: Some(work.clone()),
+        ..Default::default()
+    };
+    let job = |number: u64, spec: JobSpec| petri_domain::Job {
+        id: petri_domain::JobId::new(),
+        number,
+        name: format!("j{number}"),
+        state: JobState::Running,
+        queue: "default".into(),
+        priority: 0,
+        spec,
+        array_values: Default::default(),
+        depends_on: vec![],
+        submitted_at_ms: 1,
+        started_at_ms: Some(2),
+        finished_at_ms: None,
+        exit_code: None,
+        reason: None,
+        attempts: 1,
+        pending: None,
+        runs: vec![],
+    };
+    let never = job(1, script("echo never >> marks"));
+    let finished = job(2, script("echo finished >> marks"));
+    let vanished = job(3, script("echo vanished >> marks"));
+    {
+        let mut store = petri_store::Store::open(&home.join("petri.db")).unwrap();
+        store
+            .write(|tx| {
+                for j in [&never, &finished, &vanished] {
+                    tx.insert_job(j, 0)?;
+                    tx.begin_run(j.id, 1, 2)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let runs = home.join("runs");
+    std::fs::write(runs.join(format!("{}.1", finished.id)), "4000000\n0\n").unwrap();
+    std::fs::write(runs.join(format!("{}.1", vanished.id)), "4000001\n").unwrap();
+
+    let f = Fixture::start_in(dir).await;
+    let never = f.wait_done(&never).await;
+    assert_eq!(never.state, JobState::Succeeded);
+    assert_eq!(never.runs.len(), 1, "{:?}", never.runs);
+    let finished = f.wait_done(&finished).await;
+    assert_eq!(
+        (finished.state, finished.exit_code),
+        (JobState::Succeeded, Some(0))
+    );
+    let vanished = f.wait_done(&vanished).await;
+    assert_eq!(vanished.state, JobState::Failed);
+    assert_eq!(vanished.runs[0].outcome, RunOutcome::Lost);
+    assert!(vanished.reason.unwrap().contains("vanished"));
+    // Only the attempt that never began ran, once.
+    assert_eq!(
+        std::fs::read_to_string(work.join("marks")).unwrap(),
+        "never\n"
+    );
+}

@@ -421,7 +421,7 @@ impl State {
         }
     }
 
-    /// Puts back a job whose attempt provably never began.
+    /// Puts back a job whose attempt provably never began (its run row is dropped).
     fn requeue_unstarted(
         &mut self,
         tx: &Tx<'_>,
@@ -438,7 +438,8 @@ impl State {
         active.run = None;
         let job = &mut active.job;
         job.state = JobState::Queued;
-        job.attempts = job.attempts.saturating_sub(1);
+        // The attempt's number stays used: its status file now says "recovered" for good, so the
+        // next attempt gets a fresh number (and a fresh file).
         job.started_at_ms = None;
         tx.update_job(job, active.not_before_ms)?;
         self.order.insert((Reverse(job.priority), job.number, id));
@@ -577,7 +578,7 @@ impl State {
             now,
             fx,
         )?;
-        Ok(Ok(job))
+        Ok(job.ok_or_else(|| self.not_active(id)))
     }
 
     fn hold(
@@ -640,9 +641,9 @@ impl State {
         reason: String,
         now: i64,
         fx: &mut Effects,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<Option<Job>, StoreError> {
         let Some(mut active) = self.jobs.remove(&id) else {
-            unreachable!("end_waiting is called for active jobs");
+            return Ok(None);
         };
         let job = &mut active.job;
         self.order.remove(&(Reverse(job.priority), job.number, id));
@@ -652,7 +653,7 @@ impl State {
         tx.update_job(job, active.not_before_ms)?;
         let job = active.job;
         self.terminal(tx, &job, now, fx)?;
-        Ok(job)
+        Ok(Some(job))
     }
 
     /// Bookkeeping for a job that reached a final state: metrics, event, and its dependants.
@@ -1004,7 +1005,15 @@ impl State {
         for launch in fx.launches {
             let (job, attempt) = (launch.job, launch.attempt);
             let output = self.home.output_dir(job);
-            if let Err(e) = std::fs::create_dir_all(&output) {
+            // One mkdir on the hot path; the parents exist since `Home::prepare`.
+            let made = match std::fs::create_dir(&output) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(&output)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            };
+            if let Err(e) = made {
                 let _ = self.self_tx.send(Command::SpawnFailed {
                     job,
                     attempt,

@@ -51,7 +51,7 @@ pub struct JobSpec {
     /// Paths (relative to the output dir) the job promises to write.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
-    /// Where to run: `local` (the default). Clusters come with federation.
+    /// Where to run: `local` (the default) or `auto` (local until clusters exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// A sweep: one job per combination of values; each job sees its values as env variables.
@@ -293,6 +293,7 @@ impl JobSpec {
         }
         if let Some(target) = &self.target
             && target != "local"
+            && target != "auto"
         {
             return Err(SpecError::UnknownTarget(target.clone()));
         }

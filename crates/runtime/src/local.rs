@@ -62,7 +62,7 @@ impl Executor for LocalExecutor {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = launch.status_file.parent() {
+        if let Some(dir) = launch.status_file.parent().filter(|d| !d.is_dir()) {
             fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
         }
         let log = OpenOptions::new()
