@@ -27,13 +27,22 @@ fn completions_are_printed() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("petri"));
 }
 
-fn jobs(out: &std::process::Output) -> Vec<Job> {
+/// The JSON a successful `petri ... --json` printed.
+fn parse<T: serde::de::DeserializeOwned>(out: &std::process::Output) -> T {
     assert!(
         out.status.success(),
         "petri failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn jobs(out: &std::process::Output) -> Vec<Job> {
+    parse(out)
+}
+
+fn jobs_one(out: &std::process::Output) -> Job {
+    parse(out)
 }
 
 #[test]
@@ -200,15 +209,6 @@ fn two_hundred_jobs_from_the_cli_reach_the_expected_states_in_order() {
     ));
     assert_eq!(show.runs.len(), 1);
     assert_eq!(show.runs[0].exit_code, Some(3));
-}
-
-fn jobs_one(out: &std::process::Output) -> Job {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

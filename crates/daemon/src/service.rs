@@ -36,6 +36,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     reader: Arc<Mutex<Store>>,
     engine: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Dropping it ends the checkpoint thread.
+    _stop_checkpoints: std::sync::mpsc::Sender<()>,
     _lock: Flock<File>,
 }
 
@@ -72,7 +74,24 @@ impl Daemon {
             .ensure_token()
             .map_err(|e| DaemonError::Io(format!("writing the token: {e}")))?;
         let store = Store::open(&home.db())?;
+        store.set_autocheckpoint(0)?;
         let reader = Store::open(&home.db())?;
+        let checkpointer = Store::open(&home.db())?;
+        let (stop_checkpoints, checkpoint_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("petri-checkpoint".into())
+            .spawn(move || {
+                // Until the daemon is dropped (the sender goes away).
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    checkpoint_rx.recv_timeout(std::time::Duration::from_millis(500))
+                {
+                    if let Err(e) = checkpointer.checkpoint() {
+                        tracing::warn!(error = %e, "checkpointing the database failed");
+                    }
+                }
+                let _ = checkpointer.checkpoint();
+            })
+            .map_err(|e| DaemonError::Io(format!("starting the checkpoint thread: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::new());
@@ -105,6 +124,7 @@ impl Daemon {
                 metrics,
                 reader: Arc::new(Mutex::new(reader)),
                 engine: Mutex::new(Some(handle)),
+                _stop_checkpoints: stop_checkpoints,
                 _lock: lock,
             }),
         })

@@ -57,16 +57,25 @@ impl Serialize for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_text(d, ByteSize)
+    }
+}
+
+/// Accepts a plain number (converted by `from_number`) or text parsed with `FromStr`.
+fn number_or_text<'de, D, T>(d: D, from_number: impl Fn(u64) -> T) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(from_number(n)),
+        Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
     }
 }
 
@@ -120,17 +129,9 @@ impl Serialize for Millis {
 }
 
 impl<'de> Deserialize<'de> for Millis {
+    /// A plain number is seconds, as in `timeout: 30`.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Millis(n.saturating_mul(1000))),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_text(d, |secs| Millis(secs.saturating_mul(1000)))
     }
 }
 

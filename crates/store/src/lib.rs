@@ -156,6 +156,24 @@ impl Store {
         Ok(())
     }
 
+    /// Stops (0) or sets SQLite's checkpoint-on-commit. The daemon turns it off on the engine's
+    /// connection and checkpoints from a thread of its own, so the engine never waits for the
+    /// fsync a checkpoint does.
+    pub fn set_autocheckpoint(&self, pages: u32) -> Result<()> {
+        self.conn
+            .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| {
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    /// Copies what it can from the WAL into the database without blocking writers.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self
             .conn

@@ -17,9 +17,25 @@ pub struct TopArgs {
     /// Print one frame and exit (also what happens when stdout is not a terminal).
     #[arg(long)]
     pub once: bool,
+    /// Print one snapshot (status and jobs) as JSON and exit.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Snapshot {
+    status: petri_domain::Status,
+    jobs: Vec<petri_domain::Job>,
 }
 
 pub async fn run(client: &Client, args: TopArgs) -> anyhow::Result<()> {
+    if args.json {
+        let snapshot = Snapshot {
+            status: client.status().await?,
+            jobs: client.list(&ListQuery::default()).await?,
+        };
+        return output::print_json(&snapshot);
+    }
     if args.once || !std::io::stdout().is_terminal() {
         print!("{}", frame(client).await?);
         return Ok(());
