@@ -34,11 +34,14 @@ ensure_toolchain() {
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy >&2
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
-    if command -v rustup >/dev/null 2>&1; then
-        for c in rustfmt clippy; do
-            rustup component list --installed 2>/dev/null | grep -q "^$c" || { say "adding rustup component $c"; rustup component add "$c" >&2; }
-        done
-    fi
+    for c in fmt clippy; do
+        if ! cargo "$c" --version >/dev/null 2>&1; then
+            command -v rustup >/dev/null 2>&1 || die "cargo $c is missing and there is no rustup to add it"
+            comp=$c; [ "$c" = fmt ] && comp=rustfmt
+            say "adding the Rust component $comp"
+            rustup component add "$comp" >&2
+        fi
+    done
     # One build cache outside the checkout, shared by every clone on this machine.
     if [ -z "${CARGO_TARGET_DIR:-}" ]; then
         if mkdir -p /var/cache/petri/target 2>/dev/null && [ -w /var/cache/petri/target ]; then
