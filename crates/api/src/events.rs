@@ -20,7 +20,8 @@ fn closing(s: &AppState) -> impl std::future::Future<Output = ()> + Send + 'stat
 }
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
-    responses((status = 200, description = "SSE stream; each event's name is its `type`, its data an `Event` as JSON", content_type = "text/event-stream")))]
+    responses((status = 200, description = "SSE stream; each event's name is its `type`, its data an `Event` as JSON", content_type = "text/event-stream"),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
@@ -40,7 +41,9 @@ pub(crate) async fn stream(
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/log/stream", tag = "jobs",
     params(("id" = String, Path, description = "job number or id")),
-    responses((status = 200, description = "SSE stream of `log` events (data: {\"text\": ...}) ending with an `end` event when the job has finished", content_type = "text/event-stream")))]
+    responses((status = 200, description = "SSE stream of `log` events (data: {\"text\": ...}) ending with an `end` event when the job has finished", content_type = "text/event-stream"),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn follow_log(
     State(s): State<AppState>,
     Path(id): Path<String>,

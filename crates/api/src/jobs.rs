@@ -43,8 +43,10 @@ fn query_error(e: QueryRejection) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = SubmitRequest,
     responses((status = 201, body = SubmitResponse),
-              (status = 400, body = petri_domain::ErrorBody),
-              (status = 422, body = petri_domain::ErrorBody)))]
+              (status = 400, description = "MALFORMED_SPEC: the body does not parse", body = petri_domain::ErrorBody),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 413, description = "PAYLOAD_TOO_LARGE", body = petri_domain::ErrorBody),
+              (status = 422, description = "the spec was refused; `code` says why", body = petri_domain::ErrorBody)))]
 pub(crate) async fn submit(
     State(s): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -61,7 +63,9 @@ pub(crate) async fn submit(
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = Vec<Job>)))]
+    responses((status = 200, body = Vec<Job>),
+              (status = 400, description = "BAD_REQUEST: a bad query", body = petri_domain::ErrorBody),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -72,7 +76,9 @@ pub(crate) async fn list(
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job number, id, or unique id prefix")),
-    responses((status = 200, body = Job), (status = 404, body = petri_domain::ErrorBody)))]
+    responses((status = 200, body = Job),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -82,7 +88,10 @@ pub(crate) async fn show(
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "job number or id")),
-    responses((status = 200, body = Job), (status = 409, body = petri_domain::ErrorBody)))]
+    responses((status = 200, body = Job),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody),
+              (status = 409, description = "INVALID_STATE: not possible in the job's state", body = petri_domain::ErrorBody)))]
 pub(crate) async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -92,7 +101,10 @@ pub(crate) async fn cancel(
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/hold", tag = "jobs",
     params(("id" = String, Path, description = "job number or id")),
-    responses((status = 200, body = Job), (status = 409, body = petri_domain::ErrorBody)))]
+    responses((status = 200, body = Job),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody),
+              (status = 409, description = "INVALID_STATE: not possible in the job's state", body = petri_domain::ErrorBody)))]
 pub(crate) async fn hold(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -102,7 +114,10 @@ pub(crate) async fn hold(
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/release", tag = "jobs",
     params(("id" = String, Path, description = "job number or id")),
-    responses((status = 200, body = Job), (status = 409, body = petri_domain::ErrorBody)))]
+    responses((status = 200, body = Job),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody),
+              (status = 409, description = "INVALID_STATE: not possible in the job's state", body = petri_domain::ErrorBody)))]
 pub(crate) async fn release(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -111,7 +126,7 @@ pub(crate) async fn release(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct LogQuery {
     /// Byte offset to read from.
     offset: u64,
@@ -119,7 +134,10 @@ pub(crate) struct LogQuery {
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/log", tag = "jobs",
     params(("id" = String, Path, description = "job number or id"), LogQuery),
-    responses((status = 200, description = "log bytes from `offset`; headers `x-petri-next-offset` and `x-petri-done`", content_type = "text/plain")))]
+    responses((status = 200, description = "log bytes from `offset`; headers `x-petri-next-offset` and `x-petri-done`", content_type = "text/plain"),
+              (status = 400, description = "BAD_REQUEST: a bad query", body = petri_domain::ErrorBody),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn log(
     State(s): State<AppState>,
     Path(id): Path<String>,

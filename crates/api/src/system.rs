@@ -27,7 +27,8 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "system",
-    responses((status = 200, body = Status)))]
+    responses((status = 200, body = Status),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Status>, ApiError> {
     Ok(Json(s.daemon.status().await?))
 }

@@ -314,13 +314,14 @@ impl Client {
     }
 }
 
+/// Percent-encodes a path segment (job keys are numbers and ids, but users type anything).
 fn enc(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c.to_string()
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+                (b as char).to_string()
             } else {
-                format!("%{:02X}", c as u32 as u8)
+                format!("%{b:02X}")
             }
         })
         .collect()

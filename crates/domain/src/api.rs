@@ -42,7 +42,7 @@ impl Event {
 
 /// Which jobs to list.
 #[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListQuery {
     /// Include finished jobs.
     pub all: bool,
