@@ -1,0 +1,323 @@
+//! A job's way through the queue: submitted, held, released, cancelled, finished, retried, and
+//! failed with its dependency.
+
+use super::*;
+
+impl State {
+    pub(super) fn submit(
+        &mut self,
+        tx: &Tx<'_>,
+        prepared: Vec<Prepared>,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut out = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let number = self.next_number;
+            self.next_number += 1;
+            let state = if p.spec.hold {
+                JobState::Held
+            } else {
+                JobState::Queued
+            };
+            let job = Job {
+                id: p.id,
+                number,
+                name: p.spec.display_name(),
+                state,
+                queue: p.spec.queue_name().to_string(),
+                priority: p.spec.priority,
+                spec: p.spec,
+                array_values: p.array_values,
+                depends_on: p.depends_on,
+                submitted_at_ms: now,
+                started_at_ms: None,
+                finished_at_ms: None,
+                exit_code: None,
+                reason: None,
+                attempts: 0,
+                pending: None,
+                runs: Vec::new(),
+            };
+            tx.insert_job(&job, 0)?;
+            self.metrics.submitted.inc();
+            fx.events.push(Event::JobSubmitted(change(&job)));
+            let id = job.id;
+            self.load(job, 0);
+            // A dependency that already ended badly dooms the job at once.
+            self.check_doomed(tx, id, now, fx)?;
+            if let Some(a) = self.jobs.get(&id) {
+                out.push(a.job.clone());
+            } else if let Some(job) = self.last_finished.take() {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn cancel(
+        &mut self,
+        tx: &Tx<'_>,
+        id: JobId,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<Result<Job, ErrorBody>, StoreError> {
+        let Some(active) = self.jobs.get_mut(&id) else {
+            return Ok(Err(self.not_active(id)));
+        };
+        if let Some(run) = active.run.as_mut() {
+            if run.stop.is_none() {
+                run.stop = Some(Stop {
+                    intent: StopIntent::Cancel,
+                    kill_at_ms: now + self.kill_grace_ms,
+                    killed: false,
+                });
+                tx.set_stop_intent(id, run.attempt, StopIntent::Cancel)?;
+                if let Some(pid) = run.pid {
+                    fx.signals.push((pid, StopSignal::Terminate));
+                }
+                fx.events.push(Event::JobStopping(change(&active.job)));
+            }
+            return Ok(Ok(active.job.clone()));
+        }
+        let job = self.end_waiting(
+            tx,
+            id,
+            JobState::Cancelled,
+            "cancelled by a user".into(),
+            now,
+            fx,
+        )?;
+        Ok(job.ok_or_else(|| self.not_active(id)))
+    }
+
+    pub(super) fn hold(
+        &mut self,
+        tx: &Tx<'_>,
+        id: JobId,
+        hold: bool,
+        fx: &mut Effects,
+    ) -> Result<Result<Job, ErrorBody>, StoreError> {
+        let Some(active) = self.jobs.get_mut(&id) else {
+            return Ok(Err(self.not_active(id)));
+        };
+        let job = &mut active.job;
+        let (allowed, verb) = if hold {
+            (job.state.can_hold(), "held")
+        } else {
+            (job.state.can_release(), "released")
+        };
+        if !allowed {
+            return Ok(Err(ErrorBody::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "job #{} is {} and cannot be {verb}; only {} jobs can",
+                    job.number,
+                    job.state,
+                    if hold { "queued" } else { "held" }
+                ),
+            )));
+        }
+        job.state = if hold {
+            JobState::Held
+        } else {
+            JobState::Queued
+        };
+        active.waiting.held = hold;
+        tx.update_job(job, active.not_before_ms)?;
+        fx.events.push(Event::JobChanged(change(job)));
+        Ok(Ok(job.clone()))
+    }
+
+    pub(super) fn not_active(&self, id: JobId) -> ErrorBody {
+        match self.finished.get(&id) {
+            Some((number, state)) => ErrorBody::new(
+                ErrorCode::InvalidState,
+                format!("job #{number} already {state}"),
+            ),
+            None => ErrorBody::new(
+                ErrorCode::InvalidState,
+                format!("job {id} has already finished"),
+            ),
+        }
+    }
+
+    /// Ends a job that is not running (cancelled, or doomed by a dependency).
+    pub(super) fn end_waiting(
+        &mut self,
+        tx: &Tx<'_>,
+        id: JobId,
+        state: JobState,
+        reason: String,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<Option<Job>, StoreError> {
+        let Some(mut active) = self.jobs.remove(&id) else {
+            return Ok(None);
+        };
+        let job = &mut active.job;
+        self.order.remove(&(Reverse(job.priority), job.number, id));
+        job.state = state;
+        job.finished_at_ms = Some(now);
+        job.reason = Some(reason);
+        tx.update_job(job, active.not_before_ms)?;
+        let job = active.job;
+        self.terminal(tx, &job, now, fx)?;
+        Ok(Some(job))
+    }
+
+    /// Bookkeeping for a job that reached a final state: metrics, event, and its dependants.
+    pub(super) fn terminal(
+        &mut self,
+        tx: &Tx<'_>,
+        job: &Job,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        self.metrics.finished(job.state);
+        self.finished.insert(job.id, (job.number, job.state));
+        fx.events.push(Event::JobChanged(change(job)));
+        self.last_finished = Some(job.clone());
+        if job.state != JobState::Succeeded {
+            if let Some(users) = self.dependants.remove(&job.id) {
+                for user in users {
+                    if self.jobs.get(&user).is_some_and(|a| a.run.is_none()) {
+                        self.end_waiting(
+                            tx,
+                            user,
+                            JobState::Failed,
+                            format!("dependency #{} {}", job.number, job.state),
+                            now,
+                            fx,
+                        )?;
+                    }
+                }
+            }
+        } else {
+            self.dependants.remove(&job.id);
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_doomed(
+        &mut self,
+        tx: &Tx<'_>,
+        id: JobId,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let Some(active) = self.jobs.get(&id) else {
+            return Ok(());
+        };
+        if active.run.is_some() {
+            return Ok(());
+        }
+        let bad = active.job.depends_on.iter().find_map(|d| {
+            self.finished
+                .get(d)
+                .filter(|(_, s)| *s != JobState::Succeeded)
+                .copied()
+        });
+        if let Some((number, state)) = bad {
+            self.end_waiting(
+                tx,
+                id,
+                JobState::Failed,
+                format!("dependency #{number} {state}"),
+                now,
+                fx,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// An attempt ended: record it, then retry, or finish the job.
+    pub(super) fn finish(
+        &mut self,
+        tx: &Tx<'_>,
+        id: JobId,
+        attempt: u32,
+        exit_code: Option<i32>,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let Some(active) = self.jobs.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(run) = active.run.as_ref() else {
+            return Ok(());
+        };
+        if run.attempt != attempt {
+            return Ok(());
+        }
+        let intent = run.stop.as_ref().map(|s| s.intent);
+        let (outcome, reason) = match (intent, exit_code) {
+            (Some(StopIntent::Cancel), _) => {
+                (RunOutcome::Cancelled, "cancelled by a user".to_string())
+            }
+            (Some(StopIntent::Timeout), _) => (
+                RunOutcome::TimedOut,
+                format!(
+                    "ran past its timeout of {}",
+                    active.job.spec.timeout.unwrap_or_default()
+                ),
+            ),
+            (None, Some(0)) => (RunOutcome::Succeeded, String::new()),
+            (None, Some(code)) if code > 128 && code < 128 + 65 => (
+                RunOutcome::Failed,
+                format!("killed by signal {}", signal_name(code - 128)),
+            ),
+            (None, Some(code)) => (
+                RunOutcome::Failed,
+                active
+                    .job
+                    .reason
+                    .take()
+                    .unwrap_or_else(|| format!("exited with code {code}")),
+            ),
+            (None, None) => (
+                RunOutcome::Lost,
+                "its process vanished without an exit status (was the machine restarted, or the \
+                 process group killed from outside?)"
+                    .to_string(),
+            ),
+        };
+        tx.finish_run(id, attempt, now, exit_code, outcome)?;
+        active.run = None;
+        self.running.remove(&id);
+        let job = &mut active.job;
+        job.exit_code = exit_code;
+        let retryable = matches!(
+            outcome,
+            RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Lost
+        );
+        if retryable && job.attempts <= job.spec.retries.max {
+            let delay = job.spec.retries.delay_before(job.attempts + 1).0 as i64;
+            active.not_before_ms = now + delay;
+            active.waiting.not_before_ms = now + delay;
+            active.eligible_ms = now + delay;
+            job.state = JobState::Queued;
+            job.reason = Some(format!(
+                "attempt {} {reason}; retrying ({} of {})",
+                job.attempts, job.attempts, job.spec.retries.max
+            ));
+            tx.update_job(job, active.not_before_ms)?;
+            self.order.insert((Reverse(job.priority), job.number, id));
+            fx.events.push(Event::JobChanged(change(job)));
+            return Ok(());
+        }
+        job.state = match outcome {
+            RunOutcome::Succeeded => JobState::Succeeded,
+            RunOutcome::Cancelled => JobState::Cancelled,
+            RunOutcome::TimedOut => JobState::TimedOut,
+            RunOutcome::Failed | RunOutcome::Lost | RunOutcome::Running => JobState::Failed,
+        };
+        job.finished_at_ms = Some(now);
+        job.reason = (!reason.is_empty()).then_some(reason);
+        tx.update_job(job, active.not_before_ms)?;
+        let Some(active) = self.jobs.remove(&id) else {
+            return Ok(());
+        };
+        self.terminal(tx, &active.job, now, fx)
+    }
+}

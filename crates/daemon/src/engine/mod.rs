@@ -1,0 +1,433 @@
+//! The engine: one thread that owns the queue. Commands arrive on a channel; each wake-up takes
+//! every command waiting, applies them and the scheduler's decision in ONE SQLite transaction,
+//! commits, and only then answers callers, publishes events and starts processes. So an answer
+//! never promises what is not on disk, and a start is on disk before its process exists.
+//!
+//! Crash safety: an attempt is recorded (`runs` row, job `running`) before its process is spawned.
+//! After a SIGKILL of the daemon, [`Engine::recover`] asks the executor about every attempt the
+//! database says is running: finished ones get their exit code, live ones are adopted, ones that
+//! never began are claimed (so they never will) and requeued. Nothing is lost, nothing runs twice.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use petri_domain::{
+    ErrorBody, ErrorCode, Executor, ExitReport, Job, JobId, JobState, Launch, Pending, RunOutcome,
+    RunProbe, StopSignal,
+};
+use petri_sched::{DepState, Limits, Request, Running as SchedRunning, Waiting};
+use petri_store::{StopIntent, Store, StoreError, Tx};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::home::Home;
+use crate::metrics::Metrics;
+use crate::submit::Prepared;
+
+mod lifecycle;
+mod recovery;
+mod running;
+use petri_domain::{Event, JobChange};
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
+
+pub(crate) enum Command {
+    Submit {
+        jobs: Vec<Prepared>,
+        reply: Reply<Vec<Job>>,
+    },
+    Cancel {
+        id: JobId,
+        reply: Reply<Job>,
+    },
+    Hold {
+        id: JobId,
+        reply: Reply<Job>,
+    },
+    Release {
+        id: JobId,
+        reply: Reply<Job>,
+    },
+    Explain {
+        reply: oneshot::Sender<HashMap<JobId, Pending>>,
+    },
+    Exited(ExitReport),
+    SpawnFailed {
+        job: JobId,
+        attempt: u32,
+        message: String,
+    },
+    Shutdown,
+}
+
+/// A job that is not finished.
+struct Active {
+    job: Job,
+    /// The scheduler's view of the job, kept current so planning allocates nothing.
+    waiting: Waiting,
+    not_before_ms: i64,
+    /// The moment the job could first start (for the latency metric).
+    eligible_ms: i64,
+    run: Option<RunState>,
+}
+
+struct RunState {
+    attempt: u32,
+    pid: Option<u32>,
+    deadline_ms: Option<i64>,
+    stop: Option<Stop>,
+    /// Re-adopted after a restart: not our child, so it is polled.
+    adopted: bool,
+}
+
+struct Stop {
+    intent: StopIntent,
+    kill_at_ms: i64,
+    killed: bool,
+}
+
+pub(crate) struct Engine {
+    store: Store,
+    state: State,
+    rx: Receiver<Command>,
+}
+
+struct State {
+    home: Home,
+    exec: Arc<dyn Executor>,
+    self_tx: Sender<Command>,
+    events: broadcast::Sender<Event>,
+    metrics: Arc<Metrics>,
+    limits: Limits<'static>,
+    kill_grace_ms: i64,
+    jobs: HashMap<JobId, Active>,
+    /// Waiting jobs in scheduling order.
+    order: BTreeSet<(Reverse<i32>, u64, JobId)>,
+    /// Final states of jobs that others may depend on.
+    finished: HashMap<JobId, (u64, JobState)>,
+    dependants: HashMap<JobId, Vec<JobId>>,
+    next_number: u64,
+    /// Reservations of running jobs.
+    running: HashMap<JobId, SchedRunning>,
+    /// The earliest end of a retry backoff seen by the last plan.
+    backoff_wake: Option<i64>,
+    /// The last job that reached a final state (for answers about jobs doomed on arrival).
+    last_finished: Option<Job>,
+    /// Pids of attempts started after the last commit; written with the next transaction
+    /// (recovery reads the claim file when one is missing, so they need no wake-up of their own).
+    unrecorded_pids: Vec<(JobId, u32, u32)>,
+}
+
+/// What a transaction decided, carried out after it commits.
+#[derive(Default)]
+struct Effects {
+    replies: Vec<Box<dyn FnOnce(bool) + Send>>,
+    events: Vec<Event>,
+    launches: Vec<Launch>,
+    signals: Vec<(u32, StopSignal)>,
+    pids: Vec<(JobId, u32, u32)>,
+}
+
+impl Effects {
+    fn reply<T: Send + 'static>(&mut self, reply: Reply<T>, value: Result<T, ErrorBody>) {
+        self.replies.push(Box::new(move |committed| {
+            let value = if committed {
+                value
+            } else {
+                Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    "the database refused the change; nothing was changed (see the daemon log)",
+                ))
+            };
+            let _ = reply.send(value);
+        }));
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        store: Store,
+        home: Home,
+        exec: Arc<dyn Executor>,
+        rx: Receiver<Command>,
+        self_tx: Sender<Command>,
+        events: broadcast::Sender<Event>,
+        metrics: Arc<Metrics>,
+        settings: &crate::Settings,
+    ) -> Result<Engine, StoreError> {
+        let queue_limits: &'static HashMap<String, u32> =
+            Box::leak(Box::new(settings.queue_limits()));
+        let next_number = store.max_number()? + 1;
+        Ok(Engine {
+            store,
+            rx,
+            state: State {
+                home,
+                exec,
+                self_tx,
+                events,
+                metrics,
+                limits: Limits {
+                    capacity: settings.capacity(),
+                    queue_limits,
+                },
+                kill_grace_ms: settings.kill_grace.0 as i64,
+                jobs: HashMap::new(),
+                order: BTreeSet::new(),
+                finished: HashMap::new(),
+                dependants: HashMap::new(),
+                next_number,
+                running: HashMap::new(),
+                backoff_wake: None,
+                last_finished: None,
+                unrecorded_pids: Vec::new(),
+            },
+        })
+    }
+
+    /// Loads unfinished jobs and settles every attempt the database says is running.
+    pub(crate) fn recover(&mut self) -> Result<(), StoreError> {
+        let stored = self.store.active_jobs()?;
+        let mut runs = Vec::new();
+        for s in &stored {
+            if s.job.state == JobState::Running {
+                runs.push((s.job.id, self.store.active_run(s.job.id)?));
+            }
+        }
+        let mut dep_ids: Vec<JobId> = stored
+            .iter()
+            .flat_map(|s| s.job.depends_on.iter().copied())
+            .collect();
+        dep_ids.sort();
+        dep_ids.dedup();
+        for (id, number, state) in self.store.states_of(&dep_ids)? {
+            if state.is_terminal() {
+                self.state.finished.insert(id, (number, state));
+            }
+        }
+        let now = now_ms();
+        let mut fx = Effects::default();
+        let state = &mut self.state;
+        self.store.write(|tx| {
+            for s in stored {
+                state.load(s.job, s.not_before_ms);
+            }
+            for (id, run) in runs {
+                state.recover_run(tx, id, run, now, &mut fx)?;
+            }
+            // Dependants of jobs that ended badly while we were away.
+            let ids: Vec<JobId> = state.jobs.keys().copied().collect();
+            for id in ids {
+                state.check_doomed(tx, id, now, &mut fx)?;
+            }
+            Ok(())
+        })?;
+        let adopted = self
+            .state
+            .jobs
+            .values()
+            .filter(|a| a.run.as_ref().is_some_and(|r| r.adopted))
+            .count();
+        tracing::info!(jobs = self.state.jobs.len(), adopted, "queue recovered");
+        self.state.carry_out(fx, true);
+        self.state.update_gauges();
+        Ok(())
+    }
+
+    /// Runs until a `Shutdown` command or until every sender is gone.
+    pub(crate) fn run(mut self) {
+        let mut batch = Vec::new();
+        loop {
+            let now = now_ms();
+            let wait = self
+                .state
+                .next_wake(now)
+                .map(|t| Duration::from_millis((t - now).clamp(0, 60_000) as u64))
+                .unwrap_or(Duration::from_secs(60));
+            match self.rx.recv_timeout(wait) {
+                Ok(cmd) => batch.push(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < 4096 {
+                match self.rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            let shutdown = batch.iter().any(|c| matches!(c, Command::Shutdown));
+            if !self.step(std::mem::take(&mut batch)) || shutdown {
+                break;
+            }
+        }
+        tracing::info!("engine stopped; running jobs go on and are re-adopted at the next start");
+    }
+
+    /// One iteration; false when the engine must stop.
+    fn step(&mut self, batch: Vec<Command>) -> bool {
+        let now = now_ms();
+        self.state.metrics.loop_iterations.inc();
+        let mut fx = Effects::default();
+        let pids = std::mem::take(&mut self.state.unrecorded_pids);
+        let state = &mut self.state;
+        let result = self.store.write(|tx| {
+            for (id, attempt, pid) in &pids {
+                tx.set_run_pid(*id, *attempt, *pid)?;
+            }
+            for cmd in batch {
+                state.apply(tx, cmd, now, &mut fx)?;
+            }
+            state.timers(tx, now, &mut fx)?;
+            state.schedule(tx, now, &mut fx)?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                self.state.carry_out(fx, true);
+                self.state.update_gauges();
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a queue transaction failed; reloading the queue from the database");
+                // Pids of processes already running must still reach the database.
+                let pids: Vec<_> = pids
+                    .into_iter()
+                    .chain(std::mem::take(&mut fx.pids))
+                    .collect();
+                self.state.carry_out(fx, false);
+                let _ = self.store.write(|tx| {
+                    for (id, attempt, pid) in &pids {
+                        tx.set_run_pid(*id, *attempt, *pid)?;
+                    }
+                    Ok(())
+                });
+                self.state.jobs.clear();
+                self.state.order.clear();
+                self.state.dependants.clear();
+                self.state.running.clear();
+                match self.recover() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the database cannot be read; the engine stops");
+                        false
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    fn load(&mut self, job: Job, not_before_ms: i64) {
+        let id = job.id;
+        for dep in &job.depends_on {
+            self.dependants.entry(*dep).or_default().push(id);
+        }
+        if matches!(job.state, JobState::Queued | JobState::Held) {
+            self.order.insert((Reverse(job.priority), job.number, id));
+        }
+        let eligible_ms = job.submitted_at_ms.max(not_before_ms);
+        let waiting = Waiting {
+            id,
+            number: job.number,
+            priority: job.priority,
+            queue: job.queue.clone(),
+            request: request_of(&job),
+            held: job.state == JobState::Held,
+            after: job.depends_on.clone(),
+            not_before_ms,
+        };
+        self.jobs.insert(
+            id,
+            Active {
+                job,
+                waiting,
+                not_before_ms,
+                eligible_ms,
+                run: None,
+            },
+        );
+    }
+
+    fn apply(
+        &mut self,
+        tx: &Tx<'_>,
+        cmd: Command,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        match cmd {
+            Command::Submit { jobs, reply } => {
+                let out = self.submit(tx, jobs, now, fx)?;
+                fx.reply(reply, Ok(out));
+            }
+            Command::Cancel { id, reply } => {
+                let out = self.cancel(tx, id, now, fx)?;
+                fx.reply(reply, out);
+            }
+            Command::Hold { id, reply } => {
+                let out = self.hold(tx, id, true, fx)?;
+                fx.reply(reply, out);
+            }
+            Command::Release { id, reply } => {
+                let out = self.hold(tx, id, false, fx)?;
+                fx.reply(reply, out);
+            }
+            Command::Explain { reply } => {
+                let plan = self.plan(now, true);
+                let _ = reply.send(plan.pending);
+            }
+            Command::Exited(report) => {
+                self.finish(tx, report.job, report.attempt, report.exit_code, now, fx)?;
+            }
+
+            Command::SpawnFailed {
+                job,
+                attempt,
+                message,
+            } => {
+                if let Some(a) = self.jobs.get_mut(&job) {
+                    a.job.reason = Some(message);
+                }
+                self.finish(tx, job, attempt, Some(127), now, fx)?;
+            }
+            Command::Shutdown => {}
+        }
+        Ok(())
+    }
+}
+
+fn request_of(job: &Job) -> Request {
+    Request {
+        cpu_millis: job.spec.resources.cpu_millis().max(1),
+        memory: job.spec.resources.memory_bytes(),
+    }
+}
+
+fn change(job: &Job) -> JobChange {
+    JobChange {
+        id: job.id,
+        number: job.number,
+        name: job.name.clone(),
+        state: job.state,
+        attempt: job.attempts,
+        exit_code: job.exit_code,
+        reason: job.reason.clone(),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| sig.to_string())
+}

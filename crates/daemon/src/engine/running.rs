@@ -1,0 +1,263 @@
+//! Starting and watching attempts: the scheduler step, launches, timers, and what is done after
+//! each commit.
+
+use super::*;
+
+impl State {
+    /// Timeouts, kill escalations, and polls of re-adopted jobs.
+    pub(super) fn timers(
+        &mut self,
+        tx: &Tx<'_>,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let mut exited = Vec::new();
+        for id in self.running.keys() {
+            let Some(active) = self.jobs.get_mut(id) else {
+                continue;
+            };
+            let Some(run) = active.run.as_mut() else {
+                continue;
+            };
+            if run.stop.is_none() && run.deadline_ms.is_some_and(|d| d <= now) {
+                run.stop = Some(Stop {
+                    intent: StopIntent::Timeout,
+                    kill_at_ms: now + self.kill_grace_ms,
+                    killed: false,
+                });
+                tx.set_stop_intent(*id, run.attempt, StopIntent::Timeout)?;
+                if let Some(pid) = run.pid {
+                    fx.signals.push((pid, StopSignal::Terminate));
+                }
+                fx.events.push(Event::JobStopping(change(&active.job)));
+            }
+            if let Some(stop) = run.stop.as_mut()
+                && !stop.killed
+                && stop.kill_at_ms <= now
+            {
+                stop.killed = true;
+                if let Some(pid) = run.pid {
+                    fx.signals.push((pid, StopSignal::Kill));
+                }
+            }
+            if run.adopted {
+                match self.exec.probe(&self.home.run_file(*id, run.attempt)) {
+                    RunProbe::Alive { .. } => {}
+                    RunProbe::Exited(code) => exited.push((*id, run.attempt, Some(code))),
+                    RunProbe::Lost | RunProbe::NeverStarted => {
+                        exited.push((*id, run.attempt, None))
+                    }
+                }
+            }
+        }
+        for (id, attempt, code) in exited {
+            self.finish(tx, id, attempt, code, now, fx)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn next_wake(&self, now: i64) -> Option<i64> {
+        let mut wake: Option<i64> = None;
+        let mut at = |t: i64| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if let Some(t) = self.backoff_wake {
+            at(t);
+        }
+        if !self.unrecorded_pids.is_empty() {
+            // Under load the next transaction comes soon anyway; when idle, write them shortly.
+            at(now + 50);
+        }
+        for run in self
+            .running
+            .keys()
+            .filter_map(|id| self.jobs.get(id))
+            .filter_map(|a| a.run.as_ref())
+        {
+            if run.adopted {
+                at(now + 200);
+            }
+            if let Some(stop) = &run.stop {
+                if !stop.killed {
+                    at(stop.kill_at_ms);
+                }
+            } else if let Some(d) = run.deadline_ms {
+                at(d);
+            }
+        }
+        wake
+    }
+
+    pub(super) fn plan(&self, now: i64, explain: bool) -> petri_sched::Plan {
+        let waiting = self
+            .order
+            .iter()
+            .filter_map(|(_, _, id)| self.jobs.get(id))
+            .map(|a| &a.waiting);
+        petri_sched::plan(
+            &self.limits,
+            self.running.values(),
+            waiting,
+            |dep| self.dep_state(dep),
+            now,
+            explain,
+        )
+    }
+
+    pub(super) fn dep_state(&self, dep: JobId) -> DepState {
+        if let Some(a) = self.jobs.get(&dep) {
+            return DepState::Waiting {
+                number: a.job.number,
+            };
+        }
+        match self.finished.get(&dep) {
+            Some((_, JobState::Succeeded)) => DepState::Succeeded,
+            Some(_) => DepState::Failed,
+            // Not active and not known to have failed: it succeeded before this daemon started.
+            None => DepState::Succeeded,
+        }
+    }
+
+    /// Starts what the scheduler picks. The attempt is written before the process exists.
+    pub(super) fn schedule(
+        &mut self,
+        tx: &Tx<'_>,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        if self.order.is_empty() {
+            self.backoff_wake = None;
+            return Ok(());
+        }
+        let plan = self.plan(now, false);
+        self.backoff_wake = plan.next_wake_ms;
+        for id in plan.start {
+            let Some(active) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let job = &mut active.job;
+            self.order.remove(&(Reverse(job.priority), job.number, id));
+            job.attempts += 1;
+            job.state = JobState::Running;
+            job.started_at_ms = Some(now);
+            job.finished_at_ms = None;
+            let attempt = job.attempts;
+            tx.begin_run(id, attempt, now)?;
+            tx.update_job(job, active.not_before_ms)?;
+            self.metrics
+                .scheduling_latency
+                .observe((now - active.eligible_ms).max(0) as f64 / 1000.0);
+            active.run = Some(RunState {
+                attempt,
+                pid: None,
+                deadline_ms: job.spec.timeout.map(|t| now + t.0 as i64),
+                stop: None,
+                adopted: false,
+            });
+            self.running.insert(
+                id,
+                SchedRunning {
+                    queue: job.queue.clone(),
+                    request: active.waiting.request,
+                },
+            );
+            fx.events.push(Event::JobChanged(change(job)));
+            fx.launches.push(self.launch(&self.jobs[&id].job, attempt));
+        }
+        Ok(())
+    }
+
+    pub(super) fn launch(&self, job: &Job, attempt: u32) -> Launch {
+        let output = self.home.output_dir(job.id);
+        let mut env: Vec<(String, String)> = job
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("PETRI_JOB_ID".into(), job.id.to_string()));
+        env.push(("PETRI_JOB_NUMBER".into(), job.number.to_string()));
+        env.push(("PETRI_ATTEMPT".into(), attempt.to_string()));
+        env.push(("PETRI_OUTPUT_DIR".into(), output.display().to_string()));
+        Launch {
+            job: job.id,
+            attempt,
+            argv: job.spec.argv(),
+            workdir: job.spec.workdir.clone().unwrap_or_else(|| output.clone()),
+            env,
+            log_path: self.home.log(job.id),
+            status_file: self.home.run_file(job.id, attempt),
+        }
+    }
+
+    /// After the transaction: answer, announce, signal, spawn.
+    pub(super) fn carry_out(&mut self, fx: Effects, committed: bool) {
+        for reply in fx.replies {
+            reply(committed);
+        }
+        if !committed {
+            return;
+        }
+        for event in fx.events {
+            let _ = self.events.send(event);
+        }
+        for (pid, sig) in fx.signals {
+            if let Err(e) = self.exec.stop(pid, sig) {
+                tracing::warn!(pid, error = %e, "stopping a job failed");
+            }
+        }
+        let mut pids = fx.pids;
+        for launch in fx.launches {
+            let (job, attempt) = (launch.job, launch.attempt);
+            let output = self.home.output_dir(job);
+            // One mkdir on the hot path; the parents exist since `Home::prepare`.
+            let made = match std::fs::create_dir(&output) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(&output)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            };
+            if let Err(e) = made {
+                let _ = self.self_tx.send(Command::SpawnFailed {
+                    job,
+                    attempt,
+                    message: format!("cannot create the output folder {}: {e}", output.display()),
+                });
+                continue;
+            }
+            let tx = self.self_tx.clone();
+            let started = self.exec.start(
+                launch,
+                Box::new(move |report| {
+                    let _ = tx.send(Command::Exited(report));
+                }),
+            );
+            match started {
+                Ok(run) => {
+                    tracing::debug!(job.id = %job, pid = run.pid, "job started");
+                    if let Some(r) = self.jobs.get_mut(&job).and_then(|a| a.run.as_mut()) {
+                        r.pid = Some(run.pid);
+                        // A stop that came before the pid was known.
+                        if r.stop.is_some() {
+                            let _ = self.exec.stop(run.pid, StopSignal::Terminate);
+                        }
+                    }
+                    pids.push((job, attempt, run.pid));
+                }
+                Err(e) => {
+                    tracing::warn!(job.id = %job, error = %e, "job did not start");
+                    let _ = self.self_tx.send(Command::SpawnFailed {
+                        job,
+                        attempt,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        self.unrecorded_pids.extend(pids);
+    }
+
+    pub(super) fn update_gauges(&self) {
+        self.metrics.running.set(self.running.len() as i64);
+        self.metrics.queued.set(self.order.len() as i64);
+    }
+}
