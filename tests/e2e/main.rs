@@ -137,6 +137,13 @@ fn two_hundred_jobs_from_the_cli_reach_the_expected_states_in_order() {
             .success()
     );
 
+    // `top` shows the same picture, once as text, once as JSON.
+    let top = petri(home, &["top", "--once"]);
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(top.status.success() && text.contains("running 1") && text.contains("gate"), "{text}");
+    let snapshot: serde_json::Value = parse(&petri(home, &["top", "--json"]));
+    assert_eq!(snapshot["status"]["counts"]["running"], 1);
+
     // While gated: everything waits, with reasons and positions.
     let waiting = jobs(&petri(home, &["ls", "--json"]));
     assert_eq!(waiting.len(), 1 + 150 + 40 + 3 + 4);

@@ -36,3 +36,13 @@ impl IntoResponse for ApiError {
         (status, Json(self.0)).into_response()
     }
 }
+
+/// A handler that panicked answers 500 with the usual error body; the daemon carries on.
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered 500");
+    ApiError::new(
+        ErrorCode::Internal,
+        "Petri hit a bug while answering; nothing was changed. Please report it with the daemon log.",
+    )
+    .into_response()
+}

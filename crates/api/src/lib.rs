@@ -56,6 +56,9 @@ pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
         .route("/healthz", get(system::healthz))
         .merge(protected)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

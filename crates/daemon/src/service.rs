@@ -111,7 +111,17 @@ impl Daemon {
         engine.recover()?;
         let handle = std::thread::Builder::new()
             .name("petri-engine".into())
-            .spawn(move || engine.run())
+            .spawn(move || {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run()));
+                if ran.is_err() {
+                    // The queue's state in memory cannot be trusted any more, but the database and
+                    // the jobs can: exit, and the next start recovers everything.
+                    tracing::error!(
+                        "the engine hit a bug; exiting so that a restart recovers the queue"
+                    );
+                    std::process::exit(70);
+                }
+            })
             .map_err(|e| DaemonError::Io(format!("starting the engine thread: {e}")))?;
         Ok(Daemon {
             inner: Arc::new(Inner {
