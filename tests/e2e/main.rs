@@ -140,7 +140,10 @@ fn two_hundred_jobs_from_the_cli_reach_the_expected_states_in_order() {
     // `top` shows the same picture, once as text, once as JSON.
     let top = petri(home, &["top", "--once"]);
     let text = String::from_utf8_lossy(&top.stdout);
-    assert!(top.status.success() && text.contains("running 1") && text.contains("gate"), "{text}");
+    assert!(
+        top.status.success() && text.contains("running 1") && text.contains("gate"),
+        "{text}"
+    );
     let snapshot: serde_json::Value = parse(&petri(home, &["top", "--json"]));
     assert_eq!(snapshot["status"]["counts"]["running"], 1);
 
@@ -346,4 +349,40 @@ fn sigkill_of_the_daemon_loses_nothing_and_runs_nothing_twice() {
     }
     assert_eq!(counts.len(), submitted.len());
     let _ = ListQuery::default();
+}
+
+/// A program on the submitting shell's PATH is found, as in the terminal; `--no-export` leaves the
+/// job with the daemon's PATH.
+#[test]
+fn jobs_find_programs_on_the_submitters_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start("");
+    let home = server.home();
+    let bin = server.work().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("petri-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho tool ran\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = helpers::petri_cmd(home)
+        .env("PATH", &path)
+        .args(["submit", "--json", "--", "petri-test-tool"])
+        .output()
+        .unwrap();
+    let job = jobs(&out).remove(0);
+    server.wait_state(&job, JobState::Succeeded);
+    let log = petri(home, &["logs", &job.number.to_string()]);
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "tool ran\n");
+
+    let refused = helpers::petri_cmd(home)
+        .env("PATH", &path)
+        .args(["submit", "--no-export", "--", "petri-test-tool"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("COMMAND_NOT_FOUND"));
 }

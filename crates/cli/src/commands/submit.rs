@@ -67,6 +67,10 @@ pub struct SubmitArgs {
     /// Print the new jobs as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Do not pass this shell's PATH and Python environment (VIRTUAL_ENV, CONDA_PREFIX,
+    /// CONDA_DEFAULT_ENV, PYTHONPATH) on to the job; it then runs with the daemon's.
+    #[arg(long)]
+    pub no_export: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -124,6 +128,9 @@ fn build_specs(args: &SubmitArgs) -> anyhow::Result<Vec<JobSpec>> {
     };
     for spec in &mut specs {
         overlay(spec, args)?;
+        if !args.no_export {
+            export_env(spec);
+        }
         spec.workdir = Some(match (&args.workdir, &spec.workdir) {
             (Some(w), _) => cwd.join(w),
             (None, Some(w)) => base.join(w),
@@ -131,6 +138,25 @@ fn build_specs(args: &SubmitArgs) -> anyhow::Result<Vec<JobSpec>> {
         });
     }
     Ok(specs)
+}
+
+/// The variables that decide which programs a command finds: what a user expects a job to share
+/// with the shell it was submitted from (Slurm exports the whole environment; Petri only these, so
+/// no credentials end up in the queue). Values the spec sets win.
+const EXPORTED: [&str; 5] = [
+    "PATH",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "PYTHONPATH",
+];
+
+fn export_env(spec: &mut JobSpec) {
+    for key in EXPORTED {
+        if let Ok(value) = std::env::var(key) {
+            spec.env.entry(key.to_string()).or_insert(value);
+        }
+    }
 }
 
 fn overlay(spec: &mut JobSpec, a: &SubmitArgs) -> anyhow::Result<()> {
