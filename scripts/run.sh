@@ -9,6 +9,17 @@ ensure_toolchain
 say "building petri (release; the first build takes a few minutes)"
 cargo build --release --locked -p petri
 bin="$CARGO_TARGET_DIR/release/petri"
+# Put the `petri` command on PATH for the CLI verbs.
+dest="${PETRI_BIN_DIR:-}"
+if [ -z "$dest" ]; then
+    if [ -w /usr/local/bin ]; then dest=/usr/local/bin; else dest="$HOME/.local/bin"; fi
+fi
+mkdir -p "$dest"
+if ! cmp -s "$bin" "$dest/petri" 2>/dev/null; then
+    cp "$bin" "$dest/petri.new" && mv "$dest/petri.new" "$dest/petri"
+    say "installed the petri command as $dest/petri"
+fi
+case ":$PATH:" in *":$dest:"*) ;; *) say "add $dest to your PATH to use the petri command" ;; esac
 if [ $# -eq 0 ]; then
     say "starting Petri; the token for the web UI is in ${PETRI_HOME:-$HOME/.local/share/petri}/token"
 fi
