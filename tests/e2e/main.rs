@@ -151,7 +151,7 @@ fn two_hundred_jobs_from_the_cli_reach_the_expected_states_in_order() {
     let waiting = jobs(&petri(home, &["ls", "--json"]));
     assert_eq!(waiting.len(), 1 + 150 + 40 + 3 + 4);
     let first_urgent = waiting.iter().find(|j| j.id == urgent[0].id).unwrap();
-    assert_eq!(first_urgent.pending.as_ref().unwrap().position, 1);
+    assert_eq!(first_urgent.pending.as_ref().unwrap().position, Some(1));
     let shown = petri(home, &["show", &sweep[1].number.to_string()]);
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(

@@ -163,7 +163,7 @@ async fn priorities_then_submission_order_decide_who_starts() {
     let c = f.submit(spec("c", 0)).await;
     let shown = f.client.job(&c.id.to_string()).await.unwrap();
     let pending = shown.pending.expect("a waiting job says why");
-    assert_eq!(pending.position, 3);
+    assert_eq!(pending.position, Some(3));
     assert!(
         matches!(pending.reason, PendingReason::Resources { .. }),
         "{pending:?}"
@@ -176,7 +176,7 @@ async fn priorities_then_submission_order_decide_who_starts() {
             .pending
             .unwrap()
             .position,
-        1
+        Some(1)
     );
     std::fs::write(&go, "").unwrap();
     for j in [&a, &b, &c] {

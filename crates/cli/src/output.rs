@@ -42,7 +42,10 @@ pub fn info(job: &Job) -> String {
         JobState::Queued | JobState::Held => job
             .pending
             .as_ref()
-            .map(|p| format!("#{} in line: {}", p.position, p.message))
+            .map(|p| match p.position {
+                Some(n) => format!("#{n} in line: {}", p.message),
+                None => p.message.clone(),
+            })
             .or_else(|| job.reason.clone())
             .unwrap_or_default(),
         JobState::Running => String::new(),

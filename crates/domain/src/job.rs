@@ -123,8 +123,8 @@ pub struct Pending {
     pub reason: PendingReason,
     /// Human-readable form of `reason`.
     pub message: String,
-    /// 1 = the next job to start when resources allow.
-    pub position: u64,
+    /// 1 = the next job to start when resources allow; none for held jobs, which are not in line.
+    pub position: Option<u64>,
 }
 
 /// How one attempt ended.

@@ -119,13 +119,17 @@ pub fn plan<'w>(
         }
         let mut wait = |reason: PendingReason, position: &mut u64| {
             if explain {
-                *position += 1;
+                // Held jobs are out of line until released.
+                let place = (reason != PendingReason::Held).then(|| {
+                    *position += 1;
+                    *position
+                });
                 plan.pending.insert(
                     w.id,
                     Pending {
                         message: reason.to_string(),
                         reason,
-                        position: *position,
+                        position: place,
                     },
                 );
             }

@@ -75,7 +75,7 @@ fn higher_priority_starts_first_then_submission_order() {
     let c = w.submit(0, 1, "default");
     let p = w.plan(0, true);
     assert_eq!(p.start, vec![b, a]);
-    assert_eq!(p.pending[&c].position, 1);
+    assert_eq!(p.pending[&c].position, Some(1));
     assert!(matches!(
         p.pending[&c].reason,
         PendingReason::Resources { .. }
@@ -144,6 +144,8 @@ fn held_dependent_and_backoff_jobs_wait_and_claim_nothing() {
     let p = w.plan(1_000, true);
     assert_eq!(p.start, vec![free]);
     assert_eq!(p.pending[&first].reason, PendingReason::Held);
+    assert_eq!(p.pending[&first].position, None, "held jobs are not in line");
+    assert_eq!(p.pending[&dep].position, Some(1));
     assert!(matches!(
         p.pending[&dep].reason,
         PendingReason::Dependency { number: 1, .. }

@@ -24,7 +24,9 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
     println!("  state      {}", job.state);
     if let Some(p) = &job.pending {
         println!("  waiting    {}", p.message);
-        println!("  position   {} in line", p.position);
+        if let Some(n) = p.position {
+            println!("  position   {n} in line");
+        }
     }
     if let Some(r) = &job.reason {
         println!("  reason     {r}");
