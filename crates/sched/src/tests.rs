@@ -144,7 +144,10 @@ fn held_dependent_and_backoff_jobs_wait_and_claim_nothing() {
     let p = w.plan(1_000, true);
     assert_eq!(p.start, vec![free]);
     assert_eq!(p.pending[&first].reason, PendingReason::Held);
-    assert_eq!(p.pending[&first].position, None, "held jobs are not in line");
+    assert_eq!(
+        p.pending[&first].position, None,
+        "held jobs are not in line"
+    );
     assert_eq!(p.pending[&dep].position, Some(1));
     assert!(matches!(
         p.pending[&dep].reason,
