@@ -167,11 +167,13 @@ fn check(spec: &JobSpec, capacity: Capacity) -> Result<(), ErrorBody> {
     let request = Request {
         cpu_millis: spec.resources.cpu_millis().max(1),
         memory: spec.resources.memory_bytes(),
+        ..Default::default()
     };
     if request.cpu_millis > capacity.cpu_millis || request.memory > capacity.memory {
         let offered = Request {
             cpu_millis: capacity.cpu_millis,
             memory: capacity.memory,
+            ..Default::default()
         };
         return Err(ErrorBody::new(
             ErrorCode::ResourcesUnavailable,

@@ -88,6 +88,10 @@ pub enum PendingReason {
     Backoff { until_ms: i64 },
     /// A job ahead of it holds the free resources for itself.
     Priority { behind: JobId },
+    /// No GPU has enough unreserved memory for its slice.
+    GpuMemory { needs: String, free: String },
+    /// Not enough GPUs are free to be given whole.
+    Gpus { needs: u32, free: u32 },
 }
 
 impl std::fmt::Display for PendingReason {
@@ -112,6 +116,13 @@ impl std::fmt::Display for PendingReason {
             }
             PendingReason::Priority { .. } => {
                 f.write_str("waiting behind a larger job that holds the free resources")
+            }
+            PendingReason::GpuMemory { needs, free } => write!(
+                f,
+                "waiting for GPU memory: needs {needs} on one GPU, at most {free} free"
+            ),
+            PendingReason::Gpus { needs, free } => {
+                write!(f, "waiting for a whole GPU: needs {needs}, {free} free")
             }
         }
     }

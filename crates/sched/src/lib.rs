@@ -9,10 +9,18 @@
 //!   smaller jobs behind it cannot keep overtaking it; they wait with the reason `priority`.
 //! - Held jobs, jobs waiting for dependencies, jobs in backoff and jobs whose queue is at its limit
 //!   are skipped and claim nothing.
+//! - GPUs (see [`gpu`]): whole GPUs are exclusive; memory slices are packed best-fit. A job that
+//!   waits for a GPU claims only GPUs, never cpus or memory, so GPU and CPU-only jobs do not block
+//!   each other; and it keeps the GPUs it waits for from later jobs, so it is not starved.
 
 use std::collections::HashMap;
 
 use petri_domain::{JobId, Pending, PendingReason};
+
+pub mod gpu;
+
+use gpu::GpuBook;
+pub use gpu::{Gpu, GpuAsk, GpuPlacement};
 
 /// What the machine offers to jobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +34,7 @@ pub struct Capacity {
 pub struct Request {
     pub cpu_millis: u64,
     pub memory: u64,
+    pub gpu: GpuAsk,
 }
 
 impl Request {
@@ -53,6 +62,8 @@ pub struct Waiting {
 pub struct Running {
     pub queue: String,
     pub request: Request,
+    /// Where its GPU share is (empty without one).
+    pub gpu: GpuPlacement,
 }
 
 /// How a dependency stands.
@@ -76,6 +87,8 @@ pub struct Plan {
     pub pending: HashMap<JobId, Pending>,
     /// The earliest backoff deadline among visited jobs.
     pub next_wake_ms: Option<i64>,
+    /// Where each started job that asked for GPUs goes.
+    pub placements: HashMap<JobId, GpuPlacement>,
 }
 
 /// Inputs that do not change between decisions.
@@ -83,6 +96,10 @@ pub struct Limits<'a> {
     pub capacity: Capacity,
     /// Per-queue concurrency limits; queues not named are unlimited.
     pub queue_limits: &'a HashMap<String, u32>,
+    /// The GPUs jobs may use (none on a machine without them).
+    pub gpus: &'a [Gpu],
+    /// Memory kept free on every GPU.
+    pub gpu_reserve: u64,
 }
 
 /// Decides what starts now. `waiting` must come in scheduling order (priority, then number).
@@ -100,7 +117,14 @@ pub fn plan<'w>(
     let mut free = Request {
         cpu_millis: limits.capacity.cpu_millis,
         memory: limits.capacity.memory,
+        gpu: GpuAsk::None,
     };
+    let running: Vec<&Running> = running.into_iter().collect();
+    let mut book = GpuBook::new(
+        limits.gpus,
+        limits.gpu_reserve,
+        running.iter().map(|r| (r.request.gpu, &r.gpu)),
+    );
     let mut per_queue: HashMap<&str, u32> = HashMap::new();
     for r in running {
         free.cpu_millis = free.cpu_millis.saturating_sub(r.request.cpu_millis);
@@ -184,6 +208,15 @@ pub fn plan<'w>(
             continue;
         }
         if w.request.fits(&free) {
+            let Some(placement) = book.place(w.request.gpu) else {
+                wait(book.why_waiting(w.request.gpu), &mut position);
+                book.claim_for(w.request.gpu);
+                continue;
+            };
+            if w.request.gpu != GpuAsk::None {
+                book.take(w.request.gpu, &placement);
+                plan.placements.insert(w.id, placement);
+            }
             plan.start.push(w.id);
             free.cpu_millis -= w.request.cpu_millis;
             free.memory -= w.request.memory;
@@ -199,6 +232,7 @@ pub fn plan<'w>(
                 free: describe(&Request {
                     cpu_millis: free.cpu_millis,
                     memory: if w.request.memory > 0 { free.memory } else { 0 },
+                    gpu: GpuAsk::None,
                 }),
             },
         };
@@ -211,6 +245,11 @@ pub fn plan<'w>(
         free.memory = free.memory.saturating_sub(w.request.memory);
     }
     plan
+}
+
+/// Whether `ask` could ever be placed on these GPUs (for refusing impossible requests at submit).
+pub fn gpu_request_fits(gpus: &[Gpu], reserve: u64, ask: GpuAsk) -> bool {
+    GpuBook::new(gpus, reserve, std::iter::empty()).could_ever_fit(ask)
 }
 
 /// "2 cpus, 4GiB" — how a request or free capacity is shown in pending reasons.

@@ -8,6 +8,8 @@ struct World {
     running: Vec<Running>,
     waiting: Vec<Waiting>,
     done: HashMap<JobId, DepState>,
+    gpus: Vec<Gpu>,
+    gpu_reserve: u64,
 }
 
 impl World {
@@ -21,6 +23,8 @@ impl World {
             running: Vec::new(),
             waiting: Vec::new(),
             done: HashMap::new(),
+            gpus: Vec::new(),
+            gpu_reserve: 0,
         }
     }
 
@@ -34,7 +38,7 @@ impl World {
             queue: queue.into(),
             request: Request {
                 cpu_millis: cpus * 1000,
-                memory: 0,
+                ..Default::default()
             },
             held: false,
             after: Vec::new(),
@@ -49,6 +53,8 @@ impl World {
         let limits = Limits {
             capacity: self.capacity,
             queue_limits: &self.limits,
+            gpus: &self.gpus,
+            gpu_reserve: self.gpu_reserve,
         };
         let done = &self.done;
         let numbers: HashMap<JobId, u64> = self.waiting.iter().map(|w| (w.id, w.number)).collect();
@@ -93,8 +99,9 @@ fn a_big_job_is_not_starved_by_small_ones() {
         queue: "default".into(),
         request: Request {
             cpu_millis: 2000,
-            memory: 0,
+            ..Default::default()
         },
+        gpu: GpuPlacement::default(),
     });
     let big = w.submit(0, 4, "default");
     let small = w.submit(0, 1, "default");
@@ -201,8 +208,9 @@ fn the_walk_is_deterministic_under_a_simulated_clock() {
                 queue: "default".into(),
                 request: Request {
                     cpu_millis: 1000,
-                    memory: 0,
+                    ..Default::default()
                 },
+                gpu: GpuPlacement::default(),
             })
             .collect();
         let p = w.plan(clock, false);
@@ -218,4 +226,158 @@ fn the_walk_is_deterministic_under_a_simulated_clock() {
     assert!(pos(2) < pos(0));
     assert!(pos(47) < pos(3));
     assert_eq!(clock, 161);
+}
+
+// --- GPUs -------------------------------------------------------------------------------------
+
+fn gpu(index: u32, foreign_gib: u64) -> Gpu {
+    Gpu {
+        index,
+        memory_total: 16 * GIB,
+        foreign_used: foreign_gib * GIB,
+        healthy: true,
+    }
+}
+
+impl World {
+    fn submit_gpu(&mut self, ask: GpuAsk) -> JobId {
+        let id = self.submit(0, 1, "default");
+        self.waiting.last_mut().unwrap().request.gpu = ask;
+        id
+    }
+
+    /// Moves the started jobs from waiting to running, with their placements.
+    fn start(&mut self, plan: &Plan) {
+        for id in &plan.start {
+            let pos = self.waiting.iter().position(|w| w.id == *id).unwrap();
+            let w = self.waiting.remove(pos);
+            self.running.push(Running {
+                queue: w.queue,
+                request: w.request,
+                gpu: plan.placements.get(id).cloned().unwrap_or_default(),
+            });
+        }
+    }
+}
+
+fn placed_on(plan: &Plan, id: JobId) -> Vec<u32> {
+    plan.placements[&id].gpus.clone()
+}
+
+#[test]
+fn memory_slices_pack_two_to_a_gpu_and_the_rest_wait() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0), gpu(1, 0)];
+    let jobs: Vec<JobId> = (0..8)
+        .map(|_| w.submit_gpu(GpuAsk::Memory(7 * GIB)))
+        .collect();
+    let p = w.plan(0, true);
+    assert_eq!(p.start, jobs[..4].to_vec());
+    let mut per_gpu = [0, 0];
+    for id in &p.start {
+        per_gpu[placed_on(&p, *id)[0] as usize] += 1;
+    }
+    assert_eq!(per_gpu, [2, 2]);
+    for id in &jobs[4..] {
+        assert!(
+            p.pending[id].message.starts_with("waiting for GPU memory"),
+            "{}",
+            p.pending[id].message
+        );
+    }
+    // GPU jobs never block a CPU-only job behind them.
+    let cpu = w.submit(0, 1, "default");
+    let p = w.plan(0, false);
+    assert!(p.start.contains(&cpu));
+}
+
+#[test]
+fn a_whole_gpu_waits_for_an_empty_one_then_holds_it_alone() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0), gpu(1, 0)];
+    let a = w.submit_gpu(GpuAsk::Memory(4 * GIB));
+    let b = w.submit_gpu(GpuAsk::Memory(13 * GIB));
+    let p = w.plan(0, false);
+    w.start(&p);
+    assert_ne!(
+        placed_on(&p, a),
+        placed_on(&p, b),
+        "13GiB does not fit beside 4GiB"
+    );
+    let b_gpu = placed_on(&p, b);
+    let whole = w.submit_gpu(GpuAsk::Whole(1));
+    let late_slice = w.submit_gpu(GpuAsk::Memory(2 * GIB));
+    let p = w.plan(0, true);
+    assert_eq!(
+        p.pending[&whole].reason,
+        PendingReason::Gpus { needs: 1, free: 0 }
+    );
+    // The whole-GPU job keeps the GPU that empties first (fewest reserved) for itself: the later
+    // slice may start, but only beside the 13GiB job (16 - 13 = 3), never on the kept GPU.
+    assert_eq!(p.start, vec![late_slice]);
+    assert_eq!(placed_on(&p, late_slice), b_gpu);
+    w.start(&p);
+    // The 4GiB job ends: its GPU is empty, the whole-GPU job takes it and holds it alone.
+    let a_pos = w
+        .running
+        .iter()
+        .position(|r| r.request.gpu == GpuAsk::Memory(4 * GIB))
+        .unwrap();
+    let freed = w.running.remove(a_pos).gpu.gpus[0];
+    let p = w.plan(1, true);
+    assert_eq!(p.start, vec![whole]);
+    assert_eq!(placed_on(&p, whole), vec![freed]);
+    w.start(&p);
+    // Nothing is ever placed beside it.
+    let another = w.submit_gpu(GpuAsk::Memory(GIB));
+    let p = w.plan(2, true);
+    assert_eq!(p.start, vec![another]);
+    assert_ne!(placed_on(&p, another), vec![freed]);
+}
+
+#[test]
+fn foreign_processes_and_the_reserve_shrink_what_a_gpu_admits() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 10), gpu(1, 0)];
+    let jobs: Vec<JobId> = (0..3)
+        .map(|_| w.submit_gpu(GpuAsk::Memory(7 * GIB)))
+        .collect();
+    let p = w.plan(0, true);
+    assert_eq!(p.start.len(), 2);
+    for id in &p.start {
+        assert_eq!(placed_on(&p, *id), vec![1], "GPU 0 has only 6GiB left");
+    }
+    assert!(p.pending.contains_key(&jobs[2]));
+
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0)];
+    w.gpu_reserve = 3 * GIB;
+    w.submit_gpu(GpuAsk::Memory(7 * GIB));
+    let second = w.submit_gpu(GpuAsk::Memory(7 * GIB));
+    let p = w.plan(0, true);
+    assert_eq!(p.start.len(), 1, "16 - 3 reserve = 13: one 7GiB slice");
+    assert!(p.pending.contains_key(&second));
+}
+
+#[test]
+fn slices_go_where_they_fit_best_and_never_on_a_lost_gpu() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 7), gpu(1, 0), gpu(2, 0)];
+    w.gpus[2].healthy = false;
+    let small = w.submit_gpu(GpuAsk::Memory(8 * GIB));
+    let big = w.submit_gpu(GpuAsk::Memory(16 * GIB));
+    let p = w.plan(0, true);
+    assert_eq!(
+        placed_on(&p, small),
+        vec![0],
+        "9GiB free on GPU 0 is the best fit for 8GiB"
+    );
+    assert_eq!(placed_on(&p, big), vec![1]);
+    let lost_only = w.submit_gpu(GpuAsk::Whole(1));
+    w.start(&p);
+    let p = w.plan(0, true);
+    assert!(!p.start.contains(&lost_only), "GPU 2 is lost");
+    assert!(!gpu_request_fits(&w.gpus, 0, GpuAsk::Whole(3)));
+    assert!(gpu_request_fits(&w.gpus, 0, GpuAsk::Whole(2)));
+    assert!(!gpu_request_fits(&w.gpus, 0, GpuAsk::Memory(17 * GIB)));
 }

@@ -180,6 +180,9 @@ impl Engine {
                 limits: Limits {
                     capacity: settings.capacity(),
                     queue_limits,
+                    // GPU inventory (NVML) is not wired yet; submit refuses GPU requests.
+                    gpus: &[],
+                    gpu_reserve: 0,
                 },
                 kill_grace_ms: settings.kill_grace.0 as i64,
                 jobs: HashMap::new(),
@@ -408,7 +411,14 @@ impl State {
 }
 
 fn request_of(job: &Job) -> Request {
+    let r = &job.spec.resources;
+    let gpu = match (r.gpus, r.gpu_memory) {
+        (Some(n), _) if n > 0 => petri_sched::GpuAsk::Whole(n),
+        (_, Some(bytes)) => petri_sched::GpuAsk::Memory(bytes.0),
+        _ => petri_sched::GpuAsk::None,
+    };
     Request {
+        gpu,
         cpu_millis: job.spec.resources.cpu_millis().max(1),
         memory: job.spec.resources.memory_bytes(),
     }

@@ -37,6 +37,7 @@ impl State {
             SchedRunning {
                 queue: active.job.queue.clone(),
                 request: active.waiting.request,
+                gpu: Default::default(),
             },
         );
         match probe {

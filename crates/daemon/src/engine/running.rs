@@ -127,9 +127,9 @@ impl State {
             self.backoff_wake = None;
             return Ok(());
         }
-        let plan = self.plan(now, false);
+        let mut plan = self.plan(now, false);
         self.backoff_wake = plan.next_wake_ms;
-        for id in plan.start {
+        for id in std::mem::take(&mut plan.start) {
             let Some(active) = self.jobs.get_mut(&id) else {
                 continue;
             };
@@ -157,6 +157,7 @@ impl State {
                 SchedRunning {
                     queue: job.queue.clone(),
                     request: active.waiting.request,
+                    gpu: plan.placements.remove(&id).unwrap_or_default(),
                 },
             );
             fx.events.push(Event::JobChanged(change(job)));
