@@ -42,6 +42,7 @@ pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
         .route("/jobs/{id}/log/stream", get(events::follow_log))
         .route("/events", get(events::stream))
         .route("/status", get(system::status))
+        .route("/gpus", get(system::gpus))
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::events::follow_log,
         crate::events::stream,
         crate::system::status,
+        crate::system::gpus,
     ),
     components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode)),
     modifiers(&Bearer),

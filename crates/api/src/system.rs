@@ -33,6 +33,15 @@ pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Status>, Ap
     Ok(Json(s.daemon.status().await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/gpus", tag = "system",
+    responses((status = 200, body = petri_domain::GpuReport),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
+pub(crate) async fn gpus(
+    State(s): State<AppState>,
+) -> Result<Json<petri_domain::GpuReport>, ApiError> {
+    Ok(Json(s.daemon.gpus().await?))
+}
+
 pub(crate) async fn ui() -> Html<&'static str> {
     Html(UI_PAGE)
 }

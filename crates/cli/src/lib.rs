@@ -51,6 +51,8 @@ pub enum Command {
     Release(commands::act::ActArgs),
     /// A live view of the queue and the machine.
     Top(commands::top::TopArgs),
+    /// GPUs: memory, reservations, who holds what.
+    Gpus(commands::gpus::GpusArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -81,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::act::run(&client, a, commands::act::Verb::Release).await
         }
         Some(Command::Top(a)) => commands::top::run(&client, a).await,
+        Some(Command::Gpus(a)) => commands::gpus::run(&client, a).await,
         Some(Command::Completions(a)) => {
             print_completions(a.shell);
             Ok(())

@@ -218,6 +218,11 @@ impl Client {
         self.act(key, "release").await
     }
 
+    pub async fn gpus(&self) -> Result<petri_domain::GpuReport> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/gpus"))
+            .await
+    }
+
     pub async fn status(&self) -> Result<Status> {
         self.json(self.request(reqwest::Method::GET, "/api/v1/status"))
             .await

@@ -14,4 +14,4 @@ pub use error::DaemonError;
 pub use home::Home;
 pub use petri_domain::{Event, JobChange, ListQuery, Status};
 pub use service::{Daemon, LogChunk};
-pub use settings::{QueueSettings, Settings, SettingsError};
+pub use settings::{GpuSettings, QueueSettings, Settings, SettingsError};

@@ -31,6 +31,8 @@ struct Inner {
     home: Home,
     token: String,
     capacity: Capacity,
+    /// The last GPU sample, for checking submissions.
+    gpu_sample: Arc<Mutex<Vec<petri_gpu::GpuInfo>>>,
     tx: std::sync::mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
@@ -38,6 +40,8 @@ struct Inner {
     engine: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Dropping it ends the checkpoint thread.
     _stop_checkpoints: std::sync::mpsc::Sender<()>,
+    /// Dropping it ends the GPU sampler.
+    _stop_sampling: std::sync::mpsc::Sender<()>,
     _lock: Flock<File>,
 }
 
@@ -109,6 +113,42 @@ impl Daemon {
             &settings,
         )?;
         engine.recover()?;
+        // GPUs: sampled now (so the first decisions see them) and then every few seconds.
+        let gpu_sample = Arc::new(Mutex::new(Vec::new()));
+        let mut inventory = petri_gpu::Inventory::open(settings.gpu.nvml_path.as_deref());
+        if let Some(reason) = &inventory.status().reason {
+            tracing::info!("{reason}");
+        }
+        let sample_gpus = {
+            let gpu_sample = gpu_sample.clone();
+            let tx = tx.clone();
+            move |inventory: &mut petri_gpu::Inventory| {
+                let gpus = inventory.sample();
+                if let Ok(mut s) = gpu_sample.lock() {
+                    *s = gpus.clone();
+                }
+                tx.send(Command::Gpus {
+                    status: inventory.status().clone(),
+                    gpus,
+                })
+                .is_ok()
+            }
+        };
+        sample_gpus(&mut inventory);
+        let every = settings.gpu.sample_every.as_duration();
+        let (stop_sampling, sampling_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("petri-gpu".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    sampling_rx.recv_timeout(every)
+                {
+                    if !sample_gpus(&mut inventory) {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| DaemonError::Io(format!("starting the GPU sampler: {e}")))?;
         let handle = std::thread::Builder::new()
             .name("petri-engine".into())
             .spawn(move || {
@@ -135,6 +175,8 @@ impl Daemon {
                 reader: Arc::new(Mutex::new(reader)),
                 engine: Mutex::new(Some(handle)),
                 _stop_checkpoints: stop_checkpoints,
+                _stop_sampling: stop_sampling,
+                gpu_sample,
                 _lock: lock,
             }),
         })
@@ -208,13 +250,31 @@ impl Daemon {
 
     /// Checks, expands and queues a submission; all jobs or none.
     pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, DaemonError> {
-        let capacity = self.inner.capacity;
+        let machine = crate::submit::Machine {
+            capacity: self.inner.capacity,
+            gpus: self
+                .inner
+                .gpu_sample
+                .lock()
+                .map(|s| {
+                    s.iter()
+                        .map(|g| petri_sched::Gpu {
+                            index: g.index,
+                            memory_total: g.memory_total,
+                            foreign_used: 0,
+                            healthy: g.healthy,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            gpu_reserve: self.inner.settings.gpu.reserve.0,
+        };
         let reader = self.inner.reader.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let store = reader
                 .lock()
                 .map_err(|_| DaemonError::Io("the database reader is poisoned".into()))?;
-            crate::submit::prepare(specs, capacity, |key| Ok(store.find(key)?))
+            crate::submit::prepare(specs, &machine, |key| Ok(store.find(key)?))
         })
         .await
         .map_err(|e| DaemonError::Io(e.to_string()))??;
@@ -332,6 +392,16 @@ impl Daemon {
         })
         .await
         .map_err(|e| DaemonError::Io(e.to_string()))?
+    }
+
+    /// GPUs: NVML's figures, Petri's reservations, holders.
+    pub async fn gpus(&self) -> Result<petri_domain::GpuReport, DaemonError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::GpuReport { reply: tx })
+            .map_err(|_| DaemonError::ShuttingDown)?;
+        rx.await.map_err(|_| DaemonError::ShuttingDown)
     }
 
     pub async fn status(&self) -> Result<Status, DaemonError> {

@@ -27,6 +27,30 @@ pub struct Settings {
     pub queues: BTreeMap<String, QueueSettings>,
     /// The log filter (`info`, `debug`, `petri_daemon=trace`...).
     pub log: String,
+    /// GPUs.
+    pub gpu: GpuSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuSettings {
+    /// The NVML library to load (default: the driver's `libnvidia-ml.so.1`). `PETRI_NVML_PATH`
+    /// sets it too.
+    pub nvml_path: Option<PathBuf>,
+    /// Memory kept free on every GPU, never given to slices.
+    pub reserve: ByteSize,
+    /// How often GPUs are sampled.
+    pub sample_every: Millis,
+}
+
+impl Default for GpuSettings {
+    fn default() -> Self {
+        GpuSettings {
+            nvml_path: None,
+            reserve: ByteSize(256 << 20),
+            sample_every: Millis(2000),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -55,6 +79,7 @@ impl Default for Settings {
             capacity: CapacitySettings::default(),
             queues: BTreeMap::new(),
             log: "info".into(),
+            gpu: GpuSettings::default(),
         }
     }
 }
@@ -72,6 +97,7 @@ const DAEMON_KEYS: &[&str] = &[
     "capacity",
     "queues",
     "log",
+    "gpu",
 ];
 
 /// The platform data folder, e.g. `~/.local/share/petri`.
@@ -113,6 +139,9 @@ impl Settings {
             .extract()
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         settings.home = home;
+        if let Some(path) = std::env::var_os("PETRI_NVML_PATH").filter(|p| !p.is_empty()) {
+            settings.gpu.nvml_path = Some(PathBuf::from(path));
+        }
         settings.validate()?;
         Ok(settings)
     }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use petri_domain::{ErrorBody, ErrorCode, JobId, JobSpec};
-use petri_sched::{Capacity, Request, describe};
+use petri_sched::{Capacity, Gpu, GpuAsk, Request, describe};
 
 use crate::error::DaemonError;
 
@@ -22,7 +22,7 @@ pub(crate) struct Prepared {
 /// Checks and expands a submission. `find` resolves an existing job by id or number.
 pub(crate) fn prepare(
     specs: Vec<JobSpec>,
-    capacity: Capacity,
+    machine: &Machine,
     find: impl Fn(&str) -> Result<Option<JobId>, DaemonError>,
 ) -> Result<Vec<Prepared>, DaemonError> {
     if specs.is_empty() {
@@ -33,7 +33,7 @@ pub(crate) fn prepare(
     }
     let mut total = 0usize;
     for (i, spec) in specs.iter().enumerate() {
-        check(spec, capacity).map_err(|body| at_index(body, i, specs.len()))?;
+        check(spec, machine).map_err(|body| at_index(body, i, specs.len()))?;
         total = total.saturating_add(spec.array_len());
     }
     if total > petri_domain::spec::MAX_ARRAY_JOBS {
@@ -145,8 +145,17 @@ fn topological(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
     (order.len() == n).then_some(order)
 }
 
+/// What a submission is checked against.
+pub(crate) struct Machine {
+    pub capacity: Capacity,
+    /// The GPUs (foreign use left out: it may go away).
+    pub gpus: Vec<Gpu>,
+    pub gpu_reserve: u64,
+}
+
 /// Checks one spec against this machine.
-fn check(spec: &JobSpec, capacity: Capacity) -> Result<(), ErrorBody> {
+fn check(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
+    let capacity = machine.capacity;
     spec.validate()?;
     if let Some(image) = &spec.image {
         return Err(ErrorBody::new(
@@ -158,11 +167,7 @@ fn check(spec: &JobSpec, capacity: Capacity) -> Result<(), ErrorBody> {
         ));
     }
     if spec.resources.wants_gpu() {
-        return Err(ErrorBody::new(
-            ErrorCode::NoGpus,
-            "the job asks for a GPU, but Petri sees no GPUs on this machine; drop `gpus`, \
-             `gpu_memory` and `mig` to run it on the CPU",
-        ));
+        check_gpus(spec, machine)?;
     }
     let request = Request {
         cpu_millis: spec.resources.cpu_millis().max(1),
@@ -225,6 +230,56 @@ fn check(spec: &JobSpec, capacity: Capacity) -> Result<(), ErrorBody> {
     Ok(())
 }
 
+fn check_gpus(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
+    if machine.gpus.is_empty() {
+        return Err(ErrorBody::new(
+            ErrorCode::NoGpus,
+            "the job asks for a GPU, but Petri sees no GPUs on this machine (`petri gpus` says \
+             why); drop `gpus`, `gpu_memory` and `mig` to run it on the CPU",
+        ));
+    }
+    if spec.resources.mig.is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidSpec,
+            "MIG instances cannot be requested yet; ask for `gpu_memory` (a slice) or `gpus`",
+        )
+        .with_details(serde_json::json!({ "field": "resources.mig" })));
+    }
+    let ask = match (spec.resources.gpus, spec.resources.gpu_memory) {
+        (Some(n), _) => GpuAsk::Whole(n),
+        (_, Some(bytes)) => GpuAsk::Memory(bytes.0),
+        _ => GpuAsk::None,
+    };
+    if petri_sched::gpu_request_fits(&machine.gpus, machine.gpu_reserve, ask) {
+        return Ok(());
+    }
+    let healthy: Vec<&Gpu> = machine.gpus.iter().filter(|g| g.healthy).collect();
+    let largest = healthy
+        .iter()
+        .map(|g| g.memory_total.saturating_sub(machine.gpu_reserve))
+        .max()
+        .unwrap_or(0);
+    let (asked, fits) = match ask {
+        GpuAsk::Whole(n) => (
+            format!("{n} whole GPUs"),
+            format!("{} whole GPUs", healthy.len()),
+        ),
+        GpuAsk::Memory(bytes) => (
+            format!("{} of GPU memory", petri_domain::ByteSize(bytes)),
+            format!("{} on one GPU", petri_domain::ByteSize(largest)),
+        ),
+        GpuAsk::None => (String::new(), String::new()),
+    };
+    Err(ErrorBody::new(
+        ErrorCode::ResourcesUnavailable,
+        format!("the job asks for {asked}; the largest request that fits here is {fits}"),
+    )
+    .with_details(serde_json::json!({
+        "gpus": healthy.len(),
+        "max_gpu_memory": petri_domain::ByteSize(largest).to_string(),
+    })))
+}
+
 /// Finds an executable the way `execvp` would.
 fn find_program(program: &str, workdir: Option<&Path>, path_var: &str) -> Option<PathBuf> {
     let executable = |p: &Path| {
@@ -251,10 +306,14 @@ fn find_program(program: &str, workdir: Option<&Path>, path_var: &str) -> Option
 mod tests {
     use super::*;
 
-    fn cap() -> Capacity {
-        Capacity {
-            cpu_millis: 2000,
-            memory: 1 << 30,
+    fn cap() -> Machine {
+        Machine {
+            capacity: Capacity {
+                cpu_millis: 2000,
+                memory: 1 << 30,
+            },
+            gpus: Vec::new(),
+            gpu_reserve: 0,
         }
     }
 
@@ -273,13 +332,13 @@ mod tests {
     fn refusals_have_codes() {
         let none = |_: &str| Ok(None);
         assert_eq!(
-            code(prepare(specs("command: [nope-not-here]"), cap(), none)),
+            code(prepare(specs("command: [nope-not-here]"), &cap(), none)),
             ErrorCode::CommandNotFound
         );
         assert_eq!(
             code(prepare(
                 specs("command: [\"true\"]\nresources: {cpus: 64}"),
-                cap(),
+                &cap(),
                 none
             )),
             ErrorCode::ResourcesUnavailable
@@ -287,7 +346,7 @@ mod tests {
         assert_eq!(
             code(prepare(
                 specs("command: [\"true\"]\nresources: {memory: 64GiB}"),
-                cap(),
+                &cap(),
                 none
             )),
             ErrorCode::ResourcesUnavailable
@@ -295,7 +354,7 @@ mod tests {
         assert_eq!(
             code(prepare(
                 specs("command: [\"true\"]\nafter: ['77']"),
-                cap(),
+                &cap(),
                 none
             )),
             ErrorCode::UnknownDependency
@@ -303,31 +362,35 @@ mod tests {
         assert_eq!(
             code(prepare(
                 specs("command: [\"true\"]\nworkdir: /no/such/dir"),
-                cap(),
+                &cap(),
                 none
             )),
             ErrorCode::WorkdirNotFound
         );
         assert_eq!(
-            code(prepare(specs("command: [\"true\"]\nimage: x"), cap(), none)),
+            code(prepare(
+                specs("command: [\"true\"]\nimage: x"),
+                &cap(),
+                none
+            )),
             ErrorCode::ContainersUnavailable
         );
         assert_eq!(
             code(prepare(
                 specs("command: [\"true\"]\nresources: {gpus: 1}"),
-                cap(),
+                &cap(),
                 none
             )),
             ErrorCode::NoGpus
         );
         let cyclic = "name: a\ncommand: [\"true\"]\nafter: [b]\n---\nname: b\ncommand: [\"true\"]\nafter: [a]\n";
         assert_eq!(
-            code(prepare(specs(cyclic), cap(), none)),
+            code(prepare(specs(cyclic), &cap(), none)),
             ErrorCode::DependencyCycle
         );
         let selfish = "name: a\ncommand: [\"true\"]\nafter: [a]\n";
         assert_eq!(
-            code(prepare(specs(selfish), cap(), none)),
+            code(prepare(specs(selfish), &cap(), none)),
             ErrorCode::DependencyCycle
         );
     }
@@ -335,7 +398,7 @@ mod tests {
     #[test]
     fn names_in_one_submission_resolve_to_every_job_of_a_sweep() {
         let text = "name: train\ncommand: [\"true\"]\narray: {lr: ['1', '2']}\n---\nname: report\ncommand: [\"true\"]\nafter: [train]\n";
-        let jobs = prepare(specs(text), cap(), |_| Ok(None)).unwrap();
+        let jobs = prepare(specs(text), &cap(), |_| Ok(None)).unwrap();
         assert_eq!(jobs.len(), 3);
         assert_eq!(jobs[2].depends_on.len(), 2);
         assert!(jobs[2].depends_on.contains(&jobs[0].id));

@@ -64,3 +64,49 @@ pub struct Status {
     pub reserved_memory: u64,
     pub queue_limits: HashMap<String, u32>,
 }
+
+/// The GPUs as `petri gpus` shows them: what NVML says, what Petri reserved, and who holds what.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpuReport {
+    /// False when Petri sees no NVIDIA driver: CPU-only mode.
+    pub available: bool,
+    /// Why there are no GPUs.
+    pub reason: Option<String>,
+    pub gpus: Vec<GpuView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpuView {
+    pub index: u32,
+    pub name: String,
+    pub uuid: String,
+    /// False when NVML reports the GPU lost: nothing starts on it.
+    pub healthy: bool,
+    pub memory_total: u64,
+    /// Used now, by anyone (NVML).
+    pub memory_used: u64,
+    /// Reserved by Petri's jobs (slices; a whole GPU counts all its memory).
+    pub reserved: u64,
+    /// What a new slice could still get here.
+    pub free_to_admit: u64,
+    pub utilization: u32,
+    pub temperature_c: Option<u32>,
+    pub power_mw: Option<u32>,
+    pub holders: Vec<GpuHolder>,
+}
+
+/// A job or a foreign process on a GPU.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpuHolder {
+    /// `job` or `foreign`.
+    pub kind: String,
+    pub job: Option<JobId>,
+    pub number: Option<u64>,
+    pub name: Option<String>,
+    /// `exclusive` (a whole GPU), `shared-unenforced` (a memory slice), or `none` (foreign).
+    pub isolation: String,
+    pub reserved: u64,
+    /// Memory its processes use now.
+    pub used: u64,
+    pub pids: Vec<u32>,
+}

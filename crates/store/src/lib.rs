@@ -48,6 +48,10 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX jobs_state;
     CREATE INDEX jobs_active ON jobs(number) WHERE state IN ('queued','held','running');
     "#,
+    // 3: the GPUs an attempt holds (JSON array of GPU indices), so a restart keeps its reservation.
+    r#"
+    ALTER TABLE runs ADD COLUMN gpus TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +113,8 @@ pub struct ActiveRun {
     pub pid: Option<u32>,
     pub started_at_ms: i64,
     pub stop_intent: Option<StopIntent>,
+    /// Indices of the GPUs it holds.
+    pub gpus: Vec<u32>,
 }
 
 /// Filters for listing jobs.
@@ -221,7 +227,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT attempt, pid, started_at, stop_intent FROM runs
+                "SELECT attempt, pid, started_at, stop_intent, gpus FROM runs
                  WHERE job_id = ?1 AND outcome = 'running' ORDER BY attempt DESC LIMIT 1",
                 params![id.to_string()],
                 |r| {
@@ -233,6 +239,7 @@ impl Store {
                             .get::<_, Option<String>>(3)?
                             .as_deref()
                             .and_then(StopIntent::parse),
+                        gpus: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
                     })
                 },
             )
@@ -452,13 +459,15 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Records that an attempt is about to start (before its process exists).
-    pub fn begin_run(&self, id: JobId, attempt: u32, now_ms: i64) -> Result<()> {
+    /// Records that an attempt is about to start (before its process exists), with its GPUs.
+    pub fn begin_run(&self, id: JobId, attempt: u32, now_ms: i64, gpus: &[u32]) -> Result<()> {
+        let gpus = serde_json::to_string(gpus).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.tx
             .prepare_cached(
-                "INSERT INTO runs (job_id, attempt, started_at, outcome) VALUES (?1, ?2, ?3, 'running')",
+                "INSERT INTO runs (job_id, attempt, started_at, outcome, gpus)
+                 VALUES (?1, ?2, ?3, 'running', ?4)",
             )?
-            .execute(params![id.to_string(), attempt, now_ms])?;
+            .execute(params![id.to_string(), attempt, now_ms, gpus])?;
         Ok(())
     }
 
@@ -585,7 +594,7 @@ mod tests {
             store
                 .write(|tx| {
                     tx.insert_job(&a, 0)?;
-                    tx.begin_run(a.id, 1, 10)?;
+                    tx.begin_run(a.id, 1, 10, &[])?;
                     tx.set_run_pid(a.id, 1, 4242)
                 })
                 .unwrap();

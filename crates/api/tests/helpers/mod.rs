@@ -1,3 +1,4 @@
+#![allow(dead_code)] // shared by several test binaries, each using a part
 //! An in-process daemon in a temporary home, and waiting helpers.
 
 use std::future::Future;

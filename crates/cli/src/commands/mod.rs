@@ -1,5 +1,6 @@
 pub mod act;
 pub mod completions;
+pub mod gpus;
 pub mod logs;
 pub mod ls;
 pub mod show;

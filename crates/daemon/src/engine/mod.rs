@@ -18,7 +18,7 @@ use petri_domain::{
     ErrorBody, ErrorCode, Executor, ExitReport, Job, JobId, JobState, Launch, Pending, RunOutcome,
     RunProbe, StopSignal,
 };
-use petri_sched::{DepState, Limits, Request, Running as SchedRunning, Waiting};
+use petri_sched::{DepState, Request, Running as SchedRunning, Waiting};
 use petri_store::{StopIntent, Store, StoreError, Tx};
 use tokio::sync::{broadcast, oneshot};
 
@@ -26,6 +26,7 @@ use crate::home::Home;
 use crate::metrics::Metrics;
 use crate::submit::Prepared;
 
+mod gpus;
 mod lifecycle;
 mod recovery;
 mod running;
@@ -53,6 +54,14 @@ pub(crate) enum Command {
     Explain {
         reply: oneshot::Sender<HashMap<JobId, Pending>>,
     },
+    /// A fresh GPU sample.
+    Gpus {
+        status: petri_gpu::NvmlStatus,
+        gpus: Vec<petri_gpu::GpuInfo>,
+    },
+    GpuReport {
+        reply: oneshot::Sender<petri_domain::GpuReport>,
+    },
     Exited(ExitReport),
     SpawnFailed {
         job: JobId,
@@ -75,6 +84,8 @@ struct Active {
 
 struct RunState {
     attempt: u32,
+    /// Indices of the GPUs the attempt holds.
+    gpus: Vec<u32>,
     pid: Option<u32>,
     deadline_ms: Option<i64>,
     stop: Option<Stop>,
@@ -100,7 +111,13 @@ struct State {
     self_tx: Sender<Command>,
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
-    limits: Limits<'static>,
+    capacity: petri_sched::Capacity,
+    queue_limits: HashMap<String, u32>,
+    /// GPUs as the scheduler sees them, from the last sample.
+    gpus: Vec<petri_sched::Gpu>,
+    gpu_reserve: u64,
+    gpu_status: petri_gpu::NvmlStatus,
+    gpu_info: Vec<petri_gpu::GpuInfo>,
     kill_grace_ms: i64,
     jobs: HashMap<JobId, Active>,
     /// Waiting jobs in scheduling order.
@@ -165,8 +182,6 @@ impl Engine {
         metrics: Arc<Metrics>,
         settings: &crate::Settings,
     ) -> Result<Engine, StoreError> {
-        let queue_limits: &'static HashMap<String, u32> =
-            Box::leak(Box::new(settings.queue_limits()));
         let next_number = store.max_number()? + 1;
         Ok(Engine {
             store,
@@ -177,13 +192,15 @@ impl Engine {
                 self_tx,
                 events,
                 metrics,
-                limits: Limits {
-                    capacity: settings.capacity(),
-                    queue_limits,
-                    // GPU inventory (NVML) is not wired yet; submit refuses GPU requests.
-                    gpus: &[],
-                    gpu_reserve: 0,
+                capacity: settings.capacity(),
+                queue_limits: settings.queue_limits(),
+                gpus: Vec::new(),
+                gpu_reserve: settings.gpu.reserve.0,
+                gpu_status: petri_gpu::NvmlStatus {
+                    available: false,
+                    reason: Some("GPUs not sampled yet".into()),
                 },
+                gpu_info: Vec::new(),
                 kill_grace_ms: settings.kill_grace.0 as i64,
                 jobs: HashMap::new(),
                 order: BTreeSet::new(),
@@ -389,6 +406,10 @@ impl State {
             Command::Explain { reply } => {
                 let plan = self.plan(now, true);
                 let _ = reply.send(plan.pending);
+            }
+            Command::Gpus { status, gpus } => self.take_gpu_sample(status, gpus),
+            Command::GpuReport { reply } => {
+                let _ = reply.send(self.gpu_report());
             }
             Command::Exited(report) => {
                 self.finish(tx, report.job, report.attempt, report.exit_code, now, fx)?;

@@ -23,6 +23,7 @@ impl State {
         let timeout = active.job.spec.timeout.map(|t| t.0 as i64);
         active.run = Some(RunState {
             attempt: run.attempt,
+            gpus: run.gpus.clone(),
             pid: run.pid,
             deadline_ms: timeout.map(|t| run.started_at_ms + t),
             stop: run.stop_intent.map(|intent| Stop {
@@ -37,7 +38,9 @@ impl State {
             SchedRunning {
                 queue: active.job.queue.clone(),
                 request: active.waiting.request,
-                gpu: Default::default(),
+                gpu: petri_sched::GpuPlacement {
+                    gpus: run.gpus.clone(),
+                },
             },
         );
         match probe {

@@ -92,8 +92,14 @@ impl State {
             .iter()
             .filter_map(|(_, _, id)| self.jobs.get(id))
             .map(|a| &a.waiting);
+        let limits = petri_sched::Limits {
+            capacity: self.capacity,
+            queue_limits: &self.queue_limits,
+            gpus: &self.gpus,
+            gpu_reserve: self.gpu_reserve,
+        };
         petri_sched::plan(
-            &self.limits,
+            &limits,
             self.running.values(),
             waiting,
             |dep| self.dep_state(dep),
@@ -140,13 +146,15 @@ impl State {
             job.started_at_ms = Some(now);
             job.finished_at_ms = None;
             let attempt = job.attempts;
-            tx.begin_run(id, attempt, now)?;
+            let placement = plan.placements.remove(&id).unwrap_or_default();
+            tx.begin_run(id, attempt, now, &placement.gpus)?;
             tx.update_job(job, active.not_before_ms)?;
             self.metrics
                 .scheduling_latency
                 .observe((now - active.eligible_ms).max(0) as f64 / 1000.0);
             active.run = Some(RunState {
                 attempt,
+                gpus: placement.gpus.clone(),
                 pid: None,
                 deadline_ms: job.spec.timeout.map(|t| now + t.0 as i64),
                 stop: None,
@@ -157,7 +165,7 @@ impl State {
                 SchedRunning {
                     queue: job.queue.clone(),
                     request: active.waiting.request,
-                    gpu: plan.placements.remove(&id).unwrap_or_default(),
+                    gpu: placement,
                 },
             );
             fx.events.push(Event::JobChanged(change(job)));
@@ -178,6 +186,7 @@ impl State {
         env.push(("PETRI_JOB_NUMBER".into(), job.number.to_string()));
         env.push(("PETRI_ATTEMPT".into(), attempt.to_string()));
         env.push(("PETRI_OUTPUT_DIR".into(), output.display().to_string()));
+        env.extend(self.gpu_env(job, &self.jobs[&job.id]));
         Launch {
             job: job.id,
             attempt,

@@ -1,0 +1,183 @@
+//! GPU sharing end to end in one daemon, with the project's fake NVML describing two 16 GiB GPUs:
+//! the real nvml-wrapper code, the real scheduler, real processes.
+
+mod helpers;
+
+use std::path::PathBuf;
+
+use helpers::{Fixture, wait_until};
+use petri_domain::{ErrorCode, JobSpec, JobState, ListQuery};
+
+const GIB: u64 = 1 << 30;
+
+fn fake_lib() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let lib = exe.parent()?.parent()?.join("libnvidia_ml.so");
+    lib.exists().then_some(lib)
+}
+
+fn write_gpus(path: &std::path::Path, foreign_on_0: Option<u64>) {
+    let processes: Vec<serde_json::Value> = foreign_on_0
+        .map(|bytes| vec![serde_json::json!({"pid": 999_999, "used_memory": bytes})])
+        .unwrap_or_default();
+    let json = serde_json::json!({"gpus": [
+        {"name": "Fake 16G", "uuid": "GPU-00000000-aaaa", "memory_total": 16 * GIB, "processes": processes},
+        {"name": "Fake 16G", "uuid": "GPU-11111111-bbbb", "memory_total": 16 * GIB},
+    ]});
+    std::fs::write(path, json.to_string()).unwrap();
+}
+
+fn gated(f: &Fixture, gate: &str, gpu: &str) -> JobSpec {
+    let mut spec = f.script(&format!(
+        "echo \"$CUDA_VISIBLE_DEVICES\" > \"$PETRI_OUTPUT_DIR/cvd\"; while [ ! -f {gate} ]; do sleep 0.02; done"
+    ));
+    match gpu.strip_suffix("GiB") {
+        Some(n) => {
+            spec.resources.gpu_memory =
+                Some(petri_domain::ByteSize(n.parse::<u64>().unwrap() * GIB))
+        }
+        None => spec.resources.gpus = Some(gpu.parse().unwrap()),
+    }
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
+    let Some(lib) = fake_lib() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the fake NVML library was not built"
+        );
+        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gpus.json");
+    write_gpus(&config, None);
+    // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
+    unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
+    let f = Fixture::start(&format!(
+        "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nsample_every = \"100ms\"\n",
+        lib.display()
+    ))
+    .await;
+
+    // Eight 7 GiB slices: four run, two per GPU, the rest wait for GPU memory.
+    let jobs = f
+        .client
+        .submit(&(0..8).map(|_| gated(&f, "go", "7GiB")).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let client = f.client.clone();
+    wait_until("four jobs running", || {
+        let client = client.clone();
+        async move {
+            client
+                .list(&ListQuery {
+                    state: Some("running".into()),
+                    ..Default::default()
+                })
+                .await
+                .map(|j| j.len() == 4)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let report = f.client.gpus().await.unwrap();
+    assert!(report.available);
+    for g in &report.gpus {
+        assert_eq!(g.holders.len(), 2, "{report:?}");
+        assert_eq!(g.reserved, 14 * GIB);
+        assert_eq!(g.free_to_admit, 16 * GIB - 256 * (1 << 20) - 14 * GIB);
+        for h in &g.holders {
+            assert_eq!(h.isolation, "shared-unenforced");
+            let cvd = std::fs::read_to_string(
+                f.home()
+                    .join("outputs")
+                    .join(h.job.unwrap().to_string())
+                    .join("cvd"),
+            )
+            .unwrap();
+            assert_eq!(cvd.trim(), g.uuid, "each job sees exactly its GPU");
+        }
+    }
+    let waiting = f
+        .client
+        .list(&ListQuery {
+            state: Some("queued".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 4);
+    for j in &waiting {
+        let p = j.pending.as_ref().unwrap();
+        assert!(
+            p.message.starts_with("waiting for GPU memory"),
+            "{}",
+            p.message
+        );
+    }
+    std::fs::write(f.work().join("go"), "").unwrap();
+    for j in &jobs {
+        assert_eq!(f.wait_done(j).await.state, JobState::Succeeded);
+    }
+
+    // A slice on GPU 0, then a whole GPU: it gets the empty GPU 1, alone.
+    let slice = f.submit(gated(&f, "go2", "7GiB")).await;
+    f.wait_state(&slice, |s| s == JobState::Running).await;
+    let whole = f.submit(gated(&f, "go3", "1")).await;
+    f.wait_state(&whole, |s| s == JobState::Running).await;
+    let report = f.client.gpus().await.unwrap();
+    let g1 = &report.gpus[1];
+    assert_eq!(g1.holders.len(), 1);
+    assert_eq!(g1.holders[0].job, Some(whole.id));
+    assert_eq!(g1.holders[0].isolation, "exclusive");
+    assert_eq!(g1.free_to_admit, 0);
+
+    // A process that is not Petri's takes 10 GiB of GPU 0: a second 7 GiB slice no longer fits
+    // anywhere (GPU 1 is held whole) and waits.
+    write_gpus(&config, Some(10 * GIB));
+    let client = f.client.clone();
+    wait_until("the foreign process to be seen", || {
+        let client = client.clone();
+        async move {
+            client
+                .gpus()
+                .await
+                .map(|r| r.gpus[0].holders.iter().any(|h| h.kind == "foreign"))
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let blocked = f.submit(gated(&f, "go2", "7GiB")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let shown = f.client.job(&blocked.id.to_string()).await.unwrap();
+    assert_eq!(shown.state, JobState::Queued, "{shown:?}");
+    assert!(
+        shown
+            .pending
+            .unwrap()
+            .message
+            .starts_with("waiting for GPU memory")
+    );
+    // The foreign process ends: the slice starts beside the first one.
+    write_gpus(&config, None);
+    f.wait_state(&blocked, |s| s == JobState::Running).await;
+    std::fs::write(f.work().join("go2"), "").unwrap();
+    std::fs::write(f.work().join("go3"), "").unwrap();
+    for j in [&slice, &whole, &blocked] {
+        assert_eq!(f.wait_done(j).await.state, JobState::Succeeded);
+    }
+
+    // Requests no GPU here can hold are refused at submit, naming what fits.
+    let mut huge = f.script("true");
+    huge.resources.gpu_memory = Some(petri_domain::ByteSize(20 * GIB));
+    let err = f.client.submit(&[huge]).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ResourcesUnavailable));
+    assert!(err.to_string().contains("on one GPU"), "{err}");
+    let mut three = f.script("true");
+    three.resources.gpus = Some(3);
+    let err = f.client.submit(&[three]).await.unwrap_err();
+    assert!(err.to_string().contains("2 whole GPUs"), "{err}");
+}

@@ -1,0 +1,201 @@
+//! GPUs in the engine: fresh samples become the scheduler's view (with memory of processes that
+//! are not Petri's counted as foreign), jobs get the environment of their share, and `petri gpus`
+//! gets its report.
+
+use std::collections::HashMap;
+
+use petri_domain::{GpuHolder, GpuReport, GpuView};
+use petri_sched::{Gpu, GpuAsk};
+
+use super::*;
+
+impl State {
+    /// Process group → job, for the running attempts whose pid is known (a supervisor's pid is
+    /// its job's process group).
+    fn job_groups(&self) -> HashMap<u32, JobId> {
+        self.running
+            .keys()
+            .filter_map(|id| {
+                let pid = self.jobs.get(id)?.run.as_ref()?.pid?;
+                Some((pid, *id))
+            })
+            .collect()
+    }
+
+    /// Whose each GPU process is: `Some(job)` or foreign.
+    fn owners(&self) -> HashMap<u32, Option<JobId>> {
+        let groups = self.job_groups();
+        let mut owners = HashMap::new();
+        for info in &self.gpu_info {
+            for p in &info.processes {
+                let owner =
+                    petri_runtime::process_group(p.pid).and_then(|g| groups.get(&g).copied());
+                owners.insert(p.pid, owner);
+            }
+        }
+        owners
+    }
+
+    pub(super) fn take_gpu_sample(
+        &mut self,
+        status: petri_gpu::NvmlStatus,
+        gpus: Vec<petri_gpu::GpuInfo>,
+    ) {
+        self.gpu_status = status;
+        self.gpu_info = gpus;
+        let owners = self.owners();
+        self.gpus = self
+            .gpu_info
+            .iter()
+            .map(|g| Gpu {
+                index: g.index,
+                memory_total: g.memory_total,
+                foreign_used: g
+                    .processes
+                    .iter()
+                    .filter(|p| owners.get(&p.pid).copied().flatten().is_none())
+                    .map(|p| p.used_memory)
+                    .sum(),
+                healthy: g.healthy,
+            })
+            .collect();
+    }
+
+    /// The environment that keeps a job on its share: `CUDA_VISIBLE_DEVICES` with the UUIDs it
+    /// holds (empty for jobs without a GPU reservation, so they cannot wander onto one), and for a
+    /// slice the limit and the frameworks' settings that keep it inside.
+    pub(super) fn gpu_env(&self, job: &Job, active: &Active) -> Vec<(String, String)> {
+        if self.gpu_info.is_empty() {
+            return Vec::new();
+        }
+        let held = active
+            .run
+            .as_ref()
+            .map(|r| r.gpus.clone())
+            .unwrap_or_default();
+        let uuids: Vec<&str> = held
+            .iter()
+            .filter_map(|i| self.gpu_info.iter().find(|g| g.index == *i))
+            .map(|g| g.uuid.as_str())
+            .collect();
+        let mut env = vec![("CUDA_VISIBLE_DEVICES".to_string(), uuids.join(","))];
+        match active.waiting.request.gpu {
+            GpuAsk::Memory(bytes) => {
+                let total = held
+                    .first()
+                    .and_then(|i| self.gpu_info.iter().find(|g| g.index == *i))
+                    .map(|g| g.memory_total)
+                    .unwrap_or(0);
+                env.push(("PETRI_GPU_MEMORY_LIMIT".into(), bytes.to_string()));
+                env.push(("PETRI_GPU_ISOLATION".into(), "shared-unenforced".into()));
+                if total > 0 {
+                    let fraction = (bytes as f64 / total as f64).min(1.0);
+                    env.push((
+                        "XLA_PYTHON_CLIENT_MEM_FRACTION".into(),
+                        format!("{fraction:.3}"),
+                    ));
+                }
+                env.push(("XLA_PYTHON_CLIENT_PREALLOCATE".into(), "false".into()));
+                env.push(("TF_FORCE_GPU_ALLOW_GROWTH".into(), "true".into()));
+            }
+            GpuAsk::Whole(_) => {
+                env.push(("PETRI_GPU_ISOLATION".into(), "exclusive".into()));
+            }
+            GpuAsk::None => {}
+        }
+        let _ = job;
+        env
+    }
+
+    /// Per GPU: memory, reservations, what is still admissible, and every holder.
+    pub(super) fn gpu_report(&self) -> GpuReport {
+        let owners = self.owners();
+        let gpus = self
+            .gpu_info
+            .iter()
+            .map(|info| {
+                let mut holders = Vec::new();
+                let (mut slices, mut exclusive) = (0u64, false);
+                for id in self.running.keys() {
+                    let Some(active) = self.jobs.get(id) else {
+                        continue;
+                    };
+                    let Some(run) = active.run.as_ref() else {
+                        continue;
+                    };
+                    if !run.gpus.contains(&info.index) {
+                        continue;
+                    }
+                    let (reserved, isolation) = match active.waiting.request.gpu {
+                        GpuAsk::Memory(bytes) => {
+                            slices += bytes;
+                            (bytes, "shared-unenforced")
+                        }
+                        _ => {
+                            exclusive = true;
+                            (info.memory_total, "exclusive")
+                        }
+                    };
+                    let procs: Vec<&petri_gpu::GpuProcess> = info
+                        .processes
+                        .iter()
+                        .filter(|p| owners.get(&p.pid).copied().flatten() == Some(*id))
+                        .collect();
+                    holders.push(GpuHolder {
+                        kind: "job".into(),
+                        job: Some(*id),
+                        number: Some(active.job.number),
+                        name: Some(active.job.name.clone()),
+                        isolation: isolation.into(),
+                        reserved,
+                        used: procs.iter().map(|p| p.used_memory).sum(),
+                        pids: procs.iter().map(|p| p.pid).collect(),
+                    });
+                }
+                let mut foreign = 0;
+                for p in &info.processes {
+                    if owners.get(&p.pid).copied().flatten().is_none() {
+                        foreign += p.used_memory;
+                        holders.push(GpuHolder {
+                            kind: "foreign".into(),
+                            job: None,
+                            number: None,
+                            name: None,
+                            isolation: "none".into(),
+                            reserved: 0,
+                            used: p.used_memory,
+                            pids: vec![p.pid],
+                        });
+                    }
+                }
+                let free_to_admit = if exclusive || !info.healthy {
+                    0
+                } else {
+                    info.memory_total
+                        .saturating_sub(self.gpu_reserve)
+                        .saturating_sub(foreign)
+                        .saturating_sub(slices)
+                };
+                GpuView {
+                    index: info.index,
+                    name: info.name.clone(),
+                    uuid: info.uuid.clone(),
+                    healthy: info.healthy,
+                    memory_total: info.memory_total,
+                    memory_used: info.memory_used,
+                    reserved: if exclusive { info.memory_total } else { slices },
+                    free_to_admit,
+                    utilization: info.utilization,
+                    temperature_c: info.temperature_c,
+                    power_mw: info.power_mw,
+                    holders,
+                }
+            })
+            .collect();
+        GpuReport {
+            available: self.gpu_status.available,
+            reason: self.gpu_status.reason.clone(),
+            gpus,
+        }
+    }
+}
