@@ -91,13 +91,18 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
         assert_eq!(g.free_to_admit, 16 * GIB - 256 * (1 << 20) - 14 * GIB);
         for h in &g.holders {
             assert_eq!(h.isolation, "shared-unenforced");
-            let cvd = std::fs::read_to_string(
-                f.home()
-                    .join("outputs")
-                    .join(h.job.unwrap().to_string())
-                    .join("cvd"),
-            )
-            .unwrap();
+            let path = f
+                .home()
+                .join("outputs")
+                .join(h.job.unwrap().to_string())
+                .join("cvd");
+            // Running means started: the job writes the file a moment later.
+            wait_until("the job to write what it sees", || {
+                let path = path.clone();
+                async move { std::fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n')) }
+            })
+            .await;
+            let cvd = std::fs::read_to_string(&path).unwrap();
             assert_eq!(cvd.trim(), g.uuid, "each job sees exactly its GPU");
         }
     }
