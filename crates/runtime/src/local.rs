@@ -320,6 +320,25 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(exec.probe(&status), RunProbe::Alive { pid: started.pid });
+        // Wait for the job itself (the supervisor's child) to exist: a SIGTERM that reaches the
+        // group before the child is forked only meets the supervisor, which traps it (the daemon
+        // then escalates to SIGKILL after the grace period).
+        let has_child = || {
+            fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| {
+                        pid != started.pid && crate::process_group(pid) == Some(started.pid)
+                    })
+            })
+        };
+        for _ in 0..500 {
+            if has_child() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         exec.stop(started.pid, StopSignal::Terminate).unwrap();
         let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(report.exit_code, Some(143));
