@@ -97,12 +97,46 @@ async fn frame(client: &Client) -> anyhow::Result<String> {
         count("failed") + count("timed_out") + count("cancelled"),
     ));
     s.push_str(&format!(
-        "cpus {:.1}/{:.1} reserved   memory {}/{} reserved   GPUs: none found\n\n",
+        "cpus {:.1}/{:.1} reserved   memory {}/{} reserved\n",
         status.reserved_cpus,
         status.capacity_cpus,
         ByteSize(status.reserved_memory),
         ByteSize(status.capacity_memory),
     ));
+    let gpus = client.gpus().await?;
+    if gpus.gpus.is_empty() {
+        s.push_str(&format!(
+            "GPUs: none ({})\n",
+            gpus.reason.as_deref().unwrap_or("NVML reports none")
+        ));
+    }
+    for g in &gpus.gpus {
+        let holders: Vec<String> = g
+            .holders
+            .iter()
+            .map(|h| match h.number {
+                Some(n) => format!("#{n} {}", ByteSize(h.reserved)),
+                None => format!(
+                    "pid {} {}",
+                    h.pids.first().copied().unwrap_or(0),
+                    ByteSize(h.used)
+                ),
+            })
+            .collect();
+        s.push_str(&format!(
+            "GPU {} {}{}: used {}/{}, reserved {}, free to admit {}, util {}%  {}\n",
+            g.index,
+            g.name,
+            if g.healthy { "" } else { " LOST" },
+            ByteSize(g.memory_used),
+            ByteSize(g.memory_total),
+            ByteSize(g.reserved),
+            ByteSize(g.free_to_admit),
+            g.utilization,
+            holders.join(", "),
+        ));
+    }
+    s.push('\n');
     if jobs.is_empty() {
         s.push_str("Nothing queued or running.\n");
     } else {
