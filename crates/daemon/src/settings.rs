@@ -41,6 +41,9 @@ pub struct GpuSettings {
     pub reserve: ByteSize,
     /// How often GPUs are sampled.
     pub sample_every: Millis,
+    /// Aging: once the first GPU job in line has waited this long, jobs behind it may no longer
+    /// take the GPUs it waits for.
+    pub claim_after: Millis,
 }
 
 impl Default for GpuSettings {
@@ -49,6 +52,7 @@ impl Default for GpuSettings {
             nvml_path: None,
             reserve: ByteSize(256 << 20),
             sample_every: Millis(2000),
+            claim_after: Millis(15 * 60 * 1000),
         }
     }
 }

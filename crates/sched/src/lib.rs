@@ -11,7 +11,8 @@
 //!   are skipped and claim nothing.
 //! - GPUs (see [`gpu`]): whole GPUs are exclusive; memory slices are packed best-fit. A job that
 //!   waits for a GPU claims only GPUs, never cpus or memory, so GPU and CPU-only jobs do not block
-//!   each other; and it keeps the GPUs it waits for from later jobs, so it is not starved.
+//!   each other. Aging keeps a large GPU request from starving: once the first GPU job in line has
+//!   waited `gpu_claim_after_ms`, it keeps the GPUs it waits for from the jobs behind it.
 
 use std::collections::HashMap;
 
@@ -55,6 +56,8 @@ pub struct Waiting {
     pub after: Vec<JobId>,
     /// Unix milliseconds before which it may not start (retry backoff); 0 for none.
     pub not_before_ms: i64,
+    /// Since when it could have started (submission, or the end of its backoff).
+    pub since_ms: i64,
 }
 
 /// A job that runs and holds its reservation.
@@ -100,6 +103,9 @@ pub struct Limits<'a> {
     pub gpus: &'a [Gpu],
     /// Memory kept free on every GPU.
     pub gpu_reserve: u64,
+    /// A job that has waited this long for a GPU keeps GPUs for itself (aging): smaller jobs may
+    /// pass it until then, never after.
+    pub gpu_claim_after_ms: i64,
 }
 
 /// Decides what starts now. `waiting` must come in scheduling order (priority, then number).
@@ -134,6 +140,9 @@ pub fn plan<'w>(
     // `unclaimed` is what is free before reservations by blocked jobs; `free` is after them.
     let mut unclaimed = free;
     let mut blocker: Option<JobId> = None;
+    // Only the first job that waits for a GPU keeps GPUs for itself; the ones behind it may use
+    // what is left (claiming for all of them would leave the GPUs idle while they drain).
+    let mut gpu_claimed = false;
     let mut plan = Plan::default();
     let mut position = 0u64;
 
@@ -210,7 +219,10 @@ pub fn plan<'w>(
         if w.request.fits(&free) {
             let Some(placement) = book.place(w.request.gpu) else {
                 wait(book.why_waiting(w.request.gpu), &mut position);
-                book.claim_for(w.request.gpu);
+                if !gpu_claimed && now_ms - w.since_ms >= limits.gpu_claim_after_ms {
+                    book.claim_for(w.request.gpu);
+                    gpu_claimed = true;
+                }
                 continue;
             };
             if w.request.gpu != GpuAsk::None {

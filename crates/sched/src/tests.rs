@@ -10,6 +10,7 @@ struct World {
     done: HashMap<JobId, DepState>,
     gpus: Vec<Gpu>,
     gpu_reserve: u64,
+    gpu_claim_after_ms: i64,
 }
 
 impl World {
@@ -25,6 +26,7 @@ impl World {
             done: HashMap::new(),
             gpus: Vec::new(),
             gpu_reserve: 0,
+            gpu_claim_after_ms: 0,
         }
     }
 
@@ -43,6 +45,7 @@ impl World {
             held: false,
             after: Vec::new(),
             not_before_ms: 0,
+            since_ms: 0,
         });
         id
     }
@@ -55,6 +58,7 @@ impl World {
             queue_limits: &self.limits,
             gpus: &self.gpus,
             gpu_reserve: self.gpu_reserve,
+            gpu_claim_after_ms: self.gpu_claim_after_ms,
         };
         let done = &self.done;
         let numbers: HashMap<JobId, u64> = self.waiting.iter().map(|w| (w.id, w.number)).collect();
@@ -380,4 +384,26 @@ fn slices_go_where_they_fit_best_and_never_on_a_lost_gpu() {
     assert!(!gpu_request_fits(&w.gpus, 0, GpuAsk::Whole(3)));
     assert!(gpu_request_fits(&w.gpus, 0, GpuAsk::Whole(2)));
     assert!(!gpu_request_fits(&w.gpus, 0, GpuAsk::Memory(17 * GIB)));
+}
+
+#[test]
+fn small_gpu_jobs_pass_a_whole_gpu_job_only_until_it_has_waited_long_enough() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0)];
+    w.gpu_claim_after_ms = 600_000;
+    let first = w.submit_gpu(GpuAsk::Memory(4 * GIB));
+    let p = w.plan(0, false);
+    w.start(&p);
+    let whole = w.submit_gpu(GpuAsk::Whole(1));
+    let small = w.submit_gpu(GpuAsk::Memory(4 * GIB));
+    // Young: the small job may pass it.
+    let p = w.plan(60_000, true);
+    assert_eq!(p.start, vec![small]);
+    w.start(&p);
+    // Old: the next small job may not; the GPU drains for the whole-GPU job.
+    let late = w.submit_gpu(GpuAsk::Memory(4 * GIB));
+    let p = w.plan(700_000, true);
+    assert!(p.start.is_empty());
+    assert!(p.pending.contains_key(&late) && p.pending.contains_key(&whole));
+    let _ = first;
 }

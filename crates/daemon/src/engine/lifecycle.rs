@@ -295,6 +295,7 @@ impl State {
             let delay = job.spec.retries.delay_before(job.attempts + 1).0 as i64;
             active.not_before_ms = now + delay;
             active.waiting.not_before_ms = now + delay;
+            active.waiting.since_ms = now + delay;
             active.eligible_ms = now + delay;
             job.state = JobState::Queued;
             job.reason = Some(format!(

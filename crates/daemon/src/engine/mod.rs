@@ -116,6 +116,7 @@ struct State {
     /// GPUs as the scheduler sees them, from the last sample.
     gpus: Vec<petri_sched::Gpu>,
     gpu_reserve: u64,
+    gpu_claim_after_ms: i64,
     gpu_status: petri_gpu::NvmlStatus,
     gpu_info: Vec<petri_gpu::GpuInfo>,
     kill_grace_ms: i64,
@@ -196,6 +197,7 @@ impl Engine {
                 queue_limits: settings.queue_limits(),
                 gpus: Vec::new(),
                 gpu_reserve: settings.gpu.reserve.0,
+                gpu_claim_after_ms: settings.gpu.claim_after.0 as i64,
                 gpu_status: petri_gpu::NvmlStatus {
                     available: false,
                     reason: Some("GPUs not sampled yet".into()),
@@ -366,6 +368,7 @@ impl State {
             held: job.state == JobState::Held,
             after: job.depends_on.clone(),
             not_before_ms,
+            since_ms: eligible_ms,
         };
         self.jobs.insert(
             id,

@@ -97,6 +97,7 @@ impl State {
             queue_limits: &self.queue_limits,
             gpus: &self.gpus,
             gpu_reserve: self.gpu_reserve,
+            gpu_claim_after_ms: self.gpu_claim_after_ms,
         };
         petri_sched::plan(
             &limits,
