@@ -17,8 +17,13 @@ fn fake_lib() -> Option<PathBuf> {
 }
 
 fn write_gpus(path: &std::path::Path, foreign_on_0: Option<u64>) {
-    let processes: Vec<serde_json::Value> = foreign_on_0
-        .map(|bytes| vec![serde_json::json!({"pid": 999_999, "used_memory": bytes})])
+    write_gpus_with(path, foreign_on_0.map(|bytes| (999_999, bytes)));
+}
+
+/// GPU 0 may carry one process (pid, bytes).
+fn write_gpus_with(path: &std::path::Path, on_0: Option<(u32, u64)>) {
+    let processes: Vec<serde_json::Value> = on_0
+        .map(|(pid, bytes)| vec![serde_json::json!({"pid": pid, "used_memory": bytes})])
         .unwrap_or_default();
     let json = serde_json::json!({"gpus": [
         {"name": "Fake 16G", "uuid": "GPU-00000000-aaaa", "memory_total": 16 * GIB, "processes": processes},
@@ -57,7 +62,7 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
     // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
     unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
     let f = Fixture::start(&format!(
-        "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nsample_every = \"100ms\"\n",
+        "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nsample_every = \"100ms\"\nenforce = \"kill\"\n",
         lib.display()
     ))
     .await;
@@ -174,6 +179,29 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
     for j in [&slice, &whole, &blocked] {
         assert_eq!(f.wait_done(j).await.state, JobState::Succeeded);
     }
+
+    // A job whose process uses 9 GiB on its 7 GiB slice is flagged and, with enforce = "kill",
+    // stopped and failed with that reason.
+    let mut greedy = f.script("echo $$ > greedy.pid; while true; do sleep 0.05; done");
+    greedy.resources.gpu_memory = Some(petri_domain::ByteSize(7 * GIB));
+    let greedy = f.submit(greedy).await;
+    let pid_file = f.work().join("greedy.pid");
+    wait_until("the greedy job's pid", || {
+        let p = pid_file.clone();
+        async move { std::fs::read_to_string(&p).is_ok_and(|t| t.ends_with('\n')) }
+    })
+    .await;
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    write_gpus_with(&config, Some((pid, 9 * GIB)));
+    let done = f.wait_done(&greedy).await;
+    assert_eq!(done.state, JobState::Failed);
+    let reason = done.reason.unwrap();
+    assert!(reason.contains("more than its slice of 7GiB"), "{reason}");
+    write_gpus(&config, None);
 
     // Requests no GPU here can hold are refused at submit, naming what fits.
     let mut huge = f.script("true");

@@ -44,6 +44,17 @@ pub struct GpuSettings {
     /// Aging: once the first GPU job in line has waited this long, jobs behind it may no longer
     /// take the GPUs it waits for.
     pub claim_after: Millis,
+    /// What happens to a job whose processes use more GPU memory than its slice: `warn` (logged
+    /// and shown by `petri gpus`) or `kill` (stopped, and failed with that reason).
+    pub enforce: Enforce,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    #[default]
+    Warn,
+    Kill,
 }
 
 impl Default for GpuSettings {
@@ -53,6 +64,7 @@ impl Default for GpuSettings {
             reserve: ByteSize(256 << 20),
             sample_every: Millis(2000),
             claim_after: Millis(15 * 60 * 1000),
+            enforce: Enforce::Warn,
         }
     }
 }

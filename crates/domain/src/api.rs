@@ -108,5 +108,7 @@ pub struct GpuHolder {
     pub reserved: u64,
     /// Memory its processes use now.
     pub used: u64,
+    /// A slice whose processes use more than it reserved.
+    pub over_limit: bool,
     pub pids: Vec<u32>,
 }

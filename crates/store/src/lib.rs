@@ -81,6 +81,8 @@ const ACTIVE: [&str; 3] = ["queued", "held", "running"];
 pub enum StopIntent {
     Cancel,
     Timeout,
+    /// It used more GPU memory than its slice, and `gpu.enforce = "kill"`.
+    GpuLimit,
 }
 
 impl StopIntent {
@@ -88,12 +90,14 @@ impl StopIntent {
         match self {
             StopIntent::Cancel => "cancel",
             StopIntent::Timeout => "timeout",
+            StopIntent::GpuLimit => "gpu_limit",
         }
     }
     fn parse(s: &str) -> Option<Self> {
         match s {
             "cancel" => Some(StopIntent::Cancel),
             "timeout" => Some(StopIntent::Timeout),
+            "gpu_limit" => Some(StopIntent::GpuLimit),
             _ => None,
         }
     }

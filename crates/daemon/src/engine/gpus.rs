@@ -38,12 +38,16 @@ impl State {
 
     pub(super) fn take_gpu_sample(
         &mut self,
+        tx: &Tx<'_>,
         status: petri_gpu::NvmlStatus,
         gpus: Vec<petri_gpu::GpuInfo>,
-    ) {
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         self.gpu_status = status;
         self.gpu_info = gpus;
         let owners = self.owners();
+        self.watch_slices(tx, &owners, now, fx)?;
         self.gpus = self
             .gpu_info
             .iter()
@@ -59,6 +63,61 @@ impl State {
                 healthy: g.healthy,
             })
             .collect();
+        Ok(())
+    }
+
+    /// A job whose processes use more GPU memory than its slice is flagged, and with
+    /// `gpu.enforce = "kill"` stopped with that reason.
+    fn watch_slices(
+        &mut self,
+        tx: &Tx<'_>,
+        owners: &HashMap<u32, Option<JobId>>,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let mut used: HashMap<JobId, u64> = HashMap::new();
+        for info in &self.gpu_info {
+            for p in &info.processes {
+                if let Some(Some(job)) = owners.get(&p.pid) {
+                    *used.entry(*job).or_default() += p.used_memory;
+                }
+            }
+        }
+        for (id, bytes) in used {
+            let Some(active) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let GpuAsk::Memory(slice) = active.waiting.request.gpu else {
+                continue;
+            };
+            let Some(run) = active.run.as_mut() else {
+                continue;
+            };
+            if bytes <= slice || run.over_gpu_limit {
+                continue;
+            }
+            run.over_gpu_limit = true;
+            let message = format!(
+                "used {} of GPU memory, more than its slice of {}",
+                petri_domain::ByteSize(bytes),
+                petri_domain::ByteSize(slice)
+            );
+            tracing::warn!(job.id = %id, "{message}");
+            if self.gpu_enforce == crate::settings::Enforce::Kill && run.stop.is_none() {
+                run.stop = Some(Stop {
+                    intent: StopIntent::GpuLimit,
+                    kill_at_ms: now + self.kill_grace_ms,
+                    killed: false,
+                });
+                tx.set_stop_intent(id, run.attempt, StopIntent::GpuLimit)?;
+                if let Some(pid) = run.pid {
+                    fx.signals.push((pid, StopSignal::Terminate));
+                }
+                active.job.reason = Some(format!("{message}; stopped (gpu.enforce = \"kill\")"));
+                fx.events.push(Event::JobStopping(change(&active.job)));
+            }
+        }
+        Ok(())
     }
 
     /// The environment that keeps a job on its share: `CUDA_VISIBLE_DEVICES` with the UUIDs it
@@ -149,6 +208,8 @@ impl State {
                         isolation: isolation.into(),
                         reserved,
                         used: procs.iter().map(|p| p.used_memory).sum(),
+                        over_limit: isolation == "shared-unenforced"
+                            && procs.iter().map(|p| p.used_memory).sum::<u64>() > reserved,
                         pids: procs.iter().map(|p| p.pid).collect(),
                     });
                 }
@@ -164,6 +225,7 @@ impl State {
                             isolation: "none".into(),
                             reserved: 0,
                             used: p.used_memory,
+                            over_limit: false,
                             pids: vec![p.pid],
                         });
                     }

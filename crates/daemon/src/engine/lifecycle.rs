@@ -262,6 +262,12 @@ impl State {
                     active.job.spec.timeout.unwrap_or_default()
                 ),
             ),
+            (Some(StopIntent::GpuLimit), _) => (
+                RunOutcome::Failed,
+                active.job.reason.take().unwrap_or_else(|| {
+                    "used more GPU memory than its slice; stopped (gpu.enforce = \"kill\")".into()
+                }),
+            ),
             (None, Some(0)) => (RunOutcome::Succeeded, String::new()),
             (None, Some(code)) if code > 128 && code < 128 + 65 => (
                 RunOutcome::Failed,

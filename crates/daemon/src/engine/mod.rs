@@ -84,6 +84,8 @@ struct Active {
 
 struct RunState {
     attempt: u32,
+    /// Its processes were seen using more GPU memory than its slice.
+    over_gpu_limit: bool,
     /// Indices of the GPUs the attempt holds.
     gpus: Vec<u32>,
     pid: Option<u32>,
@@ -117,6 +119,7 @@ struct State {
     gpus: Vec<petri_sched::Gpu>,
     gpu_reserve: u64,
     gpu_claim_after_ms: i64,
+    gpu_enforce: crate::settings::Enforce,
     gpu_status: petri_gpu::NvmlStatus,
     gpu_info: Vec<petri_gpu::GpuInfo>,
     kill_grace_ms: i64,
@@ -198,6 +201,7 @@ impl Engine {
                 gpus: Vec::new(),
                 gpu_reserve: settings.gpu.reserve.0,
                 gpu_claim_after_ms: settings.gpu.claim_after.0 as i64,
+                gpu_enforce: settings.gpu.enforce,
                 gpu_status: petri_gpu::NvmlStatus {
                     available: false,
                     reason: Some("GPUs not sampled yet".into()),
@@ -410,7 +414,7 @@ impl State {
                 let plan = self.plan(now, true);
                 let _ = reply.send(plan.pending);
             }
-            Command::Gpus { status, gpus } => self.take_gpu_sample(status, gpus),
+            Command::Gpus { status, gpus } => self.take_gpu_sample(tx, status, gpus, now, fx)?,
             Command::GpuReport { reply } => {
                 let _ = reply.send(self.gpu_report());
             }

@@ -23,6 +23,7 @@ impl State {
         let timeout = active.job.spec.timeout.map(|t| t.0 as i64);
         active.run = Some(RunState {
             attempt: run.attempt,
+            over_gpu_limit: false,
             gpus: run.gpus.clone(),
             pid: run.pid,
             deadline_ms: timeout.map(|t| run.started_at_ms + t),

@@ -155,6 +155,7 @@ impl State {
                 .observe((now - active.eligible_ms).max(0) as f64 / 1000.0);
             active.run = Some(RunState {
                 attempt,
+                over_gpu_limit: false,
                 gpus: placement.gpus.clone(),
                 pid: None,
                 deadline_ms: job.spec.timeout.map(|t| now + t.0 as i64),
