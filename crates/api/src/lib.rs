@@ -43,6 +43,7 @@ pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
         .route("/events", get(events::stream))
         .route("/status", get(system::status))
         .route("/gpus", get(system::gpus))
+        .route("/gpus/history", get(system::gpu_history))
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         crate::events::stream,
         crate::system::status,
         crate::system::gpus,
+        crate::system::gpu_history,
     ),
     components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode)),
     modifiers(&Bearer),

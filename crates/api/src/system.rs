@@ -42,6 +42,15 @@ pub(crate) async fn gpus(
     Ok(Json(s.daemon.gpus().await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/gpus/history", tag = "system",
+    responses((status = 200, body = petri_domain::GpuHistory),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
+pub(crate) async fn gpu_history(
+    State(s): State<AppState>,
+) -> Result<Json<petri_domain::GpuHistory>, ApiError> {
+    Ok(Json(s.daemon.gpu_history().await?))
+}
+
 pub(crate) async fn ui() -> Html<&'static str> {
     Html(UI_PAGE)
 }

@@ -111,6 +111,37 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
             assert_eq!(cvd.trim(), g.uuid, "each job sees exactly its GPU");
         }
     }
+    // The same figures on /metrics (at the next sample), and a history for charts.
+    let (base, token) = (f.base.clone(), f.token.clone());
+    wait_until("the GPU gauges", || {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let text = reqwest::Client::new()
+                .get(format!("{base}/metrics"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.contains(&format!(
+                "petri_gpu_memory_reserved_bytes{{gpu=\"0\",uuid=\"GPU-00000000-aaaa\"}} {}",
+                14 * GIB
+            ))
+        }
+    })
+    .await;
+    let history: petri_domain::GpuHistory = reqwest::Client::new()
+        .get(format!("{}/api/v1/gpus/history", f.base))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(history.points.iter().any(|p| p.index == 1));
     let waiting = f
         .client
         .list(&ListQuery {

@@ -15,6 +15,12 @@ pub struct StateLabel {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabel {
+    pub gpu: String,
+    pub uuid: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub queued: Gauge,
@@ -24,6 +30,11 @@ pub struct Metrics {
     /// Seconds from when a job could first start (submission or end of backoff) to its start.
     pub scheduling_latency: Histogram,
     pub loop_iterations: Counter<u64, AtomicU64>,
+    pub gpu_memory_total: Family<GpuLabel, Gauge>,
+    pub gpu_memory_used: Family<GpuLabel, Gauge>,
+    pub gpu_memory_reserved: Family<GpuLabel, Gauge>,
+    pub gpu_utilization: Family<GpuLabel, Gauge>,
+    pub gpu_healthy: Family<GpuLabel, Gauge>,
 }
 
 impl Metrics {
@@ -59,8 +70,43 @@ impl Metrics {
             "Scheduler loop iterations",
             loop_iterations.clone(),
         );
+        let gpu_memory_total = Family::<GpuLabel, Gauge>::default();
+        let gpu_memory_used = Family::<GpuLabel, Gauge>::default();
+        let gpu_memory_reserved = Family::<GpuLabel, Gauge>::default();
+        let gpu_utilization = Family::<GpuLabel, Gauge>::default();
+        let gpu_healthy = Family::<GpuLabel, Gauge>::default();
+        registry.register(
+            "gpu_memory_total_bytes",
+            "GPU memory",
+            gpu_memory_total.clone(),
+        );
+        registry.register(
+            "gpu_memory_used_bytes",
+            "GPU memory in use (NVML)",
+            gpu_memory_used.clone(),
+        );
+        registry.register(
+            "gpu_memory_reserved_bytes",
+            "GPU memory reserved by Petri's jobs",
+            gpu_memory_reserved.clone(),
+        );
+        registry.register(
+            "gpu_utilization_percent",
+            "GPU utilisation",
+            gpu_utilization.clone(),
+        );
+        registry.register(
+            "gpu_healthy",
+            "1 when NVML answers for the GPU",
+            gpu_healthy.clone(),
+        );
         Metrics {
             registry,
+            gpu_memory_total,
+            gpu_memory_used,
+            gpu_memory_reserved,
+            gpu_utilization,
+            gpu_healthy,
             queued,
             running,
             finished,

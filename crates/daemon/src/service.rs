@@ -404,6 +404,16 @@ impl Daemon {
         rx.await.map_err(|_| DaemonError::ShuttingDown)
     }
 
+    /// GPU figures over the last hour or so.
+    pub async fn gpu_history(&self) -> Result<petri_domain::GpuHistory, DaemonError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::GpuHistory { reply: tx })
+            .map_err(|_| DaemonError::ShuttingDown)?;
+        rx.await.map_err(|_| DaemonError::ShuttingDown)
+    }
+
     pub async fn status(&self) -> Result<Status, DaemonError> {
         let (counts, running) = self
             .read(|s| {

@@ -95,6 +95,21 @@ pub struct GpuView {
     pub holders: Vec<GpuHolder>,
 }
 
+/// GPU figures over time (oldest first), sampled every `gpu.sample_every`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpuHistory {
+    pub points: Vec<GpuPoint>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpuPoint {
+    pub at_ms: i64,
+    pub index: u32,
+    pub memory_used: u64,
+    pub reserved: u64,
+    pub utilization: u32,
+}
+
 /// A job or a foreign process on a GPU.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GpuHolder {

@@ -9,7 +9,9 @@ pub mod job;
 pub mod spec;
 pub mod units;
 
-pub use api::{Event, GpuHolder, GpuReport, GpuView, JobChange, ListQuery, Status};
+pub use api::{
+    Event, GpuHistory, GpuHolder, GpuPoint, GpuReport, GpuView, JobChange, ListQuery, Status,
+};
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{ExecError, Executor, ExitReport, Launch, RunProbe, StartedRun, StopSignal};
 pub use ids::JobId;

@@ -48,6 +48,7 @@ impl State {
         self.gpu_info = gpus;
         let owners = self.owners();
         self.watch_slices(tx, &owners, now, fx)?;
+        self.record_gpu_figures(now);
         self.gpus = self
             .gpu_info
             .iter()
@@ -64,6 +65,43 @@ impl State {
             })
             .collect();
         Ok(())
+    }
+
+    /// Keeps the bounded history (about an hour at the default rate) and the /metrics gauges.
+    fn record_gpu_figures(&mut self, now: i64) {
+        const KEEP: usize = 1800;
+        let report = self.gpu_report();
+        for g in &report.gpus {
+            let label = crate::metrics::GpuLabel {
+                gpu: g.index.to_string(),
+                uuid: g.uuid.clone(),
+            };
+            let m = &self.metrics;
+            m.gpu_memory_total
+                .get_or_create(&label)
+                .set(g.memory_total as i64);
+            m.gpu_memory_used
+                .get_or_create(&label)
+                .set(g.memory_used as i64);
+            m.gpu_memory_reserved
+                .get_or_create(&label)
+                .set(g.reserved as i64);
+            m.gpu_utilization
+                .get_or_create(&label)
+                .set(g.utilization as i64);
+            m.gpu_healthy.get_or_create(&label).set(g.healthy as i64);
+            self.gpu_history.push_back(petri_domain::GpuPoint {
+                at_ms: now,
+                index: g.index,
+                memory_used: g.memory_used,
+                reserved: g.reserved,
+                utilization: g.utilization,
+            });
+        }
+        let cap = KEEP * report.gpus.len().max(1);
+        while self.gpu_history.len() > cap {
+            self.gpu_history.pop_front();
+        }
     }
 
     /// A job whose processes use more GPU memory than its slice is flagged, and with

@@ -62,6 +62,9 @@ pub(crate) enum Command {
     GpuReport {
         reply: oneshot::Sender<petri_domain::GpuReport>,
     },
+    GpuHistory {
+        reply: oneshot::Sender<petri_domain::GpuHistory>,
+    },
     Exited(ExitReport),
     SpawnFailed {
         job: JobId,
@@ -122,6 +125,8 @@ struct State {
     gpu_enforce: crate::settings::Enforce,
     gpu_status: petri_gpu::NvmlStatus,
     gpu_info: Vec<petri_gpu::GpuInfo>,
+    /// Bounded history of GPU samples.
+    gpu_history: std::collections::VecDeque<petri_domain::GpuPoint>,
     kill_grace_ms: i64,
     jobs: HashMap<JobId, Active>,
     /// Waiting jobs in scheduling order.
@@ -207,6 +212,7 @@ impl Engine {
                     reason: Some("GPUs not sampled yet".into()),
                 },
                 gpu_info: Vec::new(),
+                gpu_history: std::collections::VecDeque::new(),
                 kill_grace_ms: settings.kill_grace.0 as i64,
                 jobs: HashMap::new(),
                 order: BTreeSet::new(),
@@ -417,6 +423,11 @@ impl State {
             Command::Gpus { status, gpus } => self.take_gpu_sample(tx, status, gpus, now, fx)?,
             Command::GpuReport { reply } => {
                 let _ = reply.send(self.gpu_report());
+            }
+            Command::GpuHistory { reply } => {
+                let _ = reply.send(petri_domain::GpuHistory {
+                    points: self.gpu_history.iter().cloned().collect(),
+                });
             }
             Command::Exited(report) => {
                 self.finish(tx, report.job, report.attempt, report.exit_code, now, fx)?;
