@@ -68,12 +68,26 @@ impl Daemon {
             .write(true)
             .open(home.lock())
             .map_err(|e| DaemonError::Io(format!("opening {}: {e}", home.lock().display())))?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-            DaemonError::Io(format!(
-                "another Petri daemon already uses {}; stop it, or choose another home with --home",
-                home.root().display()
-            ))
-        })?;
+        // A daemon that is just stopping (a restart) gets a moment to let go of the home.
+        let mut lock_file = lock_file;
+        let mut tries = 0;
+        let lock = loop {
+            match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((file, _)) if tries < 30 => {
+                    lock_file = file;
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(_) => {
+                    return Err(DaemonError::Io(format!(
+                        "another Petri daemon already uses {}; stop it, or choose another home \
+                         with --home",
+                        home.root().display()
+                    )));
+                }
+            }
+        };
         let token = home
             .ensure_token()
             .map_err(|e| DaemonError::Io(format!("writing the token: {e}")))?;

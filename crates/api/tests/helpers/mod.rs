@@ -33,11 +33,13 @@ impl Fixture {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            petri_api::run(settings, listener, async {
+            if let Err(e) = petri_api::run(settings, listener, async {
                 let _ = stopped.await;
             })
             .await
-            .unwrap();
+            {
+                panic!("the daemon did not start or stopped with an error: {e}");
+            }
         });
         let token_path = dir.path().join("token");
         wait_until("the token file", || async { token_path.exists() }).await;
@@ -46,10 +48,18 @@ impl Fixture {
             .trim()
             .to_string();
         let client = Client::new(base.clone(), Some(token.clone()));
-        wait_until("the daemon to answer", || async {
-            client.status().await.is_ok()
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while client.status().await.is_err() {
+            if task.is_finished() {
+                let err = task.await.err().map(|e| e.to_string()).unwrap_or_default();
+                panic!("the daemon exited before answering: {err}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for the daemon to answer"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Fixture {
             dir,
             client,
