@@ -157,6 +157,13 @@ impl Daemon {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     sampling_rx.recv_timeout(every)
                 {
+                    // Without NVML there is nothing to sample (and nothing to wake the engine for).
+                    if !inventory.status().available {
+                        if sampling_rx.recv().is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     if !sample_gpus(&mut inventory) {
                         break;
                     }
