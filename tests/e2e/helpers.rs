@@ -36,13 +36,35 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 pub struct Server {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra environment for the daemon.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
     pub fn start(toml: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("petri.toml"), toml).unwrap();
-        let mut s = Server { dir, child: None };
+        let mut s = Server {
+            dir,
+            child: None,
+            env: Vec::new(),
+        };
+        s.restart();
+        s
+    }
+
+    /// Like `start`, with extra environment for the daemon (written into the home first).
+    pub fn start_with(toml: &str, env: &[(&str, String)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("petri.toml"), toml).unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
         s.restart();
         s
     }
@@ -67,6 +89,7 @@ impl Server {
             .open(self.home().join("daemon.log"))
             .unwrap();
         let child = petri_cmd(self.home())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(log)

@@ -386,3 +386,69 @@ fn jobs_find_programs_on_the_submitters_path() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("COMMAND_NOT_FOUND"));
 }
+
+/// GPUs from the CLI, with the daemon loading the project's fake NVML through `PETRI_NVML_PATH`.
+#[test]
+fn gpu_slices_from_the_cli_and_petri_gpus() {
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libnvidia_ml.so");
+    if !lib.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the fake NVML library was not built"
+        );
+        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        return;
+    }
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let gib: u64 = 1 << 30;
+    std::fs::write(
+        config.path(),
+        serde_json::json!({"gpus": [{"uuid": "GPU-e2e-0", "memory_total": 16 * gib}]}).to_string(),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        "",
+        &[
+            ("PETRI_NVML_PATH", lib.display().to_string()),
+            ("PETRI_FAKE_NVML", config.path().display().to_string()),
+        ],
+    );
+    let home = server.home();
+    let w = server.work();
+    let job = jobs(&petri(
+        home,
+        &[
+            "submit", "--json", "--gpu-mem", "6GiB", "--workdir", w.to_str().unwrap(), "--run",
+            "echo $CUDA_VISIBLE_DEVICES $PETRI_GPU_MEMORY_LIMIT; while [ ! -f go ]; do sleep 0.02; done",
+        ],
+    ))
+    .remove(0);
+    server.wait_state(&job, JobState::Running);
+    let report: serde_json::Value = parse(&petri(home, &["gpus", "--json"]));
+    let gpu = &report["gpus"][0];
+    assert_eq!(gpu["uuid"], "GPU-e2e-0");
+    assert_eq!(gpu["reserved"], 6 * gib);
+    assert_eq!(gpu["holders"][0]["number"], job.number);
+    let table = String::from_utf8_lossy(&petri(home, &["gpus"]).stdout).to_string();
+    assert!(
+        table.contains("GPU-e2e-0") || table.contains("Petri Fake GPU"),
+        "{table}"
+    );
+    // Too big for any GPU here: refused, naming what fits.
+    let refused = petri(home, &["submit", "--gpu-mem", "20GiB", "--", "true"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("on one GPU"));
+    std::fs::write(w.join("go"), "").unwrap();
+    server.wait_state(&job, JobState::Succeeded);
+    let log = petri(home, &["logs", &job.number.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        format!("GPU-e2e-0 {}\n", 6 * gib)
+    );
+}
