@@ -142,11 +142,7 @@ impl State {
             );
             tracing::warn!(job.id = %id, "{message}");
             if self.gpu_enforce == crate::settings::Enforce::Kill && run.stop.is_none() {
-                run.stop = Some(Stop {
-                    intent: StopIntent::GpuLimit,
-                    kill_at_ms: now + self.kill_grace_ms,
-                    killed: false,
-                });
+                run.stop = Some(Stop::new(StopIntent::GpuLimit, now, self.kill_grace_ms));
                 tx.set_stop_intent(id, run.attempt, StopIntent::GpuLimit)?;
                 if let Some(pid) = run.pid {
                     fx.signals.push((pid, StopSignal::Terminate));

@@ -67,11 +67,7 @@ impl State {
         };
         if let Some(run) = active.run.as_mut() {
             if run.stop.is_none() {
-                run.stop = Some(Stop {
-                    intent: StopIntent::Cancel,
-                    kill_at_ms: now + self.kill_grace_ms,
-                    killed: false,
-                });
+                run.stop = Some(Stop::new(StopIntent::Cancel, now, self.kill_grace_ms));
                 tx.set_stop_intent(id, run.attempt, StopIntent::Cancel)?;
                 if let Some(pid) = run.pid {
                     fx.signals.push((pid, StopSignal::Terminate));

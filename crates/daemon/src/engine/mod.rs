@@ -100,8 +100,24 @@ struct RunState {
 
 struct Stop {
     intent: StopIntent,
+    /// SIGTERM is sent once more here: a SIGTERM that reached the process group in the instant
+    /// before the supervisor forked the job met only the supervisor (which traps it).
+    again_at_ms: i64,
+    again_sent: bool,
     kill_at_ms: i64,
     killed: bool,
+}
+
+impl Stop {
+    fn new(intent: StopIntent, now: i64, grace_ms: i64) -> Stop {
+        Stop {
+            intent,
+            again_at_ms: now + (grace_ms / 2).min(1000),
+            again_sent: false,
+            kill_at_ms: now + grace_ms,
+            killed: false,
+        }
+    }
 }
 
 pub(crate) struct Engine {

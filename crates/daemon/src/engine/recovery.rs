@@ -27,11 +27,9 @@ impl State {
             gpus: run.gpus.clone(),
             pid: run.pid,
             deadline_ms: timeout.map(|t| run.started_at_ms + t),
-            stop: run.stop_intent.map(|intent| Stop {
-                intent,
-                kill_at_ms: now + self.kill_grace_ms,
-                killed: false,
-            }),
+            stop: run
+                .stop_intent
+                .map(|intent| Stop::new(intent, now, self.kill_grace_ms)),
             adopted: true,
         });
         self.running.insert(

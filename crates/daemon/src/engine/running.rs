@@ -20,16 +20,22 @@ impl State {
                 continue;
             };
             if run.stop.is_none() && run.deadline_ms.is_some_and(|d| d <= now) {
-                run.stop = Some(Stop {
-                    intent: StopIntent::Timeout,
-                    kill_at_ms: now + self.kill_grace_ms,
-                    killed: false,
-                });
+                run.stop = Some(Stop::new(StopIntent::Timeout, now, self.kill_grace_ms));
                 tx.set_stop_intent(*id, run.attempt, StopIntent::Timeout)?;
                 if let Some(pid) = run.pid {
                     fx.signals.push((pid, StopSignal::Terminate));
                 }
                 fx.events.push(Event::JobStopping(change(&active.job)));
+            }
+            if let Some(stop) = run.stop.as_mut()
+                && !stop.killed
+                && !stop.again_sent
+                && stop.again_at_ms <= now
+            {
+                stop.again_sent = true;
+                if let Some(pid) = run.pid {
+                    fx.signals.push((pid, StopSignal::Terminate));
+                }
             }
             if let Some(stop) = run.stop.as_mut()
                 && !stop.killed
@@ -78,6 +84,9 @@ impl State {
             if let Some(stop) = &run.stop {
                 if !stop.killed {
                     at(stop.kill_at_ms);
+                }
+                if !stop.again_sent {
+                    at(stop.again_at_ms);
                 }
             } else if let Some(d) = run.deadline_ms {
                 at(d);
