@@ -21,15 +21,7 @@ fn all() -> ListQuery {
 async fn every_route_but_healthz_needs_the_token() {
     let f = Fixture::start("").await;
     let http = reqwest::Client::new();
-    let doc: serde_json::Value = http
-        .get(format!("{}/api/v1/openapi.json", f.base))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = f.get_json("/api/v1/openapi.json").await;
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 9, "{paths:?}");
     let mut checked = 0;
@@ -437,15 +429,7 @@ async fn metrics_count_the_queue() {
     let bad = f.submit(f.script("false")).await;
     f.wait_done(&ok).await;
     f.wait_done(&bad).await;
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", f.base))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = f.get_text("/metrics").await;
     for needle in [
         "petri_jobs_queued 0",
         "petri_jobs_running 0",

@@ -132,15 +132,7 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
         }
     })
     .await;
-    let history: petri_domain::GpuHistory = reqwest::Client::new()
-        .get(format!("{}/api/v1/gpus/history", f.base))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: petri_domain::GpuHistory = f.get_json("/api/v1/gpus/history").await;
     assert!(history.points.iter().any(|p| p.index == 1));
     let waiting = f
         .client

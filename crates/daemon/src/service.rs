@@ -319,13 +319,21 @@ impl Daemon {
         self.ask(|reply| Command::Release { id, reply }).await
     }
 
-    async fn pending(&self) -> Result<HashMap<JobId, Pending>, DaemonError> {
+    /// Asks the engine something that cannot be refused.
+    async fn query<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DaemonError> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx
-            .send(Command::Explain { reply: tx })
+            .send(make(tx))
             .map_err(|_| DaemonError::ShuttingDown)?;
         rx.await.map_err(|_| DaemonError::ShuttingDown)
+    }
+
+    async fn pending(&self) -> Result<HashMap<JobId, Pending>, DaemonError> {
+        self.query(|reply| Command::Explain { reply }).await
     }
 
     /// One job with its attempts and, when it waits, why and where in line.
@@ -417,22 +425,12 @@ impl Daemon {
 
     /// GPUs: NVML's figures, Petri's reservations, holders.
     pub async fn gpus(&self) -> Result<petri_domain::GpuReport, DaemonError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Command::GpuReport { reply: tx })
-            .map_err(|_| DaemonError::ShuttingDown)?;
-        rx.await.map_err(|_| DaemonError::ShuttingDown)
+        self.query(|reply| Command::GpuReport { reply }).await
     }
 
     /// GPU figures over the last hour or so.
     pub async fn gpu_history(&self) -> Result<petri_domain::GpuHistory, DaemonError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Command::GpuHistory { reply: tx })
-            .map_err(|_| DaemonError::ShuttingDown)?;
-        rx.await.map_err(|_| DaemonError::ShuttingDown)
+        self.query(|reply| Command::GpuHistory { reply }).await
     }
 
     pub async fn status(&self) -> Result<Status, DaemonError> {

@@ -70,6 +70,24 @@ impl Fixture {
         }
     }
 
+    /// GET `path` with the token, as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// GET `path` with the token, as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        serde_json::from_str(&self.get_text(path).await).unwrap()
+    }
+
     pub fn home(&self) -> &Path {
         self.dir.path()
     }
