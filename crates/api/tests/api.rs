@@ -513,7 +513,7 @@ async fn recovery_settles_every_attempt_the_database_calls_running() {
             .write(|tx| {
                 for j in [&never, &finished, &vanished] {
                     tx.insert_job(j, 0)?;
-                    tx.begin_run(j.id, 1, 2, &[])?;
+                    tx.begin_run(j.id, 1, 2, &[], None)?;
                 }
                 Ok(())
             })

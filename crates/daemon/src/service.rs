@@ -284,11 +284,27 @@ impl Daemon {
                             memory_total: g.memory_total,
                             foreign_used: 0,
                             healthy: g.healthy,
+                            // Profile numbers do not matter here: a MIG GPU only has to be one.
+                            mig: g.mig.iter().map(|_| 0).collect(),
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
             gpu_reserve: self.inner.settings.gpu.reserve.0,
+            mig_profiles: self
+                .inner
+                .gpu_sample
+                .lock()
+                .map(|s| {
+                    let mut p: Vec<String> = s
+                        .iter()
+                        .flat_map(|g| g.mig.iter().map(|m| m.profile.clone()))
+                        .collect();
+                    p.sort();
+                    p.dedup();
+                    p
+                })
+                .unwrap_or_default(),
         };
         let reader = self.inner.reader.clone();
         let prepared = tokio::task::spawn_blocking(move || {

@@ -151,6 +151,8 @@ pub(crate) struct Machine {
     /// The GPUs (foreign use left out: it may go away).
     pub gpus: Vec<Gpu>,
     pub gpu_reserve: u64,
+    /// The MIG profiles this machine's GPUs offer.
+    pub mig_profiles: Vec<String>,
 }
 
 /// Checks one spec against this machine.
@@ -238,12 +240,25 @@ fn check_gpus(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
              why); drop `gpus`, `gpu_memory` and `mig` to run it on the CPU",
         ));
     }
-    if spec.resources.mig.is_some() {
+    if let Some(profile) = &spec.resources.mig {
+        if machine.mig_profiles.iter().any(|p| p == profile) {
+            return Ok(());
+        }
+        let offered = if machine.mig_profiles.is_empty() {
+            "no GPU here has MIG enabled".to_string()
+        } else {
+            format!(
+                "the MIG profiles here are {}",
+                machine.mig_profiles.join(", ")
+            )
+        };
         return Err(ErrorBody::new(
-            ErrorCode::InvalidSpec,
-            "MIG instances cannot be requested yet; ask for `gpu_memory` (a slice) or `gpus`",
+            ErrorCode::ResourcesUnavailable,
+            format!("the job asks for a MIG instance of profile `{profile}`, but {offered}"),
         )
-        .with_details(serde_json::json!({ "field": "resources.mig" })));
+        .with_details(
+            serde_json::json!({ "field": "resources.mig", "profiles": machine.mig_profiles }),
+        ));
     }
     let ask = match (spec.resources.gpus, spec.resources.gpu_memory) {
         (Some(n), _) => GpuAsk::Whole(n),
@@ -268,7 +283,7 @@ fn check_gpus(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
             format!("{} of GPU memory", petri_domain::ByteSize(bytes)),
             format!("{} on one GPU", petri_domain::ByteSize(largest)),
         ),
-        GpuAsk::None => (String::new(), String::new()),
+        GpuAsk::None | GpuAsk::Mig(_) => (String::new(), String::new()),
     };
     Err(ErrorBody::new(
         ErrorCode::ResourcesUnavailable,
@@ -314,6 +329,7 @@ mod tests {
             },
             gpus: Vec::new(),
             gpu_reserve: 0,
+            mig_profiles: Vec::new(),
         }
     }
 

@@ -92,6 +92,8 @@ pub enum PendingReason {
     GpuMemory { needs: String, free: String },
     /// Not enough GPUs are free to be given whole.
     Gpus { needs: u32, free: u32 },
+    /// Every MIG instance of its profile is taken.
+    MigInstance { free: u32 },
 }
 
 impl std::fmt::Display for PendingReason {
@@ -123,6 +125,9 @@ impl std::fmt::Display for PendingReason {
             ),
             PendingReason::Gpus { needs, free } => {
                 write!(f, "waiting for a whole GPU: needs {needs}, {free} free")
+            }
+            PendingReason::MigInstance { .. } => {
+                f.write_str("waiting for a free MIG instance of its profile")
             }
         }
     }

@@ -45,6 +45,16 @@ struct FakeGpu {
     lost: bool,
     #[serde(default)]
     processes: Vec<FakeProcess>,
+    /// MIG instances; a GPU with any has MIG enabled.
+    #[serde(default)]
+    mig: Vec<FakeMig>,
+}
+
+#[derive(Deserialize, Clone)]
+struct FakeMig {
+    uuid: String,
+    profile: String,
+    memory_total: u64,
 }
 
 #[derive(Deserialize, Clone)]
@@ -66,9 +76,11 @@ fn config() -> Option<Config> {
     serde_json::from_str(&text).ok()
 }
 
-/// The GPU behind a handle (handles are index + 1).
+/// The GPU behind a handle: GPU handles are index + 1; a MIG instance's handle carries its slot
+/// + 1 in the bits above 16, and answers as a small GPU of its own.
 fn gpu(device: *mut std::ffi::c_void) -> Result<FakeGpu, Ret> {
-    let index = (device as usize).checked_sub(1).ok_or(INVALID_ARGUMENT)?;
+    let raw = device as usize;
+    let index = (raw & 0xffff).checked_sub(1).ok_or(INVALID_ARGUMENT)?;
     let gpu = config()
         .ok_or(UNKNOWN)?
         .gpus
@@ -78,7 +90,20 @@ fn gpu(device: *mut std::ffi::c_void) -> Result<FakeGpu, Ret> {
     if gpu.lost {
         return Err(GPU_IS_LOST);
     }
-    Ok(gpu)
+    match (raw >> 16).checked_sub(1) {
+        None => Ok(gpu),
+        Some(slot) => {
+            let m = gpu.mig.get(slot).cloned().ok_or(INVALID_ARGUMENT)?;
+            Ok(FakeGpu {
+                name: format!("{} MIG {}", gpu.name, m.profile),
+                uuid: m.uuid,
+                memory_total: m.memory_total,
+                processes: Vec::new(),
+                mig: Vec::new(),
+                ..gpu
+            })
+        }
+    }
 }
 
 unsafe fn write_str(text: &str, out: *mut c_char, len: c_uint) -> Ret {
@@ -301,21 +326,52 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     SUCCESS
 }
 
-/// MIG is off on fake GPUs (current, pending).
+/// MIG is on for fake GPUs that list MIG instances (current, pending).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nvmlDeviceGetMigMode(
     device: *mut std::ffi::c_void,
     current: *mut c_uint,
     pending: *mut c_uint,
 ) -> Ret {
-    answer!(gpu(device).and_then(|_| {
+    answer!(gpu(device).and_then(|g| {
         if current.is_null() || pending.is_null() {
             return Err(INVALID_ARGUMENT);
         }
+        let on = !g.mig.is_empty() as c_uint;
         unsafe {
-            *current = 0;
-            *pending = 0;
+            *current = on;
+            *pending = on;
         }
+        Ok(())
+    }))
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(
+    device: *mut std::ffi::c_void,
+    count: *mut c_uint,
+) -> Ret {
+    answer!(gpu(device).and_then(|g| {
+        if count.is_null() {
+            return Err(INVALID_ARGUMENT);
+        }
+        unsafe { *count = g.mig.len() as c_uint };
+        Ok(())
+    }))
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
+    device: *mut std::ffi::c_void,
+    index: c_uint,
+    mig: *mut *mut std::ffi::c_void,
+) -> Ret {
+    answer!(gpu(device).and_then(|g| {
+        if mig.is_null() || index as usize >= g.mig.len() {
+            return Err(INVALID_ARGUMENT);
+        }
+        let handle = (device as usize & 0xffff) | ((index as usize + 1) << 16);
+        unsafe { *mig = handle as *mut std::ffi::c_void };
         Ok(())
     }))
 }

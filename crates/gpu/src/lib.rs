@@ -24,9 +24,20 @@ pub struct GpuInfo {
     pub temperature_c: Option<u32>,
     pub power_mw: Option<u32>,
     pub mig_enabled: bool,
+    /// The MIG instances, by slot, when MIG is enabled.
+    pub mig: Vec<MigInstance>,
     /// False when NVML reports the GPU lost or in error: nothing may start on it.
     pub healthy: bool,
     pub processes: Vec<GpuProcess>,
+}
+
+/// A MIG instance: a slice of a GPU that the driver isolates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigInstance {
+    pub uuid: String,
+    /// The profile, e.g. `1g.10gb` (from the instance's name).
+    pub profile: String,
+    pub memory_total: u64,
 }
 
 /// A process with a compute context on a GPU.
@@ -144,6 +155,7 @@ impl Inventory {
                         temperature_c: None,
                         power_mw: None,
                         mig_enabled: false,
+                        mig: Vec::new(),
                         healthy: false,
                         processes: Vec::new(),
                     })));
@@ -177,6 +189,25 @@ fn read(nvml: &Nvml, index: u32) -> Result<GpuInfo, nvml_wrapper::error::NvmlErr
             },
         })
         .collect();
+    let mig_enabled = d.mig_mode().map(|m| m.current == 1).unwrap_or(false);
+    let mut mig = Vec::new();
+    if mig_enabled {
+        for slot in 0..d.mig_device_count().unwrap_or(0) {
+            // Empty slots answer NOT_FOUND.
+            let Ok(m) = d.mig_device_by_index(slot) else {
+                continue;
+            };
+            let name = m.name().unwrap_or_default();
+            mig.push(MigInstance {
+                uuid: m.uuid()?,
+                profile: name
+                    .rsplit_once("MIG ")
+                    .map(|(_, p)| p.trim().to_string())
+                    .unwrap_or(name),
+                memory_total: m.memory_info().map(|i| i.total).unwrap_or(0),
+            });
+        }
+    }
     Ok(GpuInfo {
         index,
         name: d.name()?,
@@ -186,7 +217,8 @@ fn read(nvml: &Nvml, index: u32) -> Result<GpuInfo, nvml_wrapper::error::NvmlErr
         utilization: d.utilization_rates().map(|u| u.gpu).unwrap_or(0),
         temperature_c: d.temperature(TemperatureSensor::Gpu).ok(),
         power_mw: d.power_usage().ok(),
-        mig_enabled: d.mig_mode().map(|m| m.current == 1).unwrap_or(false),
+        mig_enabled,
+        mig,
         healthy: true,
         processes,
     })

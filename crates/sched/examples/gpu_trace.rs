@@ -104,6 +104,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
             memory_total: GPU_MEM,
             foreign_used: 0,
             healthy: true,
+            mig: Vec::new(),
         })
         .collect();
     let queue_limits = HashMap::new();
@@ -184,6 +185,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                             },
                             gpu: GpuPlacement {
                                 gpus: l.gpus.clone(),
+                                mig_slot: None,
                             },
                         })
                         .collect();

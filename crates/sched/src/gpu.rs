@@ -15,6 +15,9 @@ pub enum GpuAsk {
     Whole(u32),
     /// This many bytes of one GPU's memory, beside other slices.
     Memory(u64),
+    /// One MIG instance of this profile (profile ids are the caller's: the daemon numbers the
+    /// profile names it has seen).
+    Mig(u32),
 }
 
 /// One GPU as the scheduler sees it.
@@ -26,12 +29,17 @@ pub struct Gpu {
     pub foreign_used: u64,
     /// False when NVML reports the GPU lost or in error: nothing starts on it.
     pub healthy: bool,
+    /// With MIG enabled: the profile of each MIG instance, by slot. Such a GPU takes only MIG
+    /// requests (and a GPU without MIG takes none).
+    pub mig: Vec<u32>,
 }
 
-/// Where a job's GPU share lives: GPU indices (one for a slice).
+/// Where a job's GPU share lives: GPU indices (one for a slice or a MIG instance), and the MIG
+/// instance's slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GpuPlacement {
     pub gpus: Vec<u32>,
+    pub mig_slot: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -45,14 +53,17 @@ struct Book {
     healthy: bool,
     /// Claimed by a blocked job ahead in line: nothing new goes here in this plan.
     claimed: bool,
+    /// MIG instances: (profile, held).
+    mig: Vec<(u32, bool)>,
 }
 
 impl Book {
     fn free(&self) -> u64 {
         self.admissible.saturating_sub(self.reserved)
     }
+    /// Usable for whole GPUs and slices (not for MIG).
     fn usable(&self) -> bool {
-        self.healthy && !self.exclusive && !self.claimed
+        self.healthy && !self.exclusive && !self.claimed && self.mig.is_empty()
     }
 }
 
@@ -82,6 +93,7 @@ impl GpuBook {
                     exclusive: false,
                     healthy: g.healthy,
                     claimed: false,
+                    mig: g.mig.iter().map(|p| (*p, false)).collect(),
                 })
                 .collect(),
         };
@@ -107,7 +119,10 @@ impl GpuBook {
                     .map(|b| b.index)
                     .take(n as usize)
                     .collect();
-                (empty.len() == n as usize && n > 0).then_some(GpuPlacement { gpus: empty })
+                (empty.len() == n as usize && n > 0).then_some(GpuPlacement {
+                    gpus: empty,
+                    mig_slot: None,
+                })
             }
             GpuAsk::Memory(bytes) => self
                 .gpus
@@ -117,7 +132,17 @@ impl GpuBook {
                 .min_by_key(|b| (b.free() - bytes, b.index))
                 .map(|b| GpuPlacement {
                     gpus: vec![b.index],
+                    mig_slot: None,
                 }),
+            GpuAsk::Mig(profile) => self.gpus.iter().filter(|b| b.healthy).find_map(|b| {
+                b.mig
+                    .iter()
+                    .position(|(p, held)| *p == profile && !held)
+                    .map(|slot| GpuPlacement {
+                        gpus: vec![b.index],
+                        mig_slot: Some(slot as u32),
+                    })
+            }),
         }
     }
 
@@ -132,6 +157,13 @@ impl GpuBook {
                         b.reserved = b.reserved.saturating_add(bytes);
                         b.slices += 1;
                     }
+                    GpuAsk::Mig(_) => {
+                        if let Some(slot) =
+                            placement.mig_slot.and_then(|s| b.mig.get_mut(s as usize))
+                        {
+                            slot.1 = true;
+                        }
+                    }
                 }
             }
         }
@@ -142,7 +174,8 @@ impl GpuBook {
     /// with the most free memory).
     pub(crate) fn claim_for(&mut self, ask: GpuAsk) {
         match ask {
-            GpuAsk::None => {}
+            // MIG instances are taken whole and in order: nothing to keep.
+            GpuAsk::None | GpuAsk::Mig(_) => {}
             GpuAsk::Whole(n) => {
                 let mut candidates: Vec<&mut Book> =
                     self.gpus.iter_mut().filter(|b| b.usable()).collect();
@@ -168,8 +201,21 @@ impl GpuBook {
     pub(crate) fn could_ever_fit(&self, ask: GpuAsk) -> bool {
         match ask {
             GpuAsk::None => true,
-            GpuAsk::Whole(n) => self.gpus.iter().filter(|b| b.healthy).count() >= n as usize,
-            GpuAsk::Memory(bytes) => self.gpus.iter().any(|b| b.healthy && b.admissible >= bytes),
+            GpuAsk::Whole(n) => {
+                self.gpus
+                    .iter()
+                    .filter(|b| b.healthy && b.mig.is_empty())
+                    .count()
+                    >= n as usize
+            }
+            GpuAsk::Memory(bytes) => self
+                .gpus
+                .iter()
+                .any(|b| b.healthy && b.mig.is_empty() && b.admissible >= bytes),
+            GpuAsk::Mig(profile) => self
+                .gpus
+                .iter()
+                .any(|b| b.healthy && b.mig.iter().any(|(p, _)| *p == profile)),
         }
     }
 
@@ -179,6 +225,15 @@ impl GpuBook {
             GpuAsk::Memory(bytes) => PendingReason::GpuMemory {
                 needs: ByteSize(bytes).to_string(),
                 free: ByteSize(self.largest_free()).to_string(),
+            },
+            GpuAsk::Mig(profile) => PendingReason::MigInstance {
+                free: self
+                    .gpus
+                    .iter()
+                    .filter(|b| b.healthy)
+                    .flat_map(|b| b.mig.iter())
+                    .filter(|(p, held)| *p == profile && !held)
+                    .count() as u32,
             },
             // `None` always has a place; say "whole GPUs" for it rather than panic.
             GpuAsk::Whole(_) | GpuAsk::None => PendingReason::Gpus {

@@ -240,6 +240,7 @@ fn gpu(index: u32, foreign_gib: u64) -> Gpu {
         memory_total: 16 * GIB,
         foreign_used: foreign_gib * GIB,
         healthy: true,
+        mig: Vec::new(),
     }
 }
 
@@ -406,4 +407,41 @@ fn small_gpu_jobs_pass_a_whole_gpu_job_only_until_it_has_waited_long_enough() {
     assert!(p.start.is_empty());
     assert!(p.pending.contains_key(&late) && p.pending.contains_key(&whole));
     let _ = first;
+}
+
+#[test]
+fn mig_instances_are_taken_whole_and_only_by_mig_requests() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0), gpu(1, 0)];
+    w.gpus[1].mig = vec![7, 7, 9]; // two instances of profile 7, one of profile 9
+    let a = w.submit_gpu(GpuAsk::Mig(7));
+    let b = w.submit_gpu(GpuAsk::Mig(7));
+    let c = w.submit_gpu(GpuAsk::Mig(7));
+    let slice = w.submit_gpu(GpuAsk::Memory(GIB));
+    let p = w.plan(0, true);
+    assert_eq!(p.start, vec![a, b, slice]);
+    assert_eq!(p.placements[&a].mig_slot, Some(0));
+    assert_eq!(p.placements[&b].mig_slot, Some(1));
+    assert_eq!(
+        p.placements[&slice].gpus,
+        vec![0],
+        "a slice never lands on a MIG GPU"
+    );
+    assert_eq!(p.pending[&c].reason, PendingReason::MigInstance { free: 0 });
+    w.start(&p);
+    // One ends: its instance is free again.
+    let pos = w
+        .running
+        .iter()
+        .position(|r| r.gpu.mig_slot == Some(0))
+        .unwrap();
+    w.running.remove(pos);
+    let p = w.plan(1, false);
+    assert_eq!(p.start, vec![c]);
+    assert_eq!(p.placements[&c].mig_slot, Some(0));
+    assert!(!gpu_request_fits(&w.gpus, 0, GpuAsk::Mig(3)));
+    assert!(
+        !gpu_request_fits(&w.gpus, 0, GpuAsk::Whole(2)),
+        "GPU 1 is MIG-only"
+    );
 }

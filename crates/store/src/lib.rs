@@ -52,6 +52,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE runs ADD COLUMN gpus TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 4: the MIG instance (slot on its GPU) an attempt holds.
+    r#"
+    ALTER TABLE runs ADD COLUMN mig_slot INTEGER;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +123,8 @@ pub struct ActiveRun {
     pub stop_intent: Option<StopIntent>,
     /// Indices of the GPUs it holds.
     pub gpus: Vec<u32>,
+    /// The MIG instance it holds, by slot on its GPU.
+    pub mig_slot: Option<u32>,
 }
 
 /// Filters for listing jobs.
@@ -231,7 +237,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT attempt, pid, started_at, stop_intent, gpus FROM runs
+                "SELECT attempt, pid, started_at, stop_intent, gpus, mig_slot FROM runs
                  WHERE job_id = ?1 AND outcome = 'running' ORDER BY attempt DESC LIMIT 1",
                 params![id.to_string()],
                 |r| {
@@ -244,6 +250,7 @@ impl Store {
                             .as_deref()
                             .and_then(StopIntent::parse),
                         gpus: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                        mig_slot: r.get::<_, Option<i64>>(5)?.map(|s| s as u32),
                     })
                 },
             )
@@ -464,14 +471,21 @@ impl Tx<'_> {
     }
 
     /// Records that an attempt is about to start (before its process exists), with its GPUs.
-    pub fn begin_run(&self, id: JobId, attempt: u32, now_ms: i64, gpus: &[u32]) -> Result<()> {
+    pub fn begin_run(
+        &self,
+        id: JobId,
+        attempt: u32,
+        now_ms: i64,
+        gpus: &[u32],
+        mig_slot: Option<u32>,
+    ) -> Result<()> {
         let gpus = serde_json::to_string(gpus).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.tx
             .prepare_cached(
-                "INSERT INTO runs (job_id, attempt, started_at, outcome, gpus)
-                 VALUES (?1, ?2, ?3, 'running', ?4)",
+                "INSERT INTO runs (job_id, attempt, started_at, outcome, gpus, mig_slot)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
             )?
-            .execute(params![id.to_string(), attempt, now_ms, gpus])?;
+            .execute(params![id.to_string(), attempt, now_ms, gpus, mig_slot])?;
         Ok(())
     }
 
@@ -598,7 +612,7 @@ mod tests {
             store
                 .write(|tx| {
                     tx.insert_job(&a, 0)?;
-                    tx.begin_run(a.id, 1, 10, &[])?;
+                    tx.begin_run(a.id, 1, 10, &[], None)?;
                     tx.set_run_pid(a.id, 1, 4242)
                 })
                 .unwrap();

@@ -49,10 +49,15 @@ impl State {
         let owners = self.owners();
         self.watch_slices(tx, &owners, now, fx)?;
         self.record_gpu_figures(now);
-        self.gpus = self
-            .gpu_info
+        let infos = std::mem::take(&mut self.gpu_info);
+        let gpus = infos
             .iter()
             .map(|g| Gpu {
+                mig: g
+                    .mig
+                    .iter()
+                    .map(|m| self.mig_profile_id(&m.profile))
+                    .collect(),
                 index: g.index,
                 memory_total: g.memory_total,
                 foreign_used: g
@@ -64,6 +69,8 @@ impl State {
                 healthy: g.healthy,
             })
             .collect();
+        self.gpus = gpus;
+        self.gpu_info = infos;
         Ok(())
     }
 
@@ -166,10 +173,15 @@ impl State {
             .as_ref()
             .map(|r| r.gpus.clone())
             .unwrap_or_default();
+        let mig_slot = active.run.as_ref().and_then(|r| r.mig_slot);
         let uuids: Vec<&str> = held
             .iter()
             .filter_map(|i| self.gpu_info.iter().find(|g| g.index == *i))
-            .map(|g| g.uuid.as_str())
+            .map(|g| match mig_slot.and_then(|s| g.mig.get(s as usize)) {
+                // A MIG instance is addressed by its own UUID.
+                Some(m) => m.uuid.as_str(),
+                None => g.uuid.as_str(),
+            })
             .collect();
         let mut env = vec![("CUDA_VISIBLE_DEVICES".to_string(), uuids.join(","))];
         match active.waiting.request.gpu {
@@ -193,6 +205,9 @@ impl State {
             }
             GpuAsk::Whole(_) => {
                 env.push(("PETRI_GPU_ISOLATION".into(), "exclusive".into()));
+            }
+            GpuAsk::Mig(_) => {
+                env.push(("PETRI_GPU_ISOLATION".into(), "mig".into()));
             }
             GpuAsk::None => {}
         }
@@ -223,6 +238,15 @@ impl State {
                         GpuAsk::Memory(bytes) => {
                             slices += bytes;
                             (bytes, "shared-unenforced")
+                        }
+                        GpuAsk::Mig(_) => {
+                            let memory = run
+                                .mig_slot
+                                .and_then(|s| info.mig.get(s as usize))
+                                .map(|m| m.memory_total)
+                                .unwrap_or(0);
+                            slices += memory;
+                            (memory, "mig")
                         }
                         _ => {
                             exclusive = true;
@@ -264,7 +288,7 @@ impl State {
                         });
                     }
                 }
-                let free_to_admit = if exclusive || !info.healthy {
+                let free_to_admit = if exclusive || !info.healthy || !info.mig.is_empty() {
                     0
                 } else {
                     info.memory_total

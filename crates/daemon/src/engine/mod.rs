@@ -87,6 +87,8 @@ struct Active {
 
 struct RunState {
     attempt: u32,
+    /// The MIG instance it holds (slot on its GPU).
+    mig_slot: Option<u32>,
     /// Its processes were seen using more GPU memory than its slice.
     over_gpu_limit: bool,
     /// Indices of the GPUs the attempt holds.
@@ -141,6 +143,8 @@ struct State {
     gpu_enforce: crate::settings::Enforce,
     gpu_status: petri_gpu::NvmlStatus,
     gpu_info: Vec<petri_gpu::GpuInfo>,
+    /// MIG profile names, numbered for the scheduler.
+    mig_profiles: Vec<String>,
     /// Bounded history of GPU samples.
     gpu_history: std::collections::VecDeque<petri_domain::GpuPoint>,
     kill_grace_ms: i64,
@@ -228,6 +232,7 @@ impl Engine {
                     reason: Some("GPUs not sampled yet".into()),
                 },
                 gpu_info: Vec::new(),
+                mig_profiles: Vec::new(),
                 gpu_history: std::collections::VecDeque::new(),
                 kill_grace_ms: settings.kill_grace.0 as i64,
                 jobs: HashMap::new(),
@@ -376,6 +381,17 @@ impl Engine {
 }
 
 impl State {
+    /// The scheduler's number for a MIG profile name.
+    fn mig_profile_id(&mut self, profile: &str) -> u32 {
+        match self.mig_profiles.iter().position(|p| p == profile) {
+            Some(i) => i as u32,
+            None => {
+                self.mig_profiles.push(profile.to_string());
+                (self.mig_profiles.len() - 1) as u32
+            }
+        }
+    }
+
     fn load(&mut self, job: Job, not_before_ms: i64) {
         let id = job.id;
         for dep in &job.depends_on {
@@ -390,7 +406,13 @@ impl State {
             number: job.number,
             priority: job.priority,
             queue: job.queue.clone(),
-            request: request_of(&job),
+            request: {
+                let mut request = request_of(&job);
+                if let Some(profile) = &job.spec.resources.mig {
+                    request.gpu = petri_sched::GpuAsk::Mig(self.mig_profile_id(profile));
+                }
+                request
+            },
             held: job.state == JobState::Held,
             after: job.depends_on.clone(),
             not_before_ms,

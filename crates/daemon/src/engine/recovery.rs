@@ -23,6 +23,7 @@ impl State {
         let timeout = active.job.spec.timeout.map(|t| t.0 as i64);
         active.run = Some(RunState {
             attempt: run.attempt,
+            mig_slot: run.mig_slot,
             over_gpu_limit: false,
             gpus: run.gpus.clone(),
             pid: run.pid,
@@ -39,6 +40,7 @@ impl State {
                 request: active.waiting.request,
                 gpu: petri_sched::GpuPlacement {
                     gpus: run.gpus.clone(),
+                    mig_slot: run.mig_slot,
                 },
             },
         );

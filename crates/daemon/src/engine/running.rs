@@ -157,13 +157,14 @@ impl State {
             job.finished_at_ms = None;
             let attempt = job.attempts;
             let placement = plan.placements.remove(&id).unwrap_or_default();
-            tx.begin_run(id, attempt, now, &placement.gpus)?;
+            tx.begin_run(id, attempt, now, &placement.gpus, placement.mig_slot)?;
             tx.update_job(job, active.not_before_ms)?;
             self.metrics
                 .scheduling_latency
                 .observe((now - active.eligible_ms).max(0) as f64 / 1000.0);
             active.run = Some(RunState {
                 attempt,
+                mig_slot: placement.mig_slot,
                 over_gpu_limit: false,
                 gpus: placement.gpus.clone(),
                 pid: None,
