@@ -149,6 +149,28 @@ impl Daemon {
             }
         };
         sample_gpus(&mut inventory);
+        // MPS control daemons for the GPUs that should enforce their slices.
+        let mut mps = HashMap::new();
+        if let Ok(sample) = gpu_sample.lock() {
+            for index in &settings.gpu.mps {
+                let Some(g) = sample.iter().find(|g| g.index == *index) else {
+                    tracing::warn!(gpu = index, "gpu.mps names a GPU that NVML does not report");
+                    continue;
+                };
+                let dir = home.root().join("mps").join(index.to_string());
+                match petri_gpu::mps::start(&settings.gpu.mps_control, &g.uuid, &dir) {
+                    Ok(m) => {
+                        tracing::info!(gpu = index, "MPS enforces the slices of this GPU");
+                        mps.insert(*index, m);
+                    }
+                    Err(e) => tracing::warn!(
+                        gpu = index,
+                        "MPS did not start: {e}; slices here are not enforced"
+                    ),
+                }
+            }
+        }
+        let _ = tx.send(Command::Mps(mps));
         let every = settings.gpu.sample_every.as_duration();
         let (stop_sampling, sampling_rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()

@@ -47,6 +47,12 @@ pub struct GpuSettings {
     /// What happens to a job whose processes use more GPU memory than its slice: `warn` (logged
     /// and shown by `petri gpus`) or `kill` (stopped, and failed with that reason).
     pub enforce: Enforce,
+    /// GPUs (by index) on which Petri runs NVIDIA's MPS control daemon, so that the driver
+    /// enforces each slice's memory (`CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`) and compute share
+    /// (`CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`).
+    pub mps: Vec<u32>,
+    /// The MPS control program.
+    pub mps_control: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +71,8 @@ impl Default for GpuSettings {
             sample_every: Millis(2000),
             claim_after: Millis(15 * 60 * 1000),
             enforce: Enforce::Warn,
+            mps: Vec::new(),
+            mps_control: PathBuf::from("nvidia-cuda-mps-control"),
         }
     }
 }

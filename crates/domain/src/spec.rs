@@ -81,6 +81,9 @@ pub struct Resources {
     /// A MIG profile such as 1g.10gb.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mig: Option<String>,
+    /// The share of the GPU's compute a slice may use, e.g. "30%" (enforced on MPS GPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_compute: Option<String>,
 }
 
 impl Resources {
@@ -94,6 +97,13 @@ impl Resources {
     pub fn memory_bytes(&self) -> u64 {
         self.memory.map(|m| m.0).unwrap_or(0)
     }
+    /// `gpu_compute` as a percentage from 1 to 100.
+    pub fn compute_percent(&self) -> Option<u32> {
+        let text = self.gpu_compute.as_deref()?.trim();
+        let n: u32 = text.strip_suffix('%').unwrap_or(text).trim().parse().ok()?;
+        (1..=100).contains(&n).then_some(n)
+    }
+
     pub fn wants_gpu(&self) -> bool {
         self.gpus.unwrap_or(0) > 0 || self.gpu_memory.is_some() || self.mig.is_some()
     }
@@ -262,6 +272,20 @@ impl JobSpec {
             && (!cpus.is_finite() || cpus <= 0.0)
         {
             return Err(invalid("resources.cpus", "cpus must be more than 0".into()));
+        }
+        if let Some(c) = &self.resources.gpu_compute {
+            if self.resources.gpu_memory.is_none() {
+                return Err(invalid(
+                    "resources.gpu_compute",
+                    "gpu_compute limits a slice: give `gpu_memory` too".into(),
+                ));
+            }
+            if self.resources.compute_percent().is_none() {
+                return Err(invalid(
+                    "resources.gpu_compute",
+                    format!("`{c}` is not a share; write it like 30%"),
+                ));
+            }
         }
         if let Some(m) = &self.resources.mig
             && !is_mig_profile(m)

@@ -4,6 +4,8 @@
 //! and says why; an NVML error while sampling re-initialises NVML at the next sample and reports
 //! the GPU unhealthy meanwhile.
 
+pub mod mps;
+
 use std::path::{Path, PathBuf};
 
 use nvml_wrapper::Nvml;

@@ -192,7 +192,26 @@ impl State {
                     .map(|g| g.memory_total)
                     .unwrap_or(0);
                 env.push(("PETRI_GPU_MEMORY_LIMIT".into(), bytes.to_string()));
-                env.push(("PETRI_GPU_ISOLATION".into(), "shared-unenforced".into()));
+                match held.first().and_then(|i| self.mps.get(i)) {
+                    Some(mps) => {
+                        // The driver holds the client to these (device 0 = its only visible GPU).
+                        env.push((
+                            "CUDA_MPS_PIPE_DIRECTORY".into(),
+                            mps.pipe_dir.display().to_string(),
+                        ));
+                        env.push((
+                            "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT".into(),
+                            format!("0={}M", bytes >> 20),
+                        ));
+                        if let Some(pct) = job.spec.resources.compute_percent() {
+                            env.push(("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(), pct.to_string()));
+                        }
+                        env.push(("PETRI_GPU_ISOLATION".into(), "mps-enforced".into()));
+                    }
+                    None => {
+                        env.push(("PETRI_GPU_ISOLATION".into(), "shared-unenforced".into()));
+                    }
+                }
                 if total > 0 {
                     let fraction = (bytes as f64 / total as f64).min(1.0);
                     env.push((
@@ -211,7 +230,6 @@ impl State {
             }
             GpuAsk::None => {}
         }
-        let _ = job;
         env
     }
 
@@ -237,7 +255,12 @@ impl State {
                     let (reserved, isolation) = match active.waiting.request.gpu {
                         GpuAsk::Memory(bytes) => {
                             slices += bytes;
-                            (bytes, "shared-unenforced")
+                            let isolation = if self.mps.contains_key(&info.index) {
+                                "mps-enforced"
+                            } else {
+                                "shared-unenforced"
+                            };
+                            (bytes, isolation)
                         }
                         GpuAsk::Mig(_) => {
                             let memory = run
@@ -266,7 +289,7 @@ impl State {
                         isolation: isolation.into(),
                         reserved,
                         used: procs.iter().map(|p| p.used_memory).sum(),
-                        over_limit: isolation == "shared-unenforced"
+                        over_limit: matches!(isolation, "shared-unenforced" | "mps-enforced")
                             && procs.iter().map(|p| p.used_memory).sum::<u64>() > reserved,
                         pids: procs.iter().map(|p| p.pid).collect(),
                     });

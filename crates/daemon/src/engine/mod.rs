@@ -65,6 +65,8 @@ pub(crate) enum Command {
     GpuHistory {
         reply: oneshot::Sender<petri_domain::GpuHistory>,
     },
+    /// The GPUs (by index) whose MPS control daemon runs.
+    Mps(HashMap<u32, petri_gpu::mps::Mps>),
     Exited(ExitReport),
     SpawnFailed {
         job: JobId,
@@ -145,6 +147,8 @@ struct State {
     gpu_info: Vec<petri_gpu::GpuInfo>,
     /// MIG profile names, numbered for the scheduler.
     mig_profiles: Vec<String>,
+    /// GPUs whose slices the driver enforces through MPS.
+    mps: HashMap<u32, petri_gpu::mps::Mps>,
     /// Bounded history of GPU samples.
     gpu_history: std::collections::VecDeque<petri_domain::GpuPoint>,
     kill_grace_ms: i64,
@@ -233,6 +237,7 @@ impl Engine {
                 },
                 gpu_info: Vec::new(),
                 mig_profiles: Vec::new(),
+                mps: HashMap::new(),
                 gpu_history: std::collections::VecDeque::new(),
                 kill_grace_ms: settings.kill_grace.0 as i64,
                 jobs: HashMap::new(),
@@ -462,6 +467,7 @@ impl State {
             Command::GpuReport { reply } => {
                 let _ = reply.send(self.gpu_report());
             }
+            Command::Mps(mps) => self.mps = mps,
             Command::GpuHistory { reply } => {
                 let _ = reply.send(petri_domain::GpuHistory {
                     points: self.gpu_history.iter().cloned().collect(),

@@ -1,0 +1,92 @@
+//! Slices on an MPS GPU: Petri starts the MPS control daemon for it and gives each slice the
+//! settings that make the driver enforce it. There is no GPU (and no MPS) on the machines these
+//! tests run on, so the control program is a stand-in that records how it was started; what this
+//! checks is Petri's side of the contract. The real thing is for a machine with a GPU.
+
+mod helpers;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use helpers::Fixture;
+use petri_domain::JobState;
+
+const GIB: u64 = 1 << 30;
+
+fn fake_lib() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let lib = exe.parent()?.parent()?.join("libnvidia_ml.so");
+    lib.exists().then_some(lib)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slices_on_an_mps_gpu_get_driver_limits() {
+    let Some(lib) = fake_lib() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the fake NVML library was not built"
+        );
+        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gpus.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"gpus": [
+            {"uuid": "GPU-mps", "memory_total": 16 * GIB},
+            {"uuid": "GPU-plain", "memory_total": 16 * GIB}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let control = dir.path().join("mps-control");
+    let calls = dir.path().join("calls");
+    std::fs::write(
+        &control,
+        format!(
+            "#!/bin/sh\necho \"$1 $CUDA_VISIBLE_DEVICES\" >> {}\ntouch \"$CUDA_MPS_PIPE_DIRECTORY/control\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
+    unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
+    let f = Fixture::start(&format!(
+        "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nsample_every = \"100ms\"\nmps = [0]\nmps_control = \"{}\"\n",
+        lib.display(),
+        control.display()
+    ))
+    .await;
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "-d GPU-mps\n");
+
+    let mut spec = f.script(
+        "env | grep -E '^(CUDA_MPS_|PETRI_GPU_ISOLATION)' | sort > \"$PETRI_OUTPUT_DIR/env\"",
+    );
+    spec.resources.gpu_memory = Some(petri_domain::ByteSize(6 * GIB));
+    spec.resources.gpu_compute = Some("30%".into());
+    let job = f.submit(spec).await;
+    assert_eq!(f.wait_done(&job).await.state, JobState::Succeeded);
+    let env = std::fs::read_to_string(
+        f.home()
+            .join("outputs")
+            .join(job.id.to_string())
+            .join("env"),
+    )
+    .unwrap();
+    let pipe = f.home().join("mps/0/pipe");
+    assert_eq!(
+        env,
+        format!(
+            "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=30\nCUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=6144M\n\
+             CUDA_MPS_PIPE_DIRECTORY={}\nPETRI_GPU_ISOLATION=mps-enforced\n",
+            pipe.display()
+        )
+    );
+
+    // A gpu_compute without a slice is refused.
+    let mut bad = f.script("true");
+    bad.resources.gpu_compute = Some("30%".into());
+    assert!(f.client.submit(&[bad]).await.is_err());
+}
