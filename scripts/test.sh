@@ -14,6 +14,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "lint gate: cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+say "building the fake libnvidia-ml the GPU tests load"
+cargo build --locked -p petri-fake-nvml
 say "tests: unit, API (in-process daemon), end to end (the petri binary)"
 cargo test --workspace --locked
 

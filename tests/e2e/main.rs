@@ -402,7 +402,9 @@ fn gpu_slices_from_the_cli_and_petri_gpus() {
             std::env::var("CI").is_err(),
             "the fake NVML library was not built"
         );
-        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        eprintln!(
+            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
+        );
         return;
     }
     let config = tempfile::NamedTempFile::new().unwrap();

@@ -53,7 +53,9 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
             std::env::var("CI").is_err(),
             "the fake NVML library was not built"
         );
-        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        eprintln!(
+            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

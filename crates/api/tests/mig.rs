@@ -22,7 +22,9 @@ async fn mig_instances_are_reserved_whole_and_addressed_by_their_uuid() {
             std::env::var("CI").is_err(),
             "the fake NVML library was not built"
         );
-        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        eprintln!(
+            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

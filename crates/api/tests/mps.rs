@@ -26,7 +26,9 @@ async fn slices_on_an_mps_gpu_get_driver_limits() {
             std::env::var("CI").is_err(),
             "the fake NVML library was not built"
         );
-        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        eprintln!(
+            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use petri_gpu::Inventory;
 
-/// The fake library next to this test binary's folder (built by `cargo test --workspace`).
+/// The fake library next to this test binary's folder (`cargo build -p petri-fake-nvml`).
 fn fake_lib() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let lib = exe.parent()?.parent()?.join("libnvidia_ml.so");
@@ -16,9 +16,11 @@ fn inventory_reads_gpus_processes_and_loss_from_the_fake() {
     let Some(lib) = fake_lib() else {
         assert!(
             std::env::var("CI").is_err(),
-            "the fake NVML library was not built; run `cargo test --workspace`"
+            "the fake NVML library was not built; run `cargo build -p petri-fake-nvml`"
         );
-        eprintln!("SKIPPED: the fake NVML library was not built (run `cargo test --workspace`)");
+        eprintln!(
+            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
