@@ -3,18 +3,10 @@
 
 mod helpers;
 
-use std::path::PathBuf;
-
 use helpers::{Fixture, wait_until};
 use petri_domain::{ErrorCode, JobSpec, JobState, ListQuery};
 
 const GIB: u64 = 1 << 30;
-
-fn fake_lib() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let lib = exe.parent()?.parent()?.join("libnvidia_ml.so");
-    lib.exists().then_some(lib)
-}
 
 fn write_gpus(path: &std::path::Path, foreign_on_0: Option<u64>) {
     write_gpus_with(path, foreign_on_0.map(|bytes| (999_999, bytes)));
@@ -48,14 +40,7 @@ fn gated(f: &Fixture, gate: &str, gpu: &str) -> JobSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
-    let Some(lib) = fake_lib() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "the fake NVML library was not built"
-        );
-        eprintln!(
-            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
-        );
+    let Some(lib) = helpers::fake_nvml() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -75,21 +60,7 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
         .submit(&(0..8).map(|_| gated(&f, "go", "7GiB")).collect::<Vec<_>>())
         .await
         .unwrap();
-    let client = f.client.clone();
-    wait_until("four jobs running", || {
-        let client = client.clone();
-        async move {
-            client
-                .list(&ListQuery {
-                    state: Some("running".into()),
-                    ..Default::default()
-                })
-                .await
-                .map(|j| j.len() == 4)
-                .unwrap_or(false)
-        }
-    })
-    .await;
+    f.wait_running(4).await;
     let report = f.client.gpus().await.unwrap();
     assert!(report.available);
     for g in &report.gpus {

@@ -2,29 +2,14 @@
 
 mod helpers;
 
-use std::path::PathBuf;
-
 use helpers::{Fixture, wait_until};
-use petri_domain::{ErrorCode, JobState, ListQuery};
+use petri_domain::{ErrorCode, JobState};
 
 const GIB: u64 = 1 << 30;
 
-fn fake_lib() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let lib = exe.parent()?.parent()?.join("libnvidia_ml.so");
-    lib.exists().then_some(lib)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn mig_instances_are_reserved_whole_and_addressed_by_their_uuid() {
-    let Some(lib) = fake_lib() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "the fake NVML library was not built"
-        );
-        eprintln!(
-            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
-        );
+    let Some(lib) = helpers::fake_nvml() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -55,21 +40,7 @@ async fn mig_instances_are_reserved_whole_and_addressed_by_their_uuid() {
         .submit(&[spec.clone(), spec.clone(), spec])
         .await
         .unwrap();
-    let client = f.client.clone();
-    wait_until("two MIG jobs running", || {
-        let client = client.clone();
-        async move {
-            client
-                .list(&ListQuery {
-                    state: Some("running".into()),
-                    ..Default::default()
-                })
-                .await
-                .map(|j| j.len() == 2)
-                .unwrap_or(false)
-        }
-    })
-    .await;
+    f.wait_running(2).await;
     let mut seen = Vec::new();
     for j in &jobs[..2] {
         let path = f.home().join("outputs").join(j.id.to_string()).join("cvd");

@@ -5,30 +5,15 @@
 
 mod helpers;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-
 use helpers::Fixture;
 use petri_domain::JobState;
+use std::os::unix::fs::PermissionsExt;
 
 const GIB: u64 = 1 << 30;
 
-fn fake_lib() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let lib = exe.parent()?.parent()?.join("libnvidia_ml.so");
-    lib.exists().then_some(lib)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn slices_on_an_mps_gpu_get_driver_limits() {
-    let Some(lib) = fake_lib() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "the fake NVML library was not built"
-        );
-        eprintln!(
-            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
-        );
+    let Some(lib) = helpers::fake_nvml() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

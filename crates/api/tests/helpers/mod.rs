@@ -154,6 +154,45 @@ impl Drop for Fixture {
     }
 }
 
+/// The project's fake libnvidia-ml (`cargo build -p petri-fake-nvml`), next to the test binaries;
+/// `None` (after a loud message) when it was not built, which `CI=true` does not accept.
+pub fn fake_nvml() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let lib = exe.parent()?.parent()?.join("libnvidia_ml.so");
+    if lib.exists() {
+        return Some(lib);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "the fake NVML library was not built (cargo build -p petri-fake-nvml)"
+    );
+    eprintln!(
+        "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
+    );
+    None
+}
+
+impl Fixture {
+    /// Waits until exactly `n` jobs run.
+    pub async fn wait_running(&self, n: usize) {
+        let client = self.client.clone();
+        wait_until(&format!("{n} jobs running"), || {
+            let client = client.clone();
+            async move {
+                client
+                    .list(&petri_domain::ListQuery {
+                        state: Some("running".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|j| j.len() == n)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+    }
+}
+
 /// Polls `cond` until it holds (at most 60 s).
 pub async fn wait_until<F, Fut>(what: &str, cond: F)
 where
