@@ -23,7 +23,7 @@ say "API fuzzing (schemathesis, from the daemon's own OpenAPI document)"
 venv="$(dirname "$CARGO_TARGET_DIR")/venv"
 if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
     command -v python3 >/dev/null 2>&1 || apt_install python3
-    python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+    python3 -c "import ensurepip" >/dev/null 2>&1 || apt_install python3-venv
     say "installing schemathesis into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis>=4,<5"
