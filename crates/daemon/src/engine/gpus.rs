@@ -149,13 +149,15 @@ impl State {
             );
             tracing::warn!(job.id = %id, "{message}");
             if self.gpu_enforce == crate::settings::Enforce::Kill && run.stop.is_none() {
-                run.stop = Some(Stop::new(StopIntent::GpuLimit, now, self.kill_grace_ms));
-                tx.set_stop_intent(id, run.attempt, StopIntent::GpuLimit)?;
-                if let Some(pid) = run.pid {
-                    fx.signals.push((pid, StopSignal::Terminate));
-                }
                 active.job.reason = Some(format!("{message}; stopped (gpu.enforce = \"kill\")"));
-                fx.events.push(Event::JobStopping(change(&active.job)));
+                begin_stop(
+                    active,
+                    StopIntent::GpuLimit,
+                    now,
+                    self.kill_grace_ms,
+                    tx,
+                    fx,
+                )?;
             }
         }
         Ok(())
@@ -164,7 +166,7 @@ impl State {
     /// The environment that keeps a job on its share: `CUDA_VISIBLE_DEVICES` with the UUIDs it
     /// holds (empty for jobs without a GPU reservation, so they cannot wander onto one), and for a
     /// slice the limit and the frameworks' settings that keep it inside.
-    pub(super) fn gpu_env(&self, job: &Job, active: &Active) -> Vec<(String, String)> {
+    pub(super) fn gpu_env(&self, active: &Active) -> Vec<(String, String)> {
         if self.gpu_info.is_empty() {
             return Vec::new();
         }
@@ -203,7 +205,7 @@ impl State {
                             "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT".into(),
                             format!("0={}M", bytes >> 20),
                         ));
-                        if let Some(pct) = job.spec.resources.compute_percent() {
+                        if let Some(pct) = active.job.spec.resources.compute_percent() {
                             env.push(("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(), pct.to_string()));
                         }
                         env.push(("PETRI_GPU_ISOLATION".into(), "mps-enforced".into()));

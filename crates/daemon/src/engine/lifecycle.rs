@@ -65,15 +65,8 @@ impl State {
         let Some(active) = self.jobs.get_mut(&id) else {
             return Ok(Err(self.not_active(id)));
         };
-        if let Some(run) = active.run.as_mut() {
-            if run.stop.is_none() {
-                run.stop = Some(Stop::new(StopIntent::Cancel, now, self.kill_grace_ms));
-                tx.set_stop_intent(id, run.attempt, StopIntent::Cancel)?;
-                if let Some(pid) = run.pid {
-                    fx.signals.push((pid, StopSignal::Terminate));
-                }
-                fx.events.push(Event::JobStopping(change(&active.job)));
-            }
+        if active.run.is_some() {
+            begin_stop(active, StopIntent::Cancel, now, self.kill_grace_ms, tx, fx)?;
             return Ok(Ok(active.job.clone()));
         }
         let job = self.end_waiting(

@@ -112,6 +112,32 @@ struct Stop {
     killed: bool,
 }
 
+/// Starts stopping a running attempt: the intent goes to the database (so a restarted daemon knows
+/// what the kill meant), SIGTERM to its process group, an event. Does nothing if it is not running
+/// or already stopping.
+fn begin_stop(
+    active: &mut Active,
+    intent: StopIntent,
+    now: i64,
+    grace_ms: i64,
+    tx: &Tx<'_>,
+    fx: &mut Effects,
+) -> Result<(), StoreError> {
+    let Some(run) = active.run.as_mut() else {
+        return Ok(());
+    };
+    if run.stop.is_some() {
+        return Ok(());
+    }
+    run.stop = Some(Stop::new(intent, now, grace_ms));
+    tx.set_stop_intent(active.job.id, run.attempt, intent)?;
+    if let Some(pid) = run.pid {
+        fx.signals.push((pid, StopSignal::Terminate));
+    }
+    fx.events.push(Event::JobStopping(change(&active.job)));
+    Ok(())
+}
+
 impl Stop {
     fn new(intent: StopIntent, now: i64, grace_ms: i64) -> Stop {
         Stop {

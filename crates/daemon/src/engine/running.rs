@@ -16,17 +16,16 @@ impl State {
             let Some(active) = self.jobs.get_mut(id) else {
                 continue;
             };
+            let timed_out = active
+                .run
+                .as_ref()
+                .is_some_and(|r| r.stop.is_none() && r.deadline_ms.is_some_and(|d| d <= now));
+            if timed_out {
+                begin_stop(active, StopIntent::Timeout, now, self.kill_grace_ms, tx, fx)?;
+            }
             let Some(run) = active.run.as_mut() else {
                 continue;
             };
-            if run.stop.is_none() && run.deadline_ms.is_some_and(|d| d <= now) {
-                run.stop = Some(Stop::new(StopIntent::Timeout, now, self.kill_grace_ms));
-                tx.set_stop_intent(*id, run.attempt, StopIntent::Timeout)?;
-                if let Some(pid) = run.pid {
-                    fx.signals.push((pid, StopSignal::Terminate));
-                }
-                fx.events.push(Event::JobStopping(change(&active.job)));
-            }
             if let Some(stop) = run.stop.as_mut()
                 && !stop.killed
                 && !stop.again_sent
@@ -198,7 +197,7 @@ impl State {
         env.push(("PETRI_JOB_NUMBER".into(), job.number.to_string()));
         env.push(("PETRI_ATTEMPT".into(), attempt.to_string()));
         env.push(("PETRI_OUTPUT_DIR".into(), output.display().to_string()));
-        env.extend(self.gpu_env(job, &self.jobs[&job.id]));
+        env.extend(self.gpu_env(&self.jobs[&job.id]));
         Launch {
             job: job.id,
             attempt,
