@@ -48,7 +48,7 @@ impl State {
         self.gpu_info = gpus;
         let owners = self.owners();
         self.watch_slices(tx, &owners, now, fx)?;
-        self.record_gpu_figures(now);
+        self.record_gpu_figures(&owners, now);
         let infos = std::mem::take(&mut self.gpu_info);
         let gpus = infos
             .iter()
@@ -75,9 +75,9 @@ impl State {
     }
 
     /// Keeps the bounded history (about an hour at the default rate) and the /metrics gauges.
-    fn record_gpu_figures(&mut self, now: i64) {
+    fn record_gpu_figures(&mut self, owners: &HashMap<u32, Option<JobId>>, now: i64) {
         const KEEP: usize = 1800;
-        let report = self.gpu_report();
+        let report = self.report_with(owners);
         for g in &report.gpus {
             let label = crate::metrics::GpuLabel {
                 gpu: g.index.to_string(),
@@ -237,7 +237,12 @@ impl State {
 
     /// Per GPU: memory, reservations, what is still admissible, and every holder.
     pub(super) fn gpu_report(&self) -> GpuReport {
-        let owners = self.owners();
+        self.report_with(&self.owners())
+    }
+
+    /// The report, with the owners of GPU processes already looked up (`/proc` is read once per
+    /// sample).
+    fn report_with(&self, owners: &HashMap<u32, Option<JobId>>) -> GpuReport {
         let gpus = self
             .gpu_info
             .iter()
