@@ -113,7 +113,7 @@ impl State {
             JobState::Queued
         };
         active.waiting.held = hold;
-        tx.update_job(job, active.not_before_ms)?;
+        tx.update_job(job, active.waiting.not_before_ms)?;
         fx.events.push(Event::JobChanged(change(job)));
         Ok(Ok(job.clone()))
     }
@@ -149,7 +149,7 @@ impl State {
         job.state = state;
         job.finished_at_ms = Some(now);
         job.reason = Some(reason);
-        tx.update_job(job, active.not_before_ms)?;
+        tx.update_job(job, active.waiting.not_before_ms)?;
         let job = active.job;
         self.terminal(tx, &job, now, fx)?;
         Ok(Some(job))
@@ -288,16 +288,14 @@ impl State {
         );
         if retryable && job.attempts <= job.spec.retries.max {
             let delay = job.spec.retries.delay_before(job.attempts + 1).0 as i64;
-            active.not_before_ms = now + delay;
             active.waiting.not_before_ms = now + delay;
             active.waiting.since_ms = now + delay;
-            active.eligible_ms = now + delay;
             job.state = JobState::Queued;
             job.reason = Some(format!(
                 "attempt {} {reason}; retrying ({} of {})",
                 job.attempts, job.attempts, job.spec.retries.max
             ));
-            tx.update_job(job, active.not_before_ms)?;
+            tx.update_job(job, active.waiting.not_before_ms)?;
             self.order.insert((Reverse(job.priority), job.number, id));
             fx.events.push(Event::JobChanged(change(job)));
             return Ok(());
@@ -310,7 +308,7 @@ impl State {
         };
         job.finished_at_ms = Some(now);
         job.reason = (!reason.is_empty()).then_some(reason);
-        tx.update_job(job, active.not_before_ms)?;
+        tx.update_job(job, active.waiting.not_before_ms)?;
         let Some(active) = self.jobs.remove(&id) else {
             return Ok(());
         };

@@ -79,11 +79,9 @@ pub(crate) enum Command {
 /// A job that is not finished.
 struct Active {
     job: Job,
-    /// The scheduler's view of the job, kept current so planning allocates nothing.
+    /// The scheduler's view of the job (with its backoff and since when it could start), kept
+    /// current so planning allocates nothing.
     waiting: Waiting,
-    not_before_ms: i64,
-    /// The moment the job could first start (for the latency metric).
-    eligible_ms: i64,
     run: Option<RunState>,
 }
 
@@ -454,8 +452,6 @@ impl State {
             Active {
                 job,
                 waiting,
-                not_before_ms,
-                eligible_ms,
                 run: None,
             },
         );

@@ -94,7 +94,7 @@ impl State {
         // The attempt's number stays used: its status file now says "recovered" for good, so the
         // next attempt gets a fresh number (and a fresh file).
         job.started_at_ms = None;
-        tx.update_job(job, active.not_before_ms)?;
+        tx.update_job(job, active.waiting.not_before_ms)?;
         self.order.insert((Reverse(job.priority), job.number, id));
         fx.events.push(Event::JobChanged(change(job)));
         Ok(())

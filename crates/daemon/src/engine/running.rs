@@ -157,10 +157,10 @@ impl State {
             let attempt = job.attempts;
             let placement = plan.placements.remove(&id).unwrap_or_default();
             tx.begin_run(id, attempt, now, &placement.gpus, placement.mig_slot)?;
-            tx.update_job(job, active.not_before_ms)?;
+            tx.update_job(job, active.waiting.not_before_ms)?;
             self.metrics
                 .scheduling_latency
-                .observe((now - active.eligible_ms).max(0) as f64 / 1000.0);
+                .observe((now - active.waiting.since_ms).max(0) as f64 / 1000.0);
             active.run = Some(RunState {
                 attempt,
                 mig_slot: placement.mig_slot,
