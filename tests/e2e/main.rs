@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use helpers::{Server, WaitOutput, petri, wait_until};
-use petri_domain::{Job, JobState, ListQuery, RunOutcome};
+use petri_domain::{Job, JobState, RunOutcome};
 
 #[test]
 fn without_a_daemon_the_cli_says_how_to_start_one() {
@@ -348,7 +348,6 @@ fn sigkill_of_the_daemon_loses_nothing_and_runs_nothing_twice() {
         );
     }
     assert_eq!(counts.len(), submitted.len());
-    let _ = ListQuery::default();
 }
 
 /// A program on the submitting shell's PATH is found, as in the terminal; `--no-export` leaves the

@@ -392,7 +392,7 @@ fn small_gpu_jobs_pass_a_whole_gpu_job_only_until_it_has_waited_long_enough() {
     let mut w = World::new(16, 64);
     w.gpus = vec![gpu(0, 0)];
     w.gpu_claim_after_ms = 600_000;
-    let first = w.submit_gpu(GpuAsk::Memory(4 * GIB));
+    w.submit_gpu(GpuAsk::Memory(4 * GIB));
     let p = w.plan(0, false);
     w.start(&p);
     let whole = w.submit_gpu(GpuAsk::Whole(1));
@@ -406,7 +406,6 @@ fn small_gpu_jobs_pass_a_whole_gpu_job_only_until_it_has_waited_long_enough() {
     let p = w.plan(700_000, true);
     assert!(p.start.is_empty());
     assert!(p.pending.contains_key(&late) && p.pending.contains_key(&whole));
-    let _ = first;
 }
 
 #[test]
