@@ -6,7 +6,9 @@ mod auth;
 mod error;
 mod events;
 mod jobs;
+mod notebooks;
 mod openapi;
+mod proxy;
 mod system;
 
 use std::future::Future;
@@ -14,7 +16,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 pub use petri_daemon::{Daemon, Settings};
 use tokio::sync::watch;
 
@@ -26,12 +28,18 @@ pub(crate) struct AppState {
     pub daemon: Daemon,
     /// Flips to true at shutdown so that long-lived streams end.
     pub closing: watch::Receiver<bool>,
+    /// Sends notebook requests on to Jupyter.
+    pub proxy: proxy::ProxyClient,
 }
 
 /// The whole router over a started daemon.
 pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
     let max_body = daemon.settings().max_body.0 as usize;
-    let state = AppState { daemon, closing };
+    let state = AppState {
+        daemon,
+        closing,
+        proxy: proxy::client(),
+    };
     let api = Router::new()
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
@@ -44,6 +52,15 @@ pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
         .route("/status", get(system::status))
         .route("/gpus", get(system::gpus))
         .route("/gpus/history", get(system::gpu_history))
+        .route("/images", get(notebooks::images))
+        .route("/images/build", post(notebooks::build_image))
+        .route("/notebooks", post(notebooks::start).get(notebooks::list))
+        .route(
+            "/notebooks/{name}",
+            get(notebooks::show).delete(notebooks::remove),
+        )
+        .route("/notebooks/{name}/stop", post(notebooks::stop))
+        .route("/notebooks/{name}/open", post(notebooks::open))
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)
@@ -56,6 +73,9 @@ pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(system::healthz))
+        // Notebooks check their own auth: a bearer token or a browser's notebook session.
+        .route("/notebooks/{name}", any(proxy::forward))
+        .route("/notebooks/{name}/{*rest}", any(proxy::forward))
         .merge(protected)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

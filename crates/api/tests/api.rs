@@ -414,6 +414,7 @@ async fn events_and_followed_logs_arrive_live() {
                     break;
                 }
             }
+            Event::NotebookChanged(n) => panic!("no notebook was started: {n:?}"),
         }
     }
     assert_eq!(

@@ -53,6 +53,10 @@ pub enum Command {
     Top(commands::top::TopArgs),
     /// GPUs: memory, reservations, who holds what.
     Gpus(commands::gpus::GpusArgs),
+    /// Jupyter notebooks in containers, reached through the daemon.
+    Notebook(commands::notebook::NotebookArgs),
+    /// Container images: build Petri's default one, list what the engine has.
+    Image(commands::image::ImageArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -72,6 +76,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::bail!("`serve` is run by the petri binary")
         }
         Some(Command::Submit(a)) => commands::submit::run(&client, *a).await,
+        Some(Command::Notebook(a)) => commands::notebook::run(&client, a).await,
+        Some(Command::Image(a)) => commands::image::run(&client, a).await,
         Some(Command::Ls(a)) => commands::ls::run(&client, a).await,
         Some(Command::Show(a)) => commands::show::run(&client, a).await,
         Some(Command::Logs(a)) => commands::logs::run(&client, a).await,

@@ -218,6 +218,64 @@ impl Client {
         self.act(key, "release").await
     }
 
+    pub async fn notebook_start(
+        &self,
+        req: &petri_domain::NotebookRequest,
+    ) -> Result<petri_domain::Notebook> {
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/notebooks")
+                .json(req),
+        )
+        .await
+    }
+    pub async fn notebooks(&self) -> Result<Vec<petri_domain::Notebook>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/notebooks"))
+            .await
+    }
+    pub async fn notebook(&self, name: &str) -> Result<petri_domain::Notebook> {
+        self.json(self.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/notebooks/{}", enc(name)),
+        ))
+        .await
+    }
+    pub async fn notebook_stop(&self, name: &str) -> Result<petri_domain::Notebook> {
+        self.json(self.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/notebooks/{}/stop", enc(name)),
+        ))
+        .await
+    }
+    pub async fn notebook_remove(&self, name: &str) -> Result<petri_domain::Notebook> {
+        self.json(self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/notebooks/{}", enc(name)),
+        ))
+        .await
+    }
+    /// A one-time sign-in link (absolute).
+    pub async fn notebook_link(&self, name: &str) -> Result<String> {
+        let link: petri_domain::NotebookLink = self
+            .json(self.request(
+                reqwest::Method::POST,
+                &format!("/api/v1/notebooks/{}/open", enc(name)),
+            ))
+            .await?;
+        Ok(format!("{}{}", self.base, link.url))
+    }
+    pub async fn images(&self) -> Result<Vec<petri_domain::Image>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/images"))
+            .await
+    }
+    /// Queues a build of Petri's default image; the job's log shows the progress.
+    pub async fn image_build(&self, force: bool) -> Result<Job> {
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/images/build")
+                .query(&[("force", force)]),
+        )
+        .await
+    }
+
     pub async fn gpus(&self) -> Result<petri_domain::GpuReport> {
         self.json(self.request(reqwest::Method::GET, "/api/v1/gpus"))
             .await

@@ -46,6 +46,14 @@ impl Home {
     pub fn output_dir(&self, id: JobId) -> PathBuf {
         self.root.join("outputs").join(id.to_string())
     }
+    /// Notebook workspaces (`notebooks/<name>`) unless a notebook was given its own folder.
+    pub fn notebooks(&self) -> PathBuf {
+        self.root.join("notebooks")
+    }
+    /// The secret that notebook tokens are derived from (mode 0600).
+    pub fn notebook_key(&self) -> PathBuf {
+        self.root.join("notebook.key")
+    }
 
     /// Creates the folders (the home itself private to its owner).
     pub fn prepare(&self) -> std::io::Result<()> {

@@ -37,6 +37,10 @@ struct Inner {
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
     reader: Arc<Mutex<Store>>,
+    /// Writes of the notebooks table (jobs are written by the engine alone).
+    notebook_store: Arc<Mutex<Store>>,
+    docker: Arc<petri_runtime::DockerExecutor>,
+    notebooks: crate::notebooks::Notebooks,
     engine: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Dropping it ends the checkpoint thread.
     _stop_checkpoints: std::sync::mpsc::Sender<()>,
@@ -113,13 +117,29 @@ impl Daemon {
         let (tx, rx) = std::sync::mpsc::channel();
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::new());
-        let exec = Arc::new(petri_runtime::LocalExecutor::new(
-            tokio::runtime::Handle::current(),
-        ));
+        let gpu_devices = match settings.docker.gpu_devices {
+            crate::settings::GpuDevices::Auto => petri_runtime::GpuDevices::Auto,
+            crate::settings::GpuDevices::Nvidia => petri_runtime::GpuDevices::Nvidia,
+            crate::settings::GpuDevices::Env => petri_runtime::GpuDevices::EnvOnly,
+        };
+        let docker = Arc::new(
+            petri_runtime::DockerExecutor::new(home.root(), gpu_devices)
+                .map_err(|e| DaemonError::Io(format!("starting the Docker client: {e}")))?,
+        );
+        let exec = Arc::new(petri_runtime::Machine {
+            local: petri_runtime::LocalExecutor::new(tokio::runtime::Handle::current()),
+            docker: docker.clone(),
+        });
+        let keys = Arc::new(
+            crate::notebooks::NotebookKeys::load(&home.notebook_key())
+                .map_err(|e| DaemonError::Io(format!("the notebook key: {e}")))?,
+        );
+        let notebook_store = Store::open(&home.db())?;
         let mut engine = Engine::new(
             store,
             home.clone(),
             exec,
+            keys.clone(),
             rx,
             tx.clone(),
             events.clone(),
@@ -127,6 +147,13 @@ impl Daemon {
             &settings,
         )?;
         engine.recover()?;
+        // Containers of this home that no running attempt owns (an engine that died mid-job, a
+        // crash between an exit and its removal) go now.
+        let keep = engine.running_containers();
+        match docker.sweep_now(&keep) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => tracing::info!("removed {n} leftover containers"),
+        }
         // GPUs: sampled now (so the first decisions see them) and then every few seconds.
         let gpu_sample = Arc::new(Mutex::new(Vec::new()));
         let mut inventory = petri_gpu::Inventory::open(settings.gpu.nvml_path.as_deref());
@@ -206,7 +233,7 @@ impl Daemon {
                 }
             })
             .map_err(|e| DaemonError::Io(format!("starting the engine thread: {e}")))?;
-        Ok(Daemon {
+        let daemon = Daemon {
             inner: Arc::new(Inner {
                 capacity: settings.capacity(),
                 settings,
@@ -216,13 +243,67 @@ impl Daemon {
                 events,
                 metrics,
                 reader: Arc::new(Mutex::new(reader)),
+                notebook_store: Arc::new(Mutex::new(notebook_store)),
+                docker,
+                notebooks: crate::notebooks::Notebooks::new(keys),
                 engine: Mutex::new(Some(handle)),
                 _stop_checkpoints: stop_checkpoints,
                 _stop_sampling: stop_sampling,
                 gpu_sample,
                 _lock: lock,
             }),
+        };
+        daemon.cull_in_background();
+        Ok(daemon)
+    }
+
+    /// Checks notebooks for idleness every `notebooks.cull_every`, for as long as the daemon lives.
+    fn cull_in_background(&self) {
+        let every = self.inner.settings.notebooks.cull_every.as_duration();
+        if every.is_zero() || self.inner.settings.notebooks.idle_timeout.0 == 0 {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { break };
+                Daemon { inner }.cull_idle_notebooks().await;
+            }
+        });
+    }
+
+    pub(crate) fn docker(&self) -> &petri_runtime::DockerExecutor {
+        &self.inner.docker
+    }
+    pub(crate) fn notebooks(&self) -> &crate::notebooks::Notebooks {
+        &self.inner.notebooks
+    }
+    pub(crate) fn publish(&self, event: Event) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// The images the Docker engine has.
+    pub async fn images(&self) -> Result<Vec<petri_domain::Image>, DaemonError> {
+        self.docker()
+            .images()
+            .await
+            .map_err(|e| DaemonError::refused(ErrorCode::ContainersUnavailable, e.to_string()))
+    }
+
+    pub(crate) async fn write_notebooks<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
+    ) -> Result<T, DaemonError> {
+        let store = self.inner.notebook_store.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = store
+                .lock()
+                .map_err(|_| DaemonError::Io("the notebook writer is poisoned".into()))?;
+            f(&store)
         })
+        .await
+        .map_err(|e| DaemonError::Io(format!("a database write failed: {e}")))?
     }
 
     pub fn settings(&self) -> &Settings {
@@ -251,7 +332,7 @@ impl Daemon {
         }
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
     ) -> Result<T, DaemonError> {
@@ -293,6 +374,25 @@ impl Daemon {
 
     /// Checks, expands and queues a submission; all jobs or none.
     pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, DaemonError> {
+        if specs.iter().any(|s| s.notebook.is_some()) {
+            return Err(DaemonError::Refused(
+                petri_domain::ErrorBody::new(
+                    ErrorCode::InvalidSpec,
+                    "notebook: this field is set by Petri for notebook servers; start a notebook \
+                     with `petri notebook start`",
+                )
+                .with_details(serde_json::json!({ "field": "notebook" })),
+            ));
+        }
+        self.submit_trusted(specs).await
+    }
+
+    /// Like `submit`, for specs Petri made itself (notebook servers).
+    pub(crate) async fn submit_trusted(
+        &self,
+        specs: Vec<JobSpec>,
+    ) -> Result<Vec<Job>, DaemonError> {
+        self.check_containers(&specs).await?;
         let machine = crate::submit::Machine {
             capacity: self.inner.capacity,
             gpus: self
@@ -346,7 +446,17 @@ impl Daemon {
 
     pub async fn cancel(&self, key: &str) -> Result<Job, DaemonError> {
         let id = self.resolve(key).await?;
-        self.ask(|reply| Command::Cancel { id, reply }).await
+        self.stop_job(id, None).await
+    }
+
+    /// Cancels a job, saying why (shown as the job's reason).
+    pub(crate) async fn stop_job(
+        &self,
+        id: JobId,
+        reason: Option<String>,
+    ) -> Result<Job, DaemonError> {
+        self.ask(|reply| Command::Cancel { id, reason, reply })
+            .await
     }
     pub async fn hold(&self, key: &str) -> Result<Job, DaemonError> {
         let id = self.resolve(key).await?;

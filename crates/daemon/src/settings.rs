@@ -29,6 +29,61 @@ pub struct Settings {
     pub log: String,
     /// GPUs.
     pub gpu: GpuSettings,
+    /// Containers.
+    pub docker: DockerSettings,
+    /// Jupyter notebooks.
+    pub notebooks: NotebookSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerSettings {
+    /// Host folders that jobs and notebooks may mount (and everything below them). Default: the
+    /// user's home folder and Petri's home. A job's own workdir is always mounted.
+    pub mount_roots: Vec<PathBuf>,
+    /// How reserved GPUs reach a container: `auto` (device requests when the engine has the
+    /// NVIDIA runtime), `nvidia` (always), `env` (only `CUDA_VISIBLE_DEVICES`).
+    pub gpu_devices: GpuDevices,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuDevices {
+    #[default]
+    Auto,
+    Nvidia,
+    Env,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            mount_roots: dirs::home_dir().into_iter().collect(),
+            gpu_devices: GpuDevices::Auto,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotebookSettings {
+    /// The image notebooks start from unless told otherwise.
+    pub image: String,
+    /// A notebook with no kernel activity (and no GPU use) for this long is stopped. 0 turns
+    /// culling off.
+    pub idle_timeout: Millis,
+    /// How often notebooks are checked for idleness.
+    pub cull_every: Millis,
+}
+
+impl Default for NotebookSettings {
+    fn default() -> Self {
+        NotebookSettings {
+            image: "petri/python:3.11".into(),
+            idle_timeout: Millis(60 * 60 * 1000),
+            cull_every: Millis(60 * 1000),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +159,8 @@ impl Default for Settings {
             queues: BTreeMap::new(),
             log: "info".into(),
             gpu: GpuSettings::default(),
+            docker: DockerSettings::default(),
+            notebooks: NotebookSettings::default(),
         }
     }
 }
@@ -122,6 +179,8 @@ const DAEMON_KEYS: &[&str] = &[
     "queues",
     "log",
     "gpu",
+    "docker",
+    "notebooks",
 ];
 
 /// The platform data folder, e.g. `~/.local/share/petri`.

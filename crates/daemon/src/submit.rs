@@ -159,15 +159,6 @@ pub(crate) struct Machine {
 fn check(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
     let capacity = machine.capacity;
     spec.validate()?;
-    if let Some(image) = &spec.image {
-        return Err(ErrorBody::new(
-            ErrorCode::ContainersUnavailable,
-            format!(
-                "`image: {image}` needs the Docker executor, which this Petri build does not have \
-                 yet; drop `image` to run the job as a local process"
-            ),
-        ));
-    }
     if spec.resources.wants_gpu() {
         check_gpus(spec, machine)?;
     }
@@ -210,7 +201,13 @@ fn check(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
             ));
         }
     }
-    if let Some(program) = spec.command.as_ref().and_then(|c| c.first()) {
+    // A container job's command is looked up in its image (the engine says if it is missing).
+    if let Some(program) = spec
+        .command
+        .as_ref()
+        .and_then(|c| c.first())
+        .filter(|_| spec.image.is_none())
+    {
         let path_var = spec
             .env
             .get("PATH")
@@ -385,11 +382,11 @@ mod tests {
         );
         assert_eq!(
             code(prepare(
-                specs("command: [\"true\"]\nimage: x"),
+                specs("command: [\"true\"]\nmounts: [{source: /tmp}]"),
                 &cap(),
                 none
             )),
-            ErrorCode::ContainersUnavailable
+            ErrorCode::InvalidSpec
         );
         assert_eq!(
             code(prepare(

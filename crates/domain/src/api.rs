@@ -28,6 +28,30 @@ pub enum Event {
     JobChanged(JobChange),
     /// A stop (cancel or timeout) was sent to a running job.
     JobStopping(JobChange),
+    /// A notebook started, became ready, or stopped (and why: a user, idleness...).
+    NotebookChanged(NotebookChange),
+}
+
+/// A container image the Docker engine has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Image {
+    /// `name:tag` references (empty for an untagged image).
+    pub tags: Vec<String>,
+    pub id: String,
+    /// Bytes on disk.
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// The hash of Petri's recipe it was built from (Petri's own images only).
+    pub recipe: Option<String>,
+}
+
+/// A notebook changed state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NotebookChange {
+    pub name: String,
+    pub state: crate::NotebookState,
+    pub reason: Option<String>,
 }
 
 impl Event {
@@ -36,6 +60,7 @@ impl Event {
             Event::JobSubmitted(_) => "job_submitted",
             Event::JobChanged(_) => "job_changed",
             Event::JobStopping(_) => "job_stopping",
+            Event::NotebookChanged(_) => "notebook_changed",
         }
     }
 }

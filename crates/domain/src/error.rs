@@ -43,6 +43,16 @@ pub enum ErrorCode {
     Internal,
     /// The daemon is shutting down.
     Unavailable,
+    /// The container image is not in the Docker engine (and no registry is asked).
+    ImageNotFound,
+    /// A mount names a folder outside the folders that may be mounted.
+    MountNotAllowed,
+    /// No notebook has this name.
+    NotebookNotFound,
+    /// A notebook with this name is running.
+    NotebookNameTaken,
+    /// The notebook is not running (yet), so its server cannot be reached.
+    NotebookNotReady,
 }
 
 impl ErrorCode {
@@ -66,6 +76,11 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
+            ErrorCode::MountNotAllowed => "MOUNT_NOT_ALLOWED",
+            ErrorCode::NotebookNotFound => "NOTEBOOK_NOT_FOUND",
+            ErrorCode::NotebookNameTaken => "NOTEBOOK_NAME_TAKEN",
+            ErrorCode::NotebookNotReady => "NOTEBOOK_NOT_READY",
         }
     }
 
@@ -73,8 +88,8 @@ impl ErrorCode {
         match self {
             ErrorCode::MalformedSpec | ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::JobNotFound | ErrorCode::NotFound => 404,
-            ErrorCode::InvalidState => 409,
+            ErrorCode::JobNotFound | ErrorCode::NotFound | ErrorCode::NotebookNotFound => 404,
+            ErrorCode::InvalidState | ErrorCode::NotebookNameTaken => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::InvalidSpec
             | ErrorCode::ResourcesUnavailable
@@ -84,9 +99,11 @@ impl ErrorCode {
             | ErrorCode::CommandNotFound
             | ErrorCode::WorkdirNotFound
             | ErrorCode::ContainersUnavailable
+            | ErrorCode::ImageNotFound
+            | ErrorCode::MountNotAllowed
             | ErrorCode::UnknownTarget => 422,
             ErrorCode::Internal => 500,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::NotebookNotReady => 503,
         }
     }
 }

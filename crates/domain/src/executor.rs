@@ -22,6 +22,41 @@ pub struct Launch {
     pub log_path: PathBuf,
     /// The attempt's status file: claim marker and exit status.
     pub status_file: PathBuf,
+    /// Run in a container instead of as a local process.
+    pub container: Option<ContainerLaunch>,
+}
+
+/// What a container attempt needs beyond a process: the image, what to mount, what to publish.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerLaunch {
+    pub image: String,
+    /// Host folders bound into the container (the workdir and the output folder among them).
+    pub mounts: Vec<BindMount>,
+    /// Container ports published on the host's loopback interface (the host port is chosen by the
+    /// engine; ask the executor for it).
+    pub ports: Vec<u16>,
+    /// The GPUs the scheduler reserved (UUIDs); only these are passed in.
+    pub gpus: Vec<String>,
+    /// CPU limit in cores.
+    pub cpus: Option<f64>,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Names one attempt for `stop` and `probe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RunKey {
+    pub job: JobId,
+    pub attempt: u32,
+    /// Whether the attempt runs in a container.
+    pub container: bool,
 }
 
 impl fmt::Debug for Launch {
@@ -89,6 +124,9 @@ pub enum ExecError {
     },
     #[error("cannot signal process group {pid}: {message}")]
     Signal { pid: u32, message: String },
+    /// The container engine is unreachable or refused the request.
+    #[error("{0}")]
+    Container(String),
 }
 
 /// Runs attempts somewhere. Starting is non-blocking; `on_exit` is called once when the attempt
@@ -100,9 +138,10 @@ pub trait Executor: Send + Sync {
         on_exit: Box<dyn FnOnce(ExitReport) + Send>,
     ) -> Result<StartedRun, ExecError>;
 
-    /// Signals the whole attempt (its process group, its container).
-    fn stop(&self, pid: u32, signal: StopSignal) -> Result<(), ExecError>;
+    /// Signals the whole attempt (its process group, its container). `pid` is what `start` or
+    /// `probe` returned.
+    fn stop(&self, run: RunKey, pid: u32, signal: StopSignal) -> Result<(), ExecError>;
 
     /// Inspects an attempt from its status file, claiming it first if it never began.
-    fn probe(&self, status_file: &Path) -> RunProbe;
+    fn probe(&self, run: RunKey, status_file: &Path) -> RunProbe;
 }

@@ -6,15 +6,21 @@ pub mod error;
 pub mod executor;
 pub mod ids;
 pub mod job;
+pub mod notebook;
 pub mod spec;
 pub mod units;
 
 pub use api::{
-    Event, GpuHistory, GpuHolder, GpuPoint, GpuReport, GpuView, JobChange, ListQuery, Status,
+    Event, GpuHistory, GpuHolder, GpuPoint, GpuReport, GpuView, Image, JobChange, ListQuery,
+    NotebookChange, Status,
 };
 pub use error::{ErrorBody, ErrorCode, SpecError};
-pub use executor::{ExecError, Executor, ExitReport, Launch, RunProbe, StartedRun, StopSignal};
+pub use executor::{
+    BindMount, ContainerLaunch, ExecError, Executor, ExitReport, Launch, RunKey, RunProbe,
+    StartedRun, StopSignal,
+};
 pub use ids::JobId;
 pub use job::{Job, JobState, Pending, PendingReason, Run, RunOutcome};
-pub use spec::{JobSpec, Resources, Retries};
+pub use notebook::{Notebook, NotebookLink, NotebookRequest, NotebookState};
+pub use spec::{JobSpec, Mount, Resources, Retries};
 pub use units::{ByteSize, Millis};

@@ -26,9 +26,19 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub workdir: Option<PathBuf>,
-    /// A container image. Container jobs need the Docker executor.
+    /// A container image: the job runs in a Docker container with its workdir and output
+    /// folder mounted at the same paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// More host folders for the container (within the folders the daemon allows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    /// Container ports to publish on the host's loopback interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Set by Petri for the server of a notebook (its id); not for job files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notebook: Option<String>,
     /// Extra environment variables for the job.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -60,6 +70,21 @@ pub struct JobSpec {
     /// Submit the job held: it waits for `petri release`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub hold: bool,
+}
+
+/// A host folder bound into a container.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// The folder on the host (absolute).
+    #[schema(value_type = String)]
+    pub source: PathBuf,
+    /// Where it appears in the container (absolute); the same path by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub target: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
 }
 
 /// What a job reserves while it runs.
@@ -314,6 +339,45 @@ impl JobSpec {
                 "timeout",
                 "a timeout must be longer than 0s".into(),
             ));
+        }
+        if self.image.is_none() && (!self.mounts.is_empty() || !self.ports.is_empty()) {
+            let field = if self.mounts.is_empty() {
+                "ports"
+            } else {
+                "mounts"
+            };
+            return Err(invalid(
+                field,
+                format!("`{field}` are for container jobs: give `image` too"),
+            ));
+        }
+        if let Some(image) = &self.image
+            && (image.trim().is_empty()
+                || image.len() > 255
+                || image.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid("image", format!("`{image}` is not an image name")));
+        }
+        for m in &self.mounts {
+            let target = m.target.as_ref().unwrap_or(&m.source);
+            if !m.source.is_absolute() || !target.is_absolute() {
+                return Err(invalid(
+                    "mounts",
+                    format!("mount paths are absolute: `{}`", m.source.display()),
+                ));
+            }
+            if [&m.source, target].iter().any(|p| {
+                p.components().any(|c| c == std::path::Component::ParentDir)
+                    || p.to_string_lossy().contains([':', '\0'])
+            }) {
+                return Err(invalid(
+                    "mounts",
+                    format!("`{}` may not contain `..` or `:`", m.source.display()),
+                ));
+            }
+        }
+        if self.ports.contains(&0) {
+            return Err(invalid("ports", "port 0 is not a port".into()));
         }
         if let Some(target) = &self.target
             && target != "local"

@@ -1,9 +1,56 @@
-//! Executors for this machine. Today: supervised local processes. (Docker containers come next, in
-//! this crate, which is the only one allowed to know bollard.)
+//! Executors for this machine: supervised local processes and Docker containers. This crate is the
+//! only one that knows bollard.
 
+mod docker;
 mod local;
 
+use std::path::Path;
+use std::sync::Arc;
+
+pub use docker::{
+    DockerExecutor, GpuDevices, LABEL_ATTEMPT, LABEL_HOME, LABEL_JOB, container_name,
+};
 pub use local::LocalExecutor;
+use petri_domain::{
+    ExecError, Executor, ExitReport, Launch, RunKey, RunProbe, StartedRun, StopSignal,
+};
+
+/// The executors of one machine behind one [`Executor`]: an attempt with a container goes to
+/// Docker, every other one is a local process.
+pub struct Machine {
+    pub local: LocalExecutor,
+    pub docker: Arc<DockerExecutor>,
+}
+
+impl Executor for Machine {
+    fn start(
+        &self,
+        launch: Launch,
+        on_exit: Box<dyn FnOnce(ExitReport) + Send>,
+    ) -> Result<StartedRun, ExecError> {
+        if launch.container.is_some() {
+            self.docker.start(launch, on_exit)
+        } else {
+            self.local.start(launch, on_exit)
+        }
+    }
+
+    fn stop(&self, run: RunKey, pid: u32, signal: StopSignal) -> Result<(), ExecError> {
+        if run.container {
+            self.docker.stop(run, pid, signal)
+        } else {
+            self.local.stop(run, pid, signal)
+        }
+    }
+
+    fn probe(&self, run: RunKey, status_file: &Path) -> RunProbe {
+        if run.container {
+            self.docker.probe(run, status_file)
+        } else {
+            self.local.probe(run, status_file)
+        }
+    }
+}
 
 /// The process group of `pid` (Linux: from `/proc/<pid>/stat`), to tell whose a GPU process is.
 pub fn process_group(pid: u32) -> Option<u32> {
@@ -11,4 +58,20 @@ pub fn process_group(pid: u32) -> Option<u32> {
     // After the command name in parentheses: state, ppid, pgrp.
     let rest = stat.rsplit_once(')')?.1;
     rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The container a process runs in, from its cgroup (Docker's cgroupfs and systemd layouts), as
+/// the 64-hex-digit container id.
+pub fn container_of(pid: u32) -> Option<String> {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup.lines().find_map(|line| {
+        let path = line.rsplit(':').next()?;
+        path.split('/').find_map(|part| {
+            let id = part
+                .strip_prefix("docker-")
+                .and_then(|p| p.strip_suffix(".scope"))
+                .unwrap_or(part);
+            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+        })
+    })
 }

@@ -23,7 +23,9 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
-use petri_domain::{ExecError, Executor, ExitReport, Launch, RunProbe, StartedRun, StopSignal};
+use petri_domain::{
+    ExecError, Executor, ExitReport, Launch, RunKey, RunProbe, StartedRun, StopSignal,
+};
 
 const SUPERVISOR: &str = r#"set -C
 echo $$ > "$PETRI_STATUS_FILE" 2>/dev/null || exit 125
@@ -112,7 +114,7 @@ impl Executor for LocalExecutor {
         Ok(StartedRun { pid })
     }
 
-    fn stop(&self, pid: u32, signal: StopSignal) -> Result<(), ExecError> {
+    fn stop(&self, _run: RunKey, pid: u32, signal: StopSignal) -> Result<(), ExecError> {
         let sig = match signal {
             StopSignal::Terminate => Signal::SIGTERM,
             StopSignal::Kill => Signal::SIGKILL,
@@ -132,7 +134,7 @@ impl Executor for LocalExecutor {
         }
     }
 
-    fn probe(&self, status_file: &Path) -> RunProbe {
+    fn probe(&self, _run: RunKey, status_file: &Path) -> RunProbe {
         if let Status::Exited(code) = read_status(status_file) {
             return RunProbe::Exited(code);
         }
@@ -260,6 +262,15 @@ mod tests {
             env: vec![("GREETING".into(), "hi".into())],
             log_path: dir.join("log"),
             status_file: dir.join("runs").join("job.1"),
+            container: None,
+        }
+    }
+
+    fn key() -> RunKey {
+        RunKey {
+            job: JobId::new(),
+            attempt: 1,
+            container: false,
         }
     }
 
@@ -282,7 +293,7 @@ mod tests {
         assert_eq!(code, 3);
         assert_eq!(fs::read_to_string(dir.path().join("log")).unwrap(), "hi\n");
         assert_eq!(
-            exec.probe(&dir.path().join("runs/job.1")),
+            exec.probe(key(), &dir.path().join("runs/job.1")),
             RunProbe::Exited(3)
         );
     }
@@ -293,8 +304,8 @@ mod tests {
         let exec = LocalExecutor::new(rt.handle().clone());
         let dir = tempfile::tempdir().unwrap();
         let status = dir.path().join("runs/job.1");
-        assert_eq!(exec.probe(&status), RunProbe::NeverStarted);
-        assert_eq!(exec.probe(&status), RunProbe::NeverStarted);
+        assert_eq!(exec.probe(key(), &status), RunProbe::NeverStarted);
+        assert_eq!(exec.probe(key(), &status), RunProbe::NeverStarted);
         let l = launch(dir.path(), &["/bin/sh", "-c", "touch ran"]);
         let (_, code) = run(&exec, l);
         assert_eq!(code, 125);
@@ -319,7 +330,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(exec.probe(&status), RunProbe::Alive { pid: started.pid });
+        assert_eq!(
+            exec.probe(key(), &status),
+            RunProbe::Alive { pid: started.pid }
+        );
         // Wait for the job itself (the supervisor's child) to exist: a SIGTERM that reaches the
         // group before the child is forked only meets the supervisor, which traps it (the daemon
         // then escalates to SIGKILL after the grace period).
@@ -339,9 +353,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        exec.stop(started.pid, StopSignal::Terminate).unwrap();
+        exec.stop(key(), started.pid, StopSignal::Terminate)
+            .unwrap();
         let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(report.exit_code, Some(143));
-        assert_eq!(exec.probe(&status), RunProbe::Exited(143));
+        assert_eq!(exec.probe(key(), &status), RunProbe::Exited(143));
     }
 }

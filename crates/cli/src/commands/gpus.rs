@@ -41,7 +41,7 @@ pub async fn run(client: &Client, args: GpusArgs) -> anyhow::Result<()> {
             .holders
             .iter()
             .map(|h| match (&h.kind[..], h.number) {
-                ("job", Some(n)) => format!(
+                ("job" | "notebook", Some(n)) => format!(
                     "#{n} {} {} ({})",
                     h.name.as_deref().unwrap_or(""),
                     ByteSize(h.reserved),

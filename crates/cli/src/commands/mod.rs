@@ -1,8 +1,10 @@
 pub mod act;
 pub mod completions;
 pub mod gpus;
+pub mod image;
 pub mod logs;
 pub mod ls;
+pub mod notebook;
 pub mod show;
 pub mod submit;
 pub mod top;

@@ -22,14 +22,34 @@ impl State {
             .collect()
     }
 
-    /// Whose each GPU process is: `Some(job)` or foreign.
+    /// The containers of running container jobs (by container id), found through the cgroup of
+    /// the container's first process.
+    fn job_containers(&self) -> HashMap<String, JobId> {
+        self.running
+            .keys()
+            .filter_map(|id| {
+                let active = self.jobs.get(id)?;
+                active.job.spec.image.as_ref()?;
+                let pid = active.run.as_ref()?.pid?;
+                Some((petri_runtime::container_of(pid)?, *id))
+            })
+            .collect()
+    }
+
+    /// Whose each GPU process is: `Some(job)` or foreign. A local job owns its process group; a
+    /// container job owns the processes of its container.
     fn owners(&self) -> HashMap<u32, Option<JobId>> {
         let groups = self.job_groups();
+        let containers = self.job_containers();
         let mut owners = HashMap::new();
         for info in &self.gpu_info {
             for p in &info.processes {
-                let owner =
-                    petri_runtime::process_group(p.pid).and_then(|g| groups.get(&g).copied());
+                let owner = petri_runtime::process_group(p.pid)
+                    .and_then(|g| groups.get(&g).copied())
+                    .or_else(|| {
+                        let id = petri_runtime::container_of(p.pid)?;
+                        containers.get(&id).copied()
+                    });
                 owners.insert(p.pid, owner);
             }
         }
@@ -166,6 +186,22 @@ impl State {
     /// The environment that keeps a job on its share: `CUDA_VISIBLE_DEVICES` with the UUIDs it
     /// holds (empty for jobs without a GPU reservation, so they cannot wander onto one), and for a
     /// slice the limit and the frameworks' settings that keep it inside.
+    /// The UUIDs of the GPUs (or MIG instances) an attempt holds.
+    pub(super) fn gpu_uuids(&self, active: &Active) -> Vec<String> {
+        let Some(run) = active.run.as_ref() else {
+            return Vec::new();
+        };
+        run.gpus
+            .iter()
+            .filter_map(|i| self.gpu_info.iter().find(|g| g.index == *i))
+            .map(|g| match run.mig_slot.and_then(|s| g.mig.get(s as usize)) {
+                // A MIG instance is addressed by its own UUID.
+                Some(m) => m.uuid.clone(),
+                None => g.uuid.clone(),
+            })
+            .collect()
+    }
+
     pub(super) fn gpu_env(&self, active: &Active) -> Vec<(String, String)> {
         if self.gpu_info.is_empty() {
             return Vec::new();
@@ -175,16 +211,7 @@ impl State {
             .as_ref()
             .map(|r| r.gpus.clone())
             .unwrap_or_default();
-        let mig_slot = active.run.as_ref().and_then(|r| r.mig_slot);
-        let uuids: Vec<&str> = held
-            .iter()
-            .filter_map(|i| self.gpu_info.iter().find(|g| g.index == *i))
-            .map(|g| match mig_slot.and_then(|s| g.mig.get(s as usize)) {
-                // A MIG instance is addressed by its own UUID.
-                Some(m) => m.uuid.as_str(),
-                None => g.uuid.as_str(),
-            })
-            .collect();
+        let uuids = self.gpu_uuids(active);
         let mut env = vec![("CUDA_VISIBLE_DEVICES".to_string(), uuids.join(","))];
         match active.waiting.request.gpu {
             GpuAsk::Memory(bytes) => {
@@ -289,7 +316,11 @@ impl State {
                         .filter(|p| owners.get(&p.pid).copied().flatten() == Some(*id))
                         .collect();
                     holders.push(GpuHolder {
-                        kind: "job".into(),
+                        kind: if active.job.spec.notebook.is_some() {
+                            "notebook".into()
+                        } else {
+                            "job".into()
+                        },
                         job: Some(*id),
                         number: Some(active.job.number),
                         name: Some(active.job.name.clone()),

@@ -59,6 +59,7 @@ impl State {
         &mut self,
         tx: &Tx<'_>,
         id: JobId,
+        reason: Option<String>,
         now: i64,
         fx: &mut Effects,
     ) -> Result<Result<Job, ErrorBody>, StoreError> {
@@ -66,6 +67,9 @@ impl State {
             return Ok(Err(self.not_active(id)));
         };
         if active.run.is_some() {
+            if reason.is_some() && active.run.as_ref().is_some_and(|r| r.stop.is_none()) {
+                active.job.reason = reason;
+            }
             begin_stop(active, StopIntent::Cancel, now, self.kill_grace_ms, tx, fx)?;
             return Ok(Ok(active.job.clone()));
         }
@@ -73,7 +77,7 @@ impl State {
             tx,
             id,
             JobState::Cancelled,
-            "cancelled by a user".into(),
+            reason.unwrap_or_else(|| "cancelled by a user".into()),
             now,
             fx,
         )?;
@@ -241,9 +245,14 @@ impl State {
         }
         let intent = run.stop.as_ref().map(|s| s.intent);
         let (outcome, reason) = match (intent, exit_code) {
-            (Some(StopIntent::Cancel), _) => {
-                (RunOutcome::Cancelled, "cancelled by a user".to_string())
-            }
+            (Some(StopIntent::Cancel), _) => (
+                RunOutcome::Cancelled,
+                active
+                    .job
+                    .reason
+                    .take()
+                    .unwrap_or_else(|| "cancelled by a user".into()),
+            ),
             (Some(StopIntent::Timeout), _) => (
                 RunOutcome::TimedOut,
                 format!(

@@ -15,8 +15,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use petri_domain::{
-    ErrorBody, ErrorCode, Executor, ExitReport, Job, JobId, JobState, Launch, Pending, RunOutcome,
-    RunProbe, StopSignal,
+    BindMount, ContainerLaunch, ErrorBody, ErrorCode, Executor, ExitReport, Job, JobId, JobState,
+    Launch, Pending, RunKey, RunOutcome, RunProbe, StopSignal,
 };
 use petri_sched::{DepState, Request, Running as SchedRunning, Waiting};
 use petri_store::{StopIntent, Store, StoreError, Tx};
@@ -41,6 +41,8 @@ pub(crate) enum Command {
     },
     Cancel {
         id: JobId,
+        /// Why, when not a user's plain cancel (a notebook stopped or culled).
+        reason: Option<String>,
         reply: Reply<Job>,
     },
     Hold {
@@ -130,10 +132,20 @@ fn begin_stop(
     run.stop = Some(Stop::new(intent, now, grace_ms));
     tx.set_stop_intent(active.job.id, run.attempt, intent)?;
     if let Some(pid) = run.pid {
-        fx.signals.push((pid, StopSignal::Terminate));
+        let key = run_key(&active.job, run.attempt);
+        fx.signals.push((key, pid, StopSignal::Terminate));
     }
     fx.events.push(Event::JobStopping(change(&active.job)));
     Ok(())
+}
+
+/// Names an attempt for the executor.
+fn run_key(job: &Job, attempt: u32) -> RunKey {
+    RunKey {
+        job: job.id,
+        attempt,
+        container: job.spec.image.is_some(),
+    }
 }
 
 impl Stop {
@@ -157,6 +169,8 @@ pub(crate) struct Engine {
 struct State {
     home: Home,
     exec: Arc<dyn Executor>,
+    /// Notebook servers get their Jupyter token at launch (it is never stored).
+    notebook_keys: Arc<crate::notebooks::NotebookKeys>,
     self_tx: Sender<Command>,
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
@@ -200,7 +214,7 @@ struct Effects {
     replies: Vec<Box<dyn FnOnce(bool) + Send>>,
     events: Vec<Event>,
     launches: Vec<Launch>,
-    signals: Vec<(u32, StopSignal)>,
+    signals: Vec<(RunKey, u32, StopSignal)>,
     pids: Vec<(JobId, u32, u32)>,
 }
 
@@ -233,6 +247,7 @@ impl Engine {
         store: Store,
         home: Home,
         exec: Arc<dyn Executor>,
+        notebook_keys: Arc<crate::notebooks::NotebookKeys>,
         rx: Receiver<Command>,
         self_tx: Sender<Command>,
         events: broadcast::Sender<Event>,
@@ -246,6 +261,7 @@ impl Engine {
             state: State {
                 home,
                 exec,
+                notebook_keys,
                 self_tx,
                 events,
                 metrics,
@@ -275,6 +291,20 @@ impl Engine {
                 unrecorded_pids: Vec::new(),
             },
         })
+    }
+
+    /// The containers of attempts that run now (after `recover`).
+    pub(crate) fn running_containers(&self) -> std::collections::HashSet<String> {
+        self.state
+            .running
+            .keys()
+            .filter_map(|id| self.state.jobs.get(id))
+            .filter(|a| a.job.spec.image.is_some())
+            .filter_map(|a| {
+                let run = a.run.as_ref()?;
+                Some(petri_runtime::container_name(a.job.id, run.attempt))
+            })
+            .collect()
     }
 
     /// Loads unfinished jobs and settles every attempt the database says is running.
@@ -469,8 +499,8 @@ impl State {
                 let out = self.submit(tx, jobs, now, fx)?;
                 fx.reply(reply, Ok(out));
             }
-            Command::Cancel { id, reply } => {
-                let out = self.cancel(tx, id, now, fx)?;
+            Command::Cancel { id, reason, reply } => {
+                let out = self.cancel(tx, id, reason, now, fx)?;
                 fx.reply(reply, out);
             }
             Command::Hold { id, reply } => {

@@ -16,7 +16,11 @@ impl State {
             tracing::warn!(job.id = %id, "running job without an attempt; requeued");
             return self.requeue_unstarted(tx, id, None, fx);
         };
-        let probe = self.exec.probe(&self.home.run_file(id, run.attempt));
+        let key = match self.jobs.get(&id) {
+            Some(active) => run_key(&active.job, run.attempt),
+            None => return Ok(()),
+        };
+        let probe = self.exec.probe(key, &self.home.run_file(id, run.attempt));
         let Some(active) = self.jobs.get_mut(&id) else {
             return Ok(());
         };
@@ -54,7 +58,7 @@ impl State {
                 if let Some(r) = active.run.as_mut() {
                     r.pid = Some(pid);
                     if r.stop.is_some() {
-                        fx.signals.push((pid, StopSignal::Terminate));
+                        fx.signals.push((key, pid, StopSignal::Terminate));
                     }
                 }
                 if run.pid.is_none() {

@@ -23,9 +23,11 @@ impl State {
             if timed_out {
                 begin_stop(active, StopIntent::Timeout, now, self.kill_grace_ms, tx, fx)?;
             }
+            let job = &active.job;
             let Some(run) = active.run.as_mut() else {
                 continue;
             };
+            let key = run_key(job, run.attempt);
             if let Some(stop) = run.stop.as_mut()
                 && !stop.killed
                 && !stop.again_sent
@@ -33,7 +35,7 @@ impl State {
             {
                 stop.again_sent = true;
                 if let Some(pid) = run.pid {
-                    fx.signals.push((pid, StopSignal::Terminate));
+                    fx.signals.push((key, pid, StopSignal::Terminate));
                 }
             }
             if let Some(stop) = run.stop.as_mut()
@@ -42,11 +44,11 @@ impl State {
             {
                 stop.killed = true;
                 if let Some(pid) = run.pid {
-                    fx.signals.push((pid, StopSignal::Kill));
+                    fx.signals.push((key, pid, StopSignal::Kill));
                 }
             }
             if run.adopted {
-                match self.exec.probe(&self.home.run_file(*id, run.attempt)) {
+                match self.exec.probe(key, &self.home.run_file(*id, run.attempt)) {
                     RunProbe::Alive { .. } => {}
                     RunProbe::Exited(code) => exited.push((*id, run.attempt, Some(code))),
                     RunProbe::Lost | RunProbe::NeverStarted => {
@@ -197,15 +199,42 @@ impl State {
         env.push(("PETRI_JOB_NUMBER".into(), job.number.to_string()));
         env.push(("PETRI_ATTEMPT".into(), attempt.to_string()));
         env.push(("PETRI_OUTPUT_DIR".into(), output.display().to_string()));
-        env.extend(self.gpu_env(&self.jobs[&job.id]));
+        let active = &self.jobs[&job.id];
+        env.extend(self.gpu_env(active));
+        if let Some(notebook) = &job.spec.notebook {
+            env.push(("JUPYTER_TOKEN".into(), self.notebook_keys.token(notebook)));
+        }
+        let workdir = job.spec.workdir.clone().unwrap_or_else(|| output.clone());
+        let container = job.spec.image.as_ref().map(|image| {
+            let same = |p: &std::path::Path| BindMount {
+                source: p.to_path_buf(),
+                target: p.to_path_buf(),
+                read_only: false,
+            };
+            let mut mounts = vec![same(&workdir), same(&output)];
+            mounts.extend(job.spec.mounts.iter().map(|m| BindMount {
+                source: m.source.clone(),
+                target: m.target.clone().unwrap_or_else(|| m.source.clone()),
+                read_only: m.read_only,
+            }));
+            ContainerLaunch {
+                image: image.clone(),
+                mounts,
+                ports: job.spec.ports.clone(),
+                gpus: self.gpu_uuids(active),
+                cpus: job.spec.resources.cpus,
+                memory: job.spec.resources.memory.map(|m| m.0),
+            }
+        });
         Launch {
             job: job.id,
             attempt,
             argv: job.spec.argv(),
-            workdir: job.spec.workdir.clone().unwrap_or_else(|| output.clone()),
+            workdir,
             env,
             log_path: self.home.log(job.id),
             status_file: self.home.run_file(job.id, attempt),
+            container,
         }
     }
 
@@ -220,14 +249,15 @@ impl State {
         for event in fx.events {
             let _ = self.events.send(event);
         }
-        for (pid, sig) in fx.signals {
-            if let Err(e) = self.exec.stop(pid, sig) {
+        for (key, pid, sig) in fx.signals {
+            if let Err(e) = self.exec.stop(key, pid, sig) {
                 tracing::warn!(pid, error = %e, "stopping a job failed");
             }
         }
         let mut pids = fx.pids;
         for launch in fx.launches {
             let (job, attempt) = (launch.job, launch.attempt);
+            let container_job = launch.container.is_some();
             let output = self.home.output_dir(job);
             // One mkdir on the hot path; the parents exist since `Home::prepare`.
             let made = match std::fs::create_dir(&output) {
@@ -259,7 +289,12 @@ impl State {
                         r.pid = Some(run.pid);
                         // A stop that came before the pid was known.
                         if r.stop.is_some() {
-                            let _ = self.exec.stop(run.pid, StopSignal::Terminate);
+                            let key = RunKey {
+                                job,
+                                attempt,
+                                container: container_job,
+                            };
+                            let _ = self.exec.stop(key, run.pid, StopSignal::Terminate);
                         }
                     }
                     pids.push((job, attempt, run.pid));

@@ -1,0 +1,123 @@
+//! `/api/v1/notebooks` and `/api/v1/images`: start, list, show, stop, remove, open a notebook;
+//! the images the engine has.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use petri_domain::{ErrorCode, Image, Notebook, NotebookLink, NotebookRequest};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::jobs::body_error;
+
+#[utoipa::path(post, path = "/api/v1/notebooks", tag = "notebooks", request_body = NotebookRequest,
+    responses((status = 201, body = Notebook),
+              (status = 400, description = "MALFORMED_SPEC: the body does not parse", body = petri_domain::ErrorBody),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 409, description = "NOTEBOOK_NAME_TAKEN: a notebook of that name runs", body = petri_domain::ErrorBody),
+              (status = 413, description = "PAYLOAD_TOO_LARGE", body = petri_domain::ErrorBody),
+              (status = 422, description = "refused (image, mounts, resources); `code` says why", body = petri_domain::ErrorBody)))]
+pub(crate) async fn start(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Notebook>), ApiError> {
+    let body = body.map_err(body_error)?;
+    let req: NotebookRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedSpec,
+            format!("the notebook request does not parse: {e}"),
+        )
+    })?;
+    let nb = s.daemon.notebook_start(req).await?;
+    Ok((StatusCode::CREATED, Json(nb)))
+}
+
+#[utoipa::path(get, path = "/api/v1/notebooks", tag = "notebooks",
+    responses((status = 200, body = Vec<Notebook>),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
+pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<Notebook>>, ApiError> {
+    Ok(Json(s.daemon.notebook_list().await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/notebooks/{name}", tag = "notebooks",
+    params(("name" = String, Path, description = "the notebook's name")),
+    responses((status = 200, body = Notebook),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody)))]
+pub(crate) async fn show(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Notebook>, ApiError> {
+    Ok(Json(s.daemon.notebook(&name).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/notebooks/{name}/stop", tag = "notebooks",
+    params(("name" = String, Path, description = "the notebook's name")),
+    responses((status = 200, body = Notebook),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody)))]
+pub(crate) async fn stop(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Notebook>, ApiError> {
+    Ok(Json(s.daemon.notebook_stop(&name).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/notebooks/{name}", tag = "notebooks",
+    params(("name" = String, Path, description = "the notebook's name")),
+    responses((status = 200, description = "the notebook as it was; its workspace is kept", body = Notebook),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody),
+              (status = 409, description = "INVALID_STATE: it still runs", body = petri_domain::ErrorBody)))]
+pub(crate) async fn remove(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Notebook>, ApiError> {
+    Ok(Json(s.daemon.notebook_remove(&name).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/notebooks/{name}/open", tag = "notebooks",
+    params(("name" = String, Path, description = "the notebook's name")),
+    responses((status = 200, description = "a one-time link that signs a browser in", body = NotebookLink),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody),
+              (status = 503, description = "NOTEBOOK_NOT_READY: it does not run", body = petri_domain::ErrorBody)))]
+pub(crate) async fn open(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<NotebookLink>, ApiError> {
+    Ok(Json(s.daemon.notebook_link(&name).await?))
+}
+
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct BuildQuery {
+    /// Rebuild even when an image from the same recipe exists.
+    force: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/images/build", tag = "images", params(BuildQuery),
+    responses((status = 201, description = "the build, queued as a job (its log shows the progress)", body = petri_domain::Job),
+              (status = 400, description = "BAD_REQUEST: a bad query", body = petri_domain::ErrorBody),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
+pub(crate) async fn build_image(
+    State(s): State<AppState>,
+    q: Result<axum::extract::Query<BuildQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(StatusCode, Json<petri_domain::Job>), ApiError> {
+    let axum::extract::Query(q) =
+        q.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.daemon.image_build(q.force).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/images", tag = "images",
+    responses((status = 200, body = Vec<Image>),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 422, description = "CONTAINERS_UNAVAILABLE: no Docker engine answers", body = petri_domain::ErrorBody)))]
+pub(crate) async fn images(State(s): State<AppState>) -> Result<Json<Vec<Image>>, ApiError> {
+    Ok(Json(s.daemon.images().await?))
+}

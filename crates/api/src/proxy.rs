@@ -1,0 +1,215 @@
+//! `/notebooks/<name>/...`: the reverse proxy onto a notebook's Jupyter server, HTTP and
+//! websockets, behind Petri's own auth. The Jupyter token is added here and never reaches the
+//! browser.
+//!
+//! Who may pass: a request with the owner's bearer token, or a browser with a notebook session
+//! cookie. A browser gets the cookie from a one-time link (`?petri_link=...`, made by
+//! `POST /api/v1/notebooks/<name>/open`), which is answered with a redirect to the same address
+//! without the code.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE, UPGRADE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use petri_domain::ErrorCode;
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The cookie that carries a browser's notebook session.
+const SESSION_COOKIE: &str = "petri_notebook_session";
+
+pub(crate) type ProxyClient =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+pub(crate) fn client() -> ProxyClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// Headers that belong to one hop and are not forwarded.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let Some(name) = path
+        .strip_prefix("/notebooks/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+    else {
+        return ApiError::new(ErrorCode::NotFound, "no such route").into_response();
+    };
+    if let Some(code) = query_value(req.uri(), "petri_link") {
+        return sign_in(&s, req.uri(), &code);
+    }
+    if !authorized(&s, req.headers()) {
+        return ApiError::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "sign in to this notebook with a link from `petri notebook open {name}` (or send \
+                 `Authorization: Bearer <token>`)"
+            ),
+        )
+        .into_response();
+    }
+    let upstream = match s.daemon.notebook_upstream(&name).await {
+        Ok(u) => u,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let upgrade = req.headers().contains_key(UPGRADE);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = match format!("http://{}{path_and_query}", upstream.addr).parse() {
+        Ok(u) => u,
+        Err(_) => return ApiError::new(ErrorCode::BadRequest, "a bad path").into_response(),
+    };
+    let mut out = hyper::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri);
+    let headers = out.headers_mut().expect("a fresh builder has headers");
+    for (k, v) in parts.headers.iter() {
+        if k == AUTHORIZATION || k == COOKIE {
+            continue;
+        }
+        if !upgrade && HOP_BY_HOP.contains(&k.as_str()) {
+            continue;
+        }
+        headers.append(k.clone(), v.clone());
+    }
+    if let Some(cookies) = other_cookies(&parts.headers) {
+        headers.insert(COOKIE, cookies);
+    }
+    if !headers.contains_key(HOST) {
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(&upstream.addr.to_string()).expect("an address is a header"),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("token {}", upstream.token)) {
+        headers.insert(AUTHORIZATION, v);
+    }
+    let Ok(out) = out.body(body) else {
+        return ApiError::new(ErrorCode::BadRequest, "a bad request").into_response();
+    };
+    let mut resp = match s.proxy.request(out).await {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::new(
+                ErrorCode::NotebookNotReady,
+                format!("notebook `{name}` does not answer yet ({e}); try again in a moment"),
+            )
+            .into_response();
+        }
+    };
+    if let Some(client_upgrade) = client_upgrade
+        && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(server)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+                return;
+            };
+            let _ =
+                tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(server))
+                    .await;
+        });
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    let (mut parts, body) = resp.into_parts();
+    for h in HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
+    Response::from_parts(parts, Body::new(body))
+}
+
+fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(t) = bearer {
+        let expected = s.daemon.token().as_bytes();
+        return t.len() == expected.len() && bool::from(t.as_bytes().ct_eq(expected));
+    }
+    cookies(headers)
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .is_some_and(|(_, v)| s.daemon.notebook_session_valid(v))
+}
+
+/// A one-time link: set the session cookie and send the browser on without the code.
+fn sign_in(s: &AppState, uri: &Uri, code: &str) -> Response {
+    let Some(session) = s.daemon.redeem_notebook_link(code) else {
+        return ApiError::new(
+            ErrorCode::Unauthorized,
+            "this sign-in link was used already or has expired; get a new one with `petri \
+             notebook open`",
+        )
+        .into_response();
+    };
+    let query: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("petri_link="))
+        .collect();
+    let mut target = uri.path().to_string();
+    if !query.is_empty() {
+        target = format!("{target}?{}", query.join("&"));
+    }
+    let cookie = format!("{SESSION_COOKIE}={session}; Path=/notebooks/; HttpOnly; SameSite=Strict");
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let (Ok(loc), Ok(c)) = (
+        HeaderValue::from_str(&target),
+        HeaderValue::from_str(&cookie),
+    ) {
+        resp.headers_mut().insert(LOCATION, loc);
+        resp.headers_mut().insert(SET_COOKIE, c);
+    }
+    resp
+}
+
+fn query_value(uri: &Uri, key: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| v.to_string())
+    })
+}
+
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+}
+
+/// The cookies for Jupyter (its own, such as `_xsrf`), without Petri's session.
+fn other_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
+    let rest: Vec<String> = cookies(headers)
+        .filter(|(k, _)| *k != SESSION_COOKIE)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if rest.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&rest.join("; ")).ok()
+}

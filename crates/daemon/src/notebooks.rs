@@ -1,0 +1,704 @@
+//! Notebooks: a Jupyter server in a container, run as a job of the queue (so its GPU memory comes
+//! from the same budget as jobs', and a restart re-adopts it like any container job), reached
+//! through the daemon's proxy, stopped when idle.
+//!
+//! The Jupyter token never leaves the daemon: it is derived from a key in the home and the
+//! notebook's id (so it is never stored), given to the container at launch, and added by the proxy
+//! to every request. Browsers sign in to a notebook with a one-time link (`petri notebook open`)
+//! that sets a session cookie scoped to `/notebooks/`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use petri_domain::{
+    ErrorCode, Event, JobId, JobSpec, JobState, Millis, Mount, Notebook, NotebookChange,
+    NotebookLink, NotebookRequest, NotebookState, Resources,
+};
+use petri_store::StoredNotebook;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::DaemonError;
+use crate::service::Daemon;
+
+/// The port Jupyter listens on inside its container.
+pub const JUPYTER_PORT: u16 = 8888;
+/// A sign-in link works once, for this long.
+const LINK_LIFETIME: Duration = Duration::from_secs(60);
+/// A browser session for notebooks lasts this long.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Derives each notebook's Jupyter token from a secret key kept in the home (mode 0600).
+pub(crate) struct NotebookKeys {
+    key: [u8; 32],
+}
+
+impl NotebookKeys {
+    pub(crate) fn load(path: &Path) -> std::io::Result<NotebookKeys> {
+        let mut key = [0u8; 32];
+        match std::fs::read(path) {
+            Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
+            _ => {
+                rand::fill(&mut key);
+                write_private(path, &key)?;
+            }
+        }
+        Ok(NotebookKeys { key })
+    }
+
+    /// The Jupyter token of notebook `id`.
+    pub(crate) fn token(&self, id: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
+        mac.update(b"petri-notebook:");
+        mac.update(id.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 24];
+    rand::fill(&mut b);
+    hex(&b)
+}
+
+/// What a notebook asked for, as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Settings {
+    image: String,
+    #[serde(default)]
+    gpu_memory: Option<petri_domain::ByteSize>,
+    #[serde(default)]
+    gpus: Option<u32>,
+    #[serde(default)]
+    cpus: Option<f64>,
+    #[serde(default)]
+    memory: Option<petri_domain::ByteSize>,
+    workspace: PathBuf,
+    #[serde(default)]
+    mounts: Vec<Mount>,
+    idle_timeout: Millis,
+}
+
+/// What the daemon knows about a running notebook beyond the database.
+#[derive(Default)]
+struct Live {
+    /// The server (job, attempt) and where its port is published.
+    endpoint: Option<(JobId, u32, SocketAddr)>,
+    ready: bool,
+    last_activity_ms: Option<i64>,
+}
+
+/// The notebooks' state in memory: readiness, sign-in links, browser sessions.
+pub(crate) struct Notebooks {
+    keys: std::sync::Arc<NotebookKeys>,
+    live: Mutex<HashMap<String, Live>>,
+    links: Mutex<HashMap<String, (String, Instant)>>,
+    sessions: Mutex<HashMap<String, Instant>>,
+    http: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Notebooks {
+    pub(crate) fn new(keys: std::sync::Arc<NotebookKeys>) -> Notebooks {
+        Notebooks {
+            keys,
+            live: Mutex::default(),
+            links: Mutex::default(),
+            sessions: Mutex::default(),
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+/// Where the proxy sends a notebook's requests, and the token it adds.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub token: String,
+}
+
+fn is_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+fn not_found(name: &str) -> DaemonError {
+    DaemonError::refused(
+        ErrorCode::NotebookNotFound,
+        format!("no notebook `{name}`; see `petri notebook ls`"),
+    )
+}
+
+fn parse_settings(nb: &StoredNotebook) -> Result<Settings, DaemonError> {
+    serde_json::from_str(&nb.spec)
+        .map_err(|e| DaemonError::Io(format!("notebook {} is damaged: {e}", nb.name)))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    async fn stored_notebook(&self, name: &str) -> Result<StoredNotebook, DaemonError> {
+        let n = name.to_string();
+        self.read(move |s| Ok(s.notebooks()?.into_iter().find(|nb| nb.name == n)))
+            .await?
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Starts a notebook, or resumes a stopped one of the same name.
+    pub async fn notebook_start(&self, req: NotebookRequest) -> Result<Notebook, DaemonError> {
+        if !is_name(&req.name) {
+            return Err(DaemonError::refused(
+                ErrorCode::InvalidSpec,
+                format!(
+                    "`{}` is not a notebook name: 1 to 63 letters, digits, - and _, starting with \
+                     a letter or digit",
+                    req.name
+                ),
+            ));
+        }
+        let existing = self.stored_notebook(&req.name).await.ok();
+        if let Some(job) = existing.as_ref().and_then(|nb| nb.job)
+            && let Ok(j) = self.get(&job.to_string()).await
+            && !j.state.is_terminal()
+        {
+            return Err(DaemonError::refused(
+                ErrorCode::NotebookNameTaken,
+                format!(
+                    "notebook `{}` is already {}; open it with `petri notebook open {}`, or pick \
+                     another name",
+                    req.name,
+                    j.state.as_str(),
+                    req.name
+                ),
+            ));
+        }
+        let defaults = &self.settings().notebooks;
+        let earlier = existing.as_ref().map(parse_settings).transpose()?;
+        let workspace = match (&req.workspace, &earlier) {
+            (Some(w), _) => w.clone(),
+            (None, Some(e)) => e.workspace.clone(),
+            (None, None) => self.home().notebooks().join(&req.name),
+        };
+        if req.workspace.is_none() && earlier.is_none() {
+            std::fs::create_dir_all(&workspace).map_err(|e| {
+                DaemonError::Io(format!(
+                    "creating the workspace {}: {e}",
+                    workspace.display()
+                ))
+            })?;
+        }
+        let settings = Settings {
+            image: req
+                .image
+                .clone()
+                .or_else(|| earlier.as_ref().map(|e| e.image.clone()))
+                .unwrap_or_else(|| defaults.image.clone()),
+            gpu_memory: req
+                .gpu_memory
+                .or(earlier.as_ref().and_then(|e| e.gpu_memory)),
+            gpus: req.gpus.or(earlier.as_ref().and_then(|e| e.gpus)),
+            cpus: req.cpus.or(earlier.as_ref().and_then(|e| e.cpus)),
+            memory: req.memory.or(earlier.as_ref().and_then(|e| e.memory)),
+            workspace: workspace.clone(),
+            mounts: if req.mounts.is_empty() {
+                earlier
+                    .as_ref()
+                    .map(|e| e.mounts.clone())
+                    .unwrap_or_default()
+            } else {
+                req.mounts.clone()
+            },
+            idle_timeout: req
+                .idle_timeout
+                .or(earlier.as_ref().map(|e| e.idle_timeout))
+                .unwrap_or(defaults.idle_timeout),
+        };
+        let id = existing
+            .as_ref()
+            .map(|nb| nb.id.clone())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+        let spec = JobSpec {
+            name: Some(format!("notebook:{}", req.name)),
+            command: Some(vec![
+                "jupyter".into(),
+                "lab".into(),
+                "--ip=0.0.0.0".into(),
+                format!("--port={JUPYTER_PORT}"),
+                "--no-browser".into(),
+                format!("--ServerApp.base_url=/notebooks/{}/", req.name),
+                format!("--ServerApp.root_dir={}", workspace.display()),
+                "--ServerApp.allow_remote_access=True".into(),
+            ]),
+            workdir: Some(workspace),
+            image: Some(settings.image.clone()),
+            mounts: settings.mounts.clone(),
+            ports: vec![JUPYTER_PORT],
+            notebook: Some(id.clone()),
+            resources: Resources {
+                cpus: settings.cpus,
+                memory: settings.memory,
+                gpus: settings.gpus,
+                gpu_memory: settings.gpu_memory,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&settings)
+            .map_err(|e| DaemonError::Io(format!("notebook settings: {e}")))?;
+        let created_at_ms = existing.as_ref().map_or_else(now_ms, |nb| nb.created_at_ms);
+        if existing.is_none() {
+            let nb = StoredNotebook {
+                id: id.clone(),
+                name: req.name.clone(),
+                spec: text.clone(),
+                job: None,
+                created_at_ms,
+            };
+            let inserted = self
+                .write_notebooks(move |s| Ok(s.insert_notebook(&nb)?))
+                .await?;
+            if !inserted {
+                return Err(DaemonError::refused(
+                    ErrorCode::NotebookNameTaken,
+                    format!("a notebook named `{}` was just created", req.name),
+                ));
+            }
+        }
+        let jobs = match self.submit_trusted(vec![spec]).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                if existing.is_none() {
+                    let id = id.clone();
+                    let _ = self
+                        .write_notebooks(move |s| Ok(s.delete_notebook(&id)?))
+                        .await;
+                }
+                return Err(e);
+            }
+        };
+        let job = jobs.first().map(|j| j.id);
+        {
+            let id = id.clone();
+            self.write_notebooks(move |s| Ok(s.update_notebook(&id, &text, job)?))
+                .await?;
+        }
+        if let Ok(mut live) = self.notebooks().live.lock() {
+            live.insert(req.name.clone(), Live::default());
+        }
+        self.announce_notebook(&req.name, NotebookState::Queued, None);
+        self.notebook(&req.name).await
+    }
+
+    fn announce_notebook(&self, name: &str, state: NotebookState, reason: Option<String>) {
+        self.publish(Event::NotebookChanged(NotebookChange {
+            name: name.to_string(),
+            state,
+            reason,
+        }));
+    }
+
+    /// Every notebook.
+    pub async fn notebook_list(&self) -> Result<Vec<Notebook>, DaemonError> {
+        let stored = self.read(|s| Ok(s.notebooks()?)).await?;
+        let mut out = Vec::with_capacity(stored.len());
+        for nb in stored {
+            out.push(self.view(nb).await?);
+        }
+        Ok(out)
+    }
+
+    /// One notebook; a starting one is asked whether it answers yet.
+    pub async fn notebook(&self, name: &str) -> Result<Notebook, DaemonError> {
+        let nb = self.stored_notebook(name).await?;
+        self.view(nb).await
+    }
+
+    async fn view(&self, nb: StoredNotebook) -> Result<Notebook, DaemonError> {
+        let settings = parse_settings(&nb)?;
+        let job = match nb.job {
+            Some(id) => self.get(&id.to_string()).await.ok(),
+            None => None,
+        };
+        let mut state = match job.as_ref().map(|j| j.state) {
+            None => NotebookState::Stopped,
+            Some(JobState::Queued | JobState::Held) => NotebookState::Queued,
+            Some(JobState::Running) => NotebookState::Starting,
+            Some(_) => NotebookState::Stopped,
+        };
+        let mut last_activity_ms = None;
+        let mut gpu_indices = Vec::new();
+        if state == NotebookState::Starting
+            && let Some(j) = job.as_ref()
+        {
+            if j.reason.is_some() {
+                // A stop was asked for.
+                state = NotebookState::Stopping;
+            } else if self.probe_notebook(&nb, j.id, j.attempts).await {
+                state = NotebookState::Running;
+            }
+            if let Ok(live) = self.notebooks().live.lock()
+                && let Some(l) = live.get(&nb.name)
+            {
+                last_activity_ms = l.last_activity_ms;
+            }
+            if let Ok(report) = self.gpus().await {
+                gpu_indices = report
+                    .gpus
+                    .iter()
+                    .filter(|g| g.holders.iter().any(|h| h.job == Some(j.id)))
+                    .map(|g| g.index)
+                    .collect();
+            }
+        }
+        let reason = match (&state, &job) {
+            (NotebookState::Stopped, Some(j)) => j.reason.clone().or_else(|| {
+                j.exit_code
+                    .map(|c| format!("the Jupyter server exited with code {c}"))
+            }),
+            _ => None,
+        };
+        Ok(Notebook {
+            url: format!("/notebooks/{}/lab", nb.name),
+            id: nb.id,
+            name: nb.name,
+            state,
+            image: settings.image,
+            workspace: settings.workspace,
+            job: nb.job,
+            gpu_memory: settings.gpu_memory,
+            gpus: settings.gpus,
+            gpu_indices,
+            idle_timeout: settings.idle_timeout,
+            last_activity_ms,
+            reason,
+            created_at_ms: nb.created_at_ms,
+        })
+    }
+
+    /// Finds where the notebook's server listens and asks whether Jupyter answers.
+    async fn probe_notebook(&self, nb: &StoredNotebook, job: JobId, attempt: u32) -> bool {
+        let Some(addr) = self.endpoint_of(&nb.name, job, attempt).await else {
+            return false;
+        };
+        let token = self.notebooks().keys.token(&nb.id);
+        let ok = self
+            .jupyter_get(addr, &format!("/notebooks/{}/api/status", nb.name), &token)
+            .await
+            .is_ok();
+        if let Ok(mut live) = self.notebooks().live.lock() {
+            let l = live.entry(nb.name.clone()).or_default();
+            if ok && !l.ready {
+                l.ready = true;
+                drop(live);
+                self.announce_notebook(&nb.name, NotebookState::Running, None);
+            }
+        }
+        ok
+    }
+
+    async fn endpoint_of(&self, name: &str, job: JobId, attempt: u32) -> Option<SocketAddr> {
+        if let Ok(live) = self.notebooks().live.lock()
+            && let Some((j, a, addr)) = live.get(name).and_then(|l| l.endpoint)
+            && j == job
+            && a == attempt
+        {
+            return Some(addr);
+        }
+        let addr = self.docker().endpoint(job, attempt, JUPYTER_PORT).await?;
+        if let Ok(mut live) = self.notebooks().live.lock() {
+            let l = live.entry(name.to_string()).or_default();
+            if l.endpoint.is_some_and(|(j, a, _)| (j, a) != (job, attempt)) {
+                *l = Live::default();
+            }
+            l.endpoint = Some((job, attempt, addr));
+        }
+        Some(addr)
+    }
+
+    /// GET from a notebook's Jupyter, returning the JSON body.
+    async fn jupyter_get(
+        &self,
+        addr: SocketAddr,
+        path_and_query: &str,
+        token: &str,
+    ) -> Result<serde_json::Value, String> {
+        let req = hyper::Request::get(format!("http://{addr}{path_and_query}"))
+            .header("Authorization", format!("token {token}"))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(Duration::from_secs(3), self.notebooks().http.request(req))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("status {}", resp.status()));
+        }
+        let body = tokio::time::timeout(Duration::from_secs(3), resp.into_body().collect())
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+
+    /// Stops a notebook; its workspace stays, and `start` resumes it.
+    pub async fn notebook_stop(&self, name: &str) -> Result<Notebook, DaemonError> {
+        self.stop_notebook(name, "stopped by a user".into()).await
+    }
+
+    async fn stop_notebook(&self, name: &str, reason: String) -> Result<Notebook, DaemonError> {
+        let nb = self.stored_notebook(name).await?;
+        if let Some(job) = nb.job
+            && let Ok(j) = self.get(&job.to_string()).await
+            && !j.state.is_terminal()
+        {
+            self.stop_job(job, Some(reason.clone())).await?;
+            if let Ok(mut live) = self.notebooks().live.lock() {
+                live.remove(name);
+            }
+            self.announce_notebook(name, NotebookState::Stopping, Some(reason));
+        }
+        self.view(nb).await
+    }
+
+    /// Forgets a stopped notebook. Its workspace folder is kept.
+    pub async fn notebook_remove(&self, name: &str) -> Result<Notebook, DaemonError> {
+        let nb = self.stored_notebook(name).await?;
+        let view = self.view(nb.clone()).await?;
+        if view.state != NotebookState::Stopped {
+            return Err(DaemonError::refused(
+                ErrorCode::InvalidState,
+                format!(
+                    "notebook `{name}` is running; stop it first with `petri notebook stop {name}`"
+                ),
+            ));
+        }
+        let id = nb.id.clone();
+        self.write_notebooks(move |s| Ok(s.delete_notebook(&id)?))
+            .await?;
+        Ok(view)
+    }
+
+    /// A one-time link that signs a browser in to the notebook.
+    pub async fn notebook_link(&self, name: &str) -> Result<NotebookLink, DaemonError> {
+        let view = self.notebook(name).await?;
+        if matches!(view.state, NotebookState::Stopped | NotebookState::Stopping) {
+            return Err(DaemonError::refused(
+                ErrorCode::NotebookNotReady,
+                format!(
+                    "notebook `{name}` is not running; start it with `petri notebook start {name}`"
+                ),
+            ));
+        }
+        let code = random_hex();
+        if let Ok(mut links) = self.notebooks().links.lock() {
+            links.retain(|_, (_, t)| t.elapsed() < LINK_LIFETIME);
+            links.insert(code.clone(), (name.to_string(), Instant::now()));
+        }
+        Ok(NotebookLink {
+            url: format!("{}?petri_link={code}", view.url),
+        })
+    }
+
+    /// Trades a sign-in link's code for a browser session (a cookie value).
+    pub fn redeem_notebook_link(&self, code: &str) -> Option<String> {
+        let (_, made) = self.notebooks().links.lock().ok()?.remove(code)?;
+        if made.elapsed() > LINK_LIFETIME {
+            return None;
+        }
+        let session = random_hex();
+        let mut sessions = self.notebooks().sessions.lock().ok()?;
+        sessions.retain(|_, t| t.elapsed() < SESSION_LIFETIME);
+        sessions.insert(session.clone(), Instant::now());
+        Some(session)
+    }
+
+    /// Whether a browser session cookie is valid.
+    pub fn notebook_session_valid(&self, session: &str) -> bool {
+        self.notebooks()
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(session).map(|t| t.elapsed() < SESSION_LIFETIME))
+            .unwrap_or(false)
+    }
+
+    /// Where the proxy sends requests for notebook `name`.
+    pub async fn notebook_upstream(&self, name: &str) -> Result<Upstream, DaemonError> {
+        let nb = self.stored_notebook(name).await?;
+        let not_ready = || {
+            DaemonError::refused(
+                ErrorCode::NotebookNotReady,
+                format!(
+                    "notebook `{name}` is not running; start it with `petri notebook start {name}`"
+                ),
+            )
+        };
+        let job = match nb.job {
+            Some(id) => self.get(&id.to_string()).await?,
+            None => return Err(not_ready()),
+        };
+        if job.state != JobState::Running {
+            return Err(not_ready());
+        }
+        let addr = self
+            .endpoint_of(name, job.id, job.attempts)
+            .await
+            .ok_or_else(not_ready)?;
+        Ok(Upstream {
+            addr,
+            token: self.notebooks().keys.token(&nb.id),
+        })
+    }
+
+    /// One round of idle culling: a running notebook whose Jupyter saw no activity (no kernel
+    /// busy, no request) for longer than its limit, and whose GPU shows no use, is stopped.
+    pub async fn cull_idle_notebooks(&self) {
+        let Ok(stored) = self.read(|s| Ok(s.notebooks()?)).await else {
+            return;
+        };
+        let gpus = self.gpus().await.ok();
+        for nb in stored {
+            let Some(job_id) = nb.job else { continue };
+            let Ok(job) = self.get(&job_id.to_string()).await else {
+                continue;
+            };
+            if job.state != JobState::Running || job.reason.is_some() {
+                continue;
+            }
+            let Ok(settings) = parse_settings(&nb) else {
+                continue;
+            };
+            if !self.probe_notebook(&nb, job.id, job.attempts).await {
+                continue;
+            }
+            let Some(addr) = self.endpoint_of(&nb.name, job.id, job.attempts).await else {
+                continue;
+            };
+            let token = self.notebooks().keys.token(&nb.id);
+            let base = format!("/notebooks/{}/api", nb.name);
+            let Ok(status) = self
+                .jupyter_get(addr, &format!("{base}/status"), &token)
+                .await
+            else {
+                continue;
+            };
+            let Ok(kernels) = self
+                .jupyter_get(addr, &format!("{base}/kernels?no_track_activity=1"), &token)
+                .await
+            else {
+                continue;
+            };
+            let now = now_ms();
+            let busy = kernels.as_array().is_some_and(|ks| {
+                ks.iter()
+                    .any(|k| k["execution_state"].as_str() == Some("busy"))
+            });
+            let gpu_busy = gpus.as_ref().is_some_and(|r| {
+                r.gpus.iter().any(|g| {
+                    g.utilization > 0
+                        && g.holders
+                            .iter()
+                            .any(|h| h.job == Some(job.id) && h.used > 0)
+                })
+            });
+            let last = status["last_activity"]
+                .as_str()
+                .and_then(parse_time_ms)
+                .unwrap_or(now);
+            let last = if busy || gpu_busy { now } else { last };
+            if let Ok(mut live) = self.notebooks().live.lock() {
+                live.entry(nb.name.clone()).or_default().last_activity_ms = Some(last);
+            }
+            let limit = settings.idle_timeout.0 as i64;
+            if limit > 0 && now - last >= limit {
+                let reason = format!(
+                    "stopped after {} without activity (no kernel activity, no GPU use)",
+                    Millis((now - last) as u64)
+                );
+                tracing::info!(notebook = %nb.name, "{reason}");
+                let _ = self.stop_notebook(&nb.name, reason).await;
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time such as Jupyter's `last_activity`.
+fn parse_time_ms(s: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z').get(..19)?).ok()?;
+    let base = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    // Fractions of a second, if any.
+    let frac = s
+        .get(19..)
+        .and_then(|f| f.strip_prefix('.'))
+        .map(|f| f.trim_end_matches('Z'))
+        .map(|f| f.chars().take(3).collect::<String>())
+        .and_then(|f| format!("{f:0<3}").parse::<i64>().ok())
+        .unwrap_or(0);
+    Some(base + frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_differ_per_notebook_and_are_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = NotebookKeys::load(&dir.path().join("key")).unwrap();
+        let again = NotebookKeys::load(&dir.path().join("key")).unwrap();
+        assert_eq!(keys.token("a"), again.token("a"));
+        assert_ne!(keys.token("a"), keys.token("b"));
+        assert_eq!(keys.token("a").len(), 64);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn names_and_times() {
+        assert!(is_name("mnist-2"));
+        assert!(!is_name("-x"));
+        assert!(!is_name("a/b"));
+        assert!(!is_name(""));
+        assert_eq!(parse_time_ms("1970-01-01T00:01:40.250000Z"), Some(100_250));
+        assert_eq!(parse_time_ms("1970-01-01T00:01:40Z"), Some(100_000));
+    }
+}

@@ -1,0 +1,786 @@
+//! Jobs in Docker containers, through bollard (the only place in Petri that knows Docker).
+//!
+//! The crash-safety contract is the local executor's: an attempt's status file is claimed
+//! (`O_EXCL`) before its container is created, and its exit code is written there *before* the
+//! container is removed. So after a SIGKILL of the daemon, `probe` can tell an attempt that never
+//! began (no claim, or a container that was created but never started) from one that runs (the
+//! container named after the attempt is running: re-adopted) or ended (its exit code is in the
+//! status file or still on the stopped container).
+//!
+//! Logs are copied from the engine into the job's log with their timestamps; after every batch the
+//! position (last timestamp, log length) goes to a small side file, so a restarted daemon resumes
+//! the copy exactly where it stopped: no line lost, none twice.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, DeviceRequest, HostConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use petri_domain::{
+    ExecError, Executor, ExitReport, Image, JobId, Launch, RunKey, RunProbe, StartedRun, StopSignal,
+};
+
+/// Every container Petri starts carries these labels.
+pub const LABEL_JOB: &str = "petri.job";
+pub const LABEL_ATTEMPT: &str = "petri.attempt";
+/// Which Petri home started it (so two daemons on one engine leave each other alone).
+pub const LABEL_HOME: &str = "petri.home";
+
+/// The first line of a claimed container attempt's status file.
+const CLAIM: &str = "container";
+/// What a recovering daemon writes into a status file it claims.
+const RECOVERED: &str = "recovered";
+
+/// How GPUs reach a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuDevices {
+    /// Device requests when the engine has the NVIDIA runtime, the environment alone otherwise.
+    Auto,
+    /// Always device requests (driver `nvidia`).
+    Nvidia,
+    /// Never: the job only gets `CUDA_VISIBLE_DEVICES`.
+    EnvOnly,
+}
+
+/// Runs attempts as Docker containers.
+pub struct DockerExecutor {
+    /// Its own small runtime: the engine thread blocks on Docker calls from any context, and the
+    /// watchers of containers live here.
+    runtime: Option<tokio::runtime::Runtime>,
+    client: tokio::sync::Mutex<Option<Docker>>,
+    home_label: String,
+    user: String,
+    gpu_devices: GpuDevices,
+    /// Containers whose end a watcher of this process waits for (name → host pid).
+    watching: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// The container of one attempt.
+pub fn container_name(job: JobId, attempt: u32) -> String {
+    format!("petri-{job}-{attempt}")
+}
+
+/// Where the engine listens, for error messages.
+fn engine_address() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+fn unreachable(e: &DockerError) -> ExecError {
+    ExecError::Container(format!(
+        "the Docker engine at {} does not answer ({e}); start it with `sudo systemctl start \
+         docker` (or `sudo dockerd &`), or point DOCKER_HOST at a running engine",
+        engine_address()
+    ))
+}
+
+fn is_status(e: &DockerError, code: u16) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { status_code, .. } if *status_code == code)
+}
+
+fn refused(what: &str, e: DockerError) -> ExecError {
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => {
+            ExecError::Container(format!("{what}: {message}"))
+        }
+        other => unreachable(&other),
+    }
+}
+
+impl DockerExecutor {
+    /// `home` labels the containers of this Petri home.
+    pub fn new(home: &Path, gpu_devices: GpuDevices) -> std::io::Result<Self> {
+        let user = format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("petri-docker")
+            .enable_all()
+            .build()?;
+        Ok(DockerExecutor {
+            runtime: Some(runtime),
+            client: tokio::sync::Mutex::new(None),
+            home_label: home.display().to_string(),
+            user,
+            gpu_devices,
+            watching: Arc::default(),
+        })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
+    }
+
+    /// Runs a future to its end from synchronous code, in whatever context that code runs (on a
+    /// thread of its own, so that it never blocks a runtime from inside).
+    fn block_on<F: std::future::Future + Send>(&self, fut: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        let rt = self.rt();
+        std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(fut))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// A client with the API version negotiated (Docker 20.10 / API 1.41 and newer), connected
+    /// on first use and again after the engine was away.
+    pub async fn client(&self) -> Result<Docker, ExecError> {
+        let mut slot = self.client.lock().await;
+        if let Some(docker) = slot.as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| unreachable(&e))?
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        *slot = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Whether the engine answers, with its version.
+    pub async fn ping(&self) -> Result<String, ExecError> {
+        let docker = self.client().await?;
+        let version = docker.version().await.map_err(|e| self.forget(e))?;
+        Ok(version.version.unwrap_or_default())
+    }
+
+    /// Drops the cached client after a connection error, and says what went wrong.
+    fn forget(&self, e: DockerError) -> ExecError {
+        if !matches!(e, DockerError::DockerResponseServerError { .. })
+            && let Ok(mut slot) = self.client.try_lock()
+        {
+            *slot = None;
+        }
+        refused("the Docker engine refused", e)
+    }
+
+    /// Whether the engine has `image` (no registry is asked).
+    pub async fn image_exists(&self, image: &str) -> Result<bool, ExecError> {
+        let docker = self.client().await?;
+        match docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, 404) => Ok(false),
+            Err(e) => Err(self.forget(e)),
+        }
+    }
+
+    /// The images the engine has, newest first.
+    pub async fn images(&self) -> Result<Vec<Image>, ExecError> {
+        let docker = self.client().await?;
+        let list = docker
+            .list_images(Some(ListImagesOptionsBuilder::new().build()))
+            .await
+            .map_err(|e| self.forget(e))?;
+        let mut images: Vec<Image> = list
+            .into_iter()
+            .map(|i| Image {
+                tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                recipe: i.labels.get("petri.recipe").cloned(),
+                id: i.id,
+                size: i.size.max(0) as u64,
+                created: i.created,
+            })
+            .collect();
+        images.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(images)
+    }
+
+    /// The host address of a published container port of a running attempt.
+    pub async fn endpoint(&self, job: JobId, attempt: u32, port: u16) -> Option<SocketAddr> {
+        let docker = self.client().await.ok()?;
+        let info = docker
+            .inspect_container(&container_name(job, attempt), None)
+            .await
+            .ok()?;
+        let bindings = info.network_settings?.ports?;
+        let host = bindings.get(&format!("{port}/tcp"))?.as_ref()?;
+        host.iter().find_map(|b| {
+            let port: u16 = b.host_port.as_deref()?.parse().ok()?;
+            Some(SocketAddr::from(([127, 0, 0, 1], port)))
+        })
+    }
+
+    /// Removes this home's containers that belong to no attempt in `keep` (leftovers of an engine
+    /// that died mid-job, or of a crash between an exit and its removal). Returns how many.
+    pub async fn sweep(&self, keep: &HashSet<String>) -> Result<usize, ExecError> {
+        let docker = self.client().await?;
+        let filters = HashMap::from([("label", vec![format!("{LABEL_HOME}={}", self.home_label)])]);
+        let list = docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| self.forget(e))?;
+        let mut removed = 0;
+        for c in list {
+            let Some(name) = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+            else {
+                continue;
+            };
+            if keep.contains(&name) || self.is_watched(&name) {
+                continue;
+            }
+            if remove(&docker, &name).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// `sweep` from synchronous code.
+    pub fn sweep_now(&self, keep: &HashSet<String>) -> Result<usize, ExecError> {
+        self.block_on(self.sweep(keep))
+    }
+
+    fn is_watched(&self, name: &str) -> bool {
+        self.watching.lock().unwrap().contains_key(name)
+    }
+
+    async fn nvidia_runtime(&self, docker: &Docker) -> bool {
+        match self.gpu_devices {
+            GpuDevices::Nvidia => true,
+            GpuDevices::EnvOnly => false,
+            GpuDevices::Auto => docker
+                .info()
+                .await
+                .ok()
+                .and_then(|i| i.runtimes)
+                .is_some_and(|r| r.contains_key("nvidia")),
+        }
+    }
+
+    async fn create_and_start(&self, launch: &Launch, name: &str) -> Result<u32, ExecError> {
+        let spec = launch
+            .container
+            .as_ref()
+            .ok_or_else(|| ExecError::Container("not a container launch".into()))?;
+        let docker = self.client().await?;
+        let mut env: Vec<String> = launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !launch.env.iter().any(|(k, _)| k == "HOME") {
+            // The job runs as the daemon's user, who may have no home in the image.
+            env.push("HOME=/tmp".into());
+        }
+        let mut binds: Vec<String> = spec
+            .mounts
+            .iter()
+            .map(|m| {
+                let mode = if m.read_only { "ro" } else { "rw" };
+                format!("{}:{}:{mode}", m.source.display(), m.target.display())
+            })
+            .collect();
+        binds.dedup();
+        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    format!("{p}/tcp"),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )
+            })
+            .collect();
+        let device_requests = if !spec.gpus.is_empty() && self.nvidia_runtime(&docker).await {
+            Some(vec![DeviceRequest {
+                driver: Some("nvidia".into()),
+                device_ids: Some(spec.gpus.clone()),
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                ..Default::default()
+            }])
+        } else {
+            if !spec.gpus.is_empty() {
+                log_line(
+                    &launch.log_path,
+                    "petri: this Docker engine has no NVIDIA runtime; the container gets \
+                     CUDA_VISIBLE_DEVICES but no GPU device",
+                );
+            }
+            None
+        };
+        let labels = HashMap::from([
+            (LABEL_JOB.to_string(), launch.job.to_string()),
+            (LABEL_ATTEMPT.to_string(), launch.attempt.to_string()),
+            (LABEL_HOME.to_string(), self.home_label.clone()),
+            (LABEL_LOG.to_string(), launch.log_path.display().to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: (!launch.argv.is_empty()).then(|| launch.argv.clone()),
+            env: Some(env),
+            working_dir: Some(launch.workdir.display().to_string()),
+            user: Some(self.user.clone()),
+            labels: Some(labels),
+            exposed_ports: (!spec.ports.is_empty())
+                .then(|| spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+                memory: spec.memory.map(|m| m as i64),
+                device_requests,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        match docker.create_container(Some(options), body).await {
+            Ok(_) => {}
+            // Created before a crash: create is idempotent.
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) if is_status(&e, 404) => {
+                return Err(ExecError::Container(format!(
+                    "the image `{}` is not in the Docker engine; build Petri's default image \
+                     with `petri image build`, or load yours with `docker load`",
+                    spec.image
+                )));
+            }
+            Err(e) => return Err(self.forget(e)),
+        }
+        if let Err(e) = docker.start_container(name, None).await
+            && !is_status(&e, 304)
+        {
+            let _ = remove(&docker, name).await;
+            return Err(refused(&format!("the container of `{}`", spec.image), e));
+        }
+        let info = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| self.forget(e))?;
+        Ok(info
+            .state
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0))
+    }
+
+    /// Copies the logs, waits for the end, records the exit code, reports it, removes the
+    /// container. Runs once per container in this process.
+    fn watch(
+        &self,
+        name: String,
+        pid: u32,
+        report: Option<(RunKey, Box<dyn FnOnce(ExitReport) + Send>)>,
+        status_file: PathBuf,
+        log_path: PathBuf,
+    ) {
+        {
+            let mut watching = self.watching.lock().unwrap();
+            if watching.contains_key(&name) {
+                return;
+            }
+            watching.insert(name.clone(), pid);
+        }
+        let watching = self.watching.clone();
+        let client = self.block_on(self.client());
+        self.rt().spawn(async move {
+            let code = match client {
+                Ok(docker) => follow_to_end(&docker, &name, &status_file, &log_path).await,
+                Err(e) => {
+                    log_line(&log_path, &format!("petri: {e}"));
+                    None
+                }
+            };
+            watching.lock().unwrap().remove(&name);
+            if let Some((run, on_exit)) = report {
+                on_exit(ExitReport {
+                    job: run.job,
+                    attempt: run.attempt,
+                    exit_code: code,
+                });
+            }
+        });
+    }
+}
+
+/// Follows a container to its end; returns its exit code (None when the engine went away).
+async fn follow_to_end(
+    docker: &Docker,
+    name: &str,
+    status_file: &Path,
+    log_path: &Path,
+) -> Option<i32> {
+    let logs = copy_logs(docker.clone(), name.to_string(), log_path.to_path_buf());
+    let wait = async {
+        // The stream ends (with an error for a non-zero code) when the container stops.
+        let mut stream = docker.wait_container(name, None);
+        while stream.next().await.is_some() {}
+    };
+    let ((), copied) = tokio::join!(wait, logs);
+    if let Err(e) = copied {
+        log_line(
+            log_path,
+            &format!("petri: the container's log was cut short: {e}"),
+        );
+    }
+    let code = match docker.inspect_container(name, None).await {
+        Ok(info) => info
+            .state
+            .and_then(|s| s.exit_code)
+            .and_then(|c| i32::try_from(c).ok()),
+        Err(e) => {
+            log_line(
+                log_path,
+                &format!("petri: the container ended without an exit code: {e}"),
+            );
+            None
+        }
+    };
+    if let Some(code) = code {
+        // On disk before the container goes: a restarted daemon reads it here.
+        if append(status_file, &format!("{code}\n")).is_ok() {
+            let _ = remove(docker, name).await;
+            let _ = fs::remove_file(log_position_file(log_path, name));
+        }
+    }
+    code
+}
+
+async fn remove(docker: &Docker, name: &str) -> Result<(), DockerError> {
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(name, Some(options)).await {
+        Err(e) if !is_status(&e, 404) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Where the copy of a container's log stands: `<timestamp> <log length>`.
+fn log_position_file(log_path: &Path, name: &str) -> PathBuf {
+    let dir = log_path.parent().unwrap_or(Path::new("."));
+    dir.join(format!(".{name}.logpos"))
+}
+
+/// Copies the container's output into the job log until the container ends, resuming after the
+/// last line copied by an earlier daemon.
+async fn copy_logs(docker: Docker, name: String, log_path: PathBuf) -> std::io::Result<()> {
+    let position_file = log_position_file(&log_path, &name);
+    let (mut last_ts, resume_len) = fs::read_to_string(&position_file)
+        .ok()
+        .and_then(|s| {
+            let (ts, len) = s.trim().split_once(' ')?;
+            Some((ts.to_string(), len.parse::<u64>().ok()?))
+        })
+        .unwrap_or_default();
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    if !last_ts.is_empty() && log.metadata()?.len() > resume_len {
+        // Bytes written after the last recorded position are fetched again.
+        log.set_len(resume_len)?;
+    }
+    let since = since_seconds(&last_ts);
+    let options = LogsOptionsBuilder::new()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .since(since)
+        .build();
+    let mut stream = docker.logs(&name, Some(options));
+    let mut saved = Instant::now();
+    let mut dirty = false;
+    while let Some(item) = stream.next().await {
+        let chunk = match item {
+            Ok(out) => out.into_bytes(),
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        };
+        let (ts, text) = split_timestamp(&chunk);
+        // Timestamps have a fixed width, so they compare as text.
+        if !last_ts.is_empty() && ts.as_str() <= last_ts.as_str() {
+            continue;
+        }
+        log.write_all(text)?;
+        last_ts = ts;
+        dirty = true;
+        if saved.elapsed() > Duration::from_millis(500) {
+            save_position(&position_file, &last_ts, log.metadata()?.len());
+            saved = Instant::now();
+            dirty = false;
+        }
+    }
+    if dirty {
+        save_position(&position_file, &last_ts, log.metadata()?.len());
+    }
+    Ok(())
+}
+
+fn save_position(path: &Path, ts: &str, len: u64) {
+    let tmp = path.with_extension("tmp");
+    if fs::write(&tmp, format!("{ts} {len}\n")).is_ok() {
+        let _ = fs::rename(&tmp, path);
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp's whole second (0 when unknown).
+fn since_seconds(ts: &str) -> i32 {
+    if ts.is_empty() {
+        return 0;
+    }
+    humantime::parse_rfc3339_weak(ts.get(..19).unwrap_or(ts))
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i32::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+/// `2026-11-28T18:48:38.121937123Z text` → (timestamp, text).
+fn split_timestamp(chunk: &[u8]) -> (String, &[u8]) {
+    match chunk.iter().position(|b| *b == b' ') {
+        Some(i) if i >= 20 && chunk[..i].iter().all(u8::is_ascii_graphic) => (
+            String::from_utf8_lossy(&chunk[..i]).into_owned(),
+            &chunk[i + 1..],
+        ),
+        _ => (String::new(), chunk),
+    }
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().append(true).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+fn log_line(log_path: &Path, line: &str) {
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(log_path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// What a container attempt's status file says.
+enum Status {
+    Unclaimed,
+    Recovered,
+    Claimed,
+    Exited(i32),
+}
+
+fn read_status(path: &Path) -> Status {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Status::Unclaimed;
+    };
+    let mut lines = text.lines();
+    match lines.next().map(str::trim) {
+        Some(RECOVERED) => Status::Recovered,
+        Some(CLAIM) => match lines.next().map(|l| l.trim().parse::<i32>()) {
+            Some(Ok(code)) if text.ends_with('\n') => Status::Exited(code),
+            _ => Status::Claimed,
+        },
+        _ => Status::Unclaimed,
+    }
+}
+
+fn claim(path: &Path, line: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    writeln!(f, "{line}")
+}
+
+impl Executor for DockerExecutor {
+    fn start(
+        &self,
+        launch: Launch,
+        on_exit: Box<dyn FnOnce(ExitReport) + Send>,
+    ) -> Result<StartedRun, ExecError> {
+        let name = container_name(launch.job, launch.attempt);
+        claim(&launch.status_file, CLAIM).map_err(|source| ExecError::Prepare {
+            path: launch.status_file.clone(),
+            source,
+        })?;
+        let pid = match self.block_on(self.create_and_start(&launch, &name)) {
+            Ok(pid) => pid,
+            Err(e) => {
+                // The attempt ends here; its claim keeps a restarted daemon from running it.
+                let _ = append(&launch.status_file, "125\n");
+                return Err(e);
+            }
+        };
+        let run = RunKey {
+            job: launch.job,
+            attempt: launch.attempt,
+            container: true,
+        };
+        self.watch(
+            name,
+            pid,
+            Some((run, on_exit)),
+            launch.status_file,
+            launch.log_path,
+        );
+        Ok(StartedRun { pid })
+    }
+
+    fn stop(&self, run: RunKey, _pid: u32, signal: StopSignal) -> Result<(), ExecError> {
+        let name = container_name(run.job, run.attempt);
+        let signal = match signal {
+            StopSignal::Terminate => "SIGTERM",
+            StopSignal::Kill => "SIGKILL",
+        };
+        let docker = self.block_on(self.client())?;
+        // Not waited for: the engine thread must not block on a slow engine.
+        self.rt().spawn(async move {
+            let options = KillContainerOptionsBuilder::new().signal(signal).build();
+            match docker.kill_container(&name, Some(options)).await {
+                Ok(()) => {}
+                // Not running (any more) or already gone.
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+                Err(e) => {
+                    tracing::warn!(container = %name, error = %e, "stopping a container failed")
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn probe(&self, run: RunKey, status_file: &Path) -> RunProbe {
+        match read_status(status_file) {
+            Status::Exited(code) => return RunProbe::Exited(code),
+            Status::Recovered => return RunProbe::NeverStarted,
+            Status::Unclaimed => {
+                // Claim it: the container was never created, and now never will be.
+                if claim(status_file, RECOVERED).is_ok() {
+                    return RunProbe::NeverStarted;
+                }
+                return self.probe(run, status_file);
+            }
+            Status::Claimed => {}
+        }
+        let name = container_name(run.job, run.attempt);
+        if let Some(pid) = self.watching.lock().unwrap().get(&name) {
+            return RunProbe::Alive { pid: *pid };
+        }
+        let docker = match self.block_on(self.client()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(container = %name, error = %e, "cannot ask about a container");
+                return RunProbe::Lost;
+            }
+        };
+        let info = self.block_on(docker.inspect_container(&name, None));
+        let state = match info {
+            Ok(info) => info.state.unwrap_or_default(),
+            Err(e) => {
+                // Its exit may have been recorded (and the container removed) meanwhile.
+                if let Status::Exited(code) = read_status(status_file) {
+                    return RunProbe::Exited(code);
+                }
+                if !is_status(&e, 404) {
+                    tracing::warn!(container = %name, error = %e, "cannot ask about a container");
+                }
+                return RunProbe::Lost;
+            }
+        };
+        let log_path = self.log_path_of(run);
+        match state.status {
+            Some(ContainerStateStatusEnum::CREATED) | None => {
+                // Created, never started: it never will be.
+                let _ = self.block_on(remove(&docker, &name));
+                RunProbe::NeverStarted
+            }
+            Some(
+                ContainerStateStatusEnum::RUNNING
+                | ContainerStateStatusEnum::PAUSED
+                | ContainerStateStatusEnum::RESTARTING,
+            ) => {
+                let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+                if let Some(log_path) = log_path {
+                    self.watch(name, pid, None, status_file.to_path_buf(), log_path);
+                }
+                RunProbe::Alive { pid }
+            }
+            Some(_) => {
+                // It ended while no daemon watched: copy the rest of its log, record, remove.
+                let code = match log_path {
+                    Some(log_path) => {
+                        self.block_on(follow_to_end(&docker, &name, status_file, &log_path))
+                    }
+                    None => None,
+                };
+                code.map_or(RunProbe::Lost, RunProbe::Exited)
+            }
+        }
+    }
+}
+
+impl Drop for DockerExecutor {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl DockerExecutor {
+    /// The job log of an attempt, as the daemon laid it out when it started the container (kept
+    /// in the container's environment).
+    fn log_path_of(&self, run: RunKey) -> Option<PathBuf> {
+        let docker = self.block_on(self.client()).ok()?;
+        let info = self
+            .block_on(docker.inspect_container(&container_name(run.job, run.attempt), None))
+            .ok()?;
+        info.config?.labels?.get(LABEL_LOG).map(PathBuf::from)
+    }
+}
+
+/// The job log on the host, so that a restarted daemon can resume copying into it.
+pub const LABEL_LOG: &str = "petri.log";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_split_from_the_text() {
+        let (ts, text) = split_timestamp(b"2026-11-28T18:48:38.121937123Z hello world\n");
+        assert_eq!(ts, "2026-11-28T18:48:38.121937123Z");
+        assert_eq!(text, b"hello world\n");
+        let (ts, text) = split_timestamp(b"no timestamp here");
+        assert_eq!(ts, "");
+        assert_eq!(text, b"no timestamp here");
+        assert_eq!(since_seconds("1970-01-01T00:01:40.5Z"), 100);
+        assert_eq!(since_seconds(""), 0);
+    }
+
+    #[test]
+    fn status_files_say_what_happened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs/x.1");
+        assert!(matches!(read_status(&path), Status::Unclaimed));
+        claim(&path, CLAIM).unwrap();
+        assert!(matches!(read_status(&path), Status::Claimed));
+        assert!(claim(&path, RECOVERED).is_err());
+        append(&path, "3\n").unwrap();
+        assert!(matches!(read_status(&path), Status::Exited(3)));
+    }
+}
