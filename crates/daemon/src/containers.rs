@@ -21,6 +21,9 @@ impl Daemon {
         }
         let roots = self.mount_roots();
         for spec in specs {
+            // The shape first, so that a malformed spec gets the same answer as without Docker.
+            spec.validate()
+                .map_err(|e| DaemonError::Refused(e.into()))?;
             for m in &spec.mounts {
                 check_mount(&m.source, &roots).map_err(DaemonError::Refused)?;
             }

@@ -213,6 +213,10 @@ impl Daemon {
             (None, Some(e)) => e.workspace.clone(),
             (None, None) => self.home().notebooks().join(&req.name),
         };
+        if let Some(w) = &req.workspace {
+            // A given folder is mounted into the container: the same rule as any mount.
+            crate::containers::check_mount(w, &self.mount_roots()).map_err(DaemonError::Refused)?;
+        }
         if req.workspace.is_none() && earlier.is_none() {
             std::fs::create_dir_all(&workspace).map_err(|e| {
                 DaemonError::Io(format!(
@@ -247,22 +251,27 @@ impl Daemon {
                 .or(earlier.as_ref().map(|e| e.idle_timeout))
                 .unwrap_or(defaults.idle_timeout),
         };
+        let mut command = vec![
+            "jupyter".to_string(),
+            "lab".into(),
+            "--ip=0.0.0.0".into(),
+            format!("--port={JUPYTER_PORT}"),
+            "--no-browser".into(),
+            format!("--ServerApp.base_url=/notebooks/{}/", req.name),
+            format!("--ServerApp.root_dir={}", workspace.display()),
+            "--ServerApp.allow_remote_access=True".into(),
+        ];
+        if nix::unistd::getuid().is_root() {
+            // The server runs as the daemon's user, so that the workspace stays the user's.
+            command.push("--allow-root".into());
+        }
         let id = existing
             .as_ref()
             .map(|nb| nb.id.clone())
             .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
         let spec = JobSpec {
             name: Some(format!("notebook:{}", req.name)),
-            command: Some(vec![
-                "jupyter".into(),
-                "lab".into(),
-                "--ip=0.0.0.0".into(),
-                format!("--port={JUPYTER_PORT}"),
-                "--no-browser".into(),
-                format!("--ServerApp.base_url=/notebooks/{}/", req.name),
-                format!("--ServerApp.root_dir={}", workspace.display()),
-                "--ServerApp.allow_remote_access=True".into(),
-            ]),
+            command: Some(command),
             workdir: Some(workspace),
             image: Some(settings.image.clone()),
             mounts: settings.mounts.clone(),

@@ -208,3 +208,42 @@ where
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The image container tests run (built by `scripts/test.sh`), when a Docker engine answers and
+/// has it; `None` (after a loud message) otherwise, which `CI=true` does not accept.
+pub fn docker_image() -> Option<String> {
+    let image = std::env::var("PETRI_TEST_IMAGE").unwrap_or_else(|_| "petri/python:3.11".into());
+    let has = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has {
+        return Some(image);
+    }
+    let why = format!(
+        "no Docker engine answers, or it lacks {image} (scripts/test.sh starts the engine and \
+         builds the image)"
+    );
+    assert!(std::env::var("CI").is_err(), "{why}");
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// The containers Docker has for the Petri home `home` (running or not).
+pub fn containers_of(home: &Path) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=petri.home={}", home.display()),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
