@@ -1,6 +1,7 @@
 //! End to end: the real `petri` binary, as a user runs it: `petri serve` in a temporary home, the
 //! CLI against it, and the daemon killed with SIGKILL while jobs run.
 
+mod containers;
 mod helpers;
 
 use std::collections::HashMap;

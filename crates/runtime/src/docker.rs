@@ -17,7 +17,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -28,7 +27,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use petri_domain::{
     ExecError, Executor, ExitReport, Image, JobId, Launch, RunKey, RunProbe, StartedRun, StopSignal,
 };
@@ -480,65 +479,122 @@ fn log_position_file(log_path: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.logpos"))
 }
 
-/// Copies the container's output into the job log until the container ends, resuming after the
-/// last line copied by an earlier daemon.
+/// Copies the container's output into the job log until the container ends, resuming exactly
+/// after the last line an earlier daemon copied.
+///
+/// Output is copied in batches (whatever the engine has ready). Before a batch is appended, the
+/// position file records where the log stood and where it will stand after the batch (last
+/// timestamp, log length). A restarted daemon that finds the log at least as long as the second
+/// position resumes there; otherwise the batch was cut short, and it goes back to the first.
 async fn copy_logs(docker: Docker, name: String, log_path: PathBuf) -> std::io::Result<()> {
     let position_file = log_position_file(&log_path, &name);
-    let (mut last_ts, resume_len) = fs::read_to_string(&position_file)
-        .ok()
-        .and_then(|s| {
-            let (ts, len) = s.trim().split_once(' ')?;
-            Some((ts.to_string(), len.parse::<u64>().ok()?))
-        })
-        .unwrap_or_default();
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)?;
-    if !last_ts.is_empty() && log.metadata()?.len() > resume_len {
-        // Bytes written after the last recorded position are fetched again.
-        log.set_len(resume_len)?;
-    }
-    let since = since_seconds(&last_ts);
+    let at = match fs::read_to_string(&position_file) {
+        Ok(text) => {
+            let at = resume_point(&text, log.metadata()?.len());
+            // Bytes past the resume point are fetched again.
+            log.set_len(at.len)?;
+            at
+        }
+        // A first start: the log may hold earlier attempts' output.
+        Err(_) => Position {
+            ts: String::new(),
+            len: log.metadata()?.len(),
+        },
+    };
+    let mut at = at;
     let options = LogsOptionsBuilder::new()
         .follow(true)
         .stdout(true)
         .stderr(true)
         .timestamps(true)
-        .since(since)
+        .since(since_seconds(&at.ts))
         .build();
     let mut stream = docker.logs(&name, Some(options));
-    let mut saved = Instant::now();
-    let mut dirty = false;
-    while let Some(item) = stream.next().await {
-        let chunk = match item {
-            Ok(out) => out.into_bytes(),
-            Err(e) => return Err(std::io::Error::other(e.to_string())),
-        };
-        let (ts, text) = split_timestamp(&chunk);
-        // Timestamps have a fixed width, so they compare as text.
-        if !last_ts.is_empty() && ts.as_str() <= last_ts.as_str() {
+    while let Some(first) = stream.next().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match stream.next().now_or_never() {
+                Some(Some(item)) => batch.push(item),
+                _ => break,
+            }
+        }
+        let mut data = Vec::new();
+        let mut ts = at.ts.clone();
+        for item in batch {
+            let chunk = item
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .into_bytes();
+            let (t, text) = split_timestamp(&chunk);
+            // Timestamps have a fixed width, so they compare as text.
+            if !ts.is_empty() && t.as_str() <= ts.as_str() {
+                continue;
+            }
+            data.extend_from_slice(text);
+            ts = t;
+        }
+        if data.is_empty() {
             continue;
         }
-        log.write_all(text)?;
-        last_ts = ts;
-        dirty = true;
-        if saved.elapsed() > Duration::from_millis(500) {
-            save_position(&position_file, &last_ts, log.metadata()?.len());
-            saved = Instant::now();
-            dirty = false;
-        }
-    }
-    if dirty {
-        save_position(&position_file, &last_ts, log.metadata()?.len());
+        let next = Position {
+            ts,
+            len: at.len + data.len() as u64,
+        };
+        save_positions(&position_file, &at, &next)?;
+        log.write_all(&data)?;
+        at = next;
     }
     Ok(())
 }
 
-fn save_position(path: &Path, ts: &str, len: u64) {
+/// Where the copy of a log stands: the last timestamp copied and the log's length after it.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Position {
+    ts: String,
+    len: u64,
+}
+
+fn save_positions(path: &Path, before: &Position, after: &Position) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    if fs::write(&tmp, format!("{ts} {len}\n")).is_ok() {
-        let _ = fs::rename(&tmp, path);
+    fs::write(
+        &tmp,
+        format!(
+            "{} {}\n{} {}\n",
+            or_dash(&before.ts),
+            before.len,
+            after.ts,
+            after.len
+        ),
+    )?;
+    fs::rename(&tmp, path)
+}
+
+fn or_dash(ts: &str) -> &str {
+    if ts.is_empty() { "-" } else { ts }
+}
+
+/// Where to resume, from the position file's two lines and the log's length now.
+fn resume_point(text: &str, log_len: u64) -> Position {
+    let parse = |line: &str| {
+        let (ts, len) = line.trim().split_once(' ')?;
+        let ts = if ts == "-" {
+            String::new()
+        } else {
+            ts.to_string()
+        };
+        Some(Position {
+            ts,
+            len: len.parse().ok()?,
+        })
+    };
+    let mut lines = text.lines();
+    let before = lines.next().and_then(parse).unwrap_or_default();
+    match lines.next().and_then(parse) {
+        Some(after) if log_len >= after.len => after,
+        _ => before,
     }
 }
 
@@ -770,6 +826,24 @@ mod tests {
         assert_eq!(text, b"no timestamp here");
         assert_eq!(since_seconds("1970-01-01T00:01:40.5Z"), 100);
         assert_eq!(since_seconds(""), 0);
+    }
+
+    #[test]
+    fn a_cut_batch_resumes_from_the_position_before_it() {
+        let text = "2026-01-01T00:00:01.000000000Z 10\n2026-01-01T00:00:02.000000000Z 25\n";
+        let after = resume_point(text, 25);
+        assert_eq!(
+            (after.ts.as_str(), after.len),
+            ("2026-01-01T00:00:02.000000000Z", 25)
+        );
+        assert_eq!(resume_point(text, 40).len, 25);
+        let before = resume_point(text, 17);
+        assert_eq!(
+            (before.ts.as_str(), before.len),
+            ("2026-01-01T00:00:01.000000000Z", 10)
+        );
+        let first = resume_point("- 0\n2026-01-01T00:00:02.000000000Z 5\n", 0);
+        assert_eq!(first, Position::default());
     }
 
     #[test]
