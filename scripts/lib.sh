@@ -51,3 +51,37 @@ ensure_toolchain() {
         fi
     fi
 }
+
+# ensure_docker: the Docker engine (Debian's docker.io), started when none answers. Sets
+# STARTED_DOCKERD to the pid of an engine started here.
+STARTED_DOCKERD=""
+ensure_docker() {
+    command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+    command -v docker >/dev/null 2>&1 || apt_install docker.io
+    docker version >/dev/null 2>&1 && return 0
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        say "starting the Docker engine (systemctl start docker)"
+        as_root systemctl start docker || true
+    fi
+    if ! docker version >/dev/null 2>&1; then
+        log="${TMPDIR:-/tmp}/petri-dockerd.log"
+        say "starting the Docker engine (dockerd; its log: $log)"
+        STARTED_DOCKERD=$(as_root sh -c "dockerd >'$log' 2>&1 & echo \$!")
+    fi
+    tries=0
+    until docker version >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 60 ]; then
+            docker version >&2 || true
+            die "the Docker engine does not answer (if it runs, add yourself to the docker group)"
+        fi
+        sleep 0.5
+    done
+}
+
+# ensure_default_image: Petri's default Python + Jupyter image, built from Debian packages and
+# PyPI when missing or when its recipe changed.
+ensure_default_image() {
+    apt_install mmdebstrap python3-venv
+    packaging/images/python/build.sh --if-changed "${1:-petri/python:3.11}" >&2
+}

@@ -20,6 +20,12 @@ if ! cmp -s "$bin" "$dest/petri" 2>/dev/null; then
     say "installed the petri command as $dest/petri"
 fi
 case ":$PATH:" in *":$dest:"*) ;; *) say "add $dest to your PATH to use the petri command" ;; esac
+if [ $# -eq 0 ] || [ "$1" = serve ]; then
+    # Container jobs and notebooks need the engine and the default image (built once, ~1 minute).
+    if ensure_docker; then
+        ensure_default_image || say "the default image did not build; notebooks need it (petri image build)"
+    fi
+fi
 if [ $# -eq 0 ]; then
     say "starting Petri; the token for the web UI is in ${PETRI_HOME:-$HOME/.local/share/petri}/token"
 fi

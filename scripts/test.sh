@@ -14,6 +14,22 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "lint gate: cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+say "the Docker engine and Petri's default image (container and notebook tests)"
+ensure_docker
+stop_engine() {
+    if [ -n "$STARTED_DOCKERD" ]; then
+        say "stopping the Docker engine this script started"
+        as_root kill "$STARTED_DOCKERD" 2>/dev/null || true
+    fi
+}
+trap stop_engine EXIT
+export PETRI_TEST_IMAGE="petri/python:3.11"
+ensure_default_image "$PETRI_TEST_IMAGE"
+# Test homes live here, so that containers left behind by a test can be found afterwards.
+test_tmp="$(dirname "$CARGO_TARGET_DIR")/test-tmp"
+rm -rf "$test_tmp" && mkdir -p "$test_tmp"
+export TMPDIR="$test_tmp"
+
 say "building the fake libnvidia-ml the GPU tests load"
 cargo build --locked -p petri-fake-nvml
 say "tests: unit, API (in-process daemon), end to end (the petri binary)"
@@ -29,5 +45,12 @@ if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis>=4,<5"
 fi
 tests/fuzz/api.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
+
+say "checking that the tests left no container behind"
+left=$(docker ps -a --format '{{.Names}} {{.Label "petri.home"}}' | grep " $test_tmp" || true)
+if [ -n "$left" ]; then
+    printf '%s\n' "$left" >&2
+    die "containers of test homes were left behind"
+fi
 
 say "all tests passed"

@@ -86,7 +86,8 @@ async fn bad_input_gets_a_code_and_changes_nothing() {
         (format!(r#"{{"jobs": [{{"command": ["./missing.sh"], "workdir": "{w}"}}]}}"#), 422, "COMMAND_NOT_FOUND"),
         (r#"{"jobs": [{"command": ["true"], "workdir": "/no/such/folder"}]}"#.into(), 422, "WORKDIR_NOT_FOUND"),
         (r#"{"jobs": [{"command": ["true"], "workdir": "relative/dir"}]}"#.into(), 422, "INVALID_SPEC"),
-        (r#"{"jobs": [{"command": ["true"], "image": "python:3"}]}"#.into(), 422, "CONTAINERS_UNAVAILABLE"),
+        (r#"{"jobs": [{"command": ["true"], "image": "not an image"}]}"#.into(), 422, "INVALID_SPEC"),
+        (r#"{"jobs": [{"command": ["true"], "ports": [8888]}]}"#.into(), 422, "INVALID_SPEC"),
         (r#"{"jobs": [{"command": ["true"], "target": "slurm-prod"}]}"#.into(), 422, "UNKNOWN_TARGET"),
         // A good job beside a bad one: neither is queued.
         (r#"{"jobs": [{"command": ["true"]}, {"command": ["nope-nope"]}]}"#.into(), 422, "COMMAND_NOT_FOUND"),

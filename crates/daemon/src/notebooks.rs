@@ -213,6 +213,12 @@ impl Daemon {
             (None, Some(e)) => e.workspace.clone(),
             (None, None) => self.home().notebooks().join(&req.name),
         };
+        if let Some(w) = req.workspace.as_ref().filter(|w| !w.is_absolute()) {
+            return Err(DaemonError::refused(
+                ErrorCode::InvalidSpec,
+                format!("workspace `{}` must be an absolute path", w.display()),
+            ));
+        }
         if let Some(w) = &req.workspace {
             // A given folder is mounted into the container: the same rule as any mount.
             crate::containers::check_mount(w, &self.mount_roots()).map_err(DaemonError::Refused)?;

@@ -54,6 +54,9 @@ pub enum GpuDevices {
     EnvOnly,
 }
 
+/// Called once when an attempt ends.
+type OnExit = Box<dyn FnOnce(ExitReport) + Send>;
+
 /// Runs attempts as Docker containers.
 pub struct DockerExecutor {
     /// Its own small runtime: the engine thread blocks on Docker calls from any context, and the
@@ -199,7 +202,7 @@ impl DockerExecutor {
                 created: i.created,
             })
             .collect();
-        images.sort_by(|a, b| b.created.cmp(&a.created));
+        images.sort_by_key(|i| std::cmp::Reverse(i.created));
         Ok(images)
     }
 
@@ -386,7 +389,7 @@ impl DockerExecutor {
         &self,
         name: String,
         pid: u32,
-        report: Option<(RunKey, Box<dyn FnOnce(ExitReport) + Send>)>,
+        report: Option<(RunKey, OnExit)>,
         status_file: PathBuf,
         log_path: PathBuf,
     ) {

@@ -63,7 +63,7 @@ async fn build(client: &Client, a: BuildArgs) -> anyhow::Result<()> {
                 bar.println(format!("  {step}"));
                 bar.set_message(step.to_string());
             } else if line.starts_with("error:") {
-                bar.println(line.to_string());
+                bar.println(line);
             }
         }
         if done {
