@@ -134,6 +134,22 @@ fn notebooks_from_the_cli() {
     wait_until("no container left", Duration::from_secs(30), || {
         containers_of(home).is_empty()
     });
+    // The default image's build runs as a job; with the recipe unchanged it keeps the image.
+    let built = petri(home, &["image", "build"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let build_job = server
+        .client_jobs(&["--all"])
+        .into_iter()
+        .find(|j| j.name.starts_with("image-build:"))
+        .expect("the build is a job");
+    let log =
+        String::from_utf8_lossy(&petri(home, &["logs", &build_job.number.to_string()]).stdout)
+            .to_string();
+    assert!(log.contains("is up to date"), "{log}");
     // The images the engine has.
     let images: serde_json::Value = parse(&petri(home, &["image", "ls", "--json"]));
     assert!(
