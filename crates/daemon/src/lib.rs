@@ -6,6 +6,7 @@ mod containers;
 mod engine;
 mod error;
 mod home;
+mod keys;
 mod metrics;
 mod notebooks;
 mod service;

@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -25,9 +24,9 @@ use petri_domain::{
 };
 use petri_store::StoredNotebook;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::error::DaemonError;
+use crate::keys::{NotebookKeys, hex};
 use crate::service::Daemon;
 
 /// The port Jupyter listens on inside its container.
@@ -36,52 +35,6 @@ pub const JUPYTER_PORT: u16 = 8888;
 const LINK_LIFETIME: Duration = Duration::from_secs(60);
 /// A browser session for notebooks lasts this long.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-
-/// Derives each notebook's Jupyter token from a secret key kept in the home (mode 0600).
-pub(crate) struct NotebookKeys {
-    key: [u8; 32],
-}
-
-impl NotebookKeys {
-    pub(crate) fn load(path: &Path) -> std::io::Result<NotebookKeys> {
-        let mut key = [0u8; 32];
-        match std::fs::read(path) {
-            Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
-            _ => {
-                rand::fill(&mut key);
-                write_private(path, &key)?;
-            }
-        }
-        Ok(NotebookKeys { key })
-    }
-
-    /// The Jupyter token of notebook `id`.
-    pub(crate) fn token(&self, id: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
-        mac.update(b"petri-notebook:");
-        mac.update(id.as_bytes());
-        hex(&mac.finalize().into_bytes())
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn random_hex() -> String {
     let mut b = [0u8; 24];
@@ -690,22 +643,6 @@ fn parse_time_ms(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_differ_per_notebook_and_are_stable() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = NotebookKeys::load(&dir.path().join("key")).unwrap();
-        let again = NotebookKeys::load(&dir.path().join("key")).unwrap();
-        assert_eq!(keys.token("a"), again.token("a"));
-        assert_ne!(keys.token("a"), keys.token("b"));
-        assert_eq!(keys.token("a").len(), 64);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
 
     #[test]
     fn names_and_times() {

@@ -131,7 +131,7 @@ impl Daemon {
             docker: docker.clone(),
         });
         let keys = Arc::new(
-            crate::notebooks::NotebookKeys::load(&home.notebook_key())
+            crate::keys::NotebookKeys::load(&home.notebook_key())
                 .map_err(|e| DaemonError::Io(format!("the notebook key: {e}")))?,
         );
         let notebook_store = Store::open(&home.db())?;

@@ -170,7 +170,7 @@ struct State {
     home: Home,
     exec: Arc<dyn Executor>,
     /// Notebook servers get their Jupyter token at launch (it is never stored).
-    notebook_keys: Arc<crate::notebooks::NotebookKeys>,
+    notebook_keys: Arc<crate::keys::NotebookKeys>,
     self_tx: Sender<Command>,
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
@@ -247,7 +247,7 @@ impl Engine {
         store: Store,
         home: Home,
         exec: Arc<dyn Executor>,
-        notebook_keys: Arc<crate::notebooks::NotebookKeys>,
+        notebook_keys: Arc<crate::keys::NotebookKeys>,
         rx: Receiver<Command>,
         self_tx: Sender<Command>,
         events: broadcast::Sender<Event>,
