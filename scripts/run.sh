@@ -22,8 +22,11 @@ fi
 case ":$PATH:" in *":$dest:"*) ;; *) say "add $dest to your PATH to use the petri command" ;; esac
 if [ $# -eq 0 ] || [ "$1" = serve ]; then
     # Container jobs and notebooks need the engine and the default image (built once, ~1 minute).
-    if ensure_docker; then
-        ensure_default_image || say "the default image did not build; notebooks need it (petri image build)"
+    # Petri runs without them too: a failure here is said, not fatal.
+    if (ensure_docker); then
+        (ensure_default_image) || say "the default image did not build; notebooks need it (petri image build)"
+    else
+        say "no Docker engine: container jobs and notebooks are unavailable until one runs"
     fi
 fi
 if [ $# -eq 0 ]; then
