@@ -18,7 +18,12 @@ image=petri/python:3.11
 home=$(mktemp -d)
 "$bin" --home "$home" serve --listen 127.0.0.1:0 2>"$home/daemon.log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$home"' EXIT
+cleanup() {
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    docker ps -aq --filter "label=petri.home=$home" | xargs -r docker rm -f >/dev/null
+    rm -rf "$home"
+}
+trap cleanup EXIT
 for _ in $(seq 200); do [ -s "$home/daemon.addr" ] && break; sleep 0.05; done
 
 now() { date +%s.%N; }
@@ -29,7 +34,10 @@ petri_round() {
     PETRI_HOME=$home "$bin" notebook start "bench$1" --json >/dev/null
     t1=$(now)
     PETRI_HOME=$home "$bin" notebook stop "bench$1" >/dev/null
-    PETRI_HOME=$home "$bin" notebook ls --json | grep -q '"stopping"' && sleep 2
+    # Stopped for good (and its container removed) before the next round or the end.
+    while PETRI_HOME=$home "$bin" notebook ls --json | grep -q '"state": "\(stopping\|running\|starting\)"'; do
+        sleep 0.2
+    done
     elapsed "$t0" "$t1"
 }
 
