@@ -119,6 +119,32 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
         .expect("the notebook holds its slice");
     assert_eq!(holder.reserved, 4 * GIB);
 
+    // GPU memory used by a process of the notebook's container is the notebook's, not foreign.
+    let container = format!("petri-{}-1", nb.job.unwrap());
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Pid}}", &container])
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let index = nb.gpu_indices[0] as usize;
+    let mut with_process = gpus.clone();
+    with_process["gpus"][index]["processes"] =
+        serde_json::json!([{"pid": pid, "used_memory": GIB}]);
+    std::fs::write(&config, with_process.to_string()).unwrap();
+    wait_until(
+        "the notebook's GPU process to be attributed to it",
+        || async {
+            f.client.gpus().await.is_ok_and(|r| {
+                r.gpus[index]
+                    .holders
+                    .iter()
+                    .any(|h| h.kind == "notebook" && h.used == GIB && h.pids == vec![pid])
+            })
+        },
+    )
+    .await;
+    std::fs::write(&config, gpus.to_string()).unwrap();
+
     // A second start of a running notebook is refused.
     let again = f.client.notebook_start(&req).await.unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::NotebookNameTaken));
