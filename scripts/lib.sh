@@ -85,3 +85,16 @@ ensure_default_image() {
     apt_install mmdebstrap python3-venv
     packaging/images/python/build.sh --if-changed "${1:-petri/python:3.11}" >&2
 }
+
+# ensure_ui: the web UI built into ui/dist (Node and npm from Debian when missing; packages from
+# the npm registry, pinned by ui/package-lock.json). The Rust build embeds the result.
+ensure_ui() {
+    command -v node >/dev/null 2>&1 || apt_install nodejs
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+        say "installing the web UI's packages (npm ci)"
+        (cd ui && npm ci --no-audit --no-fund --loglevel=error >&2)
+    fi
+    say "building the web UI (TypeScript check, Vite)"
+    (cd ui && npm run --silent build >&2)
+}

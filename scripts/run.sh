@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_toolchain
+ensure_ui
 say "building petri (release; the first build takes a few minutes)"
 cargo build --release --locked -p petri
 bin="$CARGO_TARGET_DIR/release/petri"

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 ensure_toolchain
 say "build cache: $CARGO_TARGET_DIR"
+ensure_ui
 
 say "lint gate: cargo fmt --check"
 cargo fmt --all -- --check
@@ -34,6 +35,14 @@ say "building the fake libnvidia-ml the GPU tests load"
 cargo build --locked -p petri-fake-nvml
 say "tests: unit, API (in-process daemon), end to end (the petri binary)"
 cargo test --workspace --locked
+
+say "web UI unit tests (Vitest)"
+(cd ui && npm run --silent test >&2)
+
+say "web UI end to end in Chromium (playwright-core; screenshots in ui/e2e/out)"
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+CHROMIUM="$(command -v chromium)" node ui/e2e/run.mjs --petri "$CARGO_TARGET_DIR/debug/petri" \
+    --nvml "$CARGO_TARGET_DIR/debug/libnvidia_ml.so" --image "$PETRI_TEST_IMAGE" --out ui/e2e/out
 
 say "API fuzzing (schemathesis, from the daemon's own OpenAPI document)"
 venv="$(dirname "$CARGO_TARGET_DIR")/venv"

@@ -22,6 +22,12 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 
+/// The OpenAPI document the daemon serves at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    openapi::ApiDoc::openapi()
+}
+
 /// Shared by every handler.
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -50,6 +56,7 @@ pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
         .route("/jobs/{id}/log/stream", get(events::follow_log))
         .route("/events", get(events::stream))
         .route("/status", get(system::status))
+        .route("/settings", get(system::settings))
         .route("/gpus", get(system::gpus))
         .route("/gpus/history", get(system::gpu_history))
         .route("/images", get(notebooks::images))

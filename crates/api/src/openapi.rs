@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         crate::system::status,
         crate::system::gpus,
         crate::system::gpu_history,
+        crate::system::settings,
         crate::notebooks::start,
         crate::notebooks::list,
         crate::notebooks::show,

@@ -8,7 +8,8 @@ use petri_domain::ErrorCode;
 use crate::AppState;
 use crate::error::ApiError;
 
-pub(crate) const UI_PAGE: &str = include_str!("../../../ui/index.html");
+/// The web UI, one self-contained page (see `build.rs`).
+pub(crate) const UI_PAGE: &str = include_str!(concat!(env!("OUT_DIR"), "/ui.html"));
 
 /// Liveness; the only route without a token.
 pub(crate) async fn healthz() -> &'static str {
@@ -49,6 +50,24 @@ pub(crate) async fn gpu_history(
     State(s): State<AppState>,
 ) -> Result<Json<petri_domain::GpuHistory>, ApiError> {
     Ok(Json(s.daemon.gpu_history().await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/settings", tag = "system",
+    responses((status = 200, description = "the daemon's settings in effect (petri.toml's shape): gpu, docker, notebooks, capacity, queues, kill_grace", body = Object),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
+pub(crate) async fn settings(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let all = s.daemon.settings();
+    Json(serde_json::json!({
+        "gpu": all.gpu,
+        "docker": all.docker,
+        "notebooks": all.notebooks,
+        "capacity": s.daemon.status().await.ok().map(|st| serde_json::json!({
+            "cpus": st.capacity_cpus,
+            "memory": st.capacity_memory,
+        })),
+        "queues": all.queues,
+        "kill_grace": all.kill_grace,
+    }))
 }
 
 pub(crate) async fn ui() -> Html<&'static str> {

@@ -288,7 +288,39 @@ impl Daemon {
             live.insert(req.name.clone(), Live::default());
         }
         self.announce_notebook(&req.name, NotebookState::Queued, None);
+        if let Some(job) = job {
+            self.watch_readiness(req.name.clone(), job);
+        }
         self.notebook(&req.name).await
+    }
+
+    /// Asks a starting notebook's Jupyter whether it answers until it does (or its job ends), so
+    /// that "running" is announced without anyone looking.
+    fn watch_readiness(&self, name: String, job: JobId) {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let began = Instant::now();
+            while began.elapsed() < Duration::from_secs(30 * 60) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Ok(j) = daemon.get(&job.to_string()).await else {
+                    return;
+                };
+                match j.state {
+                    JobState::Queued | JobState::Held => continue,
+                    JobState::Running => {}
+                    _ => return,
+                }
+                let Ok(nb) = daemon.stored_notebook(&name).await else {
+                    return;
+                };
+                if nb.job != Some(job) {
+                    return;
+                }
+                if daemon.probe_notebook(&nb, j.id, j.attempts).await {
+                    return;
+                }
+            }
+        });
     }
 
     fn announce_notebook(&self, name: &str, state: NotebookState, reason: Option<String>) {

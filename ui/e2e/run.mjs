@@ -1,0 +1,256 @@
+// End to end in a real browser: Debian's Chromium driven by playwright-core, against a real
+// `petri serve` (with the project's fake NVML describing two GPUs, and the real Docker engine for
+// notebooks). Takes a screenshot of every view into e2e/out/.
+//
+// Usage: node e2e/run.mjs --petri PATH --nvml PATH [--image IMG] [--out DIR]
+// Chromium: $CHROMIUM, else /usr/bin/chromium.
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const petri = args.petri;
+const nvml = args.nvml;
+const image = args.image ?? "petri/python:3.11";
+const out = path.resolve(args.out ?? "e2e/out");
+if (!petri || !nvml) {
+  console.error("usage: node e2e/run.mjs --petri PATH --nvml PATH [--image IMG] [--out DIR]");
+  process.exit(2);
+}
+fs.mkdirSync(out, { recursive: true });
+
+const GIB = 2 ** 30;
+const home = fs.mkdtempSync(path.join(os.tmpdir(), "petri-ui-"));
+const work = path.join(home, "work");
+fs.mkdirSync(work);
+const gpusFile = path.join(home, "gpus.json");
+fs.writeFileSync(
+  gpusFile,
+  JSON.stringify({
+    gpus: [
+      { name: "Fake H100 16G", uuid: "GPU-ui-0", memory_total: 16 * GIB, utilization: 37, processes: [{ pid: 999999, used_memory: 2 * GIB }] },
+      { name: "Fake H100 16G", uuid: "GPU-ui-1", memory_total: 16 * GIB },
+    ],
+  }),
+);
+fs.writeFileSync(
+  path.join(home, "petri.toml"),
+  `kill_grace = "2s"\n[gpu]\nsample_every = "500ms"\n[notebooks]\nimage = "${image}"\n`,
+);
+
+const port = await new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, "127.0.0.1", () => {
+    const p = s.address().port;
+    s.close(() => resolve(p));
+  });
+});
+const base = `http://127.0.0.1:${port}`;
+let daemon;
+function startDaemon() {
+  daemon = spawn(petri, ["serve", "--listen", `127.0.0.1:${port}`], {
+    env: { ...process.env, PETRI_HOME: home, PETRI_NVML_PATH: nvml, PETRI_FAKE_NVML: gpusFile },
+    stdio: ["ignore", "ignore", fs.openSync(path.join(home, "daemon.log"), "a")],
+  });
+}
+async function waitFor(what, cond, ms = 60000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await cond()) return;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+async function api(method, p, body) {
+  const resp = await fetch(base + p, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await resp.text();
+  if (!resp.ok) throw new Error(`${method} ${p}: ${resp.status} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+startDaemon();
+await waitFor("the daemon", async () => (await fetch(`${base}/healthz`)).ok);
+const token = fs.readFileSync(path.join(home, "token"), "utf8").trim();
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1360, height: 860 } });
+const page = await context.newPage();
+const problems = [];
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("console", (m) => {
+  // Refusals (401, 422) are part of the steps; a server error, or any other error, is not. While
+  // the daemon is away failed requests are expected.
+  if (m.type() !== "error" || expectingOutage) return;
+  if (/Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) return;
+  problems.push(`console: ${m.text()}`);
+});
+let expectingOutage = false;
+const shot = (name) => page.screenshot({ path: path.join(out, `${name}.png`), fullPage: false });
+let failed = false;
+async function step(name, f) {
+  const t0 = Date.now();
+  try {
+    await f();
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed = true;
+    console.log(`FAIL ${name}: ${e.message}`);
+    await shot(`failed-${name.replace(/\W+/g, "-")}`).catch(() => {});
+  }
+}
+const expectText = async (locator, text, timeout = 30000) => {
+  await locator.filter({ hasText: text }).first().waitFor({ timeout });
+};
+
+try {
+  await step("a wrong token gets the sign-in page with a clear error", async () => {
+    await page.goto(base + "/");
+    await page.locator("input[name=token]").waitFor();
+    await shot("sign-in");
+    await page.fill("input[name=token]", "not-the-token");
+    await page.click("button[type=submit]");
+    await expectText(page.locator(".error-note"), "UNAUTHORIZED");
+  });
+
+  await step("sign in with the token and see the dashboard", async () => {
+    await page.fill("input[name=token]", token);
+    await page.click("button[type=submit]");
+    await page.locator("h1", { hasText: "Dashboard" }).waitFor();
+    await expectText(page.locator(".gpu-mini"), "GPU 0");
+  });
+
+  await step("a job submitted from the form streams its log and succeeds", async () => {
+    await page.click("text=Jobs");
+    await page.locator("h1", { hasText: "Jobs" }).waitFor();
+    await page.keyboard.press("n");
+    await page.locator("h1", { hasText: "New job" }).waitFor();
+    await page.fill("input[name=command]", `sh -c 'for i in 1 2 3; do echo step $i; sleep 0.4; done'`);
+    await page.fill("input[name=name]", "from-the-form");
+    await page.fill("input[name=workdir]", work);
+    await page.click("button[type=submit]");
+    await expectText(page.locator("[data-testid=log]"), "step 1");
+    await expectText(page.locator("[data-testid=log]"), "step 3");
+    await page.locator("h1 [data-state=succeeded]").waitFor({ timeout: 30000 });
+    await shot("job-detail");
+  });
+
+  await step("bad fields are marked where they are", async () => {
+    await page.goto(base + "/#/jobs/new");
+    await page.fill("input[name=command]", "true");
+    await page.fill("input[name=cpus]", "-1");
+    await page.click("button[type=submit]");
+    await expectText(page.locator(".field.has-error"), "above 0");
+    // The daemon's own refusal, on its field.
+    await page.fill("input[name=cpus]", "");
+    await page.fill("input[name=queue]", "not a queue!");
+    await page.click("button[type=submit]");
+    await expectText(page.locator(".field.has-error .field-error"), "not a queue name");
+    await shot("submit-form-error");
+  });
+
+  await step("a failed job shows its reason", async () => {
+    const [job] = (await api("POST", "/api/v1/jobs", { jobs: [{ name: "breaks", run: "echo oops >&2; exit 3", workdir: work }] })).jobs;
+    await page.goto(`${base}/#/jobs/${job.number}`);
+    await expectText(page.locator("[data-testid=reason]"), "exited with code 3");
+    await expectText(page.locator("[data-testid=log]"), "oops");
+    await page.goto(`${base}/#/jobs`);
+    await expectText(page.locator("[data-testid=jobs-table]"), "breaks");
+    await shot("jobs");
+  });
+
+  await step("the GPU view shows reservations and holders", async () => {
+    await api("POST", "/api/v1/jobs", {
+      jobs: [
+        { name: "train-a", run: "sleep 600", workdir: work, resources: { cpus: 0.25, gpu_memory: "6GiB" } },
+        { name: "train-b", run: "sleep 600", workdir: work, resources: { cpus: 0.25, gpu_memory: "5GiB" } },
+      ],
+    });
+    await page.goto(`${base}/#/gpus`);
+    await expectText(page.locator("[data-testid=gpu-0], [data-testid=gpu-1]"), "train-a");
+    await expectText(page.locator("[data-testid=gpu-0], [data-testid=gpu-1]"), "train-b");
+    await expectText(page.locator("[data-testid=gpu-0]"), "not Petri's");
+    await page.waitForTimeout(1500); // a few samples for the charts
+    await shot("gpus");
+    await page.goto(`${base}/#/`);
+    await expectText(page.locator(".gpu-mini"), "reserved");
+    await shot("dashboard");
+  });
+
+  await step("a notebook starts and its JupyterLab shows through the proxy", async () => {
+    await page.goto(`${base}/#/notebooks`);
+    await page.fill("input[name=notebook-name]", "scratch");
+    await page.click("form.inline button[type=submit]");
+    await expectText(page.locator("[data-testid=notebooks-table]"), "running", 120000);
+    await page.click("[data-testid=notebooks-table] button:has-text('Open')");
+    await waitFor("JupyterLab in the frame", async () => {
+      const f = page.frames().find((x) => x.url().includes("/notebooks/scratch/"));
+      return f && (await f.title()).includes("JupyterLab");
+    });
+    await page.waitForTimeout(3000); // let JupyterLab draw
+    await shot("notebooks");
+  });
+
+  await step("settings, and the dark theme", async () => {
+    await page.goto(`${base}/#/settings`);
+    await expectText(page.locator(".card"), "GPU policy");
+    await expectText(page.locator("table"), image);
+    await shot("settings");
+    await page.keyboard.press("t");
+    await page.goto(`${base}/#/`);
+    await page.waitForTimeout(300);
+    await shot("dashboard-dark");
+    await page.keyboard.press("t");
+  });
+
+  await step("a lost daemon is shown and recovered from", async () => {
+    expectingOutage = true;
+    daemon.kill("SIGKILL");
+    await page.locator("[data-testid=disconnected]").waitFor({ timeout: 30000 });
+    await shot("disconnected");
+    startDaemon();
+    await page.locator("[data-testid=disconnected]").waitFor({ state: "detached", timeout: 60000 });
+    expectingOutage = false;
+  });
+
+  await step("no page error, no console error", async () => {
+    if (problems.length) throw new Error(problems.join("\n"));
+  });
+} finally {
+  await browser.close();
+  try {
+    for (const nb of await api("GET", "/api/v1/notebooks")) {
+      if (nb.state !== "stopped") await api("POST", `/api/v1/notebooks/${nb.name}/stop`);
+    }
+    for (const j of await api("GET", "/api/v1/jobs")) await api("POST", `/api/v1/jobs/${j.id}/cancel`).catch(() => {});
+    await waitFor("everything to stop", async () => (await api("GET", "/api/v1/jobs")).length === 0, 60000);
+  } catch (e) {
+    console.log(`cleanup: ${e.message}`);
+  }
+  daemon.kill("SIGTERM");
+  await new Promise((r) => daemon.once("exit", r));
+  try {
+    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=petri.home=${home}`]).toString().trim();
+    if (ids) execFileSync("docker", ["rm", "-f", ...ids.split(/\s+/)], { stdio: "ignore" });
+  } catch {
+    /* no engine: nothing to clean */
+  }
+  fs.rmSync(home, { recursive: true, force: true });
+}
+console.log(failed ? "UI end to end: FAILED" : `UI end to end: passed; screenshots in ${out}`);
+process.exit(failed ? 1 : 0);

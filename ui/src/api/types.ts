@@ -1,0 +1,22 @@
+// Names for the shapes of the daemon's API, generated from its OpenAPI document (`npm run gen`
+// regenerates schema.d.ts from ui/openapi.json; a Rust test keeps that file equal to the document
+// the daemon serves).
+import type { components } from "./schema";
+
+type S = components["schemas"];
+export type Job = S["Job"];
+export type JobSpec = S["JobSpec"];
+export type JobState = S["JobState"];
+export type JobChange = S["JobChange"];
+export type Event = S["Event"];
+export type ErrorBody = S["ErrorBody"];
+export type ErrorCode = S["ErrorCode"];
+export type GpuReport = S["GpuReport"];
+export type GpuView = S["GpuView"];
+export type GpuHolder = S["GpuHolder"];
+export type GpuHistory = S["GpuHistory"];
+export type Status = S["Status"];
+export type Notebook = S["Notebook"];
+export type NotebookRequest = S["NotebookRequest"];
+export type NotebookLink = S["NotebookLink"];
+export type Image = S["Image"];

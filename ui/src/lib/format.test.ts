@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { bytes, duration, isFinal, jobTime, stateTone } from "./format";
+
+describe("format", () => {
+  it("bytes in binary units", () => {
+    expect(bytes(0)).toBe("0 B");
+    expect(bytes(1536)).toBe("1.5 KiB");
+    expect(bytes(16 * 2 ** 30)).toBe("16 GiB");
+    expect(bytes(null)).toBe("–");
+  });
+  it("durations read short", () => {
+    expect(duration(3_400)).toBe("3s");
+    expect(duration(250_000)).toBe("4m 10s");
+    expect(duration(7_500_000)).toBe("2h 5m");
+    expect(duration(-5)).toBe("0s");
+  });
+  it("states have tones and ends", () => {
+    expect(stateTone("failed")).toBe("bad");
+    expect(stateTone("running")).toBe("busy");
+    expect(isFinal("cancelled")).toBe(true);
+    expect(isFinal("held")).toBe(false);
+  });
+  it("job time counts the run, or the wait", () => {
+    expect(jobTime({ submitted_at_ms: 0, started_at_ms: 1000, finished_at_ms: 4000 })).toBe("3s");
+    expect(jobTime({ submitted_at_ms: 0 }, 61_000)).toBe("1m 1s");
+  });
+});

@@ -1,0 +1,133 @@
+import { useEffect, useRef, useState } from "react";
+import { Link, useNavigate, useParams } from "react-router-dom";
+import type { Job } from "../api/types";
+import { useLive } from "../live";
+import { ErrorNote, StateBadge } from "../components/ui";
+import { ago, bytes, isFinal, jobTime } from "../lib/format";
+import { follow } from "../lib/sse";
+
+export function JobDetail() {
+  const { id = "" } = useParams();
+  const { api, tick } = useLive();
+  const [job, setJob] = useState<Job>();
+  const [error, setError] = useState<unknown>();
+  const [log, setLog] = useState("");
+  const [ended, setEnded] = useState(false);
+  const pre = useRef<HTMLPreElement>(null);
+  const navigate = useNavigate();
+
+  useEffect(() => {
+    api.job(id).then(setJob, setError);
+  }, [api, id, tick]);
+
+  // The log, live: the daemon streams it until the job has finished.
+  useEffect(() => {
+    setLog("");
+    setEnded(false);
+    const abort = new AbortController();
+    void follow(
+      `${api.base}/api/v1/jobs/${encodeURIComponent(id)}/log/stream`,
+      api.headers(),
+      (m) => {
+        if (m.event === "log") setLog((l) => l + (JSON.parse(m.data) as { text: string }).text);
+        if (m.event === "end") {
+          setEnded(true);
+          abort.abort();
+        }
+      },
+      () => {},
+      abort.signal,
+    );
+    return () => abort.abort();
+  }, [api, id]);
+
+  useEffect(() => {
+    const el = pre.current;
+    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 80) el.scrollTop = el.scrollHeight;
+  }, [log]);
+
+  const act = async (verb: "cancel" | "hold" | "release") => {
+    setError(undefined);
+    try {
+      setJob(await api.act(id, verb));
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const resubmit = async () => {
+    if (!job) return;
+    setError(undefined);
+    try {
+      const spec = { ...job.spec, hold: false };
+      const [created] = await api.submit([spec]);
+      navigate(`/jobs/${created.number}`);
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  if (!job) return <div className="page">{error ? <ErrorNote error={error} /> : <p className="muted">Loading…</p>}</div>;
+  const r = job.spec.resources ?? {};
+  return (
+    <div className="page">
+      <div className="row between">
+        <h1>
+          <Link to="/jobs" className="muted">Jobs</Link> / #{job.number} {job.name} <StateBadge state={job.state} />
+        </h1>
+        <div className="actions">
+          {(job.state === "queued" || job.state === "running" || job.state === "held") && (
+            <button onClick={() => act("cancel")} className="danger">Cancel</button>
+          )}
+          {job.state === "queued" && <button onClick={() => act("hold")}>Hold</button>}
+          {job.state === "held" && <button onClick={() => act("release")}>Release</button>}
+          {isFinal(job.state) && <button onClick={resubmit}>Resubmit</button>}
+        </div>
+      </div>
+      <ErrorNote error={error} onDismiss={() => setError(undefined)} />
+      {job.pending && (
+        <div className="pending" data-testid="pending">
+          Waiting: {job.pending.message}
+          {job.pending.position != null && <> · number {job.pending.position} in line</>}
+        </div>
+      )}
+      {job.reason && (
+        <div className={`reason-box tone-${job.state === "succeeded" ? "ok" : "bad"}`} data-testid="reason">
+          {job.reason}
+        </div>
+      )}
+      <dl className="facts">
+        <dt>Command</dt>
+        <dd><code>{job.spec.command ? job.spec.command.join(" ") : job.spec.run}</code></dd>
+        {job.spec.image && (<><dt>Image</dt><dd>{job.spec.image}</dd></>)}
+        <dt>Resources</dt>
+        <dd>
+          {r.cpus ?? 1} cpu{r.memory ? ` · ${r.memory}` : ""}
+          {r.gpus ? ` · ${r.gpus} GPU` : ""}{r.gpu_memory ? ` · ${r.gpu_memory} of a GPU` : ""}{r.mig ? ` · MIG ${r.mig}` : ""}
+        </dd>
+        <dt>Queue · priority</dt>
+        <dd>{job.queue} · {job.priority}</dd>
+        <dt>Submitted</dt>
+        <dd>{ago(job.submitted_at_ms)}</dd>
+        <dt>Time</dt>
+        <dd>{jobTime(job)}</dd>
+        {job.exit_code != null && (<><dt>Exit code</dt><dd>{job.exit_code}</dd></>)}
+        <dt>Attempts</dt>
+        <dd>
+          {(job.runs ?? []).map((run) => (
+            <span key={run.attempt} className="tag">
+              {run.attempt}: {run.outcome}{run.exit_code != null ? ` (${run.exit_code})` : ""}
+            </span>
+          ))}
+          {(job.runs ?? []).length === 0 && "none yet"}
+        </dd>
+        <dt>Id</dt>
+        <dd className="muted">{job.id}</dd>
+      </dl>
+      <h2>
+        Log {!ended && !isFinal(job.state) && <span className="live-dot" title="streaming" />}
+        <span className="muted small"> {bytes(log.length)}</span>
+      </h2>
+      <pre className="log" ref={pre} data-testid="log">{log || (isFinal(job.state) ? "(no output)" : "")}</pre>
+    </div>
+  );
+}

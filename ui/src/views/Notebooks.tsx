@@ -1,0 +1,123 @@
+import { useState } from "react";
+import type { Notebook, NotebookRequest } from "../api/types";
+import { ApiError } from "../api/client";
+import { useLive } from "../live";
+import { Empty, ErrorNote, Field, StateBadge } from "../components/ui";
+import { duration } from "../lib/format";
+
+const TONE: Record<string, string> = { running: "ok", starting: "busy", queued: "idle", stopping: "busy", stopped: "muted" };
+
+export function Notebooks() {
+  const { api, notebooks, refresh } = useLive();
+  const [name, setName] = useState("");
+  const [image, setImage] = useState("");
+  const [gpuMem, setGpuMem] = useState("");
+  const [idle, setIdle] = useState("");
+  const [error, setError] = useState<unknown>();
+  const [fieldError, setFieldError] = useState<string>();
+  const [open, setOpen] = useState<{ name: string; url: string }>();
+
+  const start = async (req: NotebookRequest) => {
+    setError(undefined);
+    setFieldError(undefined);
+    try {
+      await api.startNotebook(req);
+      refresh();
+    } catch (e) {
+      if (e instanceof ApiError && (e.code === "INVALID_SPEC" || e.code === "NOTEBOOK_NAME_TAKEN")) setFieldError(e.message);
+      else setError(e);
+    }
+  };
+  const act = async (f: () => Promise<unknown>) => {
+    setError(undefined);
+    try {
+      await f();
+      refresh();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const openIt = async (nb: Notebook) => {
+    setError(undefined);
+    try {
+      const link = await api.openNotebook(nb.name);
+      setOpen({ name: nb.name, url: link.url });
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  return (
+    <div className="page">
+      <h1>Notebooks</h1>
+      <ErrorNote error={error} onDismiss={() => setError(undefined)} />
+      <form
+        className="form inline"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void start({
+            name: name.trim(),
+            ...(image.trim() ? { image: image.trim() } : {}),
+            ...(gpuMem.trim() ? { gpu_memory: gpuMem.trim() } : {}),
+            ...(idle.trim() ? { idle_timeout: idle.trim() } : {}),
+          });
+        }}
+      >
+        <Field label="Name" error={fieldError}>
+          <input name="notebook-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="mnist" />
+        </Field>
+        <Field label="Image"><input value={image} onChange={(e) => setImage(e.target.value)} placeholder="petri/python:3.11" /></Field>
+        <Field label="GPU memory"><input value={gpuMem} onChange={(e) => setGpuMem(e.target.value)} placeholder="none" /></Field>
+        <Field label="Stop when idle for"><input value={idle} onChange={(e) => setIdle(e.target.value)} placeholder="1h" /></Field>
+        <button className="primary" type="submit">Start</button>
+      </form>
+      {notebooks.length === 0 ? (
+        <Empty title="No notebooks">
+          Start one above, or with <code>petri notebook start NAME --gpu-mem 4GiB</code>. It runs JupyterLab in a
+          container, reached through Petri: no port, no Jupyter token.
+        </Empty>
+      ) : (
+        <table className="table" data-testid="notebooks-table">
+          <thead>
+            <tr><th>Name</th><th>State</th><th>Image</th><th>GPU</th><th>Idle</th><th>Workspace</th><th /></tr>
+          </thead>
+          <tbody>
+            {notebooks.map((nb) => (
+              <tr key={nb.id}>
+                <td>{nb.name}</td>
+                <td>
+                  <StateBadge state={nb.state} tone={TONE[nb.state]} />
+                  {nb.state === "stopped" && nb.reason && <div className="reason small">{nb.reason}</div>}
+                </td>
+                <td>{nb.image}</td>
+                <td>{nb.gpus ? `${nb.gpus} GPU` : nb.gpu_memory ?? ""}{nb.gpu_indices?.length ? ` (GPU ${nb.gpu_indices.join(", ")})` : ""}</td>
+                <td className="muted">
+                  {nb.last_activity_ms != null ? `${duration(Date.now() - nb.last_activity_ms)} of ${nb.idle_timeout}` : nb.state === "stopped" ? "" : `stops after ${nb.idle_timeout}`}
+                </td>
+                <td className="muted small">{nb.workspace}</td>
+                <td className="actions">
+                  {nb.state === "running" && <button onClick={() => openIt(nb)}>Open</button>}
+                  {nb.state !== "stopped" && <button onClick={() => act(() => api.stopNotebook(nb.name))}>Stop</button>}
+                  {nb.state === "stopped" && <button onClick={() => start({ name: nb.name })}>Resume</button>}
+                  {nb.state === "stopped" && <button className="danger" onClick={() => act(() => api.removeNotebook(nb.name))}>Remove</button>}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {open && (
+        <section className="embed">
+          <div className="row between">
+            <h2>{open.name}</h2>
+            <span>
+              <a href={open.url.split("?")[0]} target="_blank" rel="noreferrer">open in a new tab</a>{" "}
+              <button className="link" onClick={() => setOpen(undefined)}>close</button>
+            </span>
+          </div>
+          <iframe title={`notebook ${open.name}`} src={open.url} data-testid="notebook-frame" />
+        </section>
+      )}
+    </div>
+  );
+}
