@@ -1,5 +1,9 @@
-//! The single `petri` binary: `petri serve` (and, on a build without the desktop window, plain
-//! `petri`) runs the daemon; every other verb is the CLI.
+//! The single `petri` binary: plain `petri` opens the desktop window (feature `desktop`, when
+//! there is a display; otherwise it runs headless like `petri serve`), `petri serve` runs the
+//! daemon, every other verb is the CLI.
+
+#[cfg(feature = "desktop")]
+mod desktop;
 
 use std::process::ExitCode;
 
@@ -9,7 +13,7 @@ use petri_cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        None => serve(&cli, None),
+        None => open(&cli),
         Some(Command::Serve(args)) => serve(&cli, args.listen),
         Some(_) => client(cli),
     };
@@ -29,11 +33,18 @@ fn client(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(petri_cli::run(cli))
 }
 
-fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let mut settings = petri_daemon::Settings::load(cli.home.as_deref())?;
-    if let Some(addr) = listen {
-        settings.listen = addr;
+/// `petri` alone: the desktop window where there is one, else the headless server.
+fn open(cli: &Cli) -> anyhow::Result<()> {
+    #[cfg(feature = "desktop")]
+    if desktop::has_display() {
+        let settings = petri_daemon::Settings::load(cli.home.as_deref())?;
+        init_logging(&settings);
+        return desktop::run(settings);
     }
+    serve(cli, None)
+}
+
+fn init_logging(settings: &petri_daemon::Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -41,6 +52,75 @@ fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> 
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Runs the daemon on a thread of its own (for the desktop window); returns its address and a
+/// sender that stops it. Listens on `settings.listen`, or on a free loopback port when that one
+/// is taken.
+#[cfg(feature = "desktop")]
+fn start_daemon_thread(
+    settings: petri_daemon::Settings,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("petri-daemon".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("petri")
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("starting the runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+                    Ok(l) => l,
+                    Err(_) => match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(anyhow::anyhow!("cannot listen: {e}")));
+                            return;
+                        }
+                    },
+                };
+                let addr = listener.local_addr();
+                let home = settings.home.clone();
+                let served = petri_api::run(settings, listener, async {
+                    let _ = stop_rx.await;
+                });
+                // Ready once the daemon wrote its address (it has recovered the queue by then).
+                let announce = async {
+                    for _ in 0..600 {
+                        if home.join("daemon.addr").exists() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    let _ = ready_tx.send(addr.map_err(anyhow::Error::from));
+                };
+                let (result, ()) = tokio::join!(served, announce);
+                if let Err(e) = result {
+                    eprintln!("error: the daemon stopped: {e}");
+                }
+            });
+        })?;
+    let addr = ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the daemon did not start"))??;
+    Ok((addr, stop_tx))
+}
+
+fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let mut settings = petri_daemon::Settings::load(cli.home.as_deref())?;
+    if let Some(addr) = listen {
+        settings.listen = addr;
+    }
+    init_logging(&settings);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("petri")

@@ -10,6 +10,7 @@ import { Notebooks } from "./views/Notebooks";
 import { Settings } from "./views/Settings";
 import { Submit } from "./views/Submit";
 import { ErrorNote } from "./components/ui";
+import { ErrorBoundary } from "./components/ErrorBoundary";
 
 const TOKEN_KEY = "petri.token";
 const THEME_KEY = "petri.theme";
@@ -161,6 +162,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
             The daemon does not answer. Reconnecting… (start it with <code>petri serve</code>)
           </div>
         )}
+        <ErrorBoundary>
         <Routes>
           <Route path="/" element={<Dashboard />} />
           <Route path="/jobs" element={<Jobs />} />
@@ -171,6 +173,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
           <Route path="/settings" element={<Settings theme={props.theme} setTheme={props.setTheme} />} />
           <Route path="*" element={<div className="page"><h1>Not found</h1><p>There is no such view. <NavLink to="/">Go to the dashboard</NavLink>.</p></div>} />
         </Routes>
+        </ErrorBoundary>
       </main>
     </div>
   );

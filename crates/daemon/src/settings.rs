@@ -33,6 +33,21 @@ pub struct Settings {
     pub docker: DockerSettings,
     /// Jupyter notebooks.
     pub notebooks: NotebookSettings,
+    /// The desktop app.
+    pub desktop: DesktopSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DesktopSettings {
+    /// Closing the window keeps Petri (and its daemon) in the tray; quit from the tray's menu.
+    pub keep_in_tray: bool,
+}
+
+impl Default for DesktopSettings {
+    fn default() -> Self {
+        DesktopSettings { keep_in_tray: true }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +176,7 @@ impl Default for Settings {
             gpu: GpuSettings::default(),
             docker: DockerSettings::default(),
             notebooks: NotebookSettings::default(),
+            desktop: DesktopSettings::default(),
         }
     }
 }
@@ -181,6 +197,7 @@ const DAEMON_KEYS: &[&str] = &[
     "gpu",
     "docker",
     "notebooks",
+    "desktop",
 ];
 
 /// The platform data folder, e.g. `~/.local/share/petri`.
