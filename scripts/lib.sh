@@ -24,7 +24,13 @@ apt_install() {
 }
 
 ensure_toolchain() {
-    apt_install ca-certificates gcc libc6-dev
+    apt_install ca-certificates gcc libc6-dev pkg-config
+    # The desktop window (Tauri) links GTK and WebKitGTK; a server build (cargo build
+    # --no-default-features) needs none of them.
+    if [ -z "${PETRI_NO_DESKTOP:-}" ]; then
+        apt_install libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev \
+            libayatana-appindicator3-dev librsvg2-dev
+    fi
     if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
         export PATH="$HOME/.cargo/bin:$PATH"
     fi

@@ -44,6 +44,16 @@ command -v chromium >/dev/null 2>&1 || apt_install chromium
 CHROMIUM="$(command -v chromium)" node ui/e2e/run.mjs --petri "$CARGO_TARGET_DIR/debug/petri" \
     --nvml "$CARGO_TARGET_DIR/debug/libnvidia_ml.so" --image "$PETRI_TEST_IMAGE" --out ui/e2e/out
 
+say "the desktop window under Xvfb (tauri-driver, WebKitWebDriver)"
+apt_install xvfb webkit2gtk-driver
+tools="$(dirname "$CARGO_TARGET_DIR")/tools"
+if [ ! -x "$tools/bin/tauri-driver" ]; then
+    say "installing tauri-driver from crates.io into $tools"
+    cargo install tauri-driver --locked --root "$tools" >&2
+fi
+node tests/desktop/run.mjs --petri "$CARGO_TARGET_DIR/debug/petri" --tauri-driver "$tools/bin/tauri-driver" \
+    --out ui/e2e/out
+
 say "API fuzzing (schemathesis, from the daemon's own OpenAPI document)"
 venv="$(dirname "$CARGO_TARGET_DIR")/venv"
 if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
