@@ -65,6 +65,10 @@ if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
 fi
 tests/fuzz/api.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
 
+say "packaging: the .deb builds, installs with dpkg (into a scratch root) and starts"
+deb=$(packaging/deb/build.sh)
+packaging/deb/check.sh "$deb"
+
 say "checking that the tests left no container behind"
 left=$(docker ps -a --format '{{.Names}} {{.Label "petri.home"}}' | grep " $test_tmp" || true)
 if [ -n "$left" ]; then
