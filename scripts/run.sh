@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 ensure_toolchain
 ensure_ui
 say "building petri (release; the first build takes a few minutes)"
-cargo build --release --locked -p petri
+if [ -n "${PETRI_NO_DESKTOP:-}" ]; then
+    cargo build --release --locked -p petri --no-default-features
+else
+    cargo build --release --locked -p petri
+fi
 bin="$CARGO_TARGET_DIR/release/petri"
 # Put the `petri` command on PATH for the CLI verbs.
 dest="${PETRI_BIN_DIR:-}"

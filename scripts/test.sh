@@ -12,6 +12,8 @@ say "lint gate: cargo fmt --check"
 cargo fmt --all -- --check
 say "lint gate: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+say "the server build (no Tauri, no WebKit) compiles cleanly"
+cargo clippy --locked -p petri --no-default-features -- -D warnings
 say "lint gate: cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 

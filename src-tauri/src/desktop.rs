@@ -68,7 +68,8 @@ pub fn run(settings: petri_daemon::Settings) -> anyhow::Result<()> {
                 .inner_size(1280.0, 820.0)
                 .min_inner_size(760.0, 480.0)
                 .build()?;
-            let summary = MenuItem::with_id(app, "summary", "Petri: connecting…", false, None::<&str>)?;
+            let summary =
+                MenuItem::with_id(app, "summary", "Petri: connecting…", false, None::<&str>)?;
             let gpus = MenuItem::with_id(app, "gpus", "GPUs: …", false, None::<&str>)?;
             let open = MenuItem::with_id(app, "open", "Open Petri", true, None::<&str>)?;
             let quit = MenuItem::with_id(app, "quit", "Quit Petri", true, None::<&str>)?;
@@ -160,9 +161,13 @@ fn watch_daemon(
                         let mut events = Box::pin(events);
                         while let Some(Ok(event)) = events.next().await {
                             if let Event::JobChanged(c) = event
-                                && matches!(c.state, JobState::Succeeded | JobState::Failed | JobState::TimedOut)
+                                && matches!(
+                                    c.state,
+                                    JobState::Succeeded | JobState::Failed | JobState::TimedOut
+                                )
                             {
-                                let title = format!("#{} {} {}", c.number, c.name, c.state.as_str());
+                                let title =
+                                    format!("#{} {} {}", c.number, c.name, c.state.as_str());
                                 let body = c.reason.clone().unwrap_or_default();
                                 let _ = app.notification().builder().title(title).body(body).show();
                             }

@@ -39,3 +39,17 @@ describe("buildSpec", () => {
     expect(formField(undefined)).toBeUndefined();
   });
 });
+
+import { parseMounts } from "./spec";
+
+describe("parseMounts", () => {
+  it("reads one mount per line", () => {
+    expect(parseMounts("/data:/mnt/data:ro\n\n/home/me/x").mounts).toEqual([
+      { source: "/data", target: "/mnt/data", read_only: true },
+      { source: "/home/me/x" },
+    ]);
+  });
+  it("refuses relative paths", () => {
+    expect(parseMounts("data").error).toContain("/host/folder");
+  });
+});

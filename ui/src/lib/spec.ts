@@ -168,3 +168,26 @@ export function formField(field: string | undefined): keyof SubmitForm | undefin
   };
   return map[field.replace(/^jobs\[\d+\]\./, "")];
 }
+
+export type MountSpec = { source: string; target?: string; read_only?: boolean };
+
+/** `HOST`, `HOST:CONTAINER`, either with `:ro`, one per line. */
+export function parseMounts(text: string): { mounts: MountSpec[]; error?: string } {
+  const mounts: MountSpec[] = [];
+  for (const raw of text.split("\n").map((l) => l.trim()).filter(Boolean)) {
+    let line = raw;
+    let read_only = false;
+    if (line.endsWith(":ro")) {
+      read_only = true;
+      line = line.slice(0, -3);
+    } else if (line.endsWith(":rw")) {
+      line = line.slice(0, -3);
+    }
+    const [source, target, extra] = line.split(":");
+    if (extra !== undefined || !source.startsWith("/") || (target !== undefined && !target.startsWith("/"))) {
+      return { mounts: [], error: `"${raw}": write /host/folder or /host/folder:/in/container, with :ro for read-only` };
+    }
+    mounts.push({ source, ...(target ? { target } : {}), ...(read_only ? { read_only } : {}) });
+  }
+  return { mounts };
+}

@@ -4,6 +4,7 @@ import { ApiError } from "../api/client";
 import { useLive } from "../live";
 import { Empty, ErrorNote, Field, StateBadge } from "../components/ui";
 import { duration } from "../lib/format";
+import { parseMounts } from "../lib/spec";
 
 const TONE: Record<string, string> = { running: "ok", starting: "busy", queued: "idle", stopping: "busy", stopped: "muted" };
 
@@ -13,6 +14,8 @@ export function Notebooks() {
   const [image, setImage] = useState("");
   const [gpuMem, setGpuMem] = useState("");
   const [idle, setIdle] = useState("");
+  const [mounts, setMounts] = useState("");
+  const [mountError, setMountError] = useState<string>();
   const [error, setError] = useState<unknown>();
   const [fieldError, setFieldError] = useState<string>();
   const [open, setOpen] = useState<{ name: string; url: string }>();
@@ -24,7 +27,8 @@ export function Notebooks() {
       await api.startNotebook(req);
       refresh();
     } catch (e) {
-      if (e instanceof ApiError && (e.code === "INVALID_SPEC" || e.code === "NOTEBOOK_NAME_TAKEN")) setFieldError(e.message);
+      if (e instanceof ApiError && e.code === "MOUNT_NOT_ALLOWED") setMountError(e.message);
+      else if (e instanceof ApiError && (e.code === "INVALID_SPEC" || e.code === "NOTEBOOK_NAME_TAKEN")) setFieldError(e.message);
       else setError(e);
     }
   };
@@ -55,7 +59,11 @@ export function Notebooks() {
         className="form inline"
         onSubmit={(e) => {
           e.preventDefault();
+          const parsed = parseMounts(mounts);
+          setMountError(parsed.error);
+          if (parsed.error) return;
           void start({
+            ...(parsed.mounts.length ? { mounts: parsed.mounts } : {}),
             name: name.trim(),
             ...(image.trim() ? { image: image.trim() } : {}),
             ...(gpuMem.trim() ? { gpu_memory: gpuMem.trim() } : {}),
@@ -69,6 +77,9 @@ export function Notebooks() {
         <Field label="Image"><input value={image} onChange={(e) => setImage(e.target.value)} placeholder="petri/python:3.11" /></Field>
         <Field label="GPU memory"><input value={gpuMem} onChange={(e) => setGpuMem(e.target.value)} placeholder="none" /></Field>
         <Field label="Stop when idle for"><input value={idle} onChange={(e) => setIdle(e.target.value)} placeholder="1h" /></Field>
+        <Field label="Mounts" error={mountError} hint="HOST[:CONTAINER][:ro] per line">
+          <textarea name="mounts" rows={1} value={mounts} onChange={(e) => setMounts(e.target.value)} placeholder="/home/me/data:/data:ro" />
+        </Field>
         <button className="primary" type="submit">Start</button>
       </form>
       {notebooks.length === 0 ? (
