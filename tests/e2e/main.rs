@@ -293,7 +293,7 @@ fn sigkill_of_the_daemon_loses_nothing_and_runs_nothing_twice() {
     let mut submitted = Vec::new();
     for i in 0..60 {
         // Jobs of different lengths, so kills land while some start, run and end.
-        let secs = ["0", "0.1", "0.3", "0.6"][i % 4];
+        let secs = ["0.05", "0.3", "0.6", "1.2"][i % 4];
         submitted.extend(jobs(&petri(
             &home,
             &[
