@@ -17,6 +17,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -37,6 +38,9 @@ pub const LABEL_JOB: &str = "petri.job";
 pub const LABEL_ATTEMPT: &str = "petri.attempt";
 /// Which Petri home started it (so two daemons on one engine leave each other alone).
 pub const LABEL_HOME: &str = "petri.home";
+
+/// How long a request to the engine may take to answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The first line of a claimed container attempt's status file.
 const CLAIM: &str = "container";
@@ -145,8 +149,11 @@ impl DockerExecutor {
         if let Some(docker) = slot.as_ref() {
             return Ok(docker.clone());
         }
+        // A hung engine must not hold the engine thread for long: every request gets its answer's
+        // headers within this time (long-lived streams — logs, wait — send theirs at once).
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| unreachable(&e))?
+            .with_timeout(REQUEST_TIMEOUT)
             .negotiate_version()
             .await
             .map_err(|e| unreachable(&e))?;
