@@ -730,17 +730,26 @@ impl Executor for DockerExecutor {
     }
 
     fn probe(&self, run: RunKey, status_file: &Path) -> RunProbe {
-        match read_status(status_file) {
-            Status::Exited(code) => return RunProbe::Exited(code),
-            Status::Recovered => return RunProbe::NeverStarted,
-            Status::Unclaimed => {
-                // Claim it: the container was never created, and now never will be.
-                if claim(status_file, RECOVERED).is_ok() {
-                    return RunProbe::NeverStarted;
+        // A claim being written right now reads as unclaimed for an instant: look again briefly.
+        let mut tries = 0;
+        loop {
+            match read_status(status_file) {
+                Status::Exited(code) => return RunProbe::Exited(code),
+                Status::Recovered => return RunProbe::NeverStarted,
+                Status::Claimed => break,
+                Status::Unclaimed => {
+                    // Claim it: the container was never created, and now never will be.
+                    if claim(status_file, RECOVERED).is_ok() {
+                        return RunProbe::NeverStarted;
+                    }
+                    tries += 1;
+                    if tries > 50 {
+                        tracing::warn!(file = %status_file.display(), "cannot claim a status file");
+                        return RunProbe::Lost;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                return self.probe(run, status_file);
             }
-            Status::Claimed => {}
         }
         let name = container_name(run.job, run.attempt);
         if let Some(pid) = self.watching.lock().unwrap().get(&name) {

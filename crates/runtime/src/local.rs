@@ -353,9 +353,18 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        exec.stop(key(), started.pid, StopSignal::Terminate)
-            .unwrap();
-        let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        // As the daemon does: SIGTERM again after a second. One that lands while the forked child
+        // still carries the supervisor's trap (before it execs the job) is lost.
+        let mut report = None;
+        for _ in 0..30 {
+            exec.stop(key(), started.pid, StopSignal::Terminate)
+                .unwrap();
+            if let Ok(r) = rx.recv_timeout(Duration::from_secs(1)) {
+                report = Some(r);
+                break;
+            }
+        }
+        let report = report.expect("the job ends after SIGTERM");
         assert_eq!(report.exit_code, Some(143));
         assert_eq!(exec.probe(key(), &status), RunProbe::Exited(143));
     }
