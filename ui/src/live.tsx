@@ -13,8 +13,10 @@ export type Live = {
   jobs: Job[];
   gpus?: GpuReport;
   notebooks: Notebook[];
-  /** Bumped on every event, so views can refresh what they show. */
+  /** Bumped on every event about jobs or notebooks, so views can refresh what they show. */
   tick: number;
+  /** Bumped on every GPU sample. */
+  gpuTick: number;
   lastEvent?: Event;
   refresh: () => void;
   signOut: () => void;
@@ -36,6 +38,7 @@ export function LiveProvider(props: { api: Api; onUnauthorized: () => void; sign
   const [gpus, setGpus] = useState<GpuReport>();
   const [notebooks, setNotebooks] = useState<Notebook[]>([]);
   const [tick, setTick] = useState(0);
+  const [gpuTick, setGpuTick] = useState(0);
   const [lastEvent, setLastEvent] = useState<Event>();
   const pending = useRef<number | undefined>(undefined);
 
@@ -75,6 +78,12 @@ export function LiveProvider(props: { api: Api; onUnauthorized: () => void; sign
       api.headers(),
       (m) => {
         if (m.event === "lagged") return refresh();
+        if (m.event === "gpus_sampled") {
+          // GPU figures only: no need to reload the queue.
+          api.gpus().then(setGpus, () => {});
+          setGpuTick((t) => t + 1);
+          return;
+        }
         try {
           setLastEvent(JSON.parse(m.data) as Event);
         } catch {
@@ -89,14 +98,12 @@ export function LiveProvider(props: { api: Api; onUnauthorized: () => void; sign
       },
       abort.signal,
     );
-    // GPU figures change without events (utilisation, memory): they are sampled by the daemon,
-    // and a GPU view asks for them while it is open.
     return () => abort.abort();
   }, [api, load, refresh]);
 
   const value = useMemo<Live>(
-    () => ({ api, connected, status, jobs, gpus, notebooks, tick, lastEvent, refresh, signOut: props.signOut }),
-    [api, connected, status, jobs, gpus, notebooks, tick, lastEvent, refresh, props.signOut],
+    () => ({ api, connected, status, jobs, gpus, notebooks, tick, gpuTick, lastEvent, refresh, signOut: props.signOut }),
+    [api, connected, status, jobs, gpus, notebooks, tick, gpuTick, lastEvent, refresh, props.signOut],
   );
   return <LiveContext.Provider value={value}>{props.children}</LiveContext.Provider>;
 }

@@ -30,6 +30,14 @@ pub enum Event {
     JobStopping(JobChange),
     /// A notebook started, became ready, or stopped (and why: a user, idleness...).
     NotebookChanged(NotebookChange),
+    /// The GPUs were sampled (every `gpu.sample_every`, while NVML works): GPU views refresh.
+    GpusSampled(GpusSampled),
+}
+
+/// When the GPUs were last sampled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpusSampled {
+    pub at_ms: i64,
 }
 
 /// A container image the Docker engine has.
@@ -61,6 +69,7 @@ impl Event {
             Event::JobChanged(_) => "job_changed",
             Event::JobStopping(_) => "job_stopping",
             Event::NotebookChanged(_) => "notebook_changed",
+            Event::GpusSampled(_) => "gpus_sampled",
         }
     }
 }

@@ -325,6 +325,9 @@ export interface components {
         }) | (components["schemas"]["NotebookChange"] & {
             /** @enum {string} */
             type: "notebook_changed";
+        }) | (components["schemas"]["GpusSampled"] & {
+            /** @enum {string} */
+            type: "gpus_sampled";
         });
         /** @description GPU figures over time (oldest first), sampled every `gpu.sample_every`. */
         GpuHistory: {
@@ -402,6 +405,11 @@ export interface components {
             /** Format: int32 */
             utilization: number;
             uuid: string;
+        };
+        /** @description When the GPUs were last sampled. */
+        GpusSampled: {
+            /** Format: int64 */
+            at_ms: number;
         };
         /** @description A container image the Docker engine has. */
         Image: {

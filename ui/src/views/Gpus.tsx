@@ -22,29 +22,24 @@ export function gpuSegments(g: GpuView): Segment[] {
 }
 
 export function Gpus() {
-  const { api, gpus, refresh } = useLive();
+  const { api, gpus, gpuTick } = useLive();
   const [history, setHistory] = useState<GpuHistory>();
 
-  // GPU figures are samples, not events: while this view is open they are read as often as the
-  // daemon samples them.
+  // The charts follow the daemon's GPU samples: each one arrives as an event.
   useEffect(() => {
     let stop = false;
-    const load = async () => {
-      try {
-        const h = await api.gpuHistory();
+    api.gpuHistory().then(
+      (h) => {
         if (!stop) setHistory(h);
-      } catch {
+      },
+      () => {
         /* the connection banner says it */
-      }
-      refresh();
-    };
-    void load();
-    const t = window.setInterval(load, 2000);
+      },
+    );
     return () => {
       stop = true;
-      window.clearInterval(t);
     };
-  }, [api, refresh]);
+  }, [api, gpuTick]);
 
   if (!gpus) return <div className="page"><p className="muted">Loading…</p></div>;
   if (!gpus.available || gpus.gpus.length === 0) {

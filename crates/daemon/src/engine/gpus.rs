@@ -64,6 +64,11 @@ impl State {
         now: i64,
         fx: &mut Effects,
     ) -> Result<(), StoreError> {
+        if status.available {
+            fx.events.push(petri_domain::Event::GpusSampled(
+                petri_domain::GpusSampled { at_ms: now },
+            ));
+        }
         self.gpu_status = status;
         self.gpu_info = gpus;
         let owners = self.owners();
