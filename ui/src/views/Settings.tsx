@@ -20,9 +20,12 @@ export function Settings(props: { theme: string; setTheme: (t: string) => void }
   }, [api]);
   useEffect(() => {
     api.images().then((i) => { setImages(i); setImageError(undefined); }, setImageError);
-    if (build) api.job(String(build.number)).then(setBuild, () => {});
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [api, tick]);
+  // The build's state follows the job's events.
+  const buildNumber = build?.number;
+  useEffect(() => {
+    if (buildNumber != null) api.job(String(buildNumber)).then(setBuild, () => {});
+  }, [api, tick, buildNumber]);
 
   const startBuild = async (force: boolean) => {
     setError(undefined);
