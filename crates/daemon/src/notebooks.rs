@@ -367,7 +367,9 @@ impl Daemon {
             if j.reason.is_some() {
                 // A stop was asked for.
                 state = NotebookState::Stopping;
-            } else if self.probe_notebook(&nb, j.id, j.attempts).await {
+            } else if self.is_ready(&nb.name, j.id, j.attempts)
+                || self.probe_notebook(&nb, j.id, j.attempts).await
+            {
                 state = NotebookState::Running;
             }
             if let Ok(live) = self.notebooks().live.lock()
@@ -428,6 +430,15 @@ impl Daemon {
             }
         }
         ok
+    }
+
+    /// Whether this server (job, attempt) has answered already: then nobody needs to ask again.
+    fn is_ready(&self, name: &str, job: JobId, attempt: u32) -> bool {
+        self.notebooks().live.lock().is_ok_and(|live| {
+            live.get(name).is_some_and(|l| {
+                l.ready && l.endpoint.is_some_and(|(j, a, _)| (j, a) == (job, attempt))
+            })
+        })
     }
 
     async fn endpoint_of(&self, name: &str, job: JobId, attempt: u32) -> Option<SocketAddr> {
@@ -603,7 +614,9 @@ impl Daemon {
             let Ok(settings) = parse_settings(&nb) else {
                 continue;
             };
-            if !self.probe_notebook(&nb, job.id, job.attempts).await {
+            if !self.is_ready(&nb.name, job.id, job.attempts)
+                && !self.probe_notebook(&nb, job.id, job.attempts).await
+            {
                 continue;
             }
             let Some(addr) = self.endpoint_of(&nb.name, job.id, job.attempts).await else {

@@ -763,8 +763,14 @@ impl Executor for DockerExecutor {
             }
         };
         let info = self.block_on(docker.inspect_container(&name, None));
-        let state = match info {
-            Ok(info) => info.state.unwrap_or_default(),
+        let (state, log_path) = match info {
+            // The job log is kept in a label, so that a restarted daemon resumes copying into it.
+            Ok(info) => (
+                info.state.unwrap_or_default(),
+                info.config
+                    .and_then(|c| c.labels)
+                    .and_then(|l| l.get(LABEL_LOG).map(PathBuf::from)),
+            ),
             Err(e) => {
                 // Its exit may have been recorded (and the container removed) meanwhile.
                 if let Status::Exited(code) = read_status(status_file) {
@@ -776,7 +782,6 @@ impl Executor for DockerExecutor {
                 return RunProbe::Lost;
             }
         };
-        let log_path = self.log_path_of(run);
         match state.status {
             Some(ContainerStateStatusEnum::CREATED) | None => {
                 // Created, never started: it never will be.
@@ -813,18 +818,6 @@ impl Drop for DockerExecutor {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-impl DockerExecutor {
-    /// The job log of an attempt, as the daemon laid it out when it started the container (kept
-    /// in the container's environment).
-    fn log_path_of(&self, run: RunKey) -> Option<PathBuf> {
-        let docker = self.block_on(self.client()).ok()?;
-        let info = self
-            .block_on(docker.inspect_container(&container_name(run.job, run.attempt), None))
-            .ok()?;
-        info.config?.labels?.get(LABEL_LOG).map(PathBuf::from)
     }
 }
 
