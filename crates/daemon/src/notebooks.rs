@@ -44,7 +44,7 @@ fn random_hex() -> String {
 
 /// What a notebook asked for, as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Settings {
+struct Asked {
     image: String,
     #[serde(default)]
     gpu_memory: Option<petri_domain::ByteSize>,
@@ -111,7 +111,7 @@ fn not_found(name: &str) -> DaemonError {
     )
 }
 
-fn parse_settings(nb: &StoredNotebook) -> Result<Settings, DaemonError> {
+fn parse_settings(nb: &StoredNotebook) -> Result<Asked, DaemonError> {
     serde_json::from_str(&nb.spec)
         .map_err(|e| DaemonError::Io(format!("notebook {} is damaged: {e}", nb.name)))
 }
@@ -184,7 +184,7 @@ impl Daemon {
                 ))
             })?;
         }
-        let settings = Settings {
+        let settings = Asked {
             image: req
                 .image
                 .clone()
