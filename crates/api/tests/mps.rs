@@ -22,7 +22,7 @@ async fn slices_on_an_mps_gpu_get_driver_limits() {
         &config,
         serde_json::json!({"gpus": [
             {"uuid": "GPU-mps", "memory_total": 16 * GIB},
-            {"uuid": "GPU-plain", "memory_total": 16 * GIB}
+            {"uuid": "GPU-plain", "memory_total": 24 * GIB}
         ]})
         .to_string(),
     )
@@ -71,6 +71,47 @@ async fn slices_on_an_mps_gpu_get_driver_limits() {
             pipe.display()
         )
     );
+
+    // A container slice on the MPS GPU reaches the server: the pipe folder is bound in at the same
+    // path and the container shares the host's IPC namespace (MPS clients use its shared memory).
+    if let Some(image) = helpers::docker_image() {
+        let mut spec = f.script(
+            "test -e \"$CUDA_MPS_PIPE_DIRECTORY/control\" && echo pipe; \
+             readlink /proc/self/ns/ipc; echo \"$PETRI_GPU_ISOLATION\"",
+        );
+        spec.image = Some(image);
+        spec.resources.gpu_memory = Some(petri_domain::ByteSize(4 * GIB));
+        let job = f.submit(spec).await;
+        let done = f.wait_done(&job).await;
+        assert_eq!(done.state, JobState::Succeeded, "{:?}", done.reason);
+        let (log, _, _) = f.client.log(&job.id.to_string(), 0).await.unwrap();
+        let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+        // (Without the NVIDIA runtime, as here, the log starts with Petri's note saying so.)
+        let log = String::from_utf8(log).unwrap();
+        let job_lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("petri: ")).collect();
+        assert_eq!(
+            job_lines,
+            ["pipe", host_ipc.to_str().unwrap(), "mps-enforced"],
+            "{log}"
+        );
+
+        // A slice on the other GPU keeps its own IPC namespace and gets no pipe folder.
+        let mut spec = f.script(
+            "readlink /proc/self/ns/ipc; echo \"${CUDA_MPS_PIPE_DIRECTORY:-none} $PETRI_GPU_ISOLATION\"",
+        );
+        spec.image = Some(helpers::docker_image().unwrap());
+        spec.resources.gpu_memory = Some(petri_domain::ByteSize(20 * GIB));
+        let job = f.submit(spec).await;
+        let done = f.wait_done(&job).await;
+        assert_eq!(done.state, JobState::Succeeded, "{:?}", done.reason);
+        let (log, _, _) = f.client.log(&job.id.to_string(), 0).await.unwrap();
+        let log = String::from_utf8(log).unwrap();
+        let job_lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("petri: ")).collect();
+        assert_eq!(job_lines.len(), 2, "{log}");
+        assert_ne!(job_lines[0], host_ipc.to_str().unwrap());
+        assert_eq!(job_lines[1], "none shared-unenforced");
+        assert!(helpers::containers_of(f.home()).is_empty());
+    }
 
     // A gpu_compute without a slice is refused.
     let mut bad = f.script("true");

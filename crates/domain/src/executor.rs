@@ -41,6 +41,8 @@ pub struct ContainerLaunch {
     pub cpus: Option<f64>,
     /// Memory limit in bytes.
     pub memory: Option<u64>,
+    /// Share the host's IPC namespace (an MPS client needs the MPS server's shared memory).
+    pub host_ipc: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -355,6 +355,7 @@ impl DockerExecutor {
                 nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
                 memory: spec.memory.map(|m| m as i64),
                 device_requests,
+                ipc_mode: spec.host_ipc.then(|| "host".to_string()),
                 ..Default::default()
             }),
             ..Default::default()

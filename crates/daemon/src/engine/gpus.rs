@@ -207,6 +207,15 @@ impl State {
             .collect()
     }
 
+    /// The MPS server a job's slice is a client of, if its GPU enforces slices through MPS.
+    pub(super) fn mps_of(&self, active: &Active) -> Option<&petri_gpu::mps::Mps> {
+        if !matches!(active.waiting.request.gpu, GpuAsk::Memory(_)) {
+            return None;
+        }
+        let run = active.run.as_ref()?;
+        run.gpus.first().and_then(|i| self.mps.get(i))
+    }
+
     pub(super) fn gpu_env(&self, active: &Active) -> Vec<(String, String)> {
         if self.gpu_info.is_empty() {
             return Vec::new();
@@ -226,7 +235,7 @@ impl State {
                     .map(|g| g.memory_total)
                     .unwrap_or(0);
                 env.push(("PETRI_GPU_MEMORY_LIMIT".into(), bytes.to_string()));
-                match held.first().and_then(|i| self.mps.get(i)) {
+                match self.mps_of(active) {
                     Some(mps) => {
                         // The driver holds the client to these (device 0 = its only visible GPU).
                         env.push((

@@ -217,8 +217,14 @@ impl State {
                 target: m.target.clone().unwrap_or_else(|| m.source.clone()),
                 read_only: m.read_only,
             }));
+            // An MPS client reaches its server through the pipe folder and the host's shared memory.
+            let mps = self.mps_of(active);
+            if let Some(mps) = mps {
+                mounts.push(same(&mps.pipe_dir));
+            }
             ContainerLaunch {
                 image: image.clone(),
+                host_ipc: mps.is_some(),
                 mounts,
                 ports: job.spec.ports.clone(),
                 gpus: self.gpu_uuids(active),
