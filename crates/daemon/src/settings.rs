@@ -112,7 +112,8 @@ pub struct GpuSettings {
     /// How often GPUs are sampled.
     pub sample_every: Millis,
     /// Aging: once the first GPU job in line has waited this long, jobs behind it may no longer
-    /// take the GPUs it waits for.
+    /// take the GPUs it waits for, unless their time limit ends them before the limits of the
+    /// jobs there free those GPUs (backfill).
     pub claim_after: Millis,
     /// What happens to a job whose processes use more GPU memory than its slice: `warn` (logged
     /// and shown by `petri gpus`) or `kill` (stopped, and failed with that reason).

@@ -27,6 +27,9 @@ const GPUS: u32 = 4;
 const RAMP_S: f64 = 60.0;
 /// Petri's aging: after this long, the first GPU job in line keeps GPUs for itself (the default).
 const DEFAULT_CLAIM_AFTER_S: i64 = 900;
+/// In the time-limits variant, each job's limit is this many times its real run time (people
+/// overestimate, so a limit rarely ends a job).
+const LIMIT_FACTOR: f64 = 2.0;
 
 /// Which requests the trace's jobs make: `plan_gpu` values and their weights (per mille).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -123,7 +126,10 @@ fn perfect_packing_rate(jobs: &[TraceJob]) -> f64 {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Policy {
-    Petri,
+    /// With `time_limits`, every job declares a time limit of `LIMIT_FACTOR` × its real run time.
+    Petri {
+        time_limits: bool,
+    },
     ExclusiveFifo,
     LooksFree,
 }
@@ -165,7 +171,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
         gpu_claim_after_ms: claim_after_s * 1000,
     };
     let ask = |j: &TraceJob| match policy {
-        Policy::Petri if j.plan_gpu < 100 => GpuAsk::Memory(j.declared),
+        Policy::Petri { .. } if j.plan_gpu < 100 => GpuAsk::Memory(j.declared),
         _ => GpuAsk::Whole(j.plan_gpu.div_ceil(100)),
     };
 
@@ -219,7 +225,10 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
         // Start what the policy allows.
         loop {
             let started: Vec<(usize, Vec<u32>)> = match policy {
-                Policy::Petri => {
+                Policy::Petri { time_limits } => {
+                    let limit_ms = |j: usize| {
+                        time_limits.then(|| (jobs[j].duration * LIMIT_FACTOR * 1000.0) as i64)
+                    };
                     let running: Vec<Running> = live
                         .iter()
                         .map(|l| Running {
@@ -233,6 +242,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                                 gpus: l.gpus.clone(),
                                 mig_slot: None,
                             },
+                            ends_by_ms: limit_ms(l.job).map(|d| (l.start * 1000.0) as i64 + d),
                         })
                         .collect();
                     let w: Vec<Waiting> = waiting
@@ -251,6 +261,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                             after: Vec::new(),
                             not_before_ms: 0,
                             since_ms: (jobs[j].arrival * 1000.0) as i64,
+                            runs_for_ms: limit_ms(j),
                         })
                         .collect();
                     let plan = petri_sched::plan(
@@ -308,7 +319,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                     gpus,
                 });
             }
-            if policy == Policy::Petri {
+            if matches!(policy, Policy::Petri { .. }) {
                 break; // one plan starts everything that fits
             }
         }
@@ -409,7 +420,11 @@ fn main() {
             ("looks ≥ 90 % free (task-spooler)", Policy::LooksFree),
             (
                 "**Petri** (reservations, best-fit slices, aging)",
-                Policy::Petri,
+                Policy::Petri { time_limits: false },
+            ),
+            (
+                "Petri, jobs declaring time limits (2× their run time)",
+                Policy::Petri { time_limits: true },
             ),
         ] {
             let o = simulate(&jobs, policy, a.claim_after);
@@ -426,7 +441,11 @@ fn main() {
             );
         }
         // Without aging a whole-GPU job may wait for ever; shown for what aging costs.
-        let starving = simulate(&jobs, Policy::Petri, i64::MAX / 4_000);
+        let starving = simulate(
+            &jobs,
+            Policy::Petri { time_limits: false },
+            i64::MAX / 4_000,
+        );
         println!(
             "| Petri without aging (large requests may starve) | {:.2} ({:.2}× FIFO) | {:.0} % | {:.0} min | {} |",
             starving.jobs_per_hour,
@@ -442,13 +461,16 @@ fn main() {
         );
         if a.seeds > 0 {
             // The same comparison over other traces of this mix.
-            let (mut petri, mut ideal, mut over) = (Vec::new(), Vec::new(), 0);
+            let (mut petri, mut limited, mut ideal, mut over) =
+                (Vec::new(), Vec::new(), Vec::new(), 0);
             for seed in 1..=a.seeds {
                 let jobs = trace(a.jobs, seed, *mix);
                 let fifo = simulate(&jobs, Policy::ExclusiveFifo, a.claim_after).jobs_per_hour;
-                let p = simulate(&jobs, Policy::Petri, a.claim_after);
-                over += p.over_admissions;
-                petri.push(p.jobs_per_hour / fifo);
+                for (time_limits, rates) in [(false, &mut petri), (true, &mut limited)] {
+                    let p = simulate(&jobs, Policy::Petri { time_limits }, a.claim_after);
+                    over += p.over_admissions;
+                    rates.push(p.jobs_per_hour / fifo);
+                }
                 ideal.push(perfect_packing_rate(&jobs) / fifo);
             }
             let range = |v: &[f64]| {
@@ -458,9 +480,10 @@ fn main() {
                 format!("{min:.2}–{max:.2}× (mean {mean:.2}×)")
             };
             println!(
-                "\nseeds 1–{}: Petri {} FIFO, perfect packing {} FIFO; Petri over-admissions: {over}",
+                "\nseeds 1–{}: Petri {} FIFO, with time limits {}, perfect packing {}; Petri over-admissions: {over}",
                 a.seeds,
                 range(&petri),
+                range(&limited),
                 range(&ideal)
             );
         }

@@ -3,6 +3,10 @@
 //! Admission is by reservation, never by "looks free now": a GPU admits up to its memory minus a
 //! configured reserve, minus what processes that are not Petri's use, minus the slices already
 //! reserved on it. A GPU held whole takes no slices, and a GPU with slices is not given whole.
+//!
+//! A GPU claimed by a blocked job ahead in line takes nothing new, except jobs whose time limit
+//! ends them before the claimant could start there anyway (backfill): when every job on it has a
+//! time limit, the claim knows when it will be met.
 
 use petri_domain::{ByteSize, PendingReason};
 
@@ -42,6 +46,17 @@ pub struct GpuPlacement {
     pub mig_slot: Option<u32>,
 }
 
+/// Whether a blocked job ahead in line keeps a GPU for itself during this plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    No,
+    /// Kept for a job that can start here by this time (Unix ms) at the latest, going by the time
+    /// limits of the jobs here: jobs that end by then may still use it.
+    Until(i64),
+    /// Kept, with no time known (a job here has no time limit): nothing new goes here.
+    Unbounded,
+}
+
 #[derive(Clone, Debug)]
 struct Book {
     index: u32,
@@ -51,8 +66,10 @@ struct Book {
     slices: u32,
     exclusive: bool,
     healthy: bool,
-    /// Claimed by a blocked job ahead in line: nothing new goes here in this plan.
-    claimed: bool,
+    claim: Claim,
+    /// The jobs on it: the memory of their slice (0 for a whole GPU), and when they end at the
+    /// latest (None: no time limit).
+    holders: Vec<(u64, Option<i64>)>,
     /// MIG instances: (profile, held).
     mig: Vec<(u32, bool)>,
 }
@@ -61,9 +78,46 @@ impl Book {
     fn free(&self) -> u64 {
         self.admissible.saturating_sub(self.reserved)
     }
-    /// Usable for whole GPUs and slices (not for MIG).
+    /// Usable for whole GPUs and slices (not for MIG), claimed or not.
     fn usable(&self) -> bool {
-        self.healthy && !self.exclusive && !self.claimed && self.mig.is_empty()
+        self.healthy && !self.exclusive && self.mig.is_empty()
+    }
+    /// Usable and unclaimed.
+    fn open(&self) -> bool {
+        self.usable() && self.claim == Claim::No
+    }
+    /// Usable by a job that ends by `ends_by` at the latest (None: no time limit).
+    fn open_to(&self, ends_by: Option<i64>) -> bool {
+        self.usable()
+            && match self.claim {
+                Claim::No => true,
+                Claim::Until(until) => ends_by.is_some_and(|e| e <= until),
+                Claim::Unbounded => false,
+            }
+    }
+    /// When `bytes` of slices will be free here at the latest, going by the time limits of the
+    /// slices here (None: not known, or never).
+    fn free_by(&self, bytes: u64, now: i64) -> Option<i64> {
+        let mut reserved = self.reserved;
+        if self.admissible.saturating_sub(reserved) >= bytes {
+            return Some(now);
+        }
+        let mut ending = self.holders.clone();
+        ending.sort_by_key(|(_, end)| end.unwrap_or(i64::MAX));
+        for (held, end) in ending {
+            let end = end?;
+            reserved = reserved.saturating_sub(held);
+            if self.admissible.saturating_sub(reserved) >= bytes {
+                return Some(end.max(now));
+            }
+        }
+        None
+    }
+    /// When every job here will have ended at the latest.
+    fn empty_by(&self, now: i64) -> Option<i64> {
+        self.holders
+            .iter()
+            .try_fold(now, |latest, (_, end)| end.map(|e| latest.max(e)))
     }
 }
 
@@ -77,7 +131,7 @@ impl GpuBook {
     pub(crate) fn new<'r>(
         gpus: &[Gpu],
         reserve: u64,
-        running: impl IntoIterator<Item = (GpuAsk, &'r GpuPlacement)>,
+        running: impl IntoIterator<Item = (GpuAsk, &'r GpuPlacement, Option<i64>)>,
     ) -> GpuBook {
         let mut book = GpuBook {
             gpus: gpus
@@ -92,13 +146,14 @@ impl GpuBook {
                     slices: 0,
                     exclusive: false,
                     healthy: g.healthy,
-                    claimed: false,
+                    claim: Claim::No,
+                    holders: Vec::new(),
                     mig: g.mig.iter().map(|p| (*p, false)).collect(),
                 })
                 .collect(),
         };
-        for (ask, placement) in running {
-            book.take(ask, placement);
+        for (ask, placement, ends_by) in running {
+            book.take(ask, placement, ends_by);
         }
         book
     }
@@ -107,15 +162,15 @@ impl GpuBook {
         self.gpus.iter_mut().find(|b| b.index == index)
     }
 
-    /// Where `ask` would go now, if anywhere.
-    pub(crate) fn place(&self, ask: GpuAsk) -> Option<GpuPlacement> {
+    /// Where `ask` would go now, if anywhere, for a job that ends by `ends_by` at the latest.
+    pub(crate) fn place(&self, ask: GpuAsk, ends_by: Option<i64>) -> Option<GpuPlacement> {
         match ask {
             GpuAsk::None => Some(GpuPlacement::default()),
             GpuAsk::Whole(n) => {
                 let empty: Vec<u32> = self
                     .gpus
                     .iter()
-                    .filter(|b| b.usable() && b.slices == 0)
+                    .filter(|b| b.open_to(ends_by) && b.slices == 0)
                     .map(|b| b.index)
                     .take(n as usize)
                     .collect();
@@ -127,7 +182,7 @@ impl GpuBook {
             GpuAsk::Memory(bytes) => self
                 .gpus
                 .iter()
-                .filter(|b| b.usable() && b.free() >= bytes)
+                .filter(|b| b.open_to(ends_by) && b.free() >= bytes)
                 // Best fit: the GPU this slice fills most; ties go to the lower index.
                 .min_by_key(|b| (b.free() - bytes, b.index))
                 .map(|b| GpuPlacement {
@@ -146,16 +201,20 @@ impl GpuBook {
         }
     }
 
-    /// Books a placement.
-    pub(crate) fn take(&mut self, ask: GpuAsk, placement: &GpuPlacement) {
+    /// Books a placement for a job that ends by `ends_by` at the latest.
+    pub(crate) fn take(&mut self, ask: GpuAsk, placement: &GpuPlacement, ends_by: Option<i64>) {
         for &index in &placement.gpus {
             if let Some(b) = self.get(index) {
                 match ask {
                     GpuAsk::None => {}
-                    GpuAsk::Whole(_) => b.exclusive = true,
+                    GpuAsk::Whole(_) => {
+                        b.exclusive = true;
+                        b.holders.push((0, ends_by));
+                    }
                     GpuAsk::Memory(bytes) => {
                         b.reserved = b.reserved.saturating_add(bytes);
                         b.slices += 1;
+                        b.holders.push((bytes, ends_by));
                     }
                     GpuAsk::Mig(_) => {
                         if let Some(slot) =
@@ -170,28 +229,42 @@ impl GpuBook {
     }
 
     /// A job ahead in line cannot be placed: keep for it the GPUs it is waiting for, so that later
-    /// jobs cannot keep taking them (whole GPUs: the ones with the fewest slices; a slice: the GPU
-    /// with the most free memory).
-    pub(crate) fn claim_for(&mut self, ask: GpuAsk) {
+    /// jobs cannot keep taking them. Whole GPUs: the ones that the time limits of their jobs free
+    /// first, else the ones with the fewest slices; a slice: the GPU where time limits free its
+    /// memory first, else the one with the most free memory.
+    pub(crate) fn claim_for(&mut self, ask: GpuAsk, now: i64) {
+        // Known times first, earliest first.
+        let when = |t: Option<i64>| t.unwrap_or(i64::MAX);
         match ask {
             // MIG instances are taken whole and in order: nothing to keep.
             GpuAsk::None | GpuAsk::Mig(_) => {}
             GpuAsk::Whole(n) => {
                 let mut candidates: Vec<&mut Book> =
-                    self.gpus.iter_mut().filter(|b| b.usable()).collect();
-                candidates.sort_by_key(|b| (b.slices, b.reserved, b.index));
-                for b in candidates.into_iter().take(n as usize) {
-                    b.claimed = true;
+                    self.gpus.iter_mut().filter(|b| b.open()).collect();
+                candidates.sort_by_key(|b| (when(b.empty_by(now)), b.slices, b.reserved, b.index));
+                candidates.truncate(n as usize);
+                // The claimant starts when the last of them is empty.
+                let by = candidates
+                    .iter()
+                    .try_fold(now, |latest, b| b.empty_by(now).map(|e| latest.max(e)));
+                for b in candidates {
+                    b.claim = by.map_or(Claim::Unbounded, Claim::Until);
                 }
             }
             GpuAsk::Memory(bytes) => {
                 if let Some(b) = self
                     .gpus
                     .iter_mut()
-                    .filter(|b| b.usable() && b.admissible >= bytes)
-                    .max_by_key(|b| (b.free(), std::cmp::Reverse(b.index)))
+                    .filter(|b| b.open() && b.admissible >= bytes)
+                    .min_by_key(|b| {
+                        (
+                            when(b.free_by(bytes, now)),
+                            std::cmp::Reverse(b.free()),
+                            b.index,
+                        )
+                    })
                 {
-                    b.claimed = true;
+                    b.claim = b.free_by(bytes, now).map_or(Claim::Unbounded, Claim::Until);
                 }
             }
         }
@@ -250,7 +323,7 @@ impl GpuBook {
     pub(crate) fn largest_free(&self) -> u64 {
         self.gpus
             .iter()
-            .filter(|b| b.usable())
+            .filter(|b| b.open())
             .map(Book::free)
             .max()
             .unwrap_or(0)
@@ -260,7 +333,7 @@ impl GpuBook {
     pub(crate) fn empty_count(&self) -> u32 {
         self.gpus
             .iter()
-            .filter(|b| b.usable() && b.slices == 0)
+            .filter(|b| b.open() && b.slices == 0)
             .count() as u32
     }
 }

@@ -13,6 +13,9 @@
 //!   waits for a GPU claims only GPUs, never cpus or memory, so GPU and CPU-only jobs do not block
 //!   each other. Aging keeps a large GPU request from starving: once the first GPU job in line has
 //!   waited `gpu_claim_after_ms`, it keeps the GPUs it waits for from the jobs behind it.
+//! - Backfill (as Slurm's, by time limits): a claimed GPU still takes a job behind the claimant
+//!   when that job's time limit makes it end before the running jobs' time limits free the GPU
+//!   for the claimant, so the claimant starts no later than those limits promise.
 
 use std::collections::HashMap;
 
@@ -58,6 +61,9 @@ pub struct Waiting {
     pub not_before_ms: i64,
     /// Since when it could have started (submission, or the end of its backoff).
     pub since_ms: i64,
+    /// The longest it can run once started (its time limit, with the grace before the kill), if
+    /// it has one.
+    pub runs_for_ms: Option<i64>,
 }
 
 /// A job that runs and holds its reservation.
@@ -67,6 +73,8 @@ pub struct Running {
     pub request: Request,
     /// Where its GPU share is (empty without one).
     pub gpu: GpuPlacement,
+    /// When it will have ended at the latest (its time limit), if it has one.
+    pub ends_by_ms: Option<i64>,
 }
 
 /// How a dependency stands.
@@ -129,7 +137,9 @@ pub fn plan<'w>(
     let mut book = GpuBook::new(
         limits.gpus,
         limits.gpu_reserve,
-        running.iter().map(|r| (r.request.gpu, &r.gpu)),
+        running
+            .iter()
+            .map(|r| (r.request.gpu, &r.gpu, r.ends_by_ms)),
     );
     let mut per_queue: HashMap<&str, u32> = HashMap::new();
     for r in running {
@@ -217,16 +227,17 @@ pub fn plan<'w>(
             continue;
         }
         if w.request.fits(&free) {
-            let Some(placement) = book.place(w.request.gpu) else {
+            let ends_by = w.runs_for_ms.map(|d| now_ms.saturating_add(d));
+            let Some(placement) = book.place(w.request.gpu, ends_by) else {
                 wait(book.why_waiting(w.request.gpu), &mut position);
                 if !gpu_claimed && now_ms - w.since_ms >= limits.gpu_claim_after_ms {
-                    book.claim_for(w.request.gpu);
+                    book.claim_for(w.request.gpu, now_ms);
                     gpu_claimed = true;
                 }
                 continue;
             };
             if w.request.gpu != GpuAsk::None {
-                book.take(w.request.gpu, &placement);
+                book.take(w.request.gpu, &placement, ends_by);
                 plan.placements.insert(w.id, placement);
             }
             plan.start.push(w.id);

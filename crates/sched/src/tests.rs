@@ -1,6 +1,7 @@
 use super::*;
 
 const GIB: u64 = 1 << 30;
+const MINUTE: i64 = 60_000;
 
 struct World {
     capacity: Capacity,
@@ -11,6 +12,8 @@ struct World {
     gpus: Vec<Gpu>,
     gpu_reserve: u64,
     gpu_claim_after_ms: i64,
+    /// The time of the last plan.
+    now: i64,
 }
 
 impl World {
@@ -27,6 +30,7 @@ impl World {
             gpus: Vec::new(),
             gpu_reserve: 0,
             gpu_claim_after_ms: 0,
+            now: 0,
         }
     }
 
@@ -46,11 +50,13 @@ impl World {
             after: Vec::new(),
             not_before_ms: 0,
             since_ms: 0,
+            runs_for_ms: None,
         });
         id
     }
 
     fn plan(&mut self, now: i64, explain: bool) -> Plan {
+        self.now = now;
         self.waiting
             .sort_by_key(|w| (std::cmp::Reverse(w.priority), w.number));
         let limits = Limits {
@@ -106,6 +112,7 @@ fn a_big_job_is_not_starved_by_small_ones() {
             ..Default::default()
         },
         gpu: GpuPlacement::default(),
+        ends_by_ms: None,
     });
     let big = w.submit(0, 4, "default");
     let small = w.submit(0, 1, "default");
@@ -215,6 +222,7 @@ fn the_walk_is_deterministic_under_a_simulated_clock() {
                     ..Default::default()
                 },
                 gpu: GpuPlacement::default(),
+                ends_by_ms: None,
             })
             .collect();
         let p = w.plan(clock, false);
@@ -251,7 +259,8 @@ impl World {
         id
     }
 
-    /// Moves the started jobs from waiting to running, with their placements.
+    /// Moves the started jobs from waiting to running, with their placements (started at the
+    /// time of the last plan).
     fn start(&mut self, plan: &Plan) {
         for id in &plan.start {
             let pos = self.waiting.iter().position(|w| w.id == *id).unwrap();
@@ -260,8 +269,16 @@ impl World {
                 queue: w.queue,
                 request: w.request,
                 gpu: plan.placements.get(id).cloned().unwrap_or_default(),
+                ends_by_ms: w.runs_for_ms.map(|d| self.now + d),
             });
         }
+    }
+
+    /// A GPU job with a time limit.
+    fn submit_gpu_for(&mut self, ask: GpuAsk, minutes: i64) -> JobId {
+        let id = self.submit_gpu(ask);
+        self.waiting.last_mut().unwrap().runs_for_ms = Some(minutes * MINUTE);
+        id
     }
 }
 
@@ -443,4 +460,108 @@ fn mig_instances_are_taken_whole_and_only_by_mig_requests() {
         !gpu_request_fits(&w.gpus, 0, GpuAsk::Whole(2)),
         "GPU 1 is MIG-only"
     );
+}
+
+// --- Backfill by time limits ------------------------------------------------------------------
+
+#[test]
+fn a_claimed_gpu_takes_only_jobs_that_end_before_the_claimant_could_start() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0)];
+    // An 8GiB slice that its time limit ends within the hour.
+    w.submit_gpu_for(GpuAsk::Memory(8 * GIB), 60);
+    let p = w.plan(0, false);
+    w.start(&p);
+    let whole = w.submit_gpu(GpuAsk::Whole(1));
+    let short = w.submit_gpu_for(GpuAsk::Memory(4 * GIB), 30);
+    let unlimited = w.submit_gpu(GpuAsk::Memory(GIB));
+    let long = w.submit_gpu_for(GpuAsk::Memory(GIB), 90);
+    let p = w.plan(5 * MINUTE, true);
+    // The whole-GPU job has the GPU by the hour at the latest; only the job that ends before
+    // then may use the memory left meanwhile.
+    assert_eq!(p.start, vec![short]);
+    assert_eq!(placed_on(&p, short), vec![0]);
+    for waits in [whole, unlimited, long] {
+        assert!(p.pending.contains_key(&waits));
+    }
+    w.start(&p);
+    // Later, a job whose limit still ends before the hour fits beside them.
+    let fits = w.submit_gpu_for(GpuAsk::Memory(2 * GIB), 20);
+    let p = w.plan(30 * MINUTE, true);
+    assert_eq!(p.start, vec![fits]);
+    w.start(&p);
+    // Once every job's limit has passed and they are gone, the whole-GPU job starts.
+    w.running.clear();
+    let p = w.plan(61 * MINUTE, true);
+    assert_eq!(p.start[0], whole);
+}
+
+#[test]
+fn a_job_without_a_time_limit_on_a_claimed_gpu_lets_nothing_pass() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0)];
+    w.submit_gpu(GpuAsk::Memory(8 * GIB));
+    let p = w.plan(0, false);
+    w.start(&p);
+    let whole = w.submit_gpu(GpuAsk::Whole(1));
+    let short = w.submit_gpu_for(GpuAsk::Memory(GIB), 1);
+    let p = w.plan(MINUTE, true);
+    assert!(p.start.is_empty());
+    assert!(p.pending.contains_key(&whole) && p.pending.contains_key(&short));
+}
+
+#[test]
+fn a_whole_gpu_claim_drains_the_gpu_that_time_limits_free_first() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0), gpu(1, 0)];
+    // GPU 0: one slice for three hours. GPU 1: two slices for ten minutes.
+    w.submit_gpu_for(GpuAsk::Memory(12 * GIB), 180);
+    let p = w.plan(0, false);
+    w.start(&p);
+    assert_eq!(w.running[0].gpu.gpus, vec![0]);
+    w.submit_gpu_for(GpuAsk::Memory(7 * GIB), 10);
+    w.submit_gpu_for(GpuAsk::Memory(7 * GIB), 10);
+    let p = w.plan(0, false);
+    assert!(p.placements.values().all(|g| g.gpus == vec![1]));
+    w.start(&p);
+    let whole = w.submit_gpu(GpuAsk::Whole(1));
+    // Going by slice counts GPU 0 would drain, for three hours; its time limits say GPU 1 is
+    // free in ten minutes, so GPU 1 is kept, and a slice behind goes to GPU 0.
+    let slice = w.submit_gpu(GpuAsk::Memory(2 * GIB));
+    let p = w.plan(MINUTE, true);
+    assert_eq!(p.start, vec![slice]);
+    assert_eq!(placed_on(&p, slice), vec![0]);
+    assert!(p.pending.contains_key(&whole));
+}
+
+#[test]
+fn a_slice_claim_keeps_the_gpu_where_time_limits_free_its_memory_first() {
+    let mut w = World::new(16, 64);
+    w.gpus = vec![gpu(0, 0), gpu(1, 0)];
+    // GPU 0: 6GiB for ever and 6GiB for an hour. GPU 1: 12GiB for ever. 4GiB free on each.
+    w.submit_gpu(GpuAsk::Memory(6 * GIB));
+    w.submit_gpu(GpuAsk::Memory(12 * GIB));
+    let p = w.plan(0, false);
+    w.start(&p);
+    w.submit_gpu_for(GpuAsk::Memory(6 * GIB), 60);
+    let p = w.plan(0, false);
+    w.start(&p);
+    let on = |w: &World, gib: u64| {
+        w.running
+            .iter()
+            .filter(|r| r.request.gpu == GpuAsk::Memory(gib * GIB))
+            .map(|r| r.gpu.gpus[0])
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on(&w, 6), vec![0, 0]);
+    assert_eq!(on(&w, 12), vec![1]);
+    // A 10GiB slice can only ever run on GPU 0 (once the hour is over): it keeps GPU 0.
+    let big = w.submit_gpu(GpuAsk::Memory(10 * GIB));
+    let unlimited = w.submit_gpu(GpuAsk::Memory(3 * GIB));
+    let short = w.submit_gpu_for(GpuAsk::Memory(3 * GIB), 30);
+    let p = w.plan(MINUTE, true);
+    assert!(p.pending.contains_key(&big));
+    // The unlimited slice may only go to GPU 1; the short one may use GPU 0 meanwhile.
+    assert_eq!(placed_on(&p, unlimited), vec![1]);
+    assert_eq!(placed_on(&p, short), vec![0]);
 }

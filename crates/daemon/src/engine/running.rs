@@ -179,6 +179,7 @@ impl State {
                     queue: job.queue.clone(),
                     request: active.waiting.request,
                     gpu: placement,
+                    ends_by_ms: active.waiting.runs_for_ms.map(|d| now + d),
                 },
             );
             fx.events.push(Event::JobChanged(change(job)));
