@@ -56,6 +56,16 @@ async fn jobs_with_time_limits_use_a_gpu_kept_for_a_whole_gpu_job() {
         .unwrap();
     let (whole, short, unlimited, long) = (&jobs[0], &jobs[1], &jobs[2], &jobs[3]);
     f.wait_state(short, |s| s == JobState::Running).await;
+    // The waiting slices are told which time limit would let them in (under 60m, less the time
+    // since the first one started and the kill grace).
+    let shown = f.client.job(&unlimited.id.to_string()).await.unwrap();
+    let message = shown.pending.unwrap().message;
+    assert!(
+        message.starts_with(
+            "waiting for a GPU kept for a larger job ahead in line; a timeout under 59m"
+        ),
+        "{message}"
+    );
     for waits in [whole, unlimited, long] {
         let job = f.client.job(&waits.id.to_string()).await.unwrap();
         assert_eq!(job.state, JobState::Queued, "{}", job.number);

@@ -94,6 +94,12 @@ pub enum PendingReason {
     Gpus { needs: u32, free: u32 },
     /// Every MIG instance of its profile is taken.
     MigInstance { free: u32 },
+    /// It fits only on GPUs kept for a GPU job ahead in line (`behind`); a time limit under
+    /// `timeout_under`, when known, would let it use them until that job can start (backfill).
+    GpuKept {
+        behind: JobId,
+        timeout_under: Option<crate::Millis>,
+    },
 }
 
 impl std::fmt::Display for PendingReason {
@@ -128,6 +134,17 @@ impl std::fmt::Display for PendingReason {
             }
             PendingReason::MigInstance { .. } => {
                 f.write_str("waiting for a free MIG instance of its profile")
+            }
+            PendingReason::GpuKept {
+                timeout_under: Some(t),
+                ..
+            } => write!(
+                f,
+                "waiting for a GPU kept for a larger job ahead in line; a timeout under {t} \
+                 would let it start now"
+            ),
+            PendingReason::GpuKept { .. } => {
+                f.write_str("waiting for a GPU kept for a larger job ahead in line")
             }
         }
     }

@@ -169,6 +169,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
         gpus: &gpus,
         gpu_reserve: 0,
         gpu_claim_after_ms: claim_after_s * 1000,
+        kill_grace_ms: 0,
     };
     let ask = |j: &TraceJob| match policy {
         Policy::Petri { .. } if j.plan_gpu < 100 => GpuAsk::Memory(j.declared),
@@ -242,7 +243,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                                 gpus: l.gpus.clone(),
                                 mig_slot: None,
                             },
-                            ends_by_ms: limit_ms(l.job).map(|d| (l.start * 1000.0) as i64 + d),
+                            deadline_ms: limit_ms(l.job).map(|d| (l.start * 1000.0) as i64 + d),
                         })
                         .collect();
                     let w: Vec<Waiting> = waiting
@@ -261,7 +262,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                             after: Vec::new(),
                             not_before_ms: 0,
                             since_ms: (jobs[j].arrival * 1000.0) as i64,
-                            runs_for_ms: limit_ms(j),
+                            time_limit_ms: limit_ms(j),
                         })
                         .collect();
                     let plan = petri_sched::plan(

@@ -201,6 +201,25 @@ impl GpuBook {
         }
     }
 
+    /// When `ask` would fit now on GPUs kept for a job ahead (and on no other): until when they
+    /// are kept (None: not known). None when it would not fit on them either.
+    pub(crate) fn kept_until(&self, ask: GpuAsk) -> Option<Option<i64>> {
+        let mut unclaimed = self.clone();
+        for b in &mut unclaimed.gpus {
+            b.claim = Claim::No;
+        }
+        let placement = unclaimed.place(ask, None)?;
+        let mut until = Some(i64::MAX);
+        for index in &placement.gpus {
+            match self.gpus.iter().find(|b| b.index == *index)?.claim {
+                Claim::No => {}
+                Claim::Until(t) => until = until.map(|u| u.min(t)),
+                Claim::Unbounded => until = None,
+            }
+        }
+        Some(until.filter(|u| *u != i64::MAX))
+    }
+
     /// Books a placement for a job that ends by `ends_by` at the latest.
     pub(crate) fn take(&mut self, ask: GpuAsk, placement: &GpuPlacement, ends_by: Option<i64>) {
         for &index in &placement.gpus {

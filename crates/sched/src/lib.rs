@@ -61,9 +61,8 @@ pub struct Waiting {
     pub not_before_ms: i64,
     /// Since when it could have started (submission, or the end of its backoff).
     pub since_ms: i64,
-    /// The longest it can run once started (its time limit, with the grace before the kill), if
-    /// it has one.
-    pub runs_for_ms: Option<i64>,
+    /// Its time limit per attempt, if it has one.
+    pub time_limit_ms: Option<i64>,
 }
 
 /// A job that runs and holds its reservation.
@@ -73,8 +72,8 @@ pub struct Running {
     pub request: Request,
     /// Where its GPU share is (empty without one).
     pub gpu: GpuPlacement,
-    /// When it will have ended at the latest (its time limit), if it has one.
-    pub ends_by_ms: Option<i64>,
+    /// When its time limit is reached, if it has one.
+    pub deadline_ms: Option<i64>,
 }
 
 /// How a dependency stands.
@@ -114,6 +113,8 @@ pub struct Limits<'a> {
     /// A job that has waited this long for a GPU keeps GPUs for itself (aging): smaller jobs may
     /// pass it until then, never after.
     pub gpu_claim_after_ms: i64,
+    /// How long a job at its time limit may take to stop before it is killed.
+    pub kill_grace_ms: i64,
 }
 
 /// Decides what starts now. `waiting` must come in scheduling order (priority, then number).
@@ -137,9 +138,12 @@ pub fn plan<'w>(
     let mut book = GpuBook::new(
         limits.gpus,
         limits.gpu_reserve,
-        running
-            .iter()
-            .map(|r| (r.request.gpu, &r.gpu, r.ends_by_ms)),
+        running.iter().map(|r| {
+            let gone_by = r
+                .deadline_ms
+                .map(|d| d.saturating_add(limits.kill_grace_ms));
+            (r.request.gpu, &r.gpu, gone_by)
+        }),
     );
     let mut per_queue: HashMap<&str, u32> = HashMap::new();
     for r in running {
@@ -152,7 +156,7 @@ pub fn plan<'w>(
     let mut blocker: Option<JobId> = None;
     // Only the first job that waits for a GPU keeps GPUs for itself; the ones behind it may use
     // what is left (claiming for all of them would leave the GPUs idle while they drain).
-    let mut gpu_claimed = false;
+    let mut gpu_claimant: Option<JobId> = None;
     let mut plan = Plan::default();
     let mut position = 0u64;
 
@@ -227,17 +231,34 @@ pub fn plan<'w>(
             continue;
         }
         if w.request.fits(&free) {
-            let ends_by = w.runs_for_ms.map(|d| now_ms.saturating_add(d));
-            let Some(placement) = book.place(w.request.gpu, ends_by) else {
-                wait(book.why_waiting(w.request.gpu), &mut position);
-                if !gpu_claimed && now_ms - w.since_ms >= limits.gpu_claim_after_ms {
+            // When it would be gone at the latest: its limit, then the grace before the kill.
+            let gone_by = w.time_limit_ms.map(|d| {
+                now_ms
+                    .saturating_add(d)
+                    .saturating_add(limits.kill_grace_ms)
+            });
+            let Some(placement) = book.place(w.request.gpu, gone_by) else {
+                let reason = match (gpu_claimant, book.kept_until(w.request.gpu)) {
+                    (Some(behind), Some(until)) => PendingReason::GpuKept {
+                        behind,
+                        timeout_under: until
+                            .map(|t| t - now_ms - limits.kill_grace_ms)
+                            // Whole seconds, rounded down: people read it.
+                            .map(|d| d - d % 1000)
+                            .filter(|d| *d > 0)
+                            .map(|d| petri_domain::Millis(d as u64)),
+                    },
+                    _ => book.why_waiting(w.request.gpu),
+                };
+                wait(reason, &mut position);
+                if gpu_claimant.is_none() && now_ms - w.since_ms >= limits.gpu_claim_after_ms {
                     book.claim_for(w.request.gpu, now_ms);
-                    gpu_claimed = true;
+                    gpu_claimant = Some(w.id);
                 }
                 continue;
             };
             if w.request.gpu != GpuAsk::None {
-                book.take(w.request.gpu, &placement, ends_by);
+                book.take(w.request.gpu, &placement, gone_by);
                 plan.placements.insert(w.id, placement);
             }
             plan.start.push(w.id);

@@ -50,7 +50,7 @@ impl World {
             after: Vec::new(),
             not_before_ms: 0,
             since_ms: 0,
-            runs_for_ms: None,
+            time_limit_ms: None,
         });
         id
     }
@@ -65,6 +65,7 @@ impl World {
             gpus: &self.gpus,
             gpu_reserve: self.gpu_reserve,
             gpu_claim_after_ms: self.gpu_claim_after_ms,
+            kill_grace_ms: 0,
         };
         let done = &self.done;
         let numbers: HashMap<JobId, u64> = self.waiting.iter().map(|w| (w.id, w.number)).collect();
@@ -112,7 +113,7 @@ fn a_big_job_is_not_starved_by_small_ones() {
             ..Default::default()
         },
         gpu: GpuPlacement::default(),
-        ends_by_ms: None,
+        deadline_ms: None,
     });
     let big = w.submit(0, 4, "default");
     let small = w.submit(0, 1, "default");
@@ -222,7 +223,7 @@ fn the_walk_is_deterministic_under_a_simulated_clock() {
                     ..Default::default()
                 },
                 gpu: GpuPlacement::default(),
-                ends_by_ms: None,
+                deadline_ms: None,
             })
             .collect();
         let p = w.plan(clock, false);
@@ -269,7 +270,7 @@ impl World {
                 queue: w.queue,
                 request: w.request,
                 gpu: plan.placements.get(id).cloned().unwrap_or_default(),
-                ends_by_ms: w.runs_for_ms.map(|d| self.now + d),
+                deadline_ms: w.time_limit_ms.map(|d| self.now + d),
             });
         }
     }
@@ -277,7 +278,7 @@ impl World {
     /// A GPU job with a time limit.
     fn submit_gpu_for(&mut self, ask: GpuAsk, minutes: i64) -> JobId {
         let id = self.submit_gpu(ask);
-        self.waiting.last_mut().unwrap().runs_for_ms = Some(minutes * MINUTE);
+        self.waiting.last_mut().unwrap().time_limit_ms = Some(minutes * MINUTE);
         id
     }
 }
@@ -481,9 +482,22 @@ fn a_claimed_gpu_takes_only_jobs_that_end_before_the_claimant_could_start() {
     // then may use the memory left meanwhile.
     assert_eq!(p.start, vec![short]);
     assert_eq!(placed_on(&p, short), vec![0]);
-    for waits in [whole, unlimited, long] {
-        assert!(p.pending.contains_key(&waits));
+    assert!(p.pending.contains_key(&whole));
+    // The others are told what time limit would let them in.
+    for waits in [unlimited, long] {
+        assert_eq!(
+            p.pending[&waits].reason,
+            PendingReason::GpuKept {
+                behind: whole,
+                timeout_under: Some(petri_domain::Millis(55 * MINUTE as u64)),
+            }
+        );
     }
+    assert_eq!(
+        p.pending[&long].message,
+        "waiting for a GPU kept for a larger job ahead in line; a timeout under 55m would let \
+         it start now"
+    );
     w.start(&p);
     // Later, a job whose limit still ends before the hour fits beside them.
     let fits = w.submit_gpu_for(GpuAsk::Memory(2 * GIB), 20);
@@ -507,7 +521,14 @@ fn a_job_without_a_time_limit_on_a_claimed_gpu_lets_nothing_pass() {
     let short = w.submit_gpu_for(GpuAsk::Memory(GIB), 1);
     let p = w.plan(MINUTE, true);
     assert!(p.start.is_empty());
-    assert!(p.pending.contains_key(&whole) && p.pending.contains_key(&short));
+    assert!(p.pending.contains_key(&whole));
+    assert_eq!(
+        p.pending[&short].reason,
+        PendingReason::GpuKept {
+            behind: whole,
+            timeout_under: None
+        }
+    );
 }
 
 #[test]

@@ -674,6 +674,11 @@ export interface components {
             free: number;
             /** @enum {string} */
             kind: "mig_instance";
+        } | {
+            behind: components["schemas"]["JobId"];
+            /** @enum {string} */
+            kind: "gpu_kept";
+            timeout_under?: null | components["schemas"]["Millis"];
         };
         /** @description What a job reserves while it runs. */
         Resources: {

@@ -476,11 +476,7 @@ impl State {
             after: job.depends_on.clone(),
             not_before_ms,
             since_ms: eligible_ms,
-            // A job at its time limit is stopped, and killed after the grace period.
-            runs_for_ms: job
-                .spec
-                .timeout
-                .map(|t| (t.0 as i64).saturating_add(self.kill_grace_ms)),
+            time_limit_ms: job.spec.timeout.map(|t| t.0 as i64),
         };
         self.jobs.insert(
             id,

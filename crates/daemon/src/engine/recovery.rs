@@ -46,7 +46,7 @@ impl State {
                     gpus: run.gpus.clone(),
                     mig_slot: run.mig_slot,
                 },
-                ends_by_ms: active.waiting.runs_for_ms.map(|d| run.started_at_ms + d),
+                deadline_ms: timeout.map(|t| run.started_at_ms + t),
             },
         );
         match probe {

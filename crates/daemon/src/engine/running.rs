@@ -108,6 +108,7 @@ impl State {
             gpus: &self.gpus,
             gpu_reserve: self.gpu_reserve,
             gpu_claim_after_ms: self.gpu_claim_after_ms,
+            kill_grace_ms: self.kill_grace_ms,
         };
         petri_sched::plan(
             &limits,
@@ -179,7 +180,7 @@ impl State {
                     queue: job.queue.clone(),
                     request: active.waiting.request,
                     gpu: placement,
-                    ends_by_ms: active.waiting.runs_for_ms.map(|d| now + d),
+                    deadline_ms: active.waiting.time_limit_ms.map(|d| now + d),
                 },
             );
             fx.events.push(Event::JobChanged(change(job)));
