@@ -238,8 +238,12 @@ pub fn plan<'w>(
                     .saturating_add(limits.kill_grace_ms)
             });
             let Some(placement) = book.place(w.request.gpu, gone_by) else {
-                let reason = match (gpu_claimant, book.kept_until(w.request.gpu)) {
-                    (Some(behind), Some(until)) => PendingReason::GpuKept {
+                // (Only worked out when asked: the engine's own walks do not read it.)
+                let kept = gpu_claimant
+                    .filter(|_| explain)
+                    .and_then(|behind| book.kept_until(w.request.gpu).map(|until| (behind, until)));
+                let reason = match kept {
+                    Some((behind, until)) => PendingReason::GpuKept {
                         behind,
                         timeout_under: until
                             .map(|t| t - now_ms - limits.kill_grace_ms)
