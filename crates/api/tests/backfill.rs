@@ -61,9 +61,7 @@ async fn jobs_with_time_limits_use_a_gpu_kept_for_a_whole_gpu_job() {
     let shown = f.client.job(&unlimited.id.to_string()).await.unwrap();
     let message = shown.pending.unwrap().message;
     assert!(
-        message.starts_with(
-            "waiting for a GPU kept for a larger job ahead in line; a timeout under 59m"
-        ),
+        message.starts_with("waiting for a GPU kept for a job ahead in line; a timeout under 59m"),
         "{message}"
     );
     for waits in [whole, unlimited, long] {
@@ -76,6 +74,16 @@ async fn jobs_with_time_limits_use_a_gpu_kept_for_a_whole_gpu_job() {
             pending.message
         );
     }
+    // The GPU report says whom the GPU drains for, and until when the time limits keep it busy.
+    let report = f.client.gpus().await.unwrap();
+    let kept = report.gpus[0].kept_for.as_ref().expect("GPU 0 is kept");
+    assert_eq!(kept.number, whole.number);
+    let first_started = f.client.job(&first.id.to_string()).await.unwrap();
+    let grace = 10_000; // the default kill grace
+    assert_eq!(
+        kept.until_ms,
+        Some(first_started.started_at_ms.unwrap() + 60 * MINUTE as i64 + grace)
+    );
     // When the GPU empties, the whole-GPU job starts first, then the others.
     std::fs::write(f.work().join("go"), "").unwrap();
     for j in std::iter::once(&first).chain(&jobs) {

@@ -127,6 +127,19 @@ pub struct GpuView {
     pub temperature_c: Option<u32>,
     pub power_mw: Option<u32>,
     pub holders: Vec<GpuHolder>,
+    /// Kept for a waiting job ahead in line: nothing new starts here but jobs whose time limit
+    /// ends them first.
+    pub kept_for: Option<GpuKeptFor>,
+}
+
+/// The waiting job a GPU drains for.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpuKeptFor {
+    pub job: JobId,
+    pub number: u64,
+    /// When the time limits of the jobs on the GPU free it for that job (Unix ms); jobs that end
+    /// before then may still start here. None: not known (a job here has no time limit).
+    pub until_ms: Option<i64>,
 }
 
 /// GPU figures over time (oldest first), sampled every `gpu.sample_every`.

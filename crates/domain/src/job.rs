@@ -140,11 +140,11 @@ impl std::fmt::Display for PendingReason {
                 ..
             } => write!(
                 f,
-                "waiting for a GPU kept for a larger job ahead in line; a timeout under {t} \
+                "waiting for a GPU kept for a job ahead in line; a timeout under {t} \
                  would let it start now"
             ),
             PendingReason::GpuKept { .. } => {
-                f.write_str("waiting for a GPU kept for a larger job ahead in line")
+                f.write_str("waiting for a GPU kept for a job ahead in line")
             }
         }
     }

@@ -11,8 +11,8 @@ pub mod spec;
 pub mod units;
 
 pub use api::{
-    Event, GpuHistory, GpuHolder, GpuPoint, GpuReport, GpuView, GpusSampled, Image, JobChange,
-    ListQuery, NotebookChange, Status,
+    Event, GpuHistory, GpuHolder, GpuKeptFor, GpuPoint, GpuReport, GpuView, GpusSampled, Image,
+    JobChange, ListQuery, NotebookChange, Status,
 };
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{

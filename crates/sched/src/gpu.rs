@@ -220,6 +220,15 @@ impl GpuBook {
         Some(until.filter(|u| *u != i64::MAX))
     }
 
+    /// The GPUs kept for the claimant, and until when (None: not known).
+    pub(crate) fn kept(&self) -> impl Iterator<Item = (u32, Option<i64>)> + '_ {
+        self.gpus.iter().filter_map(|b| match b.claim {
+            Claim::No => None,
+            Claim::Until(t) => Some((b.index, Some(t))),
+            Claim::Unbounded => Some((b.index, None)),
+        })
+    }
+
     /// Books a placement for a job that ends by `ends_by` at the latest.
     pub(crate) fn take(&mut self, ask: GpuAsk, placement: &GpuPlacement, ends_by: Option<i64>) {
         for &index in &placement.gpus {

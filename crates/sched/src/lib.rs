@@ -99,6 +99,18 @@ pub struct Plan {
     pub next_wake_ms: Option<i64>,
     /// Where each started job that asked for GPUs goes.
     pub placements: HashMap<JobId, GpuPlacement>,
+    /// GPUs kept for a job ahead in line that waits for them (only when explaining).
+    pub kept: Vec<Kept>,
+}
+
+/// A GPU kept for a waiting job (it drains for it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub gpu: u32,
+    pub job: JobId,
+    /// When the time limits of the jobs on it free it for that job; jobs that end before then may
+    /// still use it. None: not known (a job there has no time limit).
+    pub until_ms: Option<i64>,
 }
 
 /// Inputs that do not change between decisions.
@@ -291,6 +303,12 @@ pub fn plan<'w>(
         // Claim what is free for this job, so later, smaller jobs cannot starve it.
         free.cpu_millis = free.cpu_millis.saturating_sub(w.request.cpu_millis);
         free.memory = free.memory.saturating_sub(w.request.memory);
+    }
+    if explain && let Some(job) = gpu_claimant {
+        plan.kept = book
+            .kept()
+            .map(|(gpu, until_ms)| Kept { gpu, job, until_ms })
+            .collect();
     }
     plan
 }

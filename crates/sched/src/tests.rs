@@ -494,8 +494,16 @@ fn a_claimed_gpu_takes_only_jobs_that_end_before_the_claimant_could_start() {
         );
     }
     assert_eq!(
+        p.kept,
+        vec![Kept {
+            gpu: 0,
+            job: whole,
+            until_ms: Some(60 * MINUTE)
+        }]
+    );
+    assert_eq!(
         p.pending[&long].message,
-        "waiting for a GPU kept for a larger job ahead in line; a timeout under 55m would let \
+        "waiting for a GPU kept for a job ahead in line; a timeout under 55m would let \
          it start now"
     );
     w.start(&p);

@@ -354,6 +354,18 @@ export interface components {
              */
             used: number;
         };
+        /** @description The waiting job a GPU drains for. */
+        GpuKeptFor: {
+            job: components["schemas"]["JobId"];
+            /** Format: int64 */
+            number: number;
+            /**
+             * Format: int64
+             * @description When the time limits of the jobs on the GPU free it for that job (Unix ms); jobs that end
+             *     before then may still start here. None: not known (a job here has no time limit).
+             */
+            until_ms?: number | null;
+        };
         GpuPoint: {
             /** Format: int64 */
             at_ms: number;
@@ -385,6 +397,7 @@ export interface components {
             holders: components["schemas"]["GpuHolder"][];
             /** Format: int32 */
             index: number;
+            kept_for?: null | components["schemas"]["GpuKeptFor"];
             /** Format: int64 */
             memory_total: number;
             /**

@@ -87,6 +87,15 @@ function GpuCard(props: { g: GpuView; history?: GpuHistory }) {
         </span>
       </div>
       <MemoryBar total={g.memory_total} segments={gpuSegments(g)} />
+      {g.kept_for && (
+        <p className="small">
+          <span className="badge tone-idle">kept</span> Draining for{" "}
+          <Link to={`/jobs/${g.kept_for.number}`}>#{g.kept_for.number}</Link>, which waits for it
+          {g.kept_for.until_ms != null
+            ? `: the jobs' time limits free it by ${new Date(g.kept_for.until_ms).toLocaleTimeString()}; jobs with a timeout that ends before then may still start here.`
+            : ": a job here has no time limit, so nothing new starts here until it is free."}
+        </p>
+      )}
       <div className="muted small">
         {bytes(g.memory_used)} used · {bytes(g.reserved)} reserved · {bytes(g.free_to_admit)} free to admit · {bytes(g.memory_total)} total · {g.uuid}
       </div>

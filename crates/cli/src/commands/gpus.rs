@@ -54,6 +54,17 @@ pub async fn run(client: &Client, args: GpusArgs) -> anyhow::Result<()> {
                 ),
             })
             .collect();
+        let mut holders = holders;
+        if let Some(k) = &g.kept_for {
+            holders.push(match k.until_ms {
+                Some(until) => format!(
+                    "kept for #{}: free for it within {} (time limits); shorter jobs may use it",
+                    k.number,
+                    output::short_duration(until - output::now_ms())
+                ),
+                None => format!("kept for #{} (draining)", k.number),
+            });
+        }
         t.add_row(vec![
             if g.healthy {
                 g.index.to_string()

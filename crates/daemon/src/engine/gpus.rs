@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use petri_domain::{GpuHolder, GpuReport, GpuView};
+use petri_domain::{GpuHolder, GpuKeptFor, GpuReport, GpuView};
 use petri_sched::{Gpu, GpuAsk};
 
 use super::*;
@@ -284,6 +284,12 @@ impl State {
     /// The report, with the owners of GPU processes already looked up (`/proc` is read once per
     /// sample).
     fn report_with(&self, owners: &HashMap<u32, Option<JobId>>) -> GpuReport {
+        // Which GPUs drain for a waiting job, as the scheduler sees it now.
+        let kept = if self.gpu_info.is_empty() {
+            Vec::new()
+        } else {
+            self.plan(super::now_ms(), true).kept
+        };
         let gpus = self
             .gpu_info
             .iter()
@@ -384,6 +390,14 @@ impl State {
                     temperature_c: info.temperature_c,
                     power_mw: info.power_mw,
                     holders,
+                    kept_for: kept.iter().find(|k| k.gpu == info.index).and_then(|k| {
+                        let active = self.jobs.get(&k.job)?;
+                        Some(GpuKeptFor {
+                            job: k.job,
+                            number: active.job.number,
+                            until_ms: k.until_ms,
+                        })
+                    }),
                 }
             })
             .collect();
