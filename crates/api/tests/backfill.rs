@@ -19,21 +19,14 @@ fn slice(f: &Fixture, gate: &str, gib: u64, limit_minutes: Option<u64>) -> JobSp
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_with_time_limits_use_a_gpu_kept_for_a_whole_gpu_job() {
-    let Some(lib) = helpers::fake_nvml() else {
+    let Some(fake) = helpers::FakeGpus::new(
+        serde_json::json!({"gpus": [{"uuid": "GPU-one", "memory_total": 16 * GIB}]}),
+    ) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gpus.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"gpus": [{"uuid": "GPU-one", "memory_total": 16 * GIB}]}).to_string(),
-    )
-    .unwrap();
-    // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
-    unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
     let f = Fixture::start(&format!(
         "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nreserve = \"0\"\nclaim_after = \"0s\"\n",
-        lib.display()
+        fake.lib.display()
     ))
     .await;
 

@@ -14,14 +14,17 @@ fn write_gpus(path: &std::path::Path, foreign_on_0: Option<u64>) {
 
 /// GPU 0 may carry one process (pid, bytes).
 fn write_gpus_with(path: &std::path::Path, on_0: Option<(u32, u64)>) {
+    std::fs::write(path, gpus_json(on_0).to_string()).unwrap();
+}
+
+fn gpus_json(on_0: Option<(u32, u64)>) -> serde_json::Value {
     let processes: Vec<serde_json::Value> = on_0
         .map(|(pid, bytes)| vec![serde_json::json!({"pid": pid, "used_memory": bytes})])
         .unwrap_or_default();
-    let json = serde_json::json!({"gpus": [
+    serde_json::json!({"gpus": [
         {"name": "Fake 16G", "uuid": "GPU-00000000-aaaa", "memory_total": 16 * GIB, "processes": processes},
         {"name": "Fake 16G", "uuid": "GPU-11111111-bbbb", "memory_total": 16 * GIB},
-    ]});
-    std::fs::write(path, json.to_string()).unwrap();
+    ]})
 }
 
 fn gated(f: &Fixture, gate: &str, gpu: &str) -> JobSpec {
@@ -40,17 +43,13 @@ fn gated(f: &Fixture, gate: &str, gpu: &str) -> JobSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
-    let Some(lib) = helpers::fake_nvml() else {
+    let Some(fake) = helpers::FakeGpus::new(gpus_json(None)) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gpus.json");
-    write_gpus(&config, None);
-    // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
-    unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
+    let config = fake.config.clone();
     let f = Fixture::start(&format!(
         "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nsample_every = \"100ms\"\nenforce = \"kill\"\n",
-        lib.display()
+        fake.lib.display()
     ))
     .await;
 

@@ -9,11 +9,6 @@ const GIB: u64 = 1 << 30;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mig_instances_are_reserved_whole_and_addressed_by_their_uuid() {
-    let Some(lib) = helpers::fake_nvml() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gpus.json");
     let json = serde_json::json!({"gpus": [
         {"uuid": "GPU-plain", "memory_total": 16 * GIB},
         {"name": "Fake A100", "uuid": "GPU-mig", "memory_total": 40 * GIB, "mig": [
@@ -22,12 +17,12 @@ async fn mig_instances_are_reserved_whole_and_addressed_by_their_uuid() {
             {"uuid": "MIG-cccc", "profile": "2g.20gb", "memory_total": 20 * GIB}
         ]}
     ]});
-    std::fs::write(&config, json.to_string()).unwrap();
-    // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
-    unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
+    let Some(fake) = helpers::FakeGpus::new(json) else {
+        return;
+    };
     let f = Fixture::start(&format!(
         "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nsample_every = \"100ms\"\n",
-        lib.display()
+        fake.lib.display()
     ))
     .await;
     let mut spec = f.script(

@@ -13,20 +13,13 @@ const GIB: u64 = 1 << 30;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slices_on_an_mps_gpu_get_driver_limits() {
-    let Some(lib) = helpers::fake_nvml() else {
+    let Some(fake) = helpers::FakeGpus::new(serde_json::json!({"gpus": [
+        {"uuid": "GPU-mps", "memory_total": 16 * GIB},
+        {"uuid": "GPU-plain", "memory_total": 24 * GIB}
+    ]})) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gpus.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"gpus": [
-            {"uuid": "GPU-mps", "memory_total": 16 * GIB},
-            {"uuid": "GPU-plain", "memory_total": 24 * GIB}
-        ]})
-        .to_string(),
-    )
-    .unwrap();
     let control = dir.path().join("mps-control");
     let calls = dir.path().join("calls");
     std::fs::write(
@@ -38,11 +31,9 @@ async fn slices_on_an_mps_gpu_get_driver_limits() {
     )
     .unwrap();
     std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
-    unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
     let f = Fixture::start(&format!(
         "[capacity]\ncpus = 16\n[gpu]\nnvml_path = \"{}\"\nsample_every = \"100ms\"\nmps = [0]\nmps_control = \"{}\"\n",
-        lib.display(),
+        fake.lib.display(),
         control.display()
     ))
     .await;

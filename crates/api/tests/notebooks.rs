@@ -81,22 +81,17 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
     let Some(image) = helpers::docker_image() else {
         return;
     };
-    let Some(lib) = helpers::fake_nvml() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gpus.json");
     let gpus = serde_json::json!({"gpus": [
         {"name": "Fake 16G", "uuid": "GPU-00000000-aaaa", "memory_total": 16 * GIB},
         {"name": "Fake 16G", "uuid": "GPU-11111111-bbbb", "memory_total": 16 * GIB},
     ]});
-    std::fs::write(&config, gpus.to_string()).unwrap();
-    // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
-    unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
+    let Some(fake) = helpers::FakeGpus::new(gpus.clone()) else {
+        return;
+    };
     let f = Fixture::start(&format!(
         "[gpu]\nnvml_path = \"{}\"\nsample_every = \"200ms\"\n\
          [notebooks]\nimage = \"{image}\"\nidle_timeout = \"10s\"\ncull_every = \"500ms\"\n",
-        lib.display()
+        fake.lib.display()
     ))
     .await;
     let http = reqwest::Client::new();
@@ -130,7 +125,7 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
     let mut with_process = gpus.clone();
     with_process["gpus"][index]["processes"] =
         serde_json::json!([{"pid": pid, "used_memory": GIB}]);
-    std::fs::write(&config, with_process.to_string()).unwrap();
+    std::fs::write(&fake.config, with_process.to_string()).unwrap();
     wait_until(
         "the notebook's GPU process to be attributed to it",
         || async {
@@ -143,7 +138,7 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
         },
     )
     .await;
-    std::fs::write(&config, gpus.to_string()).unwrap();
+    std::fs::write(&fake.config, gpus.to_string()).unwrap();
 
     // A second start of a running notebook is refused.
     let again = f.client.notebook_start(&req).await.unwrap_err();

@@ -172,6 +172,32 @@ pub fn fake_nvml() -> Option<PathBuf> {
     None
 }
 
+/// GPUs described to the fake NVML: the library, and the config file it reads on every call
+/// (write it again to change what the GPUs show).
+pub struct FakeGpus {
+    pub lib: PathBuf,
+    pub config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeGpus {
+    /// Writes `gpus` (the fake's JSON config) and points `PETRI_FAKE_NVML` at it, for the whole
+    /// process: one such test per test binary, set up before its daemon starts.
+    pub fn new(gpus: serde_json::Value) -> Option<FakeGpus> {
+        let lib = fake_nvml()?;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gpus.json");
+        std::fs::write(&config, gpus.to_string()).unwrap();
+        // SAFETY: called before the daemon (and any thread that reads it) starts.
+        unsafe { std::env::set_var("PETRI_FAKE_NVML", &config) };
+        Some(FakeGpus {
+            lib,
+            config,
+            _dir: dir,
+        })
+    }
+}
+
 impl Fixture {
     /// Waits until exactly `n` jobs run.
     pub async fn wait_running(&self, n: usize) {
