@@ -83,6 +83,35 @@ async fn cancel_stops_a_container_and_removes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_container_cancelled_while_it_starts_is_stopped_once_it_runs() {
+    let Some(image) = helpers::docker_image() else {
+        return;
+    };
+    let f = Fixture::start("kill_grace = \"2s\"\n").await;
+    // Containers start off the engine thread; a cancel may come before Docker has answered with
+    // the container's pid. The stop waits for the pid and then reaches the container.
+    let jobs = f
+        .client
+        .submit(&[
+            container(&f, &image, "sleep 300"),
+            container(&f, &image, "sleep 300"),
+        ])
+        .await
+        .unwrap();
+    for job in &jobs {
+        f.wait_state(job, |s| s == JobState::Running).await;
+        f.client.cancel(&job.id.to_string()).await.unwrap();
+    }
+    for job in &jobs {
+        assert_eq!(f.wait_done(job).await.state, JobState::Cancelled);
+    }
+    helpers::wait_until("the containers to be removed", || async {
+        containers_of(f.home()).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_container_specs_are_refused_and_change_nothing() {
     let Some(image) = helpers::docker_image() else {
         return;

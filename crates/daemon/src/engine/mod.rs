@@ -70,6 +70,12 @@ pub(crate) enum Command {
     /// The GPUs (by index) whose MPS control daemon runs.
     Mps(HashMap<u32, petri_gpu::mps::Mps>),
     Exited(ExitReport),
+    /// A container attempt started (containers start off the engine thread).
+    Started {
+        job: JobId,
+        attempt: u32,
+        pid: u32,
+    },
     SpawnFailed {
         job: JobId,
         attempt: u32,
@@ -528,6 +534,26 @@ impl State {
             }
             Command::Exited(report) => {
                 self.finish(tx, report.job, report.attempt, report.exit_code, now, fx)?;
+            }
+
+            Command::Started { job, attempt, pid } => {
+                // Unless the attempt already ended (a container may exit before this arrives).
+                if let Some(active) = self.jobs.get_mut(&job)
+                    && let Some(run) = active.run.as_mut()
+                    && run.attempt == attempt
+                    && run.pid.is_none()
+                {
+                    run.pid = Some(pid);
+                    tx.set_run_pid(job, attempt, pid)?;
+                    // A stop that came before the pid was known.
+                    if run.stop.is_some() {
+                        fx.signals.push((
+                            run_key(&active.job, attempt),
+                            pid,
+                            StopSignal::Terminate,
+                        ));
+                    }
+                }
             }
 
             Command::SpawnFailed {

@@ -284,12 +284,40 @@ impl State {
                 continue;
             }
             let tx = self.self_tx.clone();
-            let started = self.exec.start(
-                launch,
-                Box::new(move |report| {
-                    let _ = tx.send(Command::Exited(report));
-                }),
-            );
+            let on_exit: Box<dyn FnOnce(ExitReport) + Send> = Box::new(move |report| {
+                let _ = tx.send(Command::Exited(report));
+            });
+            if container_job {
+                // Creating and starting a container takes the engine some 0.1-0.5 s (longer when
+                // it is busy): do it off the engine thread, and hear back with the pid.
+                let (exec, tx) = (Arc::clone(&self.exec), self.self_tx.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("petri-start".into())
+                    .spawn(move || {
+                        let reply = match exec.start(launch, on_exit) {
+                            Ok(run) => Command::Started {
+                                job,
+                                attempt,
+                                pid: run.pid,
+                            },
+                            Err(e) => Command::SpawnFailed {
+                                job,
+                                attempt,
+                                message: e.to_string(),
+                            },
+                        };
+                        let _ = tx.send(reply);
+                    });
+                if let Err(e) = spawned {
+                    let _ = self.self_tx.send(Command::SpawnFailed {
+                        job,
+                        attempt,
+                        message: format!("cannot start a thread to start the container: {e}"),
+                    });
+                }
+                continue;
+            }
+            let started = self.exec.start(launch, on_exit);
             match started {
                 Ok(run) => {
                     tracing::debug!(job.id = %job, pid = run.pid, "job started");
