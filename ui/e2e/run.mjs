@@ -40,7 +40,7 @@ fs.writeFileSync(
 );
 fs.writeFileSync(
   path.join(home, "petri.toml"),
-  `kill_grace = "2s"\n[gpu]\nsample_every = "500ms"\n[notebooks]\nimage = "${image}"\n`,
+  `kill_grace = "2s"\n[gpu]\nsample_every = "500ms"\nclaim_after = "0s"\n[notebooks]\nimage = "${image}"\n`,
 );
 
 const port = await new Promise((resolve) => {
@@ -185,11 +185,18 @@ try {
     await expectText(page.locator("[data-testid=gpu-0], [data-testid=gpu-1]"), "train-a");
     await expectText(page.locator("[data-testid=gpu-0], [data-testid=gpu-1]"), "train-b");
     await expectText(page.locator("[data-testid=gpu-0]"), "not Petri's");
+    // A job that needs both GPUs keeps them (aging is immediate here): the view says so.
+    const { jobs: [big] } = await api("POST", "/api/v1/jobs", {
+      jobs: [{ name: "big", run: "true", workdir: work, resources: { cpus: 0.25, gpus: 2 } }],
+    });
+    await expectText(page.locator("[data-testid=gpu-1]"), `Draining for #${big.number}`);
+    await expectText(page.locator("[data-testid=gpu-0]"), "has no time limit");
     await page.waitForTimeout(1500); // a few samples for the charts
     await shot("gpus");
     await page.goto(`${base}/#/`);
     await expectText(page.locator(".gpu-mini"), "reserved");
     await shot("dashboard");
+    await api("POST", `/api/v1/jobs/${big.id}/cancel`);
   });
 
   await step("a notebook starts and its JupyterLab shows through the proxy", async () => {

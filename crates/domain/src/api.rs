@@ -137,8 +137,8 @@ pub struct GpuView {
 pub struct GpuKeptFor {
     pub job: JobId,
     pub number: u64,
-    /// When the time limits of the jobs on the GPU free it for that job (Unix ms); jobs that end
-    /// before then may still start here. None: not known (a job here has no time limit).
+    /// When the time limits of the jobs on the GPUs that job waits for free them (Unix ms); jobs
+    /// that end before then may still start here. None: not known (a job there has no limit).
     pub until_ms: Option<i64>,
 }
 

@@ -361,8 +361,8 @@ export interface components {
             number: number;
             /**
              * Format: int64
-             * @description When the time limits of the jobs on the GPU free it for that job (Unix ms); jobs that end
-             *     before then may still start here. None: not known (a job here has no time limit).
+             * @description When the time limits of the jobs on the GPUs that job waits for free them (Unix ms); jobs
+             *     that end before then may still start here. None: not known (a job there has no limit).
              */
             until_ms?: number | null;
         };

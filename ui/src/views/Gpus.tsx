@@ -92,8 +92,8 @@ function GpuCard(props: { g: GpuView; history?: GpuHistory }) {
           <span className="badge tone-idle">kept</span> Draining for{" "}
           <Link to={`/jobs/${g.kept_for.number}`}>#{g.kept_for.number}</Link>, which waits for it
           {g.kept_for.until_ms != null
-            ? `: the jobs' time limits free it by ${new Date(g.kept_for.until_ms).toLocaleTimeString()}; jobs with a timeout that ends before then may still start here.`
-            : ": a job here has no time limit, so nothing new starts here until it is free."}
+            ? `: the time limits of the jobs on the GPUs it waits for free them by ${new Date(g.kept_for.until_ms).toLocaleTimeString()}; jobs with a timeout that ends before then may still start here.`
+            : ": a job on the GPUs it waits for has no time limit, so nothing new starts here until it can."}
         </p>
       )}
       <div className="muted small">
