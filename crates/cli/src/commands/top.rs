@@ -123,6 +123,10 @@ async fn frame(client: &Client) -> anyhow::Result<String> {
                 ),
             })
             .collect();
+        let mut holders = holders;
+        if let Some(k) = &g.kept_for {
+            holders.push(format!("kept for #{}", k.number));
+        }
         s.push_str(&format!(
             "GPU {} {}{}: used {}/{}, reserved {}, free to admit {}, util {}%  {}\n",
             g.index,
