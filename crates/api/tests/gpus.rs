@@ -198,6 +198,48 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
     assert!(reason.contains("more than its slice of 7GiB"), "{reason}");
     write_gpus(&config, None);
 
+    // NVML reports GPU 1 lost: nothing starts on it (a third slice waits), until it is back.
+    let mut lost = gpus_json(None);
+    lost["gpus"][1]["lost"] = true.into();
+    std::fs::write(&config, lost.to_string()).unwrap();
+    let client = f.client.clone();
+    wait_until("GPU 1 to be reported lost", || {
+        let client = client.clone();
+        async move {
+            client
+                .gpus()
+                .await
+                .is_ok_and(|r| r.gpus.len() == 2 && !r.gpus[1].healthy)
+        }
+    })
+    .await;
+    let three_slices = f
+        .client
+        .submit(&(0..3).map(|_| gated(&f, "go4", "7GiB")).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    f.wait_state(&three_slices[1], |s| s == JobState::Running)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let third = f.client.job(&three_slices[2].id.to_string()).await.unwrap();
+    assert_eq!(third.state, JobState::Queued, "{third:?}");
+    let report = f.client.gpus().await.unwrap();
+    assert_eq!(report.gpus[0].holders.len(), 2);
+    assert!(report.gpus[1].holders.is_empty());
+    write_gpus(&config, None);
+    f.wait_state(&three_slices[2], |s| s == JobState::Running)
+        .await;
+    let report = f.client.gpus().await.unwrap();
+    assert_eq!(
+        report.gpus[1].holders[0].job,
+        Some(three_slices[2].id),
+        "{report:?}"
+    );
+    std::fs::write(f.work().join("go4"), "").unwrap();
+    for j in &three_slices {
+        assert_eq!(f.wait_done(j).await.state, JobState::Succeeded);
+    }
+
     // Requests no GPU here can hold are refused at submit, naming what fits.
     let mut huge = f.script("true");
     huge.resources.gpu_memory = Some(petri_domain::ByteSize(20 * GIB));
