@@ -92,7 +92,7 @@ export function Submit() {
           <Field label="Queue" error={errors.queue}>{input("queue", "default")}</Field>
           <Field label="Retries" error={errors.retries}>{input("retries", "0")}</Field>
           <Field label="Backoff" error={errors.backoff}>{input("backoff", "30s")}</Field>
-          <Field label="Timeout" error={errors.timeout}>{input("timeout", "2h")}</Field>
+          <Field label="Timeout" error={errors.timeout} hint="lets a GPU job use GPUs kept for others meanwhile">{input("timeout", "2h")}</Field>
           <Field label="After jobs" error={errors.after} hint="numbers or ids">{input("after", "12, 13")}</Field>
           <Field label="Sweep" error={errors.array} hint="KEY=V1,V2 per line: one job per value" wide>
             <textarea name="array" rows={2} value={form.array} onChange={set("array")} placeholder="lr=0.1,0.01" />

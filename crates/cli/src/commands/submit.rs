@@ -40,7 +40,8 @@ pub struct SubmitArgs {
     /// Wait before a retry (doubling each time), e.g. 30s.
     #[arg(long, value_name = "DURATION")]
     pub backoff: Option<Millis>,
-    /// Stop an attempt after this long, e.g. 1h.
+    /// Stop an attempt after this long, e.g. 1h. A GPU job with a timeout may also use GPUs kept
+    /// for a job ahead of it, when it would end before they are needed (backfill).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<Millis>,
     /// Run in this container image.
