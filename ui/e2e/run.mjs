@@ -209,6 +209,17 @@ try {
       const f = page.frames().find((x) => x.url().includes("/notebooks/scratch/"));
       return f && (await f.title()).includes("JupyterLab");
     });
+    // The notebook is served from an origin of its own: its pages cannot reach the UI's token.
+    const frame = page.frames().find((x) => x.url().includes("/notebooks/scratch/"));
+    if (new URL(frame.url()).origin === new URL(base).origin) throw new Error(`the notebook shares the UI's origin: ${frame.url()}`);
+    const reach = await frame.evaluate(() => {
+      try {
+        return String(window.parent.localStorage.length);
+      } catch {
+        return "blocked";
+      }
+    });
+    if (reach !== "blocked") throw new Error(`a notebook page could read the UI's storage (${reach})`);
     await page.waitForTimeout(3000); // let JupyterLab draw
     await shot("notebooks");
   });

@@ -1,6 +1,8 @@
 //! The HTTP face of the daemon: `/api/v1` (JSON, OpenAPI at `/api/v1/openapi.json`), live events
-//! and log following over SSE, `/metrics`, `/healthz`, and the web UI. The only crate that knows
-//! axum. Handlers parse, call a [`Daemon`] service, and map errors through one table.
+//! and log following over SSE, `/metrics`, `/healthz`, and the web UI; and, on an address of their
+//! own, the notebooks (so that a notebook's pages never share an origin with the web UI). The only
+//! crate that knows axum. Handlers parse, call a [`Daemon`] service, and map errors through one
+//! table.
 
 mod auth;
 mod error;
@@ -36,16 +38,15 @@ pub(crate) struct AppState {
     pub closing: watch::Receiver<bool>,
     /// Sends notebook requests on to Jupyter.
     pub proxy: proxy::ProxyClient,
+    /// Where the API and the web UI are served.
+    pub api_addr: SocketAddr,
+    /// Where the notebooks are served.
+    pub notebooks_addr: SocketAddr,
 }
 
-/// The whole router over a started daemon.
-pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
-    let max_body = daemon.settings().max_body.0 as usize;
-    let state = AppState {
-        daemon,
-        closing,
-        proxy: proxy::client(),
-    };
+/// The API and the web UI over a started daemon.
+fn api_router(state: AppState) -> Router {
+    let max_body = state.daemon.settings().max_body.0 as usize;
     let api = Router::new()
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
@@ -80,11 +81,23 @@ pub fn router(daemon: Daemon, closing: watch::Receiver<bool>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(system::healthz))
-        // Notebooks check their own auth: a bearer token or a browser's notebook session.
-        .route("/notebooks/{name}", any(proxy::forward))
-        .route("/notebooks/{name}/{*rest}", any(proxy::forward))
         .merge(protected)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The notebooks, on their own address. They check their own auth: a bearer token or a browser's
+/// notebook session.
+fn notebook_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/notebooks/{name}", any(proxy::forward))
+        .route("/notebooks/{name}/{*rest}", any(proxy::forward))
+        .fallback(system::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))
@@ -99,23 +112,46 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), petri_daemon::DaemonError> {
+    let io = |e: std::io::Error| petri_daemon::DaemonError::Io(e.to_string());
+    let addr: SocketAddr = listener.local_addr().map_err(io)?;
+    // The notebooks' own address: by default the same interface, a port the system picks.
+    let notebooks_at = settings
+        .notebooks
+        .listen
+        .unwrap_or_else(|| SocketAddr::new(addr.ip(), 0));
+    let notebooks = tokio::net::TcpListener::bind(notebooks_at)
+        .await
+        .map_err(|e| {
+            petri_daemon::DaemonError::Io(format!(
+                "cannot listen for notebooks on {notebooks_at}: {e} (set notebooks.listen)"
+            ))
+        })?;
+    let notebooks_addr = notebooks.local_addr().map_err(io)?;
     let daemon = Daemon::start(settings)?;
-    let addr: SocketAddr = listener
-        .local_addr()
-        .map_err(|e| petri_daemon::DaemonError::Io(e.to_string()))?;
     let addr_file = daemon.home().address_file();
     std::fs::write(&addr_file, format!("http://{addr}\n")).map_err(|e| {
         petri_daemon::DaemonError::Io(format!("writing {}: {e}", addr_file.display()))
     })?;
-    tracing::info!(%addr, home = %daemon.home().root().display(), "Petri is listening");
+    tracing::info!(%addr, %notebooks_addr, home = %daemon.home().root().display(), "Petri is listening");
     let (close_tx, close_rx) = watch::channel(false);
-    let app = router(daemon.clone(), close_rx);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = close_tx.send(true);
-        })
-        .await;
+    let state = AppState {
+        daemon: daemon.clone(),
+        closing: close_rx.clone(),
+        proxy: proxy::client(),
+        api_addr: addr,
+        notebooks_addr,
+    };
+    let closed = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|closing| *closing).await;
+    };
+    let notebooks_served = axum::serve(notebooks, notebook_router(state.clone()))
+        .with_graceful_shutdown(closed(close_rx.clone()));
+    let api_served = axum::serve(listener, api_router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = close_tx.send(true);
+    });
+    let (served, notebooks_served) = tokio::join!(api_served, notebooks_served);
+    let served = served.and(notebooks_served);
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&addr_file);
     served.map_err(|e| petri_daemon::DaemonError::Io(format!("serving HTTP: {e}")))

@@ -87,8 +87,17 @@ pub(crate) async fn remove(
 pub(crate) async fn open(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<NotebookLink>, ApiError> {
-    Ok(Json(s.daemon.notebook_link(&name).await?))
+    let link = s.daemon.notebook_link(&name).await?;
+    // On the notebooks' own address, as this caller reaches it.
+    Ok(Json(NotebookLink {
+        url: format!(
+            "{}{}",
+            crate::proxy::notebooks_origin(&s, &headers),
+            link.url
+        ),
+    }))
 }
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]

@@ -2,6 +2,10 @@
 //! websockets, behind Petri's own auth. The Jupyter token is added here and never reaches the
 //! browser.
 //!
+//! It is served on an address of its own (`notebooks.listen`), never on the web UI's: a notebook
+//! page runs code that its outputs bring, and on the UI's origin that code could read the UI's
+//! token. Jupyter's pages may still be framed by the web UI (`frame-ancestors`).
+//!
 //! Who may pass: a request with the owner's bearer token, or a browser with a notebook session
 //! cookie. A browser gets the cookie from a one-time link (`?petri_link=...`, made by
 //! `POST /api/v1/notebooks/<name>/open`), which is answered with a redirect to the same address
@@ -9,7 +13,9 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE, UPGRADE};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_SECURITY_POLICY, COOKIE, HOST, LOCATION, SET_COOKIE, UPGRADE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
@@ -70,6 +76,7 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     let upgrade = req.headers().contains_key(UPGRADE);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
+    let req_headers = parts.headers.clone();
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -136,7 +143,48 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     for h in HOP_BY_HOP {
         parts.headers.remove(h);
     }
+    // Jupyter lets only its own origin frame its pages; the web UI, on its own origin, may too.
+    let ui = format!("{}:{}", caller_host(&s, &req_headers), s.api_addr.port());
+    if let Ok(v) = HeaderValue::from_str(&format!("frame-ancestors 'self' http://{ui}")) {
+        parts.headers.insert(CONTENT_SECURITY_POLICY, v);
+    }
     Response::from_parts(parts, Body::new(body))
+}
+
+/// The host name the caller used to reach Petri (from `Host`, without the port), when it is one
+/// a URL can carry as it is; else the address the notebooks listen on.
+fn caller_host(s: &AppState, headers: &HeaderMap) -> String {
+    let given = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| match h.rfind(':') {
+            // "[::1]:7878", "host:7878" (a bare "[::1]" keeps its colons)
+            Some(i) if h[i + 1..].bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') => {
+                &h[..i]
+            }
+            _ => h,
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    let ip = s.notebooks_addr.ip();
+    match given {
+        // Listening on every interface (or the API's): the name the caller used reaches it.
+        Some(h) if ip.is_unspecified() || ip == s.api_addr.ip() => h.to_string(),
+        _ if ip.is_ipv6() => format!("[{ip}]"),
+        _ => ip.to_string(),
+    }
+}
+
+/// Where a caller who reached the API with `headers` finds the notebooks.
+pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
+    format!(
+        "http://{}:{}",
+        caller_host(s, headers),
+        s.notebooks_addr.port()
+    )
 }
 
 fn authorized(s: &AppState, headers: &HeaderMap) -> bool {

@@ -30,10 +30,10 @@ async fn wait_notebook(f: &Fixture, name: &str, state: NotebookState) -> petri_d
 }
 
 /// Runs `code` in the kernel through the proxied websocket; returns what it printed.
-async fn execute(f: &Fixture, name: &str, kernel: &str, code: &str) -> String {
+async fn execute(f: &Fixture, base: &str, name: &str, kernel: &str, code: &str) -> String {
     let url = format!(
         "{}/notebooks/{name}/api/kernels/{kernel}/channels",
-        f.base.replacen("http://", "ws://", 1)
+        base.replacen("http://", "ws://", 1)
     );
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
@@ -144,14 +144,28 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
     let again = f.client.notebook_start(&req).await.unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::NotebookNameTaken));
 
+    // Notebooks have an address of their own: the web UI's origin does not serve them, so a
+    // notebook page can never read the UI's token.
+    let nb_base = {
+        let link = f.client.notebook_link("lab1").await.unwrap();
+        link[..link.find("/notebooks/").unwrap()].to_string()
+    };
+    assert_ne!(nb_base, f.base);
+    let on_api_origin = http
+        .get(format!("{}/notebooks/lab1/api/status", f.base))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_api_origin.status(), 404);
     // Without Petri's token the proxy answers 401; with it, Jupyter answers.
-    let status_url = format!("{}/notebooks/lab1/api/status", f.base);
+    let status_url = format!("{nb_base}/notebooks/lab1/api/status");
     let anon = http.get(&status_url).send().await.unwrap();
     assert_eq!(anon.status(), 401);
 
     // The kernel runs code through the proxied websocket.
     let kernel: serde_json::Value = http
-        .post(format!("{}/notebooks/lab1/api/kernels", f.base))
+        .post(format!("{nb_base}/notebooks/lab1/api/kernels"))
         .bearer_auth(&f.token)
         .json(&serde_json::json!({"name": "python3"}))
         .send()
@@ -161,14 +175,14 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
         .await
         .unwrap();
     let kernel = kernel["id"].as_str().expect("a kernel id").to_string();
-    assert_eq!(execute(&f, "lab1", &kernel, "print(1+1)").await, "2\n");
+    assert_eq!(
+        execute(&f, &nb_base, "lab1", &kernel, "print(1+1)").await,
+        "2\n"
+    );
 
     // A notebook made through the proxied contents API lands in the workspace on the host.
     let made = http
-        .put(format!(
-            "{}/notebooks/lab1/api/contents/hello.ipynb",
-            f.base
-        ))
+        .put(format!("{nb_base}/notebooks/lab1/api/contents/hello.ipynb"))
         .bearer_auth(&f.token)
         .json(
             &serde_json::json!({"type": "notebook", "format": "json", "content": {
@@ -198,12 +212,17 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
         .unwrap()
         .to_string();
     let page = http
-        .get(format!("{}/notebooks/lab1/lab", f.base))
+        .get(format!("{nb_base}/notebooks/lab1/lab"))
         .header("Cookie", &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
+    // Its pages may be framed by the web UI (and by nothing else).
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        format!("frame-ancestors 'self' {}", f.base).as_str()
+    );
     assert!(page.text().await.unwrap().contains("JupyterLab"));
     // The link works once.
     assert_eq!(no_redirects.get(&link).send().await.unwrap().status(), 401);
@@ -259,7 +278,7 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
         .unwrap();
     wait_notebook(&f, "lab1", NotebookState::Running).await;
     let listing: serde_json::Value = http
-        .get(format!("{}/notebooks/lab1/api/contents", f.base))
+        .get(format!("{nb_base}/notebooks/lab1/api/contents"))
         .bearer_auth(&f.token)
         .send()
         .await

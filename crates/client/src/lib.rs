@@ -261,7 +261,7 @@ impl Client {
                 &format!("/api/v1/notebooks/{}/open", enc(name)),
             ))
             .await?;
-        Ok(format!("{}{}", self.base, link.url))
+        Ok(link.url)
     }
     pub async fn images(&self) -> Result<Vec<petri_domain::Image>> {
         self.json(self.request(reqwest::Method::GET, "/api/v1/images"))

@@ -89,6 +89,10 @@ pub struct NotebookSettings {
     pub idle_timeout: Millis,
     /// How often notebooks are checked for idleness.
     pub cull_every: Millis,
+    /// Where notebooks are served: an address of their own, so that a notebook's pages never
+    /// share an origin with the web UI (and cannot read its token). Default: the daemon's own
+    /// address with a port the system picks.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for NotebookSettings {
@@ -97,6 +101,7 @@ impl Default for NotebookSettings {
             image: "petri/python:3.11".into(),
             idle_timeout: Millis(60 * 60 * 1000),
             cull_every: Millis(60 * 1000),
+            listen: None,
         }
     }
 }

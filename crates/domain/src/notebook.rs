@@ -61,7 +61,7 @@ pub struct Notebook {
     pub id: String,
     pub name: String,
     pub state: NotebookState,
-    /// Where it is reached, relative to the daemon's address (needs Petri's token).
+    /// Its path on the notebooks' own address (`POST .../open` gives a full sign-in link).
     pub url: String,
     pub image: String,
     #[schema(value_type = String)]
@@ -90,6 +90,6 @@ pub struct Notebook {
 /// A link that signs a browser in to one notebook.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotebookLink {
-    /// Relative to the daemon's address; valid once, for a minute.
+    /// On the notebooks' own address (not the API's); valid once, for a minute.
     pub url: String,
 }
