@@ -588,7 +588,7 @@ export interface components {
             /** @description Why it stopped (stopped by a user, idle for too long, failed...). */
             reason?: string | null;
             state: components["schemas"]["NotebookState"];
-            /** @description Where it is reached, relative to the daemon's address (needs Petri's token). */
+            /** @description Its path on the notebooks' own address (`POST .../open` gives a full sign-in link). */
             url: string;
             workspace: string;
         };
@@ -600,7 +600,7 @@ export interface components {
         };
         /** @description A link that signs a browser in to one notebook. */
         NotebookLink: {
-            /** @description Relative to the daemon's address; valid once, for a minute. */
+            /** @description On the notebooks' own address (not the API's); valid once, for a minute. */
             url: string;
         };
         /**
