@@ -54,7 +54,9 @@ async fn jobs_with_time_limits_use_a_gpu_kept_for_a_whole_gpu_job() {
     let shown = f.client.job(&unlimited.id.to_string()).await.unwrap();
     let message = shown.pending.unwrap().message;
     assert!(
-        message.starts_with("waiting for a GPU kept for a job ahead in line; a timeout under 59m"),
+        message.starts_with(
+            "waiting for a GPU kept for a job ahead in line; a timeout of at most 59m"
+        ),
         "{message}"
     );
     for waits in [whole, unlimited, long] {

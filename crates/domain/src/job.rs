@@ -94,11 +94,11 @@ pub enum PendingReason {
     Gpus { needs: u32, free: u32 },
     /// Every MIG instance of its profile is taken.
     MigInstance { free: u32 },
-    /// It fits only on GPUs kept for a GPU job ahead in line (`behind`); a time limit under
-    /// `timeout_under`, when known, would let it use them until that job can start (backfill).
+    /// It fits only on GPUs kept for a GPU job ahead in line (`behind`); a time limit of at most
+    /// `max_timeout`, when known, would let it use them until that job can start (backfill).
     GpuKept {
         behind: JobId,
-        timeout_under: Option<crate::Millis>,
+        max_timeout: Option<crate::Millis>,
     },
 }
 
@@ -136,11 +136,11 @@ impl std::fmt::Display for PendingReason {
                 f.write_str("waiting for a free MIG instance of its profile")
             }
             PendingReason::GpuKept {
-                timeout_under: Some(t),
+                max_timeout: Some(t),
                 ..
             } => write!(
                 f,
-                "waiting for a GPU kept for a job ahead in line; a timeout under {t} \
+                "waiting for a GPU kept for a job ahead in line; a timeout of at most {t} \
                  would let it start now"
             ),
             PendingReason::GpuKept { .. } => {

@@ -257,7 +257,7 @@ pub fn plan<'w>(
                 let reason = match kept {
                     Some((behind, until)) => PendingReason::GpuKept {
                         behind,
-                        timeout_under: until
+                        max_timeout: until
                             .map(|t| t - now_ms - limits.kill_grace_ms)
                             // Whole seconds, rounded down: people read it.
                             .map(|d| d - d % 1000)

@@ -489,7 +489,7 @@ fn a_claimed_gpu_takes_only_jobs_that_end_before_the_claimant_could_start() {
             p.pending[&waits].reason,
             PendingReason::GpuKept {
                 behind: whole,
-                timeout_under: Some(petri_domain::Millis(55 * MINUTE as u64)),
+                max_timeout: Some(petri_domain::Millis(55 * MINUTE as u64)),
             }
         );
     }
@@ -503,7 +503,7 @@ fn a_claimed_gpu_takes_only_jobs_that_end_before_the_claimant_could_start() {
     );
     assert_eq!(
         p.pending[&long].message,
-        "waiting for a GPU kept for a job ahead in line; a timeout under 55m would let \
+        "waiting for a GPU kept for a job ahead in line; a timeout of at most 55m would let \
          it start now"
     );
     w.start(&p);
@@ -534,7 +534,7 @@ fn a_job_without_a_time_limit_on_a_claimed_gpu_lets_nothing_pass() {
         p.pending[&short].reason,
         PendingReason::GpuKept {
             behind: whole,
-            timeout_under: None
+            max_timeout: None
         }
     );
 }

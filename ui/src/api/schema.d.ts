@@ -691,7 +691,7 @@ export interface components {
             behind: components["schemas"]["JobId"];
             /** @enum {string} */
             kind: "gpu_kept";
-            timeout_under?: null | components["schemas"]["Millis"];
+            max_timeout?: null | components["schemas"]["Millis"];
         };
         /** @description What a job reserves while it runs. */
         Resources: {
