@@ -54,7 +54,7 @@ if [ ! -x "$tools/bin/tauri-driver" ]; then
     cargo install tauri-driver --locked --root "$tools" >&2
 fi
 node tests/desktop/run.mjs --petri "$CARGO_TARGET_DIR/debug/petri" --tauri-driver "$tools/bin/tauri-driver" \
-    --out ui/e2e/out
+    --image "$PETRI_TEST_IMAGE" --out ui/e2e/out
 
 say "API fuzzing (schemathesis, from the daemon's own OpenAPI document)"
 venv="$(dirname "$CARGO_TARGET_DIR")/venv"
