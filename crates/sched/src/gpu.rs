@@ -62,25 +62,39 @@ struct Book {
     index: u32,
     /// What may be reserved on this GPU in total (memory - reserve - foreign use).
     admissible: u64,
-    reserved: u64,
-    slices: u32,
-    exclusive: bool,
     healthy: bool,
     claim: Claim,
-    /// The jobs on it: the memory of their slice (0 for a whole GPU), and when they end at the
-    /// latest (None: no time limit).
-    holders: Vec<(u64, Option<i64>)>,
+    /// The jobs on it (what is reserved here follows from them).
+    holders: Vec<Holder>,
     /// MIG instances: (profile, held).
     mig: Vec<(u32, bool)>,
 }
 
+/// A job on a GPU.
+#[derive(Clone, Copy, Debug)]
+struct Holder {
+    /// The memory of its slice; None when it holds the GPU whole.
+    slice: Option<u64>,
+    /// When it is gone at the latest (None: no time limit).
+    gone_by: Option<i64>,
+}
+
 impl Book {
+    fn reserved(&self) -> u64 {
+        self.holders.iter().filter_map(|h| h.slice).sum()
+    }
+    fn slices(&self) -> usize {
+        self.holders.iter().filter(|h| h.slice.is_some()).count()
+    }
+    fn exclusive(&self) -> bool {
+        self.holders.iter().any(|h| h.slice.is_none())
+    }
     fn free(&self) -> u64 {
-        self.admissible.saturating_sub(self.reserved)
+        self.admissible.saturating_sub(self.reserved())
     }
     /// Usable for whole GPUs and slices (not for MIG), claimed or not.
     fn usable(&self) -> bool {
-        self.healthy && !self.exclusive && self.mig.is_empty()
+        self.healthy && !self.exclusive() && self.mig.is_empty()
     }
     /// Usable and unclaimed.
     fn open(&self) -> bool {
@@ -98,15 +112,15 @@ impl Book {
     /// When `bytes` of slices will be free here at the latest, going by the time limits of the
     /// slices here (None: not known, or never).
     fn free_by(&self, bytes: u64, now: i64) -> Option<i64> {
-        let mut reserved = self.reserved;
+        let mut reserved = self.reserved();
         if self.admissible.saturating_sub(reserved) >= bytes {
             return Some(now);
         }
         let mut ending = self.holders.clone();
-        ending.sort_by_key(|(_, end)| end.unwrap_or(i64::MAX));
-        for (held, end) in ending {
-            let end = end?;
-            reserved = reserved.saturating_sub(held);
+        ending.sort_by_key(|h| h.gone_by.unwrap_or(i64::MAX));
+        for h in ending {
+            let end = h.gone_by?;
+            reserved = reserved.saturating_sub(h.slice.unwrap_or(0));
             if self.admissible.saturating_sub(reserved) >= bytes {
                 return Some(end.max(now));
             }
@@ -117,7 +131,7 @@ impl Book {
     fn empty_by(&self, now: i64) -> Option<i64> {
         self.holders
             .iter()
-            .try_fold(now, |latest, (_, end)| end.map(|e| latest.max(e)))
+            .try_fold(now, |latest, h| h.gone_by.map(|e| latest.max(e)))
     }
 }
 
@@ -142,9 +156,6 @@ impl GpuBook {
                         .memory_total
                         .saturating_sub(reserve)
                         .saturating_sub(g.foreign_used),
-                    reserved: 0,
-                    slices: 0,
-                    exclusive: false,
                     healthy: g.healthy,
                     claim: Claim::No,
                     holders: Vec::new(),
@@ -164,13 +175,18 @@ impl GpuBook {
 
     /// Where `ask` would go now, if anywhere, for a job that ends by `ends_by` at the latest.
     pub(crate) fn place(&self, ask: GpuAsk, ends_by: Option<i64>) -> Option<GpuPlacement> {
+        self.place_on(ask, |b| b.open_to(ends_by))
+    }
+
+    /// Where `ask` would go now among the GPUs that `may` allows.
+    fn place_on(&self, ask: GpuAsk, may: impl Fn(&Book) -> bool) -> Option<GpuPlacement> {
         match ask {
             GpuAsk::None => Some(GpuPlacement::default()),
             GpuAsk::Whole(n) => {
                 let empty: Vec<u32> = self
                     .gpus
                     .iter()
-                    .filter(|b| b.open_to(ends_by) && b.slices == 0)
+                    .filter(|b| may(b) && b.slices() == 0)
                     .map(|b| b.index)
                     .take(n as usize)
                     .collect();
@@ -182,7 +198,7 @@ impl GpuBook {
             GpuAsk::Memory(bytes) => self
                 .gpus
                 .iter()
-                .filter(|b| b.open_to(ends_by) && b.free() >= bytes)
+                .filter(|b| may(b) && b.free() >= bytes)
                 // Best fit: the GPU this slice fills most; ties go to the lower index.
                 .min_by_key(|b| (b.free() - bytes, b.index))
                 .map(|b| GpuPlacement {
@@ -204,11 +220,7 @@ impl GpuBook {
     /// When `ask` would fit now on GPUs kept for a job ahead (and on no other): until when they
     /// are kept (None: not known). None when it would not fit on them either.
     pub(crate) fn kept_until(&self, ask: GpuAsk) -> Option<Option<i64>> {
-        let mut unclaimed = self.clone();
-        for b in &mut unclaimed.gpus {
-            b.claim = Claim::No;
-        }
-        let placement = unclaimed.place(ask, None)?;
+        let placement = self.place_on(ask, Book::usable)?;
         let mut until = Some(i64::MAX);
         for index in &placement.gpus {
             match self.gpus.iter().find(|b| b.index == *index)?.claim {
@@ -235,15 +247,14 @@ impl GpuBook {
             if let Some(b) = self.get(index) {
                 match ask {
                     GpuAsk::None => {}
-                    GpuAsk::Whole(_) => {
-                        b.exclusive = true;
-                        b.holders.push((0, ends_by));
-                    }
-                    GpuAsk::Memory(bytes) => {
-                        b.reserved = b.reserved.saturating_add(bytes);
-                        b.slices += 1;
-                        b.holders.push((bytes, ends_by));
-                    }
+                    GpuAsk::Whole(_) => b.holders.push(Holder {
+                        slice: None,
+                        gone_by: ends_by,
+                    }),
+                    GpuAsk::Memory(bytes) => b.holders.push(Holder {
+                        slice: Some(bytes),
+                        gone_by: ends_by,
+                    }),
                     GpuAsk::Mig(_) => {
                         if let Some(slot) =
                             placement.mig_slot.and_then(|s| b.mig.get_mut(s as usize))
@@ -269,7 +280,8 @@ impl GpuBook {
             GpuAsk::Whole(n) => {
                 let mut candidates: Vec<&mut Book> =
                     self.gpus.iter_mut().filter(|b| b.open()).collect();
-                candidates.sort_by_key(|b| (when(b.empty_by(now)), b.slices, b.reserved, b.index));
+                candidates
+                    .sort_by_key(|b| (when(b.empty_by(now)), b.slices(), b.reserved(), b.index));
                 candidates.truncate(n as usize);
                 // The claimant starts when the last of them is empty.
                 let by = candidates
@@ -361,7 +373,7 @@ impl GpuBook {
     pub(crate) fn empty_count(&self) -> u32 {
         self.gpus
             .iter()
-            .filter(|b| b.open() && b.slices == 0)
+            .filter(|b| b.open() && b.slices() == 0)
             .count() as u32
     }
 }
