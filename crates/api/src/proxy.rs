@@ -76,7 +76,12 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     let upgrade = req.headers().contains_key(UPGRADE);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let req_headers = parts.headers.clone();
+    // Jupyter lets only its own origin frame its pages; the web UI, on its own origin, may too.
+    let frame_policy = format!(
+        "frame-ancestors 'self' http://{}:{}",
+        caller_host(&s, &parts.headers),
+        s.api_addr.port()
+    );
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -143,9 +148,7 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     for h in HOP_BY_HOP {
         parts.headers.remove(h);
     }
-    // Jupyter lets only its own origin frame its pages; the web UI, on its own origin, may too.
-    let ui = format!("{}:{}", caller_host(&s, &req_headers), s.api_addr.port());
-    if let Ok(v) = HeaderValue::from_str(&format!("frame-ancestors 'self' http://{ui}")) {
+    if let Ok(v) = HeaderValue::from_str(&frame_policy) {
         parts.headers.insert(CONTENT_SECURITY_POLICY, v);
     }
     Response::from_parts(parts, Body::new(body))
