@@ -102,7 +102,8 @@ impl State {
     /// Keeps the bounded history (about an hour at the default rate) and the /metrics gauges.
     fn record_gpu_figures(&mut self, owners: &HashMap<u32, Option<JobId>>, now: i64) {
         const KEEP: usize = 1800;
-        let report = self.report_with(owners);
+        // (History and gauges need no word on kept GPUs: no scheduling walk here.)
+        let report = self.report_with(owners, &[]);
         for g in &report.gpus {
             let label = crate::metrics::GpuLabel {
                 gpu: g.index.to_string(),
@@ -278,18 +279,22 @@ impl State {
 
     /// Per GPU: memory, reservations, what is still admissible, and every holder.
     pub(super) fn gpu_report(&self) -> GpuReport {
-        self.report_with(&self.owners())
-    }
-
-    /// The report, with the owners of GPU processes already looked up (`/proc` is read once per
-    /// sample).
-    fn report_with(&self, owners: &HashMap<u32, Option<JobId>>) -> GpuReport {
         // Which GPUs drain for a waiting job, as the scheduler sees it now.
         let kept = if self.gpu_info.is_empty() {
             Vec::new()
         } else {
             self.plan(super::now_ms(), true).kept
         };
+        self.report_with(&self.owners(), &kept)
+    }
+
+    /// The report, with the owners of GPU processes already looked up (`/proc` is read once per
+    /// sample).
+    fn report_with(
+        &self,
+        owners: &HashMap<u32, Option<JobId>>,
+        kept: &[petri_sched::Kept],
+    ) -> GpuReport {
         let gpus = self
             .gpu_info
             .iter()

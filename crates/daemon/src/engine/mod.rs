@@ -537,21 +537,10 @@ impl State {
             }
 
             Command::Started { job, attempt, pid } => {
-                // Unless the attempt already ended (a container may exit before this arrives).
-                if let Some(active) = self.jobs.get_mut(&job)
-                    && let Some(run) = active.run.as_mut()
-                    && run.attempt == attempt
-                    && run.pid.is_none()
-                {
-                    run.pid = Some(pid);
+                if let Some(stop) = self.record_pid(job, attempt, pid) {
                     tx.set_run_pid(job, attempt, pid)?;
-                    // A stop that came before the pid was known.
-                    if run.stop.is_some() {
-                        fx.signals.push((
-                            run_key(&active.job, attempt),
-                            pid,
-                            StopSignal::Terminate,
-                        ));
+                    if let Some(key) = stop {
+                        fx.signals.push((key, pid, StopSignal::Terminate));
                     }
                 }
             }

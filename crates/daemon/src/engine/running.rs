@@ -321,17 +321,8 @@ impl State {
             match started {
                 Ok(run) => {
                     tracing::debug!(job.id = %job, pid = run.pid, "job started");
-                    if let Some(r) = self.jobs.get_mut(&job).and_then(|a| a.run.as_mut()) {
-                        r.pid = Some(run.pid);
-                        // A stop that came before the pid was known.
-                        if r.stop.is_some() {
-                            let key = RunKey {
-                                job,
-                                attempt,
-                                container: container_job,
-                            };
-                            let _ = self.exec.stop(key, run.pid, StopSignal::Terminate);
-                        }
+                    if let Some(Some(key)) = self.record_pid(job, attempt, run.pid) {
+                        let _ = self.exec.stop(key, run.pid, StopSignal::Terminate);
                     }
                     pids.push((job, attempt, run.pid));
                 }
@@ -346,6 +337,24 @@ impl State {
             }
         }
         self.unrecorded_pids.extend(pids);
+    }
+
+    /// An attempt's process is known: note its pid, unless the attempt has ended meanwhile (a
+    /// container may exit before its start is reported). None when it has; else the key to stop
+    /// it with when a stop came before the pid.
+    pub(super) fn record_pid(
+        &mut self,
+        job: JobId,
+        attempt: u32,
+        pid: u32,
+    ) -> Option<Option<RunKey>> {
+        let active = self.jobs.get_mut(&job)?;
+        let run = active.run.as_mut().filter(|r| r.attempt == attempt)?;
+        if run.pid.is_some() {
+            return None;
+        }
+        run.pid = Some(pid);
+        Some(run.stop.is_some().then(|| run_key(&active.job, attempt)))
     }
 
     pub(super) fn update_gauges(&self) {
