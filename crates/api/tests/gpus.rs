@@ -4,7 +4,7 @@
 mod helpers;
 
 use helpers::{Fixture, wait_until};
-use petri_domain::{ErrorCode, JobSpec, JobState, ListQuery};
+use petri_domain::{ErrorCode, GpuReport, JobSpec, JobState, ListQuery};
 
 const GIB: u64 = 1 << 30;
 
@@ -25,6 +25,15 @@ fn gpus_json(on_0: Option<(u32, u64)>) -> serde_json::Value {
         {"name": "Fake 16G", "uuid": "GPU-00000000-aaaa", "memory_total": 16 * GIB, "processes": processes},
         {"name": "Fake 16G", "uuid": "GPU-11111111-bbbb", "memory_total": 16 * GIB},
     ]})
+}
+
+/// Waits until the GPU report satisfies `pred`.
+async fn wait_for_report(f: &Fixture, what: &str, pred: impl Fn(&GpuReport) -> bool + Copy) {
+    wait_until(what, || {
+        let client = f.client.clone();
+        async move { client.gpus().await.is_ok_and(|r| pred(&r)) }
+    })
+    .await;
 }
 
 fn gated(f: &Fixture, gate: &str, gpu: &str) -> JobSpec {
@@ -143,16 +152,8 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
     // A process that is not Petri's takes 10 GiB of GPU 0: a second 7 GiB slice no longer fits
     // anywhere (GPU 1 is held whole) and waits.
     write_gpus(&config, Some(10 * GIB));
-    let client = f.client.clone();
-    wait_until("the foreign process to be seen", || {
-        let client = client.clone();
-        async move {
-            client
-                .gpus()
-                .await
-                .map(|r| r.gpus[0].holders.iter().any(|h| h.kind == "foreign"))
-                .unwrap_or(false)
-        }
+    wait_for_report(&f, "the foreign process to be seen", |r| {
+        r.gpus[0].holders.iter().any(|h| h.kind == "foreign")
     })
     .await;
     let blocked = f.submit(gated(&f, "go2", "7GiB")).await;
@@ -202,15 +203,8 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
     let mut lost = gpus_json(None);
     lost["gpus"][1]["lost"] = true.into();
     std::fs::write(&config, lost.to_string()).unwrap();
-    let client = f.client.clone();
-    wait_until("GPU 1 to be reported lost", || {
-        let client = client.clone();
-        async move {
-            client
-                .gpus()
-                .await
-                .is_ok_and(|r| r.gpus.len() == 2 && !r.gpus[1].healthy)
-        }
+    wait_for_report(&f, "GPU 1 to be reported lost", |r| {
+        r.gpus.len() == 2 && !r.gpus[1].healthy
     })
     .await;
     let three_slices = f
