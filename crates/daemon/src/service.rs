@@ -295,15 +295,7 @@ impl Daemon {
         &self,
         f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
     ) -> Result<T, DaemonError> {
-        let store = self.inner.notebook_store.clone();
-        tokio::task::spawn_blocking(move || {
-            let store = store
-                .lock()
-                .map_err(|_| DaemonError::Io("the notebook writer is poisoned".into()))?;
-            f(&store)
-        })
-        .await
-        .map_err(|e| DaemonError::Io(format!("a database write failed: {e}")))?
+        on_store(self.inner.notebook_store.clone(), "the notebook writer", f).await
     }
 
     pub fn settings(&self) -> &Settings {
@@ -336,15 +328,7 @@ impl Daemon {
         &self,
         f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
     ) -> Result<T, DaemonError> {
-        let reader = self.inner.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let store = reader
-                .lock()
-                .map_err(|_| DaemonError::Io("the database reader is poisoned".into()))?;
-            f(&store)
-        })
-        .await
-        .map_err(|e| DaemonError::Io(format!("a database read failed: {e}")))?
+        on_store(self.inner.reader.clone(), "the database reader", f).await
     }
 
     async fn ask<T>(
@@ -615,4 +599,21 @@ impl Daemon {
 fn filter_needs_pending(jobs: &[Job]) -> bool {
     jobs.iter()
         .any(|j| matches!(j.state, JobState::Queued | JobState::Held))
+}
+
+/// Runs `f` on one of the daemon's own connections (`what` names it in errors), off the async
+/// threads.
+async fn on_store<T: Send + 'static>(
+    store: Arc<Mutex<Store>>,
+    what: &'static str,
+    f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(move || {
+        let store = store
+            .lock()
+            .map_err(|_| DaemonError::Io(format!("{what} is poisoned")))?;
+        f(&store)
+    })
+    .await
+    .map_err(|e| DaemonError::Io(format!("{what} failed: {e}")))?
 }
