@@ -189,9 +189,6 @@ impl State {
         Ok(())
     }
 
-    /// The environment that keeps a job on its share: `CUDA_VISIBLE_DEVICES` with the UUIDs it
-    /// holds (empty for jobs without a GPU reservation, so they cannot wander onto one), and for a
-    /// slice the limit and the frameworks' settings that keep it inside.
     /// The UUIDs of the GPUs (or MIG instances) an attempt holds.
     pub(super) fn gpu_uuids(&self, active: &Active) -> Vec<String> {
         let Some(run) = active.run.as_ref() else {
@@ -217,6 +214,9 @@ impl State {
         run.gpus.first().and_then(|i| self.mps.get(i))
     }
 
+    /// The environment that keeps a job on its share: `CUDA_VISIBLE_DEVICES` with the UUIDs it
+    /// holds (empty for jobs without a GPU reservation, so they cannot wander onto one), and for a
+    /// slice the limit and the frameworks' settings that keep it inside.
     pub(super) fn gpu_env(&self, active: &Active) -> Vec<(String, String)> {
         if self.gpu_info.is_empty() {
             return Vec::new();
