@@ -180,4 +180,18 @@ async fn a_mount_inside_the_home_is_seen_by_the_job() {
     );
     let (log, _, _) = f.client.log(&job.id.to_string(), 0).await.unwrap();
     assert_eq!(String::from_utf8(log).unwrap(), "read-only\n");
+
+    // A mount of the job's own workdir (read-only) replaces Petri's bind of it; Docker would
+    // refuse two binds of one folder.
+    let mut spec = container(&f, &image, "ls seen; touch y 2>/dev/null || echo read-only");
+    spec.mounts = vec![Mount {
+        source: f.work().to_path_buf(),
+        target: None,
+        read_only: true,
+    }];
+    let job = f.submit(spec).await;
+    let done = f.wait_done(&job).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.reason);
+    let (log, _, _) = f.client.log(&job.id.to_string(), 0).await.unwrap();
+    assert_eq!(String::from_utf8(log).unwrap(), "seen\nread-only\n");
 }

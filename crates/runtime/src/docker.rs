@@ -295,15 +295,20 @@ impl DockerExecutor {
             // The job runs as the daemon's user, who may have no home in the image.
             env.push("HOME=/tmp".into());
         }
+        // One bind per folder inside: Docker refuses a second. A later mount of the same folder
+        // (the job's own, say read-only, of its workdir) wins over Petri's.
+        let mut inside = std::collections::HashSet::new();
         let mut binds: Vec<String> = spec
             .mounts
             .iter()
+            .rev()
+            .filter(|m| inside.insert(&m.target))
             .map(|m| {
                 let mode = if m.read_only { "ro" } else { "rw" };
                 format!("{}:{}:{mode}", m.source.display(), m.target.display())
             })
             .collect();
-        binds.dedup();
+        binds.reverse();
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
             .ports
             .iter()
@@ -380,10 +385,14 @@ impl DockerExecutor {
             let _ = remove(&docker, name).await;
             return Err(refused(&format!("the container of `{}`", spec.image), e));
         }
-        let info = docker
-            .inspect_container(name, None)
-            .await
-            .map_err(|e| self.forget(e))?;
+        let info = match docker.inspect_container(name, None).await {
+            Ok(info) => info,
+            Err(e) => {
+                // The attempt will be recorded as not started: its container must not run on.
+                let _ = remove(&docker, name).await;
+                return Err(self.forget(e));
+            }
+        };
         Ok(info
             .state
             .and_then(|s| s.pid)
