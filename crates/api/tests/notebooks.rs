@@ -268,14 +268,21 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
         503
     );
 
-    // It resumes with its workspace, and stops on request.
-    f.client
-        .notebook_start(&NotebookRequest {
-            name: "lab1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // It resumes with its workspace, and stops on request. Two starts at once queue one server:
+    // the other is told the notebook is taken.
+    let resume = NotebookRequest {
+        name: "lab1".into(),
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(
+        f.client.notebook_start(&resume),
+        f.client.notebook_start(&resume)
+    );
+    let refused = match (a, b) {
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+        other => panic!("two starts of one notebook: {other:?}"),
+    };
+    assert_eq!(refused.code(), Some(ErrorCode::NotebookNameTaken));
     wait_notebook(&f, "lab1", NotebookState::Running).await;
     let listing: serde_json::Value = http
         .get(format!("{nb_base}/notebooks/lab1/api/contents"))

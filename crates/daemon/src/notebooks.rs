@@ -76,6 +76,9 @@ pub(crate) struct Notebooks {
     links: Mutex<HashMap<String, (String, Instant)>>,
     sessions: Mutex<HashMap<String, Instant>>,
     http: Client<HttpConnector, Empty<Bytes>>,
+    /// Starts go one at a time: two starts of one stopped notebook would both find it stopped
+    /// and both queue a server.
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl Notebooks {
@@ -86,6 +89,7 @@ impl Notebooks {
             links: Mutex::default(),
             sessions: Mutex::default(),
             http: Client::builder(TokioExecutor::new()).build_http(),
+            starting: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -143,6 +147,7 @@ impl Daemon {
                 ),
             ));
         }
+        let _one_at_a_time = self.notebooks().starting.lock().await;
         let existing = self.stored_notebook(&req.name).await.ok();
         if let Some(job) = existing.as_ref().and_then(|nb| nb.job)
             && let Ok(j) = self.get(&job.to_string()).await
