@@ -150,7 +150,7 @@ impl Daemon {
         let _one_at_a_time = self.notebooks().starting.lock().await;
         let existing = self.stored_notebook(&req.name).await.ok();
         if let Some(job) = existing.as_ref().and_then(|nb| nb.job)
-            && let Ok(j) = self.get(&job.to_string()).await
+            && let Ok(j) = self.stored_job(job).await
             && !j.state.is_terminal()
         {
             return Err(DaemonError::refused(
@@ -307,7 +307,7 @@ impl Daemon {
             let began = Instant::now();
             while began.elapsed() < Duration::from_secs(30 * 60) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let Ok(j) = daemon.get(&job.to_string()).await else {
+                let Ok(j) = daemon.stored_job(job).await else {
                     return;
                 };
                 match j.state {
@@ -355,7 +355,7 @@ impl Daemon {
     async fn view(&self, nb: StoredNotebook) -> Result<Notebook, DaemonError> {
         let settings = parse_settings(&nb)?;
         let job = match nb.job {
-            Some(id) => self.get(&id.to_string()).await.ok(),
+            Some(id) => self.stored_job(id).await.ok(),
             None => None,
         };
         let mut state = match job.as_ref().map(|j| j.state) {
@@ -382,13 +382,9 @@ impl Daemon {
             {
                 last_activity_ms = l.last_activity_ms;
             }
-            if let Ok(report) = self.gpus().await {
-                gpu_indices = report
-                    .gpus
-                    .iter()
-                    .filter(|g| g.holders.iter().any(|h| h.job == Some(j.id)))
-                    .map(|g| g.index)
-                    .collect();
+            let id = j.id;
+            if let Ok(Some(run)) = self.read(move |s| Ok(s.active_run(id)?)).await {
+                gpu_indices = run.gpus;
             }
         }
         let reason = match (&state, &job) {
@@ -499,7 +495,7 @@ impl Daemon {
     async fn stop_notebook(&self, name: &str, reason: String) -> Result<Notebook, DaemonError> {
         let nb = self.stored_notebook(name).await?;
         if let Some(job) = nb.job
-            && let Ok(j) = self.get(&job.to_string()).await
+            && let Ok(j) = self.stored_job(job).await
             && !j.state.is_terminal()
         {
             self.stop_job(job, Some(reason.clone())).await?;
@@ -585,7 +581,7 @@ impl Daemon {
             )
         };
         let job = match nb.job {
-            Some(id) => self.get(&id.to_string()).await?,
+            Some(id) => self.stored_job(id).await?,
             None => return Err(not_ready()),
         };
         if job.state != JobState::Running {
@@ -610,7 +606,7 @@ impl Daemon {
         let gpus = self.gpus().await.ok();
         for nb in stored {
             let Some(job_id) = nb.job else { continue };
-            let Ok(job) = self.get(&job_id.to_string()).await else {
+            let Ok(job) = self.stored_job(job_id).await else {
                 continue;
             };
             if job.state != JobState::Running || job.reason.is_some() {

@@ -487,6 +487,17 @@ impl Daemon {
         Ok(job)
     }
 
+    /// A job as stored, without its attempts or why it waits: for Petri's own checks, which must
+    /// not cost a scheduling walk.
+    pub(crate) async fn stored_job(&self, id: JobId) -> Result<Job, DaemonError> {
+        self.read(move |s| {
+            s.get(id)?
+                .map(|j| j.job)
+                .ok_or_else(|| DaemonError::refused(ErrorCode::JobNotFound, "no such job"))
+        })
+        .await
+    }
+
     pub async fn list(&self, q: ListQuery) -> Result<Vec<Job>, DaemonError> {
         let mut states = Vec::new();
         if let Some(s) = &q.state {
