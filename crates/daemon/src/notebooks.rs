@@ -120,13 +120,6 @@ fn parse_settings(nb: &StoredNotebook) -> Result<Asked, DaemonError> {
         .map_err(|e| DaemonError::Io(format!("notebook {} is damaged: {e}", nb.name)))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl Daemon {
     async fn stored_notebook(&self, name: &str) -> Result<StoredNotebook, DaemonError> {
         let n = name.to_string();
@@ -252,7 +245,9 @@ impl Daemon {
         };
         let text = serde_json::to_string(&settings)
             .map_err(|e| DaemonError::Io(format!("notebook settings: {e}")))?;
-        let created_at_ms = existing.as_ref().map_or_else(now_ms, |nb| nb.created_at_ms);
+        let created_at_ms = existing
+            .as_ref()
+            .map_or_else(crate::engine::now_ms, |nb| nb.created_at_ms);
         if existing.is_none() {
             let nb = StoredNotebook {
                 id: id.clone(),
@@ -637,7 +632,7 @@ impl Daemon {
             else {
                 continue;
             };
-            let now = now_ms();
+            let now = crate::engine::now_ms();
             let busy = kernels.as_array().is_some_and(|ks| {
                 ks.iter()
                     .any(|k| k["execution_state"].as_str() == Some("busy"))

@@ -161,13 +161,6 @@ impl DockerExecutor {
         Ok(docker)
     }
 
-    /// Whether the engine answers, with its version.
-    pub async fn ping(&self) -> Result<String, ExecError> {
-        let docker = self.client().await?;
-        let version = docker.version().await.map_err(|e| self.forget(e))?;
-        Ok(version.version.unwrap_or_default())
-    }
-
     /// Drops the cached client after a connection error, and says what went wrong.
     fn forget(&self, e: DockerError) -> ExecError {
         if !matches!(e, DockerError::DockerResponseServerError { .. })
