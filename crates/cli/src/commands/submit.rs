@@ -69,7 +69,8 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub json: bool,
     /// Do not pass this shell's PATH and Python environment (VIRTUAL_ENV, CONDA_PREFIX,
-    /// CONDA_DEFAULT_ENV, PYTHONPATH) on to the job; it then runs with the daemon's.
+    /// CONDA_DEFAULT_ENV, PYTHONPATH) on to a local job; it then runs with the daemon's. A job in
+    /// a container (--image, or `image:` in the file) never gets them: it runs with its image's.
     #[arg(long)]
     pub no_export: bool,
     /// The command and its arguments (after `--`).
@@ -99,7 +100,7 @@ pub async fn run(client: &Client, args: SubmitArgs) -> anyhow::Result<()> {
 
 fn build_specs(args: &SubmitArgs) -> anyhow::Result<Vec<JobSpec>> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let (mut specs, base) = match &args.file {
+    let (specs, base) = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -127,15 +128,29 @@ fn build_specs(args: &SubmitArgs) -> anyhow::Result<Vec<JobSpec>> {
             (vec![JobSpec::default()], cwd.clone())
         }
     };
+    complete(specs, args, &cwd, &base)
+}
+
+/// The specs read (or a blank one) with the flags laid over them, the shell's environment for
+/// local jobs, and absolute working directories: relative ones in the file count from its folder
+/// (`base`), the flag's from `cwd`.
+fn complete(
+    mut specs: Vec<JobSpec>,
+    args: &SubmitArgs,
+    cwd: &Path,
+    base: &Path,
+) -> anyhow::Result<Vec<JobSpec>> {
     for spec in &mut specs {
         overlay(spec, args)?;
-        if !args.no_export {
+        // After the overlay, so that `--image` counts: the shell's PATH would hide the image's
+        // own (its venv, its conda), and its paths mean nothing inside the container.
+        if !args.no_export && spec.image.is_none() {
             export_env(spec);
         }
         spec.workdir = Some(match (&args.workdir, &spec.workdir) {
             (Some(w), _) => cwd.join(w),
             (None, Some(w)) => base.join(w),
-            (None, None) => cwd.clone(),
+            (None, None) => cwd.to_path_buf(),
         });
     }
     Ok(specs)
@@ -143,7 +158,8 @@ fn build_specs(args: &SubmitArgs) -> anyhow::Result<Vec<JobSpec>> {
 
 /// The variables that decide which programs a command finds: what a user expects a job to share
 /// with the shell it was submitted from (Slurm exports the whole environment; Petri only these, so
-/// no credentials end up in the queue). Values the spec sets win.
+/// no credentials end up in the queue). Values the spec sets win. Local jobs only: a container
+/// runs with its image's environment.
 const EXPORTED: [&str; 5] = [
     "PATH",
     "VIRTUAL_ENV",
@@ -224,4 +240,53 @@ fn overlay(spec: &mut JobSpec, a: &SubmitArgs) -> anyhow::Result<()> {
         spec.array.insert(k.to_string(), values);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    fn args(argv: &[&str]) -> SubmitArgs {
+        let cli = Cli::try_parse_from(["petri", "submit"].iter().chain(argv)).unwrap();
+        match cli.command {
+            Some(Command::Submit(a)) => *a,
+            other => panic!("not a submit: {other:?}"),
+        }
+    }
+
+    fn specs(yaml: Option<&str>, argv: &[&str]) -> Vec<JobSpec> {
+        let read = match yaml {
+            Some(text) => JobSpec::many_from_yaml(text).unwrap(),
+            None => vec![JobSpec::default()],
+        };
+        complete(read, &args(argv), Path::new("/work"), Path::new("/work")).unwrap()
+    }
+
+    #[test]
+    fn local_jobs_get_the_shells_path() {
+        let path = std::env::var("PATH").expect("tests run with a PATH");
+        let spec = &specs(None, &["--", "python", "train.py"])[0];
+        assert_eq!(spec.env.get("PATH"), Some(&path));
+        let spec = &specs(None, &["--no-export", "--", "python"])[0];
+        assert_eq!(spec.env.get("PATH"), None);
+    }
+
+    #[test]
+    fn container_jobs_keep_their_images_path() {
+        let spec = &specs(None, &["--image", "petri/python:3.11", "--", "python"])[0];
+        assert_eq!(spec.env.get("PATH"), None, "{:?}", spec.env);
+        let yaml = "image: petri/python:3.11\ncommand: [python, train.py]\n";
+        let spec = &specs(Some(yaml), &[])[0];
+        assert!(
+            EXPORTED.iter().all(|k| !spec.env.contains_key(*k)),
+            "{:?}",
+            spec.env
+        );
+        // What the user sets on purpose still goes in.
+        let spec = &specs(None, &["--image", "i", "-e", "PATH=/x", "--", "python"])[0];
+        assert_eq!(spec.env.get("PATH").map(String::as_str), Some("/x"));
+    }
 }
