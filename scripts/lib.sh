@@ -48,7 +48,12 @@ ensure_toolchain() {
             rustup component add "$comp" >&2
         fi
     done
-    # One build cache outside the checkout, shared by every clone on this machine.
+    ensure_cache
+}
+
+# ensure_cache: one build cache outside the checkout, shared by every clone on this machine
+# (CARGO_TARGET_DIR); Node, tools and test homes live next to it.
+ensure_cache() {
     if [ -z "${CARGO_TARGET_DIR:-}" ]; then
         if mkdir -p /var/cache/petri/target 2>/dev/null && [ -w /var/cache/petri/target ]; then
             export CARGO_TARGET_DIR=/var/cache/petri/target
@@ -92,11 +97,74 @@ ensure_default_image() {
     packaging/images/python/build.sh --if-changed "${1:-petri/python:3.11}" >&2
 }
 
-# ensure_ui: the web UI built into ui/dist (Node and npm from Debian when missing; packages from
+# ensure_node: Node.js 20 or newer, with its npm, first on PATH for the rest of the script (the
+# browser tests' playwright-core needs 20; Debian 12 has 18). The machine's own is used when it is
+# new enough; otherwise Node 20 (the npm registry's node-linux-<arch> package: the official
+# binary) and npm 10 are unpacked once into the cache, fetched with whatever npm there is (Debian's
+# when none).
+NODE_MAJOR=20
+node_major() {
+    node_v=$(node --version 2>/dev/null) || { echo 0; return 0; }
+    node_v=${node_v#v}
+    case ${node_v%%.*} in '' | *[!0-9]*) echo 0 ;; *) echo "${node_v%%.*}" ;; esac
+}
+ensure_node() {
+    if [ "$(node_major)" -ge "$NODE_MAJOR" ] && command -v npm >/dev/null 2>&1; then return 0; fi
+    ensure_cache
+    node_dir="$(dirname "$CARGO_TARGET_DIR")/node"
+    if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ] ||
+        [ "$("$node_dir/bin/node" --version 2>/dev/null | sed 's/^v//; s/\..*//')" != "$NODE_MAJOR" ]; then
+        install_node "$node_dir"
+    fi
+    export PATH="$node_dir/bin:$PATH"
+    # Debian's Node trusts the system's certificates (a proxy's CA added with update-ca-certificates
+    # included); the official binary carries its own list, so point it at the system's too.
+    if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+    fi
+    [ "$(node_major)" -ge "$NODE_MAJOR" ] || die "$node_dir/bin/node is not Node.js $NODE_MAJOR"
+    say "using Node.js $(node --version) and npm $(npm --version) from $node_dir"
+}
+# install_node DIR: Node $NODE_MAJOR and npm 10 from the npm registry into DIR (the layout of
+# nodejs.org's tarballs: bin/node, bin/npm, lib/node_modules/npm).
+install_node() {
+    [ "$(uname -s)" = Linux ] || die "please install Node.js $NODE_MAJOR or newer"
+    case "$(uname -m)" in
+        x86_64 | amd64) arch=x64 ;;
+        aarch64 | arm64) arch=arm64 ;;
+        armv7l) arch=armv7l ;;
+        ppc64le) arch=ppc64le ;;
+        s390x) arch=s390x ;;
+        *) die "no Node.js $NODE_MAJOR build for $(uname -m) on the npm registry; please install Node.js $NODE_MAJOR or newer" ;;
+    esac
+    if command -v node >/dev/null 2>&1 && [ "$(node_major)" -lt "$NODE_MAJOR" ]; then
+        say "this machine's Node.js is $(node --version); the browser tests need $NODE_MAJOR or newer"
+    fi
+    # Any npm can fetch the two packages (npm pack: no install scripts run); Debian's when none.
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    say "installing Node.js $NODE_MAJOR (node-linux-$arch) and npm 10 from the npm registry into $1"
+    mkdir -p "$(dirname "$1")"
+    node_new=$(mktemp -d "$1.new.XXXXXX")
+    (cd "$node_new" && npm pack --loglevel=error "node-linux-$arch@$NODE_MAJOR" npm@10 >/dev/null) ||
+        { rm -rf "$node_new"; die "could not fetch Node.js $NODE_MAJOR from the npm registry"; }
+    mkdir -p "$node_new/node/lib/node_modules/npm"
+    tar -xzf "$node_new"/node-linux-"$arch"-*.tgz -C "$node_new/node" --strip-components=1
+    tar -xzf "$node_new"/npm-*.tgz -C "$node_new/node/lib/node_modules/npm" --strip-components=1
+    ln -s ../lib/node_modules/npm/bin/npm-cli.js "$node_new/node/bin/npm"
+    ln -s ../lib/node_modules/npm/bin/npx-cli.js "$node_new/node/bin/npx"
+    if ! "$node_new/node/bin/node" --version >/dev/null; then
+        rm -rf "$node_new"
+        die "the Node.js from the npm registry does not run on this machine"
+    fi
+    rm -rf "$1"
+    mv "$node_new/node" "$1"
+    rm -rf "$node_new"
+}
+
+# ensure_ui: the web UI built into ui/dist (Node.js 20 or newer, see ensure_node; packages from
 # the npm registry, pinned by ui/package-lock.json). The Rust build embeds the result.
 ensure_ui() {
-    command -v node >/dev/null 2>&1 || apt_install nodejs
-    command -v npm >/dev/null 2>&1 || apt_install npm
+    ensure_node
     if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
         say "installing the web UI's packages (npm ci)"
         (cd ui && npm ci --no-audit --no-fund --loglevel=error >&2)
