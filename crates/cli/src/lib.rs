@@ -3,6 +3,7 @@
 //! daemon.
 
 mod commands;
+mod mounts;
 mod output;
 
 use std::path::PathBuf;

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use petri_client::Client;
-use petri_domain::{ByteSize, Millis, Mount, Notebook, NotebookRequest, NotebookState};
+use petri_domain::{ByteSize, Millis, Notebook, NotebookRequest, NotebookState};
 
+use crate::mounts::parse_mount;
 use crate::output;
 
 #[derive(Debug, Args)]
@@ -49,8 +51,9 @@ pub struct StartArgs {
     /// The folder to work in (default: PETRI_HOME/notebooks/NAME).
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
-    /// Another host folder to mount (HOST or HOST:CONTAINER, :ro for read-only); repeatable.
-    #[arg(long, value_name = "DIR")]
+    /// Another host folder to mount: HOST (the same path inside), HOST:CONTAINER, with :ro for
+    /// read-only; repeatable.
+    #[arg(long, value_name = "HOST[:CONTAINER][:ro]")]
     pub mount: Vec<String>,
     /// Stop it after this long without activity, e.g. 30m.
     #[arg(long, value_name = "DURATION")]
@@ -110,30 +113,13 @@ pub async fn run(client: &Client, args: NotebookArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `HOST`, `HOST:CONTAINER`, either with `:ro`.
-fn parse_mount(text: &str) -> anyhow::Result<Mount> {
-    let (rest, read_only) = match text.strip_suffix(":ro") {
-        Some(r) => (r, true),
-        None => (text.strip_suffix(":rw").unwrap_or(text), false),
-    };
-    let (source, target) = match rest.split_once(':') {
-        Some((s, t)) => (s, Some(PathBuf::from(t))),
-        None => (rest, None),
-    };
-    let source = std::path::absolute(source).map_err(|e| anyhow::anyhow!("--mount {text}: {e}"))?;
-    Ok(Mount {
-        source,
-        target,
-        read_only,
-    })
-}
-
 async fn start(client: &Client, a: StartArgs) -> anyhow::Result<()> {
     let workspace = a
         .workspace
         .map(std::path::absolute)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--workspace: {e}"))?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
     let req = NotebookRequest {
         name: a.name.clone(),
         image: a.image,
@@ -145,7 +131,7 @@ async fn start(client: &Client, a: StartArgs) -> anyhow::Result<()> {
         mounts: a
             .mount
             .iter()
-            .map(|m| parse_mount(m))
+            .map(|m| parse_mount(m, &cwd))
             .collect::<anyhow::Result<_>>()?,
         idle_timeout: a.idle,
     };
@@ -256,21 +242,5 @@ fn gpu_text(nb: &Notebook) -> String {
         (Some(n), _) => format!("{n} GPU"),
         (None, Some(m)) => m.to_string(),
         _ => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mounts_parse() {
-        let m = parse_mount("/data:/mnt/data:ro").unwrap();
-        assert_eq!(m.source, PathBuf::from("/data"));
-        assert_eq!(m.target, Some(PathBuf::from("/mnt/data")));
-        assert!(m.read_only);
-        let m = parse_mount("/data").unwrap();
-        assert_eq!(m.target, None);
-        assert!(!m.read_only);
     }
 }

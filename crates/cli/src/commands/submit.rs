@@ -5,6 +5,7 @@ use clap::Args;
 use petri_client::Client;
 use petri_domain::{ByteSize, JobSpec, Millis};
 
+use crate::mounts::parse_mount;
 use crate::output;
 
 #[derive(Debug, Args)]
@@ -47,6 +48,11 @@ pub struct SubmitArgs {
     /// Run in this container image.
     #[arg(long)]
     pub image: Option<String>,
+    /// A host folder for the container: HOST (the same path inside), HOST:CONTAINER, with :ro for
+    /// read-only; repeatable, added to the file's `mounts:`. Container jobs only (with --image or
+    /// `image:`), and only folders the daemon allows (`docker.mount_roots`, the Petri home).
+    #[arg(long, value_name = "HOST[:CONTAINER][:ro]")]
+    pub mount: Vec<String>,
     /// A sweep: one job per value, KEY=V1,V2,... (repeat for a grid).
     #[arg(long, value_name = "KEY=V1,V2")]
     pub array: Vec<String>,
@@ -140,8 +146,14 @@ fn complete(
     cwd: &Path,
     base: &Path,
 ) -> anyhow::Result<Vec<JobSpec>> {
+    let mounts = args
+        .mount
+        .iter()
+        .map(|m| parse_mount(m, cwd))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     for spec in &mut specs {
         overlay(spec, args)?;
+        spec.mounts.extend(mounts.iter().cloned());
         // After the overlay, so that `--image` counts: the shell's PATH would hide the image's
         // own (its venv, its conda), and its paths mean nothing inside the container.
         if !args.no_export && spec.image.is_none() {
@@ -246,6 +258,8 @@ fn overlay(spec: &mut JobSpec, a: &SubmitArgs) -> anyhow::Result<()> {
 mod tests {
     use clap::Parser;
 
+    use petri_domain::Mount;
+
     use super::*;
     use crate::{Cli, Command};
 
@@ -288,5 +302,35 @@ mod tests {
         // What the user sets on purpose still goes in.
         let spec = &specs(None, &["--image", "i", "-e", "PATH=/x", "--", "python"])[0];
         assert_eq!(spec.env.get("PATH").map(String::as_str), Some("/x"));
+    }
+
+    #[test]
+    fn mounts_come_from_the_flag_too() {
+        let yaml = "image: i\ncommand: [x]\nmounts: [{source: /data}]\n";
+        let argv = ["--mount", "/scratch:/tmp/s:ro", "--mount", "ckpt"];
+        let spec = &specs(Some(yaml), &argv)[0];
+        spec.validate().unwrap();
+        let flag = |source: &str, target: Option<&str>, read_only| Mount {
+            source: source.into(),
+            target: target.map(PathBuf::from),
+            read_only,
+        };
+        assert_eq!(
+            spec.mounts,
+            [
+                flag("/data", None, false),
+                flag("/scratch", Some("/tmp/s"), true),
+                flag("/work/ckpt", None, false),
+            ]
+        );
+        let err = build_specs(&args(&["--image", "i", "--mount", "/a:b", "--", "x"])).unwrap_err();
+        assert!(err.to_string().contains("--mount `/a:b`"), "{err}");
+    }
+
+    #[test]
+    fn mounts_without_an_image_are_refused_as_in_a_file() {
+        let spec = &specs(None, &["--mount", "/data", "--", "x"])[0];
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.contains("give `image` too"), "{err}");
     }
 }
