@@ -174,21 +174,19 @@ pub const MAX_RETRIES: u32 = 100;
 impl JobSpec {
     /// Parses one spec from YAML (or JSON, which is YAML).
     pub fn from_yaml(text: &str) -> Result<JobSpec, SpecError> {
-        serde_yaml_ng::from_str(text).map_err(|e| SpecError::Syntax(e.to_string()))
+        serde_yaml_ng::from_str(text).map_err(syntax)
     }
 
-    /// Parses a file that holds one spec, or several separated by `---`.
+    /// Parses a file that holds one spec, or several separated by `---` (empty documents are
+    /// skipped). Each document is read straight into a spec, so errors keep their line and
+    /// column and a plain scalar such as `1` in `command: [sleep, 1]` is a string, as in
+    /// `from_yaml`.
     pub fn many_from_yaml(text: &str) -> Result<Vec<JobSpec>, SpecError> {
         let mut specs = Vec::new();
         for doc in serde_yaml_ng::Deserializer::from_str(text) {
-            let value = serde_yaml_ng::Value::deserialize(doc)
-                .map_err(|e| SpecError::Syntax(e.to_string()))?;
-            if value.is_null() {
-                continue;
+            if let Some(spec) = Option::<JobSpec>::deserialize(doc).map_err(syntax)? {
+                specs.push(spec);
             }
-            let spec: JobSpec =
-                serde_yaml_ng::from_value(value).map_err(|e| SpecError::Syntax(e.to_string()))?;
-            specs.push(spec);
         }
         if specs.is_empty() {
             return Err(SpecError::Invalid {
@@ -457,6 +455,10 @@ impl JobSpec {
     }
 }
 
+fn syntax(e: serde_yaml_ng::Error) -> SpecError {
+    SpecError::Syntax(e.to_string())
+}
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -515,6 +517,20 @@ target: local
         assert!(err.to_string().contains("comand"), "{err}");
         let err = JobSpec::from_yaml("command: [true]\nresources: {gpu: 1}\n").unwrap_err();
         assert!(err.to_string().contains("gpu"), "{err}");
+    }
+
+    #[test]
+    fn a_file_of_several_specs_reads_each_as_one_spec_is_read() {
+        let text = "---\ncommand: [sleep, 1]\nenv: {EPOCHS: 20}\n---\n---\nrun: 'true'\n";
+        let specs = JobSpec::many_from_yaml(text).unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(
+            specs[0],
+            JobSpec::from_yaml("command: [sleep, 1]\nenv: {EPOCHS: 20}").unwrap()
+        );
+        assert!(JobSpec::many_from_yaml("---\n---\n").is_err());
+        let err = JobSpec::many_from_yaml("run: a\n---\nrun: a\npriority: high\n").unwrap_err();
+        assert!(err.to_string().ends_with("at line 4 column 11"), "{err}");
     }
 
     #[test]
