@@ -22,5 +22,5 @@ pub use executor::{
 pub use ids::JobId;
 pub use job::{Job, JobState, Pending, PendingReason, Run, RunOutcome};
 pub use notebook::{Notebook, NotebookLink, NotebookRequest, NotebookState};
-pub use spec::{JobSpec, Mount, Resources, Retries};
+pub use spec::{JobSpec, Mount, Resources, Retries, did_you_mean};
 pub use units::{ByteSize, Millis};

@@ -455,8 +455,92 @@ impl JobSpec {
     }
 }
 
+/// A YAML error as the user should read it: a mistyped field gets the name it was probably meant
+/// to be.
 fn syntax(e: serde_yaml_ng::Error) -> SpecError {
-    SpecError::Syntax(e.to_string())
+    SpecError::Syntax(did_you_mean(&e.to_string()))
+}
+
+/// Rewrites serde's message for a mistyped name, "unknown field `comand`, expected one of `name`,
+/// `command`, …" (or the same for an unknown variant), into "unknown field `comand`; did you mean
+/// `command`?" when one known name is close to it. What surrounds it stays: a path in front
+/// (`resources: `), the position behind (` at line 2 column 1`, from serde_yaml_ng and
+/// serde_json alike). With no close name, or for any other message, the message comes back as it
+/// was: serde's list of the known names is then the best help.
+pub fn did_you_mean(message: &str) -> String {
+    for kind in ["unknown field `", "unknown variant `"] {
+        let Some(start) = message.find(kind) else {
+            continue;
+        };
+        let after = &message[start + kind.len()..];
+        let Some(end) = after.find("`, expected ") else {
+            continue;
+        };
+        let unknown = &after[..end];
+        let list = &after[end + "`, expected ".len()..];
+        let (known, tail) = backticked_list(list.strip_prefix("one of ").unwrap_or(list));
+        return match closest(unknown, &known) {
+            Some(best) => format!(
+                "{}{kind}{unknown}`; did you mean `{best}`?{tail}",
+                &message[..start]
+            ),
+            None => message.to_string(),
+        };
+    }
+    message.to_string()
+}
+
+/// The names of serde's "`a`", "`a` or `b`", "`a`, `b`, `c`" and what follows the list.
+fn backticked_list(mut text: &str) -> (Vec<&str>, &str) {
+    let mut names = Vec::new();
+    while let Some(rest) = text.strip_prefix('`') {
+        let Some(end) = rest.find('`') else {
+            break;
+        };
+        names.push(&rest[..end]);
+        text = &rest[end + 1..];
+        match [", `", " or `"].iter().find(|sep| text.starts_with(**sep)) {
+            Some(sep) => text = &text[sep.len() - 1..],
+            None => break,
+        }
+    }
+    (names, text)
+}
+
+/// The known name the unknown one was probably meant to be: the nearest by edit distance when
+/// that is at most a third of its length (one edit for short names), else one it begins
+/// (`gpu_mem` for `gpu_memory`).
+fn closest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
+    let typed = unknown.to_lowercase();
+    let (best, distance) = known
+        .iter()
+        .map(|k| (*k, edit_distance(&typed, &k.to_lowercase())))
+        .min_by_key(|(_, d)| *d)?;
+    if distance <= typed.chars().count().max(3) / 3 {
+        return Some(best);
+    }
+    known
+        .iter()
+        .copied()
+        .find(|k| typed.chars().count() >= 3 && k.to_lowercase().starts_with(&typed))
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions of one character.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -520,6 +604,23 @@ target: local
     }
 
     #[test]
+    fn a_mistyped_field_gets_a_suggestion_and_its_position() {
+        let text = "command: [sleep, 1]\ncomand: [x]\n";
+        let expected = "the job spec does not parse: unknown field `comand`; did you mean \
+                        `command`? at line 2 column 1";
+        assert_eq!(JobSpec::from_yaml(text).unwrap_err().to_string(), expected);
+        let many = format!("command: [a]\n---\n{text}");
+        let err = JobSpec::many_from_yaml(&many).unwrap_err().to_string();
+        assert_eq!(err, expected.replace("line 2", "line 4"));
+        let err = JobSpec::from_yaml("command: [a]\nresources: {gpu_mem: 4GiB}\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("resources: unknown field `gpu_mem`; did you mean `gpu_memory`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_file_of_several_specs_reads_each_as_one_spec_is_read() {
         let text = "---\ncommand: [sleep, 1]\nenv: {EPOCHS: 20}\n---\n---\nrun: 'true'\n";
         let specs = JobSpec::many_from_yaml(text).unwrap();
@@ -572,5 +673,54 @@ target: local
         assert_eq!(r.delay_before(2).0, 1000);
         assert_eq!(r.delay_before(3).0, 2000);
         assert_eq!(r.delay_before(4).0, 4000);
+    }
+
+    const SPEC_FIELDS: &str = "expected one of `name`, `command`, `run`, `workdir`, `image`";
+
+    #[test]
+    fn a_close_name_is_suggested_and_the_position_kept() {
+        assert_eq!(
+            did_you_mean(&format!(
+                "unknown field `comand`, {SPEC_FIELDS} at line 2 column 1"
+            )),
+            "unknown field `comand`; did you mean `command`? at line 2 column 1"
+        );
+        assert_eq!(
+            did_you_mean("retries: unknown field `mux`, expected `max` or `backoff` at line 3"),
+            "retries: unknown field `mux`; did you mean `max`? at line 3"
+        );
+        assert_eq!(
+            did_you_mean("unknown field `Image`, expected `image`"),
+            "unknown field `Image`; did you mean `image`?"
+        );
+        let resources = "unknown field `gpu_mem`, expected one of `cpus`, `gpus`, `gpu_memory`";
+        assert_eq!(
+            did_you_mean(resources),
+            "unknown field `gpu_mem`; did you mean `gpu_memory`?"
+        );
+        assert_eq!(
+            did_you_mean("unknown variant `runing`, expected `queued` or `running`"),
+            "unknown variant `runing`; did you mean `running`?"
+        );
+    }
+
+    #[test]
+    fn without_a_close_name_the_known_ones_stay_listed() {
+        for message in [
+            format!("unknown field `gpus`, {SPEC_FIELDS} at line 2 column 1"),
+            "unknown field `x`, there are no fields".to_string(),
+            "invalid type: integer `1`, expected a string at line 1 column 5".to_string(),
+            "unknown field `a`b`, expected `ab".to_string(),
+        ] {
+            assert_eq!(did_you_mean(&message), message);
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("comand", "command"), 1);
+        assert_eq!(edit_distance("memroy", "memory"), 2);
+        assert_eq!(edit_distance("", "run"), 3);
+        assert_eq!(edit_distance("gpus", "gpus"), 0);
     }
 }
