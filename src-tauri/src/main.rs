@@ -7,11 +7,10 @@ mod desktop;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use petri_cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = petri_cli::parse(cfg!(feature = "desktop"));
     let result = match &cli.command {
         None => open(&cli),
         Some(Command::Serve(args)) => serve(&cli, args.listen),

@@ -8,18 +8,36 @@ mod output;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use petri_client::Client;
 
 pub use commands::completions::print_completions;
+
+/// The command line with `--help` telling what plain `petri` does in this build: only the binary
+/// knows whether it has the desktop window (its cargo feature `desktop`).
+pub fn command(desktop: bool) -> clap::Command {
+    Cli::command().long_about(if desktop {
+        "An AI lab that fits on one workstation.\n\nWith no command, `petri` opens the desktop \
+         window, with the daemon inside unless one already runs; where there is no display it \
+         starts the daemon headless and prints the address of its web UI."
+    } else {
+        "An AI lab that fits on one workstation.\n\nWith no command, `petri` starts the daemon \
+         (headless on this build) and prints the address of its web UI."
+    })
+}
+
+/// Parses this process's arguments with [`command`]'s help; exits on `--help`, `--version` and
+/// errors, as `Cli::parse` does.
+pub fn parse(desktop: bool) -> Cli {
+    let matches = command(desktop).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "petri",
     version,
-    about = "An AI lab that fits on one workstation",
-    long_about = "An AI lab that fits on one workstation.\n\nWith no command, `petri` starts the \
-                  daemon (headless on this build) and prints the address of its web UI."
+    about = "An AI lab that fits on one workstation"
 )]
 pub struct Cli {
     /// The daemon to talk to (default: the one of --home, else http://127.0.0.1:7878).
@@ -95,5 +113,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_completions(a.shell);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_headless_build_says_it_is_headless() {
+        let help = |desktop| command(desktop).render_long_help().to_string();
+        assert!(
+            help(false).contains("(headless on this build)"),
+            "{}",
+            help(false)
+        );
+        assert!(!help(true).contains("on this build"), "{}", help(true));
+        assert!(
+            help(true).contains("opens the desktop window"),
+            "{}",
+            help(true)
+        );
+        let matches = command(true).try_get_matches_from(["petri", "ls", "--all"]);
+        let cli = Cli::from_arg_matches(&matches.unwrap()).unwrap();
+        assert!(matches!(cli.command, Some(Command::Ls(_))));
     }
 }
