@@ -1,45 +1,110 @@
-//! Bearer tokens on every route but `/healthz`, loopback included.
+//! Who is calling, and whether they may: every route but `/healthz` goes through
+//! [`require_token`], loopback included. It authenticates the bearer token (the owner's, an API
+//! token, a job's), decides the route with `petri_accounts::authorize` from the action its method
+//! and path stand for ([`action_of`]), and hands the [`Caller`] on to the handler as a value.
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use petri_domain::ErrorCode;
-use subtle::ConstantTimeEq;
+use petri_daemon::accounts::{self, Action, Resource};
+use petri_domain::{ErrorBody, ErrorCode};
 
 use crate::AppState;
 use crate::error::ApiError;
 
-pub(crate) async fn require_token(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let given = req
-        .headers()
+/// The caller of a request, as the auth layer found it. Handlers take it as an argument.
+#[derive(Clone, Debug)]
+pub struct Caller(pub accounts::Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "this route needs a token"))
+    }
+}
+
+/// What a request does, by its method and path: reading is `read`, API tokens are `admin`,
+/// the tracking API is `track`, every other change is `submit`.
+pub(crate) fn action_of(method: &Method, path: &str) -> Action {
+    if path.starts_with("/api/v1/tokens") {
+        Action::Admin
+    } else if path.starts_with("/api/2.0/mlflow") || path.starts_with("/api/3.0/mlflow") {
+        Action::Track
+    } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        Action::Read
+    } else {
+        Action::Submit
+    }
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok = given.is_some_and(|t| {
-        let expected = state.daemon.token().as_bytes();
-        t.len() == expected.len() && bool::from(t.as_bytes().ct_eq(expected))
-    });
-    if ok {
-        return next.run(req).await;
+        .map(str::trim)
+}
+
+/// Authenticates and authorizes every request of the API's router.
+pub(crate) async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let caller = match bearer(&req).map(str::to_string) {
+        Some(token) => {
+            let accounts = state.daemon.accounts().clone();
+            tokio::task::spawn_blocking(move || accounts.authenticate(&token))
+                .await
+                .unwrap_or_else(|e| Err(ErrorBody::new(ErrorCode::Internal, e.to_string())))
+        }
+        None => Err(ErrorBody::new(
+            ErrorCode::Unauthorized,
+            "missing token: send `Authorization: Bearer <token>`; the owner's token is in the \
+             file `token` in the Petri home, others come from `petri token create`",
+        )),
+    };
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(_) if req.uri().path() == "/" => {
+            // The web UI is its own sign-in page: it asks for the token and sends it on every call.
+            return (StatusCode::UNAUTHORIZED, Html(crate::system::UI_PAGE)).into_response();
+        }
+        Err(body) => return ApiError(body).into_response(),
+    };
+    let action = action_of(req.method(), req.uri().path());
+    if let Err(body) = accounts::authorize(&caller, action, Resource::System) {
+        return ApiError(body).into_response();
     }
-    if req.uri().path() == "/" {
-        // The web UI is its own sign-in page: it asks for the token and sends it on every call.
-        return (
-            axum::http::StatusCode::UNAUTHORIZED,
-            Html(crate::system::UI_PAGE),
-        )
-            .into_response();
+    req.extensions_mut().insert(Caller(caller));
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_actions() {
+        assert_eq!(action_of(&Method::GET, "/api/v1/jobs"), Action::Read);
+        assert_eq!(action_of(&Method::POST, "/api/v1/jobs"), Action::Submit);
+        assert_eq!(
+            action_of(&Method::POST, "/api/v1/jobs/1/cancel"),
+            Action::Submit
+        );
+        assert_eq!(action_of(&Method::GET, "/api/v1/tokens"), Action::Admin);
+        assert_eq!(
+            action_of(&Method::DELETE, "/api/v1/tokens/x"),
+            Action::Admin
+        );
+        assert_eq!(action_of(&Method::GET, "/metrics"), Action::Read);
     }
-    ApiError::new(
-        ErrorCode::Unauthorized,
-        "missing or wrong token: send `Authorization: Bearer <token>`; the owner's token is in \
-         the file `token` in the Petri home",
-    )
-    .into_response()
 }

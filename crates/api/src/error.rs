@@ -2,7 +2,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use petri_daemon::DaemonError;
+use petri_daemon::accounts::AccountsError;
 use petri_domain::{ErrorBody, ErrorCode};
+use petri_queue::QueueError;
 
 /// Every error response: `{code, message, details}` with the status from `ErrorCode::http_status`.
 #[derive(Debug)]
@@ -16,11 +18,45 @@ impl ApiError {
 
 impl From<DaemonError> for ApiError {
     fn from(e: DaemonError) -> Self {
-        if matches!(e, DaemonError::Store(_) | DaemonError::Io(_)) {
+        if !matches!(e, DaemonError::Queue(QueueError::Refused(_))) {
             tracing::error!(error = %e, "request failed inside the daemon");
         }
         ApiError(e.into())
     }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        if matches!(e, QueueError::Store(_) | QueueError::Io(_)) {
+            tracing::error!(error = %e, "request failed inside the daemon");
+        }
+        ApiError(e.into())
+    }
+}
+
+impl From<AccountsError> for ApiError {
+    fn from(e: AccountsError) -> Self {
+        if !matches!(e, AccountsError::Refused(_)) {
+            tracing::error!(error = %e, "request failed inside the daemon");
+        }
+        ApiError(e.into())
+    }
+}
+
+/// Parses a JSON body into an input type; a mistyped field gets a suggestion.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedSpec,
+            format!(
+                "{what} does not parse: {}",
+                petri_domain::did_you_mean(&e.to_string())
+            ),
+        )
+    })
 }
 
 impl From<ErrorBody> for ApiError {

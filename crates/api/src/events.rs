@@ -25,7 +25,7 @@ fn closing(s: &AppState) -> impl std::future::Future<Output = ()> + Send + 'stat
 pub(crate) async fn stream(
     State(s): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let events = BroadcastStream::new(s.daemon.subscribe()).map(|item| {
+    let events = BroadcastStream::new(s.daemon.queue().subscribe()).map(|item| {
         Ok(match item {
             Ok(event) => SseEvent::default()
                 .event(event.name())
@@ -49,8 +49,8 @@ pub(crate) async fn follow_log(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Resolve first so an unknown job is a 404, not an empty stream.
-    let job = s.daemon.resolve(&id).await?.to_string();
-    let daemon = s.daemon.clone();
+    let job = s.daemon.queue().resolve(&id).await?.to_string();
+    let daemon = s.daemon.queue().clone();
     let chunks = stream::unfold(Some(0u64), move |offset| {
         let daemon = daemon.clone();
         let job = job.clone();

@@ -11,7 +11,8 @@ use petri_domain::{ErrorCode, Job, JobSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::auth::Caller;
+use crate::error::{ApiError, parse_body};
 
 /// A submission: one or more job specs, accepted all together or not at all.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -49,16 +50,15 @@ fn query_error(e: QueryRejection) -> ApiError {
               (status = 422, description = "the spec was refused; `code` says why", body = petri_domain::ErrorBody)))]
 pub(crate) async fn submit(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let body = body.map_err(body_error)?;
-    let req: SubmitRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::MalformedSpec,
-            format!("the submission does not parse: {e}"),
-        )
-    })?;
-    let jobs = s.daemon.submit(req.jobs).await?;
+    let req: SubmitRequest = parse_body(&body.map_err(body_error)?, "the submission")?;
+    let by = petri_daemon::Submitter {
+        origin: petri_domain::Origin::Submission,
+        user: caller.user,
+    };
+    let jobs = s.daemon.queue().submit(req.jobs, by).await?;
     Ok((StatusCode::CREATED, Json(SubmitResponse { jobs })))
 }
 
@@ -71,7 +71,7 @@ pub(crate) async fn list(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Job>>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    Ok(Json(s.daemon.list(q).await?))
+    Ok(Json(s.daemon.queue().list(q).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
@@ -83,7 +83,7 @@ pub(crate) async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.get(&id).await?))
+    Ok(Json(s.daemon.queue().get(&id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
@@ -96,7 +96,7 @@ pub(crate) async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.cancel(&id).await?))
+    Ok(Json(s.daemon.queue().cancel(&id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/hold", tag = "jobs",
@@ -109,7 +109,7 @@ pub(crate) async fn hold(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.hold(&id).await?))
+    Ok(Json(s.daemon.queue().hold(&id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/release", tag = "jobs",
@@ -122,7 +122,7 @@ pub(crate) async fn release(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.release(&id).await?))
+    Ok(Json(s.daemon.queue().release(&id).await?))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -144,7 +144,7 @@ pub(crate) async fn log(
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    let chunk = s.daemon.read_log(&id, q.offset).await?;
+    let chunk = s.daemon.queue().read_log(&id, q.offset).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         "content-type",

@@ -12,6 +12,7 @@ mod notebooks;
 mod openapi;
 mod proxy;
 mod system;
+mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ fn api_router(state: AppState) -> Router {
         )
         .route("/notebooks/{name}/stop", post(notebooks::stop))
         .route("/notebooks/{name}/open", post(notebooks::open))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{token}", axum::routing::delete(tokens::revoke))
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)

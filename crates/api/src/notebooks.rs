@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use petri_domain::{ErrorCode, Image, Notebook, NotebookLink, NotebookRequest};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::auth::Caller;
+use crate::error::{ApiError, parse_body};
 use crate::jobs::body_error;
 
 #[utoipa::path(post, path = "/api/v1/notebooks", tag = "notebooks", request_body = NotebookRequest,
@@ -21,16 +22,11 @@ use crate::jobs::body_error;
               (status = 422, description = "refused (image, mounts, resources); `code` says why", body = petri_domain::ErrorBody)))]
 pub(crate) async fn start(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Notebook>), ApiError> {
-    let body = body.map_err(body_error)?;
-    let req: NotebookRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::MalformedSpec,
-            format!("the notebook request does not parse: {e}"),
-        )
-    })?;
-    let nb = s.daemon.notebook_start(req).await?;
+    let req: NotebookRequest = parse_body(&body.map_err(body_error)?, "the notebook request")?;
+    let nb = s.daemon.notebooks().start(req, &caller.user).await?;
     Ok((StatusCode::CREATED, Json(nb)))
 }
 
@@ -38,7 +34,7 @@ pub(crate) async fn start(
     responses((status = 200, body = Vec<Notebook>),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<Notebook>>, ApiError> {
-    Ok(Json(s.daemon.notebook_list().await?))
+    Ok(Json(s.daemon.notebooks().list().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/notebooks/{name}", tag = "notebooks",
@@ -50,7 +46,7 @@ pub(crate) async fn show(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Notebook>, ApiError> {
-    Ok(Json(s.daemon.notebook(&name).await?))
+    Ok(Json(s.daemon.notebooks().get(&name).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/notebooks/{name}/stop", tag = "notebooks",
@@ -62,7 +58,7 @@ pub(crate) async fn stop(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Notebook>, ApiError> {
-    Ok(Json(s.daemon.notebook_stop(&name).await?))
+    Ok(Json(s.daemon.notebooks().stop(&name).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/notebooks/{name}", tag = "notebooks",
@@ -75,7 +71,7 @@ pub(crate) async fn remove(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Notebook>, ApiError> {
-    Ok(Json(s.daemon.notebook_remove(&name).await?))
+    Ok(Json(s.daemon.notebooks().remove(&name).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/notebooks/{name}/open", tag = "notebooks",
@@ -89,7 +85,7 @@ pub(crate) async fn open(
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<NotebookLink>, ApiError> {
-    let link = s.daemon.notebook_link(&name).await?;
+    let link = s.daemon.notebooks().link(&name).await?;
     // On the notebooks' own address, as this caller reaches it.
     Ok(Json(NotebookLink {
         url: format!(
@@ -113,13 +109,19 @@ pub(crate) struct BuildQuery {
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn build_image(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     q: Result<axum::extract::Query<BuildQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(StatusCode, Json<petri_domain::Job>), ApiError> {
     let axum::extract::Query(q) =
         q.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     Ok((
         StatusCode::CREATED,
-        Json(s.daemon.image_build(q.force).await?),
+        Json(
+            s.daemon
+                .notebooks()
+                .image_build(q.force, &caller.user)
+                .await?,
+        ),
     ))
 }
 

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Petri API", description = "The daemon's HTTP API. Every route but /healthz needs `Authorization: Bearer <token>`."),
+    info(title = "Petri API", description = "The daemon's HTTP API. Every route but /healthz needs `Authorization: Bearer <token>`: the owner's (the file `token` in the Petri home) or one made with `petri token create`, whose scopes (read, submit, admin, tracking) decide what it may do."),
     paths(
         crate::jobs::submit,
         crate::jobs::list,
@@ -29,6 +29,9 @@ use utoipa::{Modify, OpenApi};
         crate::notebooks::open,
         crate::notebooks::images,
         crate::notebooks::build_image,
+        crate::tokens::create,
+        crate::tokens::list,
+        crate::tokens::revoke,
     ),
     components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode)),
     modifiers(&Bearer),

@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use petri_domain::ErrorCode;
-use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -59,7 +58,7 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     if let Some(code) = query_value(req.uri(), "petri_link") {
         return sign_in(&s, req.uri(), &code);
     }
-    if !authorized(&s, req.headers()) {
+    if !authorized(&s, req.headers()).await {
         return ApiError::new(
             ErrorCode::Unauthorized,
             format!(
@@ -69,7 +68,7 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
         )
         .into_response();
     }
-    let upstream = match s.daemon.notebook_upstream(&name).await {
+    let upstream = match s.daemon.notebooks().upstream(&name).await {
         Ok(u) => u,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -190,24 +189,32 @@ pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
     )
 }
 
-fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
+/// A bearer token that may run code (a notebook runs whatever its user types: `submit`), or a
+/// browser's notebook session.
+async fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(|t| t.trim().to_string());
     if let Some(t) = bearer {
-        let expected = s.daemon.token().as_bytes();
-        return t.len() == expected.len() && bool::from(t.as_bytes().ct_eq(expected));
+        let accounts = s.daemon.accounts().clone();
+        let caller = tokio::task::spawn_blocking(move || accounts.authenticate(&t)).await;
+        return matches!(caller, Ok(Ok(c)) if petri_daemon::accounts::authorize(
+            &c,
+            petri_daemon::accounts::Action::Submit,
+            petri_daemon::accounts::Resource::System,
+        )
+        .is_ok());
     }
     cookies(headers)
         .find(|(k, _)| *k == SESSION_COOKIE)
-        .is_some_and(|(_, v)| s.daemon.notebook_session_valid(v))
+        .is_some_and(|(_, v)| s.daemon.notebooks().session_valid(v))
 }
 
 /// A one-time link: set the session cookie and send the browser on without the code.
 fn sign_in(s: &AppState, uri: &Uri, code: &str) -> Response {
-    let Some(session) = s.daemon.redeem_notebook_link(code) else {
+    let Some(session) = s.daemon.notebooks().redeem_link(code) else {
         return ApiError::new(
             ErrorCode::Unauthorized,
             "this sign-in link was used already or has expired; get a new one with `petri \

@@ -23,7 +23,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.daemon.metrics_text(),
+        s.daemon.queue().metrics_text(),
     )
 }
 
@@ -31,7 +31,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     responses((status = 200, body = Status),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Status>, ApiError> {
-    Ok(Json(s.daemon.status().await?))
+    Ok(Json(s.daemon.queue().status().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/gpus", tag = "system",
@@ -40,7 +40,7 @@ pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Status>, Ap
 pub(crate) async fn gpus(
     State(s): State<AppState>,
 ) -> Result<Json<petri_domain::GpuReport>, ApiError> {
-    Ok(Json(s.daemon.gpus().await?))
+    Ok(Json(s.daemon.queue().gpus().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/gpus/history", tag = "system",
@@ -49,7 +49,7 @@ pub(crate) async fn gpus(
 pub(crate) async fn gpu_history(
     State(s): State<AppState>,
 ) -> Result<Json<petri_domain::GpuHistory>, ApiError> {
-    Ok(Json(s.daemon.gpu_history().await?))
+    Ok(Json(s.daemon.queue().gpu_history().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/settings", tag = "system",
@@ -61,7 +61,7 @@ pub(crate) async fn settings(State(s): State<AppState>) -> Json<serde_json::Valu
         "gpu": all.gpu,
         "docker": all.docker,
         "notebooks": all.notebooks,
-        "capacity": s.daemon.status().await.ok().map(|st| serde_json::json!({
+        "capacity": s.daemon.queue().status().await.ok().map(|st| serde_json::json!({
             "cpus": st.capacity_cpus,
             "memory": st.capacity_memory,
         })),

@@ -104,6 +104,26 @@ async fn bad_input_gets_a_code_and_changes_nothing() {
         );
         assert!(!err.message.is_empty());
     }
+    // A mistyped field gets a suggestion; Petri's own fields (a job's origin) are not the
+    // user's to write, and no refusal lists them.
+    let err: petri_domain::ErrorBody = post(r#"{"jobs": [{"comand": ["true"]}]}"#.into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        err.message.contains("did you mean `command`?"),
+        "{}",
+        err.message
+    );
+    for field in ["notebook", "origin", "user"] {
+        let body = format!(r#"{{"jobs": [{{"command": ["true"], "{field}": "x"}}]}}"#);
+        let resp = post(body).await.unwrap();
+        assert_eq!(resp.status(), 400, "{field}");
+        let err: petri_domain::ErrorBody = resp.json().await.unwrap();
+        assert!(!err.message.contains("`notebook`,"), "{}", err.message);
+    }
     // Bad paths and queries.
     let resp = http
         .get(format!("{}/api/v1/jobs?state=bogus", f.base))
@@ -495,6 +515,8 @@ async fn recovery_settles_every_attempt_the_database_calls_running() {
         state: JobState::Running,
         queue: "default".into(),
         priority: 0,
+        origin: Default::default(),
+        user: "owner".into(),
         spec,
         array_values: Default::default(),
         depends_on: vec![],
@@ -516,7 +538,14 @@ async fn recovery_settles_every_attempt_the_database_calls_running() {
             .write(|tx| {
                 for j in [&never, &finished, &vanished] {
                     tx.insert_job(j, 0)?;
-                    tx.begin_run(j.id, 1, 2, &[], None)?;
+                    tx.begin_run(&petri_store::NewRun {
+                        job: j.id,
+                        attempt: 1,
+                        now_ms: 2,
+                        target: "local",
+                        gpus: &[],
+                        mig_slot: None,
+                    })?;
                 }
                 Ok(())
             })

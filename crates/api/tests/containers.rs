@@ -137,9 +137,6 @@ async fn bad_container_specs_are_refused_and_change_nothing() {
         read_only: false,
     }];
     assert_eq!(refused(escape).await, ErrorCode::InvalidSpec);
-    let mut internal = container(&f, &image, "true");
-    internal.notebook = Some("x".into());
-    assert_eq!(refused(internal).await, ErrorCode::InvalidSpec);
     let jobs = f
         .client
         .list(&petri_domain::ListQuery {

@@ -276,6 +276,30 @@ impl Client {
         .await
     }
 
+    /// Creates an API token; the answer holds its secret, shown this once.
+    pub async fn token_create(
+        &self,
+        req: &petri_domain::token::TokenRequest,
+    ) -> Result<petri_domain::token::NewToken> {
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/tokens")
+                .json(req),
+        )
+        .await
+    }
+    pub async fn tokens(&self) -> Result<Vec<petri_domain::token::TokenInfo>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/tokens"))
+            .await
+    }
+    /// Revokes a token by id or name.
+    pub async fn token_revoke(&self, key: &str) -> Result<petri_domain::token::TokenInfo> {
+        self.json(self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{}", enc(key)),
+        ))
+        .await
+    }
+
     pub async fn gpus(&self) -> Result<petri_domain::GpuReport> {
         self.json(self.request(reqwest::Method::GET, "/api/v1/gpus"))
             .await

@@ -3,109 +3,84 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Stable, SCREAMING_SNAKE error codes. Never rename one: clients match on them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// The request body is not valid JSON/YAML or has unknown fields.
-    MalformedSpec,
-    /// A field has a value Petri cannot accept.
-    InvalidSpec,
-    /// The job asks for more than this machine has.
-    ResourcesUnavailable,
-    /// The job asks for GPUs but Petri has none it can use.
-    NoGpus,
-    /// `after` names a job that does not exist.
-    UnknownDependency,
-    /// The jobs of one submission depend on each other in a circle.
-    DependencyCycle,
-    /// The command is not found on PATH or is not executable.
-    CommandNotFound,
-    /// The working directory does not exist.
-    WorkdirNotFound,
-    /// Container jobs need the Docker executor.
-    ContainersUnavailable,
-    /// The target is not `local` or a known cluster.
-    UnknownTarget,
-    /// No job has this id or number.
-    JobNotFound,
-    /// The operation does not apply to the job in its current state.
-    InvalidState,
-    /// The request has no valid token.
-    Unauthorized,
-    /// The request body is larger than the daemon accepts.
-    PayloadTooLarge,
-    /// The request itself is malformed (bad query, bad path).
-    BadRequest,
-    /// No such route.
-    NotFound,
-    /// Something inside Petri failed; the message says what.
-    Internal,
-    /// The daemon is shutting down.
-    Unavailable,
-    /// The container image is not in the Docker engine (and no registry is asked).
-    ImageNotFound,
-    /// A mount names a folder outside the folders that may be mounted.
-    MountNotAllowed,
-    /// No notebook has this name.
-    NotebookNotFound,
-    /// A notebook with this name is running.
-    NotebookNameTaken,
-    /// The notebook is not running (yet), so its server cannot be reached.
-    NotebookNotReady,
+/// Declares [`ErrorCode`] from one table: each code is written once, with its wire name and its
+/// HTTP status (meilisearch's `make_error_codes!` shape).
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, $status:literal; )*) => {
+        /// Stable, SCREAMING_SNAKE error codes. Never rename one: clients match on them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $name,)* }
+            }
+
+            pub fn http_status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedSpec => "MALFORMED_SPEC",
-            ErrorCode::InvalidSpec => "INVALID_SPEC",
-            ErrorCode::ResourcesUnavailable => "RESOURCES_UNAVAILABLE",
-            ErrorCode::NoGpus => "NO_GPUS",
-            ErrorCode::UnknownDependency => "UNKNOWN_DEPENDENCY",
-            ErrorCode::DependencyCycle => "DEPENDENCY_CYCLE",
-            ErrorCode::CommandNotFound => "COMMAND_NOT_FOUND",
-            ErrorCode::WorkdirNotFound => "WORKDIR_NOT_FOUND",
-            ErrorCode::ContainersUnavailable => "CONTAINERS_UNAVAILABLE",
-            ErrorCode::UnknownTarget => "UNKNOWN_TARGET",
-            ErrorCode::JobNotFound => "JOB_NOT_FOUND",
-            ErrorCode::InvalidState => "INVALID_STATE",
-            ErrorCode::Unauthorized => "UNAUTHORIZED",
-            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            ErrorCode::BadRequest => "BAD_REQUEST",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::Internal => "INTERNAL",
-            ErrorCode::Unavailable => "UNAVAILABLE",
-            ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
-            ErrorCode::MountNotAllowed => "MOUNT_NOT_ALLOWED",
-            ErrorCode::NotebookNotFound => "NOTEBOOK_NOT_FOUND",
-            ErrorCode::NotebookNameTaken => "NOTEBOOK_NAME_TAKEN",
-            ErrorCode::NotebookNotReady => "NOTEBOOK_NOT_READY",
-        }
-    }
-
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::MalformedSpec | ErrorCode::BadRequest => 400,
-            ErrorCode::Unauthorized => 401,
-            ErrorCode::JobNotFound | ErrorCode::NotFound | ErrorCode::NotebookNotFound => 404,
-            ErrorCode::InvalidState | ErrorCode::NotebookNameTaken => 409,
-            ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::InvalidSpec
-            | ErrorCode::ResourcesUnavailable
-            | ErrorCode::NoGpus
-            | ErrorCode::UnknownDependency
-            | ErrorCode::DependencyCycle
-            | ErrorCode::CommandNotFound
-            | ErrorCode::WorkdirNotFound
-            | ErrorCode::ContainersUnavailable
-            | ErrorCode::ImageNotFound
-            | ErrorCode::MountNotAllowed
-            | ErrorCode::UnknownTarget => 422,
-            ErrorCode::Internal => 500,
-            ErrorCode::Unavailable | ErrorCode::NotebookNotReady => 503,
-        }
-    }
+error_codes! {
+    /// The request body is not valid JSON/YAML or has unknown fields.
+    MalformedSpec = "MALFORMED_SPEC", 400;
+    /// A field has a value Petri cannot accept.
+    InvalidSpec = "INVALID_SPEC", 422;
+    /// The job asks for more than this machine has.
+    ResourcesUnavailable = "RESOURCES_UNAVAILABLE", 422;
+    /// The job asks for GPUs but Petri has none it can use.
+    NoGpus = "NO_GPUS", 422;
+    /// `after` names a job that does not exist.
+    UnknownDependency = "UNKNOWN_DEPENDENCY", 422;
+    /// The jobs of one submission depend on each other in a circle.
+    DependencyCycle = "DEPENDENCY_CYCLE", 422;
+    /// The command is not found on PATH or is not executable.
+    CommandNotFound = "COMMAND_NOT_FOUND", 422;
+    /// The working directory does not exist.
+    WorkdirNotFound = "WORKDIR_NOT_FOUND", 422;
+    /// Container jobs need the Docker executor.
+    ContainersUnavailable = "CONTAINERS_UNAVAILABLE", 422;
+    /// The target is not `local` or a known cluster.
+    UnknownTarget = "UNKNOWN_TARGET", 422;
+    /// No job has this id or number.
+    JobNotFound = "JOB_NOT_FOUND", 404;
+    /// The operation does not apply to the job in its current state.
+    InvalidState = "INVALID_STATE", 409;
+    /// The request has no valid token (none, unknown, revoked or expired).
+    Unauthorized = "UNAUTHORIZED", 401;
+    /// The token is valid but lacks the scope (or role) the action needs.
+    Forbidden = "FORBIDDEN", 403;
+    /// The request body is larger than the daemon accepts.
+    PayloadTooLarge = "PAYLOAD_TOO_LARGE", 413;
+    /// The request itself is malformed (bad query, bad path).
+    BadRequest = "BAD_REQUEST", 400;
+    /// No such route.
+    NotFound = "NOT_FOUND", 404;
+    /// Something inside Petri failed; the message says what.
+    Internal = "INTERNAL", 500;
+    /// The daemon is shutting down.
+    Unavailable = "UNAVAILABLE", 503;
+    /// The container image is not in the Docker engine (and no registry is asked).
+    ImageNotFound = "IMAGE_NOT_FOUND", 422;
+    /// A mount names a folder outside the folders that may be mounted.
+    MountNotAllowed = "MOUNT_NOT_ALLOWED", 422;
+    /// No notebook has this name.
+    NotebookNotFound = "NOTEBOOK_NOT_FOUND", 404;
+    /// A notebook with this name is running.
+    NotebookNameTaken = "NOTEBOOK_NAME_TAKEN", 409;
+    /// The notebook is not running (yet), so its server cannot be reached.
+    NotebookNotReady = "NOTEBOOK_NOT_READY", 503;
+    /// No API token has this id or name.
+    TokenNotFound = "TOKEN_NOT_FOUND", 404;
+    /// An API token with this name exists.
+    TokenNameTaken = "TOKEN_NAME_TAKEN", 409;
 }
 
 /// The JSON body of every error response: `{code, message, details}`.
@@ -160,6 +135,22 @@ impl From<SpecError> for ErrorBody {
                     .with_details(serde_json::json!({ "field": field }))
             }
             SpecError::UnknownTarget(_) => ErrorBody::new(ErrorCode::UnknownTarget, e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_code_has_one_name_on_the_wire_and_a_status() {
+        for code in ErrorCode::ALL {
+            let wire = serde_json::to_value(code).unwrap();
+            assert_eq!(wire, serde_json::Value::from(code.as_str()));
+            let back: ErrorCode = serde_json::from_value(wire).unwrap();
+            assert_eq!(back, *code);
+            assert!((400..600).contains(&code.http_status()), "{code:?}");
         }
     }
 }

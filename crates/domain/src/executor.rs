@@ -1,5 +1,6 @@
 //! The executor contract shared by local processes, containers and clusters. It lives here so that
-//! `runtime`, `cluster` and `daemon` can meet without depending on each other.
+//! `runtime`, `cluster` and `queue` can meet without depending on each other: the daemon builds a
+//! table of executors by target name ([`Executors`]) and hands it to the queue.
 //!
 //! The contract is crash-safe by construction: an attempt has a status file that the executor
 //! claims atomically when the attempt really begins and where it leaves the exit status. After a crash,
@@ -13,8 +14,8 @@ use crate::ids::JobId;
 
 /// Everything needed to start one attempt of a job.
 pub struct Launch {
-    pub job: JobId,
-    pub attempt: u32,
+    /// Which attempt, and where it runs.
+    pub key: RunKey,
     pub argv: Vec<String>,
     pub workdir: PathBuf,
     pub env: Vec<(String, String)>,
@@ -52,21 +53,41 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
-/// Names one attempt for `stop` and `probe`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Names one attempt of a job on one target (`local`, `docker`, a cluster's name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RunKey {
     pub job: JobId,
     pub attempt: u32,
-    /// Whether the attempt runs in a container.
-    pub container: bool,
+    pub target: String,
+}
+
+/// The target of local processes.
+pub const TARGET_LOCAL: &str = "local";
+/// The target of Docker containers on this machine.
+pub const TARGET_DOCKER: &str = "docker";
+
+/// What an executor calls its run: a process id, a container id, a Slurm job id, a Kubernetes
+/// name. Opaque to everyone but the executor that made it; stored with the attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunHandle(pub String);
+
+impl RunHandle {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl fmt::Debug for Launch {
     // Environment values can hold secrets: only their names are printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Launch")
-            .field("job", &self.job)
-            .field("attempt", &self.attempt)
+            .field("key", &self.key)
             .field("argv0", &self.argv.first())
             .field("workdir", &self.workdir)
             .field(
@@ -75,12 +96,6 @@ impl fmt::Debug for Launch {
             )
             .finish()
     }
-}
-
-/// A started attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StartedRun {
-    pub pid: u32,
 }
 
 /// How a stop is asked for: politely first, then for good.
@@ -100,12 +115,12 @@ pub struct ExitReport {
 }
 
 /// What is known about an attempt from its status file (used after a restart).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunProbe {
     /// It finished with this code.
     Exited(i32),
-    /// It is still running under this process id.
-    Alive { pid: u32 },
+    /// It is still running; the executor's handle on it.
+    Alive { handle: RunHandle },
     /// It never began, and `probe` made sure it never will.
     NeverStarted,
     /// It began, but its process is gone without leaving an exit status.
@@ -124,26 +139,94 @@ pub enum ExecError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot signal process group {pid}: {message}")]
-    Signal { pid: u32, message: String },
+    #[error("cannot signal {handle}: {message}")]
+    Signal { handle: RunHandle, message: String },
     /// The container engine is unreachable or refused the request.
     #[error("{0}")]
     Container(String),
 }
 
-/// Runs attempts somewhere. Starting is non-blocking; `on_exit` is called once when the attempt
-/// ends (from any thread).
+/// Runs attempts somewhere. Every call returns promptly or says it does not
+/// ([`Executor::starts_inline`]); the queue's engine thread never waits on a remote system.
+///
+/// Crash safety: `start` is idempotent for one [`RunKey`] (a second call after a crash finds
+/// the attempt's claim and runs nothing twice); `probe` tells, after a restart, a run that never
+/// began (and now never will) from one that runs or ended.
 pub trait Executor: Send + Sync {
+    /// Creates and starts an attempt; `on_exit` is called once when it ends (from any thread).
+    /// Returns the executor's handle on the run.
     fn start(
         &self,
         launch: Launch,
         on_exit: Box<dyn FnOnce(ExitReport) + Send>,
-    ) -> Result<StartedRun, ExecError>;
+    ) -> Result<RunHandle, ExecError>;
 
-    /// Signals the whole attempt (its process group, its container). `pid` is what `start` or
-    /// `probe` returned.
-    fn stop(&self, run: RunKey, pid: u32, signal: StopSignal) -> Result<(), ExecError>;
+    /// Whether `start` is quick enough for the engine thread (a fork). When false, the engine
+    /// starts attempts on a thread of its own and hears back with a command.
+    fn starts_inline(&self) -> bool {
+        false
+    }
 
-    /// Inspects an attempt from its status file, claiming it first if it never began.
-    fn probe(&self, run: RunKey, status_file: &Path) -> RunProbe;
+    /// Checks a spec for this target before it is queued (off the engine thread): a container's
+    /// image must be in the engine, a cluster must accept what the spec asks for. The refusal
+    /// says what to do.
+    fn admit(&self, _spec: &crate::JobSpec) -> Result<(), crate::ErrorBody> {
+        Ok(())
+    }
+
+    /// Signals the whole attempt (its process group, its container, its remote job).
+    fn stop(&self, run: &RunKey, handle: &RunHandle, signal: StopSignal) -> Result<(), ExecError>;
+
+    /// The attempt's status, from its status file and the executor's own view, claiming the
+    /// attempt first if it never began.
+    fn probe(&self, run: &RunKey, status_file: &Path) -> RunProbe;
+
+    /// Removes what this executor left of attempts of this home that are not in `keep` (after a
+    /// restart: containers of ended attempts, say). Returns how many were removed.
+    fn sweep(&self, _keep: &[RunKey]) -> Result<usize, ExecError> {
+        Ok(0)
+    }
+
+    /// Reads the attempt's log from `offset`, at most `max` bytes. Local executors write the
+    /// log at `log_path` as the job runs; remote ones fetch it.
+    fn read_log(
+        &self,
+        run: &RunKey,
+        log_path: &Path,
+        offset: u64,
+        max: u64,
+    ) -> std::io::Result<Vec<u8>>;
+
+    /// The run that a process of this machine belongs to (to tell whose a GPU process is), as
+    /// this executor's handle; None when it is not one of this executor's kind.
+    fn owner_of_process(&self, _pid: u32) -> Option<RunHandle> {
+        None
+    }
+
+    /// Where a port of a running attempt is reachable from the daemon (service jobs).
+    fn endpoint(&self, _run: &RunKey, _port: u16) -> Option<std::net::SocketAddr> {
+        None
+    }
+}
+
+/// The executors of one daemon by target name. The daemon fills it; the queue looks a job's
+/// target up here, so `runtime` never depends on a cluster crate and the queue on neither.
+#[derive(Clone, Default)]
+pub struct Executors {
+    by_target: std::collections::BTreeMap<String, std::sync::Arc<dyn Executor>>,
+}
+
+impl Executors {
+    pub fn register(&mut self, target: impl Into<String>, exec: std::sync::Arc<dyn Executor>) {
+        self.by_target.insert(target.into(), exec);
+    }
+    pub fn get(&self, target: &str) -> Option<&std::sync::Arc<dyn Executor>> {
+        self.by_target.get(target)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &std::sync::Arc<dyn Executor>)> {
+        self.by_target.iter().map(|(k, v)| (k.as_str(), v))
+    }
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        self.by_target.keys().map(String::as_str)
+    }
 }

@@ -202,12 +202,57 @@ impl RunOutcome {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     pub attempt: u32,
-    pub pid: Option<u32>,
+    /// Where it ran: `local`, `docker`, a cluster's name.
+    pub target: String,
+    /// The executor's handle on it (a process id, a container id, a remote job id).
+    pub handle: Option<String>,
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
     pub exit_code: Option<i32>,
     pub outcome: RunOutcome,
 }
+
+/// Which capability made a job, set by Petri beside the spec (never read from it): a user's
+/// submission, a notebook's server, a pipeline's step, a model deployment. The capability that
+/// made a job adds its launch environment through the hook it registers with the queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Submitted by a user (CLI, API, web UI).
+    #[default]
+    Submission,
+    /// The server of a notebook (its id).
+    Notebook { id: String },
+    /// A step of a pipeline run.
+    PipelineStep { run: String, step: String },
+    /// A replica of a model deployment.
+    Deployment { id: String },
+}
+
+impl Origin {
+    /// The kind alone, the key launch hooks are registered under.
+    pub fn kind(&self) -> OriginKind {
+        match self {
+            Origin::Submission => OriginKind::Submission,
+            Origin::Notebook { .. } => OriginKind::Notebook,
+            Origin::PipelineStep { .. } => OriginKind::PipelineStep,
+            Origin::Deployment { .. } => OriginKind::Deployment,
+        }
+    }
+}
+
+/// The kinds of [`Origin`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OriginKind {
+    Submission,
+    Notebook,
+    PipelineStep,
+    Deployment,
+}
+
+/// On whose behalf a job runs: the Petri user (a Unix user on a shared machine). Set by Petri from
+/// who called, never from the spec.
+pub type UserName = String;
 
 /// A job as the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -219,6 +264,12 @@ pub struct Job {
     pub state: JobState,
     pub queue: String,
     pub priority: i32,
+    /// Which capability made it (set by Petri).
+    #[serde(default)]
+    pub origin: Origin,
+    /// On whose behalf it runs (set by Petri).
+    #[serde(default)]
+    pub user: UserName,
     pub spec: JobSpec,
     /// This job's values when it is part of a sweep.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

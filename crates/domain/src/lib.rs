@@ -8,6 +8,7 @@ pub mod ids;
 pub mod job;
 pub mod notebook;
 pub mod spec;
+pub mod token;
 pub mod units;
 
 pub use api::{
@@ -16,11 +17,13 @@ pub use api::{
 };
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{
-    BindMount, ContainerLaunch, ExecError, Executor, ExitReport, Launch, RunKey, RunProbe,
-    StartedRun, StopSignal,
+    BindMount, ContainerLaunch, ExecError, Executor, Executors, ExitReport, Launch, RunHandle,
+    RunKey, RunProbe, StopSignal, TARGET_DOCKER, TARGET_LOCAL,
 };
 pub use ids::JobId;
-pub use job::{Job, JobState, Pending, PendingReason, Run, RunOutcome};
+pub use job::{
+    Job, JobState, Origin, OriginKind, Pending, PendingReason, Run, RunOutcome, UserName,
+};
 pub use notebook::{Notebook, NotebookLink, NotebookRequest, NotebookState};
 pub use spec::{JobSpec, Mount, Resources, Retries, did_you_mean};
 pub use units::{ByteSize, Millis};

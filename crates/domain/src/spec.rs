@@ -36,9 +36,6 @@ pub struct JobSpec {
     /// Container ports to publish on the host's loopback interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
-    /// Set by Petri for the server of a notebook (its id); not for job files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notebook: Option<String>,
     /// Extra environment variables for the job.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,

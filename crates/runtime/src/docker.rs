@@ -30,7 +30,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{FutureExt, StreamExt};
 use petri_domain::{
-    ExecError, Executor, ExitReport, Image, JobId, Launch, RunKey, RunProbe, StartedRun, StopSignal,
+    ExecError, Executor, ExitReport, Image, JobId, Launch, RunHandle, RunKey, RunProbe, StopSignal,
 };
 
 /// Every container Petri starts carries these labels.
@@ -70,8 +70,8 @@ pub struct DockerExecutor {
     home_label: String,
     user: String,
     gpu_devices: GpuDevices,
-    /// Containers whose end a watcher of this process waits for (name → host pid).
-    watching: Arc<Mutex<HashMap<String, u32>>>,
+    /// Containers whose end a watcher of this process waits for (name → container id).
+    watching: Arc<Mutex<HashMap<String, RunHandle>>>,
 }
 
 /// The container of one attempt.
@@ -207,7 +207,7 @@ impl DockerExecutor {
     }
 
     /// The host address of a published container port of a running attempt.
-    pub async fn endpoint(&self, job: JobId, attempt: u32, port: u16) -> Option<SocketAddr> {
+    async fn published(&self, job: JobId, attempt: u32, port: u16) -> Option<SocketAddr> {
         let docker = self.client().await.ok()?;
         let info = docker
             .inspect_container(&container_name(job, attempt), None)
@@ -223,7 +223,7 @@ impl DockerExecutor {
 
     /// Removes this home's containers that belong to no attempt in `keep` (leftovers of an engine
     /// that died mid-job, or of a crash between an exit and its removal). Returns how many.
-    pub async fn sweep(&self, keep: &HashSet<String>) -> Result<usize, ExecError> {
+    async fn sweep_leftovers(&self, keep: &HashSet<String>) -> Result<usize, ExecError> {
         let docker = self.client().await?;
         let filters = HashMap::from([("label", vec![format!("{LABEL_HOME}={}", self.home_label)])]);
         let list = docker
@@ -255,11 +255,6 @@ impl DockerExecutor {
         Ok(removed)
     }
 
-    /// `sweep` from synchronous code.
-    pub fn sweep_now(&self, keep: &HashSet<String>) -> Result<usize, ExecError> {
-        self.block_on(self.sweep(keep))
-    }
-
     fn is_watched(&self, name: &str) -> bool {
         self.watching.lock().unwrap().contains_key(name)
     }
@@ -277,7 +272,9 @@ impl DockerExecutor {
         }
     }
 
-    async fn create_and_start(&self, launch: &Launch, name: &str) -> Result<u32, ExecError> {
+    /// Creates (or finds, after a crash: create is idempotent) and starts the attempt's
+    /// container; returns its id.
+    async fn create_and_start(&self, launch: &Launch, name: &str) -> Result<RunHandle, ExecError> {
         let spec = launch
             .container
             .as_ref()
@@ -333,8 +330,8 @@ impl DockerExecutor {
             None
         };
         let labels = HashMap::from([
-            (LABEL_JOB.to_string(), launch.job.to_string()),
-            (LABEL_ATTEMPT.to_string(), launch.attempt.to_string()),
+            (LABEL_JOB.to_string(), launch.key.job.to_string()),
+            (LABEL_ATTEMPT.to_string(), launch.key.attempt.to_string()),
             (LABEL_HOME.to_string(), self.home_label.clone()),
             (LABEL_LOG.to_string(), launch.log_path.display().to_string()),
         ]);
@@ -386,11 +383,7 @@ impl DockerExecutor {
                 return Err(self.forget(e));
             }
         };
-        Ok(info
-            .state
-            .and_then(|s| s.pid)
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0))
+        Ok(RunHandle(info.id.unwrap_or_else(|| name.to_string())))
     }
 
     /// Copies the logs, waits for the end, records the exit code, reports it, removes the
@@ -398,7 +391,7 @@ impl DockerExecutor {
     fn watch(
         &self,
         name: String,
-        pid: u32,
+        id: RunHandle,
         report: Option<(RunKey, OnExit)>,
         status_file: PathBuf,
         log_path: PathBuf,
@@ -408,7 +401,7 @@ impl DockerExecutor {
             if watching.contains_key(&name) {
                 return;
             }
-            watching.insert(name.clone(), pid);
+            watching.insert(name.clone(), id);
         }
         let watching = self.watching.clone();
         let client = self.block_on(self.client());
@@ -681,36 +674,31 @@ impl Executor for DockerExecutor {
         &self,
         launch: Launch,
         on_exit: Box<dyn FnOnce(ExitReport) + Send>,
-    ) -> Result<StartedRun, ExecError> {
-        let name = container_name(launch.job, launch.attempt);
+    ) -> Result<RunHandle, ExecError> {
+        let name = container_name(launch.key.job, launch.key.attempt);
         claim(&launch.status_file, CLAIM).map_err(|source| ExecError::Prepare {
             path: launch.status_file.clone(),
             source,
         })?;
-        let pid = match self.block_on(self.create_and_start(&launch, &name)) {
-            Ok(pid) => pid,
+        let id = match self.block_on(self.create_and_start(&launch, &name)) {
+            Ok(id) => id,
             Err(e) => {
                 // The attempt ends here; its claim keeps a restarted daemon from running it.
                 let _ = append(&launch.status_file, "125\n");
                 return Err(e);
             }
         };
-        let run = RunKey {
-            job: launch.job,
-            attempt: launch.attempt,
-            container: true,
-        };
         self.watch(
             name,
-            pid,
-            Some((run, on_exit)),
+            id.clone(),
+            Some((launch.key, on_exit)),
             launch.status_file,
             launch.log_path,
         );
-        Ok(StartedRun { pid })
+        Ok(id)
     }
 
-    fn stop(&self, run: RunKey, _pid: u32, signal: StopSignal) -> Result<(), ExecError> {
+    fn stop(&self, run: &RunKey, _: &RunHandle, signal: StopSignal) -> Result<(), ExecError> {
         let name = container_name(run.job, run.attempt);
         let signal = match signal {
             StopSignal::Terminate => "SIGTERM",
@@ -732,7 +720,7 @@ impl Executor for DockerExecutor {
         Ok(())
     }
 
-    fn probe(&self, run: RunKey, status_file: &Path) -> RunProbe {
+    fn probe(&self, run: &RunKey, status_file: &Path) -> RunProbe {
         // A claim being written right now reads as unclaimed for an instant: look again briefly.
         let mut tries = 0;
         loop {
@@ -755,8 +743,8 @@ impl Executor for DockerExecutor {
             }
         }
         let name = container_name(run.job, run.attempt);
-        if let Some(pid) = self.watching.lock().unwrap().get(&name) {
-            return RunProbe::Alive { pid: *pid };
+        if let Some(id) = self.watching.lock().unwrap().get(&name) {
+            return RunProbe::Alive { handle: id.clone() };
         }
         let docker = match self.block_on(self.client()) {
             Ok(d) => d,
@@ -766,9 +754,10 @@ impl Executor for DockerExecutor {
             }
         };
         let info = self.block_on(docker.inspect_container(&name, None));
-        let (state, log_path) = match info {
+        let (id, state, log_path) = match info {
             // The job log is kept in a label, so that a restarted daemon resumes copying into it.
             Ok(info) => (
+                RunHandle(info.id.clone().unwrap_or_else(|| name.clone())),
                 info.state.unwrap_or_default(),
                 info.config
                     .and_then(|c| c.labels)
@@ -796,11 +785,10 @@ impl Executor for DockerExecutor {
                 | ContainerStateStatusEnum::PAUSED
                 | ContainerStateStatusEnum::RESTARTING,
             ) => {
-                let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
                 if let Some(log_path) = log_path {
-                    self.watch(name, pid, None, status_file.to_path_buf(), log_path);
+                    self.watch(name, id.clone(), None, status_file.to_path_buf(), log_path);
                 }
-                RunProbe::Alive { pid }
+                RunProbe::Alive { handle: id }
             }
             Some(_) => {
                 // It ended while no daemon watched: copy the rest of its log, record, remove.
@@ -813,6 +801,62 @@ impl Executor for DockerExecutor {
                 code.map_or(RunProbe::Lost, RunProbe::Exited)
             }
         }
+    }
+
+    fn read_log(
+        &self,
+        _: &RunKey,
+        log_path: &Path,
+        offset: u64,
+        max: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        // The watcher copies the container's output into the job's log as it comes.
+        self.read_log_impl(log_path, offset, max)
+    }
+
+    fn sweep(&self, keep: &[RunKey]) -> Result<usize, ExecError> {
+        let keep: HashSet<String> = keep
+            .iter()
+            .map(|k| container_name(k.job, k.attempt))
+            .collect();
+        self.block_on(self.sweep_leftovers(&keep))
+    }
+
+    fn owner_of_process(&self, pid: u32) -> Option<RunHandle> {
+        crate::container_of(pid).map(RunHandle)
+    }
+
+    fn endpoint(&self, run: &RunKey, port: u16) -> Option<SocketAddr> {
+        self.block_on(self.published(run.job, run.attempt, port))
+    }
+
+    fn admit(&self, spec: &petri_domain::JobSpec) -> Result<(), petri_domain::ErrorBody> {
+        let Some(image) = spec.image.as_deref() else {
+            return Ok(());
+        };
+        let exists = self.block_on(self.image_exists(image)).map_err(|e| {
+            petri_domain::ErrorBody::new(
+                petri_domain::ErrorCode::ContainersUnavailable,
+                e.to_string(),
+            )
+        })?;
+        if exists {
+            return Ok(());
+        }
+        Err(petri_domain::ErrorBody::new(
+            petri_domain::ErrorCode::ImageNotFound,
+            format!(
+                "the image `{image}` is not in the Docker engine (no registry is asked); build \
+                 Petri's default image with `petri image build`, or load yours with `docker load`"
+            ),
+        )
+        .with_details(serde_json::json!({ "field": "image", "image": image })))
+    }
+}
+
+impl DockerExecutor {
+    fn read_log_impl(&self, log_path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {
+        crate::read_log_file(log_path, offset, max)
     }
 }
 

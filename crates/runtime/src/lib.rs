@@ -5,51 +5,25 @@ mod docker;
 mod local;
 
 use std::path::Path;
-use std::sync::Arc;
 
 pub use docker::{
     DockerExecutor, GpuDevices, LABEL_ATTEMPT, LABEL_HOME, LABEL_JOB, container_name,
 };
 pub use local::LocalExecutor;
-use petri_domain::{
-    ExecError, Executor, ExitReport, Launch, RunKey, RunProbe, StartedRun, StopSignal,
-};
 
-/// The executors of one machine behind one [`Executor`]: an attempt with a container goes to
-/// Docker, every other one is a local process.
-pub struct Machine {
-    pub local: LocalExecutor,
-    pub docker: Arc<DockerExecutor>,
-}
-
-impl Executor for Machine {
-    fn start(
-        &self,
-        launch: Launch,
-        on_exit: Box<dyn FnOnce(ExitReport) + Send>,
-    ) -> Result<StartedRun, ExecError> {
-        if launch.container.is_some() {
-            self.docker.start(launch, on_exit)
-        } else {
-            self.local.start(launch, on_exit)
+/// Reads at most `max` bytes of a job's log from `offset`; a log not written yet reads empty.
+fn read_log_file(path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut data = Vec::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            f.seek(SeekFrom::Start(offset))?;
+            f.take(max).read_to_end(&mut data)?;
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-
-    fn stop(&self, run: RunKey, pid: u32, signal: StopSignal) -> Result<(), ExecError> {
-        if run.container {
-            self.docker.stop(run, pid, signal)
-        } else {
-            self.local.stop(run, pid, signal)
-        }
-    }
-
-    fn probe(&self, run: RunKey, status_file: &Path) -> RunProbe {
-        if run.container {
-            self.docker.probe(run, status_file)
-        } else {
-            self.local.probe(run, status_file)
-        }
-    }
+    Ok(data)
 }
 
 /// The process group of `pid` (Linux: from `/proc/<pid>/stat`), to tell whose a GPU process is.

@@ -24,7 +24,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
 use petri_domain::{
-    ExecError, Executor, ExitReport, Launch, RunKey, RunProbe, StartedRun, StopSignal,
+    ExecError, Executor, ExitReport, Launch, RunHandle, RunKey, RunProbe, StopSignal,
 };
 
 const SUPERVISOR: &str = r#"set -C
@@ -59,7 +59,7 @@ impl Executor for LocalExecutor {
         &self,
         launch: Launch,
         on_exit: Box<dyn FnOnce(ExitReport) + Send>,
-    ) -> Result<StartedRun, ExecError> {
+    ) -> Result<RunHandle, ExecError> {
         let prepare = |path: &Path, source| ExecError::Prepare {
             path: path.to_path_buf(),
             source,
@@ -95,7 +95,7 @@ impl Executor for LocalExecutor {
                 .map_err(|source| ExecError::Spawn { program, source })?
         };
         let pid = child.id().unwrap_or(0);
-        let (job, attempt) = (launch.job, launch.attempt);
+        let (job, attempt) = (launch.key.job, launch.key.attempt);
         self.runtime.spawn(async move {
             let mut child = child;
             let exit_code = match child.wait().await {
@@ -111,10 +111,34 @@ impl Executor for LocalExecutor {
                 exit_code,
             });
         });
-        Ok(StartedRun { pid })
+        Ok(RunHandle(pid.to_string()))
     }
 
-    fn stop(&self, _run: RunKey, pid: u32, signal: StopSignal) -> Result<(), ExecError> {
+    /// A fork of `sh`: quick enough for the engine thread.
+    fn starts_inline(&self) -> bool {
+        true
+    }
+
+    fn read_log(
+        &self,
+        _: &RunKey,
+        log_path: &Path,
+        offset: u64,
+        max: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        crate::read_log_file(log_path, offset, max)
+    }
+
+    /// A local job owns its process group (the supervisor leads it).
+    fn owner_of_process(&self, pid: u32) -> Option<RunHandle> {
+        crate::process_group(pid).map(|g| RunHandle(g.to_string()))
+    }
+
+    fn stop(&self, _run: &RunKey, handle: &RunHandle, signal: StopSignal) -> Result<(), ExecError> {
+        // The handle is the supervisor's pid, which leads the job's process group.
+        let Ok(pid) = handle.as_str().parse::<u32>() else {
+            return Ok(());
+        };
         let sig = match signal {
             StopSignal::Terminate => Signal::SIGTERM,
             StopSignal::Kill => Signal::SIGKILL,
@@ -128,13 +152,13 @@ impl Executor for LocalExecutor {
         match killpg(Pid::from_raw(raw), sig) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(e) => Err(ExecError::Signal {
-                pid,
+                handle: handle.clone(),
                 message: e.desc().to_string(),
             }),
         }
     }
 
-    fn probe(&self, _run: RunKey, status_file: &Path) -> RunProbe {
+    fn probe(&self, _run: &RunKey, status_file: &Path) -> RunProbe {
         if let Status::Exited(code) = read_status(status_file) {
             return RunProbe::Exited(code);
         }
@@ -166,7 +190,9 @@ impl Executor for LocalExecutor {
                 // Read again: the job may have ended between the two looks.
                 match read_status(status_file) {
                     Status::Exited(code) => RunProbe::Exited(code),
-                    _ => RunProbe::Alive { pid },
+                    _ => RunProbe::Alive {
+                        handle: RunHandle(pid.to_string()),
+                    },
                 }
             }
             Status::Running(_) | Status::Unclaimed => match read_status(status_file) {
@@ -255,8 +281,7 @@ mod tests {
 
     fn launch(dir: &Path, argv: &[&str]) -> Launch {
         Launch {
-            job: JobId::new(),
-            attempt: 1,
+            key: key(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             workdir: dir.to_path_buf(),
             env: vec![("GREETING".into(), "hi".into())],
@@ -270,11 +295,11 @@ mod tests {
         RunKey {
             job: JobId::new(),
             attempt: 1,
-            container: false,
+            target: petri_domain::TARGET_LOCAL.into(),
         }
     }
 
-    fn run(exec: &LocalExecutor, l: Launch) -> (StartedRun, i32) {
+    fn run(exec: &LocalExecutor, l: Launch) -> (RunHandle, i32) {
         let (tx, rx) = mpsc::channel();
         let started = exec
             .start(l, Box::new(move |r| tx.send(r).unwrap()))
@@ -293,7 +318,7 @@ mod tests {
         assert_eq!(code, 3);
         assert_eq!(fs::read_to_string(dir.path().join("log")).unwrap(), "hi\n");
         assert_eq!(
-            exec.probe(key(), &dir.path().join("runs/job.1")),
+            exec.probe(&key(), &dir.path().join("runs/job.1")),
             RunProbe::Exited(3)
         );
     }
@@ -304,8 +329,8 @@ mod tests {
         let exec = LocalExecutor::new(rt.handle().clone());
         let dir = tempfile::tempdir().unwrap();
         let status = dir.path().join("runs/job.1");
-        assert_eq!(exec.probe(key(), &status), RunProbe::NeverStarted);
-        assert_eq!(exec.probe(key(), &status), RunProbe::NeverStarted);
+        assert_eq!(exec.probe(&key(), &status), RunProbe::NeverStarted);
+        assert_eq!(exec.probe(&key(), &status), RunProbe::NeverStarted);
         let l = launch(dir.path(), &["/bin/sh", "-c", "touch ran"]);
         let (_, code) = run(&exec, l);
         assert_eq!(code, 125);
@@ -322,6 +347,7 @@ mod tests {
         let started = exec
             .start(l, Box::new(move |r| tx.send(r).unwrap()))
             .unwrap();
+        let pid: u32 = started.as_str().parse().unwrap();
         let status = dir.path().join("runs/job.1");
         // Wait until the supervisor has claimed the run (probing earlier would claim it first).
         for _ in 0..500 {
@@ -331,8 +357,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(
-            exec.probe(key(), &status),
-            RunProbe::Alive { pid: started.pid }
+            exec.probe(&key(), &status),
+            RunProbe::Alive {
+                handle: started.clone()
+            }
         );
         // Wait for the job itself (the supervisor's child) to exist: a SIGTERM that reaches the
         // group before the child is forked only meets the supervisor, which traps it (the daemon
@@ -342,9 +370,7 @@ mod tests {
                 e.file_name()
                     .to_str()
                     .and_then(|n| n.parse::<u32>().ok())
-                    .is_some_and(|pid| {
-                        pid != started.pid && crate::process_group(pid) == Some(started.pid)
-                    })
+                    .is_some_and(|p| p != pid && crate::process_group(p) == Some(pid))
             })
         };
         for _ in 0..500 {
@@ -357,8 +383,7 @@ mod tests {
         // still carries the supervisor's trap (before it execs the job) is lost.
         let mut report = None;
         for _ in 0..30 {
-            exec.stop(key(), started.pid, StopSignal::Terminate)
-                .unwrap();
+            exec.stop(&key(), &started, StopSignal::Terminate).unwrap();
             if let Ok(r) = rx.recv_timeout(Duration::from_secs(1)) {
                 report = Some(r);
                 break;
@@ -366,6 +391,6 @@ mod tests {
         }
         let report = report.expect("the job ends after SIGTERM");
         assert_eq!(report.exit_code, Some(143));
-        assert_eq!(exec.probe(key(), &status), RunProbe::Exited(143));
+        assert_eq!(exec.probe(&key(), &status), RunProbe::Exited(143));
     }
 }

@@ -7,4 +7,5 @@ pub mod ls;
 pub mod notebook;
 pub mod show;
 pub mod submit;
+pub mod token;
 pub mod top;

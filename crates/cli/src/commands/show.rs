@@ -81,11 +81,16 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
         println!("  finished   {}", format_ms(f));
     }
     if !job.runs.is_empty() {
-        let mut t = output::new_table(&["ATTEMPT", "PID", "STARTED", "TIME", "EXIT", "OUTCOME"]);
+        let mut t = output::new_table(&[
+            "ATTEMPT", "TARGET", "HANDLE", "STARTED", "TIME", "EXIT", "OUTCOME",
+        ]);
         for run in &job.runs {
+            // A container id is long: its first 12 digits, as `docker ps` shows it.
+            let handle = run.handle.as_deref().unwrap_or_default();
             t.add_row(vec![
                 run.attempt.to_string(),
-                run.pid.map(|p| p.to_string()).unwrap_or_default(),
+                run.target.clone(),
+                handle.get(..12).unwrap_or(handle).to_string(),
                 format_ms(run.started_at_ms),
                 output::short_duration(run.finished_at_ms.unwrap_or(now) - run.started_at_ms),
                 run.exit_code.map(|c| c.to_string()).unwrap_or_default(),

@@ -15,13 +15,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use petri_domain::{
-    BindMount, ContainerLaunch, ErrorBody, ErrorCode, Executor, ExitReport, Job, JobId, JobState,
-    Launch, Pending, RunKey, RunOutcome, RunProbe, StopSignal,
+    BindMount, ContainerLaunch, ErrorBody, ErrorCode, Executors, ExitReport, Job, JobId, JobState,
+    Launch, Pending, RunHandle, RunKey, RunOutcome, RunProbe, StopSignal,
 };
 use petri_sched::{DepState, Request, Running as SchedRunning, Waiting};
 use petri_store::{StopIntent, Store, StoreError, Tx};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::handle::LaunchHooks;
 use crate::home::Home;
 use crate::metrics::Metrics;
 use crate::submit::Prepared;
@@ -37,6 +38,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 pub(crate) enum Command {
     Submit {
         jobs: Vec<Prepared>,
+        by: crate::Submitter,
         reply: Reply<Vec<Job>>,
     },
     Cancel {
@@ -70,11 +72,11 @@ pub(crate) enum Command {
     /// The GPUs (by index) whose MPS control daemon runs.
     Mps(HashMap<u32, petri_gpu::mps::Mps>),
     Exited(ExitReport),
-    /// A container attempt started (containers start off the engine thread).
+    /// An attempt started off the engine thread (an executor whose start is not quick).
     Started {
         job: JobId,
         attempt: u32,
-        pid: u32,
+        handle: RunHandle,
     },
     SpawnFailed {
         job: JobId,
@@ -95,13 +97,16 @@ struct Active {
 
 struct RunState {
     attempt: u32,
+    /// Where it runs (the executor's target name).
+    target: String,
     /// The MIG instance it holds (slot on its GPU).
     mig_slot: Option<u32>,
     /// Its processes were seen using more GPU memory than its slice.
     over_gpu_limit: bool,
     /// Indices of the GPUs the attempt holds.
     gpus: Vec<u32>,
-    pid: Option<u32>,
+    /// The executor's handle, once it is known.
+    handle: Option<RunHandle>,
     deadline_ms: Option<i64>,
     stop: Option<Stop>,
     /// Re-adopted after a restart: not our child, so it is polled.
@@ -137,20 +142,32 @@ fn begin_stop(
     }
     run.stop = Some(Stop::new(intent, now, grace_ms));
     tx.set_stop_intent(active.job.id, run.attempt, intent)?;
-    if let Some(pid) = run.pid {
-        let key = run_key(&active.job, run.attempt);
-        fx.signals.push((key, pid, StopSignal::Terminate));
+    if let Some(handle) = run.handle.clone() {
+        fx.signals
+            .push((run.key(&active.job), handle, StopSignal::Terminate));
     }
     fx.events.push(Event::JobStopping(change(&active.job)));
     Ok(())
 }
 
-/// Names an attempt for the executor.
-fn run_key(job: &Job, attempt: u32) -> RunKey {
-    RunKey {
-        job: job.id,
-        attempt,
-        container: job.spec.image.is_some(),
+impl RunState {
+    /// Names the attempt for its executor.
+    fn key(&self, job: &Job) -> RunKey {
+        RunKey {
+            job: job.id,
+            attempt: self.attempt,
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// The executor a job's attempts go to: containers to `docker`, the rest to `local` (cluster
+/// targets join here when they exist).
+fn target_of(job: &Job) -> &'static str {
+    if job.spec.image.is_some() {
+        petri_domain::TARGET_DOCKER
+    } else {
+        petri_domain::TARGET_LOCAL
     }
 }
 
@@ -174,9 +191,11 @@ pub(crate) struct Engine {
 
 struct State {
     home: Home,
-    exec: Arc<dyn Executor>,
-    /// Notebook servers get their Jupyter token at launch (it is never stored).
-    notebook_keys: Arc<crate::keys::NotebookKeys>,
+    /// The executors by target name.
+    executors: Executors,
+    /// What the capability that made a job adds to its environment at launch (a notebook's
+    /// Jupyter token, say: derived, never stored).
+    hooks: LaunchHooks,
     self_tx: Sender<Command>,
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
@@ -209,9 +228,9 @@ struct State {
     backoff_wake: Option<i64>,
     /// The last job that reached a final state (for answers about jobs doomed on arrival).
     last_finished: Option<Job>,
-    /// Pids of attempts started after the last commit; written with the next transaction
-    /// (recovery reads the claim file when one is missing, so they need no wake-up of their own).
-    unrecorded_pids: Vec<(JobId, u32, u32)>,
+    /// Handles of attempts started after the last commit; written with the next transaction
+    /// (recovery asks the executor when one is missing, so they need no wake-up of their own).
+    unrecorded_handles: Vec<(JobId, u32, RunHandle)>,
 }
 
 /// What a transaction decided, carried out after it commits.
@@ -220,8 +239,8 @@ struct Effects {
     replies: Vec<Box<dyn FnOnce(bool) + Send>>,
     events: Vec<Event>,
     launches: Vec<Launch>,
-    signals: Vec<(RunKey, u32, StopSignal)>,
-    pids: Vec<(JobId, u32, u32)>,
+    signals: Vec<(RunKey, RunHandle, StopSignal)>,
+    handles: Vec<(JobId, u32, RunHandle)>,
 }
 
 impl Effects {
@@ -240,34 +259,28 @@ impl Effects {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::now_ms;
 
 impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: Store,
-        home: Home,
-        exec: Arc<dyn Executor>,
-        notebook_keys: Arc<crate::keys::NotebookKeys>,
+        settings: &crate::QueueConfig,
+        executors: Executors,
+        hooks: LaunchHooks,
         rx: Receiver<Command>,
         self_tx: Sender<Command>,
         events: broadcast::Sender<Event>,
         metrics: Arc<Metrics>,
-        settings: &crate::Settings,
     ) -> Result<Engine, StoreError> {
         let next_number = store.max_number()? + 1;
         Ok(Engine {
             store,
             rx,
             state: State {
-                home,
-                exec,
-                notebook_keys,
+                home: settings.home.clone(),
+                executors,
+                hooks,
                 self_tx,
                 events,
                 metrics,
@@ -294,22 +307,18 @@ impl Engine {
                 running: HashMap::new(),
                 backoff_wake: None,
                 last_finished: None,
-                unrecorded_pids: Vec::new(),
+                unrecorded_handles: Vec::new(),
             },
         })
     }
 
-    /// The containers of attempts that run now (after `recover`).
-    pub(crate) fn running_containers(&self) -> std::collections::HashSet<String> {
+    /// The attempts that run now (after `recover`), for the executors' sweep of leftovers.
+    pub(crate) fn live_runs(&self) -> Vec<RunKey> {
         self.state
             .running
             .keys()
             .filter_map(|id| self.state.jobs.get(id))
-            .filter(|a| a.job.spec.image.is_some())
-            .filter_map(|a| {
-                let run = a.run.as_ref()?;
-                Some(petri_runtime::container_name(a.job.id, run.attempt))
-            })
+            .filter_map(|a| Some(a.run.as_ref()?.key(&a.job)))
             .collect()
     }
 
@@ -396,11 +405,11 @@ impl Engine {
         let now = now_ms();
         self.state.metrics.loop_iterations.inc();
         let mut fx = Effects::default();
-        let pids = std::mem::take(&mut self.state.unrecorded_pids);
+        let handles = std::mem::take(&mut self.state.unrecorded_handles);
         let state = &mut self.state;
         let result = self.store.write(|tx| {
-            for (id, attempt, pid) in &pids {
-                tx.set_run_pid(*id, *attempt, *pid)?;
+            for (id, attempt, handle) in &handles {
+                tx.set_run_handle(*id, *attempt, handle.as_str())?;
             }
             for cmd in batch {
                 state.apply(tx, cmd, now, &mut fx)?;
@@ -417,15 +426,15 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "a queue transaction failed; reloading the queue from the database");
-                // Pids of processes already running must still reach the database.
-                let pids: Vec<_> = pids
+                // Handles of runs already started must still reach the database.
+                let handles: Vec<_> = handles
                     .into_iter()
-                    .chain(std::mem::take(&mut fx.pids))
+                    .chain(std::mem::take(&mut fx.handles))
                     .collect();
                 self.state.carry_out(fx, false);
                 let _ = self.store.write(|tx| {
-                    for (id, attempt, pid) in &pids {
-                        tx.set_run_pid(*id, *attempt, *pid)?;
+                    for (id, attempt, handle) in &handles {
+                        tx.set_run_handle(*id, *attempt, handle.as_str())?;
                     }
                     Ok(())
                 });
@@ -502,8 +511,8 @@ impl State {
         fx: &mut Effects,
     ) -> Result<(), StoreError> {
         match cmd {
-            Command::Submit { jobs, reply } => {
-                let out = self.submit(tx, jobs, now, fx)?;
+            Command::Submit { jobs, by, reply } => {
+                let out = self.submit(tx, jobs, by, now, fx)?;
                 fx.reply(reply, Ok(out));
             }
             Command::Cancel { id, reason, reply } => {
@@ -536,11 +545,15 @@ impl State {
                 self.finish(tx, report.job, report.attempt, report.exit_code, now, fx)?;
             }
 
-            Command::Started { job, attempt, pid } => {
-                if let Some(stop) = self.record_pid(job, attempt, pid) {
-                    tx.set_run_pid(job, attempt, pid)?;
+            Command::Started {
+                job,
+                attempt,
+                handle,
+            } => {
+                if let Some(stop) = self.record_handle(job, attempt, &handle) {
+                    tx.set_run_handle(job, attempt, handle.as_str())?;
                     if let Some(key) = stop {
-                        fx.signals.push((key, pid, StopSignal::Terminate));
+                        fx.signals.push((key, handle, StopSignal::Terminate));
                     }
                 }
             }

@@ -10,46 +10,25 @@ use petri_sched::{Gpu, GpuAsk};
 use super::*;
 
 impl State {
-    /// Process group → job, for the running attempts whose pid is known (a supervisor's pid is
-    /// its job's process group).
-    fn job_groups(&self) -> HashMap<u32, JobId> {
-        self.running
-            .keys()
-            .filter_map(|id| {
-                let pid = self.jobs.get(id)?.run.as_ref()?.pid?;
-                Some((pid, *id))
-            })
-            .collect()
-    }
-
-    /// The containers of running container jobs (by container id), found through the cgroup of
-    /// the container's first process.
-    fn job_containers(&self) -> HashMap<String, JobId> {
-        self.running
-            .keys()
-            .filter_map(|id| {
-                let active = self.jobs.get(id)?;
-                active.job.spec.image.as_ref()?;
-                let pid = active.run.as_ref()?.pid?;
-                Some((petri_runtime::container_of(pid)?, *id))
-            })
-            .collect()
-    }
-
-    /// Whose each GPU process is: `Some(job)` or foreign. A local job owns its process group; a
-    /// container job owns the processes of its container.
+    /// Whose each GPU process is: `Some(job)` or foreign. Each executor says which of its runs a
+    /// process belongs to (a local job owns its process group, a container job the processes of
+    /// its container); the handles of running attempts say whose that run is.
     fn owners(&self) -> HashMap<u32, Option<JobId>> {
-        let groups = self.job_groups();
-        let containers = self.job_containers();
+        let runs: HashMap<(&str, &RunHandle), JobId> = self
+            .running
+            .keys()
+            .filter_map(|id| {
+                let run = self.jobs.get(id)?.run.as_ref()?;
+                Some(((run.target.as_str(), run.handle.as_ref()?), *id))
+            })
+            .collect();
         let mut owners = HashMap::new();
         for info in &self.gpu_info {
             for p in &info.processes {
-                let owner = petri_runtime::process_group(p.pid)
-                    .and_then(|g| groups.get(&g).copied())
-                    .or_else(|| {
-                        let id = petri_runtime::container_of(p.pid)?;
-                        containers.get(&id).copied()
-                    });
+                let owner = self.executors.iter().find_map(|(target, exec)| {
+                    let handle = exec.owner_of_process(p.pid)?;
+                    runs.get(&(target, &handle)).copied()
+                });
                 owners.insert(p.pid, owner);
             }
         }
@@ -341,7 +320,8 @@ impl State {
                         .filter(|p| owners.get(&p.pid).copied().flatten() == Some(*id))
                         .collect();
                     holders.push(GpuHolder {
-                        kind: if active.job.spec.notebook.is_some() {
+                        kind: if matches!(active.job.origin, petri_domain::Origin::Notebook { .. })
+                        {
                             "notebook".into()
                         } else {
                             "job".into()

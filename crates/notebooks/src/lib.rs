@@ -7,27 +7,28 @@
 //! to every request. Browsers sign in to a notebook with a one-time link (`petri notebook open`)
 //! that sets a session cookie scoped to `/notebooks/`.
 
+mod keys;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use petri_domain::{
-    ErrorCode, Event, JobId, JobSpec, JobState, Millis, Mount, Notebook, NotebookChange,
-    NotebookLink, NotebookRequest, NotebookState, Resources,
+    ErrorCode, Event, Job, JobId, JobSpec, JobState, Millis, Mount, Notebook, NotebookChange,
+    NotebookLink, NotebookRequest, NotebookState, Origin, Resources,
 };
-use petri_store::StoredNotebook;
+use petri_queue::service::{RESTART, Services, Watch};
+use petri_queue::{LaunchHook, Queue, QueueError, Submitter};
+use petri_store::{Store, StoredNotebook};
 use serde::{Deserialize, Serialize};
 
-use crate::error::DaemonError;
-use crate::keys::{NotebookKeys, hex};
-use crate::service::Daemon;
+pub use keys::NotebookKeys;
+use keys::hex;
+
+/// The recipe of Petri's default image.
+const IMAGE_RECIPE: &str = include_str!("../../../packaging/images/python/build.sh");
 
 /// The port Jupyter listens on inside its container.
 pub const JUPYTER_PORT: u16 = 8888;
@@ -40,6 +41,47 @@ fn random_hex() -> String {
     let mut b = [0u8; 24];
     rand::fill(&mut b);
     hex(&b)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotebookSettings {
+    /// The image notebooks start from unless told otherwise.
+    pub image: String,
+    /// A notebook with no kernel activity (and no GPU use) for this long is stopped. 0 turns
+    /// culling off.
+    pub idle_timeout: Millis,
+    /// How often notebooks are checked for idleness.
+    pub cull_every: Millis,
+    /// Where notebooks are served: an address of their own, so that a notebook's pages never
+    /// share an origin with the web UI (and cannot read its token). Default: the daemon's own
+    /// address with a port the system picks.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for NotebookSettings {
+    fn default() -> Self {
+        NotebookSettings {
+            image: "petri/python:3.11".into(),
+            idle_timeout: Millis(60 * 60 * 1000),
+            cull_every: Millis(60 * 1000),
+            listen: None,
+        }
+    }
+}
+
+/// The secret that notebook tokens are derived from (mode 0600), in the home.
+pub fn key_path(home: &Path) -> PathBuf {
+    home.join("notebook.key")
+}
+
+/// What the queue adds to a notebook server's environment at launch: its Jupyter token,
+/// derived from the key and the notebook's id, so that it is never stored.
+pub fn launch_hook(keys: Arc<NotebookKeys>) -> LaunchHook {
+    Arc::new(move |job: &Job| match &job.origin {
+        Origin::Notebook { id } => vec![("JUPYTER_TOKEN".to_string(), keys.token(id))],
+        _ => Vec::new(),
+    })
 }
 
 /// What a notebook asked for, as stored.
@@ -60,37 +102,76 @@ struct Asked {
     idle_timeout: Millis,
 }
 
-/// What the daemon knows about a running notebook beyond the database.
-#[derive(Default)]
-struct Live {
-    /// The server (job, attempt) and where its port is published.
-    endpoint: Option<(JobId, u32, SocketAddr)>,
-    ready: bool,
-    last_activity_ms: Option<i64>,
+/// Notebooks on the queue: Jupyter servers as service jobs, sign-in links, browser sessions,
+/// idle culling. Cheap to clone.
+#[derive(Clone)]
+pub struct Notebooks {
+    inner: Arc<Inner>,
 }
 
-/// The notebooks' state in memory: readiness, sign-in links, browser sessions.
-pub(crate) struct Notebooks {
-    keys: std::sync::Arc<NotebookKeys>,
-    live: Mutex<HashMap<String, Live>>,
+struct Inner {
+    queue: Queue,
+    settings: NotebookSettings,
+    keys: Arc<NotebookKeys>,
+    /// Writes of the notebooks table (jobs are written by the queue's engine alone).
+    store: Mutex<Store>,
+    services: Services,
     links: Mutex<HashMap<String, (String, Instant)>>,
     sessions: Mutex<HashMap<String, Instant>>,
-    http: Client<HttpConnector, Empty<Bytes>>,
     /// Starts go one at a time: two starts of one stopped notebook would both find it stopped
     /// and both queue a server.
     starting: tokio::sync::Mutex<()>,
 }
 
 impl Notebooks {
-    pub(crate) fn new(keys: std::sync::Arc<NotebookKeys>) -> Notebooks {
-        Notebooks {
+    /// Notebooks over `queue`, writing their table through `store`; culls idle ones every
+    /// `settings.cull_every` for as long as a handle lives. `keys` must be the ones whose
+    /// [`launch_hook`] the queue was started with.
+    pub fn new(
+        queue: Queue,
+        store: Store,
+        keys: Arc<NotebookKeys>,
+        settings: NotebookSettings,
+    ) -> Notebooks {
+        let cull_every = if settings.idle_timeout.0 == 0 {
+            Duration::ZERO
+        } else {
+            settings.cull_every.as_duration()
+        };
+        let inner = Arc::new(Inner {
+            queue,
+            settings,
             keys,
-            live: Mutex::default(),
+            store: Mutex::new(store),
+            services: Services::default(),
             links: Mutex::default(),
             sessions: Mutex::default(),
-            http: Client::builder(TokioExecutor::new()).build_http(),
             starting: tokio::sync::Mutex::new(()),
-        }
+        });
+        Services::every(cull_every, Arc::downgrade(&inner), |inner| async move {
+            Notebooks { inner }.cull_idle().await
+        });
+        Notebooks { inner }
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = inner
+                .store
+                .lock()
+                .map_err(|_| QueueError::Io("the notebook writer is poisoned".into()))?;
+            f(&store)
+        })
+        .await
+        .map_err(|e| QueueError::Io(format!("the notebook writer failed: {e}")))?
+    }
+
+    fn queue(&self) -> &Queue {
+        &self.inner.queue
     }
 }
 
@@ -108,30 +189,31 @@ fn is_name(name: &str) -> bool {
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-fn not_found(name: &str) -> DaemonError {
-    DaemonError::refused(
+fn not_found(name: &str) -> QueueError {
+    QueueError::refused(
         ErrorCode::NotebookNotFound,
         format!("no notebook `{name}`; see `petri notebook ls`"),
     )
 }
 
-fn parse_settings(nb: &StoredNotebook) -> Result<Asked, DaemonError> {
+fn parse_settings(nb: &StoredNotebook) -> Result<Asked, QueueError> {
     serde_json::from_str(&nb.spec)
-        .map_err(|e| DaemonError::Io(format!("notebook {} is damaged: {e}", nb.name)))
+        .map_err(|e| QueueError::Io(format!("notebook {} is damaged: {e}", nb.name)))
 }
 
-impl Daemon {
-    async fn stored_notebook(&self, name: &str) -> Result<StoredNotebook, DaemonError> {
+impl Notebooks {
+    async fn stored_notebook(&self, name: &str) -> Result<StoredNotebook, QueueError> {
         let n = name.to_string();
-        self.read(move |s| Ok(s.notebooks()?.into_iter().find(|nb| nb.name == n)))
+        self.queue()
+            .read(move |s| Ok(s.notebooks()?.into_iter().find(|nb| nb.name == n)))
             .await?
             .ok_or_else(|| not_found(name))
     }
 
     /// Starts a notebook, or resumes a stopped one of the same name.
-    pub async fn notebook_start(&self, req: NotebookRequest) -> Result<Notebook, DaemonError> {
+    pub async fn start(&self, req: NotebookRequest, user: &str) -> Result<Notebook, QueueError> {
         if !is_name(&req.name) {
-            return Err(DaemonError::refused(
+            return Err(QueueError::refused(
                 ErrorCode::InvalidSpec,
                 format!(
                     "`{}` is not a notebook name: 1 to 63 letters, digits, - and _, starting with \
@@ -140,13 +222,13 @@ impl Daemon {
                 ),
             ));
         }
-        let _one_at_a_time = self.notebooks().starting.lock().await;
+        let _one_at_a_time = self.inner.starting.lock().await;
         let existing = self.stored_notebook(&req.name).await.ok();
         if let Some(job) = existing.as_ref().and_then(|nb| nb.job)
-            && let Ok(j) = self.stored_job(job).await
+            && let Ok(j) = self.queue().stored_job(job).await
             && !j.state.is_terminal()
         {
-            return Err(DaemonError::refused(
+            return Err(QueueError::refused(
                 ErrorCode::NotebookNameTaken,
                 format!(
                     "notebook `{}` is already {}; open it with `petri notebook open {}`, or pick \
@@ -157,26 +239,27 @@ impl Daemon {
                 ),
             ));
         }
-        let defaults = &self.settings().notebooks;
+        let defaults = &self.inner.settings;
         let earlier = existing.as_ref().map(parse_settings).transpose()?;
         let workspace = match (&req.workspace, &earlier) {
             (Some(w), _) => w.clone(),
             (None, Some(e)) => e.workspace.clone(),
-            (None, None) => self.home().notebooks().join(&req.name),
+            (None, None) => self.queue().home().root().join("notebooks").join(&req.name),
         };
         if let Some(w) = req.workspace.as_ref().filter(|w| !w.is_absolute()) {
-            return Err(DaemonError::refused(
+            return Err(QueueError::refused(
                 ErrorCode::InvalidSpec,
                 format!("workspace `{}` must be an absolute path", w.display()),
             ));
         }
         if let Some(w) = &req.workspace {
             // A given folder is mounted into the container: the same rule as any mount.
-            crate::containers::check_mount(w, &self.mount_roots()).map_err(DaemonError::Refused)?;
+            petri_queue::check_mount(w, &self.queue().mount_roots())
+                .map_err(QueueError::Refused)?;
         }
         if req.workspace.is_none() && earlier.is_none() {
             std::fs::create_dir_all(&workspace).map_err(|e| {
-                DaemonError::Io(format!(
+                QueueError::Io(format!(
                     "creating the workspace {}: {e}",
                     workspace.display()
                 ))
@@ -233,7 +316,8 @@ impl Daemon {
             image: Some(settings.image.clone()),
             mounts: settings.mounts.clone(),
             ports: vec![JUPYTER_PORT],
-            notebook: Some(id.clone()),
+            // A crashed server is started again, with backoff; a stop or a cull is final.
+            retries: RESTART,
             resources: Resources {
                 cpus: settings.cpus,
                 memory: settings.memory,
@@ -244,10 +328,10 @@ impl Daemon {
             ..Default::default()
         };
         let text = serde_json::to_string(&settings)
-            .map_err(|e| DaemonError::Io(format!("notebook settings: {e}")))?;
+            .map_err(|e| QueueError::Io(format!("notebook settings: {e}")))?;
         let created_at_ms = existing
             .as_ref()
-            .map_or_else(crate::engine::now_ms, |nb| nb.created_at_ms);
+            .map_or_else(petri_queue::now_ms, |nb| nb.created_at_ms);
         if existing.is_none() {
             let nb = StoredNotebook {
                 id: id.clone(),
@@ -256,24 +340,24 @@ impl Daemon {
                 job: None,
                 created_at_ms,
             };
-            let inserted = self
-                .write_notebooks(move |s| Ok(s.insert_notebook(&nb)?))
-                .await?;
+            let inserted = self.write(move |s| Ok(s.insert_notebook(&nb)?)).await?;
             if !inserted {
-                return Err(DaemonError::refused(
+                return Err(QueueError::refused(
                     ErrorCode::NotebookNameTaken,
                     format!("a notebook named `{}` was just created", req.name),
                 ));
             }
         }
-        let jobs = match self.submit_trusted(vec![spec]).await {
+        let by = Submitter {
+            origin: Origin::Notebook { id: id.clone() },
+            user: user.to_string(),
+        };
+        let jobs = match self.queue().submit(vec![spec], by).await {
             Ok(jobs) => jobs,
             Err(e) => {
                 if existing.is_none() {
                     let id = id.clone();
-                    let _ = self
-                        .write_notebooks(move |s| Ok(s.delete_notebook(&id)?))
-                        .await;
+                    let _ = self.write(move |s| Ok(s.delete_notebook(&id)?)).await;
                 }
                 return Err(e);
             }
@@ -281,50 +365,37 @@ impl Daemon {
         let job = jobs.first().map(|j| j.id);
         {
             let id = id.clone();
-            self.write_notebooks(move |s| Ok(s.update_notebook(&id, &text, job)?))
+            self.write(move |s| Ok(s.update_notebook(&id, &text, job)?))
                 .await?;
         }
-        if let Ok(mut live) = self.notebooks().live.lock() {
-            live.insert(req.name.clone(), Live::default());
-        }
+        self.inner.services.forget(&req.name);
         self.announce_notebook(&req.name, NotebookState::Queued, None);
         if let Some(job) = job {
             self.watch_readiness(req.name.clone(), job);
         }
-        self.notebook(&req.name).await
+        self.get(&req.name).await
     }
 
     /// Asks a starting notebook's Jupyter whether it answers until it does (or its job ends), so
     /// that "running" is announced without anyone looking.
     fn watch_readiness(&self, name: String, job: JobId) {
-        let daemon = self.clone();
-        tokio::spawn(async move {
-            let began = Instant::now();
-            while began.elapsed() < Duration::from_secs(30 * 60) {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let Ok(j) = daemon.stored_job(job).await else {
-                    return;
+        let this = self.clone();
+        Services::watch_ready(self.queue().clone(), job, move |j| {
+            let (this, name) = (this.clone(), name.clone());
+            async move {
+                let Ok(nb) = this.stored_notebook(&name).await else {
+                    return Watch::Done;
                 };
-                match j.state {
-                    JobState::Queued | JobState::Held => continue,
-                    JobState::Running => {}
-                    _ => return,
+                if nb.job != Some(j.id) || this.probe_notebook(&nb, j.id, j.attempts).await {
+                    return Watch::Done;
                 }
-                let Ok(nb) = daemon.stored_notebook(&name).await else {
-                    return;
-                };
-                if nb.job != Some(job) {
-                    return;
-                }
-                if daemon.probe_notebook(&nb, j.id, j.attempts).await {
-                    return;
-                }
+                Watch::Again
             }
         });
     }
 
     fn announce_notebook(&self, name: &str, state: NotebookState, reason: Option<String>) {
-        self.publish(Event::NotebookChanged(NotebookChange {
+        self.queue().publish(Event::NotebookChanged(NotebookChange {
             name: name.to_string(),
             state,
             reason,
@@ -332,8 +403,8 @@ impl Daemon {
     }
 
     /// Every notebook.
-    pub async fn notebook_list(&self) -> Result<Vec<Notebook>, DaemonError> {
-        let stored = self.read(|s| Ok(s.notebooks()?)).await?;
+    pub async fn list(&self) -> Result<Vec<Notebook>, QueueError> {
+        let stored = self.queue().read(|s| Ok(s.notebooks()?)).await?;
         let mut out = Vec::with_capacity(stored.len());
         for nb in stored {
             out.push(self.view(nb).await?);
@@ -342,15 +413,15 @@ impl Daemon {
     }
 
     /// One notebook; a starting one is asked whether it answers yet.
-    pub async fn notebook(&self, name: &str) -> Result<Notebook, DaemonError> {
+    pub async fn get(&self, name: &str) -> Result<Notebook, QueueError> {
         let nb = self.stored_notebook(name).await?;
         self.view(nb).await
     }
 
-    async fn view(&self, nb: StoredNotebook) -> Result<Notebook, DaemonError> {
+    async fn view(&self, nb: StoredNotebook) -> Result<Notebook, QueueError> {
         let settings = parse_settings(&nb)?;
         let job = match nb.job {
-            Some(id) => self.stored_job(id).await.ok(),
+            Some(id) => self.queue().stored_job(id).await.ok(),
             None => None,
         };
         let mut state = match job.as_ref().map(|j| j.state) {
@@ -372,13 +443,9 @@ impl Daemon {
             {
                 state = NotebookState::Running;
             }
-            if let Ok(live) = self.notebooks().live.lock()
-                && let Some(l) = live.get(&nb.name)
-            {
-                last_activity_ms = l.last_activity_ms;
-            }
+            last_activity_ms = self.inner.services.last_activity(&nb.name);
             let id = j.id;
-            if let Ok(Some(run)) = self.read(move |s| Ok(s.active_run(id)?)).await {
+            if let Ok(Some(run)) = self.queue().read(move |s| Ok(s.active_run(id)?)).await {
                 gpu_indices = run.gpus;
             }
         }
@@ -412,102 +479,95 @@ impl Daemon {
         let Some(addr) = self.endpoint_of(&nb.name, job, attempt).await else {
             return false;
         };
-        let token = self.notebooks().keys.token(&nb.id);
         let ok = self
-            .jupyter_get(addr, &format!("/notebooks/{}/api/status", nb.name), &token)
+            .jupyter_get(addr, nb, &format!("/notebooks/{}/api/status", nb.name))
             .await
             .is_ok();
-        if let Ok(mut live) = self.notebooks().live.lock() {
-            let l = live.entry(nb.name.clone()).or_default();
-            if ok && !l.ready {
-                l.ready = true;
-                drop(live);
-                self.announce_notebook(&nb.name, NotebookState::Running, None);
-            }
+        if ok && self.inner.services.mark_ready(&nb.name) {
+            self.announce_notebook(&nb.name, NotebookState::Running, None);
         }
         ok
     }
 
     /// Whether this server (job, attempt) has answered already: then nobody needs to ask again.
     fn is_ready(&self, name: &str, job: JobId, attempt: u32) -> bool {
-        self.notebooks().live.lock().is_ok_and(|live| {
-            live.get(name).is_some_and(|l| {
-                l.ready && l.endpoint.is_some_and(|(j, a, _)| (j, a) == (job, attempt))
-            })
-        })
+        self.inner.services.is_ready(name, job, attempt)
     }
 
     async fn endpoint_of(&self, name: &str, job: JobId, attempt: u32) -> Option<SocketAddr> {
-        if let Ok(live) = self.notebooks().live.lock()
-            && let Some((j, a, addr)) = live.get(name).and_then(|l| l.endpoint)
-            && j == job
-            && a == attempt
-        {
-            return Some(addr);
-        }
-        let addr = self.docker().endpoint(job, attempt, JUPYTER_PORT).await?;
-        if let Ok(mut live) = self.notebooks().live.lock() {
-            let l = live.entry(name.to_string()).or_default();
-            if l.endpoint.is_some_and(|(j, a, _)| (j, a) != (job, attempt)) {
-                *l = Live::default();
-            }
-            l.endpoint = Some((job, attempt, addr));
-        }
-        Some(addr)
+        self.inner
+            .services
+            .endpoint(self.queue(), name, job, attempt, JUPYTER_PORT)
+            .await
     }
 
-    /// GET from a notebook's Jupyter, returning the JSON body.
+    /// GET from a notebook's Jupyter (with its token), returning the JSON body.
     async fn jupyter_get(
         &self,
         addr: SocketAddr,
+        nb: &StoredNotebook,
         path_and_query: &str,
-        token: &str,
     ) -> Result<serde_json::Value, String> {
-        let req = hyper::Request::get(format!("http://{addr}{path_and_query}"))
-            .header("Authorization", format!("token {token}"))
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(Duration::from_secs(3), self.notebooks().http.request(req))
+        let auth = format!("token {}", self.inner.keys.token(&nb.id));
+        self.inner
+            .services
+            .get_json(addr, path_and_query, ("Authorization", &auth))
             .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("status {}", resp.status()));
+    }
+
+    /// Queues a build of Petri's default image (the recipe in `packaging/images/python`, built
+    /// into this binary) as a job of the queue: its log shows the progress, `cancel` stops it.
+    /// Unless `force`, an image built from the same recipe is kept.
+    pub async fn image_build(&self, force: bool, user: &str) -> Result<Job, QueueError> {
+        let dir = self.queue().home().root().join("images");
+        let script = dir.join("build-python.sh");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&script, IMAGE_RECIPE))
+            .map_err(|e| QueueError::Io(format!("writing {}: {e}", script.display())))?;
+        let mut command = vec!["/bin/sh".to_string(), script.display().to_string()];
+        if !force {
+            command.push("--if-changed".into());
         }
-        let body = tokio::time::timeout(Duration::from_secs(3), resp.into_body().collect())
-            .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
+        command.push(self.inner.settings.image.clone());
+        let spec = JobSpec {
+            name: Some(format!("image-build:{}", self.inner.settings.image)),
+            command: Some(command),
+            workdir: Some(dir),
+            ..Default::default()
+        };
+        let by = Submitter {
+            origin: Origin::Submission,
+            user: user.to_string(),
+        };
+        let mut jobs = self.queue().submit(vec![spec], by).await?;
+        jobs.pop()
+            .ok_or_else(|| QueueError::Io("the build was not queued".into()))
     }
 
     /// Stops a notebook; its workspace stays, and `start` resumes it.
-    pub async fn notebook_stop(&self, name: &str) -> Result<Notebook, DaemonError> {
+    pub async fn stop(&self, name: &str) -> Result<Notebook, QueueError> {
         self.stop_notebook(name, "stopped by a user".into()).await
     }
 
-    async fn stop_notebook(&self, name: &str, reason: String) -> Result<Notebook, DaemonError> {
+    async fn stop_notebook(&self, name: &str, reason: String) -> Result<Notebook, QueueError> {
         let nb = self.stored_notebook(name).await?;
         if let Some(job) = nb.job
-            && let Ok(j) = self.stored_job(job).await
+            && let Ok(j) = self.queue().stored_job(job).await
             && !j.state.is_terminal()
         {
-            self.stop_job(job, Some(reason.clone())).await?;
-            if let Ok(mut live) = self.notebooks().live.lock() {
-                live.remove(name);
-            }
+            self.queue().stop_job(job, Some(reason.clone())).await?;
+            self.inner.services.forget(name);
             self.announce_notebook(name, NotebookState::Stopping, Some(reason));
         }
         self.view(nb).await
     }
 
     /// Forgets a stopped notebook. Its workspace folder is kept.
-    pub async fn notebook_remove(&self, name: &str) -> Result<Notebook, DaemonError> {
+    pub async fn remove(&self, name: &str) -> Result<Notebook, QueueError> {
         let nb = self.stored_notebook(name).await?;
         let view = self.view(nb.clone()).await?;
         if view.state != NotebookState::Stopped {
-            return Err(DaemonError::refused(
+            return Err(QueueError::refused(
                 ErrorCode::InvalidState,
                 format!(
                     "notebook `{name}` is running; stop it first with `petri notebook stop {name}`"
@@ -515,16 +575,15 @@ impl Daemon {
             ));
         }
         let id = nb.id.clone();
-        self.write_notebooks(move |s| Ok(s.delete_notebook(&id)?))
-            .await?;
+        self.write(move |s| Ok(s.delete_notebook(&id)?)).await?;
         Ok(view)
     }
 
     /// A one-time link that signs a browser in to the notebook.
-    pub async fn notebook_link(&self, name: &str) -> Result<NotebookLink, DaemonError> {
-        let view = self.notebook(name).await?;
+    pub async fn link(&self, name: &str) -> Result<NotebookLink, QueueError> {
+        let view = self.get(name).await?;
         if matches!(view.state, NotebookState::Stopped | NotebookState::Stopping) {
-            return Err(DaemonError::refused(
+            return Err(QueueError::refused(
                 ErrorCode::NotebookNotReady,
                 format!(
                     "notebook `{name}` is not running; start it with `petri notebook start {name}`"
@@ -532,7 +591,7 @@ impl Daemon {
             ));
         }
         let code = random_hex();
-        if let Ok(mut links) = self.notebooks().links.lock() {
+        if let Ok(mut links) = self.inner.links.lock() {
             links.retain(|_, (_, t)| t.elapsed() < LINK_LIFETIME);
             links.insert(code.clone(), (name.to_string(), Instant::now()));
         }
@@ -542,21 +601,21 @@ impl Daemon {
     }
 
     /// Trades a sign-in link's code for a browser session (a cookie value).
-    pub fn redeem_notebook_link(&self, code: &str) -> Option<String> {
-        let (_, made) = self.notebooks().links.lock().ok()?.remove(code)?;
+    pub fn redeem_link(&self, code: &str) -> Option<String> {
+        let (_, made) = self.inner.links.lock().ok()?.remove(code)?;
         if made.elapsed() > LINK_LIFETIME {
             return None;
         }
         let session = random_hex();
-        let mut sessions = self.notebooks().sessions.lock().ok()?;
+        let mut sessions = self.inner.sessions.lock().ok()?;
         sessions.retain(|_, t| t.elapsed() < SESSION_LIFETIME);
         sessions.insert(session.clone(), Instant::now());
         Some(session)
     }
 
     /// Whether a browser session cookie is valid.
-    pub fn notebook_session_valid(&self, session: &str) -> bool {
-        self.notebooks()
+    pub fn session_valid(&self, session: &str) -> bool {
+        self.inner
             .sessions
             .lock()
             .ok()
@@ -565,10 +624,10 @@ impl Daemon {
     }
 
     /// Where the proxy sends requests for notebook `name`.
-    pub async fn notebook_upstream(&self, name: &str) -> Result<Upstream, DaemonError> {
+    pub async fn upstream(&self, name: &str) -> Result<Upstream, QueueError> {
         let nb = self.stored_notebook(name).await?;
         let not_ready = || {
-            DaemonError::refused(
+            QueueError::refused(
                 ErrorCode::NotebookNotReady,
                 format!(
                     "notebook `{name}` is not running; start it with `petri notebook start {name}`"
@@ -576,7 +635,7 @@ impl Daemon {
             )
         };
         let job = match nb.job {
-            Some(id) => self.stored_job(id).await?,
+            Some(id) => self.queue().stored_job(id).await?,
             None => return Err(not_ready()),
         };
         if job.state != JobState::Running {
@@ -588,20 +647,20 @@ impl Daemon {
             .ok_or_else(not_ready)?;
         Ok(Upstream {
             addr,
-            token: self.notebooks().keys.token(&nb.id),
+            token: self.inner.keys.token(&nb.id),
         })
     }
 
     /// One round of idle culling: a running notebook whose Jupyter saw no activity (no kernel
     /// busy, no request) for longer than its limit, and whose GPU shows no use, is stopped.
-    pub async fn cull_idle_notebooks(&self) {
-        let Ok(stored) = self.read(|s| Ok(s.notebooks()?)).await else {
+    pub async fn cull_idle(&self) {
+        let Ok(stored) = self.queue().read(|s| Ok(s.notebooks()?)).await else {
             return;
         };
-        let gpus = self.gpus().await.ok();
+        let gpus = self.queue().gpus().await.ok();
         for nb in stored {
             let Some(job_id) = nb.job else { continue };
-            let Ok(job) = self.stored_job(job_id).await else {
+            let Ok(job) = self.queue().stored_job(job_id).await else {
                 continue;
             };
             if job.state != JobState::Running || job.reason.is_some() {
@@ -618,21 +677,17 @@ impl Daemon {
             let Some(addr) = self.endpoint_of(&nb.name, job.id, job.attempts).await else {
                 continue;
             };
-            let token = self.notebooks().keys.token(&nb.id);
             let base = format!("/notebooks/{}/api", nb.name);
-            let Ok(status) = self
-                .jupyter_get(addr, &format!("{base}/status"), &token)
-                .await
-            else {
+            let Ok(status) = self.jupyter_get(addr, &nb, &format!("{base}/status")).await else {
                 continue;
             };
             let Ok(kernels) = self
-                .jupyter_get(addr, &format!("{base}/kernels?no_track_activity=1"), &token)
+                .jupyter_get(addr, &nb, &format!("{base}/kernels?no_track_activity=1"))
                 .await
             else {
                 continue;
             };
-            let now = crate::engine::now_ms();
+            let now = petri_queue::now_ms();
             let busy = kernels.as_array().is_some_and(|ks| {
                 ks.iter()
                     .any(|k| k["execution_state"].as_str() == Some("busy"))
@@ -650,9 +705,7 @@ impl Daemon {
                 .and_then(parse_time_ms)
                 .unwrap_or(now);
             let last = if busy || gpu_busy { now } else { last };
-            if let Ok(mut live) = self.notebooks().live.lock() {
-                live.entry(nb.name.clone()).or_default().last_activity_ms = Some(last);
-            }
+            self.inner.services.set_last_activity(&nb.name, last);
             let limit = settings.idle_timeout.0 as i64;
             if limit > 0 && now - last >= limit {
                 let reason = format!(

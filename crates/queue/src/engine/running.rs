@@ -27,15 +27,16 @@ impl State {
             let Some(run) = active.run.as_mut() else {
                 continue;
             };
-            let key = run_key(job, run.attempt);
+            let key = run.key(job);
             if let Some(stop) = run.stop.as_mut()
                 && !stop.killed
                 && !stop.again_sent
                 && stop.again_at_ms <= now
             {
                 stop.again_sent = true;
-                if let Some(pid) = run.pid {
-                    fx.signals.push((key, pid, StopSignal::Terminate));
+                if let Some(handle) = &run.handle {
+                    fx.signals
+                        .push((key.clone(), handle.clone(), StopSignal::Terminate));
                 }
             }
             if let Some(stop) = run.stop.as_mut()
@@ -43,12 +44,17 @@ impl State {
                 && stop.kill_at_ms <= now
             {
                 stop.killed = true;
-                if let Some(pid) = run.pid {
-                    fx.signals.push((key, pid, StopSignal::Kill));
+                if let Some(handle) = &run.handle {
+                    fx.signals
+                        .push((key.clone(), handle.clone(), StopSignal::Kill));
                 }
             }
             if run.adopted {
-                match self.exec.probe(key, &self.home.run_file(*id, run.attempt)) {
+                let probe = match self.executors.get(&key.target) {
+                    Some(exec) => exec.probe(&key, &self.home.run_file(*id, run.attempt)),
+                    None => RunProbe::Lost,
+                };
+                match probe {
                     RunProbe::Alive { .. } => {}
                     RunProbe::Exited(code) => exited.push((*id, run.attempt, Some(code))),
                     RunProbe::Lost | RunProbe::NeverStarted => {
@@ -69,7 +75,7 @@ impl State {
         if let Some(t) = self.backoff_wake {
             at(t);
         }
-        if !self.unrecorded_pids.is_empty() {
+        if !self.unrecorded_handles.is_empty() {
             // Under load the next transaction comes soon anyway; when idle, write them shortly.
             at(now + 50);
         }
@@ -159,7 +165,15 @@ impl State {
             job.finished_at_ms = None;
             let attempt = job.attempts;
             let placement = plan.placements.remove(&id).unwrap_or_default();
-            tx.begin_run(id, attempt, now, &placement.gpus, placement.mig_slot)?;
+            let target = target_of(job);
+            tx.begin_run(&petri_store::NewRun {
+                job: id,
+                attempt,
+                now_ms: now,
+                target,
+                gpus: &placement.gpus,
+                mig_slot: placement.mig_slot,
+            })?;
             tx.update_job(job, active.waiting.not_before_ms)?;
             self.metrics
                 .scheduling_latency
@@ -169,7 +183,8 @@ impl State {
                 mig_slot: placement.mig_slot,
                 over_gpu_limit: false,
                 gpus: placement.gpus.clone(),
-                pid: None,
+                target: target.to_string(),
+                handle: None,
                 deadline_ms: job.spec.timeout.map(|t| now + t.0 as i64),
                 stop: None,
                 adopted: false,
@@ -203,8 +218,8 @@ impl State {
         env.push(("PETRI_OUTPUT_DIR".into(), output.display().to_string()));
         let active = &self.jobs[&job.id];
         env.extend(self.gpu_env(active));
-        if let Some(notebook) = &job.spec.notebook {
-            env.push(("JUPYTER_TOKEN".into(), self.notebook_keys.token(notebook)));
+        if let Some(hook) = self.hooks.get(job.origin.kind()) {
+            env.extend(hook(job));
         }
         let workdir = job.spec.workdir.clone().unwrap_or_else(|| output.clone());
         let container = job.spec.image.as_ref().map(|image| {
@@ -235,8 +250,11 @@ impl State {
             }
         });
         Launch {
-            job: job.id,
-            attempt,
+            key: RunKey {
+                job: job.id,
+                attempt,
+                target: target_of(job).to_string(),
+            },
             argv: job.spec.argv(),
             workdir,
             env,
@@ -257,15 +275,17 @@ impl State {
         for event in fx.events {
             let _ = self.events.send(event);
         }
-        for (key, pid, sig) in fx.signals {
-            if let Err(e) = self.exec.stop(key, pid, sig) {
-                tracing::warn!(pid, error = %e, "stopping a job failed");
+        for (key, handle, sig) in fx.signals {
+            let Some(exec) = self.executors.get(&key.target) else {
+                continue;
+            };
+            if let Err(e) = exec.stop(&key, &handle, sig) {
+                tracing::warn!(%handle, error = %e, "stopping a job failed");
             }
         }
-        let mut pids = fx.pids;
+        let mut handles = fx.handles;
         for launch in fx.launches {
-            let (job, attempt) = (launch.job, launch.attempt);
-            let container_job = launch.container.is_some();
+            let (job, attempt) = (launch.key.job, launch.key.attempt);
             let output = self.home.output_dir(job);
             // One mkdir on the hot path; the parents exist since `Home::prepare`.
             let made = match std::fs::create_dir(&output) {
@@ -275,30 +295,42 @@ impl State {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                 other => other,
             };
-            if let Err(e) = made {
+            let exec = self.executors.get(&launch.key.target).cloned();
+            let failed = match (&made, &exec) {
+                (Err(e), _) => Some(format!(
+                    "cannot create the output folder {}: {e}",
+                    output.display()
+                )),
+                (_, None) => Some(format!(
+                    "no executor for the target `{}` on this daemon",
+                    launch.key.target
+                )),
+                _ => None,
+            };
+            let (Some(exec), None) = (exec, failed.clone()) else {
                 let _ = self.self_tx.send(Command::SpawnFailed {
                     job,
                     attempt,
-                    message: format!("cannot create the output folder {}: {e}", output.display()),
+                    message: failed.unwrap_or_default(),
                 });
                 continue;
-            }
+            };
             let tx = self.self_tx.clone();
             let on_exit: Box<dyn FnOnce(ExitReport) + Send> = Box::new(move |report| {
                 let _ = tx.send(Command::Exited(report));
             });
-            if container_job {
-                // Creating and starting a container takes the engine some 0.1-0.5 s (longer when
-                // it is busy): do it off the engine thread, and hear back with the pid.
-                let (exec, tx) = (Arc::clone(&self.exec), self.self_tx.clone());
+            if !exec.starts_inline() {
+                // Creating and starting a container (or a remote job) takes some 0.1-0.5 s or
+                // more: do it off the engine thread, and hear back with the handle.
+                let tx = self.self_tx.clone();
                 let spawned = std::thread::Builder::new()
                     .name("petri-start".into())
                     .spawn(move || {
                         let reply = match exec.start(launch, on_exit) {
-                            Ok(run) => Command::Started {
+                            Ok(handle) => Command::Started {
                                 job,
                                 attempt,
-                                pid: run.pid,
+                                handle,
                             },
                             Err(e) => Command::SpawnFailed {
                                 job,
@@ -312,19 +344,18 @@ impl State {
                     let _ = self.self_tx.send(Command::SpawnFailed {
                         job,
                         attempt,
-                        message: format!("cannot start a thread to start the container: {e}"),
+                        message: format!("cannot start a thread to start the attempt: {e}"),
                     });
                 }
                 continue;
             }
-            let started = self.exec.start(launch, on_exit);
-            match started {
-                Ok(run) => {
-                    tracing::debug!(job.id = %job, pid = run.pid, "job started");
-                    if let Some(Some(key)) = self.record_pid(job, attempt, run.pid) {
-                        let _ = self.exec.stop(key, run.pid, StopSignal::Terminate);
+            match exec.start(launch, on_exit) {
+                Ok(handle) => {
+                    tracing::debug!(job.id = %job, %handle, "job started");
+                    if let Some(Some(key)) = self.record_handle(job, attempt, &handle) {
+                        let _ = exec.stop(&key, &handle, StopSignal::Terminate);
                     }
-                    pids.push((job, attempt, run.pid));
+                    handles.push((job, attempt, handle));
                 }
                 Err(e) => {
                     tracing::warn!(job.id = %job, error = %e, "job did not start");
@@ -336,25 +367,25 @@ impl State {
                 }
             }
         }
-        self.unrecorded_pids.extend(pids);
+        self.unrecorded_handles.extend(handles);
     }
 
-    /// An attempt's process is known: note its pid, unless the attempt has ended meanwhile (a
-    /// container may exit before its start is reported). None when it has; else the key to stop
-    /// it with when a stop came before the pid.
-    pub(super) fn record_pid(
+    /// An attempt's handle is known: note it, unless the attempt has ended meanwhile (a container
+    /// may exit before its start is reported). None when it has; else the key to stop it with
+    /// when a stop came before the handle.
+    pub(super) fn record_handle(
         &mut self,
         job: JobId,
         attempt: u32,
-        pid: u32,
+        handle: &RunHandle,
     ) -> Option<Option<RunKey>> {
         let active = self.jobs.get_mut(&job)?;
         let run = active.run.as_mut().filter(|r| r.attempt == attempt)?;
-        if run.pid.is_some() {
+        if run.handle.is_some() {
             return None;
         }
-        run.pid = Some(pid);
-        Some(run.stop.is_some().then(|| run_key(&active.job, attempt)))
+        run.handle = Some(handle.clone());
+        Some(run.stop.is_some().then(|| run.key(&active.job)))
     }
 
     pub(super) fn update_gauges(&self) {

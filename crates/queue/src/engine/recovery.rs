@@ -17,20 +17,31 @@ impl State {
             return self.requeue_unstarted(tx, id, None, fx);
         };
         let key = match self.jobs.get(&id) {
-            Some(active) => run_key(&active.job, run.attempt),
+            Some(active) => RunKey {
+                job: active.job.id,
+                attempt: run.attempt,
+                target: run.target.clone(),
+            },
             None => return Ok(()),
         };
-        let probe = self.exec.probe(key, &self.home.run_file(id, run.attempt));
+        let probe = match self.executors.get(&key.target) {
+            Some(exec) => exec.probe(&key, &self.home.run_file(id, run.attempt)),
+            None => {
+                tracing::warn!(job.id = %id, target = %key.target, "no executor for the target of a running attempt");
+                RunProbe::Lost
+            }
+        };
         let Some(active) = self.jobs.get_mut(&id) else {
             return Ok(());
         };
         let timeout = active.job.spec.timeout.map(|t| t.0 as i64);
         active.run = Some(RunState {
             attempt: run.attempt,
+            target: run.target.clone(),
             mig_slot: run.mig_slot,
             over_gpu_limit: false,
             gpus: run.gpus.clone(),
-            pid: run.pid,
+            handle: run.handle.clone().map(RunHandle),
             deadline_ms: timeout.map(|t| run.started_at_ms + t),
             stop: run
                 .stop_intent
@@ -54,16 +65,17 @@ impl State {
                 tracing::info!(job.id = %id, code, "job finished while the daemon was away");
                 self.finish(tx, id, run.attempt, Some(code), now, fx)
             }
-            RunProbe::Alive { pid } => {
-                tracing::info!(job.id = %id, pid, "re-adopted a running job");
+            RunProbe::Alive { handle } => {
+                tracing::info!(job.id = %id, %handle, "re-adopted a running job");
                 if let Some(r) = active.run.as_mut() {
-                    r.pid = Some(pid);
+                    r.handle = Some(handle.clone());
                     if r.stop.is_some() {
-                        fx.signals.push((key, pid, StopSignal::Terminate));
+                        fx.signals
+                            .push((key, handle.clone(), StopSignal::Terminate));
                     }
                 }
-                if run.pid.is_none() {
-                    fx.pids.push((id, run.attempt, pid));
+                if run.handle.as_deref() != Some(handle.as_str()) {
+                    fx.handles.push((id, run.attempt, handle));
                 }
                 Ok(())
             }

@@ -1,8 +1,8 @@
 use petri_domain::{ErrorBody, ErrorCode};
 
-/// Failures of the daemon's services. Every variant maps to a stable [`ErrorCode`].
+/// Failures of the queue and the capabilities on it. Every variant maps to a stable [`ErrorCode`].
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub enum QueueError {
     /// Refused input; the body says why and what to do.
     #[error("{0}")]
     Refused(ErrorBody),
@@ -14,18 +14,18 @@ pub enum DaemonError {
     Io(String),
 }
 
-impl DaemonError {
+impl QueueError {
     pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
-        DaemonError::Refused(ErrorBody::new(code, message))
+        QueueError::Refused(ErrorBody::new(code, message))
     }
 }
 
-impl From<DaemonError> for ErrorBody {
-    fn from(e: DaemonError) -> Self {
+impl From<QueueError> for ErrorBody {
+    fn from(e: QueueError) -> Self {
         match e {
-            DaemonError::Refused(body) => body,
-            DaemonError::ShuttingDown => ErrorBody::new(ErrorCode::Unavailable, e.to_string()),
-            DaemonError::Store(_) | DaemonError::Io(_) => {
+            QueueError::Refused(body) => body,
+            QueueError::ShuttingDown => ErrorBody::new(ErrorCode::Unavailable, e.to_string()),
+            QueueError::Store(_) | QueueError::Io(_) => {
                 ErrorBody::new(ErrorCode::Internal, e.to_string())
             }
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use petri_domain::{ErrorBody, ErrorCode, JobId, JobSpec};
 use petri_sched::{Capacity, Gpu, GpuAsk, Request, describe};
 
-use crate::error::DaemonError;
+use crate::error::QueueError;
 
 /// A job ready for the queue, with its dependencies resolved to ids.
 #[derive(Debug)]
@@ -23,10 +23,10 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(
     specs: Vec<JobSpec>,
     machine: &Machine,
-    find: impl Fn(&str) -> Result<Option<JobId>, DaemonError>,
-) -> Result<Vec<Prepared>, DaemonError> {
+    find: impl Fn(&str) -> Result<Option<JobId>, QueueError>,
+) -> Result<Vec<Prepared>, QueueError> {
     if specs.is_empty() {
-        return Err(DaemonError::refused(
+        return Err(QueueError::refused(
             ErrorCode::InvalidSpec,
             "the submission holds no job",
         ));
@@ -37,7 +37,7 @@ pub(crate) fn prepare(
         total = total.saturating_add(spec.array_len());
     }
     if total > petri_domain::spec::MAX_ARRAY_JOBS {
-        return Err(DaemonError::refused(
+        return Err(QueueError::refused(
             ErrorCode::InvalidSpec,
             format!(
                 "the submission makes {total} jobs; at most {} at once",
@@ -64,7 +64,7 @@ pub(crate) fn prepare(
             match find(key)? {
                 Some(id) => outside_deps[i].push(id),
                 None => {
-                    return Err(DaemonError::Refused(
+                    return Err(QueueError::Refused(
                         ErrorBody::new(
                             ErrorCode::UnknownDependency,
                             format!(
@@ -79,7 +79,7 @@ pub(crate) fn prepare(
         }
     }
     let order = topological(&local_deps).ok_or_else(|| {
-        DaemonError::refused(
+        QueueError::refused(
             ErrorCode::DependencyCycle,
             "the jobs of this submission depend on each other in a circle; remove one `after`",
         )
@@ -110,13 +110,13 @@ pub(crate) fn prepare(
     Ok(prepared_of.into_iter().flatten().collect())
 }
 
-fn at_index(body: ErrorBody, i: usize, n: usize) -> DaemonError {
+fn at_index(body: ErrorBody, i: usize, n: usize) -> QueueError {
     if n == 1 {
-        return DaemonError::Refused(body);
+        return QueueError::Refused(body);
     }
     let mut body = body;
     body.message = format!("job {} of {n}: {}", i + 1, body.message);
-    DaemonError::Refused(body)
+    QueueError::Refused(body)
 }
 
 /// Kahn's algorithm; `None` when there is a cycle.
@@ -153,12 +153,36 @@ pub(crate) struct Machine {
     pub gpu_reserve: u64,
     /// The MIG profiles this machine's GPUs offer.
     pub mig_profiles: Vec<String>,
+    /// Folders container mounts may come from.
+    pub mount_roots: Vec<PathBuf>,
+    /// The executors, each of which admits the specs of its target (an image must be in the
+    /// Docker engine, say).
+    pub executors: petri_domain::Executors,
 }
 
 /// Checks one spec against this machine.
 fn check(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
     let capacity = machine.capacity;
     spec.validate()?;
+    if spec.image.is_some() {
+        for m in &spec.mounts {
+            check_mount(&m.source, &machine.mount_roots)?;
+        }
+    }
+    let target = if spec.image.is_some() {
+        petri_domain::TARGET_DOCKER
+    } else {
+        petri_domain::TARGET_LOCAL
+    };
+    match machine.executors.get(target) {
+        Some(exec) => exec.admit(spec)?,
+        None => {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownTarget,
+                format!("this daemon has no executor for `{target}` jobs"),
+            ));
+        }
+    }
     if spec.resources.wants_gpu() {
         check_gpus(spec, machine)?;
     }
@@ -314,6 +338,41 @@ fn find_program(program: &str, workdir: Option<&Path>, path_var: &str) -> Option
         .find(|p| executable(p))
 }
 
+/// A mount's source must exist and, with symbolic links resolved, lie under one of `roots`.
+pub fn check_mount(source: &Path, roots: &[PathBuf]) -> Result<PathBuf, ErrorBody> {
+    let refuse = |code: ErrorCode, message: String| {
+        Err(
+            ErrorBody::new(code, message).with_details(serde_json::json!({
+                "field": "mounts",
+                "allowed": roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>(),
+            })),
+        )
+    };
+    let Ok(real) = source.canonicalize() else {
+        return refuse(
+            ErrorCode::InvalidSpec,
+            format!("mounts: {} does not exist", source.display()),
+        );
+    };
+    let allowed = roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .any(|root| real.starts_with(&root));
+    if !allowed {
+        let list: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return refuse(
+            ErrorCode::MountNotAllowed,
+            format!(
+                "{} may not be mounted: only folders under {} are allowed (setting \
+                 docker.mount_roots)",
+                source.display(),
+                list.join(", ")
+            ),
+        );
+    }
+    Ok(real)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,12 +386,51 @@ mod tests {
             gpus: Vec::new(),
             gpu_reserve: 0,
             mig_profiles: Vec::new(),
+            mount_roots: Vec::new(),
+            executors: {
+                let mut e = petri_domain::Executors::default();
+                e.register(petri_domain::TARGET_LOCAL, std::sync::Arc::new(AdmitAll));
+                e
+            },
         }
     }
 
-    fn code(r: Result<Vec<Prepared>, DaemonError>) -> ErrorCode {
+    /// These tests check admission only: an executor that accepts every spec and is never asked
+    /// to run one.
+    struct AdmitAll;
+    impl petri_domain::Executor for AdmitAll {
+        fn start(
+            &self,
+            _: petri_domain::Launch,
+            _: Box<dyn FnOnce(petri_domain::ExitReport) + Send>,
+        ) -> Result<petri_domain::RunHandle, petri_domain::ExecError> {
+            unreachable!("admission starts nothing")
+        }
+        fn stop(
+            &self,
+            _: &petri_domain::RunKey,
+            _: &petri_domain::RunHandle,
+            _: petri_domain::StopSignal,
+        ) -> Result<(), petri_domain::ExecError> {
+            unreachable!("admission stops nothing")
+        }
+        fn probe(&self, _: &petri_domain::RunKey, _: &Path) -> petri_domain::RunProbe {
+            unreachable!("admission probes nothing")
+        }
+        fn read_log(
+            &self,
+            _: &petri_domain::RunKey,
+            _: &Path,
+            _: u64,
+            _: u64,
+        ) -> std::io::Result<Vec<u8>> {
+            unreachable!("admission reads no log")
+        }
+    }
+
+    fn code(r: Result<Vec<Prepared>, QueueError>) -> ErrorCode {
         match r {
-            Err(DaemonError::Refused(b)) => b.code,
+            Err(QueueError::Refused(b)) => b.code,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -416,5 +514,25 @@ mod tests {
         assert_eq!(jobs[2].depends_on.len(), 2);
         assert!(jobs[2].depends_on.contains(&jobs[0].id));
         assert_eq!(jobs[1].array_values["lr"], "2");
+    }
+
+    #[test]
+    fn mounts_stay_inside_their_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), root.join("escape")).unwrap();
+        let roots = vec![root.clone()];
+        assert!(check_mount(&root.join("data"), &roots).is_ok());
+        let code = |p: &Path| check_mount(p, &roots).unwrap_err().code;
+        assert_eq!(
+            code(&dir.path().join("outside")),
+            ErrorCode::MountNotAllowed
+        );
+        // A link inside a root that points out of it is judged by where it points.
+        assert_eq!(code(&root.join("escape")), ErrorCode::MountNotAllowed);
+        assert_eq!(code(&root.join("missing")), ErrorCode::InvalidSpec);
+        assert_eq!(code(Path::new("/etc")), ErrorCode::MountNotAllowed);
     }
 }

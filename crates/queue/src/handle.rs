@@ -1,52 +1,81 @@
-//! The daemon's services: what the HTTP handlers (and tests) call. Reads go to SQLite on the
-//! blocking pool; changes go to the engine thread and are answered once committed.
+//! The `Queue` handle: what other capabilities, the API and tests hold. Reads go to SQLite
+//! through the read pool; changes go to the engine thread and are answered once committed.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
 
-use nix::fcntl::{Flock, FlockArg};
-use petri_domain::{ErrorCode, Job, JobId, JobSpec, JobState, Pending};
+use petri_domain::{
+    ErrorCode, Event, Executors, Job, JobId, JobSpec, JobState, ListQuery, Origin, OriginKind,
+    Pending, RunKey, Status,
+};
 use petri_sched::Capacity;
-use petri_store::{JobFilter, Store};
+use petri_store::{JobFilter, ReadPool, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::engine::{Command, Engine};
-use crate::error::DaemonError;
-use crate::home::Home;
+use crate::error::QueueError;
 use crate::metrics::Metrics;
-use crate::settings::Settings;
-use petri_domain::{Event, ListQuery, Status};
+use crate::settings::QueueConfig;
 
-/// A handle on the running daemon; cheap to clone.
+/// What the capability that made a job adds to its environment when an attempt launches.
+pub type LaunchHook = Arc<dyn Fn(&Job) -> Vec<(String, String)> + Send + Sync>;
+
+/// Launch hooks by origin kind, registered by the capabilities before the queue starts.
+#[derive(Clone, Default)]
+pub struct LaunchHooks {
+    by_kind: HashMap<OriginKind, LaunchHook>,
+}
+
+impl LaunchHooks {
+    pub fn register(&mut self, kind: OriginKind, hook: LaunchHook) {
+        self.by_kind.insert(kind, hook);
+    }
+    pub(crate) fn get(&self, kind: OriginKind) -> Option<&LaunchHook> {
+        self.by_kind.get(&kind)
+    }
+}
+
+/// Who a submission is for: the capability that makes the jobs and the user they run for. Set
+/// by Petri (the API from the caller, a notebook from its owner), never read from a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitter {
+    pub origin: Origin,
+    pub user: String,
+}
+
+/// A handle on the running queue; cheap to clone. Dropping the last one stops the engine
+/// thread (running jobs go on, and the next start re-adopts them).
 #[derive(Clone)]
-pub struct Daemon {
+pub struct Queue {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    settings: Settings,
-    home: Home,
-    token: String,
+    config: QueueConfig,
     capacity: Capacity,
     /// The last GPU sample, for checking submissions.
     gpu_sample: Arc<Mutex<Vec<petri_gpu::GpuInfo>>>,
     tx: std::sync::mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
-    reader: Arc<Mutex<Store>>,
-    /// Writes of the notebooks table (jobs are written by the engine alone).
-    notebook_store: Arc<Mutex<Store>>,
-    docker: Arc<petri_runtime::DockerExecutor>,
-    notebooks: crate::notebooks::Notebooks,
+    reads: ReadPool,
+    executors: Executors,
     engine: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Dropping it ends the checkpoint thread.
     _stop_checkpoints: std::sync::mpsc::Sender<()>,
     /// Dropping it ends the GPU sampler.
     _stop_sampling: std::sync::mpsc::Sender<()>,
-    _lock: Flock<File>,
+}
+
+impl Drop for Inner {
+    /// The engine stops with the last handle, so that tests and embedders never leak its thread.
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(h) = self.engine.get_mut().ok().and_then(Option::take) {
+            let _ = h.join();
+        }
+    }
 }
 
 /// A piece of a job's log.
@@ -59,51 +88,26 @@ pub struct LogChunk {
     pub done: bool,
 }
 
-impl Daemon {
-    /// Opens the home (creating it), takes its lock, recovers the queue and starts the engine.
-    /// Must be called inside a tokio runtime: it reaps the job processes.
-    pub fn start(settings: Settings) -> Result<Daemon, DaemonError> {
-        let home = Home::new(&settings.home);
-        home.prepare()
-            .map_err(|e| DaemonError::Io(format!("preparing {}: {e}", home.root().display())))?;
-        let lock_file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(home.lock())
-            .map_err(|e| DaemonError::Io(format!("opening {}: {e}", home.lock().display())))?;
-        // A daemon that is just stopping (a restart) gets a moment to let go of the home.
-        let mut lock_file = lock_file;
-        let mut tries = 0;
-        let lock = loop {
-            match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => break lock,
-                Err((file, _)) if tries < 30 => {
-                    lock_file = file;
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(_) => {
-                    return Err(DaemonError::Io(format!(
-                        "another Petri daemon already uses {}; stop it, or choose another home \
-                         with --home",
-                        home.root().display()
-                    )));
-                }
-            }
-        };
-        let token = home
-            .ensure_token()
-            .map_err(|e| DaemonError::Io(format!("writing the token: {e}")))?;
-        let store = Store::open(&home.db())?;
+impl Queue {
+    /// Recovers the queue from `store` (the one write connection; the caller holds the home's
+    /// lock) and starts the engine thread, the checkpointer and the GPU sampler. `executors` are
+    /// the targets jobs may run on; `hooks` what each origin adds at launch. Must be called
+    /// inside a tokio runtime: local jobs are reaped there.
+    pub fn start(
+        config: QueueConfig,
+        store: Store,
+        reads: ReadPool,
+        executors: Executors,
+        hooks: LaunchHooks,
+    ) -> Result<Queue, QueueError> {
+        let home = config.home.clone();
         store.set_autocheckpoint(0)?;
-        let reader = Store::open(&home.db())?;
         let checkpointer = Store::open(&home.db())?;
         let (stop_checkpoints, checkpoint_rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("petri-checkpoint".into())
             .spawn(move || {
-                // Until the daemon is dropped (the sender goes away).
+                // Until the queue is dropped (the sender goes away).
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     checkpoint_rx.recv_timeout(std::time::Duration::from_millis(500))
                 {
@@ -113,50 +117,38 @@ impl Daemon {
                 }
                 let _ = checkpointer.checkpoint();
             })
-            .map_err(|e| DaemonError::Io(format!("starting the checkpoint thread: {e}")))?;
+            .map_err(|e| QueueError::Io(format!("starting the checkpoint thread: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::new());
-        let gpu_devices = match settings.docker.gpu_devices {
-            crate::settings::GpuDevices::Auto => petri_runtime::GpuDevices::Auto,
-            crate::settings::GpuDevices::Nvidia => petri_runtime::GpuDevices::Nvidia,
-            crate::settings::GpuDevices::Env => petri_runtime::GpuDevices::EnvOnly,
-        };
-        let docker = Arc::new(
-            petri_runtime::DockerExecutor::new(home.root(), gpu_devices)
-                .map_err(|e| DaemonError::Io(format!("starting the Docker client: {e}")))?,
-        );
-        let exec = Arc::new(petri_runtime::Machine {
-            local: petri_runtime::LocalExecutor::new(tokio::runtime::Handle::current()),
-            docker: docker.clone(),
-        });
-        let keys = Arc::new(
-            crate::keys::NotebookKeys::load(&home.notebook_key())
-                .map_err(|e| DaemonError::Io(format!("the notebook key: {e}")))?,
-        );
-        let notebook_store = Store::open(&home.db())?;
         let mut engine = Engine::new(
             store,
-            home.clone(),
-            exec,
-            keys.clone(),
+            &config,
+            executors.clone(),
+            hooks,
             rx,
             tx.clone(),
             events.clone(),
             metrics.clone(),
-            &settings,
         )?;
         engine.recover()?;
-        // Containers of this home that no running attempt owns (an engine that died mid-job, a
-        // crash between an exit and its removal) go now.
-        let keep = engine.running_containers();
-        match docker.sweep_now(&keep) {
-            Ok(0) | Err(_) => {}
-            Ok(n) => tracing::info!("removed {n} leftover containers"),
+        // What the executors left of attempts that no longer run (a container whose engine died
+        // mid-job, a crash between an exit and its removal) goes now.
+        let live = engine.live_runs();
+        for (target, exec) in executors.iter() {
+            let keep: Vec<RunKey> = live
+                .iter()
+                .filter(|k| k.target == target)
+                .cloned()
+                .collect();
+            match exec.sweep(&keep) {
+                Ok(0) | Err(_) => {}
+                Ok(n) => tracing::info!(target, "removed {n} leftovers of ended attempts"),
+            }
         }
         // GPUs: sampled now (so the first decisions see them) and then every few seconds.
         let gpu_sample = Arc::new(Mutex::new(Vec::new()));
-        let mut inventory = petri_gpu::Inventory::open(settings.gpu.nvml_path.as_deref());
+        let mut inventory = petri_gpu::Inventory::open(config.gpu.nvml_path.as_deref());
         if let Some(reason) = &inventory.status().reason {
             tracing::info!("{reason}");
         }
@@ -179,13 +171,13 @@ impl Daemon {
         // MPS control daemons for the GPUs that should enforce their slices.
         let mut mps = HashMap::new();
         if let Ok(sample) = gpu_sample.lock() {
-            for index in &settings.gpu.mps {
+            for index in &config.gpu.mps {
                 let Some(g) = sample.iter().find(|g| g.index == *index) else {
                     tracing::warn!(gpu = index, "gpu.mps names a GPU that NVML does not report");
                     continue;
                 };
                 let dir = home.root().join("mps").join(index.to_string());
-                match petri_gpu::mps::start(&settings.gpu.mps_control, &g.uuid, &dir) {
+                match petri_gpu::mps::start(&config.gpu.mps_control, &g.uuid, &dir) {
                     Ok(m) => {
                         tracing::info!(gpu = index, "MPS enforces the slices of this GPU");
                         mps.insert(*index, m);
@@ -198,7 +190,7 @@ impl Daemon {
             }
         }
         let _ = tx.send(Command::Mps(mps));
-        let every = settings.gpu.sample_every.as_duration();
+        let every = config.gpu.sample_every.as_duration();
         let (stop_sampling, sampling_rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("petri-gpu".into())
@@ -218,7 +210,7 @@ impl Daemon {
                     }
                 }
             })
-            .map_err(|e| DaemonError::Io(format!("starting the GPU sampler: {e}")))?;
+            .map_err(|e| QueueError::Io(format!("starting the GPU sampler: {e}")))?;
         let handle = std::thread::Builder::new()
             .name("petri-engine".into())
             .spawn(move || {
@@ -232,81 +224,34 @@ impl Daemon {
                     std::process::exit(70);
                 }
             })
-            .map_err(|e| DaemonError::Io(format!("starting the engine thread: {e}")))?;
-        let daemon = Daemon {
+            .map_err(|e| QueueError::Io(format!("starting the engine thread: {e}")))?;
+        Ok(Queue {
             inner: Arc::new(Inner {
-                capacity: settings.capacity(),
-                settings,
-                home,
-                token,
+                capacity: config.capacity(),
+                config,
                 tx,
                 events,
                 metrics,
-                reader: Arc::new(Mutex::new(reader)),
-                notebook_store: Arc::new(Mutex::new(notebook_store)),
-                docker,
-                notebooks: crate::notebooks::Notebooks::new(keys),
+                reads,
+                executors,
                 engine: Mutex::new(Some(handle)),
                 _stop_checkpoints: stop_checkpoints,
                 _stop_sampling: stop_sampling,
                 gpu_sample,
-                _lock: lock,
             }),
-        };
-        daemon.cull_in_background();
-        Ok(daemon)
+        })
     }
 
-    /// Checks notebooks for idleness every `notebooks.cull_every`, for as long as the daemon lives.
-    fn cull_in_background(&self) {
-        let every = self.inner.settings.notebooks.cull_every.as_duration();
-        if every.is_zero() || self.inner.settings.notebooks.idle_timeout.0 == 0 {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(inner) = weak.upgrade() else { break };
-                Daemon { inner }.cull_idle_notebooks().await;
-            }
-        });
-    }
-
-    pub(crate) fn docker(&self) -> &petri_runtime::DockerExecutor {
-        &self.inner.docker
-    }
-    pub(crate) fn notebooks(&self) -> &crate::notebooks::Notebooks {
-        &self.inner.notebooks
-    }
-    pub(crate) fn publish(&self, event: Event) {
+    /// Announces an event on the bus (capabilities announce their own changes here).
+    pub fn publish(&self, event: Event) {
         let _ = self.inner.events.send(event);
     }
 
-    /// The images the Docker engine has.
-    pub async fn images(&self) -> Result<Vec<petri_domain::Image>, DaemonError> {
-        self.docker()
-            .images()
-            .await
-            .map_err(|e| DaemonError::refused(ErrorCode::ContainersUnavailable, e.to_string()))
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
     }
-
-    pub(crate) async fn write_notebooks<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
-    ) -> Result<T, DaemonError> {
-        on_store(self.inner.notebook_store.clone(), "the notebook writer", f).await
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
-    }
-    pub fn home(&self) -> &Home {
-        &self.inner.home
-    }
-    /// The owner's token (also in `PETRI_HOME/token`).
-    pub fn token(&self) -> &str {
-        &self.inner.token
+    pub fn home(&self) -> &crate::Home {
+        &self.inner.config.home
     }
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
@@ -315,7 +260,15 @@ impl Daemon {
         self.inner.metrics.render()
     }
 
-    /// Stops the engine (running jobs keep running and are re-adopted by the next daemon).
+    /// Stops the engine now and waits for it, from synchronous code (a `Drop`).
+    pub fn stop(&self) {
+        let _ = self.inner.tx.send(Command::Shutdown);
+        if let Some(h) = self.inner.engine.lock().ok().and_then(|mut h| h.take()) {
+            let _ = h.join();
+        }
+    }
+
+    /// Stops the engine (running jobs keep running and are re-adopted by the next start).
     pub async fn shutdown(&self) {
         let _ = self.inner.tx.send(Command::Shutdown);
         let handle = self.inner.engine.lock().ok().and_then(|mut h| h.take());
@@ -324,59 +277,71 @@ impl Daemon {
         }
     }
 
-    pub(crate) async fn read<T: Send + 'static>(
+    /// Runs `f` on a connection of the read pool, off the async threads.
+    pub async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
-    ) -> Result<T, DaemonError> {
-        on_store(self.inner.reader.clone(), "the database reader", f).await
+        f: impl FnOnce(&Store) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let reads = self.inner.reads.clone();
+        tokio::task::spawn_blocking(move || reads.read(f))
+            .await
+            .map_err(|e| QueueError::Io(format!("the database reader failed: {e}")))?
     }
 
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, petri_domain::ErrorBody>>) -> Command,
-    ) -> Result<T, DaemonError> {
+    ) -> Result<T, QueueError> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx
             .send(make(tx))
-            .map_err(|_| DaemonError::ShuttingDown)?;
+            .map_err(|_| QueueError::ShuttingDown)?;
         rx.await
-            .map_err(|_| DaemonError::ShuttingDown)?
-            .map_err(DaemonError::Refused)
+            .map_err(|_| QueueError::ShuttingDown)?
+            .map_err(QueueError::Refused)
+    }
+
+    /// Where a port of a job's running attempt is reachable (service jobs).
+    pub async fn endpoint(
+        &self,
+        job: JobId,
+        attempt: u32,
+        port: u16,
+    ) -> Option<std::net::SocketAddr> {
+        let run = self
+            .read(move |s| Ok(s.active_run(job)?))
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.attempt == attempt)?;
+        let exec = self.inner.executors.get(&run.target)?.clone();
+        let key = RunKey {
+            job,
+            attempt,
+            target: run.target,
+        };
+        tokio::task::spawn_blocking(move || exec.endpoint(&key, port))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Resolves an id, number or unique id prefix.
-    pub async fn resolve(&self, key: &str) -> Result<JobId, DaemonError> {
+    pub async fn resolve(&self, key: &str) -> Result<JobId, QueueError> {
         let k = key.to_string();
         self.read(move |s| Ok(s.find(&k)?)).await?.ok_or_else(|| {
-            DaemonError::refused(
+            QueueError::refused(
                 ErrorCode::JobNotFound,
                 format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
             )
         })
     }
 
-    /// Checks, expands and queues a submission; all jobs or none.
-    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, DaemonError> {
-        if specs.iter().any(|s| s.notebook.is_some()) {
-            return Err(DaemonError::Refused(
-                petri_domain::ErrorBody::new(
-                    ErrorCode::InvalidSpec,
-                    "notebook: this field is set by Petri for notebook servers; start a notebook \
-                     with `petri notebook start`",
-                )
-                .with_details(serde_json::json!({ "field": "notebook" })),
-            ));
-        }
-        self.submit_trusted(specs).await
-    }
-
-    /// Like `submit`, for specs Petri made itself (notebook servers).
-    pub(crate) async fn submit_trusted(
-        &self,
-        specs: Vec<JobSpec>,
-    ) -> Result<Vec<Job>, DaemonError> {
-        self.check_containers(&specs).await?;
+    /// Checks, expands and queues a submission for `by`; all jobs or none. One admission pass:
+    /// each spec is validated once, and checked against this machine (capacity, GPUs, workdir,
+    /// mounts) and its target's executor (a container's image is looked up in the engine).
+    pub async fn submit(&self, specs: Vec<JobSpec>, by: Submitter) -> Result<Vec<Job>, QueueError> {
         let machine = crate::submit::Machine {
             capacity: self.inner.capacity,
             gpus: self
@@ -396,7 +361,7 @@ impl Daemon {
                         .collect()
                 })
                 .unwrap_or_default(),
-            gpu_reserve: self.inner.settings.gpu.reserve.0,
+            gpu_reserve: self.inner.config.gpu.reserve.0,
             mig_profiles: self
                 .inner
                 .gpu_sample
@@ -411,42 +376,45 @@ impl Daemon {
                     p
                 })
                 .unwrap_or_default(),
+            mount_roots: self.mount_roots(),
+            executors: self.inner.executors.clone(),
         };
-        let reader = self.inner.reader.clone();
+        let reads = self.inner.reads.clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            let store = reader
-                .lock()
-                .map_err(|_| DaemonError::Io("the database reader is poisoned".into()))?;
-            crate::submit::prepare(specs, &machine, |key| Ok(store.find(key)?))
+            reads.read(|store| crate::submit::prepare(specs, &machine, |key| Ok(store.find(key)?)))
         })
         .await
-        .map_err(|e| DaemonError::Io(e.to_string()))??;
+        .map_err(|e| QueueError::Io(e.to_string()))??;
         self.ask(|reply| Command::Submit {
             jobs: prepared,
+            by,
             reply,
         })
         .await
     }
 
-    pub async fn cancel(&self, key: &str) -> Result<Job, DaemonError> {
+    /// The folders under which container mounts are allowed: the configured roots and the home.
+    pub fn mount_roots(&self) -> Vec<std::path::PathBuf> {
+        let mut roots = self.inner.config.docker.mount_roots.clone();
+        roots.push(self.home().root().to_path_buf());
+        roots
+    }
+
+    pub async fn cancel(&self, key: &str) -> Result<Job, QueueError> {
         let id = self.resolve(key).await?;
         self.stop_job(id, None).await
     }
 
     /// Cancels a job, saying why (shown as the job's reason).
-    pub(crate) async fn stop_job(
-        &self,
-        id: JobId,
-        reason: Option<String>,
-    ) -> Result<Job, DaemonError> {
+    pub async fn stop_job(&self, id: JobId, reason: Option<String>) -> Result<Job, QueueError> {
         self.ask(|reply| Command::Cancel { id, reason, reply })
             .await
     }
-    pub async fn hold(&self, key: &str) -> Result<Job, DaemonError> {
+    pub async fn hold(&self, key: &str) -> Result<Job, QueueError> {
         let id = self.resolve(key).await?;
         self.ask(|reply| Command::Hold { id, reply }).await
     }
-    pub async fn release(&self, key: &str) -> Result<Job, DaemonError> {
+    pub async fn release(&self, key: &str) -> Result<Job, QueueError> {
         let id = self.resolve(key).await?;
         self.ask(|reply| Command::Release { id, reply }).await
     }
@@ -455,27 +423,27 @@ impl Daemon {
     async fn query<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, DaemonError> {
+    ) -> Result<T, QueueError> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx
             .send(make(tx))
-            .map_err(|_| DaemonError::ShuttingDown)?;
-        rx.await.map_err(|_| DaemonError::ShuttingDown)
+            .map_err(|_| QueueError::ShuttingDown)?;
+        rx.await.map_err(|_| QueueError::ShuttingDown)
     }
 
-    async fn pending(&self) -> Result<HashMap<JobId, Pending>, DaemonError> {
+    async fn pending(&self) -> Result<HashMap<JobId, Pending>, QueueError> {
         self.query(|reply| Command::Explain { reply }).await
     }
 
     /// One job with its attempts and, when it waits, why and where in line.
-    pub async fn get(&self, key: &str) -> Result<Job, DaemonError> {
+    pub async fn get(&self, key: &str) -> Result<Job, QueueError> {
         let id = self.resolve(key).await?;
         let mut job = self
             .read(move |s| {
                 let mut job = s
                     .get(id)?
-                    .ok_or_else(|| DaemonError::refused(ErrorCode::JobNotFound, "no such job"))?
+                    .ok_or_else(|| QueueError::refused(ErrorCode::JobNotFound, "no such job"))?
                     .job;
                 job.runs = s.runs(id)?;
                 Ok(job)
@@ -489,21 +457,21 @@ impl Daemon {
 
     /// A job as stored, without its attempts or why it waits: for Petri's own checks, which must
     /// not cost a scheduling walk.
-    pub(crate) async fn stored_job(&self, id: JobId) -> Result<Job, DaemonError> {
+    pub async fn stored_job(&self, id: JobId) -> Result<Job, QueueError> {
         self.read(move |s| {
             s.get(id)?
                 .map(|j| j.job)
-                .ok_or_else(|| DaemonError::refused(ErrorCode::JobNotFound, "no such job"))
+                .ok_or_else(|| QueueError::refused(ErrorCode::JobNotFound, "no such job"))
         })
         .await
     }
 
-    pub async fn list(&self, q: ListQuery) -> Result<Vec<Job>, DaemonError> {
+    pub async fn list(&self, q: ListQuery) -> Result<Vec<Job>, QueueError> {
         let mut states = Vec::new();
         if let Some(s) = &q.state {
             for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 states.push(JobState::parse(part).ok_or_else(|| {
-                    DaemonError::refused(
+                    QueueError::refused(
                         ErrorCode::BadRequest,
                         format!(
                             "unknown state `{part}`; states are queued, held, running, succeeded, \
@@ -536,25 +504,31 @@ impl Daemon {
         Ok(jobs)
     }
 
-    /// Reads a job's log from `offset` (at most 256 KiB at a time).
-    pub async fn read_log(&self, key: &str, offset: u64) -> Result<LogChunk, DaemonError> {
+    /// Reads a job's log from `offset` (at most 256 KiB at a time), through the executor of its
+    /// last attempt (a remote one fetches it).
+    pub async fn read_log(&self, key: &str, offset: u64) -> Result<LogChunk, QueueError> {
         let id = self.resolve(key).await?;
-        let path = self.inner.home.log(id);
-        let state = self
-            .read(move |s| Ok(s.get(id)?.map(|j| j.job.state)))
+        let path = self.home().log(id);
+        let (state, last) = self
+            .read(move |s| {
+                let state = s.get(id)?.map(|j| j.job.state);
+                Ok((state, s.runs(id)?.pop()))
+            })
             .await?;
         let finished = state.is_some_and(JobState::is_terminal);
+        let key = RunKey {
+            job: id,
+            attempt: last.as_ref().map_or(0, |r| r.attempt),
+            target: last.map_or_else(|| petri_domain::TARGET_LOCAL.to_string(), |r| r.target),
+        };
+        let exec = self.inner.executors.get(&key.target).cloned();
         tokio::task::spawn_blocking(move || {
-            let mut data = Vec::new();
-            match File::open(&path) {
-                Ok(mut f) => {
-                    f.seek(SeekFrom::Start(offset))
-                        .and_then(|_| f.take(256 * 1024).read_to_end(&mut data))
-                        .map_err(|e| DaemonError::Io(format!("reading {}: {e}", path.display())))?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(DaemonError::Io(format!("reading {}: {e}", path.display()))),
-            }
+            let exec = exec.ok_or_else(|| {
+                QueueError::Io(format!("no executor for the target `{}`", key.target))
+            })?;
+            let data = exec
+                .read_log(&key, &path, offset, 256 * 1024)
+                .map_err(|e| QueueError::Io(format!("reading {}: {e}", path.display())))?;
             let next_offset = offset + data.len() as u64;
             Ok(LogChunk {
                 done: finished && data.is_empty(),
@@ -563,20 +537,20 @@ impl Daemon {
             })
         })
         .await
-        .map_err(|e| DaemonError::Io(e.to_string()))?
+        .map_err(|e| QueueError::Io(e.to_string()))?
     }
 
     /// GPUs: NVML's figures, Petri's reservations, holders.
-    pub async fn gpus(&self) -> Result<petri_domain::GpuReport, DaemonError> {
+    pub async fn gpus(&self) -> Result<petri_domain::GpuReport, QueueError> {
         self.query(|reply| Command::GpuReport { reply }).await
     }
 
     /// GPU figures over the last hour or so.
-    pub async fn gpu_history(&self) -> Result<petri_domain::GpuHistory, DaemonError> {
+    pub async fn gpu_history(&self) -> Result<petri_domain::GpuHistory, QueueError> {
         self.query(|reply| Command::GpuHistory { reply }).await
     }
 
-    pub async fn status(&self) -> Result<Status, DaemonError> {
+    pub async fn status(&self) -> Result<Status, QueueError> {
         let (counts, running) = self
             .read(|s| {
                 let counts = s.counts()?;
@@ -602,7 +576,7 @@ impl Daemon {
             capacity_memory: self.inner.capacity.memory,
             reserved_cpus: cpu as f64 / 1000.0,
             reserved_memory: mem,
-            queue_limits: self.inner.settings.queue_limits(),
+            queue_limits: self.inner.config.queue_limits(),
         })
     }
 }
@@ -610,21 +584,4 @@ impl Daemon {
 fn filter_needs_pending(jobs: &[Job]) -> bool {
     jobs.iter()
         .any(|j| matches!(j.state, JobState::Queued | JobState::Held))
-}
-
-/// Runs `f` on one of the daemon's own connections (`what` names it in errors), off the async
-/// threads.
-async fn on_store<T: Send + 'static>(
-    store: Arc<Mutex<Store>>,
-    what: &'static str,
-    f: impl FnOnce(&Store) -> Result<T, DaemonError> + Send + 'static,
-) -> Result<T, DaemonError> {
-    tokio::task::spawn_blocking(move || {
-        let store = store
-            .lock()
-            .map_err(|_| DaemonError::Io(format!("{what} is poisoned")))?;
-        f(&store)
-    })
-    .await
-    .map_err(|e| DaemonError::Io(format!("{what} failed: {e}")))?
 }

@@ -8,6 +8,7 @@ impl State {
         &mut self,
         tx: &Tx<'_>,
         prepared: Vec<Prepared>,
+        by: crate::Submitter,
         now: i64,
         fx: &mut Effects,
     ) -> Result<Vec<Job>, StoreError> {
@@ -27,6 +28,8 @@ impl State {
                 state,
                 queue: p.spec.queue_name().to_string(),
                 priority: p.spec.priority,
+                origin: by.origin.clone(),
+                user: by.user.clone(),
                 spec: p.spec,
                 array_values: p.array_values,
                 depends_on: p.depends_on,

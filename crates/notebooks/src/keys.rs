@@ -7,12 +7,12 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Derives each notebook's Jupyter token from a secret key kept in the home (mode 0600).
-pub(crate) struct NotebookKeys {
+pub struct NotebookKeys {
     key: [u8; 32],
 }
 
 impl NotebookKeys {
-    pub(crate) fn load(path: &Path) -> std::io::Result<NotebookKeys> {
+    pub fn load(path: &Path) -> std::io::Result<NotebookKeys> {
         let mut key = [0u8; 32];
         match std::fs::read(path) {
             Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
@@ -25,7 +25,7 @@ impl NotebookKeys {
     }
 
     /// The Jupyter token of notebook `id`.
-    pub(crate) fn token(&self, id: &str) -> String {
+    pub fn token(&self, id: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
         mac.update(b"petri-notebook:");
         mac.update(id.as_bytes());

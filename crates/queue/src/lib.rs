@@ -1,0 +1,32 @@
+//! The queue: the engine thread that owns it (admission, scheduling, launches, crash
+//! recovery), service jobs, and the [`Queue`] handle that every other capability holds.
+//!
+//! The queue knows no capability above it: notebooks, pipelines, tracking and serving make jobs
+//! through [`Queue::submit`] with an [`Origin`](petri_domain::Origin) of their own, and add their
+//! launch environment through a [`LaunchHook`]. It knows no executor either: the daemon hands it
+//! a table of executors by target name.
+
+mod engine;
+mod error;
+mod handle;
+mod home;
+mod metrics;
+pub mod service;
+mod settings;
+mod submit;
+
+pub use error::QueueError;
+pub use handle::{LaunchHook, LaunchHooks, LogChunk, Queue, Submitter};
+pub use home::Home;
+pub use settings::{
+    CapacitySettings, DockerSettings, Enforce, GpuDevices, GpuSettings, QueueConfig, QueueSettings,
+};
+pub use submit::check_mount;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
