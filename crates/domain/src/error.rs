@@ -8,9 +8,13 @@ use serde::{Deserialize, Serialize};
 macro_rules! error_codes {
     ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, $status:literal; )*) => {
         /// Stable, SCREAMING_SNAKE error codes. Never rename one: clients match on them.
+        ///
+        /// The wire name is the variant's in SCREAMING_SNAKE_CASE; the table writes it out so that
+        /// `as_str` needs no allocation, and a test holds the two equal.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum ErrorCode {
-            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant, )*
+            $( $(#[doc = $doc])* $variant, )*
         }
 
         impl ErrorCode {

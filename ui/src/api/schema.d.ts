@@ -292,6 +292,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list"];
+        put?: never;
+        post: operations["create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tokens/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["revoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -309,9 +341,12 @@ export interface components {
         };
         /**
          * @description Stable, SCREAMING_SNAKE error codes. Never rename one: clients match on them.
+         *
+         *     The wire name is the variant's in SCREAMING_SNAKE_CASE; the table writes it out so that
+         *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -466,6 +501,8 @@ export interface components {
              * @description A short number for people, unique within one Petri home.
              */
             number: number;
+            /** @description Which capability made it (set by Petri). */
+            origin?: components["schemas"]["Origin"];
             pending?: null | components["schemas"]["Pending"];
             /** Format: int32 */
             priority: number;
@@ -480,6 +517,8 @@ export interface components {
             state: components["schemas"]["JobState"];
             /** Format: int64 */
             submitted_at_ms: number;
+            /** @description On whose behalf it runs (set by Petri). */
+            user?: components["schemas"]["String"];
         };
         /** @description A job changed state. */
         JobChange: {
@@ -524,8 +563,6 @@ export interface components {
             mounts?: components["schemas"]["Mount"][];
             /** @description A label for people; not unique. Defaults to the command's first word. */
             name?: string | null;
-            /** @description Set by Petri for the server of a notebook (its id); not for job files. */
-            notebook?: string | null;
             /** @description Paths (relative to the output dir) the job promises to write. */
             outputs?: string[];
             /** @description Container ports to publish on the host's loopback interface. */
@@ -564,6 +601,12 @@ export interface components {
             source: string;
             /** @description Where it appears in the container (absolute); the same path by default. */
             target?: string | null;
+        };
+        /** @description A token just created: its secret is shown this once. */
+        NewToken: {
+            info: components["schemas"]["TokenInfo"];
+            /** @description The secret to send as `Authorization: Bearer <token>`. Petri keeps only its hash. */
+            token: string;
         };
         /** @description A notebook as the API shows it. */
         Notebook: {
@@ -629,6 +672,28 @@ export interface components {
         };
         /** @enum {string} */
         NotebookState: "queued" | "starting" | "running" | "stopping" | "stopped";
+        /**
+         * @description Which capability made a job, set by Petri beside the spec (never read from it): a user's
+         *     submission, a notebook's server, a pipeline's step, a model deployment. The capability that
+         *     made a job adds its launch environment through the hook it registers with the queue.
+         */
+        Origin: {
+            /** @enum {string} */
+            kind: "submission";
+        } | {
+            id: string;
+            /** @enum {string} */
+            kind: "notebook";
+        } | {
+            /** @enum {string} */
+            kind: "pipeline_step";
+            run: string;
+            step: string;
+        } | {
+            id: string;
+            /** @enum {string} */
+            kind: "deployment";
+        };
         /** @description The pending reason and the place in line of a waiting job. */
         Pending: {
             /** @description Human-readable form of `reason`. */
@@ -726,17 +791,24 @@ export interface components {
             exit_code?: number | null;
             /** Format: int64 */
             finished_at_ms?: number | null;
+            /** @description The executor's handle on it (a process id, a container id, a remote job id). */
+            handle?: string | null;
             outcome: components["schemas"]["RunOutcome"];
-            /** Format: int32 */
-            pid?: number | null;
             /** Format: int64 */
             started_at_ms: number;
+            /** @description Where it ran: `local`, `docker`, a cluster's name. */
+            target: string;
         };
         /**
          * @description How one attempt ended.
          * @enum {string}
          */
         RunOutcome: "running" | "succeeded" | "failed" | "cancelled" | "timed_out" | "lost";
+        /**
+         * @description What a token may do. A token holds one or more; the owner's holds them all.
+         * @enum {string}
+         */
+        Scope: "read" | "submit" | "admin" | "tracking";
         /** @description The machine at a glance, for `petri top` and dashboards. */
         Status: {
             /** Format: double */
@@ -755,6 +827,7 @@ export interface components {
             reserved_memory: number;
             version: string;
         };
+        String: string;
         /** @description A submission: one or more job specs, accepted all together or not at all. */
         SubmitRequest: {
             jobs: components["schemas"]["JobSpec"][];
@@ -762,6 +835,32 @@ export interface components {
         /** @description The jobs a submission created (one per sweep value). */
         SubmitResponse: {
             jobs: components["schemas"]["Job"][];
+        };
+        /** @description A token as shown (never its secret). */
+        TokenInfo: {
+            /** Format: int64 */
+            created_at_ms: number;
+            /** Format: int64 */
+            expires_at_ms?: number | null;
+            id: string;
+            /** Format: int64 */
+            last_used_at_ms?: number | null;
+            name: string;
+            /** Format: int64 */
+            revoked_at_ms?: number | null;
+            scopes: components["schemas"]["Scope"][];
+            /** @description `active`, `expired` or `revoked`. */
+            state: string;
+            /** @description The user it acts for. */
+            user: string;
+        };
+        /** @description What `petri token create` asks for. */
+        TokenRequest: {
+            expires_in?: null | components["schemas"]["Millis"];
+            /** @description A name to tell it by: 1 to 64 letters, digits, `.`, `_` and `-`; unique. */
+            name: string;
+            /** @description What it may do (default: `submit`, which includes `read`). */
+            scopes?: components["schemas"]["Scope"][];
         };
     };
     responses: never;
@@ -1643,6 +1742,163 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every token, never a secret */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenInfo"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the caller lacks the admin scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TokenRequest"];
+            };
+        };
+        responses: {
+            /** @description the token; its secret is shown this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewToken"];
+                };
+            };
+            /** @description MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the caller lacks the admin scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description TOKEN_NAME_TAKEN */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_SPEC: a bad name or expiry */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the token's id or name */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the token, revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenInfo"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the caller lacks the admin scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description TOKEN_NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
