@@ -1,8 +1,8 @@
 // A typed client of the daemon's HTTP API. Every call sends the token; errors arrive as ApiError
 // with the daemon's stable code and message (and the offending field, when there is one).
 import type {
-  ErrorBody, ErrorCode, GpuHistory, GpuReport, Image, Job, JobSpec, Notebook, NotebookLink,
-  NotebookRequest, Status,
+  ErrorBody, ErrorCode, GpuHistory, GpuReport, Image, Job, JobSpec, NewToken, Notebook, NotebookLink,
+  NotebookRequest, Status, TokenInfo, TokenRequest,
 } from "./types";
 
 export class ApiError extends Error {
@@ -92,4 +92,8 @@ export class Api {
     this.request<NotebookLink>("POST", `/api/v1/notebooks/${encodeURIComponent(name)}/open`);
   images = () => this.request<Image[]>("GET", "/api/v1/images");
   buildImage = (force: boolean) => this.request<Job>("POST", `/api/v1/images/build?force=${force}`);
+  tokens = () => this.request<TokenInfo[]>("GET", "/api/v1/tokens");
+  createToken = (req: TokenRequest) => this.request<NewToken>("POST", "/api/v1/tokens", req);
+  /** By id or name; answers the token, revoked. */
+  revokeToken = (key: string) => this.request<TokenInfo>("DELETE", `/api/v1/tokens/${encodeURIComponent(key)}`);
 }

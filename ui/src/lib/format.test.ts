@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bytes, duration, isFinal, jobTime, stateTone } from "./format";
+import { bytes, duration, isFinal, jobTime, runWhere, stateTone } from "./format";
 
 describe("format", () => {
   it("bytes in binary units", () => {
@@ -23,5 +23,11 @@ describe("format", () => {
   it("job time counts the run, or the wait", () => {
     expect(jobTime({ submitted_at_ms: 0, started_at_ms: 1000, finished_at_ms: 4000 })).toBe("3s");
     expect(jobTime({ submitted_at_ms: 0 }, 61_000)).toBe("1m 1s");
+  });
+  it("an attempt reads as where it ran and its handle there", () => {
+    expect(runWhere({ target: "local", handle: "4242" })).toBe("local · 4242");
+    expect(runWhere({ target: "docker", handle: "0123456789abcdef".repeat(4) })).toBe("docker · 0123456789ab");
+    expect(runWhere({ target: "local", handle: null })).toBe("local");
+    expect(runWhere({ target: "local" })).toBe("local");
   });
 });

@@ -1,5 +1,5 @@
 // How numbers, times and states read in the UI.
-import type { JobState } from "../api/types";
+import type { JobState, Run } from "../api/types";
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
@@ -58,4 +58,15 @@ export function isFinal(s: JobState): boolean {
 export function jobTime(job: { started_at_ms?: number | null; finished_at_ms?: number | null; submitted_at_ms: number }, now = Date.now()): string {
   if (job.started_at_ms != null) return duration((job.finished_at_ms ?? now) - job.started_at_ms);
   return duration(now - job.submitted_at_ms);
+}
+
+/** Where an attempt ran and its handle there: "local · 4242", "docker · 0123456789ab". */
+export function runWhere(run: Pick<Run, "target" | "handle">): string {
+  const handle = run.handle ? shortHandle(run.target, run.handle) : undefined;
+  return handle ? `${run.target} · ${handle}` : run.target;
+}
+
+/** A container id reads as Docker prints it: its first 12 characters. */
+export function shortHandle(target: string, handle: string): string {
+  return target === "docker" || /^[0-9a-f]{64}$/.test(handle) ? handle.slice(0, 12) : handle;
 }

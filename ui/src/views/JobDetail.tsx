@@ -3,7 +3,7 @@ import { Link, useNavigate, useParams } from "react-router-dom";
 import type { Job } from "../api/types";
 import { useLive } from "../live";
 import { ErrorNote, StateBadge } from "../components/ui";
-import { ago, bytes, isFinal, jobTime } from "../lib/format";
+import { ago, bytes, isFinal, jobTime, runWhere } from "../lib/format";
 import { follow } from "../lib/sse";
 
 export function JobDetail() {
@@ -114,8 +114,8 @@ export function JobDetail() {
         <dt>Attempts</dt>
         <dd>
           {(job.runs ?? []).map((run) => (
-            <span key={run.attempt} className="tag">
-              {run.attempt}: {run.outcome}{run.exit_code != null ? ` (${run.exit_code})` : ""}
+            <span key={run.attempt} className="tag" data-testid="attempt" title={run.handle ? `${run.target} ${run.handle}` : run.target}>
+              {run.attempt}: {run.outcome}{run.exit_code != null ? ` (${run.exit_code})` : ""} · {runWhere(run)}
             </span>
           ))}
           {(job.runs ?? []).length === 0 && "none yet"}

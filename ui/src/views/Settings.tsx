@@ -4,6 +4,7 @@ import type { Image, Job } from "../api/types";
 import { useLive } from "../live";
 import { Empty, ErrorNote, StateBadge } from "../components/ui";
 import { ago, bytes, isFinal } from "../lib/format";
+import { ApiTokens } from "./ApiTokens";
 
 type DaemonSettings = Record<string, unknown>;
 
@@ -47,13 +48,15 @@ export function Settings(props: { theme: string; setTheme: (t: string) => void }
         <h2>Access</h2>
         <p>
           Signed in with the token <code>{token.slice(0, 6)}…{token.slice(-4)}</code> (the owner's, from{" "}
-          <code>PETRI_HOME/token</code>). Every API call sends it; only <code>/healthz</code> answers without it.
+          <code>PETRI_HOME/token</code>, or an API token made below). Every API call sends it; only{" "}
+          <code>/healthz</code> answers without it.
         </p>
         <div className="actions">
           <button onClick={() => navigator.clipboard?.writeText(token)}>Copy token</button>
           <button onClick={signOut}>Sign out</button>
         </div>
       </section>
+      <ApiTokens />
       <section className="card">
         <h2>Appearance</h2>
         <div className="seg-switch">
