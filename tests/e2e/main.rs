@@ -290,22 +290,25 @@ fn sigkill_of_the_daemon_loses_nothing_and_runs_nothing_twice() {
     let mut server = Server::start("[capacity]\ncpus = 3\n");
     let home = server.home().to_path_buf();
     let work = server.work();
-    let mut submitted = Vec::new();
-    for i in 0..60 {
-        // Jobs of different lengths, so kills land while some start, run and end.
-        let secs = ["0.05", "0.3", "0.6", "1.2"][i % 4];
-        submitted.extend(jobs(&petri(
-            &home,
-            &[
-                "submit",
-                "--json",
-                "--workdir",
-                work.to_str().unwrap(),
-                "--run",
-                &format!("echo $PETRI_JOB_ID >> ran; sleep {secs}"),
-            ],
-        )));
-    }
+    // Sixty jobs of different lengths in one submission (so that the kills, not the speed of
+    // sixty CLI calls, decide how many are still to run), so kills land while some start, run
+    // and end.
+    let values: Vec<String> = (0..60).map(|i| i.to_string()).collect();
+    let submitted = jobs(&petri(
+        &home,
+        &[
+            "submit",
+            "--json",
+            "--workdir",
+            work.to_str().unwrap(),
+            "--array",
+            &format!("i={}", values.join(",")),
+            "--run",
+            "echo $PETRI_JOB_ID >> ran; \
+             case $((i % 4)) in 0) s=0.05;; 1) s=0.3;; 2) s=0.6;; *) s=1.2;; esac; sleep $s",
+        ],
+    ));
+    assert_eq!(submitted.len(), 60);
     for kill in 0..5 {
         // Let some jobs run, then kill without warning while at least one runs.
         wait_until("a running job", Duration::from_secs(60), || {
@@ -453,4 +456,86 @@ fn gpu_slices_from_the_cli_and_petri_gpus() {
         String::from_utf8_lossy(&log.stdout),
         format!("GPU-e2e-0 {}\n", 6 * gib)
     );
+}
+
+#[test]
+fn tokens_are_created_scoped_expired_and_revoked_from_the_cli() {
+    let server = Server::start("");
+    let home = server.home();
+    let work = server.work();
+    let out = petri(
+        home,
+        &[
+            "token",
+            "create",
+            "ci",
+            "--scope",
+            "read",
+            "--expires",
+            "30d",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(secret.starts_with("petri_"), "{secret}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown this once"));
+
+    // With the read token: listing works, submitting is refused naming the missing scope.
+    let as_ci = |args: &[&str]| {
+        helpers::petri_cmd(home)
+            .env("PETRI_TOKEN", &secret)
+            .current_dir(&work)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(as_ci(&["ls"]).status.success());
+    let refused = as_ci(&["submit", "--", "true"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("submit"), "{err}");
+    assert!(jobs(&petri(home, &["ls", "--all", "--json"])).is_empty());
+
+    let listed: Vec<serde_json::Value> = parse(&petri(home, &["token", "ls", "--json"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "ci");
+    assert_eq!(listed[0]["state"], "active");
+    assert!(listed[0]["expires_at_ms"].is_i64());
+    assert!(!serde_json::to_string(&listed).unwrap().contains(&secret));
+
+    let out = petri(home, &["token", "revoke", "ci"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = as_ci(&["ls"]);
+    assert!(!after.status.success());
+    assert!(String::from_utf8_lossy(&after.stderr).contains("revoked"));
+    let listed: Vec<serde_json::Value> = parse(&petri(home, &["token", "ls", "--json"]));
+    assert_eq!(listed[0]["state"], "revoked");
+
+    // An expired token is refused too; a bad scope is a clear error before any request.
+    let out = petri(home, &["token", "create", "brief", "--expires", "1ms"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let brief = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    wait_until("the brief token to expire", Duration::from_secs(10), || {
+        let out = helpers::petri_cmd(home)
+            .env("PETRI_TOKEN", &brief)
+            .args(["ls"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).contains("expired")
+    });
+    let bad = petri(home, &["token", "create", "x", "--scope", "root"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("read, submit, admin and tracking"));
 }

@@ -76,6 +76,8 @@ pub enum Command {
     Notebook(commands::notebook::NotebookArgs),
     /// Container images: build Petri's default one, list what the engine has.
     Image(commands::image::ImageArgs),
+    /// API tokens: create (with scopes and an expiry), list, revoke.
+    Token(commands::token::TokenArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -108,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::act::run(&client, a, commands::act::Verb::Release).await
         }
         Some(Command::Top(a)) => commands::top::run(&client, a).await,
+        Some(Command::Token(a)) => commands::token::run(&client, a).await,
         Some(Command::Gpus(a)) => commands::gpus::run(&client, a).await,
         Some(Command::Completions(a)) => {
             print_completions(a.shell);
