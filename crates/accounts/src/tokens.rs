@@ -80,7 +80,7 @@ fn is_token_name(name: &str) -> bool {
 impl Accounts {
     fn write<T>(
         &self,
-        f: impl FnOnce(&petri_store::Store) -> Result<T, StoreErrorOr>,
+        f: impl FnOnce(&petri_store::Store) -> Result<T, petri_store::StoreError>,
     ) -> Result<T, AccountsError> {
         let store = self
             .inner
@@ -148,7 +148,7 @@ impl Accounts {
             last_used_at_ms: None,
             revoked_at_ms: None,
         };
-        let inserted = self.write(|s| Ok(s.insert_token(&stored)?))?;
+        let inserted = self.write(|s| s.insert_token(&stored))?;
         if !inserted {
             return Err(refused(
                 ErrorCode::TokenNameTaken,
@@ -176,7 +176,7 @@ impl Accounts {
     /// Revokes a token by id or name; it is refused from the next request on.
     pub fn revoke_token(&self, key: &str) -> Result<TokenInfo, AccountsError> {
         let now = now_ms();
-        let revoked = self.write(|s| Ok(s.revoke_token(key, now)?))?;
+        let revoked = self.write(|s| s.revoke_token(key, now))?;
         let found = self
             .inner
             .reads
@@ -277,9 +277,6 @@ impl Accounts {
         })
     }
 }
-
-/// A store error inside a write closure.
-type StoreErrorOr = petri_store::StoreError;
 
 #[cfg(test)]
 mod tests {
