@@ -157,8 +157,11 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
     })
     .await;
     let blocked = f.submit(gated(&f, "go2", "7GiB")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let shown = f.client.job(&blocked.id.to_string()).await.unwrap();
+    let shown = f
+        .wait_pending(&blocked, |r| {
+            matches!(r, petri_domain::PendingReason::GpuMemory { .. })
+        })
+        .await;
     assert_eq!(shown.state, JobState::Queued, "{shown:?}");
     assert!(
         shown
@@ -214,8 +217,11 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
         .unwrap();
     f.wait_state(&three_slices[1], |s| s == JobState::Running)
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let third = f.client.job(&three_slices[2].id.to_string()).await.unwrap();
+    let third = f
+        .wait_pending(&three_slices[2], |r| {
+            matches!(r, petri_domain::PendingReason::GpuMemory { .. })
+        })
+        .await;
     assert_eq!(third.state, JobState::Queued, "{third:?}");
     let report = f.client.gpus().await.unwrap();
     assert_eq!(report.gpus[0].holders.len(), 2);

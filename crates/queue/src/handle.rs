@@ -54,8 +54,8 @@ pub struct Queue {
 struct Inner {
     config: QueueConfig,
     capacity: Capacity,
-    /// The last GPU sample, for checking submissions.
-    gpu_sample: Arc<Mutex<Vec<petri_gpu::GpuInfo>>>,
+    /// The engine's view of the GPUs, for checking submissions.
+    gpu_view: Arc<Mutex<crate::engine::GpuView>>,
     tx: std::sync::mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
@@ -121,6 +121,7 @@ impl Queue {
         let (tx, rx) = std::sync::mpsc::channel();
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::new());
+        let gpu_view = Arc::default();
         let mut engine = Engine::new(
             store,
             &config,
@@ -130,6 +131,7 @@ impl Queue {
             tx.clone(),
             events.clone(),
             metrics.clone(),
+            Arc::clone(&gpu_view),
         )?;
         engine.recover()?;
         // What the executors left of attempts that no longer run (a container whose engine died
@@ -146,20 +148,43 @@ impl Queue {
                 Ok(n) => tracing::info!(target, "removed {n} leftovers of ended attempts"),
             }
         }
-        // GPUs: sampled now (so the first decisions see them) and then every few seconds.
-        let gpu_sample = Arc::new(Mutex::new(Vec::new()));
+        // GPUs: sampled now (so that the first submissions and decisions see them) and then
+        // every few seconds; the engine converts each sample once.
         let mut inventory = petri_gpu::Inventory::open(config.gpu.nvml_path.as_deref());
         if let Some(reason) = &inventory.status().reason {
             tracing::info!("{reason}");
         }
+        let first = inventory.sample();
+        // MPS control daemons for the GPUs that should enforce their slices.
+        let mut mps = HashMap::new();
+        for index in &config.gpu.mps {
+            let Some(g) = first.iter().find(|g| g.index == *index) else {
+                tracing::warn!(gpu = index, "gpu.mps names a GPU that NVML does not report");
+                continue;
+            };
+            let dir = home.root().join("mps").join(index.to_string());
+            match petri_gpu::mps::start(&config.gpu.mps_control, &g.uuid, &dir) {
+                Ok(m) => {
+                    tracing::info!(gpu = index, "MPS enforces the slices of this GPU");
+                    mps.insert(*index, m);
+                }
+                Err(e) => tracing::warn!(
+                    gpu = index,
+                    "MPS did not start: {e}; slices here are not enforced"
+                ),
+            }
+        }
+        engine.step(vec![
+            Command::Gpus {
+                status: inventory.status().clone(),
+                gpus: first,
+            },
+            Command::Mps(mps),
+        ]);
         let sample_gpus = {
-            let gpu_sample = gpu_sample.clone();
             let tx = tx.clone();
             move |inventory: &mut petri_gpu::Inventory| {
                 let gpus = inventory.sample();
-                if let Ok(mut s) = gpu_sample.lock() {
-                    *s = gpus.clone();
-                }
                 tx.send(Command::Gpus {
                     status: inventory.status().clone(),
                     gpus,
@@ -167,29 +192,6 @@ impl Queue {
                 .is_ok()
             }
         };
-        sample_gpus(&mut inventory);
-        // MPS control daemons for the GPUs that should enforce their slices.
-        let mut mps = HashMap::new();
-        if let Ok(sample) = gpu_sample.lock() {
-            for index in &config.gpu.mps {
-                let Some(g) = sample.iter().find(|g| g.index == *index) else {
-                    tracing::warn!(gpu = index, "gpu.mps names a GPU that NVML does not report");
-                    continue;
-                };
-                let dir = home.root().join("mps").join(index.to_string());
-                match petri_gpu::mps::start(&config.gpu.mps_control, &g.uuid, &dir) {
-                    Ok(m) => {
-                        tracing::info!(gpu = index, "MPS enforces the slices of this GPU");
-                        mps.insert(*index, m);
-                    }
-                    Err(e) => tracing::warn!(
-                        gpu = index,
-                        "MPS did not start: {e}; slices here are not enforced"
-                    ),
-                }
-            }
-        }
-        let _ = tx.send(Command::Mps(mps));
         let every = config.gpu.sample_every.as_duration();
         let (stop_sampling, sampling_rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -237,7 +239,7 @@ impl Queue {
                 engine: Mutex::new(Some(handle)),
                 _stop_checkpoints: stop_checkpoints,
                 _stop_sampling: stop_sampling,
-                gpu_sample,
+                gpu_view,
             }),
         })
     }
@@ -342,40 +344,17 @@ impl Queue {
     /// each spec is validated once, and checked against this machine (capacity, GPUs, workdir,
     /// mounts) and its target's executor (a container's image is looked up in the engine).
     pub async fn submit(&self, specs: Vec<JobSpec>, by: Submitter) -> Result<Vec<Job>, QueueError> {
+        let view = self
+            .inner
+            .gpu_view
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
         let machine = crate::submit::Machine {
             capacity: self.inner.capacity,
-            gpus: self
-                .inner
-                .gpu_sample
-                .lock()
-                .map(|s| {
-                    s.iter()
-                        .map(|g| petri_sched::Gpu {
-                            index: g.index,
-                            memory_total: g.memory_total,
-                            foreign_used: 0,
-                            healthy: g.healthy,
-                            // Profile numbers do not matter here: a MIG GPU only has to be one.
-                            mig: g.mig.iter().map(|_| 0).collect(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            gpus: view.gpus,
             gpu_reserve: self.inner.config.gpu.reserve.0,
-            mig_profiles: self
-                .inner
-                .gpu_sample
-                .lock()
-                .map(|s| {
-                    let mut p: Vec<String> = s
-                        .iter()
-                        .flat_map(|g| g.mig.iter().map(|m| m.profile.clone()))
-                        .collect();
-                    p.sort();
-                    p.dedup();
-                    p
-                })
-                .unwrap_or_default(),
+            mig_profiles: view.mig_profiles,
             mount_roots: self.mount_roots(),
             executors: self.inner.executors.clone(),
         };

@@ -126,6 +126,28 @@ impl Fixture {
         panic!("job never reached the expected state; last seen: {last:#?}");
     }
 
+    /// Waits until a job waits for the reason `pred` accepts, and returns it: "it did not start"
+    /// is checked by the reason the scheduler gives, never by a sleep.
+    pub async fn wait_pending(
+        &self,
+        job: &Job,
+        pred: impl Fn(&petri_domain::PendingReason) -> bool,
+    ) -> Job {
+        let key = job.id.to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let j = self.client.job(&key).await.unwrap();
+            if j.pending.as_ref().is_some_and(|p| pred(&p.reason)) {
+                return j;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job never waited for the expected reason; last seen: {j:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_done(&self, job: &Job) -> Job {
         self.wait_state(job, JobState::is_terminal).await
     }

@@ -75,6 +75,26 @@ impl State {
             .collect();
         self.gpus = gpus;
         self.gpu_info = infos;
+        if let Ok(mut view) = self.gpu_view.lock() {
+            let mut profiles: Vec<String> = self
+                .gpu_info
+                .iter()
+                .flat_map(|g| g.mig.iter().map(|m| m.profile.clone()))
+                .collect();
+            profiles.sort();
+            profiles.dedup();
+            *view = super::GpuView {
+                gpus: self
+                    .gpus
+                    .iter()
+                    .map(|g| Gpu {
+                        foreign_used: 0,
+                        ..g.clone()
+                    })
+                    .collect(),
+                mig_profiles: profiles,
+            };
+        }
         Ok(())
     }
 

@@ -35,6 +35,15 @@ use petri_domain::{Event, JobChange};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 
+/// The GPUs as the scheduler sees them, converted once per sample by the engine and shared with
+/// admission (which checks a request could ever fit; foreign use is left out, it may go away).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GpuView {
+    pub gpus: Vec<petri_sched::Gpu>,
+    /// The MIG profiles the GPUs offer.
+    pub mig_profiles: Vec<String>,
+}
+
 pub(crate) enum Command {
     Submit {
         jobs: Vec<Prepared>,
@@ -203,6 +212,8 @@ struct State {
     queue_limits: HashMap<String, u32>,
     /// GPUs as the scheduler sees them, from the last sample.
     gpus: Vec<petri_sched::Gpu>,
+    /// The same, for admission.
+    gpu_view: Arc<std::sync::Mutex<GpuView>>,
     gpu_reserve: u64,
     gpu_claim_after_ms: i64,
     gpu_enforce: crate::settings::Enforce,
@@ -272,6 +283,7 @@ impl Engine {
         self_tx: Sender<Command>,
         events: broadcast::Sender<Event>,
         metrics: Arc<Metrics>,
+        gpu_view: Arc<std::sync::Mutex<GpuView>>,
     ) -> Result<Engine, StoreError> {
         let next_number = store.max_number()? + 1;
         Ok(Engine {
@@ -287,6 +299,7 @@ impl Engine {
                 capacity: settings.capacity(),
                 queue_limits: settings.queue_limits(),
                 gpus: Vec::new(),
+                gpu_view,
                 gpu_reserve: settings.gpu.reserve.0,
                 gpu_claim_after_ms: settings.gpu.claim_after.0 as i64,
                 gpu_enforce: settings.gpu.enforce,
@@ -400,8 +413,9 @@ impl Engine {
         tracing::info!("engine stopped; running jobs go on and are re-adopted at the next start");
     }
 
-    /// One iteration; false when the engine must stop.
-    fn step(&mut self, batch: Vec<Command>) -> bool {
+    /// One iteration; false when the engine must stop. Called by `run`, and once before it for
+    /// the first GPU sample, so that the first submissions are checked against the GPUs.
+    pub(crate) fn step(&mut self, batch: Vec<Command>) -> bool {
         let now = now_ms();
         self.state.metrics.loop_iterations.inc();
         let mut fx = Effects::default();
