@@ -137,14 +137,7 @@ async fn bad_container_specs_are_refused_and_change_nothing() {
         read_only: false,
     }];
     assert_eq!(refused(escape).await, ErrorCode::InvalidSpec);
-    let jobs = f
-        .client
-        .list(&petri_domain::ListQuery {
-            all: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let jobs = f.all_jobs().await;
     assert!(jobs.is_empty());
     assert!(containers_of(f.home()).is_empty());
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use helpers::{Fixture, containers_of, wait_until};
-use petri_domain::{ByteSize, ErrorCode, Event, NotebookRequest, NotebookState};
+use petri_domain::{ByteSize, ErrorCode, Event, JobState, NotebookRequest, NotebookState};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -283,7 +283,37 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
         other => panic!("two starts of one notebook: {other:?}"),
     };
     assert_eq!(refused.code(), Some(ErrorCode::NotebookNameTaken));
-    wait_notebook(&f, "lab1", NotebookState::Running).await;
+    let resumed = wait_notebook(&f, "lab1", NotebookState::Running).await;
+
+    // A server that crashes comes back by itself (a service job is restarted with backoff): the
+    // same job on its next attempt, with its workspace.
+    let job = resumed.job.unwrap();
+    let first = f.client.job(&job.to_string()).await.unwrap();
+    let killed = std::process::Command::new("docker")
+        .args([
+            "kill",
+            "--signal",
+            "KILL",
+            &format!("petri-{job}-{}", first.attempts),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        killed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    wait_until("the crashed server to be started again", || async {
+        f.client
+            .job(&job.to_string())
+            .await
+            .is_ok_and(|j| j.attempts > first.attempts && j.state == JobState::Running)
+    })
+    .await;
+    let back = wait_notebook(&f, "lab1", NotebookState::Running).await;
+    assert_eq!(back.job, Some(job));
+    let runs = f.client.job(&job.to_string()).await.unwrap().runs;
+    assert_eq!(runs[runs.len() - 2].exit_code, Some(137), "{runs:?}");
     let listing: serde_json::Value = http
         .get(format!("{nb_base}/notebooks/lab1/api/contents"))
         .bearer_auth(&f.token)

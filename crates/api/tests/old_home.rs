@@ -22,14 +22,7 @@ async fn a_schema_5_home_opens_and_its_jobs_run_on() {
     }
     let f = Fixture::start_in(dir).await;
 
-    let all = f
-        .client
-        .list(&petri_domain::ListQuery {
-            all: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let all = f.all_jobs().await;
     let states: Vec<(u64, &str, JobState)> = all
         .iter()
         .map(|j| (j.number, j.name.as_str(), j.state))

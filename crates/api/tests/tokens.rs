@@ -38,14 +38,7 @@ async fn tokens_are_scoped_expire_and_are_revoked() {
         code(as_reader.tokens().await.unwrap_err()),
         ErrorCode::Forbidden
     );
-    let nothing = f
-        .client
-        .list(&petri_domain::ListQuery {
-            all: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let nothing = f.all_jobs().await;
     assert!(nothing.is_empty(), "a refused submission changes nothing");
 
     // A submitter runs jobs; a tracking-only token reads nothing here.

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use petri_domain::{
-    ErrorCode, Event, Executors, Job, JobId, JobSpec, JobState, ListQuery, Origin, OriginKind,
-    Pending, RunKey, Status,
+    ErrorCode, Event, Executors, Job, JobId, JobSpec, JobState, ListQuery, Pending, RunKey, Status,
 };
 use petri_sched::Capacity;
 use petri_store::{JobFilter, ReadPool, Store};
@@ -15,34 +14,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::engine::{Command, Engine};
 use crate::error::QueueError;
+use crate::launch::{LaunchHooks, Submitter};
 use crate::metrics::Metrics;
 use crate::settings::QueueConfig;
-
-/// What the capability that made a job adds to its environment when an attempt launches.
-pub type LaunchHook = Arc<dyn Fn(&Job) -> Vec<(String, String)> + Send + Sync>;
-
-/// Launch hooks by origin kind, registered by the capabilities before the queue starts.
-#[derive(Clone, Default)]
-pub struct LaunchHooks {
-    by_kind: HashMap<OriginKind, LaunchHook>,
-}
-
-impl LaunchHooks {
-    pub fn register(&mut self, kind: OriginKind, hook: LaunchHook) {
-        self.by_kind.insert(kind, hook);
-    }
-    pub(crate) fn get(&self, kind: OriginKind) -> Option<&LaunchHook> {
-        self.by_kind.get(&kind)
-    }
-}
-
-/// Who a submission is for: the capability that makes the jobs and the user they run for. Set
-/// by Petri (the API from the caller, a notebook from its owner), never read from a spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Submitter {
-    pub origin: Origin,
-    pub user: String,
-}
 
 /// A handle on the running queue; cheap to clone. Dropping the last one stops the engine
 /// thread (running jobs go on, and the next start re-adopts them).
@@ -290,18 +264,12 @@ impl Queue {
             .map_err(|e| QueueError::Io(format!("the database reader failed: {e}")))?
     }
 
+    /// Asks the engine for a change it may refuse.
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, petri_domain::ErrorBody>>) -> Command,
     ) -> Result<T, QueueError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(make(tx))
-            .map_err(|_| QueueError::ShuttingDown)?;
-        rx.await
-            .map_err(|_| QueueError::ShuttingDown)?
-            .map_err(QueueError::Refused)
+        self.query(make).await?.map_err(QueueError::Refused)
     }
 
     /// Where a port of a job's running attempt is reachable (service jobs).

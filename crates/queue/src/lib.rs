@@ -10,14 +10,16 @@ mod engine;
 mod error;
 mod handle;
 mod home;
+mod launch;
 mod metrics;
 pub mod service;
 mod settings;
 mod submit;
 
 pub use error::QueueError;
-pub use handle::{LaunchHook, LaunchHooks, LogChunk, Queue, Submitter};
+pub use handle::{LogChunk, Queue};
 pub use home::Home;
+pub use launch::{LaunchHook, LaunchHooks, Submitter};
 pub use settings::{
     CapacitySettings, DockerSettings, Enforce, GpuDevices, GpuSettings, QueueConfig, QueueSettings,
 };

@@ -107,6 +107,17 @@ impl Fixture {
         }
     }
 
+    /// Every job of the home, finished ones too.
+    pub async fn all_jobs(&self) -> Vec<Job> {
+        self.client
+            .list(&petri_domain::ListQuery {
+                all: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
     pub async fn submit(&self, spec: JobSpec) -> Job {
         self.client.submit(&[spec]).await.unwrap().remove(0)
     }

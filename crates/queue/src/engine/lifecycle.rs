@@ -8,7 +8,7 @@ impl State {
         &mut self,
         tx: &Tx<'_>,
         prepared: Vec<Prepared>,
-        by: crate::Submitter,
+        by: crate::launch::Submitter,
         now: i64,
         fx: &mut Effects,
     ) -> Result<Vec<Job>, StoreError> {

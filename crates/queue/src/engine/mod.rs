@@ -22,8 +22,8 @@ use petri_sched::{DepState, Request, Running as SchedRunning, Waiting};
 use petri_store::{StopIntent, Store, StoreError, Tx};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::handle::LaunchHooks;
 use crate::home::Home;
+use crate::launch::LaunchHooks;
 use crate::metrics::Metrics;
 use crate::submit::Prepared;
 
@@ -47,7 +47,7 @@ pub(crate) struct GpuView {
 pub(crate) enum Command {
     Submit {
         jobs: Vec<Prepared>,
-        by: crate::Submitter,
+        by: crate::launch::Submitter,
         reply: Reply<Vec<Job>>,
     },
     Cancel {
