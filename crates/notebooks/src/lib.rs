@@ -435,7 +435,14 @@ impl Notebooks {
         if state == NotebookState::Starting
             && let Some(j) = job.as_ref()
         {
-            if j.reason.is_some() {
+            let id = j.id;
+            let run = self
+                .queue()
+                .read(move |s| Ok(s.active_run(id)?))
+                .await
+                .ok()
+                .flatten();
+            if run.as_ref().is_some_and(|r| r.stop_intent.is_some()) {
                 // A stop was asked for.
                 state = NotebookState::Stopping;
             } else if self.is_ready(&nb.name, j.id, j.attempts)
@@ -444,10 +451,7 @@ impl Notebooks {
                 state = NotebookState::Running;
             }
             last_activity_ms = self.inner.services.last_activity(&nb.name);
-            let id = j.id;
-            if let Ok(Some(run)) = self.queue().read(move |s| Ok(s.active_run(id)?)).await {
-                gpu_indices = run.gpus;
-            }
+            gpu_indices = run.map(|r| r.gpus).unwrap_or_default();
         }
         let reason = match (&state, &job) {
             (NotebookState::Stopped, Some(j)) => j.reason.clone().or_else(|| {

@@ -163,6 +163,9 @@ impl State {
             job.state = JobState::Running;
             job.started_at_ms = Some(now);
             job.finished_at_ms = None;
+            // A retry runs afresh: why the last attempt ended is in its run, not the job's now.
+            job.exit_code = None;
+            job.reason = None;
             let attempt = job.attempts;
             let placement = plan.placements.remove(&id).unwrap_or_default();
             let target = target_of(job);
