@@ -68,6 +68,7 @@ fi
 tests/fuzz/api.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
 
 say "packaging: the .deb builds, installs with dpkg (into a scratch root) and starts"
+command -v curl >/dev/null 2>&1 || apt_install curl
 deb=$(packaging/deb/build.sh)
 packaging/deb/check.sh "$deb"
 
