@@ -172,7 +172,10 @@ else
     echo "root filesystem and import: $(($(date +%s) - t0)) s" >"$work/out/host-timings.txt"
 fi
 
+# Its own cgroup namespace, as a machine has: otherwise a process in one of the inner engine's
+# containers shows this container's id too in /proc/PID/cgroup (/docker/OUTER/docker/INNER).
 set -- --name "$name" --hostname debian --init --cpus "${PETRI_CHECK_CPUS:-1.5}" --shm-size 1g \
+    --cgroupns private \
     -v "$git_dir:/mnt/repo:ro" -v "$(pwd)/tests/clean-debian/run.sh:/mnt/check.sh:ro" \
     -v "$work/out:/mnt/out" \
     -v "$cache_vol:/var/cache/petri" -v "$docker_vol:/var/lib/docker" \
