@@ -138,6 +138,8 @@ struct Inner {
     /// Writes of the tokens table.
     store: Mutex<Store>,
     reads: ReadPool,
+    /// When each token's last use was written (token id → ms).
+    touched: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// The secret in a file of the home: read it, or create it (mode 0600) at first start.
@@ -191,6 +193,7 @@ impl Accounts {
                 job_key: job_key.into_bytes(),
                 store: Mutex::new(store),
                 reads,
+                touched: Mutex::default(),
             }),
         })
     }

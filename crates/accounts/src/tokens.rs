@@ -211,14 +211,22 @@ impl Accounts {
         hex(&mac.finalize().into_bytes())
     }
 
+    /// The owner, when `bearer` is the owner's token: no IO, so callers on an async thread try
+    /// this first and keep `authenticate` (which may read the database) for the rest.
+    pub fn owner_of(&self, bearer: &str) -> Option<Caller> {
+        let bearer = bearer.trim();
+        let owner = self.inner.owner_token.as_bytes();
+        (bearer.len() == owner.len() && bool::from(bearer.as_bytes().ct_eq(owner)))
+            .then(|| Caller::owner(&self.inner.owner))
+    }
+
     /// Who sends `bearer`: the owner, an API token that is neither revoked nor expired, or a
     /// job's token. Anything else is 401. Blocking (it may read the database).
     pub fn authenticate(&self, bearer: &str) -> Result<Caller, ErrorBody> {
-        let bearer = bearer.trim();
-        let owner = self.inner.owner_token.as_bytes();
-        if bearer.len() == owner.len() && bool::from(bearer.as_bytes().ct_eq(owner)) {
-            return Ok(Caller::owner(&self.inner.owner));
+        if let Some(owner) = self.owner_of(bearer) {
+            return Ok(owner);
         }
+        let bearer = bearer.trim();
         if let Some(rest) = bearer.strip_prefix(JOB_PREFIX) {
             let (job, mac) = rest
                 .split_once('.')
@@ -264,7 +272,16 @@ impl Accounts {
                 t.name
             )));
         }
-        if let Ok(store) = self.inner.store.lock() {
+        // Its last use, at most once a minute (not a write per request).
+        let stale = self.inner.touched.lock().is_ok_and(|mut seen| {
+            let last = seen.entry(t.id.clone()).or_insert(0);
+            let stale = now - *last >= 60_000;
+            if stale {
+                *last = now;
+            }
+            stale
+        });
+        if stale && let Ok(store) = self.inner.store.lock() {
             let _ = store.touch_token(&t.id, now);
         }
         Ok(Caller {
