@@ -230,6 +230,16 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// What holds a GPU, as `petri gpus` and the GPU view name it: `job`, `notebook`,
+    /// `deployment`.
+    pub fn holder_kind(&self) -> &'static str {
+        match self {
+            Origin::Submission | Origin::PipelineStep { .. } => "job",
+            Origin::Notebook { .. } => "notebook",
+            Origin::Deployment { .. } => "deployment",
+        }
+    }
+
     /// The kind alone, the key launch hooks are registered under.
     pub fn kind(&self) -> OriginKind {
         match self {

@@ -340,12 +340,7 @@ impl State {
                         .filter(|p| owners.get(&p.pid).copied().flatten() == Some(*id))
                         .collect();
                     holders.push(GpuHolder {
-                        kind: if matches!(active.job.origin, petri_domain::Origin::Notebook { .. })
-                        {
-                            "notebook".into()
-                        } else {
-                            "job".into()
-                        },
+                        kind: active.job.origin.holder_kind().into(),
                         job: Some(*id),
                         number: Some(active.job.number),
                         name: Some(active.job.name.clone()),

@@ -52,7 +52,7 @@ pub(crate) enum Command {
     },
     Cancel {
         id: JobId,
-        /// Why, when not a user's plain cancel (a notebook stopped or culled).
+        /// Why, when not a user's plain cancel (a service stopped or culled by its capability).
         reason: Option<String>,
         reply: Reply<Job>,
     },
