@@ -181,6 +181,10 @@ pub trait Executor: Send + Sync {
     /// attempt first if it never began.
     fn probe(&self, run: &RunKey, status_file: &Path) -> RunProbe;
 
+    /// Removes what is left of an attempt whose end is recorded (a container, a remote job's
+    /// record). Idempotent, and it does not wait: it must not hold the engine thread.
+    fn remove(&self, _run: &RunKey) {}
+
     /// Removes what this executor left of attempts of this home that are not in `keep` (after a
     /// restart: containers of ended attempts, say). Returns how many were removed.
     fn sweep(&self, _keep: &[RunKey]) -> Result<usize, ExecError> {

@@ -814,6 +814,22 @@ impl Executor for DockerExecutor {
         self.read_log_impl(log_path, offset, max)
     }
 
+    /// The watcher removes a container once its exit code is on disk; this covers the ones whose
+    /// end was recorded otherwise (after a restart, say). Not waited for.
+    fn remove(&self, run: &RunKey) {
+        let name = container_name(run.job, run.attempt);
+        if self.is_watched(&name) {
+            return;
+        }
+        // The cached client only: connecting could wait, and the engine thread calls this.
+        let Some(docker) = self.client.try_lock().ok().and_then(|c| c.clone()) else {
+            return;
+        };
+        self.rt().spawn(async move {
+            let _ = remove(&docker, &name).await;
+        });
+    }
+
     fn sweep(&self, keep: &[RunKey]) -> Result<usize, ExecError> {
         let keep: HashSet<String> = keep
             .iter()

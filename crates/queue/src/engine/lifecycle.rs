@@ -246,6 +246,7 @@ impl State {
         if run.attempt != attempt {
             return Ok(());
         }
+        fx.removals.push(run.key(&active.job));
         let intent = run.stop.as_ref().map(|s| s.intent);
         let (outcome, reason) = match (intent, exit_code) {
             (Some(StopIntent::Cancel), _) => (

@@ -252,6 +252,8 @@ struct Effects {
     launches: Vec<Launch>,
     signals: Vec<(RunKey, RunHandle, StopSignal)>,
     handles: Vec<(JobId, u32, RunHandle)>,
+    /// Attempts whose end was recorded: what the executor left of them goes.
+    removals: Vec<RunKey>,
 }
 
 impl Effects {

@@ -286,6 +286,11 @@ impl State {
                 tracing::warn!(%handle, error = %e, "stopping a job failed");
             }
         }
+        for key in fx.removals {
+            if let Some(exec) = self.executors.get(&key.target) {
+                exec.remove(&key);
+            }
+        }
         let mut handles = fx.handles;
         for launch in fx.launches {
             let (job, attempt) = (launch.key.job, launch.key.attempt);
