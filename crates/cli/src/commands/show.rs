@@ -1,5 +1,6 @@
 use clap::Args;
 use petri_client::Client;
+use petri_domain::Origin;
 use petri_domain::job::format_ms;
 
 use crate::output;
@@ -35,6 +36,17 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
         println!("  exit code  {code}");
     }
     println!("  queue      {} (priority {})", job.queue, job.priority);
+    let origin = match &job.origin {
+        Origin::Submission => "submitted".to_string(),
+        Origin::Notebook { id } => format!("the server of notebook {id}"),
+        Origin::PipelineStep { run, step } => format!("step `{step}` of pipeline run {run}"),
+        Origin::Deployment { id } => format!("a replica of deployment {id}"),
+    };
+    if job.user.is_empty() {
+        println!("  origin     {origin}");
+    } else {
+        println!("  origin     {origin}, for {}", job.user);
+    }
     println!("  command    {}", shell_words(&job.spec.argv()));
     if let Some(w) = &job.spec.workdir {
         println!("  workdir    {}", w.display());
