@@ -12,6 +12,9 @@
 #   - the Rust toolchain (~/.cargo and ~/.rustup mounted read-only, put on PATH) when there is one,
 #     since rustup's server may be unreachable; without one, run.sh installs it with rustup.
 # The check runs at low priority (nice 19, --cpus 1.5): a cold build there takes an hour or more.
+# Under a quota below 2 CPUs the processes inside see one CPU (Rust's available_parallelism rounds
+# the quota down), so Petri sizes its capacity and its runtimes as on a 1-CPU machine;
+# PETRI_CHECK_CPUS=2 checks what a 2-CPU machine sees.
 # Where this machine cannot start a --privileged container (its own capability bounding set lacks
 # one, as in some VMs and sandboxes), the container gets the same rights spelled out instead.
 #
