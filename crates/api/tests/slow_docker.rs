@@ -79,7 +79,9 @@ async fn a_slow_container_start_does_not_hold_the_queue() {
     slow_engine(socket.clone(), gate.clone());
     // SAFETY: set before the daemon (and any thread that reads it) starts; one test per binary.
     unsafe { std::env::set_var("DOCKER_HOST", format!("unix://{}", socket.display())) };
-    let f = Fixture::start("").await;
+    // Room for both jobs whatever the machine's cores (a 1-cpu machine would otherwise queue the
+    // local job behind the container's reservation, which is not what this test is about).
+    let f = Fixture::start("[capacity]\ncpus = 4\n").await;
 
     let container = f
         .submit(JobSpec {
