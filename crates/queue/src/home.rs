@@ -22,10 +22,6 @@ impl Home {
     pub fn db(&self) -> PathBuf {
         self.root.join("petri.db")
     }
-    /// The owner's API token (mode 0600).
-    pub fn token(&self) -> PathBuf {
-        self.root.join("token")
-    }
     /// Where a running daemon writes its address, so clients of this home find it.
     pub fn address_file(&self) -> PathBuf {
         self.root.join("daemon.addr")
