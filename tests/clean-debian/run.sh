@@ -161,6 +161,7 @@ if [ -n "$reuse" ] && docker image inspect "$image" >/dev/null 2>&1; then
     say "reusing the image $image and the volumes of an earlier --keep run (not a clean check)"
 else
     docker volume rm "$cache_vol" "$docker_vol" >/dev/null 2>&1 || true
+    docker image rm "$image" >/dev/null 2>&1 || true # a --keep run's, else left untagged
     # What a fresh Debian 12 has beyond minbase: ca-certificates (every install has it; the proxy's
     # CA is added to it) and git (to clone the repository). No curl, sudo (the check runs as root),
     # python3, Node.js, compiler or Docker: the scripts must install those. The sources are a fresh
