@@ -85,6 +85,13 @@ error_codes! {
     TokenNotFound = "TOKEN_NOT_FOUND", 404;
     /// An API token with this name exists.
     TokenNameTaken = "TOKEN_NAME_TAKEN", 409;
+    /// No artifact has this digest in the store.
+    ArtifactNotFound = "ARTIFACT_NOT_FOUND", 404;
+    /// A stored artifact no longer matches its digest (its file was changed on disk); it was
+    /// not served.
+    ArtifactCorrupt = "ARTIFACT_CORRUPT", 500;
+    /// The text is not an artifact digest (`sha256:` and 64 lower-case hex digits).
+    InvalidDigest = "INVALID_DIGEST", 400;
 }
 
 /// The JSON body of every error response: `{code, message, details}`.

@@ -2,6 +2,7 @@
 //! every boundary speaks. No IO and no async runtime live here, so every other crate can share it.
 
 pub mod api;
+pub mod artifact;
 pub mod error;
 pub mod executor;
 pub mod ids;

@@ -5,9 +5,10 @@
 //!
 //! What is stored is a record of its own (`records`), read tolerantly, never the API's wire
 //! types: a field renamed in the API does not stop an old database from opening. One module per
-//! table family: `jobs` (jobs and their attempts), `notebooks`, `tokens`; `pool` holds the read
-//! connections.
+//! table family: `jobs` (jobs and their attempts), `notebooks`, `tokens`, `artifacts` (blobs and
+//! who holds them); `pool` holds the read connections.
 
+mod artifacts;
 mod jobs;
 mod notebooks;
 mod pool;
@@ -18,6 +19,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+pub use artifacts::{ArtifactRef, ArtifactTotals, StoredArtifact};
 pub use jobs::NewRun;
 pub use jobs::{ActiveRun, JobFilter, StopIntent, StoredJob};
 pub use notebooks::StoredNotebook;
@@ -113,6 +115,25 @@ const MIGRATIONS: &[&str] = &[
         last_used_at INTEGER,
         revoked_at  INTEGER
     );
+    "#,
+    // 8: the artifact store's blobs (by content digest; the files live under `artifacts/`) and
+    // who holds them (`pipeline:…`, `cache:…`, `model:…`; a folder holds its files as
+    // `artifact:<digest>`). A blob nobody holds may be collected.
+    r#"
+    CREATE TABLE artifacts (
+        digest        TEXT PRIMARY KEY,
+        size          INTEGER NOT NULL,
+        kind          TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        last_used_at  INTEGER NOT NULL
+    );
+    CREATE TABLE artifact_refs (
+        digest      TEXT NOT NULL REFERENCES artifacts(digest),
+        holder      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (digest, holder)
+    );
+    CREATE INDEX artifact_refs_holder ON artifact_refs(holder);
     "#,
 ];
 
