@@ -7,6 +7,9 @@ import { Gpus } from "./views/Gpus";
 import { JobDetail } from "./views/JobDetail";
 import { Jobs } from "./views/Jobs";
 import { Notebooks } from "./views/Notebooks";
+import { PipelineEditor } from "./views/pipelines/Editor";
+import { Pipelines } from "./views/pipelines/Pipelines";
+import { RunView } from "./views/pipelines/RunView";
 import { Settings } from "./views/Settings";
 import { Submit } from "./views/Submit";
 import { ErrorNote } from "./components/ui";
@@ -122,7 +125,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
       if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) return;
       if (pendingG.current) {
         pendingG.current = false;
-        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", s: "/settings" }[e.key];
+        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", s: "/settings" }[e.key];
         if (to) navigate(to);
         return;
       }
@@ -149,6 +152,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
         <NavLink to="/jobs">Jobs</NavLink>
         <NavLink to="/gpus">GPUs</NavLink>
         <NavLink to="/notebooks">Notebooks</NavLink>
+        <NavLink to="/pipelines">Pipelines</NavLink>
         <NavLink to="/settings">Settings</NavLink>
         <div className="nav-foot">
           <div>{running} running · {queued} queued</div>
@@ -170,6 +174,10 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
           <Route path="/jobs/:id" element={<JobDetail />} />
           <Route path="/gpus" element={<Gpus />} />
           <Route path="/notebooks" element={<Notebooks />} />
+          <Route path="/pipelines" element={<Pipelines />} />
+          <Route path="/pipelines/new" element={<PipelineEditor />} />
+          <Route path="/pipelines/:name" element={<PipelineEditor />} />
+          <Route path="/pipeline-runs/:id" element={<RunView />} />
           <Route path="/settings" element={<Settings theme={props.theme} setTheme={props.setTheme} />} />
           <Route path="*" element={<div className="page"><h1>Not found</h1><p>There is no such view. <NavLink to="/">Go to the dashboard</NavLink>.</p></div>} />
         </Routes>

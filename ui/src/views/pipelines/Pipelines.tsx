@@ -1,0 +1,140 @@
+// The saved pipelines, each with its last runs; a new one; a run with params.
+import { useCallback, useEffect, useRef, useState } from "react";
+import { Link, useNavigate } from "react-router-dom";
+import { useLive } from "../../live";
+import { Empty, ErrorNote, StateBadge } from "../../components/ui";
+import { ago } from "../../lib/format";
+import { pipelines, toMs } from "./api";
+import type { PipelineRun, PipelineSummary } from "./api";
+import { RunDialog } from "./RunDialog";
+import { STATE_TONE } from "./StepNode";
+import "./pipelines.css";
+
+function stepCount(p: PipelineSummary): number | undefined {
+  if (Array.isArray(p.steps)) return p.steps.length;
+  return typeof p.steps === "number" ? p.steps : undefined;
+}
+
+function triggerText(t: unknown): string {
+  if (!t || typeof t !== "object") return String(t);
+  const o = t as Record<string, unknown>;
+  if (typeof o.cron === "string") return `cron ${o.cron}`;
+  if (typeof o.watch === "string") return `watch ${o.watch}`;
+  if (typeof o.kind === "string") return o.kind;
+  return Object.keys(o)[0] ?? "trigger";
+}
+
+export function Pipelines() {
+  const { api, tick } = useLive();
+  const navigate = useNavigate();
+  const [list, setList] = useState<PipelineSummary[]>();
+  const [runs, setRuns] = useState<Record<string, PipelineRun[]>>({});
+  const [error, setError] = useState<unknown>();
+  const [runFor, setRunFor] = useState<string>();
+  const [confirm, setConfirm] = useState<string>();
+  const last = useRef(0);
+
+  const load = useCallback(async () => {
+    last.current = Date.now();
+    try {
+      const ps = await pipelines.list(api);
+      setList(ps);
+      setError(undefined);
+      const pairs = await Promise.all(
+        ps.map(async (p) => [p.name, await pipelines.runs(api, p.name, 5).catch(() => [] as PipelineRun[])] as const),
+      );
+      setRuns(Object.fromEntries(pairs));
+    } catch (e) {
+      setError(e);
+    }
+  }, [api]);
+
+  // Events come in bursts while pipelines run: refresh at most every two seconds.
+  useEffect(() => {
+    const wait = Math.max(0, 2000 - (Date.now() - last.current));
+    const t = window.setTimeout(() => void load(), last.current === 0 ? 0 : wait);
+    return () => window.clearTimeout(t);
+  }, [load, tick]);
+
+  const remove = async (name: string) => {
+    setConfirm(undefined);
+    try {
+      await pipelines.remove(api, name);
+      void load();
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  return (
+    <div className="page">
+      <div className="row between">
+        <h1>Pipelines</h1>
+        <Link className="button primary" to="/pipelines/new">New pipeline</Link>
+      </div>
+      <ErrorNote error={error} onDismiss={() => setError(undefined)} />
+      {list === undefined ? (
+        !error && <p className="muted">Loading…</p>
+      ) : list.length === 0 ? (
+        <Empty title="No pipelines yet">
+          Draw one on <Link to="/pipelines/new">the canvas</Link>, or save a YAML file from a terminal:{" "}
+          <code>petri pipeline save pipeline.yaml</code>
+        </Empty>
+      ) : (
+        <table className="table" data-testid="pipelines-table">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Steps</th>
+              <th>Triggers</th>
+              <th>Last runs</th>
+              <th>Updated</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {list.map((p) => (
+              <tr key={p.name} data-pipeline={p.name}>
+                <td>
+                  <Link to={`/pipelines/${encodeURIComponent(p.name)}`}>{p.name}</Link>
+                  {p.description && <div className="reason">{p.description}</div>}
+                </td>
+                <td>{stepCount(p) ?? "–"}</td>
+                <td>{(p.triggers ?? []).length ? (p.triggers ?? []).map((t, i) => <span key={i} className="tag">{triggerText(t)}</span>) : <span className="muted">manual</span>}</td>
+                <td>
+                  <div className="run-chips">
+                    {(runs[p.name] ?? []).map((r) => (
+                      <Link key={r.id} to={`/pipeline-runs/${r.id}`} title={`${r.state} · ${ago(toMs(r.created_at))}`} className="run-chip">
+                        {r.number != null && <span className="muted small">#{r.number} </span>}
+                        <StateBadge state={r.state} tone={STATE_TONE[r.state]} />
+                      </Link>
+                    ))}
+                    {(runs[p.name] ?? []).length === 0 && <span className="muted">never run</span>}
+                  </div>
+                </td>
+                <td className="muted">{ago(toMs(p.updated_at))}</td>
+                <td>
+                  <div className="actions">
+                    <button onClick={() => setRunFor(p.name)} data-testid={`run-${p.name}`}>Run</button>
+                    <button onClick={() => navigate(`/pipelines/${encodeURIComponent(p.name)}`)}>Edit</button>
+                    {confirm === p.name ? (
+                      <>
+                        <button className="danger" onClick={() => remove(p.name)}>Yes, delete</button>
+                        <button onClick={() => setConfirm(undefined)}>Keep</button>
+                      </>
+                    ) : (
+                      <button className="danger" onClick={() => setConfirm(p.name)}>Delete</button>
+                    )}
+                  </div>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {runFor && (
+        <RunDialog api={api} pipeline={runFor} onClose={() => setRunFor(undefined)} onStarted={(r) => navigate(`/pipeline-runs/${r.id}`)} />
+      )}
+    </div>
+  );
+}

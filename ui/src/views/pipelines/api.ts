@@ -1,0 +1,163 @@
+// Every call the pipeline views make to the daemon, in one place (the routes are young; their
+// shapes are read tolerantly). The token and error handling are the app's own `Api`'s.
+import { Api, ApiError } from "../../api/client";
+import type { ErrorCode } from "../../api/types";
+
+export type PipelineSummary = {
+  name: string;
+  description?: string | null;
+  steps?: number | string[] | null;
+  updated_at?: string | number | null;
+  triggers?: unknown[] | null;
+};
+
+export type Layout = { nodes: Record<string, { x: number; y: number }> };
+
+export type Pipeline = { name: string; yaml: string; layout?: Layout | null; updated_at?: string | number | null };
+
+export type PipelineProblem = {
+  message: string;
+  line?: number | null;
+  column?: number | null;
+  path?: string | null;
+  step?: string | null;
+  edge?: [string, string] | null;
+};
+
+export type Validation = {
+  valid: boolean;
+  errors: PipelineProblem[];
+  steps?: { name: string; needs?: string[]; uses?: string | null; kind?: string }[];
+};
+
+export type ComponentPort = { type?: string; default?: unknown; description?: string; path?: string };
+
+export type Component = {
+  name: string;
+  description?: string | null;
+  source?: "builtin" | "user" | string;
+  inputs?: Record<string, ComponentPort> | null;
+  outputs?: Record<string, ComponentPort> | null;
+  error?: string | null;
+};
+
+export type RunState = "queued" | "running" | "succeeded" | "failed" | "canceled";
+export type StepState = "pending" | "waiting" | "queued" | "running" | "succeeded" | "failed" | "skipped" | "cached" | "canceled";
+
+export type StepRun = {
+  name: string;
+  state: StepState;
+  job?: { id: string; number?: number } | null;
+  items?: { state?: StepState | string; job?: { id: string; number?: number } | null }[] | null;
+  started_at?: string | number | null;
+  finished_at?: string | number | null;
+  outputs?: Record<string, unknown> | null;
+  reason?: string | null;
+};
+
+export type PipelineRun = {
+  id: string;
+  number?: number;
+  pipeline: string;
+  state: RunState;
+  params?: Record<string, unknown> | null;
+  trigger?: { kind?: string; [k: string]: unknown } | null;
+  created_at?: string | number | null;
+  started_at?: string | number | null;
+  finished_at?: string | number | null;
+  reason?: string | null;
+  steps?: StepRun[] | null;
+  /** The YAML the run was made from, when the daemon gives it. */
+  yaml?: string | null;
+};
+
+/** A refused save: the daemon's problems with the YAML, when it names them. */
+export class PipelineError extends ApiError {
+  readonly problems: PipelineProblem[];
+  constructor(code: string, message: string, status: number, problems: PipelineProblem[]) {
+    super(code as ErrorCode, message, status);
+    this.problems = problems;
+  }
+}
+
+async function call<T>(api: Api, method: string, path: string, body?: unknown): Promise<T> {
+  let resp: Response;
+  try {
+    resp = await fetch(api.base + path, {
+      method,
+      headers: api.headers(body === undefined ? {} : { "Content-Type": "application/json" }),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError("NETWORK", `the daemon does not answer (${(e as Error).message})`, 0);
+  }
+  const text = await resp.text();
+  if (!resp.ok) {
+    let parsed: { code?: string; message?: string; details?: { errors?: PipelineProblem[] } } | undefined;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not the daemon's error shape */
+    }
+    if (parsed?.code && parsed.message) {
+      throw new PipelineError(parsed.code, parsed.message, resp.status, parsed.details?.errors ?? []);
+    }
+    if (resp.status === 404 || resp.status === 405) {
+      throw new ApiError("NOT_FOUND", `this daemon has no pipelines yet (${method} ${path} answered ${resp.status}); update Petri`, resp.status);
+    }
+    throw new ApiError("INTERNAL", `${resp.status}: ${text.slice(0, 200)}`, resp.status);
+  }
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+const enc = encodeURIComponent;
+
+export const pipelines = {
+  list: (api: Api) => call<PipelineSummary[]>(api, "GET", "/api/v1/pipelines"),
+  get: (api: Api, name: string) => call<Pipeline>(api, "GET", `/api/v1/pipelines/${enc(name)}`),
+  save: (api: Api, name: string, yaml: string, layout: Layout | null) =>
+    call<Pipeline>(api, "PUT", `/api/v1/pipelines/${enc(name)}`, { yaml, layout }),
+  remove: (api: Api, name: string) => call<unknown>(api, "DELETE", `/api/v1/pipelines/${enc(name)}`),
+  validate: (api: Api, yaml: string) => call<Validation>(api, "POST", "/api/v1/pipelines/validate", { yaml }),
+  schema: (api: Api) => call<JsonSchema>(api, "GET", "/api/v1/pipelines/schema"),
+  components: (api: Api) => call<Component[]>(api, "GET", "/api/v1/components"),
+  run: (api: Api, pipeline: string, params: Record<string, unknown>, cache = true) =>
+    call<PipelineRun>(api, "POST", "/api/v1/pipeline-runs", { pipeline, params, cache }),
+  runs: (api: Api, pipeline: string, limit = 50) =>
+    call<PipelineRun[]>(api, "GET", `/api/v1/pipeline-runs?pipeline=${enc(pipeline)}&limit=${limit}`),
+  runById: (api: Api, id: string) => call<PipelineRun>(api, "GET", `/api/v1/pipeline-runs/${enc(id)}`),
+  retry: (api: Api, id: string, from?: string) =>
+    call<PipelineRun>(api, "POST", `/api/v1/pipeline-runs/${enc(id)}/retry`, from ? { from } : {}),
+  cancel: (api: Api, id: string) => call<PipelineRun>(api, "POST", `/api/v1/pipeline-runs/${enc(id)}/cancel`),
+};
+
+/** A JSON Schema, as far as the forms read it. */
+export type JsonSchema = {
+  $ref?: string;
+  $defs?: Record<string, JsonSchema>;
+  definitions?: Record<string, JsonSchema>;
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  additionalProperties?: boolean | JsonSchema;
+  items?: JsonSchema | JsonSchema[];
+  enum?: unknown[];
+  const?: unknown;
+  oneOf?: JsonSchema[];
+  anyOf?: JsonSchema[];
+  allOf?: JsonSchema[];
+  description?: string;
+  title?: string;
+  default?: unknown;
+  required?: string[];
+  minimum?: number;
+  maximum?: number;
+  format?: string;
+};
+
+/** Times arrive as RFC 3339 text or milliseconds; answers milliseconds. */
+export function toMs(t: string | number | null | undefined): number | undefined {
+  if (t == null) return undefined;
+  if (typeof t === "number") return t < 1e12 ? t * 1000 : t;
+  const ms = Date.parse(t);
+  return Number.isFinite(ms) ? ms : undefined;
+}
