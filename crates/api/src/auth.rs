@@ -31,10 +31,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// What a request does, by its method and path: reading is `read`, API tokens are `admin`,
-/// the tracking API is `track`, every other change is `submit`.
+/// What a request does, by its method and path: reading is `read`, API tokens and garbage
+/// collection are `admin`, the tracking API is `track`, every other change is `submit`.
 pub(crate) fn action_of(method: &Method, path: &str) -> Action {
-    if path.starts_with("/api/v1/tokens") {
+    if path.starts_with("/api/v1/tokens") || path == "/api/v1/gc" {
         Action::Admin
     } else if path.starts_with("/api/2.0/mlflow") || path.starts_with("/api/3.0/mlflow") {
         Action::Track
@@ -111,5 +111,14 @@ mod tests {
             Action::Admin
         );
         assert_eq!(action_of(&Method::GET, "/metrics"), Action::Read);
+        assert_eq!(action_of(&Method::POST, "/api/v1/gc"), Action::Admin);
+        assert_eq!(
+            action_of(&Method::GET, "/api/v1/artifacts/usage"),
+            Action::Read
+        );
+        assert_eq!(
+            action_of(&Method::GET, "/api/v1/artifacts/sha256:00"),
+            Action::Read
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! crate that knows axum. Handlers parse, call a [`Daemon`] service, and map errors through one
 //! table.
 
+mod artifacts;
 mod auth;
 mod error;
 mod events;
@@ -72,6 +73,9 @@ fn api_router(state: AppState) -> Router {
         .route("/notebooks/{name}/open", post(notebooks::open))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{token}", axum::routing::delete(tokens::revoke))
+        .route("/gc", post(artifacts::gc))
+        .route("/artifacts/usage", get(artifacts::usage))
+        .route("/artifacts/{digest}", get(artifacts::get))
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)

@@ -78,6 +78,8 @@ pub enum Command {
     Image(commands::image::ImageArgs),
     /// API tokens: create (with scopes and an expiry), list, revoke.
     Token(commands::token::TokenArgs),
+    /// Collect the artifact store's garbage now: what nothing holds, old cache entries.
+    Gc(commands::gc::GcArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -112,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Top(a)) => commands::top::run(&client, a).await,
         Some(Command::Token(a)) => commands::token::run(&client, a).await,
         Some(Command::Gpus(a)) => commands::gpus::run(&client, a).await,
+        Some(Command::Gc(a)) => commands::gc::run(&client, a).await,
         Some(Command::Completions(a)) => {
             print_completions(a.shell);
             Ok(())

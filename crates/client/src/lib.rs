@@ -300,6 +300,33 @@ impl Client {
         .await
     }
 
+    /// Collects the artifact store's garbage (admin); with `dry_run`, only says what would go.
+    pub async fn gc(&self, dry_run: bool) -> Result<petri_domain::artifact::GcReport> {
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/gc")
+                .json(&petri_domain::artifact::GcRequest { dry_run }),
+        )
+        .await
+    }
+    /// How much the artifact store holds.
+    pub async fn artifact_usage(&self) -> Result<petri_domain::artifact::ArtifactUsage> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/artifacts/usage"))
+            .await
+    }
+    /// A file artifact's bytes (checked by the daemon before it sends them).
+    pub async fn artifact_bytes(&self, digest: &str) -> Result<Vec<u8>> {
+        let resp = self
+            .send(self.request(
+                reqwest::Method::GET,
+                &format!("/api/v1/artifacts/{}", enc(digest)),
+            ))
+            .await?;
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| self.transport(e))
+    }
+
     pub async fn gpus(&self) -> Result<petri_domain::GpuReport> {
         self.json(self.request(reqwest::Method::GET, "/api/v1/gpus"))
             .await

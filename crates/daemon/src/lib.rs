@@ -11,16 +11,18 @@ use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
 use petri_accounts::Accounts;
+use petri_artifacts::{ArtifactStore, Artifacts};
 use petri_domain::{ErrorBody, ErrorCode, Executors, OriginKind};
 use petri_notebooks::Notebooks;
 use petri_queue::{LaunchHooks, Queue, QueueError};
 use petri_store::{ReadPool, Store};
 
 pub use petri_accounts as accounts;
+pub use petri_artifacts as artifacts;
 pub use petri_domain::{Event, JobChange, ListQuery, Status};
 pub use petri_notebooks::{JUPYTER_PORT, Upstream};
 pub use petri_queue::{Home, LogChunk, Submitter};
-pub use settings::{GpuSettings, QueueSettings, Settings, SettingsError};
+pub use settings::{ArtifactSettings, GpuSettings, QueueSettings, Settings, SettingsError};
 
 /// Why the daemon did not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,8 @@ pub enum DaemonError {
     Store(#[from] petri_store::StoreError),
     #[error(transparent)]
     Accounts(#[from] petri_accounts::AccountsError),
+    #[error(transparent)]
+    Artifacts(#[from] petri_artifacts::ArtifactError),
     #[error("{0}")]
     Io(String),
 }
@@ -40,6 +44,7 @@ impl From<DaemonError> for ErrorBody {
         match e {
             DaemonError::Queue(q) => q.into(),
             DaemonError::Accounts(a) => a.into(),
+            DaemonError::Artifacts(a) => a.into(),
             other => ErrorBody::new(ErrorCode::Internal, other.to_string()),
         }
     }
@@ -57,6 +62,7 @@ struct Inner {
     queue: Queue,
     notebooks: Notebooks,
     accounts: Accounts,
+    artifacts: Artifacts,
     docker: Arc<petri_runtime::DockerExecutor>,
     _lock: Flock<File>,
 }
@@ -83,6 +89,12 @@ impl Daemon {
         let store = Store::open(&home.db())?;
         let reads = ReadPool::open(&home.db(), READERS)?;
         let accounts = Accounts::open(home.root(), Store::open(&home.db())?, reads.clone())?;
+        let artifacts = Artifacts::new(
+            ArtifactStore::open(&home.root().join("artifacts"))?,
+            Store::open(&home.db())?,
+            reads.clone(),
+            settings.artifacts.policy(),
+        );
 
         let docker = Arc::new(
             petri_runtime::DockerExecutor::new(
@@ -121,16 +133,23 @@ impl Daemon {
             keys,
             settings.notebooks.clone(),
         );
-        Ok(Daemon {
-            inner: Arc::new(Inner {
-                settings,
-                queue,
-                notebooks,
-                accounts,
-                docker,
-                _lock: lock,
-            }),
-        })
+        let gc_every = settings.artifacts.gc_every.as_duration();
+        let inner = Arc::new(Inner {
+            settings,
+            queue,
+            notebooks,
+            accounts,
+            artifacts,
+            docker,
+            _lock: lock,
+        });
+        petri_queue::service::Services::every(gc_every, Arc::downgrade(&inner), |inner| {
+            let artifacts = inner.artifacts.clone();
+            // The round must not keep the daemon alive.
+            drop(inner);
+            collect_garbage(artifacts)
+        });
+        Ok(Daemon { inner })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -148,6 +167,10 @@ impl Daemon {
     pub fn accounts(&self) -> &Accounts {
         &self.inner.accounts
     }
+    /// The artifact store: blobs by content, who holds them, garbage collection.
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.inner.artifacts
+    }
 
     /// The images the Docker engine has.
     pub async fn images(&self) -> Result<Vec<petri_domain::Image>, QueueError> {
@@ -161,6 +184,17 @@ impl Daemon {
     /// Stops the engine (running jobs keep running and are re-adopted by the next daemon).
     pub async fn shutdown(&self) {
         self.inner.queue.shutdown().await;
+    }
+}
+
+/// One periodic garbage collection of the artifact store, by the settings' policy, off the async
+/// threads.
+async fn collect_garbage(artifacts: Artifacts) {
+    let policy = artifacts.policy().clone();
+    match tokio::task::spawn_blocking(move || artifacts.gc(&policy, false)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the periodic artifact garbage collection failed"),
+        Err(e) => tracing::warn!(error = %e, "the periodic artifact garbage collection panicked"),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+pub use petri_artifacts::ArtifactSettings;
 use petri_domain::{ByteSize, Millis};
 pub use petri_notebooks::NotebookSettings;
 pub use petri_queue::{CapacitySettings, DockerSettings, GpuSettings, QueueConfig, QueueSettings};
@@ -35,6 +36,9 @@ pub struct Settings {
     pub docker: DockerSettings,
     /// Jupyter notebooks.
     pub notebooks: NotebookSettings,
+    /// The artifact store (`PETRI_HOME/artifacts`): its size, how long cache entries live, how
+    /// often garbage is collected.
+    pub artifacts: ArtifactSettings,
     /// The desktop app.
     pub desktop: DesktopSettings,
 }
@@ -65,6 +69,7 @@ impl Default for Settings {
             gpu: GpuSettings::default(),
             docker: DockerSettings::default(),
             notebooks: NotebookSettings::default(),
+            artifacts: ArtifactSettings::default(),
             desktop: DesktopSettings::default(),
         }
     }
@@ -86,6 +91,7 @@ const DAEMON_KEYS: &[&str] = &[
     "gpu",
     "docker",
     "notebooks",
+    "artifacts",
     "desktop",
 ];
 
@@ -177,7 +183,8 @@ mod tests {
             let home = jail.directory().to_path_buf();
             jail.create_file(
                 "petri.toml",
-                "kill_grace = \"3s\"\n[queues.gpu]\nconcurrency = 2\n",
+                "kill_grace = \"3s\"\n[queues.gpu]\nconcurrency = 2\n\
+                 [artifacts]\nmax_size = \"5GiB\"\nmax_age = \"30d\"\n",
             )?;
             jail.set_env("PETRI_CAPACITY__CPUS", "6");
             jail.set_env("PETRI_SERVER", "http://elsewhere");
@@ -185,6 +192,9 @@ mod tests {
             assert_eq!(s.kill_grace.0, 3000);
             assert_eq!(s.queues["gpu"].concurrency, Some(2));
             assert_eq!(s.queue_config().capacity().cpu_millis, 6000);
+            assert_eq!(s.artifacts.max_size.0, 5 << 30);
+            assert_eq!(s.artifacts.policy().max_age_ms, 30 * 86_400_000);
+            assert_eq!(s.artifacts.gc_every, ArtifactSettings::default().gc_every);
             jail.create_file("petri.toml", "kill_grase = \"3s\"\n")?;
             let err = Settings::load_from(home, Env::prefixed("PETRI_")).unwrap_err();
             assert!(err.to_string().contains("kill_grase"), "{err}");

@@ -4,6 +4,38 @@
  */
 
 export interface paths {
+    "/api/v1/artifacts/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["artifact_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/artifacts/{digest}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["artifact_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events": {
         parameters: {
             query?: never;
@@ -14,6 +46,22 @@ export interface paths {
         get: operations["stream"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gc": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["gc"];
         delete?: never;
         options?: never;
         head?: never;
@@ -328,11 +376,39 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description How much the artifact store holds, from its records. */
+        ArtifactUsage: {
+            /**
+             * Format: int64
+             * @description Bytes the store may hold before cache entries are dropped (`artifacts.max_size`).
+             */
+            max_size: number;
+            /** @description Blobs something refers to (a pipeline output, a cache entry, a model, a folder). */
+            referenced: components["schemas"]["BlobCount"];
+            /**
+             * @description Blobs nothing refers to: the next garbage collection removes them once the grace
+             *     period has passed.
+             */
+            unreferenced: components["schemas"]["BlobCount"];
+        };
+        /** @description A number of blobs and their bytes. */
+        BlobCount: {
+            /** Format: int64 */
+            bytes: number;
+            /** Format: int64 */
+            count: number;
+        };
         /**
          * @description A number of bytes. Parses "4GiB", "512MiB", "2G" (decimal) or a plain integer of bytes.
          * @example 4GiB
          */
         ByteSize: string;
+        /**
+         * @description A content digest, `sha256:` and 64 lower-case hex digits. Nothing else parses, so a digest is
+         *     always safe to use as a file name (no `/`, no `..`).
+         * @example sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824
+         */
+        Digest: string;
         /** @description The JSON body of every error response: `{code, message, details}`. */
         ErrorBody: {
             code: components["schemas"]["ErrorCode"];
@@ -346,7 +422,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -364,6 +440,29 @@ export interface components {
             /** @enum {string} */
             type: "gpus_sampled";
         });
+        /** @description What a garbage collection removed (or, in a dry run, would remove). */
+        GcReport: {
+            /**
+             * @description Cache entries (`cache:` holders) dropped: unused for longer than `artifacts.max_age`, or
+             *     the oldest-used ones while the store was over `artifacts.max_size`.
+             */
+            dropped_holders: string[];
+            dry_run: boolean;
+            /**
+             * Format: int64
+             * @description The bytes they held.
+             */
+            freed_bytes: number;
+            /** @description What the store holds afterwards (in a dry run: would hold). */
+            kept: components["schemas"]["BlobCount"];
+            /** @description The blobs removed, with their sizes. */
+            removed: components["schemas"]["RemovedBlob"][];
+        };
+        /** @description What `POST /api/v1/gc` asks for. */
+        GcRequest: {
+            /** @description Only say what would be removed; change nothing. */
+            dry_run?: boolean;
+        };
         /** @description GPU figures over time (oldest first), sampled every `gpu.sample_every`. */
         GpuHistory: {
             points: components["schemas"]["GpuPoint"][];
@@ -590,6 +689,30 @@ export interface components {
          */
         JobState: "queued" | "held" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
         /**
+         * @description A folder as stored: its files (sorted by path, `/`-separated, relative), each by digest, and
+         *     its empty folders. A folder's digest is the digest of this manifest's JSON, so the same files
+         *     give the same digest whatever their times.
+         */
+        Manifest: {
+            /** @description Folders with nothing inside, so the tree comes back as it was. */
+            empty_dirs?: string[];
+            files: components["schemas"]["ManifestFile"][];
+            /**
+             * Format: int32
+             * @description The format's version (1); it also marks the blob as a manifest.
+             */
+            petri_manifest: number;
+        };
+        /** @description One file of a stored folder. */
+        ManifestFile: {
+            digest: components["schemas"]["Digest"];
+            executable: boolean;
+            /** @description Relative, `/`-separated. */
+            path: string;
+            /** Format: int64 */
+            size: number;
+        };
+        /**
          * @description A duration written like "30s", "5m", "2h 30m"; stored and compared in milliseconds.
          * @example 30s
          */
@@ -758,6 +881,12 @@ export interface components {
             kind: "gpu_kept";
             max_timeout?: null | components["schemas"]["Millis"];
         };
+        /** @description One blob a garbage collection removed. */
+        RemovedBlob: {
+            digest: components["schemas"]["Digest"];
+            /** Format: int64 */
+            size: number;
+        };
         /** @description What a job reserves while it runs. */
         Resources: {
             /**
@@ -871,6 +1000,95 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    artifact_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description blobs and bytes in the artifact store, held and not */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArtifactUsage"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    artifact_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `sha256:` and 64 lower-case hex digits */
+                digest: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a file's bytes, checked against the digest before they are sent; a folder's manifest as JSON */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Manifest"];
+                    "application/octet-stream": unknown;
+                };
+            };
+            /** @description INVALID_DIGEST */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description ARTIFACT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description ARTIFACT_CORRUPT: the stored copy no longer matches its digest; nothing was sent */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     stream: {
         parameters: {
             query?: never;
@@ -891,6 +1109,57 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    gc: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GcRequest"];
+            };
+        };
+        responses: {
+            /** @description what was removed (with `dry_run`: what would be), and what is kept */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GcReport"];
+                };
+            };
+            /** @description MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the caller lacks the admin scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,5 +1,6 @@
 pub mod act;
 pub mod completions;
+pub mod gc;
 pub mod gpus;
 pub mod image;
 pub mod logs;
