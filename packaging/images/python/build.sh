@@ -2,7 +2,8 @@
 # Builds Petri's default Python + Jupyter image from Debian packages and PyPI alone: no image
 # registry is needed. A minimal Debian root filesystem (mmdebstrap), python3 and tini from Debian,
 # JupyterLab (with jupyter_server) and ipykernel from PyPI (installed with uv into /opt/venv), a non-root user,
-# imported with `docker import`.
+# imported with `docker import`. The built-in pipeline components (components/) run in this image on
+# pandas, scikit-learn, numpy, DuckDB, pyarrow and safetensors, also from PyPI.
 #
 # Usage: build.sh [--if-changed] [IMAGE]      (IMAGE defaults to petri/python:3.11)
 #
@@ -15,7 +16,7 @@ if_changed=""
 if [ "${1:-}" = "--if-changed" ]; then if_changed=1; shift; fi
 image="${1:-petri/python:3.11}"
 suite="${PETRI_IMAGE_SUITE:-bookworm}"
-packages="jupyterlab ipykernel"
+packages="jupyterlab ipykernel pandas scikit-learn numpy duckdb pyarrow safetensors"
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
