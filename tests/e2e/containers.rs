@@ -9,7 +9,7 @@ use crate::helpers::{Server, petri, petri_cmd, wait_until};
 use crate::{jobs, jobs_one, parse};
 
 /// The image the tests run, or `None` after a loud message (a failure under `CI=true`).
-fn image() -> Option<String> {
+pub(crate) fn image() -> Option<String> {
     let image = std::env::var("PETRI_TEST_IMAGE").unwrap_or_else(|_| "petri/python:3.11".into());
     let ok = std::process::Command::new("docker")
         .args(["image", "inspect", &image])

@@ -3,6 +3,7 @@
 
 mod containers;
 mod helpers;
+mod secrets;
 
 use std::collections::HashMap;
 use std::time::Duration;

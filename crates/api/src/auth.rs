@@ -38,6 +38,14 @@ pub(crate) fn action_of(method: &Method, path: &str) -> Action {
         Action::Admin
     } else if path.starts_with("/api/2.0/mlflow") || path.starts_with("/api/3.0/mlflow") {
         Action::Track
+    } else if path.starts_with("/api/v1/secrets") {
+        // A listing holds names, never a value; setting or removing a secret is as much as
+        // running a job with it.
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            Action::Read
+        } else {
+            Action::Submit
+        }
     } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         Action::Read
     } else {
@@ -111,6 +119,17 @@ mod tests {
             Action::Admin
         );
         assert_eq!(action_of(&Method::GET, "/metrics"), Action::Read);
+        // Secrets: listed with `read` (names only), set and removed with `submit` (a job may
+        // run with them).
+        assert_eq!(action_of(&Method::GET, "/api/v1/secrets"), Action::Read);
+        assert_eq!(
+            action_of(&Method::PUT, "/api/v1/secrets/HF_TOKEN"),
+            Action::Submit
+        );
+        assert_eq!(
+            action_of(&Method::DELETE, "/api/v1/secrets/HF_TOKEN"),
+            Action::Submit
+        );
         assert_eq!(action_of(&Method::POST, "/api/v1/gc"), Action::Admin);
         assert_eq!(
             action_of(&Method::GET, "/api/v1/artifacts/usage"),

@@ -11,7 +11,9 @@ mod events;
 mod jobs;
 mod notebooks;
 mod openapi;
+mod pipelines;
 mod proxy;
+mod secrets;
 mod system;
 mod tokens;
 
@@ -73,9 +75,29 @@ fn api_router(state: AppState) -> Router {
         .route("/notebooks/{name}/open", post(notebooks::open))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{token}", axum::routing::delete(tokens::revoke))
+        .route("/secrets", get(secrets::list))
+        .route(
+            "/secrets/{name}",
+            axum::routing::put(secrets::put).delete(secrets::remove),
+        )
         .route("/gc", post(artifacts::gc))
         .route("/artifacts/usage", get(artifacts::usage))
         .route("/artifacts/{digest}", get(artifacts::get))
+        .route("/pipelines", get(pipelines::list))
+        .route("/pipelines/validate", post(pipelines::validate))
+        .route("/pipelines/schema", get(pipelines::schema))
+        .route(
+            "/pipelines/{name}",
+            get(pipelines::show)
+                .put(pipelines::save)
+                .delete(pipelines::remove),
+        )
+        .route("/pipelines/{name}/backfill", post(pipelines::backfill))
+        .route("/components", get(pipelines::components))
+        .route("/pipeline-runs", post(pipelines::run).get(pipelines::runs))
+        .route("/pipeline-runs/{id}", get(pipelines::show_run))
+        .route("/pipeline-runs/{id}/cancel", post(pipelines::cancel))
+        .route("/pipeline-runs/{id}/retry", post(pipelines::retry))
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)

@@ -438,6 +438,7 @@ async fn events_and_followed_logs_arrive_live() {
             }
             Event::NotebookChanged(n) => panic!("no notebook was started: {n:?}"),
             Event::GpusSampled(_) => panic!("this daemon has no GPUs to sample"),
+            Event::PipelineRunChanged(r) => panic!("no pipeline was run: {r:?}"),
         }
     }
     assert_eq!(

@@ -78,8 +78,12 @@ pub enum Command {
     Image(commands::image::ImageArgs),
     /// API tokens: create (with scopes and an expiry), list, revoke.
     Token(commands::token::TokenArgs),
+    /// Secrets jobs receive at launch (API keys, config files): set, list, remove.
+    Secret(commands::secret::SecretArgs),
     /// Collect the artifact store's garbage now: what nothing holds, old cache entries.
     Gc(commands::gc::GcArgs),
+    /// Pipelines: validate, run, show, retry, cancel, backfill, save; the components.
+    Pipeline(commands::pipeline::PipelineArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -113,8 +117,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Top(a)) => commands::top::run(&client, a).await,
         Some(Command::Token(a)) => commands::token::run(&client, a).await,
+        Some(Command::Secret(a)) => commands::secret::run(&client, a).await,
         Some(Command::Gpus(a)) => commands::gpus::run(&client, a).await,
         Some(Command::Gc(a)) => commands::gc::run(&client, a).await,
+        Some(Command::Pipeline(a)) => commands::pipeline::run(&client, a).await,
         Some(Command::Completions(a)) => {
             print_completions(a.shell);
             Ok(())

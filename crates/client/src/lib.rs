@@ -7,11 +7,17 @@
 use std::path::{Path, PathBuf};
 
 use futures_util::{Stream, StreamExt};
-use petri_domain::{ErrorBody, ErrorCode, Event, Job, JobSpec, ListQuery, Status};
+use petri_domain::{
+    ErrorBody, ErrorCode, Event, Job, JobSpec, ListQuery, SecretInfo, SecretKind, SecretRequest,
+    Status,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
+
+/// HTTP methods, for [`Client::call`].
+pub use reqwest::Method;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -161,6 +167,20 @@ impl Client {
         resp.json::<T>()
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Any route, JSON in and out (for areas whose types live in their capability crates).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut rb = self.request(method, path);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        self.json(rb).await
     }
 
     pub async fn health(&self) -> Result<()> {
@@ -325,6 +345,53 @@ impl Client {
             .await
             .map(|b| b.to_vec())
             .map_err(|e| self.transport(e))
+    }
+
+    /// The caller's secrets (every one for an admin): names and metadata, never a value.
+    pub async fn secrets(&self) -> Result<Vec<SecretInfo>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/secrets"))
+            .await
+    }
+    /// Sets (or replaces) a value secret: the text a job gets in an environment variable.
+    pub async fn secret_set_value(&self, name: &str, value: &str) -> Result<SecretInfo> {
+        self.secret_put(
+            name,
+            &SecretRequest {
+                value: value.to_string(),
+                kind: SecretKind::Value,
+            },
+        )
+        .await
+    }
+    /// Sets (or replaces) a file secret: bytes a job gets as a private file.
+    pub async fn secret_set_file(&self, name: &str, bytes: &[u8]) -> Result<SecretInfo> {
+        use base64::Engine as _;
+        self.secret_put(
+            name,
+            &SecretRequest {
+                value: base64::engine::general_purpose::STANDARD.encode(bytes),
+                kind: SecretKind::File,
+            },
+        )
+        .await
+    }
+    async fn secret_put(&self, name: &str, req: &SecretRequest) -> Result<SecretInfo> {
+        self.json(
+            self.request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/secrets/{}", enc(name)),
+            )
+            .json(req),
+        )
+        .await
+    }
+    /// Removes a secret.
+    pub async fn secret_remove(&self, name: &str) -> Result<SecretInfo> {
+        self.json(self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/secrets/{}", enc(name)),
+        ))
+        .await
     }
 
     pub async fn gpus(&self) -> Result<petri_domain::GpuReport> {

@@ -2,7 +2,8 @@
 //! builds the table of executors by target (`local`, `docker`), starts the queue with the launch
 //! hooks of the capabilities, and hands out one handle per capability. It knows no HTTP
 //! (`petri-api` puts its routes in front) and holds no capability logic: that lives in the
-//! capability crates (`queue`, `notebooks`, `accounts`), which never depend on this one.
+//! capability crates (`queue`, `notebooks`, `accounts`, `artifacts`), which never depend on this
+//! one.
 
 mod settings;
 
@@ -15,13 +16,16 @@ use petri_artifacts::{ArtifactStore, Artifacts};
 use petri_domain::{ErrorBody, ErrorCode, Executors, OriginKind};
 use petri_notebooks::Notebooks;
 use petri_queue::{LaunchHooks, Queue, QueueError};
+use petri_secrets::Secrets;
 use petri_store::{ReadPool, Store};
 
 pub use petri_accounts as accounts;
 pub use petri_artifacts as artifacts;
 pub use petri_domain::{Event, JobChange, ListQuery, Status};
 pub use petri_notebooks::{JUPYTER_PORT, Upstream};
+pub use petri_pipeline as pipeline;
 pub use petri_queue::{Home, LogChunk, Submitter};
+pub use petri_secrets as secrets;
 pub use settings::{ArtifactSettings, GpuSettings, QueueSettings, Settings, SettingsError};
 
 /// Why the daemon did not start.
@@ -62,7 +66,9 @@ struct Inner {
     queue: Queue,
     notebooks: Notebooks,
     accounts: Accounts,
+    secrets: Secrets,
     artifacts: Artifacts,
+    pipelines: petri_pipeline::Pipelines,
     docker: Arc<petri_runtime::DockerExecutor>,
     _lock: Flock<File>,
 }
@@ -125,8 +131,31 @@ impl Daemon {
             OriginKind::Notebook,
             petri_notebooks::launch_hook(keys.clone()),
         );
+        // Every job's secrets, whatever made it: checked at submit, given at launch, masked.
+        let secrets = Secrets::open(home.root())
+            .map_err(|e| DaemonError::Io(format!("opening the secrets: {e}")))?;
+        hooks.register_admission(secrets.admission_hook());
+        hooks.register_every(secrets.attempt_hook());
+
+        hooks.register(
+            OriginKind::PipelineStep,
+            petri_pipeline::launch_hook(home.clone()),
+        );
 
         let queue = Queue::start(config, store, reads, executors, hooks)?;
+        let pipelines = petri_pipeline::Pipelines::start(
+            queue.clone(),
+            Store::open(&home.db())?,
+            artifacts.clone(),
+            petri_pipeline::PipelineConfig {
+                root: home.root().join("pipelines"),
+                components: settings
+                    .pipeline
+                    .components
+                    .clone()
+                    .unwrap_or_else(|| home.root().join("components")),
+            },
+        )?;
         let notebooks = Notebooks::new(
             queue.clone(),
             Store::open(&home.db())?,
@@ -139,7 +168,9 @@ impl Daemon {
             queue,
             notebooks,
             accounts,
+            secrets,
             artifacts,
+            pipelines,
             docker,
             _lock: lock,
         });
@@ -166,6 +197,13 @@ impl Daemon {
     }
     pub fn accounts(&self) -> &Accounts {
         &self.inner.accounts
+    }
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+    /// Pipelines: saved pipelines, runs, components, triggers.
+    pub fn pipelines(&self) -> &petri_pipeline::Pipelines {
+        &self.inner.pipelines
     }
     /// The artifact store: blobs by content, who holds them, garbage collection.
     pub fn artifacts(&self) -> &Artifacts {

@@ -39,6 +39,8 @@ pub struct Settings {
     /// The artifact store (`PETRI_HOME/artifacts`): its size, how long cache entries live, how
     /// often garbage is collected.
     pub artifacts: ArtifactSettings,
+    /// Pipelines.
+    pub pipeline: PipelineSettings,
     /// The desktop app.
     pub desktop: DesktopSettings,
 }
@@ -70,6 +72,7 @@ impl Default for Settings {
             docker: DockerSettings::default(),
             notebooks: NotebookSettings::default(),
             artifacts: ArtifactSettings::default(),
+            pipeline: PipelineSettings::default(),
             desktop: DesktopSettings::default(),
         }
     }
@@ -92,6 +95,7 @@ const DAEMON_KEYS: &[&str] = &[
     "docker",
     "notebooks",
     "artifacts",
+    "pipeline",
     "desktop",
 ];
 
@@ -201,4 +205,13 @@ mod tests {
             Ok(())
         });
     }
+}
+
+/// `[pipeline]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// The folder of your own components (each a folder with a `component.yaml`); default
+    /// `PETRI_HOME/components`.
+    pub components: Option<std::path::PathBuf>,
 }

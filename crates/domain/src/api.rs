@@ -32,6 +32,17 @@ pub enum Event {
     NotebookChanged(NotebookChange),
     /// The GPUs were sampled (every `gpu.sample_every`, while NVML works): GPU views refresh.
     GpusSampled(GpusSampled),
+    /// A pipeline run was created, or it or one of its steps changed state.
+    PipelineRunChanged(PipelineRunChange),
+}
+
+/// A pipeline run changed (its state or a step's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PipelineRunChange {
+    pub id: String,
+    pub number: u64,
+    pub pipeline: String,
+    pub state: String,
 }
 
 /// When the GPUs were last sampled.
@@ -70,6 +81,7 @@ impl Event {
             Event::JobStopping(_) => "job_stopping",
             Event::NotebookChanged(_) => "notebook_changed",
             Event::GpusSampled(_) => "gpus_sampled",
+            Event::PipelineRunChanged(_) => "pipeline_run_changed",
         }
     }
 }

@@ -85,6 +85,10 @@ error_codes! {
     TokenNotFound = "TOKEN_NOT_FOUND", 404;
     /// An API token with this name exists.
     TokenNameTaken = "TOKEN_NAME_TAKEN", 409;
+    /// No secret has this name (`petri secret ls` lists them).
+    SecretNotFound = "SECRET_NOT_FOUND", 404;
+    /// A secret's name or value is not acceptable (a bad name, a value too big, bad base64).
+    InvalidSecret = "INVALID_SECRET", 400;
     /// No artifact has this digest in the store.
     ArtifactNotFound = "ARTIFACT_NOT_FOUND", 404;
     /// A stored artifact no longer matches its digest (its file was changed on disk); it was
@@ -92,6 +96,12 @@ error_codes! {
     ArtifactCorrupt = "ARTIFACT_CORRUPT", 500;
     /// The text is not an artifact digest (`sha256:` and 64 lower-case hex digits).
     InvalidDigest = "INVALID_DIGEST", 400;
+    /// A pipeline spec has errors; `details.errors` lists each with its line and column.
+    InvalidPipeline = "INVALID_PIPELINE", 422;
+    /// No saved pipeline has this name.
+    PipelineNotFound = "PIPELINE_NOT_FOUND", 404;
+    /// No pipeline run has this id or number.
+    PipelineRunNotFound = "PIPELINE_RUN_NOT_FOUND", 404;
 }
 
 /// The JSON body of every error response: `{code, message, details}`.
@@ -135,6 +145,17 @@ pub enum SpecError {
     Invalid { field: String, message: String },
     #[error("unknown target `{0}`: only `local` exists until clusters are added")]
     UnknownTarget(String),
+}
+
+impl SpecError {
+    /// The field the error is about, when it is about one.
+    pub fn field(&self) -> &str {
+        match self {
+            SpecError::Invalid { field, .. } => field,
+            SpecError::UnknownTarget(_) => "target",
+            SpecError::Syntax(_) => "",
+        }
+    }
 }
 
 impl From<SpecError> for ErrorBody {

@@ -25,6 +25,9 @@ pub struct Launch {
     pub status_file: PathBuf,
     /// Run in a container instead of as a local process.
     pub container: Option<ContainerLaunch>,
+    /// Byte strings (secrets) the executor replaces with `***` in the attempt's output before
+    /// it reaches the log. Empty for most jobs, which then pay nothing for masking.
+    pub mask: Vec<Vec<u8>>,
 }
 
 /// What a container attempt needs beyond a process: the image, what to mount, what to publish.
@@ -94,6 +97,7 @@ impl fmt::Debug for Launch {
                 "env",
                 &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             )
+            .field("masked", &self.mask.len())
             .finish()
     }
 }
@@ -180,6 +184,12 @@ pub trait Executor: Send + Sync {
     /// The attempt's status, from its status file and the executor's own view, claiming the
     /// attempt first if it never began.
     fn probe(&self, run: &RunKey, status_file: &Path) -> RunProbe;
+
+    /// What to mask in the output of an attempt started by an earlier daemon (its [`Launch::mask`]
+    /// is gone with that daemon): called after a restart, before the first `probe`, for every
+    /// attempt that has something to mask. An executor whose masking outlives the daemon (the
+    /// local one: its filter is a process of its own) ignores it.
+    fn mask_adopted(&self, _run: &RunKey, _mask: Vec<Vec<u8>>) {}
 
     /// Removes what is left of an attempt whose end is recorded (a container, a remote job's
     /// record). Idempotent, and it does not wait: it must not hold the engine thread.

@@ -8,13 +8,14 @@ pub mod executor;
 pub mod ids;
 pub mod job;
 pub mod notebook;
+pub mod secret;
 pub mod spec;
 pub mod token;
 pub mod units;
 
 pub use api::{
     Event, GpuHistory, GpuHolder, GpuKeptFor, GpuPoint, GpuReport, GpuView, GpusSampled, Image,
-    JobChange, ListQuery, NotebookChange, Status,
+    JobChange, ListQuery, NotebookChange, PipelineRunChange, Status,
 };
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{
@@ -26,5 +27,6 @@ pub use job::{
     Job, JobState, Origin, OriginKind, Pending, PendingReason, Run, RunOutcome, UserName,
 };
 pub use notebook::{Notebook, NotebookLink, NotebookRequest, NotebookState};
-pub use spec::{JobSpec, Mount, Resources, Retries, did_you_mean};
+pub use secret::{SecretInfo, SecretKind, SecretRequest, SecretUse};
+pub use spec::{JobSpec, Mount, Resources, Retries, did_you_mean, suggest};
 pub use units::{ByteSize, Millis};

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SpecError;
+use crate::secret::{SECRET_NAME_RULE, SecretUse, is_secret_name};
 use crate::units::{ByteSize, Millis};
 
 /// One job, as submitted.
@@ -67,6 +68,12 @@ pub struct JobSpec {
     /// Submit the job held: it waits for `petri release`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub hold: bool,
+    /// Secrets the job receives at launch (`petri secret set`), by name: `[HF_TOKEN]`, or
+    /// `[{name: kaggle.json, env: KAGGLE_CONFIG}]`. A value becomes an environment variable, a
+    /// file a private file whose path is in one. The job holds only the names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::secret::SecretUseSchema>)]
+    pub secrets: Vec<SecretUse>,
 }
 
 /// A host folder bound into a container.
@@ -139,11 +146,23 @@ pub struct Retries {
     pub max: u32,
     #[serde(default)]
     pub backoff: Millis,
+    /// Retry only when the job exits with one of these codes (empty: any failure). A timeout
+    /// or a lost process is retried whatever this says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_codes: Vec<i32>,
 }
 
 impl Retries {
     pub fn is_none(&self) -> bool {
-        self.max == 0 && self.backoff.0 == 0
+        self.max == 0 && self.backoff.0 == 0 && self.exit_codes.is_empty()
+    }
+    /// Whether a failure with this exit code (`None`: no code, a timeout or a lost process) is
+    /// retried.
+    pub fn retries_exit(&self, code: Option<i32>) -> bool {
+        match code {
+            Some(c) if !self.exit_codes.is_empty() => self.exit_codes.contains(&c),
+            _ => true,
+        }
     }
     /// Delay before attempt `next_attempt` (2 = the first retry): backoff, doubled per retry, at
     /// most one day.
@@ -398,6 +417,7 @@ impl JobSpec {
                 format!("the sweep makes {count} jobs; at most {MAX_ARRAY_JOBS} in one submission"),
             ));
         }
+        self.validate_secrets()?;
         for o in &self.outputs {
             let p = std::path::Path::new(o);
             if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
@@ -405,6 +425,42 @@ impl JobSpec {
                     "outputs",
                     format!("`{o}` must be a relative path inside the output folder"),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `secrets`: names that can exist, each once, and variables that are names and are not
+    /// also set by `env` (which of the two would win is not for Petri to guess).
+    fn validate_secrets(&self) -> Result<(), SpecError> {
+        let invalid = |message: String| SpecError::Invalid {
+            field: "secrets".into(),
+            message,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.secrets {
+            if !is_secret_name(&s.name) {
+                return Err(invalid(format!(
+                    "`{}` is not a secret name ({SECRET_NAME_RULE})",
+                    s.name
+                )));
+            }
+            if !seen.insert(s.name.as_str()) {
+                return Err(invalid(format!("`{}` is named twice", s.name)));
+            }
+            if let Some(env) = &s.env
+                && !is_env_name(env)
+            {
+                return Err(invalid(format!(
+                    "`{env}` (for `{}`) is not an environment variable name",
+                    s.name
+                )));
+            }
+            let variable = s.env.as_deref().unwrap_or(&s.name);
+            if self.env.contains_key(variable) {
+                return Err(invalid(format!(
+                    "`{variable}` is set by both `env` and `secrets`; drop one"
+                )));
             }
         }
         Ok(())
@@ -520,6 +576,13 @@ fn closest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
         .iter()
         .copied()
         .find(|k| typed.chars().count() >= 3 && k.to_lowercase().starts_with(&typed))
+}
+
+/// The known name an unknown one was probably meant to be, by the same rule as
+/// [`did_you_mean`] (for names outside serde's messages: steps, params, components).
+pub fn suggest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let known: Vec<&str> = known.into_iter().collect();
+    closest(unknown, &known).map(str::to_string)
 }
 
 /// Levenshtein distance: insertions, deletions and substitutions of one character.
@@ -643,11 +706,28 @@ target: local
             "command: [a]\nenv: {'1X': y}",
             "command: [a]\noutputs: [../x]",
             "command: [a]\ntarget: mars",
+            "command: [a]\nsecrets: [../key]",
+            "command: [a]\nsecrets: [A, A]",
+            "command: [a]\nsecrets: [{name: a, env: 'not a name'}]",
+            "command: [a]\nenv: {A: x}\nsecrets: [A]",
         ];
         for text in bad {
             let spec = JobSpec::from_yaml(text).unwrap();
             assert!(spec.validate().is_err(), "{text} should be rejected");
         }
+    }
+
+    #[test]
+    fn secrets_are_named_in_either_form() {
+        let spec = JobSpec::from_yaml(
+            "command: [a]\nsecrets: [HF_TOKEN, {name: kaggle.json, env: KAGGLE_CONFIG}]",
+        )
+        .unwrap();
+        spec.validate().unwrap();
+        assert_eq!(spec.secrets[0], SecretUse::named("HF_TOKEN"));
+        assert_eq!(spec.secrets[1].env.as_deref(), Some("KAGGLE_CONFIG"));
+        let err = JobSpec::from_yaml("command: [a]\nsecret: [X]").unwrap_err();
+        assert!(err.to_string().contains("did you mean `secrets`"), "{err}");
     }
 
     #[test]
@@ -666,6 +746,7 @@ target: local
         let r = Retries {
             max: 3,
             backoff: Millis(1000),
+            exit_codes: Vec::new(),
         };
         assert_eq!(r.delay_before(2).0, 1000);
         assert_eq!(r.delay_before(3).0, 2000);

@@ -312,20 +312,7 @@ impl Queue {
     /// each spec is validated once, and checked against this machine (capacity, GPUs, workdir,
     /// mounts) and its target's executor (a container's image is looked up in the engine).
     pub async fn submit(&self, specs: Vec<JobSpec>, by: Submitter) -> Result<Vec<Job>, QueueError> {
-        let view = self
-            .inner
-            .gpu_view
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
-        let machine = crate::submit::Machine {
-            capacity: self.inner.capacity,
-            gpus: view.gpus,
-            gpu_reserve: self.inner.config.gpu.reserve.0,
-            mig_profiles: view.mig_profiles,
-            mount_roots: self.mount_roots(),
-            executors: self.inner.executors.clone(),
-        };
+        let machine = self.machine();
         let reads = self.inner.reads.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             reads.read(|store| crate::submit::prepare(specs, &machine, |key| Ok(store.find(key)?)))
@@ -338,6 +325,66 @@ impl Queue {
             reply,
         })
         .await
+    }
+
+    /// Submits one job (no sweep) under an id the caller chose, once: when a job with this id
+    /// exists already it is returned as it is. A capability that records the id before it
+    /// submits (a pipeline step) can so repeat the call after a crash without running the job
+    /// twice.
+    pub async fn submit_once(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        by: Submitter,
+    ) -> Result<Job, QueueError> {
+        if let Ok(job) = self.stored_job(id).await {
+            return Ok(job);
+        }
+        if !spec.array.is_empty() {
+            return Err(QueueError::refused(
+                ErrorCode::InvalidSpec,
+                "a job submitted under a chosen id cannot be a sweep",
+            ));
+        }
+        let machine = self.machine();
+        let reads = self.inner.reads.clone();
+        let mut prepared = tokio::task::spawn_blocking(move || {
+            reads.read(|store| {
+                crate::submit::prepare(vec![spec], &machine, |key| Ok(store.find(key)?))
+            })
+        })
+        .await
+        .map_err(|e| QueueError::Io(e.to_string()))??;
+        if let Some(p) = prepared.first_mut() {
+            p.id = id;
+        }
+        let mut jobs = self
+            .ask(|reply| Command::Submit {
+                jobs: prepared,
+                by,
+                reply,
+            })
+            .await?;
+        jobs.pop()
+            .ok_or_else(|| QueueError::Io("the queue accepted no job".into()))
+    }
+
+    /// What a submission is checked against, now.
+    fn machine(&self) -> crate::submit::Machine {
+        let view = self
+            .inner
+            .gpu_view
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        crate::submit::Machine {
+            capacity: self.inner.capacity,
+            gpus: view.gpus,
+            gpu_reserve: self.inner.config.gpu.reserve.0,
+            mig_profiles: view.mig_profiles,
+            mount_roots: self.mount_roots(),
+            executors: self.inner.executors.clone(),
+        }
     }
 
     /// The folders under which container mounts are allowed: the configured roots and the home.

@@ -3,7 +3,9 @@
 //!
 //! The queue knows no capability above it: notebooks, pipelines, tracking and serving make jobs
 //! through [`Queue::submit`] with an [`Origin`](petri_domain::Origin) of their own, and add their
-//! launch environment through a [`LaunchHook`]. It knows no executor either: the daemon hands it
+//! launch environment through a [`LaunchHook`]; what every job gets whatever its origin (its
+//! secrets) comes through an [`AttemptHook`], and the checks of every submission through an
+//! [`AdmissionHook`]. It knows no executor either: the daemon hands it
 //! a table of executors by target name.
 
 mod engine;
@@ -19,7 +21,7 @@ mod submit;
 pub use error::QueueError;
 pub use handle::{LogChunk, Queue};
 pub use home::Home;
-pub use launch::{LaunchHook, LaunchHooks, Submitter};
+pub use launch::{AdmissionHook, AttemptHook, LaunchExtras, LaunchHook, LaunchHooks, Submitter};
 pub use settings::{
     CapacitySettings, DockerSettings, Enforce, GpuDevices, GpuSettings, QueueConfig, QueueSettings,
 };

@@ -31,6 +31,7 @@ use crate::Queue;
 pub const RESTART: Retries = Retries {
     max: 5,
     backoff: Millis(5_000),
+    exit_codes: Vec::new(),
 };
 
 /// What is known of one service beyond the database.

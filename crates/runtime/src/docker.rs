@@ -9,7 +9,9 @@
 //!
 //! Logs are copied from the engine into the job's log with their timestamps; after every batch the
 //! position (last timestamp, log length) goes to a small side file, so a restarted daemon resumes
-//! the copy exactly where it stopped: no line lost, none twice.
+//! the copy exactly where it stopped: no line lost, none twice. An attempt's secrets are masked
+//! as the log is copied; the position then counts only frames whose output is wholly written (a
+//! frame that may end in the beginning of a secret is fetched again after a restart).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
@@ -32,6 +34,8 @@ use futures_util::{FutureExt, StreamExt};
 use petri_domain::{
     ExecError, Executor, ExitReport, Image, JobId, Launch, RunHandle, RunKey, RunProbe, StopSignal,
 };
+
+use crate::mask::{MaskStream, Masker};
 
 /// Every container Petri starts carries these labels.
 pub const LABEL_JOB: &str = "petri.job";
@@ -72,6 +76,9 @@ pub struct DockerExecutor {
     gpu_devices: GpuDevices,
     /// Containers whose end a watcher of this process waits for (name → container id).
     watching: Arc<Mutex<HashMap<String, RunHandle>>>,
+    /// What to mask in the output of containers started by an earlier daemon (name → secrets),
+    /// until their watcher takes it.
+    adopted_masks: Mutex<HashMap<String, Arc<Masker>>>,
 }
 
 /// The container of one attempt.
@@ -121,6 +128,7 @@ impl DockerExecutor {
             user,
             gpu_devices,
             watching: Arc::default(),
+            adopted_masks: Mutex::default(),
         })
     }
 
@@ -395,6 +403,7 @@ impl DockerExecutor {
         report: Option<(RunKey, OnExit)>,
         status_file: PathBuf,
         log_path: PathBuf,
+        mask: Option<Arc<Masker>>,
     ) {
         {
             let mut watching = self.watching.lock().unwrap();
@@ -407,7 +416,7 @@ impl DockerExecutor {
         let client = self.block_on(self.client());
         self.rt().spawn(async move {
             let code = match client {
-                Ok(docker) => follow_to_end(&docker, &name, &status_file, &log_path).await,
+                Ok(docker) => follow_to_end(&docker, &name, &status_file, &log_path, mask).await,
                 Err(e) => {
                     log_line(&log_path, &format!("petri: {e}"));
                     None
@@ -431,8 +440,14 @@ async fn follow_to_end(
     name: &str,
     status_file: &Path,
     log_path: &Path,
+    mask: Option<Arc<Masker>>,
 ) -> Option<i32> {
-    let logs = copy_logs(docker.clone(), name.to_string(), log_path.to_path_buf());
+    let logs = copy_logs(
+        docker.clone(),
+        name.to_string(),
+        log_path.to_path_buf(),
+        mask,
+    );
     let wait = async {
         // The stream ends (with an error for a non-zero code) when the container stops.
         let mut stream = docker.wait_container(name, None);
@@ -492,7 +507,12 @@ fn log_position_file(log_path: &Path, name: &str) -> PathBuf {
 /// position file records where the log stood and where it will stand after the batch (last
 /// timestamp, log length). A restarted daemon that finds the log at least as long as the second
 /// position resumes there; otherwise the batch was cut short, and it goes back to the first.
-async fn copy_logs(docker: Docker, name: String, log_path: PathBuf) -> std::io::Result<()> {
+async fn copy_logs(
+    docker: Docker,
+    name: String,
+    log_path: PathBuf,
+    mask: Option<Arc<Masker>>,
+) -> std::io::Result<()> {
     let position_file = log_position_file(&log_path, &name);
     let mut log = OpenOptions::new()
         .create(true)
@@ -512,6 +532,11 @@ async fn copy_logs(docker: Docker, name: String, log_path: PathBuf) -> std::io::
         },
     };
     let mut at = at;
+    // The log's length (it runs ahead of `at.len` while a frame is held back by the masking).
+    let mut len = at.len;
+    let mut masking = mask.map(MaskStream::new);
+    // The last timestamp fetched: frames at or before it are repeats.
+    let mut seen = at.ts.clone();
     let options = LogsOptionsBuilder::new()
         .follow(true)
         .stdout(true)
@@ -529,29 +554,43 @@ async fn copy_logs(docker: Docker, name: String, log_path: PathBuf) -> std::io::
             }
         }
         let mut data = Vec::new();
-        let mut ts = at.ts.clone();
+        // Where a restart would resume: after the last frame whose output is wholly in `data`.
+        let mut settled = None;
         for item in batch {
             let chunk = item
                 .map_err(|e| std::io::Error::other(e.to_string()))?
                 .into_bytes();
             let (t, text) = split_timestamp(&chunk);
             // Timestamps have a fixed width, so they compare as text.
-            if !ts.is_empty() && t.as_str() <= ts.as_str() {
+            if !seen.is_empty() && t.as_str() <= seen.as_str() {
                 continue;
             }
-            data.extend_from_slice(text);
-            ts = t;
+            match masking.as_mut() {
+                Some(m) => m.push(text, &mut data),
+                None => data.extend_from_slice(text),
+            }
+            if masking.as_ref().is_none_or(MaskStream::is_settled) {
+                settled = Some(Position {
+                    ts: t.clone(),
+                    len: len + data.len() as u64,
+                });
+            }
+            seen = t;
         }
         if data.is_empty() {
             continue;
         }
-        let next = Position {
-            ts,
-            len: at.len + data.len() as u64,
-        };
+        let next = settled.unwrap_or_else(|| at.clone());
         save_positions(&position_file, &at, &next)?;
         log.write_all(&data)?;
+        len += data.len() as u64;
         at = next;
+    }
+    // The end of the output: what the masking held back goes too.
+    if let Some(m) = masking.as_mut() {
+        let mut data = Vec::new();
+        m.finish(&mut data);
+        log.write_all(&data)?;
     }
     Ok(())
 }
@@ -694,6 +733,7 @@ impl Executor for DockerExecutor {
             Some((launch.key, on_exit)),
             launch.status_file,
             launch.log_path,
+            Masker::new(&launch.mask).map(Arc::new),
         );
         Ok(id)
     }
@@ -786,15 +826,24 @@ impl Executor for DockerExecutor {
                 | ContainerStateStatusEnum::RESTARTING,
             ) => {
                 if let Some(log_path) = log_path {
-                    self.watch(name, id.clone(), None, status_file.to_path_buf(), log_path);
+                    let mask = self.adopted_masks.lock().unwrap().remove(&name);
+                    self.watch(
+                        name,
+                        id.clone(),
+                        None,
+                        status_file.to_path_buf(),
+                        log_path,
+                        mask,
+                    );
                 }
                 RunProbe::Alive { handle: id }
             }
             Some(_) => {
                 // It ended while no daemon watched: copy the rest of its log, record, remove.
+                let mask = self.adopted_masks.lock().unwrap().remove(&name);
                 let code = match log_path {
                     Some(log_path) => {
-                        self.block_on(follow_to_end(&docker, &name, status_file, &log_path))
+                        self.block_on(follow_to_end(&docker, &name, status_file, &log_path, mask))
                     }
                     None => None,
                 };
@@ -840,6 +889,16 @@ impl Executor for DockerExecutor {
 
     fn owner_of_process(&self, pid: u32) -> Option<RunHandle> {
         crate::container_of(pid).map(RunHandle)
+    }
+
+    /// Kept until `probe` starts the adopted container's watcher, which masks with it.
+    fn mask_adopted(&self, run: &RunKey, mask: Vec<Vec<u8>>) {
+        if let Some(masker) = Masker::new(&mask) {
+            self.adopted_masks
+                .lock()
+                .unwrap()
+                .insert(container_name(run.job, run.attempt), Arc::new(masker));
+        }
     }
 
     fn endpoint(&self, run: &RunKey, port: u16) -> Option<SocketAddr> {

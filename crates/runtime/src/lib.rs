@@ -1,8 +1,12 @@
 //! Executors for this machine: supervised local processes and Docker containers. This crate is the
-//! only one that knows bollard.
+//! only one that knows bollard. Both mask the secrets of an attempt (`Launch::mask`) in its output
+//! before it reaches the log: a local job through a filter process of its own (`filter.rs`), a
+//! container's log as the daemon copies it.
 
 mod docker;
+mod filter;
 mod local;
+mod mask;
 
 use std::path::Path;
 
@@ -10,6 +14,7 @@ pub use docker::{
     DockerExecutor, GpuDevices, LABEL_ATTEMPT, LABEL_HOME, LABEL_JOB, container_name,
 };
 pub use local::LocalExecutor;
+pub use mask::Masker;
 
 /// Reads at most `max` bytes of a job's log from `offset`; a log not written yet reads empty.
 fn read_log_file(path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {

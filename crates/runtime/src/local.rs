@@ -9,12 +9,18 @@
 //! One small file per attempt (not a folder with two files) on purpose: creating inodes is most of
 //! the cost of a no-op job.
 //!
+//! A job with secrets to mask writes into a pipe to its masking filter (`filter.rs`), a process
+//! of its own that appends the masked output to the log and outlives the daemon; the supervisor
+//! records the exit code once the filter has written all the job wrote. A job without secrets
+//! writes straight into its log file.
+//!
 //! The supervisor traps SIGTERM so that a polite stop of the process group reaches the job while
 //! the supervisor stays to record how it ended. (A trapped signal is reset to the default in the
 //! child, unlike an ignored one, so the job still sees SIGTERM normally.)
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::Stdio;
@@ -27,12 +33,28 @@ use petri_domain::{
     ExecError, Executor, ExitReport, Launch, RunHandle, RunKey, RunProbe, StopSignal,
 };
 
+use crate::mask::Masker;
+
 const SUPERVISOR: &str = r#"set -C
 echo $$ > "$PETRI_STATUS_FILE" 2>/dev/null || exit 125
 set +C
 trap : TERM INT
 "$@"
 rc=$?
+echo $rc >> "$PETRI_STATUS_FILE"
+exit $rc"#;
+
+/// The supervisor of a job whose output is masked (`filter.rs`): the job does not inherit the
+/// filter's two pipes (fd 3, closed when the job has ended; fd 4, closed by the filter once the
+/// job's output is in the log), and the exit code is written only after the filter said so.
+const SUPERVISOR_MASKED: &str = r#"set -C
+echo $$ > "$PETRI_STATUS_FILE" 2>/dev/null || exit 125
+set +C
+trap : TERM INT
+"$@" 3>&- 4<&-
+rc=$?
+exec 3>&-
+read -r _ <&4
 echo $rc >> "$PETRI_STATUS_FILE"
 exit $rc"#;
 
@@ -72,19 +94,37 @@ impl Executor for LocalExecutor {
             .append(true)
             .open(&launch.log_path)
             .map_err(|e| prepare(&launch.log_path, e))?;
-        let log2 = log.try_clone().map_err(|e| prepare(&launch.log_path, e))?;
-
         let mut cmd = std::process::Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(SUPERVISOR)
-            .arg(MARKER)
+        // A job without secrets writes straight into its log: no filter, no copy.
+        match Masker::new(&launch.mask) {
+            None => {
+                let log2 = log.try_clone().map_err(|e| prepare(&launch.log_path, e))?;
+                cmd.arg("-c").arg(SUPERVISOR).stdout(log).stderr(log2);
+            }
+            Some(masker) => {
+                let filter = crate::filter::start(&masker, &log)
+                    .map_err(|e| prepare(&launch.log_path, e))?;
+                let output2 = filter
+                    .output
+                    .try_clone()
+                    .map_err(|e| prepare(&launch.log_path, e))?;
+                let (done, ack) = (filter.done, filter.ack);
+                cmd.arg("-c")
+                    .arg(SUPERVISOR_MASKED)
+                    .stdout(Stdio::from(filter.output))
+                    .stderr(Stdio::from(output2));
+                // SAFETY: only fcntl and dup2 between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || place(&[(done.as_raw_fd(), 3), (ack.as_raw_fd(), 4)]));
+                }
+            }
+        }
+        cmd.arg(MARKER)
             .args(&launch.argv)
             .current_dir(&launch.workdir)
             .env("PETRI_STATUS_FILE", &launch.status_file)
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
             .process_group(0);
 
         let program = launch.argv.first().cloned().unwrap_or_default();
@@ -203,6 +243,26 @@ impl Executor for LocalExecutor {
     }
 }
 
+/// Puts each descriptor at its number in a child about to exec (without close-on-exec there),
+/// by way of copies above the numbers asked for, so that no move overwrites another's source.
+fn place(fds: &[(RawFd, RawFd)]) -> std::io::Result<()> {
+    let mut copies = [0 as RawFd; 2];
+    for (copy, (fd, _)) in copies.iter_mut().zip(fds) {
+        // SAFETY: fcntl on a descriptor we hold.
+        *copy = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10) };
+        if *copy < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (copy, (_, at)) in copies.iter().zip(fds) {
+        // SAFETY: dup2 onto a number the child's exec will keep.
+        if unsafe { libc::dup2(*copy, *at) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// What a status file says.
 enum Status {
     /// Missing, or its first line not written yet.
@@ -288,6 +348,7 @@ mod tests {
             log_path: dir.join("log"),
             status_file: dir.join("runs").join("job.1"),
             container: None,
+            mask: Vec::new(),
         }
     }
 
@@ -321,6 +382,72 @@ mod tests {
             exec.probe(&key(), &dir.path().join("runs/job.1")),
             RunProbe::Exited(3)
         );
+    }
+
+    #[test]
+    fn a_secret_is_masked_before_the_log_even_when_written_in_two_pieces() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = launch(
+            dir.path(),
+            &[
+                "/bin/sh",
+                "-c",
+                "printf 'token=hf_se'; sleep 0.3; printf 'cret42 ok\n'; echo hf_secret42 >&2; \
+                 fd=$(readlink /proc/$$/fd/1); echo \"$fd\" > out; exit 4",
+            ],
+        );
+        l.mask = vec![b"hf_secret42".to_vec()];
+        let (_, code) = run(&exec, l);
+        assert_eq!(code, 4);
+        // Once the exit is known the whole output is in the log, masked.
+        assert_eq!(
+            fs::read_to_string(dir.path().join("log")).unwrap(),
+            "token=*** ok\n***\n"
+        );
+        // The job wrote into a pipe (the filter's), not into the log.
+        let out = fs::read_to_string(dir.path().join("out")).unwrap();
+        assert!(out.starts_with("pipe:"), "{out}");
+    }
+
+    #[test]
+    fn a_job_without_secrets_writes_straight_into_its_log() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let l = launch(dir.path(), &["/bin/sh", "-c", "readlink /proc/$$/fd/1"]);
+        let log = l.log_path.clone();
+        run(&exec, l);
+        let written = fs::read_to_string(&log).unwrap();
+        assert_eq!(written.trim(), log.display().to_string());
+    }
+
+    #[test]
+    fn the_filter_outlives_the_job_and_masks_what_it_left_running() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        // The job ends at once; what it started in the background prints later.
+        let mut l = launch(
+            dir.path(),
+            &[
+                "/bin/sh",
+                "-c",
+                "echo first; (sleep 0.5; echo late hf_secret42) &",
+            ],
+        );
+        l.mask = vec![b"hf_secret42".to_vec()];
+        let log = l.log_path.clone();
+        run(&exec, l);
+        assert_eq!(fs::read_to_string(&log).unwrap(), "first\n");
+        for _ in 0..500 {
+            if fs::read_to_string(&log).unwrap().contains("late") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(fs::read_to_string(&log).unwrap(), "first\nlate ***\n");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod artifacts;
 mod jobs;
 mod notebooks;
+mod pipelines;
 mod pool;
 pub mod records;
 mod tokens;
@@ -23,6 +24,7 @@ pub use artifacts::{ArtifactRef, ArtifactTotals, StoredArtifact};
 pub use jobs::NewRun;
 pub use jobs::{ActiveRun, JobFilter, StopIntent, StoredJob};
 pub use notebooks::StoredNotebook;
+pub use pipelines::{StoredItem, StoredPipeline, StoredRun};
 pub use pool::ReadPool;
 pub use tokens::StoredToken;
 
@@ -134,6 +136,72 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (digest, holder)
     );
     CREATE INDEX artifact_refs_holder ON artifact_refs(holder);
+    "#,
+    // 9: pipelines: saved pipelines (YAML as written, the canvas's layout), runs, the jobs of
+    // each step (item -1: the step settled without one), the step cache, triggers' state.
+    r#"
+    CREATE TABLE pipelines (
+        name        TEXT PRIMARY KEY,
+        yaml        TEXT NOT NULL,
+        layout      TEXT,
+        base_dir    TEXT,
+        owner       TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE TABLE pipeline_runs (
+        id                TEXT PRIMARY KEY,
+        number            INTEGER NOT NULL UNIQUE,
+        pipeline          TEXT NOT NULL,
+        yaml              TEXT NOT NULL,
+        base_dir          TEXT,
+        params            TEXT NOT NULL,
+        state             TEXT NOT NULL,
+        trigger           TEXT NOT NULL,
+        priority          INTEGER NOT NULL DEFAULT 0,
+        user              TEXT NOT NULL,
+        no_cache          INTEGER NOT NULL DEFAULT 0,
+        attempt           INTEGER NOT NULL DEFAULT 1,
+        not_before        INTEGER NOT NULL DEFAULT 0,
+        cancel_requested  INTEGER NOT NULL DEFAULT 0,
+        parent            TEXT,
+        created_at        INTEGER NOT NULL,
+        started_at        INTEGER,
+        finished_at       INTEGER,
+        reason            TEXT,
+        outputs           TEXT
+    );
+    CREATE INDEX pipeline_runs_active ON pipeline_runs(state) WHERE state IN ('queued', 'running');
+    CREATE INDEX pipeline_runs_by_pipeline ON pipeline_runs(pipeline, number);
+    CREATE TABLE pipeline_items (
+        run_id       TEXT NOT NULL REFERENCES pipeline_runs(id),
+        step         TEXT NOT NULL,
+        item         INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        job_id       TEXT,
+        child_run    TEXT,
+        outputs      TEXT NOT NULL DEFAULT '{}',
+        cache_key    TEXT,
+        cached_from  TEXT,
+        started_at   INTEGER,
+        finished_at  INTEGER,
+        reason       TEXT,
+        PRIMARY KEY (run_id, step, item)
+    );
+    CREATE TABLE pipeline_cache (
+        key         TEXT PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        outputs     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE pipeline_triggers (
+        pipeline   TEXT NOT NULL,
+        trigger    TEXT NOT NULL,
+        last_fire  INTEGER NOT NULL,
+        data       TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (pipeline, trigger)
+    );
     "#,
 ];
 

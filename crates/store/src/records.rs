@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use petri_domain::{ByteSize, JobSpec, Millis, Mount, Origin, Resources, Retries};
+use petri_domain::{ByteSize, JobSpec, Millis, Mount, Origin, Resources, Retries, SecretUse};
 use serde::{Deserialize, Serialize};
 
 /// The version of [`SpecRecord`] this code writes.
@@ -53,6 +53,17 @@ pub struct SpecRecord {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub array: BTreeMap<String, Vec<String>>,
     pub hold: bool,
+    /// The names of the secrets the job receives (never a value).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUseRecord>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretUseRecord {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +101,8 @@ pub struct RetriesRecord {
     /// Milliseconds.
     #[serde(deserialize_with = "millis_or_zero")]
     pub backoff: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exit_codes: Vec<i32>,
 }
 
 /// A plain number (what version 1 writes: bytes, milliseconds) or text in the wire format's
@@ -156,6 +169,7 @@ impl From<&JobSpec> for SpecRecord {
             retries: RetriesRecord {
                 max: s.retries.max,
                 backoff: s.retries.backoff.0,
+                exit_codes: s.retries.exit_codes.clone(),
             },
             timeout: s.timeout.map(|t| t.0),
             after: s.after.clone(),
@@ -163,6 +177,14 @@ impl From<&JobSpec> for SpecRecord {
             target: s.target.clone(),
             array: s.array.clone(),
             hold: s.hold,
+            secrets: s
+                .secrets
+                .iter()
+                .map(|u| SecretUseRecord {
+                    name: u.name.clone(),
+                    env: u.env.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -199,6 +221,7 @@ impl From<SpecRecord> for JobSpec {
             retries: Retries {
                 max: r.retries.max,
                 backoff: Millis(r.retries.backoff),
+                exit_codes: r.retries.exit_codes,
             },
             timeout: r.timeout.map(Millis),
             after: r.after,
@@ -206,6 +229,14 @@ impl From<SpecRecord> for JobSpec {
             target: r.target,
             array: r.array,
             hold: r.hold,
+            secrets: r
+                .secrets
+                .into_iter()
+                .map(|u| SecretUse {
+                    name: u.name,
+                    env: u.env,
+                })
+                .collect(),
         }
     }
 }
@@ -240,7 +271,8 @@ mod tests {
     fn a_spec_round_trips_through_its_record() {
         let spec = JobSpec::from_yaml(
             "command: [python, t.py]\nimage: x\nmounts: [{source: /data, read_only: true}]\n\
-             resources: {cpus: 2, memory: 4GiB}\nretries: {max: 1, backoff: 5s}\ntimeout: 2m\n",
+             resources: {cpus: 2, memory: 4GiB}\nretries: {max: 1, backoff: 5s}\ntimeout: 2m\n\
+             secrets: [A, {name: b.json, env: B}]\n",
         )
         .unwrap();
         let text = serde_json::to_string(&SpecRecord::from(&spec)).unwrap();

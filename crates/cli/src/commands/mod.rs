@@ -6,6 +6,8 @@ pub mod image;
 pub mod logs;
 pub mod ls;
 pub mod notebook;
+pub mod pipeline;
+pub mod secret;
 pub mod show;
 pub mod submit;
 pub mod token;

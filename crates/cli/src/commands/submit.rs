@@ -62,6 +62,10 @@ pub struct SubmitArgs {
     /// Extra environment, KEY=VALUE (repeatable).
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// A secret the job receives (`petri secret set`), added to the file's `secrets:`: a value
+    /// in the variable of its name, a file's path in its name upper-cased (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub secret: Vec<String>,
     /// Working directory (default: the current one).
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -244,6 +248,12 @@ fn overlay(spec: &mut JobSpec, a: &SubmitArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("--env `{kv}`: write it as KEY=VALUE"))?;
         spec.env.insert(k.to_string(), v.to_string());
     }
+    for name in &a.secret {
+        if !spec.secrets.iter().any(|s| &s.name == name) {
+            spec.secrets
+                .push(petri_domain::SecretUse::named(name.clone()));
+        }
+    }
     for item in &a.array {
         let (k, values) = item
             .split_once('=')
@@ -325,6 +335,18 @@ mod tests {
         );
         let err = build_specs(&args(&["--image", "i", "--mount", "/a:b", "--", "x"])).unwrap_err();
         assert!(err.to_string().contains("--mount `/a:b`"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_flag_too() {
+        let yaml = "command: [x]\nsecrets: [{name: kaggle.json, env: KAGGLE_CONFIG}]\n";
+        let spec = &specs(
+            Some(yaml),
+            &["--secret", "HF_TOKEN", "--secret", "kaggle.json"],
+        )[0];
+        let names: Vec<&str> = spec.secrets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["kaggle.json", "HF_TOKEN"]);
+        assert_eq!(spec.secrets[0].env.as_deref(), Some("KAGGLE_CONFIG"));
     }
 
     #[test]

@@ -298,7 +298,8 @@ impl State {
         let retryable = matches!(
             outcome,
             RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Lost
-        );
+        ) && (outcome != RunOutcome::Failed
+            || job.spec.retries.retries_exit(exit_code));
         if retryable && job.attempts <= job.spec.retries.max {
             let delay = job.spec.retries.delay_before(job.attempts + 1).0 as i64;
             active.waiting.not_before_ms = now + delay;

@@ -382,6 +382,8 @@ impl Engine {
             .count();
         tracing::info!(jobs = self.state.jobs.len(), adopted, "queue recovered");
         self.state.carry_out(fx, true);
+        // What hooks left for attempts that no longer run (files of secrets, say) goes now.
+        self.state.hooks.sweep(&self.live_runs());
         self.state.update_gauges();
         Ok(())
     }
@@ -528,6 +530,12 @@ impl State {
     ) -> Result<(), StoreError> {
         match cmd {
             Command::Submit { jobs, by, reply } => {
+                // The capabilities' checks (a secret must exist and be the submitter's), all
+                // before anything is inserted: a refused submission changes nothing.
+                if let Err(body) = jobs.iter().try_for_each(|p| self.hooks.admit(&p.spec, &by)) {
+                    fx.reply(reply, Err(body));
+                    return Ok(());
+                }
                 let out = self.submit(tx, jobs, by, now, fx)?;
                 fx.reply(reply, Ok(out));
             }

@@ -25,7 +25,19 @@ impl State {
             None => return Ok(()),
         };
         let probe = match self.executors.get(&key.target) {
-            Some(exec) => exec.probe(&key, &self.home.run_file(id, run.attempt)),
+            Some(exec) => {
+                // The executor that watches the attempt's output from now on masks it as the
+                // one that launched it did.
+                let mask = self
+                    .jobs
+                    .get(&id)
+                    .map(|a| self.hooks.mask(&a.job))
+                    .unwrap_or_default();
+                if !mask.is_empty() {
+                    exec.mask_adopted(&key, mask);
+                }
+                exec.probe(&key, &self.home.run_file(id, run.attempt))
+            }
             None => {
                 tracing::warn!(job.id = %id, target = %key.target, "no executor for the target of a running attempt");
                 RunProbe::Lost

@@ -264,6 +264,7 @@ impl State {
             log_path: self.home.log(job.id),
             status_file: self.home.run_file(job.id, attempt),
             container,
+            mask: Vec::new(),
         }
     }
 
@@ -290,10 +291,24 @@ impl State {
             if let Some(exec) = self.executors.get(&key.target) {
                 exec.remove(&key);
             }
+            self.hooks.ended(&key);
         }
         let mut handles = fx.handles;
-        for launch in fx.launches {
+        for mut launch in fx.launches {
             let (job, attempt) = (launch.key.job, launch.key.attempt);
+            // What every job gets whatever its origin (its secrets), just before it starts.
+            let extended = match self.jobs.get(&job) {
+                Some(active) => self.hooks.extend(&active.job, &mut launch),
+                None => Ok(()),
+            };
+            if let Err(message) = extended {
+                let _ = self.self_tx.send(Command::SpawnFailed {
+                    job,
+                    attempt,
+                    message,
+                });
+                continue;
+            }
             let output = self.home.output_dir(job);
             // One mkdir on the hot path; the parents exist since `Home::prepare`.
             let made = match std::fs::create_dir(&output) {
