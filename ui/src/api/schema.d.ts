@@ -36,6 +36,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/components": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["components"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events": {
         parameters: {
             query?: never;
@@ -308,6 +324,182 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/pipeline-runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["runs"];
+        put?: never;
+        post: operations["run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipeline-runs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["show_run"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipeline-runs/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipeline-runs/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["retry"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/schema": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["schema"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/validate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["validate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["show"];
+        put: operations["save"];
+        post?: never;
+        delete: operations["remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/{name}/backfill": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["backfill"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/secrets/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["put"];
+        post?: never;
+        delete: operations["remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/settings": {
         parameters: {
             query?: never;
@@ -391,6 +583,16 @@ export interface components {
              */
             unreferenced: components["schemas"]["BlobCount"];
         };
+        /** @description Start one run per cron fire between two instants. */
+        BackfillRequest: {
+            /**
+             * Format: int64
+             * @description Milliseconds since the epoch.
+             */
+            from: number;
+            /** Format: int64 */
+            to: number;
+        };
         /** @description A number of blobs and their bytes. */
         BlobCount: {
             /** Format: int64 */
@@ -403,6 +605,34 @@ export interface components {
          * @example 4GiB
          */
         ByteSize: string;
+        /** @description What the API lists: a component or why it could not be read. */
+        ComponentInfo: {
+            description?: string | null;
+            dir: string;
+            /** @description Why the folder's `component.yaml` could not be used. */
+            error?: string | null;
+            image?: string | null;
+            inputs: Record<string, never>;
+            name: string;
+            outputs: Record<string, never>;
+            source: components["schemas"]["Source"];
+        };
+        /** @description One problem, where it is. */
+        Diagnostic: {
+            column?: number | null;
+            /** @description The edge it is about (`needs`): from, to. */
+            edge?: [
+                string,
+                string
+            ] | null;
+            /** @description 1-based; absent when the text has no such place (a default of a component). */
+            line?: number | null;
+            message: string;
+            /** @description The dotted path in the document, e.g. `steps.train.needs.0`. */
+            path: string;
+            /** @description The step it is about. */
+            step?: string | null;
+        };
         /**
          * @description A content digest, `sha256:` and 64 lower-case hex digits. Nothing else parses, so a digest is
          *     always safe to use as a file name (no `/`, no `..`).
@@ -422,7 +652,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -439,6 +669,9 @@ export interface components {
         }) | (components["schemas"]["GpusSampled"] & {
             /** @enum {string} */
             type: "gpus_sampled";
+        }) | (components["schemas"]["PipelineRunChange"] & {
+            /** @enum {string} */
+            type: "pipeline_run_changed";
         });
         /** @description What a garbage collection removed (or, in a dry run, would remove). */
         GcReport: {
@@ -576,6 +809,12 @@ export interface components {
             /** @description `name:tag` references (empty for an untagged image). */
             tags: string[];
         };
+        ItemInfo: {
+            item: number;
+            job?: null | components["schemas"]["JobRef"];
+            reason?: string | null;
+            state: string;
+        };
         /** @description A job as the API shows it. */
         Job: {
             /** @description This job's values when it is part of a sweep. */
@@ -637,6 +876,11 @@ export interface components {
          * @description A job's identity: a UUIDv7, so ids sort by submission time.
          */
         JobId: string;
+        JobRef: {
+            id: string;
+            /** Format: int64 */
+            number?: number | null;
+        };
         /** @description One job, as submitted. */
         JobSpec: {
             /** @description Jobs (ids, numbers, or names of jobs in the same submission) that must succeed first. */
@@ -677,6 +921,12 @@ export interface components {
             retries?: components["schemas"]["Retries"];
             /** @description A shell script, run with `/bin/sh -c`. Exactly one of `command` and `run` is given. */
             run?: string | null;
+            /**
+             * @description Secrets the job receives at launch (`petri secret set`), by name: `[HF_TOKEN]`, or
+             *     `[{name: kaggle.json, env: KAGGLE_CONFIG}]`. A value becomes an environment variable, a
+             *     file a private file whose path is in one. The job holds only the names.
+             */
+            secrets?: components["schemas"]["SecretUse"][];
             /** @description Where to run: `local` (the default) or `auto` (local until clusters exist). */
             target?: string | null;
             timeout?: null | components["schemas"]["Millis"];
@@ -881,6 +1131,38 @@ export interface components {
             kind: "gpu_kept";
             max_timeout?: null | components["schemas"]["Millis"];
         };
+        /** @description A saved pipeline, as written. */
+        PipelineDoc: {
+            base_dir?: string | null;
+            /** Format: int64 */
+            created_at: number;
+            /** @description The canvas's node positions. */
+            layout?: Record<string, never> | null;
+            name: string;
+            owner: string;
+            /** Format: int64 */
+            updated_at: number;
+            yaml: string;
+        };
+        /** @description A pipeline run changed (its state or a step's). */
+        PipelineRunChange: {
+            id: string;
+            /** Format: int64 */
+            number: number;
+            pipeline: string;
+            state: string;
+        };
+        /** @description A saved pipeline in a list. */
+        PipelineSummary: {
+            description?: string | null;
+            last_run?: null | components["schemas"]["RunBrief"];
+            name: string;
+            owner: string;
+            steps: number;
+            triggers: string[];
+            /** Format: int64 */
+            updated_at: number;
+        };
         /** @description One blob a garbage collection removed. */
         RemovedBlob: {
             digest: components["schemas"]["Digest"];
@@ -909,8 +1191,18 @@ export interface components {
         /** @description Retry policy: up to `max` more attempts after a failure, waiting `backoff`, doubling each time. */
         Retries: {
             backoff?: components["schemas"]["Millis"];
+            /**
+             * @description Retry only when the job exits with one of these codes (empty: any failure). A timeout
+             *     or a lost process is retried whatever this says.
+             */
+            exit_codes?: number[];
             /** Format: int32 */
             max?: number;
+        };
+        /** @description Retry a run. */
+        RetryRequest: {
+            /** @description Rerun this step and what depends on it; without it, the failed and canceled steps. */
+            from?: string | null;
         };
         /** @description One attempt at running a job. */
         Run: {
@@ -928,16 +1220,99 @@ export interface components {
             /** @description Where it ran: `local`, `docker`, a cluster's name. */
             target: string;
         };
+        RunBrief: {
+            id: string;
+            /** Format: int64 */
+            number: number;
+            state: string;
+        };
+        /** @description A run, with its steps. */
+        RunInfo: {
+            /** Format: int32 */
+            attempt: number;
+            /** Format: int64 */
+            created_at: number;
+            /** Format: int64 */
+            finished_at?: number | null;
+            id: string;
+            /** Format: int64 */
+            number: number;
+            outputs: Record<string, never>;
+            params: Record<string, never>;
+            pipeline: string;
+            reason?: string | null;
+            /** Format: int64 */
+            started_at?: number | null;
+            state: string;
+            steps: components["schemas"]["StepInfo"][];
+            trigger: Record<string, never>;
+            user: string;
+            /** @description The YAML the run was made from. */
+            yaml: string;
+        };
         /**
          * @description How one attempt ended.
          * @enum {string}
          */
         RunOutcome: "running" | "succeeded" | "failed" | "cancelled" | "timed_out" | "lost";
+        /** @description Start a run: of a saved pipeline, or of YAML given here. */
+        RunRequest: {
+            base_dir?: string | null;
+            /** @description `false`: run every step, reuse nothing. */
+            cache?: boolean | null;
+            /** @description Values for params (text is read as the param's type). */
+            params?: Record<string, never>;
+            pipeline?: string | null;
+            yaml?: string | null;
+        };
+        /** @description Save a pipeline. */
+        SaveRequest: {
+            /** @description The folder relative paths in the pipeline are resolved against (the CLI sends the file's). */
+            base_dir?: string | null;
+            layout?: Record<string, never> | null;
+            yaml: string;
+        };
         /**
          * @description What a token may do. A token holds one or more; the owner's holds them all.
          * @enum {string}
          */
         Scope: "read" | "submit" | "admin" | "tracking";
+        /** @description A secret as listed: everything but its value. */
+        SecretInfo: {
+            /** Format: int64 */
+            created_at_ms: number;
+            kind: components["schemas"]["SecretKind"];
+            name: string;
+            /**
+             * @description The user who set it; only they (or an admin) may replace or remove it, only their jobs
+             *     may use it.
+             */
+            owner: string;
+            /** Format: int64 */
+            updated_at_ms: number;
+        };
+        /**
+         * @description What a secret holds, and so how a job receives it.
+         * @enum {string}
+         */
+        SecretKind: "value" | "file";
+        /** @description The body of `PUT /api/v1/secrets/{name}`: the value (a file's bytes in base64) and its kind. */
+        SecretRequest: {
+            /** @description `value` (the default) or `file`. */
+            kind?: components["schemas"]["SecretKind"];
+            /** @description The value itself for `value`; the file's bytes in standard base64 for `file`. */
+            value: string;
+        };
+        /** @description How `secrets:` looks in the OpenAPI document: a name, or `{name, env}`. */
+        SecretUse: string | {
+            env?: string | null;
+            name: string;
+        };
+        /**
+         * @description Where a component comes from.
+         * @enum {string}
+         */
+        Source: "builtin" | "user";
         /** @description The machine at a glance, for `petri top` and dashboards. */
         Status: {
             /** Format: double */
@@ -956,6 +1331,39 @@ export interface components {
             reserved_memory: number;
             version: string;
         };
+        /** @description A step of a run. */
+        StepInfo: {
+            /** @description Where cached outputs came from: `run/step`. */
+            cached_from?: string | null;
+            /** @description A nested run. */
+            child_run?: string | null;
+            /** Format: int64 */
+            finished_at?: number | null;
+            /** @description One per job of a `for_each` step. */
+            items?: components["schemas"]["ItemInfo"][];
+            job?: null | components["schemas"]["JobRef"];
+            name: string;
+            needs: string[];
+            outputs: Record<string, never>;
+            reason?: string | null;
+            /** Format: int64 */
+            started_at?: number | null;
+            state: components["schemas"]["StepState"];
+            uses?: string | null;
+        };
+        /** @description A step as the canvas draws it. */
+        StepOutline: {
+            /** @description command, component or pipeline. */
+            kind: string;
+            name: string;
+            needs: string[];
+            uses?: string | null;
+        };
+        /**
+         * @description The state of a step as a whole, for the run view and `needs`.
+         * @enum {string}
+         */
+        StepState: "pending" | "queued" | "running" | "succeeded" | "cached" | "failed" | "skipped" | "canceled";
         String: string;
         /** @description A submission: one or more job specs, accepted all together or not at all. */
         SubmitRequest: {
@@ -990,6 +1398,16 @@ export interface components {
             name: string;
             /** @description What it may do (default: `submit`, which includes `read`). */
             scopes?: components["schemas"]["Scope"][];
+        };
+        /** @description A pipeline text to check. */
+        ValidateRequest: {
+            yaml: string;
+        };
+        /** @description The answer of `validate`. */
+        Validation: {
+            errors: components["schemas"]["Diagnostic"][];
+            steps: components["schemas"]["StepOutline"][];
+            valid: boolean;
         };
     };
     responses: never;
@@ -1085,6 +1503,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    components: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description built-in and your own components (a broken one with its error) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComponentInfo"][];
                 };
             };
         };
@@ -1953,6 +2391,569 @@ export interface operations {
                 };
             };
             /** @description NOTEBOOK_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    runs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Runs of this pipeline only. */
+                pipeline: string | null;
+                /** @description At most this many (newest first; default 50). */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description runs, newest first (without their steps) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"][];
+                };
+            };
+        };
+    };
+    run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunRequest"];
+            };
+        };
+        responses: {
+            /** @description the run, queued */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"];
+                };
+            };
+            /** @description PIPELINE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_PIPELINE: nothing was queued */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    show_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the run's id or number */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the run with its steps */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"];
+                };
+            };
+            /** @description PIPELINE_RUN_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the run's id or number */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the run, canceling */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"];
+                };
+            };
+            /** @description PIPELINE_RUN_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_STATE: it is over */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    retry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the run's id or number */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RetryRequest"];
+            };
+        };
+        responses: {
+            /** @description the run, running again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"];
+                };
+            };
+            /** @description PIPELINE_RUN_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_STATE: it is still running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description saved pipelines, each with its newest run */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineSummary"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    schema: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the JSON Schema of a pipeline file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+        };
+    };
+    validate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ValidateRequest"];
+            };
+        };
+        responses: {
+            /** @description whether it is valid, each problem with its line and column, and the steps as far as they read */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Validation"];
+                };
+            };
+        };
+    };
+    show: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the pipeline's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the pipeline's YAML as written and the canvas's layout */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineDoc"];
+                };
+            };
+            /** @description PIPELINE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    save: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the pipeline's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SaveRequest"];
+            };
+        };
+        responses: {
+            /** @description saved */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineDoc"];
+                };
+            };
+            /** @description MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_PIPELINE: details.errors lists each problem with its line and column */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the pipeline's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted (its runs stay) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineDoc"];
+                };
+            };
+            /** @description PIPELINE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    backfill: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the pipeline's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackfillRequest"];
+            };
+        };
+        responses: {
+            /** @description one run per fire of its cron trigger in the window */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunInfo"][];
+                };
+            };
+            /** @description PIPELINE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_PIPELINE: it has no cron trigger */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the caller's secrets (every one for an admin), names and metadata only */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretInfo"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the secret's name: letters, digits, `_`, `-`, `.` */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SecretRequest"];
+            };
+        };
+        responses: {
+            /** @description replaced; the answer never holds the value */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretInfo"];
+                };
+            };
+            /** @description created; the answer never holds the value */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretInfo"];
+                };
+            };
+            /** @description INVALID_SECRET: a bad name, an empty or too big value (1 MiB at most), bad base64; MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the secret is another user's, or the token lacks the submit scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the secret's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the secret, removed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretInfo"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the secret is another user's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description SECRET_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
