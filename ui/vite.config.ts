@@ -1,11 +1,13 @@
 import { defineConfig } from "vitest/config";
 import react from "@vitejs/plugin-react";
 import { viteSingleFile } from "vite-plugin-singlefile";
+import { elkWorkerAsText } from "./elk-worker-plugin.mjs";
 
 // One self-contained index.html: the daemon serves it at `/` (also as its sign-in page, before a
-// token exists), and the binary embeds it.
+// token exists), and the binary embeds it. The pipeline canvas's layout engine rides along as
+// inert text (elk-worker-plugin.mjs).
 export default defineConfig({
-  plugins: [react(), viteSingleFile()],
+  plugins: [react(), viteSingleFile(), elkWorkerAsText()],
   build: { outDir: "dist", emptyOutDir: true, chunkSizeWarningLimit: 2000 },
   server: {
     // `npm run dev` against a local daemon.

@@ -1,13 +1,13 @@
 // The pipeline canvas end to end: draw the iris chain from the palette, connect it, fill its inputs,
 // save, run, and wait until every step is green. Used by run.mjs.
 //
-// `page` is signed in already; `base` is the daemon's address; `data` a CSV file the extract step
-// reads; `shot(name)` saves a screenshot.
+// `page` is signed in already; `base` is the daemon's address; `fills` the inputs to give, as
+// [step, input, value] (see irisInputs); `shot(name)` saves a screenshot.
 
 export const CHAIN = ["extract", "join-profile", "featurize", "split", "train", "evaluate"];
 
 /** The step name the canvas gives a component dropped on an empty pipeline. */
-export const stepName = (component) => component.replace(/[^A-Za-z0-9_]+/g, "_");
+export const stepName = (component) => component.replace(/[^A-Za-z0-9_-]+/g, "_");
 
 async function connect(page, from, to) {
   const source = page.locator(`[data-testid="node-${from}"] .react-flow__handle.source[data-handleid=r]`);
@@ -29,7 +29,28 @@ async function yamlText(page) {
   return text;
 }
 
-export async function pipelineCanvas({ page, base, data, shot, name = "iris", timeout = 240000 }) {
+const out = (step, key) => `\${{ steps.${stepName(step)}.outputs.${key} }}`;
+
+/** What the canvas fills in for the built-in components, given the sample data's folder. */
+export function irisInputs(dataDir) {
+  return [
+    ["extract", "input", `${dataDir}/iris.csv`],
+    ["join-profile", "samples", out("extract", "data")],
+    ["join-profile", "profile", `${dataDir}/iris_profiles.csv`],
+    ["join-profile", "on", "sample_id"],
+    ["featurize", "data", out("join-profile", "data")],
+    ["featurize", "target", "species"],
+    ["split", "data", out("featurize", "data")],
+    ["split", "target", "species"],
+    ["train", "train", out("split", "train")],
+    ["train", "validation", out("split", "validation")],
+    ["train", "transform", out("featurize", "transform")],
+    ["evaluate", "model", out("train", "model")],
+    ["evaluate", "test", out("split", "test")],
+  ];
+}
+
+export async function pipelineCanvas({ page, base, fills, shot, name = "iris", timeout = 240000 }) {
   await page.goto(`${base}/#/pipelines`);
   await page.locator("h1", { hasText: "Pipelines" }).waitFor();
   await page.getByRole("link", { name: "New pipeline" }).click();
@@ -60,7 +81,7 @@ export async function pipelineCanvas({ page, base, data, shot, name = "iris", ti
   await connect(page, stepName("evaluate"), stepName("extract"));
   await page.locator("[data-testid=notice]", { hasText: "loop" }).waitFor();
 
-  // Fill the required inputs: the data file, and the outputs of upstream steps from the picker.
+  // Fill the required inputs: the data files, and the outputs of upstream steps from the picker.
   const pick = async (step, input, value) => {
     await page.locator(`[data-testid="node-${stepName(step)}"]`).click();
     const panel = page.locator("[data-testid=step-panel]");
@@ -68,19 +89,14 @@ export async function pipelineCanvas({ page, base, data, shot, name = "iris", ti
     if (value.startsWith("${{")) await panel.locator(`select[name="ref-${input}"]`).selectOption(value);
     else await panel.locator(`input[name="input-${input}"]`).fill(value);
   };
-  const out = (step, key) => `\${{ steps.${stepName(step)}.outputs.${key} }}`;
-  await pick("extract", "input", data);
-  await pick("join-profile", "data", out("extract", "data"));
-  await pick("featurize", "data", out("join-profile", "data"));
-  await pick("split", "data", out("featurize", "data"));
-  await pick("train", "train", out("split", "train"));
-  await pick("evaluate", "model", out("train", "model"));
-  await pick("evaluate", "test", out("split", "test"));
+  for (const [step, input, value] of fills) await pick(step, input, value);
   const text = await yamlText(page);
   if (!text.includes(`data: ${out("featurize", "data")}`)) throw new Error(`the picked input is not in the YAML:\n${text}`);
 
   await page.locator("[data-testid=valid]").waitFor({ timeout: 30000 });
   await page.getByRole("button", { name: "Auto layout" }).click();
+  // Laid out by elk (loaded now, in a worker), not by the fallback.
+  await page.locator("[data-testid=canvas][data-layout=elk]").waitFor();
   await page.locator(`[data-testid="node-${stepName("train")}"]`).click();
   await page.waitForTimeout(500);
   await shot("pipeline-canvas");

@@ -53,6 +53,7 @@ function Editor() {
     setTextState(t);
   }, []);
   const [savedText, setSavedText] = useState<string>();
+  const [baseDir, setBaseDir] = useState<string>();
   const [layoutDirty, setLayoutDirty] = useState(false);
   const [loadError, setLoadError] = useState<unknown>();
   const [error, setError] = useState<unknown>();
@@ -69,6 +70,8 @@ function Editor() {
   const [nodes, setNodes] = useState<StepFlowNode[]>([]);
   const [busy, setBusy] = useState(false);
   const [laying, setLaying] = useState(false);
+  /** Which engine made the last automatic layout: "elk", or "rank" when elk could not load. */
+  const [layoutBy, setLayoutBy] = useState<string>();
   const [runOpen, setRunOpen] = useState(false);
   const [overwrite, setOverwrite] = useState<string>();
   const pendingPos = useRef<Positions>({});
@@ -87,6 +90,7 @@ function Editor() {
     (async () => {
       if (!routeName) {
         fitted.current = true; // nothing to fit; the first drop stays where it fell
+        setBaseDir(undefined);
         const t = newPipelineText("untitled");
         pendingPos.current = {};
         setText(t);
@@ -101,6 +105,7 @@ function Editor() {
       autoPending.current = g.steps.length > 0 && g.steps.every((s) => !stored[s.name]);
       if (autoPending.current) setLaying(true);
       pendingPos.current = { ...stored };
+      setBaseDir(p.base_dir ?? undefined);
       setText(p.yaml);
       setSavedText(p.yaml);
       setLayoutDirty(false);
@@ -222,7 +227,7 @@ function Editor() {
         ...(from && to ? edgeSides(from, to) : {}),
         selected: id === selectedEdge,
         className: `${e.explicit ? "edge-needs" : "edge-ref"}${errs ? " edge-error" : ""}`,
-        markerEnd: { type: MarkerType.ArrowClosed, width: 16, height: 16 },
+        markerEnd: { type: MarkerType.ArrowClosed, width: 12, height: 12, color: "var(--muted)" },
         label: errs ? `! ${errs[0]}` : undefined,
         data: { explicit: e.explicit, implied: e.implied },
         ariaLabel: `${e.from} to ${e.to}`,
@@ -300,13 +305,24 @@ function Editor() {
         base = "command";
         body = { run: null };
       }
+      // Pressing + puts the step in the middle of what the canvas shows, below any step there.
+      if (!at) {
+        const box = canvasRef.current?.getBoundingClientRect();
+        if (box && box.width > 0) {
+          const c = flow.screenToFlowPosition({ x: box.x + box.width / 2, y: box.y + box.height / 2 });
+          at = { x: Math.round(c.x - NODE_W / 2), y: Math.round(c.y - NODE_H / 2) };
+          const taken = flow.getNodes();
+          const clash = (p: Pos) => taken.some((n) => Math.abs(n.position.x - p.x) < NODE_W && Math.abs(n.position.y - p.y) < NODE_H + 10);
+          for (let i = 0; i < 50 && clash(at); i++) at = { x: at.x + 24, y: at.y + NODE_H / 2 };
+        }
+      }
       let added = "";
       if (apply((doc) => void (added = addStep(doc, base, body)))) {
         if (at) pendingPos.current[added] = at;
         setSelected(added);
       }
     },
-    [api, apply, components],
+    [api, apply, components, flow],
   );
 
   const onDrop = useCallback(
@@ -325,7 +341,8 @@ function Editor() {
     setLaying(true);
     const box = canvasRef.current?.getBoundingClientRect();
     const aspect = box && box.height > 0 ? box.width / box.height : undefined;
-    const { pos } = await autoLayout(graph.steps.map((s) => s.name), graph.edges, aspect);
+    const { pos, by } = await autoLayout(graph.steps.map((s) => s.name), graph.edges, aspect);
+    setLayoutBy(by);
     setNodes((ns) => ns.map((n) => (pos[n.id] ? { ...n, position: pos[n.id] } : n)));
     if (byUser) setLayoutDirty(true);
     window.setTimeout(() => {
@@ -356,7 +373,8 @@ function Editor() {
     setBusy(true);
     try {
       const layout = { nodes: Object.fromEntries(nodes.map((n) => [n.id, { x: Math.round(n.position.x), y: Math.round(n.position.y) }])) };
-      await pipelines.save(api, target, current, layout);
+      // A pipeline saved from a file keeps the folder its relative paths are read from.
+      await pipelines.save(api, target, current, layout, baseDir);
       setSavedText(current);
       setLayoutDirty(false);
       setNotice(undefined);
@@ -367,7 +385,7 @@ function Editor() {
     } finally {
       setBusy(false);
     }
-  }, [api, name, navigate, nodes, overwrite, routeName, savedPipelines]);
+  }, [api, baseDir, name, navigate, nodes, overwrite, routeName, savedPipelines]);
 
   // Ctrl+S saves; leaving with unsaved changes asks.
   useEffect(() => {
@@ -456,6 +474,7 @@ function Editor() {
               }}
               onDrop={onDrop}
               data-testid="canvas"
+              data-layout={layoutBy}
             >
               <ReactFlow<StepFlowNode, Edge>
                 nodes={nodes}

@@ -41,9 +41,9 @@ export function Pipelines() {
       setList(ps);
       setError(undefined);
       const pairs = await Promise.all(
-        ps.map(async (p) => [p.name, await pipelines.runs(api, p.name, 5).catch(() => [] as PipelineRun[])] as const),
+        ps.map(async (p) => [p.name, await pipelines.runs(api, p.name, 5).catch(() => undefined)] as const),
       );
-      setRuns(Object.fromEntries(pairs));
+      setRuns(Object.fromEntries(pairs.filter((x): x is readonly [string, PipelineRun[]] => x[1] !== undefined)));
     } catch (e) {
       setError(e);
     }
@@ -103,13 +103,13 @@ export function Pipelines() {
                 <td>{(p.triggers ?? []).length ? (p.triggers ?? []).map((t, i) => <span key={i} className="tag">{triggerText(t)}</span>) : <span className="muted">manual</span>}</td>
                 <td>
                   <div className="run-chips">
-                    {(runs[p.name] ?? []).map((r) => (
-                      <Link key={r.id} to={`/pipeline-runs/${r.id}`} title={`${r.state} · ${ago(toMs(r.created_at))}`} className="run-chip">
+                    {(runs[p.name] ?? (p.last_run ? [p.last_run] : [])).map((r) => (
+                      <Link key={r.id} to={`/pipeline-runs/${r.id}`} title={"created_at" in r ? `${r.state} · ${ago(toMs(r.created_at))}` : r.state} className="run-chip">
                         {r.number != null && <span className="muted small">#{r.number} </span>}
                         <StateBadge state={r.state} tone={STATE_TONE[r.state]} />
                       </Link>
                     ))}
-                    {(runs[p.name] ?? []).length === 0 && <span className="muted">never run</span>}
+                    {(runs[p.name] ?? (p.last_run ? [p.last_run] : [])).length === 0 && <span className="muted">never run</span>}
                   </div>
                 </td>
                 <td className="muted">{ago(toMs(p.updated_at))}</td>

@@ -183,7 +183,7 @@ function Run() {
           ...(a && b ? edgeSides(a, b) : {}),
           className: `${e.explicit ? "edge-needs" : "edge-ref"} edge-from-${from ? STATE_TONE[from] ?? "muted" : "muted"}`,
           animated: byName.get(e.to)?.state === "running",
-          markerEnd: { type: MarkerType.ArrowClosed, width: 16, height: 16 },
+          markerEnd: { type: MarkerType.ArrowClosed, width: 12, height: 12, color: "var(--muted)" },
         };
       }),
     [graph, byName, laidOut],
@@ -338,14 +338,26 @@ function StepDetail(props: { api: Api; name: string; step?: StepRun; runFinal: b
         <dd>
           {step?.job ? <Link to={`/jobs/${step.job.number ?? step.job.id}`}>#{step.job.number ?? step.job.id.slice(0, 8)}</Link> : items.length ? `${items.length} items` : "—"}
         </dd>
+        {step?.cached_from && (
+          <>
+            <dt>Outputs from</dt>
+            <dd data-testid="cached-from">{step.cached_from}</dd>
+          </>
+        )}
+        {step?.child_run && (
+          <>
+            <dt>Nested run</dt>
+            <dd><Link to={`/pipeline-runs/${step.child_run}`}>{step.child_run}</Link></dd>
+          </>
+        )}
       </dl>
       {items.length > 0 && (
         <>
           <h3>Items</h3>
           <div className="chips">
             {items.map((it, i) => (
-              <button key={i} className={i === item ? "chip on" : "chip"} onClick={() => setItem(i)} title={it.state}>
-                {i}: {it.state ?? "pending"}
+              <button key={i} className={i === item ? "chip on" : "chip"} onClick={() => setItem(i)} title={it.reason ?? it.state}>
+                {it.item ?? i}: {it.state ?? "pending"}
               </button>
             ))}
           </div>

@@ -6,6 +6,7 @@ import type { Document } from "yaml";
 import type { Component, ComponentPort } from "./api";
 import { EditRefused, downstream, getStepValue, parseFragment, renameStep, removeNeed, removeStep, setStepValue, stepFragment } from "./doc";
 import type { ParamInfo, Path, PipelineGraph, StepInfo } from "./doc";
+import { FALLBACK_FIELDS } from "./schema";
 import type { FieldSpec } from "./schema";
 import { Draft, numberOrText, quoteWord } from "./fields";
 import { splitWords } from "../../lib/spec";
@@ -27,6 +28,8 @@ type Props = {
 
 /** Keys the panel shows in sections of their own. */
 const OWN = new Set(["uses", "with", "needs"]);
+/** What a command step runs: one of the two. */
+const RUNS = new Set(["command", "run"]);
 
 /** The outputs a step offers to others: a component's declared ones, or the step's `outputs:`. */
 export function outputsOf(step: StepInfo, components: Component[]): { key: string; type?: string }[] {
@@ -112,7 +115,7 @@ export function StepPanel(props: Props) {
       <div className="field">
         <span className="label">Needs</span>
         <div className="chips">
-          {graph.edges.filter((e) => e.to === step.name).length === 0 && <span className="muted small">nothing: connect a step's right edge to this one's left</span>}
+          {graph.edges.filter((e) => e.to === step.name).length === 0 && <span className="muted small">nothing: drag from another step's right or bottom dot to this one</span>}
           {graph.edges
             .filter((e) => e.to === step.name)
             .map((e) => (
@@ -148,13 +151,41 @@ export function StepPanel(props: Props) {
         </fieldset>
       )}
 
+      {step.kind === "command" && <WhatToRun {...props} set={set} value={value} />}
+
       <details className="panel-group" open={step.kind === "command"}>
-        <summary>{step.kind === "command" ? "Command and settings" : "Settings"}</summary>
-        {settings.map((f) => (
+        <summary>Settings</summary>
+        {settings.filter((f) => step.kind !== "command" || !RUNS.has(f.key)).map((f) => (
           <SchemaField key={f.key} spec={f} path={[f.key]} doc={doc} step={step.name} value={value} set={set} apply={apply} />
         ))}
       </details>
     </div>
+  );
+}
+
+/** A command step runs a program with its arguments (`command:`) or a shell script (`run:`). */
+function WhatToRun(props: Props & { set: (p: Path, v: unknown) => boolean; value: (p: Path) => unknown }) {
+  const { step, apply, value } = props;
+  const script = value(["command"]) === undefined;
+  const pick = (toScript: boolean) => {
+    if (toScript === script) return;
+    apply((d) => {
+      setStepValue(d, step.name, [toScript ? "command" : "run"], undefined);
+      setStepValue(d, step.name, [toScript ? "run" : "command"], null);
+    });
+  };
+  const spec = (key: string): FieldSpec =>
+    props.fields.find((f) => f.key === key) ??
+    FALLBACK_FIELDS.find((f) => f.key === key) ?? { key, kind: key === "command" ? "words" : "string" };
+  return (
+    <fieldset className="panel-group" data-testid="what-to-run">
+      <legend>What to run</legend>
+      <div className="seg-switch">
+        <label><input type="radio" name="runs" checked={!script} onChange={() => pick(false)} /> Command</label>
+        <label><input type="radio" name="runs" checked={script} onChange={() => pick(true)} /> Shell script</label>
+      </div>
+      <SchemaField spec={spec(script ? "run" : "command")} path={[script ? "run" : "command"]} doc={props.doc} step={step.name} value={value} set={props.set} apply={apply} />
+    </fieldset>
   );
 }
 

@@ -9,11 +9,21 @@ export type PipelineSummary = {
   steps?: number | string[] | null;
   updated_at?: string | number | null;
   triggers?: unknown[] | null;
+  owner?: string;
+  /** Its newest run. */
+  last_run?: { id: string; number?: number; state: RunState | string } | null;
 };
 
 export type Layout = { nodes: Record<string, { x: number; y: number }> };
 
-export type Pipeline = { name: string; yaml: string; layout?: Layout | null; updated_at?: string | number | null };
+export type Pipeline = {
+  name: string;
+  yaml: string;
+  layout?: Layout | null;
+  /** The folder relative paths in the YAML are read from (a pipeline saved from a file has one). */
+  base_dir?: string | null;
+  updated_at?: string | number | null;
+};
 
 export type PipelineProblem = {
   message: string;
@@ -47,12 +57,18 @@ export type StepState = "pending" | "waiting" | "queued" | "running" | "succeede
 export type StepRun = {
   name: string;
   state: StepState;
-  job?: { id: string; number?: number } | null;
-  items?: { state?: StepState | string; job?: { id: string; number?: number } | null }[] | null;
+  needs?: string[];
+  uses?: string | null;
+  job?: { id: string; number?: number | null } | null;
+  items?: { item?: number; state?: StepState | string; job?: { id: string; number?: number | null } | null; reason?: string | null }[] | null;
   started_at?: string | number | null;
   finished_at?: string | number | null;
   outputs?: Record<string, unknown> | null;
   reason?: string | null;
+  /** Where cached outputs came from: `run/step`. */
+  cached_from?: string | null;
+  /** The run of a nested pipeline. */
+  child_run?: string | null;
 };
 
 export type PipelineRun = {
@@ -66,6 +82,10 @@ export type PipelineRun = {
   started_at?: string | number | null;
   finished_at?: string | number | null;
   reason?: string | null;
+  user?: string;
+  attempt?: number;
+  /** The pipeline's own outputs. */
+  outputs?: Record<string, unknown> | null;
   steps?: StepRun[] | null;
   /** The YAML the run was made from, when the daemon gives it. */
   yaml?: string | null;
@@ -115,8 +135,8 @@ const enc = encodeURIComponent;
 export const pipelines = {
   list: (api: Api) => call<PipelineSummary[]>(api, "GET", "/api/v1/pipelines"),
   get: (api: Api, name: string) => call<Pipeline>(api, "GET", `/api/v1/pipelines/${enc(name)}`),
-  save: (api: Api, name: string, yaml: string, layout: Layout | null) =>
-    call<Pipeline>(api, "PUT", `/api/v1/pipelines/${enc(name)}`, { yaml, layout }),
+  save: (api: Api, name: string, yaml: string, layout: Layout | null, baseDir?: string | null) =>
+    call<Pipeline>(api, "PUT", `/api/v1/pipelines/${enc(name)}`, baseDir ? { yaml, layout, base_dir: baseDir } : { yaml, layout }),
   remove: (api: Api, name: string) => call<unknown>(api, "DELETE", `/api/v1/pipelines/${enc(name)}`),
   validate: (api: Api, yaml: string) => call<Validation>(api, "POST", "/api/v1/pipelines/validate", { yaml }),
   schema: (api: Api) => call<JsonSchema>(api, "GET", "/api/v1/pipelines/schema"),

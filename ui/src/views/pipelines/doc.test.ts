@@ -115,7 +115,9 @@ describe("edits are minimal and keep comments", () => {
   it("a step name in use gets a suffix, and odd characters become _", () => {
     const out = edit(HAND, (doc) => {
       expect(addStep(doc, "split", { uses: "split" })).toBe("split_2");
-      expect(addStep(doc, "join-profile", { uses: "join-profile" })).toBe("join_profile");
+      expect(addStep(doc, "join-profile", { uses: "join-profile" })).toBe("join-profile");
+      expect(addStep(doc, "pipeline:my flow", { uses: "pipeline:my flow" })).toBe("my_flow");
+      expect(addStep(doc, "3d", { run: "true" })).toBe("_3d");
     });
     expect(readGraph(parse(out)).steps.map((s) => s.name)).toContain("split_2");
   });

@@ -339,9 +339,9 @@ function stepBody(doc: Document, name: string): YAMLMap {
   return body;
 }
 
-/** `base` made into a free step name (`split`, `split_2`, ...). */
+/** `base` made into a free step name (`split`, `split_2`, ...): letters, digits, `_` and `-`. */
 export function freeStepName(doc: Document, base: string): string {
-  let clean = base.replace(/^pipeline:/, "").replace(/[^A-Za-z0-9_]+/g, "_").replace(/^([^A-Za-z_])/, "_$1") || "step";
+  let clean = base.replace(/^pipeline:/, "").replace(/[^A-Za-z0-9_-]+/g, "_").replace(/^([^A-Za-z_])/, "_$1") || "step";
   if (!STEP_NAME.test(clean)) clean = "step";
   const taken = new Set((stepsMap(doc)?.items ?? []).map(keyName));
   if (!taken.has(clean)) return clean;

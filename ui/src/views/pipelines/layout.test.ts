@@ -6,8 +6,8 @@ import { parse, readGraph } from "./doc";
 const CHAIN = `steps:
   evaluate: {uses: evaluate, needs: [train]}
   extract: {uses: extract}
-  join_profile: {uses: join-profile, needs: [extract]}
-  featurize: {uses: featurize, needs: [join_profile]}
+  join-profile: {uses: join-profile, needs: [extract]}
+  featurize: {uses: featurize, needs: [join-profile]}
   split: {uses: split, needs: [featurize]}
   train: {uses: train, needs: [split]}
 `;
@@ -16,7 +16,7 @@ describe("layout", () => {
   it("elk lays hand-written YAML out along its needs: across a wide canvas, down a tall one", async () => {
     const g = readGraph(parse(CHAIN));
     const names = g.steps.map((s) => s.name);
-    const order = ["extract", "join_profile", "featurize", "split", "train", "evaluate"];
+    const order = ["extract", "join-profile", "featurize", "split", "train", "evaluate"];
     const wide = await elkLayout(new ELK(), names, g.edges, 4);
     for (let i = 1; i < order.length; i++) expect(wide[order[i]].x).toBeGreaterThanOrEqual(wide[order[i - 1]].x + NODE_W);
     const tall = await elkLayout(new ELK(), names, g.edges, 0.8);

@@ -1,11 +1,12 @@
 // Where nodes go: elkjs's layered layout when a pipeline opens without saved positions, and a
 // plain rank layout for single new nodes (and should elk not load).
 //
-// elkjs is 1.6 MB of compiled Java. It is loaded with dynamic `import()` on first use only. The UI is
-// one self-contained page (vite-plugin-singlefile inlines dynamic imports), so the layout engine
-// is inlined *as a string* (`?raw`) and only compiled when the canvas first lays a graph out, in a
-// Web Worker made from that string: pages that never open a canvas never compile it, and layout
-// runs off the main thread.
+// elkjs is 1.6 MB of compiled Java, and the UI is one self-contained page (vite-plugin-singlefile
+// inlines every dynamic import into it). So the engine is not JavaScript of the page at all: the
+// build puts its worker script into the page as inert text (`<script type="text/plain"
+// id="elk-worker">`, see vite.config.ts), and the first layout turns that text into a Web Worker.
+// Pages that never lay a graph out never compile it, and layout runs off the main thread. The small
+// API wrapper is loaded with a dynamic `import()` at the same moment.
 import type { ELK as ElkApi, ElkNode } from "elkjs/lib/elk-api";
 
 export type Pos = { x: number; y: number };
@@ -23,10 +24,9 @@ let loading: Promise<Elk> | undefined;
 /** The layout engine, loaded once. */
 export function loadElk(): Promise<Elk> {
   loading ??= (async () => {
-    const [{ default: ELK }, { default: source }] = await Promise.all([
-      import("elkjs/lib/elk-api.js"),
-      import("elkjs/lib/elk-worker.min.js?raw"),
-    ]);
+    const source = document.getElementById("elk-worker")?.textContent;
+    if (!source) throw new Error("this page has no layout engine (elk-worker)");
+    const { default: ELK } = await import("elkjs/lib/elk-api.js");
     const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
     return new ELK({ workerFactory: () => new Worker(url) });
   })();
