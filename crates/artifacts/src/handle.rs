@@ -30,6 +30,15 @@ pub struct Artifacts {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Artifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifacts")
+            .field("root", &self.inner.blobs.root())
+            .field("policy", &self.inner.policy)
+            .finish()
+    }
+}
+
 struct Inner {
     blobs: ArtifactStore,
     /// Writes of the artifact tables (the queue's engine writes through a connection of its own).
