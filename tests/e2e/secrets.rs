@@ -16,7 +16,11 @@ const FILE: &str = "{\n  \"username\": \"ada\",\n  \"key\": \"e2e0f9e8d7c6b5\"\n
 
 fn log_of(home: &std::path::Path, job: &Job) -> String {
     let out = petri(home, &["logs", &job.id.to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -36,14 +40,37 @@ fn secrets_from_the_cli_reach_jobs_masked_across_a_sigkill_of_the_daemon() {
         .unwrap();
     writeln!(set.stdin.take().unwrap(), "{VALUE}").unwrap();
     let out = set.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(work.join("kaggle.json"), FILE).unwrap();
     let file = work.join("kaggle.json");
-    let out = petri(&home, &["secret", "set", "kaggle.json", "--file", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = petri(
+        &home,
+        &[
+            "secret",
+            "set",
+            "kaggle.json",
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<SecretInfo> = parse(&petri(&home, &["secret", "ls", "--json"]));
     let kinds: Vec<(&str, SecretKind)> = listed.iter().map(|s| (s.name.as_str(), s.kind)).collect();
-    assert_eq!(kinds, [("HF_TOKEN", SecretKind::Value), ("kaggle.json", SecretKind::File)]);
+    assert_eq!(
+        kinds,
+        [
+            ("HF_TOKEN", SecretKind::Value),
+            ("kaggle.json", SecretKind::File)
+        ]
+    );
     let table = petri(&home, &["secret", "ls"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("kaggle.json"));
     assert!(!String::from_utf8_lossy(&table.stdout).contains(VALUE));
@@ -102,7 +129,11 @@ fn secrets_from_the_cli_reach_jobs_masked_across_a_sigkill_of_the_daemon() {
     }
 
     let out = petri(&home, &["secret", "rm", "HF_TOKEN"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<SecretInfo> = parse(&petri(&home, &["secret", "ls", "--json"]));
     assert_eq!(listed.len(), 1);
 }
