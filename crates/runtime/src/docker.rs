@@ -532,11 +532,7 @@ async fn copy_logs(
         },
     };
     let mut at = at;
-    // The log's length (it runs ahead of `at.len` while a frame is held back by the masking).
-    let mut len = at.len;
-    let mut masking = mask.map(MaskStream::new);
-    // The last timestamp fetched: frames at or before it are repeats.
-    let mut seen = at.ts.clone();
+    let mut copier = Copier::new(mask, &at);
     let options = LogsOptionsBuilder::new()
         .follow(true)
         .stdout(true)
@@ -560,22 +556,9 @@ async fn copy_logs(
             let chunk = item
                 .map_err(|e| std::io::Error::other(e.to_string()))?
                 .into_bytes();
-            let (t, text) = split_timestamp(&chunk);
-            // Timestamps have a fixed width, so they compare as text.
-            if !seen.is_empty() && t.as_str() <= seen.as_str() {
-                continue;
+            if let Some(p) = copier.take(&chunk, &mut data) {
+                settled = Some(p);
             }
-            match masking.as_mut() {
-                Some(m) => m.push(text, &mut data),
-                None => data.extend_from_slice(text),
-            }
-            if masking.as_ref().is_none_or(MaskStream::is_settled) {
-                settled = Some(Position {
-                    ts: t.clone(),
-                    len: len + data.len() as u64,
-                });
-            }
-            seen = t;
         }
         if data.is_empty() {
             continue;
@@ -583,16 +566,67 @@ async fn copy_logs(
         let next = settled.unwrap_or_else(|| at.clone());
         save_positions(&position_file, &at, &next)?;
         log.write_all(&data)?;
-        len += data.len() as u64;
         at = next;
     }
     // The end of the output: what the masking held back goes too.
-    if let Some(m) = masking.as_mut() {
-        let mut data = Vec::new();
-        m.finish(&mut data);
-        log.write_all(&data)?;
-    }
+    let mut data = Vec::new();
+    copier.finish(&mut data);
+    log.write_all(&data)?;
     Ok(())
+}
+
+/// Takes a container's log frames into its job log: repeats skipped, secrets masked, and where a
+/// restart would resume counted only for frames whose output is wholly taken.
+struct Copier {
+    masking: Option<MaskStream>,
+    /// The last timestamp taken: frames at or before it are repeats.
+    seen: String,
+    /// The log's length once all taken is written.
+    len: u64,
+}
+
+impl Copier {
+    fn new(mask: Option<Arc<Masker>>, at: &Position) -> Copier {
+        Copier {
+            masking: mask.map(MaskStream::new),
+            seen: at.ts.clone(),
+            len: at.len,
+        }
+    }
+
+    /// Takes one frame (`<timestamp> <text>`) into `data`. When nothing taken so far is held back
+    /// (by the masking: the frame may end in the beginning of a secret), returns the position
+    /// after this frame.
+    fn take(&mut self, chunk: &[u8], data: &mut Vec<u8>) -> Option<Position> {
+        let (t, text) = split_timestamp(chunk);
+        // Timestamps have a fixed width, so they compare as text.
+        if !self.seen.is_empty() && t.as_str() <= self.seen.as_str() {
+            return None;
+        }
+        let before = data.len();
+        match self.masking.as_mut() {
+            Some(m) => m.push(text, data),
+            None => data.extend_from_slice(text),
+        }
+        self.len += (data.len() - before) as u64;
+        self.seen = t;
+        self.masking
+            .as_ref()
+            .is_none_or(MaskStream::is_settled)
+            .then(|| Position {
+                ts: self.seen.clone(),
+                len: self.len,
+            })
+    }
+
+    /// The end of the output: what the masking held back goes too.
+    fn finish(&mut self, data: &mut Vec<u8>) {
+        if let Some(m) = self.masking.as_mut() {
+            let before = data.len();
+            m.finish(data);
+            self.len += (data.len() - before) as u64;
+        }
+    }
 }
 
 /// Where the copy of a log stands: the last timestamp copied and the log's length after it.
@@ -978,6 +1012,29 @@ mod tests {
         );
         let first = resume_point("- 0\n2026-01-01T00:00:02.000000000Z 5\n", 0);
         assert_eq!(first, Position::default());
+    }
+
+    #[test]
+    fn a_frame_that_may_end_in_a_secret_is_not_counted_as_copied() {
+        let masker = Arc::new(Masker::new(&[b"hf_secret42".to_vec()]).unwrap());
+        let mut copier = Copier::new(Some(masker), &Position::default());
+        let ts = |s: u32| format!("2026-01-01T00:00:0{s}.000000000Z");
+        let frame = |s: u32, text: &str| format!("{} {text}", ts(s)).into_bytes();
+        let at = |s: u32, len: u64| Some(Position { ts: ts(s), len });
+        let mut data = Vec::new();
+        assert_eq!(copier.take(&frame(1, "one\n"), &mut data), at(1, 4));
+        // Its end may be a secret's beginning: held back, and after a restart fetched again.
+        assert_eq!(copier.take(&frame(2, "token hf_sec"), &mut data), None);
+        assert_eq!(data, b"one\ntoken ");
+        assert_eq!(copier.take(&frame(3, "ret42\n"), &mut data), at(3, 14));
+        assert_eq!(data, b"one\ntoken ***\n");
+        // A repeat (a resumed copy fetches from the whole second) is skipped.
+        assert_eq!(copier.take(&frame(3, "ret42\n"), &mut data), None);
+        assert_eq!(data.len(), 14);
+        // Without secrets every frame counts at once.
+        let mut plain = Copier::new(None, &Position::default());
+        let mut data = Vec::new();
+        assert_eq!(plain.take(&frame(1, "token hf_sec"), &mut data), at(1, 12));
     }
 
     #[test]
