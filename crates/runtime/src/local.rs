@@ -46,7 +46,9 @@ exit $rc"#;
 
 /// The supervisor of a job whose output is masked (`filter.rs`): the job does not inherit the
 /// filter's two pipes (fd 3, closed when the job has ended; fd 4, closed by the filter once the
-/// job's output is in the log), and the exit code is written only after the filter said so.
+/// job's output is in the log), and the exit code is written only after the filter said so (a
+/// `read` cut short by a trapped signal, status above 128, waits again; a filter that is gone
+/// reads as the end at once).
 const SUPERVISOR_MASKED: &str = r#"set -C
 echo $$ > "$PETRI_STATUS_FILE" 2>/dev/null || exit 125
 set +C
@@ -54,7 +56,7 @@ trap : TERM INT
 "$@" 3>&- 4<&-
 rc=$?
 exec 3>&-
-read -r _ <&4
+while :; do read -r _ <&4; [ $? -gt 128 ] || break; done
 echo $rc >> "$PETRI_STATUS_FILE"
 exit $rc"#;
 
@@ -409,6 +411,42 @@ mod tests {
         // The job wrote into a pipe (the filter's), not into the log.
         let out = fs::read_to_string(dir.path().join("out")).unwrap();
         assert!(out.starts_with("pipe:"), "{out}");
+    }
+
+    #[test]
+    fn a_stopped_job_with_secrets_ends_and_its_output_stays_masked() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = launch(
+            dir.path(),
+            &["/bin/sh", "-c", "echo hf_secret42; exec sleep 30"],
+        );
+        l.mask = vec![b"hf_secret42".to_vec()];
+        let log = l.log_path.clone();
+        let (tx, rx) = mpsc::channel();
+        let started = exec
+            .start(l, Box::new(move |r| tx.send(r).unwrap()))
+            .unwrap();
+        for _ in 0..500 {
+            if fs::read_to_string(&log).is_ok_and(|t| !t.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // As the daemon does: SIGTERM to the group, again until it ends.
+        let mut report = None;
+        for _ in 0..30 {
+            exec.stop(&key(), &started, StopSignal::Terminate).unwrap();
+            if let Ok(r) = rx.recv_timeout(Duration::from_secs(1)) {
+                report = Some(r);
+                break;
+            }
+        }
+        assert_eq!(report.expect("the job ends").exit_code, Some(143));
+        // (The supervisor shell adds "Terminated", as it does without a filter.)
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(text.starts_with("***\n") && !text.contains("hf_"), "{text}");
     }
 
     #[test]
