@@ -21,8 +21,9 @@ use crate::jobs::body_error;
 type E = petri_domain::ErrorBody;
 
 #[utoipa::path(get, path = "/api/v1/pipelines", tag = "pipelines",
-    responses((status = 200, description = "saved pipelines, each with its newest run", body = Vec<PipelineSummary>),
-              (status = 401, description = "UNAUTHORIZED", body = E)))]
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "saved pipelines, each with its newest run", body = Vec<PipelineSummary>)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<PipelineSummary>>, ApiError> {
@@ -31,7 +32,9 @@ pub(crate) async fn list(
 
 #[utoipa::path(get, path = "/api/v1/pipelines/{name}", tag = "pipelines",
     params(("name" = String, Path, description = "the pipeline's name")),
-    responses((status = 200, description = "the pipeline's YAML as written and the canvas's layout", body = PipelineDoc),
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "the pipeline's YAML as written and the canvas's layout", body = PipelineDoc),
               (status = 404, description = "PIPELINE_NOT_FOUND", body = E)))]
 pub(crate) async fn show(
     State(s): State<AppState>,
@@ -42,9 +45,10 @@ pub(crate) async fn show(
 
 #[utoipa::path(put, path = "/api/v1/pipelines/{name}", tag = "pipelines", request_body = SaveRequest,
     params(("name" = String, Path, description = "the pipeline's name")),
-    responses((status = 200, description = "saved", body = PipelineDoc),
-              (status = 400, description = "MALFORMED_SPEC: the body does not parse", body = E),
-              (status = 422, description = "INVALID_PIPELINE: details.errors lists each problem with its line and column", body = E)))]
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "saved", body = PipelineDoc),
+                            (status = 422, description = "INVALID_PIPELINE: details.errors lists each problem with its line and column", body = E)))]
 pub(crate) async fn save(
     State(s): State<AppState>,
     Caller(caller): Caller,
@@ -62,7 +66,9 @@ pub(crate) async fn save(
 
 #[utoipa::path(delete, path = "/api/v1/pipelines/{name}", tag = "pipelines",
     params(("name" = String, Path, description = "the pipeline's name")),
-    responses((status = 200, description = "deleted (its runs stay)", body = PipelineDoc),
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "deleted (its runs stay)", body = PipelineDoc),
               (status = 404, description = "PIPELINE_NOT_FOUND", body = E)))]
 pub(crate) async fn remove(
     State(s): State<AppState>,
@@ -79,7 +85,9 @@ pub(crate) struct ValidateRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/pipelines/validate", tag = "pipelines", request_body = ValidateRequest,
-    responses((status = 200, description = "whether it is valid, each problem with its line and column, and the steps as far as they read", body = Validation)))]
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "whether it is valid, each problem with its line and column, and the steps as far as they read", body = Validation)))]
 pub(crate) async fn validate(
     State(s): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -89,14 +97,18 @@ pub(crate) async fn validate(
 }
 
 #[utoipa::path(get, path = "/api/v1/pipelines/schema", tag = "pipelines",
-    responses((status = 200, description = "the JSON Schema of a pipeline file", body = Object)))]
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "the JSON Schema of a pipeline file", body = Object)))]
 pub(crate) async fn schema(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(s.daemon.pipelines().schema())
 }
 
 #[utoipa::path(post, path = "/api/v1/pipelines/{name}/backfill", tag = "pipelines", request_body = BackfillRequest,
     params(("name" = String, Path, description = "the pipeline's name")),
-    responses((status = 201, description = "one run per fire of its cron trigger in the window", body = Vec<RunInfo>),
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 201, description = "one run per fire of its cron trigger in the window", body = Vec<RunInfo>),
               (status = 404, description = "PIPELINE_NOT_FOUND", body = E),
               (status = 422, description = "INVALID_PIPELINE: it has no cron trigger", body = E)))]
 pub(crate) async fn backfill(
@@ -118,7 +130,9 @@ pub(crate) async fn backfill(
 }
 
 #[utoipa::path(get, path = "/api/v1/components", tag = "pipelines",
-    responses((status = 200, description = "built-in and your own components (a broken one with its error)", body = Vec<ComponentInfo>)))]
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "built-in and your own components (a broken one with its error)", body = Vec<ComponentInfo>)))]
 pub(crate) async fn components(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<ComponentInfo>>, ApiError> {
@@ -126,7 +140,9 @@ pub(crate) async fn components(
 }
 
 #[utoipa::path(post, path = "/api/v1/pipeline-runs", tag = "pipelines", request_body = RunRequest,
-    responses((status = 201, description = "the run, queued", body = RunInfo),
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 201, description = "the run, queued", body = RunInfo),
               (status = 404, description = "PIPELINE_NOT_FOUND", body = E),
               (status = 422, description = "INVALID_PIPELINE: nothing was queued", body = E)))]
 pub(crate) async fn run(
@@ -153,7 +169,9 @@ pub(crate) struct RunsQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/pipeline-runs", tag = "pipelines", params(RunsQuery),
-    responses((status = 200, description = "runs, newest first (without their steps)", body = Vec<RunInfo>)))]
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "runs, newest first (without their steps)", body = Vec<RunInfo>)))]
 pub(crate) async fn runs(
     State(s): State<AppState>,
     Query(q): Query<RunsQuery>,
@@ -168,7 +186,9 @@ pub(crate) async fn runs(
 
 #[utoipa::path(get, path = "/api/v1/pipeline-runs/{id}", tag = "pipelines",
     params(("id" = String, Path, description = "the run's id or number")),
-    responses((status = 200, description = "the run with its steps", body = RunInfo),
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "the run with its steps", body = RunInfo),
               (status = 404, description = "PIPELINE_RUN_NOT_FOUND", body = E)))]
 pub(crate) async fn show_run(
     State(s): State<AppState>,
@@ -179,7 +199,9 @@ pub(crate) async fn show_run(
 
 #[utoipa::path(post, path = "/api/v1/pipeline-runs/{id}/cancel", tag = "pipelines",
     params(("id" = String, Path, description = "the run's id or number")),
-    responses((status = 200, description = "the run, canceling", body = RunInfo),
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "the run, canceling", body = RunInfo),
               (status = 404, description = "PIPELINE_RUN_NOT_FOUND", body = E),
               (status = 409, description = "INVALID_STATE: it is over", body = E)))]
 pub(crate) async fn cancel(
@@ -191,7 +213,9 @@ pub(crate) async fn cancel(
 
 #[utoipa::path(post, path = "/api/v1/pipeline-runs/{id}/retry", tag = "pipelines", request_body = RetryRequest,
     params(("id" = String, Path, description = "the run's id or number")),
-    responses((status = 200, description = "the run, running again", body = RunInfo),
+    responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 200, description = "the run, running again", body = RunInfo),
               (status = 404, description = "PIPELINE_RUN_NOT_FOUND", body = E),
               (status = 409, description = "INVALID_STATE: it is still running", body = E)))]
 pub(crate) async fn retry(

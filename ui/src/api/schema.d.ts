@@ -1525,6 +1525,24 @@ export interface operations {
                     "application/json": components["schemas"]["ComponentInfo"][];
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     stream: {
@@ -2424,6 +2442,24 @@ export interface operations {
                     "application/json": components["schemas"]["RunInfo"][];
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     run: {
@@ -2446,6 +2482,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunInfo"];
+                };
+            };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description PIPELINE_NOT_FOUND */
@@ -2489,6 +2543,24 @@ export interface operations {
                     "application/json": components["schemas"]["RunInfo"];
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description PIPELINE_RUN_NOT_FOUND */
             404: {
                 headers: {
@@ -2519,6 +2591,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunInfo"];
+                };
+            };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description PIPELINE_RUN_NOT_FOUND */
@@ -2566,6 +2656,24 @@ export interface operations {
                     "application/json": components["schemas"]["RunInfo"];
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description PIPELINE_RUN_NOT_FOUND */
             404: {
                 headers: {
@@ -2604,6 +2712,15 @@ export interface operations {
                     "application/json": components["schemas"]["PipelineSummary"][];
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description UNAUTHORIZED */
             401: {
                 headers: {
@@ -2633,6 +2750,24 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     validate: {
@@ -2657,6 +2792,24 @@ export interface operations {
                     "application/json": components["schemas"]["Validation"];
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     show: {
@@ -2678,6 +2831,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PipelineDoc"];
+                };
+            };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description PIPELINE_NOT_FOUND */
@@ -2716,8 +2887,17 @@ export interface operations {
                     "application/json": components["schemas"]["PipelineDoc"];
                 };
             };
-            /** @description MALFORMED_SPEC: the body does not parse */
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2757,6 +2937,24 @@ export interface operations {
                     "application/json": components["schemas"]["PipelineDoc"];
                 };
             };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description PIPELINE_NOT_FOUND */
             404: {
                 headers: {
@@ -2791,6 +2989,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunInfo"][];
+                };
+            };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description PIPELINE_NOT_FOUND */
