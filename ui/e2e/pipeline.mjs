@@ -31,15 +31,26 @@ async function yamlText(page) {
 
 const out = (step, key) => `\${{ steps.${stepName(step)}.outputs.${key} }}`;
 
-/** What the canvas fills in for the built-in components, given the sample data's folder. */
-export function irisInputs(dataDir) {
-  return [
-    ["extract", "input", `${dataDir}/iris.csv`],
+/**
+ * The iris chain as the canvas builds it: the sample data as file params (written in the YAML tab;
+ * the daemon copies a file param into the run, so a container step can read it), and what to fill
+ * in on each step, as [step, input, value]. A value `${{ ... }}` is picked from the step panel's
+ * list of upstream outputs and params; anything else is typed.
+ */
+export function irisPipeline(dataDir) {
+  const params = [
+    "params:",
+    `  data: {type: file, default: ${JSON.stringify(`${dataDir}/iris.csv`)}}`,
+    `  profiles: {type: file, default: ${JSON.stringify(`${dataDir}/iris_profiles.csv`)}}`,
+  ].join("\n");
+  const fills = [
+    ["extract", "input", "${{ params.data }}"],
     ["join-profile", "samples", out("extract", "data")],
-    ["join-profile", "profile", `${dataDir}/iris_profiles.csv`],
+    ["join-profile", "profile", "${{ params.profiles }}"],
     ["join-profile", "on", "sample_id"],
     ["featurize", "data", out("join-profile", "data")],
     ["featurize", "target", "species"],
+    ["featurize", "id", "sample_id"],
     ["split", "data", out("featurize", "data")],
     ["split", "target", "species"],
     ["train", "train", out("split", "train")],
@@ -48,9 +59,11 @@ export function irisInputs(dataDir) {
     ["evaluate", "model", out("train", "model")],
     ["evaluate", "test", out("split", "test")],
   ];
+  return { params, fills };
 }
 
-export async function pipelineCanvas({ page, base, fills, shot, name = "iris", timeout = 240000 }) {
+export async function pipelineCanvas({ page, base, pipeline, shot, name = "iris", timeout = 300000 }) {
+  const { params, fills } = pipeline;
   await page.goto(`${base}/#/pipelines`);
   await page.locator("h1", { hasText: "Pipelines" }).waitFor();
   await page.getByRole("link", { name: "New pipeline" }).click();
@@ -60,7 +73,11 @@ export async function pipelineCanvas({ page, base, fills, shot, name = "iris", t
   // The name, written in the YAML beside the canvas: the canvas and the YAML are one document.
   await page.getByRole("tab", { name: "Side by side" }).click();
   const yaml = page.locator("[data-testid=yaml]");
-  await yaml.fill((await yaml.inputValue()).replace(/^name: .*$/m, `name: ${name}`).replace(/^description: .*$/m, "description: Iris, drawn on the canvas."));
+  await yaml.fill(
+    (await yaml.inputValue())
+      .replace(/^name: .*$/m, `name: ${name}`)
+      .replace(/^description: .*$/m, `description: Iris, drawn on the canvas.\n${params}`),
+  );
   await page.locator("h1", { hasText: name }).waitFor();
   await page.getByRole("tab", { name: "Canvas" }).click();
 
@@ -109,17 +126,23 @@ export async function pipelineCanvas({ page, base, fills, shot, name = "iris", t
   await dialog.getByRole("button", { name: "Run", exact: true }).click();
   await page.locator("[data-testid=run-canvas]").waitFor();
   const nodes = page.locator("[data-testid=run-canvas] .step-node");
-  await page.waitForFunction(
-    (n) => {
-      const all = [...document.querySelectorAll("[data-testid=run-canvas] .step-node")];
-      return all.length === n && all.every((e) => ["succeeded", "cached"].includes(e.getAttribute("data-state")));
-    },
-    CHAIN.length,
-    { timeout },
-  ).catch(async (e) => {
-    const states = await nodes.evaluateAll((all) => all.map((x) => `${x.getAttribute("data-testid")}=${x.getAttribute("data-state")}`));
-    throw new Error(`not every step succeeded: ${states.join(", ")} (${e.message.split("\n")[0]})`);
-  });
+  // Every step ends (or the run does), then every one must be green.
+  await page
+    .waitForFunction(
+      (n) => {
+        const all = [...document.querySelectorAll("[data-testid=run-canvas] .step-node")];
+        const ended = ["succeeded", "cached", "failed", "skipped", "canceled"];
+        return all.length === n && all.every((e) => ended.includes(e.getAttribute("data-state")));
+      },
+      CHAIN.length,
+      { timeout },
+    )
+    .catch(() => {});
+  const states = await nodes.evaluateAll((all) => all.map((x) => [x.getAttribute("data-testid"), x.getAttribute("data-state")]));
+  if (states.length !== CHAIN.length || !states.every(([, st]) => st === "succeeded" || st === "cached")) {
+    const reason = await page.locator("[data-testid=run-reason]").textContent().catch(() => "");
+    throw new Error(`not every step succeeded: ${states.map((x) => x.join("=")).join(", ")}${reason ? ` (${reason})` : ""}`);
+  }
   await page.locator(`[data-testid="node-${stepName("evaluate")}"]`).click();
   await page.locator("[data-testid=step-outputs]").waitFor();
   await page.waitForTimeout(500);

@@ -6,14 +6,17 @@
 // in the environment) on a machine whose Docker engine lacks that image; scripts/test.sh builds it
 // first, and in CI a missing image fails those steps.
 //
-// Usage: node e2e/run.mjs --petri PATH --nvml PATH [--image IMG] [--out DIR]
-// Chromium: $CHROMIUM, else /usr/bin/chromium.
+// Usage: node e2e/run.mjs --petri PATH --nvml PATH [--image IMG] [--out DIR] [--docs DIR]
+// Chromium: $CHROMIUM, else /usr/bin/chromium. The pipeline canvas's screenshots also go to
+// --docs (default: docs/screenshots in the repository).
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { irisPipeline, pipelineCanvas } from "./pipeline.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -22,6 +25,8 @@ const petri = args.petri;
 const nvml = args.nvml;
 const image = args.image ?? "petri/python:3.11";
 const out = path.resolve(args.out ?? "e2e/out");
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const docs = path.resolve(args.docs ?? path.join(repo, "docs/screenshots"));
 if (!petri || !nvml) {
   console.error("usage: node e2e/run.mjs --petri PATH --nvml PATH [--image IMG] [--out DIR]");
   process.exit(2);
@@ -310,6 +315,17 @@ try {
       return r.status === 401;
     }, 10000);
   });
+
+  await step("a pipeline drawn on the canvas (the iris chain) saves, runs and turns green", async () => {
+    const pipelineShot = async (name) => {
+      await shot(name);
+      fs.mkdirSync(docs, { recursive: true });
+      fs.copyFileSync(path.join(out, `${name}.png`), path.join(docs, `${name}.png`));
+    };
+    await pipelineCanvas({ page, base, pipeline: irisPipeline(path.join(repo, "samples/data")), shot: pipelineShot });
+    const [run] = await api("GET", "/api/v1/pipeline-runs?pipeline=iris&limit=1");
+    if (run?.state !== "succeeded") throw new Error(`the run is ${run?.state}: ${run?.reason}`);
+  }, noImage);
 
   await step("a lost daemon is shown and recovered from", async () => {
     expectingOutage = true;

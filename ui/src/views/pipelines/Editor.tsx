@@ -10,7 +10,7 @@ import "@xyflow/react/dist/style.css";
 import type { Document } from "yaml";
 import { useLive } from "../../live";
 import { ErrorNote } from "../../components/ui";
-import { PipelineError, pipelines } from "./api";
+import { PipelineError, layoutNodes, pipelines } from "./api";
 import type { Component, JsonSchema, PipelineProblem, PipelineSummary, Validation } from "./api";
 import {
   EditRefused, addNeed, addStep, componentStep, edit, findCycle, newPipelineText, parse, readGraph, readParams, removeNeed,
@@ -74,6 +74,8 @@ function Editor() {
   const [layoutBy, setLayoutBy] = useState<string>();
   const [runOpen, setRunOpen] = useState(false);
   const [overwrite, setOverwrite] = useState<string>();
+  /** Counts the pipelines opened here, so that the nodes take the positions of each. */
+  const [opened, setOpened] = useState(0);
   const pendingPos = useRef<Positions>({});
   const fitted = useRef(false);
   const autoPending = useRef(false);
@@ -85,7 +87,6 @@ function Editor() {
     let gone = false;
     setLoadError(undefined);
     setSelected(undefined);
-    setNodes([]);
     fitted.current = false;
     (async () => {
       if (!routeName) {
@@ -95,12 +96,13 @@ function Editor() {
         pendingPos.current = {};
         setText(t);
         setSavedText(undefined);
+        setOpened((n) => n + 1);
         return;
       }
       const p = await pipelines.get(api, routeName);
       if (gone) return;
       const g = readGraph(parse(p.yaml));
-      const stored = p.layout?.nodes ?? {};
+      const stored = layoutNodes(p.layout);
       // Written by hand (no positions): laid out by elk once the canvas is there to measure.
       autoPending.current = g.steps.length > 0 && g.steps.every((s) => !stored[s.name]);
       if (autoPending.current) setLaying(true);
@@ -109,6 +111,7 @@ function Editor() {
       setText(p.yaml);
       setSavedText(p.yaml);
       setLayoutDirty(false);
+      setOpened((n) => n + 1);
     })().catch((e) => !gone && setLoadError(e));
     return () => {
       gone = true;
@@ -197,7 +200,7 @@ function Editor() {
         return { ...old, id: s.name, type: "step" as const, position, data, width: NODE_W, height: NODE_H, selected: isSelected };
       });
     });
-  }, [graph, stepProblems, selected]);
+  }, [graph, stepProblems, selected, opened]);
   useEffect(() => {
     // Positions handed over are used once the nodes exist.
     for (const n of nodes) delete pendingPos.current[n.id];
@@ -583,7 +586,7 @@ function Palette(props: { components: Component[]; pipelines: PipelineSummary[];
       {user.map((c) => item({ kind: "component", name: c.name }, c.description ?? undefined, c.error))}
       {pipes.length > 0 && <h3>Saved pipelines</h3>}
       {pipes.map((p) => item({ kind: "pipeline", name: p.name }, p.description ?? undefined))}
-      <p className="muted small">Drag onto the canvas, or press +. Connect a step's right edge to another's left to make it wait.</p>
+      <p className="muted small">Drag onto the canvas, or press +. Drag from a step's right or bottom dot to another step to make that one wait for it.</p>
     </aside>
   );
 }

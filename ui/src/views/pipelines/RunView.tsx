@@ -8,9 +8,9 @@ import "@xyflow/react/dist/style.css";
 import { useLive } from "../../live";
 import type { Api } from "../../api/client";
 import { ErrorNote, StateBadge } from "../../components/ui";
-import { ago, bytes, duration } from "../../lib/format";
+import { ago, duration } from "../../lib/format";
 import { follow } from "../../lib/sse";
-import { pipelines, toMs } from "./api";
+import { asArtifact, layoutNodes, pipelines, toMs } from "./api";
 import type { PipelineRun, StepRun } from "./api";
 import { parse, readGraph } from "./doc";
 import type { PipelineGraph } from "./doc";
@@ -84,7 +84,7 @@ function Run() {
       (p) => {
         if (gone) return;
         setYaml(runYaml ?? p.yaml);
-        setPositions(p.layout?.nodes ?? {});
+        setPositions(layoutNodes(p.layout));
       },
       () => {
         if (gone) return;
@@ -253,8 +253,12 @@ function Run() {
             </dd>
             <dt>Params</dt>
             <dd data-testid="params">
-              {Object.keys(run.params ?? {}).length === 0 ? <span className="muted">defaults</span> : (
-                Object.entries(run.params ?? {}).map(([k, v]) => <span key={k} className="tag">{k} = {typeof v === "string" ? v : JSON.stringify(v)}</span>)
+              {Object.keys(run.params ?? {}).length === 0 ? <span className="muted">none</span> : (
+                Object.entries(run.params ?? {}).map(([k, v]) => (
+                  <span key={k} className="param">
+                    {k} = <OutputValue api={api} value={v} />
+                  </span>
+                ))
               )}
             </dd>
             <dt>Created</dt>
@@ -300,19 +304,35 @@ function Run() {
   );
 }
 
-function OutputValue(props: { value: unknown }) {
+/** A value a step gave, or a file it wrote (with a download for a file). */
+function OutputValue(props: { api: Api; value: unknown }) {
   const v = props.value;
-  if (v && typeof v === "object" && ("digest" in v || "path" in v)) {
-    const o = v as { digest?: string; path?: string; size?: number };
+  const [error, setError] = useState<string>();
+  const file = asArtifact(v);
+  if (file) {
+    const download = async () => {
+      setError(undefined);
+      try {
+        const url = URL.createObjectURL(await pipelines.artifact(props.api, file.$artifact));
+        const a = document.createElement("a");
+        a.href = url;
+        a.download = file.name;
+        a.click();
+        window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+      } catch (e) {
+        setError((e as Error).message);
+      }
+    };
     return (
-      <span>
-        <code>{o.path ?? "file"}</code>
-        {o.digest && <span className="muted small" title={o.digest}> {o.digest.replace(/^sha256:/, "").slice(0, 12)}</span>}
-        {typeof o.size === "number" && <span className="muted small"> {bytes(o.size)}</span>}
+      <span className="artifact">
+        <code>{file.name}{file.dir ? "/" : ""}</code>
+        <span className="muted small" title={file.$artifact}> {file.$artifact.replace(/^sha256:/, "").slice(0, 12)}</span>
+        {!file.dir && <button className="link" onClick={download}>download</button>}
+        {error && <span className="field-error"> {error}</span>}
       </span>
     );
   }
-  return <code>{typeof v === "string" ? v : JSON.stringify(v)}</code>;
+  return <code className="value">{typeof v === "string" ? v : JSON.stringify(v)}</code>;
 }
 
 function StepDetail(props: { api: Api; name: string; step?: StepRun; runFinal: boolean; now: number; onRetry: () => void }) {
@@ -372,7 +392,7 @@ function StepDetail(props: { api: Api; name: string; step?: StepRun; runFinal: b
             {Object.entries(step?.outputs ?? {}).map(([k, v]) => (
               <tr key={k}>
                 <td>{k}</td>
-                <td><OutputValue value={v} /></td>
+                <td><OutputValue api={props.api} value={v} /></td>
               </tr>
             ))}
           </tbody>

@@ -2,6 +2,7 @@
 // shapes are read tolerantly). The token and error handling are the app's own `Api`'s.
 import { Api, ApiError } from "../../api/client";
 import type { ErrorCode } from "../../api/types";
+import type { components } from "../../api/schema";
 
 export type PipelineSummary = {
   name: string;
@@ -19,7 +20,8 @@ export type Layout = { nodes: Record<string, { x: number; y: number }> };
 export type Pipeline = {
   name: string;
   yaml: string;
-  layout?: Layout | null;
+  /** As the canvas saved it: read with `layoutNodes`. */
+  layout?: unknown;
   /** The folder relative paths in the YAML are read from (a pipeline saved from a file has one). */
   base_dir?: string | null;
   updated_at?: string | number | null;
@@ -51,7 +53,8 @@ export type Component = {
   error?: string | null;
 };
 
-export type RunState = "queued" | "running" | "succeeded" | "failed" | "canceled";
+/** queued, running, succeeded, failed, canceled. */
+export type RunState = string;
 export type StepState = "pending" | "waiting" | "queued" | "running" | "succeeded" | "failed" | "skipped" | "cached" | "canceled";
 
 export type StepRun = {
@@ -132,6 +135,24 @@ async function call<T>(api: Api, method: string, path: string, body?: unknown): 
 
 const enc = encodeURIComponent;
 
+/** A file a step wrote (or a file param), as values carry it. */
+export type ArtifactRef = { $artifact: string; name: string; dir?: boolean };
+
+export function asArtifact(v: unknown): ArtifactRef | undefined {
+  const o = v as Partial<ArtifactRef> | null;
+  return o && typeof o === "object" && typeof o.$artifact === "string" && typeof o.name === "string" ? (o as ArtifactRef) : undefined;
+}
+
+/** A stored file's bytes (the token travels in the header, so a plain link cannot fetch it). */
+async function artifactBlob(api: Api, digest: string): Promise<Blob> {
+  const resp = await fetch(`${api.base}/api/v1/artifacts/${enc(digest)}`, { headers: api.headers() });
+  if (!resp.ok) {
+    const body = (await resp.json().catch(() => undefined)) as { code?: string; message?: string } | undefined;
+    throw new ApiError((body?.code ?? "INTERNAL") as ErrorCode, body?.message ?? `the artifact answered ${resp.status}`, resp.status);
+  }
+  return resp.blob();
+}
+
 export const pipelines = {
   list: (api: Api) => call<PipelineSummary[]>(api, "GET", "/api/v1/pipelines"),
   get: (api: Api, name: string) => call<Pipeline>(api, "GET", `/api/v1/pipelines/${enc(name)}`),
@@ -149,6 +170,7 @@ export const pipelines = {
   retry: (api: Api, id: string, from?: string) =>
     call<PipelineRun>(api, "POST", `/api/v1/pipeline-runs/${enc(id)}/retry`, from ? { from } : {}),
   cancel: (api: Api, id: string) => call<PipelineRun>(api, "POST", `/api/v1/pipeline-runs/${enc(id)}/cancel`),
+  artifact: artifactBlob,
 };
 
 /** A JSON Schema, as far as the forms read it. */
@@ -173,6 +195,31 @@ export type JsonSchema = {
   maximum?: number;
   format?: string;
 };
+
+/** The node positions in a saved layout; anything else in it is ignored. */
+export function layoutNodes(layout: unknown): Layout["nodes"] {
+  const nodes = (layout as { nodes?: unknown } | null | undefined)?.nodes;
+  const out: Layout["nodes"] = {};
+  if (!nodes || typeof nodes !== "object") return out;
+  for (const [k, v] of Object.entries(nodes as Record<string, unknown>)) {
+    const p = v as { x?: unknown; y?: unknown } | null;
+    if (p && typeof p.x === "number" && typeof p.y === "number" && Number.isFinite(p.x) && Number.isFinite(p.y)) out[k] = { x: p.x, y: p.y };
+  }
+  return out;
+}
+
+// What the daemon's OpenAPI document says it sends must fit what these views read: when a route's
+// shape changes, `npm run gen` and tsc point here.
+type S = components["schemas"];
+type Fits<T extends U, U> = T;
+export type DaemonShapesFit = [
+  Fits<S["PipelineSummary"], PipelineSummary>,
+  Fits<S["PipelineDoc"], Pipeline>,
+  Fits<S["Validation"], Validation>,
+  Fits<S["ComponentInfo"], Component>,
+  Fits<S["RunInfo"], PipelineRun>,
+  Fits<S["StepInfo"], StepRun>,
+];
 
 /** Times arrive as RFC 3339 text or milliseconds; answers milliseconds. */
 export function toMs(t: string | number | null | undefined): number | undefined {
