@@ -317,6 +317,12 @@ try {
   });
 
   await step("a pipeline drawn on the canvas (the iris chain) saves, runs and turns green", async () => {
+    // The steps before leave sleeping jobs and a notebook holding the CPUs: make room first.
+    for (const nb of await api("GET", "/api/v1/notebooks")) {
+      if (nb.state !== "stopped") await api("POST", `/api/v1/notebooks/${nb.name}/stop`);
+    }
+    for (const j of await api("GET", "/api/v1/jobs")) await api("POST", `/api/v1/jobs/${j.id}/cancel`).catch(() => {});
+    await waitFor("the earlier jobs to stop", async () => (await api("GET", "/api/v1/jobs")).length === 0, 60000);
     const pipelineShot = async (name) => {
       await shot(name);
       fs.mkdirSync(docs, { recursive: true });

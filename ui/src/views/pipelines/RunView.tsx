@@ -337,9 +337,12 @@ function OutputValue(props: { api: Api; value: unknown }) {
 
 function StepDetail(props: { api: Api; name: string; step?: StepRun; runFinal: boolean; now: number; onRetry: () => void }) {
   const { step } = props;
+  const { jobs } = useLive();
   const items = step?.items ?? [];
   const [item, setItem] = useState(0);
   const job = items.length ? items[item]?.job ?? null : step?.job ?? null;
+  // A queued step's job says what it waits for (CPUs, a GPU, its place in line).
+  const waiting = job ? jobs.find((j) => j.id === job.id)?.pending : undefined;
   return (
     <div className="step-panel" data-testid="step-detail">
       <div className="row between">
@@ -351,6 +354,12 @@ function StepDetail(props: { api: Api; name: string; step?: StepRun; runFinal: b
         )}
       </div>
       {step?.reason && <div className={`reason-box tone-${step.state === "failed" ? "bad" : "muted"}`} data-testid="step-reason">{step.reason}</div>}
+      {waiting && step?.state === "queued" && (
+        <div className="pending" data-testid="step-pending">
+          Waiting: {waiting.message}
+          {waiting.position != null && <> · number {waiting.position} in line</>}
+        </div>
+      )}
       <dl className="facts">
         <dt>Time</dt>
         <dd>{step ? stepTime(step, props.now) ?? "not started" : "not started"}</dd>
