@@ -12,6 +12,8 @@ export default defineConfig({
   server: {
     // `npm run dev` against a local daemon.
     proxy: { "/api": "http://127.0.0.1:7878", "/notebooks": { target: "http://127.0.0.1:7878", ws: true } },
+    // The pipeline editor's tests read the repository's sample pipeline.
+    fs: { allow: [".", "../samples"] },
   },
   test: { include: ["src/**/*.test.ts"], environment: "node" },
 });

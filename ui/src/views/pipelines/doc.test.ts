@@ -3,6 +3,8 @@ import {
   EditRefused, addNeed, addStep, carry, componentStep, cycleIfAdded, edit, findCycle, formatOf, getStepValue, parse,
   readGraph, readParams, removeNeed, removeStep, renameStep, setStepValue, stepFragment, upstream,
 } from "./doc";
+// The sample pipeline in the repository, written by hand with a comment on every step.
+import SAMPLE from "../../../../samples/pipelines/iris.yaml?raw";
 
 // Written by hand, the way people write YAML: aligned comments, blank lines, flow lists with and
 // without spaces, quoted and block strings, a comment-only line, keys in no particular order.
@@ -239,5 +241,39 @@ describe("loops", () => {
 
   it("an edge that is there already is refused with a plain message", () => {
     expect(() => edit(HAND, (doc) => addNeed(doc, "extract", "split"))).toThrow("split already needs extract");
+  });
+});
+
+describe("the sample pipeline (samples/pipelines/iris.yaml)", () => {
+  it("opens as the graph its references make, and saves unchanged byte for byte", () => {
+    const g = readGraph(parse(SAMPLE));
+    expect(g.steps.map((s) => s.name)).toEqual(["extract", "join", "featurize", "split", "train", "evaluate", "deploy"]);
+    expect(g.edges.find((e) => e.from === "evaluate" && e.to === "deploy")).toMatchObject({ explicit: true, implied: true });
+    expect(edit(SAMPLE, () => {})).toBe(SAMPLE);
+  });
+
+  it("keeps every comment and blank line through canvas edits", () => {
+    const out = edit(SAMPLE, (doc) => {
+      addNeed(doc, "extract", addStep(doc, "report", { run: "echo done" }));
+      setStepValue(doc, "train", ["with", "epochs"], 200);
+      renameStep(doc, "join", "join_profiles");
+    });
+    const kept = (t: string) => t.split("\n").filter((l) => l.trim() === "" || l.trimStart().startsWith("#"));
+    expect(kept(out)).toEqual(kept(SAMPLE));
+    expect(changed(SAMPLE, out)).toEqual({
+      removed: [
+        "  join:",
+        "      data: ${{ steps.join.outputs.data }}",
+        "      epochs: 500",
+      ],
+      added: [
+        "  join_profiles:",
+        "      data: ${{ steps.join_profiles.outputs.data }}",
+        "      epochs: 200",
+        "  report:",
+        "    run: echo done",
+        "    needs: [extract]",
+      ],
+    });
   });
 });
