@@ -194,7 +194,7 @@ function Editor() {
         const old = byId.get(s.name);
         const position: Pos = pending[s.name] ?? old?.position ?? placeNew(known, [...s.needs, ...s.refs.map((r) => r.step)]);
         known[s.name] = position;
-        const data: StepNodeData = { name: s.name, kind: s.kind, uses: s.uses, errors: stepProblems.get(s.name) ?? [] };
+        const data: StepNodeData = { name: s.name, kind: s.kind, uses: s.uses, forEach: s.forEach, errors: stepProblems.get(s.name) ?? [] };
         const isSelected = s.name === selected;
         if (old && old.position === position && old.selected === isSelected && JSON.stringify(old.data) === JSON.stringify(data)) return old;
         return { ...old, id: s.name, type: "step" as const, position, data, width: NODE_W, height: NODE_H, selected: isSelected };

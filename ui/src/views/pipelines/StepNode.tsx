@@ -13,6 +13,8 @@ export type StepNodeData = {
   time?: string;
   cached?: boolean;
   items?: { total: number; done: number; failed: number };
+  /** `for_each:` is set: one job per item. */
+  forEach?: boolean;
   readOnly?: boolean;
 };
 
@@ -38,7 +40,7 @@ export function StepNode({ data, selected }: NodeProps<StepFlowNode>) {
       className={`step-node kind-${data.kind}${tone ? ` state tone-${tone}` : ""}${data.errors.length ? " has-error" : ""}${selected ? " selected" : ""}`}
       data-testid={`node-${data.name}`}
       data-state={data.state}
-      title={data.errors.length ? data.errors.join("\n") : undefined}
+      title={data.errors.length ? data.errors.join("\n") : data.state ? `${what} · ${data.state}` : undefined}
     >
       <Handle type="target" position={Position.Left} id="l" isConnectable={!data.readOnly} />
       <Handle type="target" position={Position.Top} id="t" isConnectable={!data.readOnly} />
@@ -48,13 +50,9 @@ export function StepNode({ data, selected }: NodeProps<StepFlowNode>) {
         {data.errors.length > 0 && <span className="step-err" aria-label={`${data.errors.length} problems`}>!</span>}
       </div>
       <div className="step-sub">
-        {what}
-        {data.state && (
-          <>
-            {" · "}
-            <span className="step-state">{data.state}</span>
-          </>
-        )}
+        {/* In a run the line is the state's (the border's colour still tells the kind). */}
+        {data.state ? <span className="step-state">{data.state}</span> : what}
+        {!data.state && data.forEach && " · for each"}
         {data.time && <> · {data.time}</>}
         {data.items && data.items.total > 0 && (
           <span className="step-items" title="items done of all (failed)">
