@@ -14,6 +14,8 @@ const STEP: JsonSchema = {
     resources: { $ref: "#/$defs/Resources" },
     env: { type: "object", additionalProperties: { type: "string" } },
     for_each: {},
+    when: { type: ["string", "boolean"], description: "A condition." },
+    timeout: { oneOf: [{ type: "null" }, { $ref: "#/$defs/Millis", description: "Wall-clock limit." }] },
   },
 };
 
@@ -31,12 +33,19 @@ describe("the step's fields from the JSON Schema", () => {
   });
 
   it("turns properties into form fields, and what a form cannot show into YAML", () => {
-    const fields = stepFields({ $defs: { Step: STEP, Resources: { type: "object", properties: { cpus: { type: "number" }, memory: { type: "string" } } } } });
+    const fields = stepFields({
+      $defs: {
+        Step: STEP,
+        Resources: { type: "object", additionalProperties: false, properties: { cpus: { type: ["number", "null"] }, memory: { type: "string" } } },
+        Millis: { type: "string", description: "A duration like 30s." },
+      },
+    });
     const kinds = Object.fromEntries(fields.map((f) => [f.key, f.kind]));
     expect(kinds).toEqual({
       uses: "string", command: "words", image: "string", cache: "boolean", priority: "integer", target: "enum",
-      resources: "object", env: "yaml", for_each: "yaml",
+      resources: "object", env: "yaml", for_each: "yaml", when: "string", timeout: "string",
     });
+    expect(fields.find((f) => f.key === "timeout")?.description).toBe("Wall-clock limit.");
     expect(fields.find((f) => f.key === "resources")?.fields?.map((f) => `${f.key}:${f.kind}`)).toEqual(["cpus:number", "memory:string"]);
     expect(fields.find((f) => f.key === "target")?.options).toEqual(["local", "docker"]);
   });

@@ -76,8 +76,13 @@ export function fieldOf(root: JsonSchema, key: string, raw: JsonSchema, depth = 
     return { key, kind: "yaml", description };
   }
   const one = alts[0] ?? s;
+  if (one !== s) return fieldOf(root, key, { ...one, description: description ?? one.description }, depth);
   if (one.enum && one.enum.every((x) => typeof x === "string")) return { key, kind: "enum", description, options: one.enum as string[] };
   const types = typesOf(one).filter((t) => t !== "null");
+  // Text or a plain value (`when: true`, `${{ ... }}` or a literal): a text field.
+  if (types.length > 1 && types.includes("string") && types.every((t) => ["string", "boolean", "number", "integer"].includes(t))) {
+    return { key, kind: "string", description };
+  }
   if (types.length === 1) {
     const t = types[0];
     if (t === "string") return { key, kind: "string", description };
