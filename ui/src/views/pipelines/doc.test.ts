@@ -95,8 +95,9 @@ describe("the round trip", () => {
     expect(edit(odd, () => {})).toBe(odd);
   });
 
-  it("the merge falls back to a plain rendering rather than change the meaning", () => {
-    // carry() on its own keeps the text's lines; edit() checks the result parses to the same data.
+  it("carries a change onto the text's own lines, and an edited value reads back as set", () => {
+    // The text writes `x:  1` (two spaces), yaml `x: 1`: the edit of y keeps x's line as written.
+    expect(carry("x:  1\ny: 2\n", "x: 1\ny: 2\n", "x: 1\ny: 3\n")).toBe("x:  1\ny: 3\n");
     expect(carry("a: 1\n", "a: 1\n", "a: 1\n")).toBe("a: 1\n");
     const out = edit(HAND, (doc) => setStepValue(doc, "train", ["image"], "petri/python:3.12"));
     expect(parse(out).doc.getIn(["steps", "train", "image"])).toBe("petri/python:3.12");

@@ -536,16 +536,6 @@ export function topValue(doc: Document, key: string): unknown {
   return isScalar(n) ? n.value : n === undefined ? undefined : (n as YamlNode).toJSON();
 }
 
-export function setTopValue(doc: Document, key: string, value: string | undefined): void {
-  if (value === undefined || value === "") {
-    doc.delete(key);
-    return;
-  }
-  const n = doc.get(key, true);
-  if (isScalar(n)) n.value = value;
-  else doc.set(key, value);
-}
-
 export type ParamInfo = { name: string; default?: unknown; type?: string; description?: string };
 
 /** The pipeline's `params:`, with their defaults (a bare value is the default). */
