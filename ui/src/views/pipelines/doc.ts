@@ -7,7 +7,7 @@
 // into the original text (a three-way merge). Lines the edit did not touch keep their bytes, also
 // where `yaml` would print them differently (aligned comments, spacing inside brackets); a file
 // opened and saved unchanged is the same file.
-import { diff3Merge } from "node-diff3";
+import { diff3Merge, diffComm } from "node-diff3";
 import { Document, LineCounter, Pair, Scalar, YAMLMap, YAMLSeq, isMap, isScalar, isSeq, parseDocument, visit } from "yaml";
 import type { Node as YamlNode, ToStringOptions } from "yaml";
 
@@ -278,9 +278,30 @@ export function carry(text: string, before: string, after: string): string {
   const out: string[] = [];
   for (const r of regions) {
     if (r.ok) out.push(...(r.ok as string[]));
-    else if (r.conflict) out.push(...(r.conflict.b as string[]));
+    else if (r.conflict) out.push(...resolve(r.conflict.a as string[], r.conflict.o as string[], r.conflict.b as string[]));
   }
   return out.join("\n");
+}
+
+/**
+ * Where the text's formatting and the edit touch neighbouring lines, diff3 sees one conflict. When
+ * the text only wrote the rendering's lines differently, line for line, the lines the edit kept
+ * keep the text's form; the edit's own lines are taken as rendered.
+ */
+function resolve(text: string[], before: string[], after: string[]): string[] {
+  if (text.length !== before.length) return after;
+  const out: string[] = [];
+  let i = 0;
+  for (const part of diffComm(before, after)) {
+    if (part.common) {
+      out.push(...text.slice(i, i + part.common.length));
+      i += part.common.length;
+    } else {
+      out.push(...part.buffer2);
+      i += part.buffer1.length;
+    }
+  }
+  return out;
 }
 
 function sameData(a: unknown, b: unknown): boolean {
