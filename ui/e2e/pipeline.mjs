@@ -143,6 +143,12 @@ export async function pipelineCanvas({ page, base, pipeline, shot, name = "iris"
     const reason = await page.locator("[data-testid=run-reason]").textContent().catch(() => "");
     throw new Error(`not every step succeeded: ${states.map((x) => x.join("=")).join(", ")}${reason ? ` (${reason})` : ""}`);
   }
+  // The graph is drawn whole: every edge of the chain is there.
+  await page.waitForFunction(
+    (n) => document.querySelectorAll("[data-testid=run-canvas] .react-flow__edge path.react-flow__edge-path").length >= n,
+    CHAIN.length - 1,
+    { timeout: 10000 },
+  );
   await page.locator(`[data-testid="node-${stepName("evaluate")}"]`).click();
   await page.locator("[data-testid=step-outputs]").waitFor();
   await page.waitForTimeout(500);

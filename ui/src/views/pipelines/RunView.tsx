@@ -146,6 +146,9 @@ function Run() {
           position: laidOut?.[s.name] ?? { x: 40 + i * (NODE_W + 70), y: 40 },
           width: NODE_W,
           height: NODE_H,
+          // Fixed in CSS; said here so that xyflow keeps the handles it measured when a refetch
+          // makes new node objects (without it, edges vanish until the nodes are measured again).
+          measured: { width: NODE_W, height: NODE_H },
           selected: s.name === selected,
           draggable: false,
           connectable: false,
