@@ -496,7 +496,7 @@ impl Client {
 }
 
 /// Percent-encodes a path segment (job keys are numbers and ids, but users type anything).
-fn enc(key: &str) -> String {
+pub fn enc(key: &str) -> String {
     key.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {

@@ -328,7 +328,7 @@ impl Pipelines {
         self.inner
             .seen
             .lock()
-            .map(|mut s| s.insert(key.to_string(), ()).is_none())
+            .map(|mut s| s.insert(key.to_string()))
             .unwrap_or(false)
     }
     pub(crate) fn create_run_blocking(
@@ -809,7 +809,7 @@ impl Pipelines {
             let cat = self.catalog()?;
             if let Ok(plan) = validate(&run.yaml, &cat) {
                 let items = self.with_store(|s| s.run_items(&run.id))?;
-                let records = self.records_from_rows(&items, false);
+                let records = self.records_from_rows(&items);
                 for (name, sp) in &plan.steps {
                     let rec = records.get(name);
                     let rows: Vec<&StoredItem> = items.iter().filter(|i| &i.step == name).collect();
@@ -932,7 +932,7 @@ impl Pipelines {
                 let cat = p.catalog()?;
                 let plan = validate(&run.yaml, &cat).map_err(invalid)?;
                 let items = p.with_store(|s| s.run_items(&run.id))?;
-                let records = p.records_from_rows(&items, false);
+                let records = p.records_from_rows(&items);
                 let reset = match &req.from {
                     Some(from) => {
                         if !plan.steps.contains_key(from) {
@@ -1079,7 +1079,7 @@ impl Pipelines {
         for it in items.iter_mut() {
             changed |= self.refresh_item(run, &plan, it).await?;
         }
-        let records = self.records_from_rows(&items, true);
+        let records = self.records_from_rows(&items);
         let params: IndexMap<String, Value> = serde_json::from_str(&run.params).unwrap_or_default();
         let stage = self.inner.config.root.join("runs").join(&run.id);
         let base = run.base_dir.as_deref().map(Path::new);
@@ -1107,7 +1107,7 @@ impl Pipelines {
     }
 
     /// Rows to records: rows being submitted count as submitted (their job is, or will be).
-    fn records_from_rows(&self, rows: &[StoredItem], _live: bool) -> BTreeMap<String, StepRecord> {
+    fn records_from_rows(&self, rows: &[StoredItem]) -> BTreeMap<String, StepRecord> {
         let mut out: BTreeMap<String, StepRecord> = BTreeMap::new();
         for r in rows {
             let rec = out.entry(r.step.clone()).or_default();
@@ -1302,7 +1302,7 @@ impl Pipelines {
         item: usize,
     ) -> Option<crate::advance::Start> {
         let items = self.with_store(|s| s.run_items(&run.id)).ok()?;
-        let mut records = self.records_from_rows(&items, true);
+        let mut records = self.records_from_rows(&items);
         records.remove(&step.name);
         let params: IndexMap<String, Value> = serde_json::from_str(&run.params).unwrap_or_default();
         let stage = self.inner.config.root.join("runs").join(&run.id);

@@ -764,7 +764,7 @@ fn check_step(
             c.report(&path, Some(name), msg);
         }
         Ok(js) => {
-            if js.after.iter().any(|_| true) {
+            if !js.after.is_empty() {
                 c.report(
                     &at("after"),
                     Some(name),

@@ -3,7 +3,7 @@
 //! been quiet for the debounce time; files that changed while the daemon was down start one run
 //! at start). Each run records what triggered it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -204,4 +204,4 @@ fn tick(p: &Pipelines, state: &Arc<Mutex<Watching>>) -> Vec<PathBuf> {
 }
 
 /// Keys of triggers looked at once already by this process.
-pub(crate) type Seen = Mutex<BTreeMap<String, ()>>;
+pub(crate) type Seen = Mutex<BTreeSet<String>>;

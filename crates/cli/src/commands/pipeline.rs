@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use petri_client::Method;
-use petri_client::{Client, ClientError};
+use petri_client::{Client, ClientError, enc};
 use petri_domain::ErrorCode;
 use petri_domain::job::format_ms;
 use serde_json::{Value, json};
@@ -110,18 +110,6 @@ pub struct BackfillArgs {
     /// End of the window (inclusive).
     #[arg(long)]
     pub to: String,
-}
-
-fn enc(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c.to_string()
-            } else {
-                format!("%{:02X}", c as u32)
-            }
-        })
-        .collect()
 }
 
 fn read_file(file: &Path) -> anyhow::Result<(String, String)> {
