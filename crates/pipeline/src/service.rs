@@ -1,4 +1,4 @@
-//! The reconciler: it carries out what [`crate::advance`] decides, on the queue. Each step's job
+//! The reconciler: it carries out what [`crate::advance()`] decides, on the queue. Each step's job
 //! is submitted under an id recorded first (`Queue::submit_once`), so a daemon killed at any
 //! point picks up where it was and no step runs twice. It wakes on the queue's events for
 //! pipeline jobs, on requests, and once a second for runs waiting on a backoff.

@@ -1,5 +1,5 @@
 //! The pipeline spec as written in YAML (see `docs/pipelines.md`). A step is a job spec plus what
-//! ties it to the others; the job fields are kept as YAML here and read into a [`JobSpec`] once
+//! ties it to the others; the job fields are kept as YAML here and read into a [`petri_domain::JobSpec`] once
 //! expressions are rendered, so every job-spec field works on a step and an unknown field is an
 //! error either way.
 
