@@ -3,6 +3,7 @@
 
 mod containers;
 mod helpers;
+mod pipelines;
 mod secrets;
 
 use std::collections::HashMap;

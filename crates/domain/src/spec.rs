@@ -139,8 +139,8 @@ impl Resources {
 }
 
 /// Retry policy: up to `max` more attempts after a failure, waiting `backoff`, doubling each time.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Written as a map, or as a plain number (`retries: 2` is `{max: 2}`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Retries {
     #[serde(default)]
     pub max: u32,
@@ -150,6 +150,56 @@ pub struct Retries {
     /// or a lost process is retried whatever this says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exit_codes: Vec<i32>,
+}
+
+/// The map form of [`Retries`], read with the derive (unknown keys refused, positions kept).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetriesMap {
+    #[serde(default)]
+    max: u32,
+    #[serde(default)]
+    backoff: Millis,
+    #[serde(default)]
+    exit_codes: Vec<i32>,
+}
+
+impl<'de> Deserialize<'de> for Retries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Retries, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Retries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of retries, or a map with max, backoff, exit_codes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Retries, E> {
+                let max = u32::try_from(n)
+                    .map_err(|_| E::custom(format!("at most {MAX_RETRIES} retries")))?;
+                Ok(Retries {
+                    max,
+                    ..Retries::default()
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Retries, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom("a number of retries cannot be negative")),
+                }
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Retries, E> {
+                Ok(Retries::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Retries, A::Error> {
+                let m = RetriesMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Retries {
+                    max: m.max,
+                    backoff: m.backoff,
+                    exit_codes: m.exit_codes,
+                })
+            }
+        }
+        d.deserialize_any(Shape)
+    }
 }
 
 impl Retries {
@@ -653,6 +703,19 @@ target: local
         assert_eq!(spec.resources.cpu_millis(), 2000);
         assert_eq!(spec.retries.backoff.0, 30_000);
         assert_eq!(spec.timeout.unwrap().0, 7_200_000);
+    }
+
+    #[test]
+    fn retries_as_a_plain_number_is_the_max() {
+        let spec = JobSpec::from_yaml("run: 'true'\nretries: 2\n").unwrap();
+        assert_eq!(spec.retries.max, 2);
+        assert_eq!(spec.retries.backoff.0, 0);
+        let err = JobSpec::from_yaml("run: 'true'\nretries: -1\n").unwrap_err();
+        assert!(err.to_string().contains("cannot be negative"), "{err}");
+        let err = JobSpec::from_yaml("run: 'true'\nretries: {max: 1, mux: 2}\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `mux`"), "{err}");
+        let err = JobSpec::from_yaml("run: 'true'\nretries: often\n").unwrap_err();
+        assert!(err.to_string().contains("a number of retries"), "{err}");
     }
 
     #[test]

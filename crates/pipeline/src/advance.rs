@@ -135,6 +135,12 @@ pub struct RunView<'a> {
     pub stage: &'a Path,
     /// The folder relative workdirs and paths are resolved against (the pipeline file's).
     pub base: Option<&'a Path>,
+    /// The time now (ms since the epoch): the reconciler's clock, or a test's.
+    pub now_ms: i64,
+    /// Which attempt of the run this is (1 for the first; pipeline `retries` add more).
+    pub attempt: u32,
+    /// A pipeline retry waits for its backoff: nothing starts before this time.
+    pub not_before_ms: i64,
 }
 
 /// What the reconciler should do.
@@ -156,6 +162,13 @@ pub enum Decision {
     },
     /// Cancel the jobs that are still in the queue (a cancel, or a failed step).
     CancelJobs { step: String, items: Vec<usize> },
+    /// A step failed and the pipeline's `retries` allow another attempt: forget these steps
+    /// (the failed and the canceled ones) and run them again from `not_before_ms`.
+    RetryRun {
+        steps: Vec<String>,
+        not_before_ms: i64,
+        reason: String,
+    },
     /// The run is over.
     Finish {
         state: RunEnd,
@@ -431,9 +444,29 @@ pub fn advance(view: &RunView) -> Vec<Decision> {
         return out;
     }
 
+    if view.now_ms < view.not_before_ms {
+        // A pipeline retry waits out its backoff.
+        return out;
+    }
+
     if let Some((step, reason)) = failed {
-        // Start nothing new; let what runs end, then fail the run with the step's reason.
-        if live.is_empty() {
+        // Start nothing new; let what runs end, then retry the failed steps (the pipeline's
+        // `retries`) or fail the run with the step's reason.
+        let retries = plan.spec.retries.as_ref();
+        if live.is_empty() && retries.is_some_and(|r| view.attempt <= r.max) {
+            let backoff = retries.and_then(|r| r.backoff).map_or(0, |b| b.0 as i64);
+            let steps = plan
+                .steps
+                .keys()
+                .filter(|n| matches!(state_of(n), StepState::Failed | StepState::Canceled))
+                .cloned()
+                .collect();
+            out.push(Decision::RetryRun {
+                steps,
+                not_before_ms: view.now_ms + backoff,
+                reason: format!("step `{step}` failed: {reason}"),
+            });
+        } else if live.is_empty() {
             for n in plan.steps.keys() {
                 if !state_of(n).is_terminal() {
                     out.push(Decision::Settle {

@@ -323,6 +323,10 @@ impl Pipelines {
             tracing::warn!(pipeline, error = %e, "saving a trigger's state");
         }
     }
+    pub(crate) fn has_run_for_fire(&self, pipeline: &str, fire: i64) -> bool {
+        self.with_store(|s| s.has_run_for_fire(pipeline, fire))
+            .unwrap_or(false)
+    }
     /// True the first time this process asks about a trigger.
     pub(crate) fn first_round(&self, key: &str) -> bool {
         self.inner
@@ -1036,9 +1040,6 @@ impl Pipelines {
                 }
                 self.publish(&run.id, run.number, &run.pipeline, "running");
             }
-            if run.not_before_ms > now_ms() {
-                continue;
-            }
             for _ in 0..64 {
                 match self.reconcile_run(&run, &cat).await {
                     Ok(true) => match self.with_store(|s| s.run(&run.id)) {
@@ -1093,6 +1094,9 @@ impl Pipelines {
             no_cache: run.no_cache,
             stage: &stage,
             base,
+            now_ms: now_ms(),
+            attempt: run.attempt,
+            not_before_ms: run.not_before_ms,
         };
         let decisions = crate::advance::advance(&view);
         if decisions.is_empty() {
@@ -1316,6 +1320,9 @@ impl Pipelines {
             no_cache: true,
             stage: &stage,
             base: run.base_dir.as_deref().map(Path::new),
+            now_ms: now_ms(),
+            attempt: run.attempt,
+            not_before_ms: 0,
         };
         crate::advance::advance(&view)
             .into_iter()
@@ -1522,35 +1529,26 @@ impl Pipelines {
                         }
                     }
                 }
+                Decision::RetryRun {
+                    steps,
+                    not_before_ms,
+                    reason,
+                } => {
+                    // Pipeline retries: the failed steps run again after the backoff.
+                    tracing::info!(run = %run.id, attempt = run.attempt + 1, %reason, "retrying a pipeline run");
+                    self.with_store(|s| s.put_items(&rows))?;
+                    rows.clear();
+                    let mut r = run.clone();
+                    r.attempt += 1;
+                    r.not_before_ms = not_before_ms;
+                    self.with_store(|s| s.reset_steps(&r, &steps))?;
+                }
                 Decision::Finish {
                     state,
                     reason,
                     outputs,
                 } => {
                     let mut r = run.clone();
-                    let retries = validate_retries(&r);
-                    if state == RunEnd::Failed && r.attempt <= retries.0 {
-                        // Pipeline retries: rerun the failed steps after the backoff.
-                        self.with_store(|s| s.put_items(&rows))?;
-                        rows.clear();
-                        let items = self.with_store(|s| s.run_items(&r.id))?;
-                        let reset: Vec<String> = items
-                            .iter()
-                            .filter(|i| {
-                                matches!(i.state.as_str(), "failed" | "canceled")
-                                    || (i.item < 0
-                                        && i.state == "skipped"
-                                        && i.reason
-                                            .as_deref()
-                                            .is_some_and(|w| w.starts_with("not run")))
-                            })
-                            .map(|i| i.step.clone())
-                            .collect();
-                        r.attempt += 1;
-                        r.not_before_ms = now + retries.1;
-                        self.with_store(|s| s.reset_steps(&r, &reset))?;
-                        continue;
-                    }
                     r.state = match state {
                         RunEnd::Succeeded => "succeeded",
                         RunEnd::Failed => "failed",
@@ -1677,15 +1675,6 @@ impl Pipelines {
             .await?;
         Ok(())
     }
-}
-
-/// (max reruns, backoff ms) of a run's pipeline.
-fn validate_retries(run: &StoredRun) -> (u32, i64) {
-    serde_yaml_ng::from_str::<crate::PipelineSpec>(&run.yaml)
-        .ok()
-        .and_then(|s| s.retries)
-        .map(|r| (r.max, r.backoff.map(|b| b.0 as i64).unwrap_or(0)))
-        .unwrap_or((0, 0))
 }
 
 /// Queued runs that may start now: by priority then age, within each pipeline's concurrency.

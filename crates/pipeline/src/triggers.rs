@@ -46,8 +46,9 @@ pub fn fires_between(
     max: usize,
 ) -> Result<Vec<i64>, String> {
     let cron = parse(expr)?;
+    // Fires fall on whole seconds, whatever the instant the walk starts from.
     let mut t = Local
-        .timestamp_millis_opt(after_ms)
+        .timestamp_millis_opt(after_ms - after_ms.rem_euclid(1000))
         .single()
         .ok_or("a time out of range")?;
     let mut out = std::collections::VecDeque::new();
@@ -69,10 +70,50 @@ pub fn fires_between(
     Ok(out.into())
 }
 
+/// What a cron trigger should run now.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Due {
+    /// Fire times to run, oldest first, each with whether it was missed (a catch-up).
+    pub run: Vec<(i64, bool)>,
+    /// The newest fire up to now, run or not: where the next look starts.
+    pub newest: Option<i64>,
+}
+
+/// The fires of `expr` after `last_ms` up to `now_ms`. A fire is missed when it was due before
+/// this daemon started (`started_ms`) or more than 5 s ago (the machine slept); missed fires
+/// run only with catch-up, at most `max_catchup` of them (the most recent). Fires due since the
+/// start run in any case.
+pub fn due_fires(
+    expr: &str,
+    last_ms: i64,
+    now_ms: i64,
+    started_ms: i64,
+    catchup: bool,
+    max_catchup: usize,
+) -> Result<Due, String> {
+    let fires = fires_between(expr, last_ms, now_ms, usize::MAX)?;
+    let newest = fires.last().copied();
+    let late = |f: i64| f < started_ms || now_ms - f > 5_000;
+    let missed: Vec<i64> = fires.iter().copied().filter(|f| late(*f)).collect();
+    let keep = if catchup {
+        missed.len().min(max_catchup)
+    } else {
+        0
+    };
+    let mut run: Vec<(i64, bool)> = missed[missed.len() - keep..]
+        .iter()
+        .map(|f| (*f, true))
+        .collect();
+    run.extend(fires.into_iter().filter(|f| !late(*f)).map(|f| (f, false)));
+    Ok(Due { run, newest })
+}
+
 /// The next fire after `after_ms`.
 pub fn next_fire(expr: &str, after_ms: i64) -> Option<i64> {
     let cron = parse(expr).ok()?;
-    let t = Local.timestamp_millis_opt(after_ms).single()?;
+    let t = Local
+        .timestamp_millis_opt(after_ms - after_ms.rem_euclid(1000))
+        .single()?;
     cron.find_next_occurrence(&t, false)
         .ok()
         .map(|n| n.timestamp_millis())
@@ -140,6 +181,35 @@ mod tests {
             }))
             .is_err()
         );
+    }
+
+    #[test]
+    fn missed_fires_are_bounded_apart_from_the_ones_due_since_the_start() {
+        let m = 1_700_000_000_000 - (1_700_000_000_000 % 60_000);
+        // Every second; down from m to m + 5.2 s, then looked at 0.5 s after the start: five
+        // fires were missed, three run.
+        let due = due_fires("* * * * * *", m, m + 5_700, m + 5_200, true, 3).unwrap();
+        assert_eq!(
+            due.run,
+            vec![(m + 3_000, true), (m + 4_000, true), (m + 5_000, true)]
+        );
+        assert_eq!(due.newest, Some(m + 5_000));
+        // Without catch-up only what is due since the start runs.
+        let due = due_fires("* * * * * *", m, m + 6_500, m + 5_200, false, 3).unwrap();
+        assert_eq!(due.run, vec![(m + 6_000, false)]);
+        // A machine that slept an hour while the daemon ran: the fires are missed too.
+        let due = due_fires("* * * * *", m, m + 3_600_500, m, true, 2).unwrap();
+        assert_eq!(
+            due.run,
+            vec![
+                (m + 3_480_000, true),
+                (m + 3_540_000, true),
+                (m + 3_600_000, false)
+            ]
+        );
+        // Sub-second instants: fires still fall on whole seconds.
+        let due = due_fires("* * * * * *", m + 673, m + 2_100, m, true, 10).unwrap();
+        assert_eq!(due.run, vec![(m + 1_000, false), (m + 2_000, false)]);
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub(crate) fn spawn(p: Pipelines) {
     });
     let weak = Arc::downgrade(&p.inner_arc());
     drop(p);
+    let started = petri_queue::now_ms();
     tokio::spawn(async move {
         let mut watcher = watcher.ok();
         let mut watched: Vec<PathBuf> = Vec::new();
@@ -51,7 +52,7 @@ pub(crate) fn spawn(p: Pipelines) {
             let st = state.clone();
             let want = match tokio::task::spawn_blocking({
                 let p = p.clone();
-                move || tick(&p, &st)
+                move || tick(&p, &st, started)
             })
             .await
             {
@@ -78,7 +79,7 @@ pub(crate) fn spawn(p: Pipelines) {
 }
 
 /// One round over the saved pipelines' triggers; returns the folders to watch.
-fn tick(p: &Pipelines, state: &Arc<Mutex<Watching>>) -> Vec<PathBuf> {
+fn tick(p: &Pipelines, state: &Arc<Mutex<Watching>>, started: i64) -> Vec<PathBuf> {
     let now = petri_queue::now_ms();
     let mut folders = Vec::new();
     let Ok(saved) = p.saved_for_triggers() else {
@@ -101,20 +102,17 @@ fn tick(p: &Pipelines, state: &Arc<Mutex<Watching>>) -> Vec<PathBuf> {
                         }
                     };
                     let max = c.max_catchup.unwrap_or(triggers::DEFAULT_MAX_CATCHUP) as usize;
-                    let Ok(fires) = triggers::fires_between(&c.cron, last, now, max.max(1)) else {
+                    let Ok(due) = triggers::due_fires(&c.cron, last, now, started, c.catchup, max)
+                    else {
                         continue;
                     };
-                    let Some(&newest) = fires.last() else {
+                    let Some(newest) = due.newest else {
                         continue;
                     };
-                    // Without catch-up only a fire that is happening now runs.
-                    let to_run: Vec<i64> = if c.catchup {
-                        fires
-                    } else {
-                        fires.into_iter().filter(|f| now - f < 5_000).collect()
-                    };
-                    for fire in to_run {
-                        let late = now - fire > 5_000;
+                    for (fire, late) in due.run {
+                        if p.has_run_for_fire(&name, fire) {
+                            continue;
+                        }
                         let req = RunRequest {
                             pipeline: Some(name.clone()),
                             params: c.params.clone(),
@@ -124,6 +122,7 @@ fn tick(p: &Pipelines, state: &Arc<Mutex<Watching>>) -> Vec<PathBuf> {
                         if let Err(e) = p.create_run_blocking(req, &owner, trig) {
                             tracing::warn!(pipeline = %name, error = %e, "a cron trigger could not start a run");
                         }
+                        p.put_trigger_state(&name, &key, fire, "{}");
                     }
                     p.put_trigger_state(&name, &key, newest, "{}");
                 }

@@ -372,6 +372,21 @@ impl Store {
             .optional()?)
     }
 
+    /// Whether a cron fire already made a run (a daemon killed between making the run and
+    /// recording the fire must not make it twice).
+    pub fn has_run_for_fire(&self, pipeline: &str, scheduled_at_ms: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM pipeline_runs WHERE pipeline = ?1
+                 AND json_extract(trigger, '$.kind') = 'cron'
+                 AND json_extract(trigger, '$.scheduled_at') = ?2 LIMIT 1",
+            )?
+            .query_row(params![pipeline, scheduled_at_ms], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     pub fn put_trigger_state(
         &self,
         pipeline: &str,

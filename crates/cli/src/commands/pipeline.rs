@@ -231,6 +231,9 @@ pub async fn run(client: &Client, args: PipelineArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             let key = run["id"].as_str().unwrap_or_default().to_string();
+            // Short runs (a cached one ends in milliseconds) are seen at once; long ones are
+            // asked about twice a second.
+            let mut pause = std::time::Duration::from_millis(5);
             let last = loop {
                 let r = client
                     .call(Method::GET, &format!("/api/v1/pipeline-runs/{key}"), None)
@@ -241,7 +244,8 @@ pub async fn run(client: &Client, args: PipelineArgs) -> anyhow::Result<()> {
                 ) {
                     break r;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 3 / 2).min(std::time::Duration::from_millis(500));
             };
             if a.json {
                 output::print_json(&last)?;
