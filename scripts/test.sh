@@ -56,6 +56,10 @@ fi
 node tests/desktop/run.mjs --petri "$CARGO_TARGET_DIR/debug/petri" --tauri-driver "$tools/bin/tauri-driver" \
     --image "$PETRI_TEST_IMAGE" --out ui/e2e/out
 
+say "built-in pipeline components, their model format and the Iris chain (Python, in $PETRI_TEST_IMAGE)"
+docker run --rm --network none -v "$PWD:$PWD:ro" -w "$PWD" -e PYTHONDONTWRITEBYTECODE=1 \
+    "$PETRI_TEST_IMAGE" python components/tests/test_components.py >&2
+
 say "API fuzzing (schemathesis, from the daemon's own OpenAPI document)"
 venv="$(dirname "$CARGO_TARGET_DIR")/venv"
 if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
