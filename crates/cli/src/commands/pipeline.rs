@@ -311,7 +311,7 @@ pub async fn run(client: &Client, args: PipelineArgs) -> anyhow::Result<()> {
             for r in runs.as_array().cloned().unwrap_or_default() {
                 println!(
                     "{:>5}  {:<24} {:<10} {:<20} {:<10} {}",
-                    r["number"],
+                    r["number"].as_u64().unwrap_or(0),
                     r["pipeline"].as_str().unwrap_or(""),
                     r["state"].as_str().unwrap_or(""),
                     r["created_at"].as_i64().map(format_ms).unwrap_or_default(),
@@ -429,6 +429,35 @@ fn took(v: &Value) -> String {
     }
 }
 
+/// An output as one short piece of text: a file by its name, a long value cut.
+fn short_output(v: &Value) -> String {
+    if let Some(name) = v
+        .get("$artifact")
+        .and(v.get("name"))
+        .and_then(Value::as_str)
+    {
+        let slash = if v["dir"] == true { "/" } else { "" };
+        return format!("{name}{slash}");
+    }
+    let text = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(short_output)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(59).collect::<String>())
+    } else {
+        text
+    }
+}
+
 fn print_run(r: &Value) {
     println!(
         "run {} of `{}`: {}{}",
@@ -472,6 +501,14 @@ fn print_run(r: &Value) {
             for l in why.lines().take(12) {
                 println!("{}    {l}", "  ".repeat(depth + 1));
             }
+        }
+        // What the step gave: values as they are, files by name.
+        if let Some(outs) = s["outputs"].as_object().filter(|o| !o.is_empty()) {
+            let shown: Vec<String> = outs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", short_output(v)))
+                .collect();
+            println!("{}    {}", "  ".repeat(depth + 1), shown.join("  "));
         }
     }
     fn walk(
