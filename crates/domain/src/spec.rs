@@ -141,6 +141,7 @@ impl Resources {
 /// Retry policy: up to `max` more attempts after a failure, waiting `backoff`, doubling each time.
 /// Written as a map, or as a plain number (`retries: 2` is `{max: 2}`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Retries {
     #[serde(default)]
     pub max: u32,

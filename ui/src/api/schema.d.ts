@@ -1188,7 +1188,10 @@ export interface components {
             /** @description A MIG profile such as 1g.10gb. */
             mig?: string | null;
         };
-        /** @description Retry policy: up to `max` more attempts after a failure, waiting `backoff`, doubling each time. */
+        /**
+         * @description Retry policy: up to `max` more attempts after a failure, waiting `backoff`, doubling each time.
+         *     Written as a map, or as a plain number (`retries: 2` is `{max: 2}`).
+         */
         Retries: {
             backoff?: components["schemas"]["Millis"];
             /**
