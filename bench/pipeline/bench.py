@@ -96,8 +96,9 @@ rule end:
     return explicit, foreach, snake_explicit, snake_wildcard
 
 
-def snakemake_round(binary, snakefile, work, label):
-    """Seconds for one `snakemake --cores 2` of the DAG in a fresh folder, start-up included."""
+def snakemake_round(binary, snakefile, work, label, dry_run=False):
+    """Seconds for one `snakemake --cores 2` of the DAG in a fresh folder, start-up included
+    (with `dry_run`, `-n`: its start-up and DAG without running a job)."""
     scratch = os.path.join(work, f"snakemake-{label}")
     os.makedirs(scratch)
     shutil.copy(snakefile, os.path.join(scratch, "Snakefile"))
@@ -106,9 +107,11 @@ def snakemake_round(binary, snakefile, work, label):
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with open(os.path.join(scratch, "snakemake.log"), "w") as log:
         t = time.perf_counter()
-        subprocess.run([binary, "--cores", "2", "-s", "Snakefile"], cwd=scratch, env=env,
-                       stdout=log, stderr=subprocess.STDOUT, check=True)
+        subprocess.run([binary, "--cores", "2", "-s", "Snakefile"] + (["-n"] if dry_run else []),
+                       cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
         elapsed = time.perf_counter() - t
+    if dry_run:
+        return elapsed
     done = os.listdir(os.path.join(scratch, "done"))
     assert len(done) == MIDDLE + 2, f"snakemake made {len(done)} outputs"
     return elapsed
@@ -267,6 +270,11 @@ def main():
         print(f"petri CLI start-up plus one request (median of 5): {med(cli) * 1000:.1f} ms", flush=True)
 
         forms = (("explicit", explicit, snake_explicit), ("for_each", foreach, snake_wildcard))
+        for form, _, snakefile in forms:
+            dry = [snakemake_round(a.snakemake, snakefile, work, f"dry-{form}-{i}", dry_run=True)
+                   for i in range(3)]
+            print(f"snakemake start-up and DAG without running a job ({form}, `-n`, median of 3): "
+                  f"{med(dry):.2f} s", flush=True)
         times = {f: {"snakemake": [], "petri": [], "daemon": []} for f, _, _ in forms}
         floors = {"bare spawn": [], "queue alone": []}
         last = {}
