@@ -1365,7 +1365,7 @@ impl RunOrder {
                     None => unreachable!("run_identifier checked the attribute name"),
                 },
                 Entity::Dataset => {
-                    return Err(SearchError::new("Invalid identifier type 'dataset'"));
+                    return Err(SearchError::new("Invalid order_by entity type 'dataset'"));
                 }
             };
             if keys.iter().any(|(k, _)| *k == key) {

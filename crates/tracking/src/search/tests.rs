@@ -937,7 +937,7 @@ fn order_by_entries_are_checked() {
         ),
         ("attribute.run_id decs", "Invalid ordering key"),
         ("attributes.run name", "Invalid ordering key"),
-        ("datasets.name", "Invalid identifier type 'dataset'"),
+        ("datasets.name", "Invalid order_by entity type 'dataset'"),
     ];
     for (order_by, expected) in cases {
         let msg = order_err(order_by);
