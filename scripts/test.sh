@@ -71,6 +71,13 @@ if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
 fi
 tests/fuzz/api.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
 
+say "MLflow: the stock client (newest 3.x) against the tracking API"
+if ! "$venv/bin/python" -c "import mlflow, sys; sys.exit(not mlflow.__version__.startswith('3.'))" 2>/dev/null; then
+    say "installing mlflow into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "mlflow>=3,<4"
+fi
+tests/mlflow/run.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
+
 say "packaging: the .deb builds, installs with dpkg (into a scratch root) and starts"
 command -v curl >/dev/null 2>&1 || apt_install curl
 deb=$(packaging/deb/build.sh)

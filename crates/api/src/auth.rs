@@ -61,6 +61,26 @@ fn bearer(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
+/// A refused request's answer. The MLflow routes add MLflow's `error_code` (`UNAUTHENTICATED`,
+/// `PERMISSION_DENIED`) beside Petri's `code`, so the stock client names the refusal.
+fn refusal(path: &str, body: ErrorBody) -> Response {
+    if !path.starts_with("/api/2.0/mlflow") {
+        return ApiError(body).into_response();
+    }
+    let status = StatusCode::from_u16(body.code.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let error_code = match body.code {
+        ErrorCode::Unauthorized => "UNAUTHENTICATED",
+        ErrorCode::Forbidden => "PERMISSION_DENIED",
+        other => other.as_str(),
+    };
+    let answer = serde_json::json!({
+        "error_code": error_code,
+        "code": body.code,
+        "message": body.message,
+    });
+    (status, axum::Json(answer)).into_response()
+}
+
 /// Authenticates and authorizes every request of the API's router.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
@@ -91,11 +111,11 @@ pub(crate) async fn require_token(
             // The web UI is its own sign-in page: it asks for the token and sends it on every call.
             return (StatusCode::UNAUTHORIZED, Html(crate::system::UI_PAGE)).into_response();
         }
-        Err(body) => return ApiError(body).into_response(),
+        Err(body) => return refusal(req.uri().path(), body),
     };
     let action = action_of(req.method(), req.uri().path());
     if let Err(body) = accounts::authorize(&caller, action, Resource::System) {
-        return ApiError(body).into_response();
+        return refusal(req.uri().path(), body);
     }
     req.extensions_mut().insert(Caller(caller));
     next.run(req).await
@@ -131,6 +151,16 @@ mod tests {
             Action::Submit
         );
         assert_eq!(action_of(&Method::POST, "/api/v1/gc"), Action::Admin);
+        // The MLflow API, reads and changes alike, is tracking: a job's tracking-only token
+        // may use it, and nothing else.
+        for (method, path) in [
+            (Method::GET, "/api/2.0/mlflow/runs/get"),
+            (Method::POST, "/api/2.0/mlflow/runs/log-batch"),
+            (Method::POST, "/api/2.0/mlflow/experiments/create"),
+            (Method::GET, "/api/2.0/mlflow/metrics/get-history"),
+        ] {
+            assert_eq!(action_of(&method, path), Action::Track, "{method} {path}");
+        }
         assert_eq!(
             action_of(&Method::GET, "/api/v1/artifacts/usage"),
             Action::Read

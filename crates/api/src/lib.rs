@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod events;
 mod jobs;
+mod mlflow;
 mod notebooks;
 mod openapi;
 mod pipelines;
@@ -101,6 +102,7 @@ fn api_router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)
+        .nest("/api/2.0/mlflow", mlflow::routes())
         .route("/metrics", get(system::metrics))
         .route("/", get(system::ui))
         .fallback(system::not_found)

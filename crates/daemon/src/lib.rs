@@ -26,6 +26,7 @@ pub use petri_notebooks::{JUPYTER_PORT, Upstream};
 pub use petri_pipeline as pipeline;
 pub use petri_queue::{Home, LogChunk, Submitter};
 pub use petri_secrets as secrets;
+pub use petri_tracking as tracking;
 pub use settings::{ArtifactSettings, GpuSettings, QueueSettings, Settings, SettingsError};
 
 /// Why the daemon did not start.
@@ -39,6 +40,8 @@ pub enum DaemonError {
     Accounts(#[from] petri_accounts::AccountsError),
     #[error(transparent)]
     Artifacts(#[from] petri_artifacts::ArtifactError),
+    #[error(transparent)]
+    Tracking(#[from] petri_tracking::TrackingError),
     #[error("{0}")]
     Io(String),
 }
@@ -49,6 +52,7 @@ impl From<DaemonError> for ErrorBody {
             DaemonError::Queue(q) => q.into(),
             DaemonError::Accounts(a) => a.into(),
             DaemonError::Artifacts(a) => a.into(),
+            DaemonError::Tracking(t) => t.into(),
             other => ErrorBody::new(ErrorCode::Internal, other.to_string()),
         }
     }
@@ -69,6 +73,7 @@ struct Inner {
     secrets: Secrets,
     artifacts: Artifacts,
     pipelines: petri_pipeline::Pipelines,
+    tracking: petri_tracking::Tracking,
     docker: Arc<petri_runtime::DockerExecutor>,
     _lock: Flock<File>,
 }
@@ -162,6 +167,8 @@ impl Daemon {
             keys,
             settings.notebooks.clone(),
         );
+        // Its own database file and writer: metric writes never wait on the queue's.
+        let tracking = petri_tracking::Tracking::open(&home.root().join("tracking.db"))?;
         let gc_every = settings.artifacts.gc_every.as_duration();
         let inner = Arc::new(Inner {
             settings,
@@ -171,6 +178,7 @@ impl Daemon {
             secrets,
             artifacts,
             pipelines,
+            tracking,
             docker,
             _lock: lock,
         });
@@ -204,6 +212,10 @@ impl Daemon {
     /// Pipelines: saved pipelines, runs, components, triggers.
     pub fn pipelines(&self) -> &petri_pipeline::Pipelines {
         &self.inner.pipelines
+    }
+    /// Experiment tracking: experiments, runs, params, metrics, tags (MLflow's semantics).
+    pub fn tracking(&self) -> &petri_tracking::Tracking {
+        &self.inner.tracking
     }
     /// The artifact store: blobs by content, who holds them, garbage collection.
     pub fn artifacts(&self) -> &Artifacts {

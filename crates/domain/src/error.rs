@@ -102,6 +102,13 @@ error_codes! {
     PipelineNotFound = "PIPELINE_NOT_FOUND", 404;
     /// No pipeline run has this id or number.
     PipelineRunNotFound = "PIPELINE_RUN_NOT_FOUND", 404;
+    /// Tracking (MLflow's own code): no experiment, run, tag or metric has this id or name.
+    ResourceDoesNotExist = "RESOURCE_DOES_NOT_EXIST", 404;
+    /// Tracking (MLflow's own code): an experiment with this name exists (deleted ones too).
+    ResourceAlreadyExists = "RESOURCE_ALREADY_EXISTS", 400;
+    /// Tracking (MLflow's own code): a parameter of the request is not acceptable (a bad key, a
+    /// value too long, a param logged again with another value, a run that is not active).
+    InvalidParameterValue = "INVALID_PARAMETER_VALUE", 400;
 }
 
 /// The JSON body of every error response: `{code, message, details}`.

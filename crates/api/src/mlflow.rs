@@ -1,0 +1,242 @@
+//! `/api/2.0/mlflow/...`: MLflow's tracking REST API, so the stock `mlflow` client works
+//! unchanged with `MLFLOW_TRACKING_URI` set to the daemon and `MLFLOW_TRACKING_TOKEN` to a Petri
+//! token (the auth layer authorizes these routes as `track`). Reading routes take query
+//! parameters, changes a JSON body, as MLflow's server does. Errors are MLflow's shape,
+//! `{"error_code", "message"}`, so the client raises its usual `MlflowException`.
+//!
+//! These routes are MLflow's API, not Petri's: they are not in Petri's OpenAPI document.
+//! Every handler parses, calls the tracking capability, and serialises.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use petri_daemon::tracking::TrackingError;
+use petri_daemon::tracking::wire::*;
+use petri_domain::{ErrorBody, ErrorCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::auth::Caller;
+
+/// An error as MLflow's server writes it.
+#[derive(Debug)]
+pub(crate) struct MlflowError(ErrorBody);
+
+impl From<TrackingError> for MlflowError {
+    fn from(e: TrackingError) -> Self {
+        if matches!(e, TrackingError::Db { .. } | TrackingError::Task(_)) {
+            tracing::error!(error = %e, "a tracking call failed inside the daemon");
+        }
+        MlflowError(e.into())
+    }
+}
+
+fn bad_request(message: String) -> MlflowError {
+    MlflowError(ErrorBody::new(ErrorCode::InvalidParameterValue, message))
+}
+
+impl IntoResponse for MlflowError {
+    fn into_response(self) -> Response {
+        let code = self.0.code;
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let error_code = match code {
+            ErrorCode::Internal => "INTERNAL_ERROR",
+            other => other.as_str(),
+        };
+        let body = serde_json::json!({ "error_code": error_code, "message": self.0.message });
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer<T> = Result<Json<T>, MlflowError>;
+
+/// A JSON body (an empty one is an empty message).
+fn body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, MlflowError> {
+    let bytes = body.map_err(|e| {
+        let status = e.status();
+        MlflowError(ErrorBody::new(
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::PayloadTooLarge
+            } else {
+                ErrorCode::InvalidParameterValue
+            },
+            e.body_text(),
+        ))
+    })?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| bad_request(format!("the request body is not a valid message: {e}")))
+}
+
+/// Query parameters.
+fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, MlflowError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|Query(q)| q)
+        .map_err(|e| {
+            bad_request(format!(
+                "the query parameters do not parse: {}",
+                e.body_text()
+            ))
+        })
+}
+
+fn ok<T: Serialize>(v: T) -> Answer<T> {
+    Ok(Json(v))
+}
+
+/// MLflow's tracking routes, to be nested under `/api/2.0/mlflow`.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/experiments/create", post(create_experiment))
+        .route("/experiments/get", get(get_experiment))
+        .route("/experiments/get-by-name", get(get_experiment_by_name))
+        .route(
+            "/experiments/search",
+            get(search_experiments_get).post(search_experiments),
+        )
+        .route("/experiments/update", post(update_experiment))
+        .route("/experiments/delete", post(delete_experiment))
+        .route("/experiments/restore", post(restore_experiment))
+        .route("/experiments/set-experiment-tag", post(set_experiment_tag))
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(delete_experiment_tag),
+        )
+        .route("/runs/create", post(create_run))
+        .route("/runs/update", post(update_run))
+        .route("/runs/get", get(get_run))
+        .route("/runs/search", post(search_runs))
+        .route("/runs/delete", post(delete_run))
+        .route("/runs/restore", post(restore_run))
+        .route("/runs/log-metric", post(log_metric))
+        .route("/runs/log-parameter", post(log_param))
+        .route("/runs/log-batch", post(log_batch))
+        .route("/runs/log-inputs", post(log_inputs))
+        .route("/runs/set-tag", post(set_tag))
+        .route("/runs/delete-tag", post(delete_tag))
+        .route("/metrics/get-history", get(metric_history))
+}
+
+type Body = Result<Bytes, BytesRejection>;
+
+async fn create_experiment(State(s): State<AppState>, b: Body) -> Answer<ExperimentId> {
+    ok(s.daemon.tracking().create_experiment(body(b)?).await?)
+}
+
+async fn get_experiment(State(s): State<AppState>, uri: Uri) -> Answer<OneExperiment> {
+    let q: ExperimentRef = query(&uri)?;
+    ok(s.daemon.tracking().get_experiment(&q.experiment_id).await?)
+}
+
+async fn get_experiment_by_name(State(s): State<AppState>, uri: Uri) -> Answer<OneExperiment> {
+    let q: ExperimentByName = query(&uri)?;
+    ok(s.daemon
+        .tracking()
+        .get_experiment_by_name(&q.experiment_name)
+        .await?)
+}
+
+async fn search_experiments(State(s): State<AppState>, b: Body) -> Answer<Experiments> {
+    ok(s.daemon.tracking().search_experiments(body(b)?).await?)
+}
+
+async fn search_experiments_get(State(s): State<AppState>, uri: Uri) -> Answer<Experiments> {
+    ok(s.daemon.tracking().search_experiments(query(&uri)?).await?)
+}
+
+async fn update_experiment(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().update_experiment(body(b)?).await?)
+}
+
+async fn delete_experiment(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    let r: ExperimentRef = body(b)?;
+    ok(s.daemon
+        .tracking()
+        .set_experiment_deleted(&r.experiment_id, true)
+        .await?)
+}
+
+async fn restore_experiment(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    let r: ExperimentRef = body(b)?;
+    ok(s.daemon
+        .tracking()
+        .set_experiment_deleted(&r.experiment_id, false)
+        .await?)
+}
+
+async fn set_experiment_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().set_experiment_tag(body(b)?).await?)
+}
+
+async fn delete_experiment_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().delete_experiment_tag(body(b)?).await?)
+}
+
+async fn create_run(State(s): State<AppState>, Caller(caller): Caller, b: Body) -> Answer<OneRun> {
+    ok(s.daemon
+        .tracking()
+        .create_run(body(b)?, &caller.user)
+        .await?)
+}
+
+async fn update_run(State(s): State<AppState>, b: Body) -> Answer<UpdatedRun> {
+    ok(s.daemon.tracking().update_run(body(b)?).await?)
+}
+
+async fn get_run(State(s): State<AppState>, uri: Uri) -> Answer<OneRun> {
+    let q: RunRef = query(&uri)?;
+    ok(s.daemon.tracking().get_run(q.id()).await?)
+}
+
+async fn search_runs(State(s): State<AppState>, b: Body) -> Answer<Runs> {
+    ok(s.daemon.tracking().search_runs(body(b)?).await?)
+}
+
+async fn delete_run(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    let r: RunRef = body(b)?;
+    ok(s.daemon.tracking().set_run_deleted(r.id(), true).await?)
+}
+
+async fn restore_run(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    let r: RunRef = body(b)?;
+    ok(s.daemon.tracking().set_run_deleted(r.id(), false).await?)
+}
+
+async fn log_metric(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().log_metric(body(b)?).await?)
+}
+
+async fn log_param(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().log_param(body(b)?).await?)
+}
+
+async fn log_batch(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().log_batch(body(b)?).await?)
+}
+
+async fn log_inputs(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().log_inputs(body(b)?).await?)
+}
+
+async fn set_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().set_tag(body(b)?).await?)
+}
+
+async fn delete_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+    ok(s.daemon.tracking().delete_tag(body(b)?).await?)
+}
+
+async fn metric_history(State(s): State<AppState>, uri: Uri) -> Answer<MetricHistory> {
+    ok(s.daemon.tracking().metric_history(query(&uri)?).await?)
+}

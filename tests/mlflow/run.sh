@@ -1,0 +1,37 @@
+#!/bin/sh
+# Drives Petri's MLflow API with the stock `mlflow` client: starts `petri serve` in a temporary
+# home on a free port, points the client at it (MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN), runs
+# tests/mlflow/test_tracking.py, and stops the daemon by its pid.
+# Usage: tests/mlflow/run.sh PETRI_BINARY PYTHON_WITH_MLFLOW
+set -eu
+bin=$1
+py=$2
+here=$(cd "$(dirname "$0")" && pwd)
+home=$(mktemp -d)
+pid=
+stop() {
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    rm -rf "$home"
+}
+trap stop EXIT
+PETRI_HOME=$home "$bin" serve --listen 127.0.0.1:0 2>"$home/daemon.log" &
+pid=$!
+for _ in $(seq 200); do [ -s "$home/daemon.addr" ] && break; sleep 0.05; done
+if [ ! -s "$home/daemon.addr" ]; then
+    echo "the daemon did not start:" >&2
+    cat "$home/daemon.log" >&2
+    exit 1
+fi
+MLFLOW_TRACKING_URI=$(tr -d '\n' < "$home/daemon.addr")
+MLFLOW_TRACKING_TOKEN=$(cat "$home/token")
+export MLFLOW_TRACKING_URI MLFLOW_TRACKING_TOKEN
+# No retries with backoff on a refused call, no telemetry, nothing fetched from the network.
+export MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+status=0
+"$py" "$here/test_tracking.py" || status=$?
+if grep -q panicked "$home/daemon.log"; then
+    echo "the daemon panicked:" >&2
+    cat "$home/daemon.log" >&2
+    status=1
+fi
+exit $status

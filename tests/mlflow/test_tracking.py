@@ -1,0 +1,279 @@
+"""Petri's MLflow tracking API, driven by the stock `mlflow` client.
+
+Starts nothing: MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN name a running daemon and a
+token (tests/mlflow/run.sh sets them). Runs as plain python (each test_* function in turn) or
+under pytest.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+import uuid
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def error_code(call):
+    """Calls `call` and returns the MLflow error code it raised."""
+    try:
+        call()
+    except MlflowException as e:
+        return e.error_code
+    raise AssertionError("the call did not raise")
+
+
+def post(route, message):
+    """POSTs a message to an MLflow route as the client would; returns (status, JSON answer)."""
+    uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+    request = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow/{route}",
+        data=json.dumps(message).encode(),
+        headers={
+            "Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_experiments_create_get_search_rename_delete_restore():
+    client = MlflowClient()
+    name = unique("exp")
+    exp_id = client.create_experiment(name, tags={"team": "vision"})
+    exp = client.get_experiment(exp_id)
+    assert exp.name == name and exp.lifecycle_stage == "active"
+    assert exp.tags["team"] == "vision"
+    assert exp.artifact_location.endswith(exp_id)
+    assert client.get_experiment_by_name(name).experiment_id == exp_id
+    assert client.get_experiment_by_name(unique("none")) is None
+    assert client.get_experiment("0").name == "Default"
+
+    assert error_code(lambda: client.create_experiment(name)) == "RESOURCE_ALREADY_EXISTS"
+    assert error_code(lambda: client.get_experiment("987654")) == "RESOURCE_DOES_NOT_EXIST"
+
+    names = [e.name for e in client.search_experiments()]
+    assert name in names and "Default" in names
+
+    new_name = unique("renamed")
+    client.rename_experiment(exp_id, new_name)
+    assert client.get_experiment(exp_id).name == new_name
+    client.set_experiment_tag(exp_id, "stage", "dev")
+    assert client.get_experiment(exp_id).tags["stage"] == "dev"
+
+    client.delete_experiment(exp_id)
+    assert client.get_experiment(exp_id).lifecycle_stage == "deleted"
+    active = [e.experiment_id for e in client.search_experiments()]
+    deleted = [e.experiment_id for e in client.search_experiments(view_type=ViewType.DELETED_ONLY)]
+    assert exp_id not in active and exp_id in deleted
+    # A deleted experiment takes no runs, and its name stays taken.
+    assert error_code(lambda: client.create_run(exp_id)) == "INVALID_PARAMETER_VALUE"
+    assert error_code(lambda: client.create_experiment(new_name)) == "RESOURCE_ALREADY_EXISTS"
+    client.restore_experiment(exp_id)
+    assert client.get_experiment(exp_id).lifecycle_stage == "active"
+
+
+def test_a_run_logs_params_metrics_tags_and_ends():
+    exp = mlflow.set_experiment(unique("fluent"))
+    with mlflow.start_run(run_name="first") as run:
+        run_id = run.info.run_id
+        assert run.info.status == "RUNNING"
+        assert run.info.experiment_id == exp.experiment_id
+        assert run.info.artifact_uri.endswith(f"{run_id}/artifacts")
+        mlflow.log_param("lr", 0.01)
+        mlflow.log_params({"opt": "adam", "layers": 3})
+        # The very same value again is fine, as in MLflow.
+        mlflow.log_param("lr", 0.01)
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metrics({"acc": 0.5, "f1": 0.25}, step=1)
+        mlflow.log_metric("acc", 0.75, step=2)
+        mlflow.set_tag("owner", "ada")
+        mlflow.set_tags({"kind": "baseline", "gpu": "none"})
+    got = MlflowClient().get_run(run_id)
+    assert got.info.status == "FINISHED" and got.info.end_time is not None
+    assert got.info.run_name == "first"
+    assert got.data.params == {"lr": "0.01", "opt": "adam", "layers": "3"}
+    assert got.data.metrics["loss"] == 0.2  # the latest step's value
+    assert got.data.metrics["acc"] == 0.75
+    assert got.data.tags["owner"] == "ada" and got.data.tags["kind"] == "baseline"
+    assert got.data.tags["mlflow.runName"] == "first"
+
+
+def test_metric_history_keeps_every_step_in_order():
+    client = MlflowClient()
+    run = client.create_run("0")
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    points = [Metric("curve", float(i) * 0.5, now + i, i) for i in range(2500)]
+    for start in range(0, len(points), 1000):
+        client.log_batch(run_id, metrics=points[start:start + 1000])
+    client.log_metric(run_id, "odd", float("nan"), step=0)
+    client.log_metric(run_id, "odd", float("inf"), step=1)
+    history = client.get_metric_history(run_id, "curve")
+    assert [m.step for m in history] == list(range(2500))
+    assert history[10].value == 5.0 and history[10].timestamp == now + 10
+    odd = client.get_metric_history(run_id, "odd")
+    assert math.isnan(odd[0].value) and odd[1].value == math.inf
+    assert client.get_metric_history(run_id, "never-logged") == []
+    client.set_terminated(run_id, "KILLED")
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_search_runs_filters_and_orders():
+    client = MlflowClient()
+    exp_id = client.create_experiment(unique("search"))
+    ids = {}
+    for name, acc, opt in [("a", 0.91, "adam"), ("b", 0.85, "sgd"), ("c", 0.97, "adam")]:
+        run = client.create_run(exp_id, run_name=name)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric("acc", acc, 0, 0)],
+            params=[Param("opt", opt)],
+            tags=[RunTag("group", "g1" if name != "b" else "g2")],
+        )
+        client.set_terminated(run.info.run_id)
+        ids[name] = run.info.run_id
+
+    found = client.search_runs([exp_id], "metrics.acc > 0.9 and params.opt = 'adam'")
+    assert sorted(r.info.run_name for r in found) == ["a", "c"]
+    ordered = client.search_runs([exp_id], order_by=["metrics.acc DESC"])
+    assert [r.info.run_name for r in ordered] == ["c", "a", "b"]
+    ordered = client.search_runs([exp_id], order_by=["params.opt ASC", "metrics.acc ASC"])
+    assert [r.info.run_name for r in ordered] == ["a", "c", "b"]
+    assert [r.info.run_name for r in client.search_runs([exp_id], "tags.group = 'g2'")] == ["b"]
+    like = client.search_runs([exp_id], "attributes.run_name LIKE 'a%'")
+    assert [r.info.run_id for r in like] == [ids["a"]]
+    status = client.search_runs([exp_id], "attributes.status = 'FINISHED'")
+    assert len(status) == 3
+
+    page = client.search_runs([exp_id], max_results=2, order_by=["metrics.acc DESC"])
+    assert len(page) == 2 and page.token
+    rest = client.search_runs(
+        [exp_id], max_results=2, order_by=["metrics.acc DESC"], page_token=page.token
+    )
+    assert [r.info.run_name for r in rest] == ["b"] and not rest.token
+
+    # Deleted runs are out of the default view, in the deleted one, and come back.
+    client.delete_run(ids["b"])
+    assert len(client.search_runs([exp_id])) == 2
+    deleted = client.search_runs([exp_id], run_view_type=ViewType.DELETED_ONLY)
+    assert [r.info.run_id for r in deleted] == [ids["b"]]
+    client.restore_run(ids["b"])
+    assert len(client.search_runs([exp_id])) == 3
+
+    # The fluent search answers a data frame (pandas ships with mlflow).
+    frame = mlflow.search_runs([exp_id], filter_string="metrics.acc < 0.9")
+    assert list(frame["tags.mlflow.runName"]) == ["b"]
+
+    assert (
+        error_code(lambda: client.search_runs([exp_id], "metrics.acc >> 1"))
+        == "INVALID_PARAMETER_VALUE"
+    )
+
+
+def test_tags_are_set_and_deleted():
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    client.set_tag(run_id, "note", "keep")
+    client.set_tag(run_id, "note", "changed")
+    assert client.get_run(run_id).data.tags["note"] == "changed"
+    client.delete_tag(run_id, "note")
+    assert "note" not in client.get_run(run_id).data.tags
+    assert error_code(lambda: client.delete_tag(run_id, "note")) == "RESOURCE_DOES_NOT_EXIST"
+    client.update_run(run_id, name="renamed-run")
+    got = client.get_run(run_id)
+    assert got.info.run_name == "renamed-run" and got.data.tags["mlflow.runName"] == "renamed-run"
+
+
+def test_errors_are_raised_as_mlflow_raises_them():
+    client = MlflowClient()
+    missing = uuid.uuid4().hex
+    assert error_code(lambda: client.get_run(missing)) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.log_param(missing, "a", 1)) == "RESOURCE_DOES_NOT_EXIST"
+    run_id = client.create_run("0").info.run_id
+    client.log_param(run_id, "depth", 3)
+    # A param logged again with another value is refused and keeps the first one.
+    assert error_code(lambda: client.log_param(run_id, "depth", 5)) == "INVALID_PARAMETER_VALUE"
+    assert client.get_run(run_id).data.params["depth"] == "3"
+    assert error_code(lambda: client.log_metric(run_id, "bad*name", 1.0)) == "INVALID_PARAMETER_VALUE"
+    assert error_code(lambda: client.log_metric(run_id, "../up", 1.0)) == "INVALID_PARAMETER_VALUE"
+    # The client cuts big batches itself; the server refuses one over MLflow's limits whole.
+    too_many = [{"key": f"m{i}", "value": 1.0, "timestamp": 0, "step": 0} for i in range(1001)]
+    status, body = post("runs/log-batch", {"run_id": run_id, "metrics": too_many})
+    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", (status, body)
+    assert "at most 1000 metrics" in body["message"], body
+    mixed = [{"key": "ok", "value": 1.0, "timestamp": 0, "step": 0}, {"key": "bad*", "value": 1.0}]
+    status, body = post("runs/log-batch", {"run_id": run_id, "metrics": mixed})
+    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", (status, body)
+    # A refused batch changes nothing.
+    assert "m0" not in client.get_run(run_id).data.metrics
+    assert "ok" not in client.get_run(run_id).data.metrics
+    # A deleted run takes no more data.
+    client.delete_run(run_id)
+    assert error_code(lambda: client.log_metric(run_id, "x", 1.0)) == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_wrong_token_is_refused_with_401():
+    uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+    url = f"{uri}/api/2.0/mlflow/experiments/get?experiment_id=0"
+    for headers in ({"Authorization": "Bearer not-a-petri-token"}, {}):
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            urllib.request.urlopen(request)
+        except urllib.error.HTTPError as e:
+            assert e.code == 401, e.code
+        else:
+            raise AssertionError("a call without a valid token was answered")
+    # The stock client with a wrong token raises instead of answering.
+    good = os.environ["MLFLOW_TRACKING_TOKEN"]
+    os.environ["MLFLOW_TRACKING_TOKEN"] = "not-a-petri-token"
+    try:
+        try:
+            MlflowClient().get_experiment("0")
+        except MlflowException as e:
+            assert e.error_code == "UNAUTHENTICATED", e.error_code
+            assert e.get_http_status_code() == 401
+        else:
+            raise AssertionError("the client's call with a wrong token was answered")
+    finally:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = good
+
+
+def main():
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"):
+        if not os.environ.get(var):
+            sys.exit(f"{var} must name the daemon and a token (tests/mlflow/run.sh sets them)")
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+    failed = []
+    for name, test in tests:
+        started = time.monotonic()
+        try:
+            test()
+        except Exception:
+            failed.append(name)
+            print(f"FAIL {name}", file=sys.stderr)
+            traceback.print_exc()
+        else:
+            print(f"ok   {name} ({time.monotonic() - started:.2f}s)")
+    print(f"mlflow {mlflow.__version__}: {len(tests) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
