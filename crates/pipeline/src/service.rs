@@ -1570,22 +1570,30 @@ impl Pipelines {
         }
         // Every id is recorded before any job is submitted.
         self.with_store(|s| s.put_items(&rows))?;
-        for (start, id) in submit {
+        if submit.is_empty() {
+            return Ok(());
+        }
+        // The pass's jobs go to the queue together; their rows are written in one transaction.
+        let answers = self.submit_items(run, &submit).await;
+        let finished = now_ms();
+        let mut done = Vec::with_capacity(submit.len());
+        for ((start, _), answer) in submit.iter().zip(answers) {
             let mut row = rows
                 .iter()
                 .find(|r| r.step == start.step && r.item == start.item as i64)
                 .cloned()
                 .unwrap_or_default();
-            match self.submit_item(run, &start, id).await {
+            match answer {
                 Ok(()) => row.state = "submitted".into(),
                 Err(e) => {
                     row.state = "failed".into();
                     row.reason = Some(format!("the queue refused the step's job: {e}"));
-                    row.finished_at_ms = Some(now_ms());
+                    row.finished_at_ms = Some(finished);
                 }
             }
-            self.with_store(|s| s.put_items(std::slice::from_ref(&row)))?;
+            done.push(row);
         }
+        self.with_store(|s| s.put_items(&done))?;
         Ok(())
     }
 
@@ -1635,6 +1643,75 @@ impl Pipelines {
         .await
     }
 
+    /// `submit_item` for a pass's jobs: inputs put in place, then one submission for all.
+    async fn submit_items(
+        &self,
+        run: &StoredRun,
+        submit: &[(crate::advance::Start, JobId)],
+    ) -> Vec<Result<(), QueueError>> {
+        let inputs: Vec<Vec<(PathBuf, FileRef)>> =
+            submit.iter().map(|(s, _)| s.inputs.clone()).collect();
+        let placed = self
+            .blocking(move |p| {
+                Ok(inputs
+                    .iter()
+                    .map(|files| p.place_inputs(files))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        let placed = match placed {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                return submit
+                    .iter()
+                    .map(|_| Err(QueueError::Io(msg.clone())))
+                    .collect();
+            }
+        };
+        let mut out: Vec<Option<Result<(), QueueError>>> = Vec::with_capacity(submit.len());
+        let mut jobs = Vec::new();
+        let mut slots = Vec::new();
+        for (i, ((start, id), placed)) in submit.iter().zip(placed).enumerate() {
+            match placed {
+                Ok(()) => {
+                    slots.push(i);
+                    jobs.push((*id, start.job.clone(), step_origin(run, start)));
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let answers = self
+            .inner
+            .queue
+            .submit_once_each(jobs, run.user.clone())
+            .await;
+        for (slot, a) in slots.into_iter().zip(answers) {
+            out[slot] = Some(a.map(|_| ()));
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    /// Materialises a job's input files (those not there yet).
+    fn place_inputs(&self, inputs: &[(PathBuf, FileRef)]) -> Result<(), QueueError> {
+        for (dest, f) in inputs {
+            if dest.exists() {
+                continue;
+            }
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| QueueError::Io(format!("{}: {e}", parent.display())))?;
+            }
+            let d = petri_artifacts::parse_digest(&f.digest).map_err(art_err)?;
+            self.inner
+                .artifacts
+                .materialize(&d, dest)
+                .map_err(art_err)?;
+        }
+        Ok(())
+    }
+
     /// Puts the step's input files in place and submits its job under `id` (once).
     async fn submit_item(
         &self,
@@ -1643,30 +1720,9 @@ impl Pipelines {
         id: JobId,
     ) -> Result<(), QueueError> {
         let inputs = start.inputs.clone();
-        self.blocking(move |p| {
-            for (dest, f) in &inputs {
-                if dest.exists() {
-                    continue;
-                }
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| QueueError::Io(format!("{}: {e}", parent.display())))?;
-                }
-                let d = petri_artifacts::parse_digest(&f.digest).map_err(art_err)?;
-                p.inner.artifacts.materialize(&d, dest).map_err(art_err)?;
-            }
-            Ok(())
-        })
-        .await?;
+        self.blocking(move |p| p.place_inputs(&inputs)).await?;
         let by = Submitter {
-            origin: Origin::PipelineStep {
-                run: run.id.clone(),
-                step: if start.of > 1 || start.item > 0 {
-                    format!("{}[{}]", start.step, start.item)
-                } else {
-                    start.step.clone()
-                },
-            },
+            origin: step_origin(run, start),
             user: run.user.clone(),
         };
         self.inner
@@ -1674,6 +1730,18 @@ impl Pipelines {
             .submit_once(id, start.job.clone(), by)
             .await?;
         Ok(())
+    }
+}
+
+/// The origin of a step's job: the run, and the step (with its item for a fan-out).
+fn step_origin(run: &StoredRun, start: &crate::advance::Start) -> Origin {
+    Origin::PipelineStep {
+        run: run.id.clone(),
+        step: if start.of > 1 || start.item > 0 {
+            format!("{}[{}]", start.step, start.item)
+        } else {
+            start.step.clone()
+        },
     }
 }
 

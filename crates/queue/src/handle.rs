@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use petri_domain::{
-    ErrorCode, Event, Executors, Job, JobId, JobSpec, JobState, ListQuery, Pending, RunKey, Status,
+    ErrorCode, Event, Executors, Job, JobId, JobSpec, JobState, ListQuery, Origin, Pending, RunKey,
+    Status,
 };
 use petri_sched::Capacity;
 use petri_store::{JobFilter, ReadPool, Store};
@@ -367,6 +368,124 @@ impl Queue {
             .await?;
         jobs.pop()
             .ok_or_else(|| QueueError::Io("the queue accepted no job".into()))
+    }
+
+    /// `submit_once` for many jobs at once, each with its own origin and one user: one read,
+    /// one round trip to the engine and one transaction for all (a pipeline pass that starts
+    /// 200 steps). Each job gets its own answer: a spec that does not validate is refused alone;
+    /// when the capabilities' checks refuse the batch, each job is tried on its own.
+    pub async fn submit_once_each(
+        &self,
+        jobs: Vec<(JobId, JobSpec, Origin)>,
+        user: String,
+    ) -> Vec<Result<Job, QueueError>> {
+        let n = jobs.len();
+        if n <= 1 {
+            let mut out = Vec::with_capacity(n);
+            for (id, spec, origin) in jobs {
+                out.push(
+                    self.submit_once(
+                        id,
+                        spec,
+                        Submitter {
+                            origin,
+                            user: user.clone(),
+                        },
+                    )
+                    .await,
+                );
+            }
+            return out;
+        }
+        let machine = self.machine();
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.0).collect();
+        let specs: Vec<(JobSpec, Origin)> =
+            jobs.iter().map(|j| (j.1.clone(), j.2.clone())).collect();
+        // Already submitted (a repeat after a crash), or prepared now, or refused alone.
+        let checked = self
+            .read(move |store| {
+                let mut out = Vec::with_capacity(ids.len());
+                for (id, (spec, origin)) in ids.into_iter().zip(specs) {
+                    if let Some(stored) = store.get(id)? {
+                        out.push(Ok(Err(stored.job)));
+                        continue;
+                    }
+                    if !spec.array.is_empty() {
+                        out.push(Err(QueueError::refused(
+                            ErrorCode::InvalidSpec,
+                            "a job submitted under a chosen id cannot be a sweep",
+                        )));
+                        continue;
+                    }
+                    match crate::submit::prepare(vec![spec], &machine, |key| Ok(store.find(key)?)) {
+                        Ok(mut p) => {
+                            let mut p = p.remove(0);
+                            p.id = id;
+                            p.origin = Some(origin);
+                            out.push(Ok(Ok(p)));
+                        }
+                        Err(e) => out.push(Err(e)),
+                    }
+                }
+                Ok(out)
+            })
+            .await;
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.to_string();
+                return (0..n).map(|_| Err(QueueError::Io(msg.clone()))).collect();
+            }
+        };
+        let mut out: Vec<Option<Result<Job, QueueError>>> = Vec::with_capacity(n);
+        let mut batch = Vec::new();
+        let mut slots = Vec::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                Ok(Ok(p)) => {
+                    slots.push(i);
+                    batch.push(p);
+                    out.push(None);
+                }
+                Ok(Err(existing)) => out.push(Some(Ok(existing))),
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        if !batch.is_empty() {
+            let first = batch[0].origin.clone().unwrap_or_default();
+            let answer = self
+                .ask(|reply| Command::Submit {
+                    jobs: batch,
+                    by: Submitter {
+                        origin: first,
+                        user: user.clone(),
+                    },
+                    reply,
+                })
+                .await;
+            match answer {
+                Ok(accepted) if accepted.len() == slots.len() => {
+                    for (slot, job) in slots.iter().zip(accepted) {
+                        out[*slot] = Some(Ok(job));
+                    }
+                }
+                _ => {
+                    // Refused as a whole (one job's secret, say): each on its own, for its own
+                    // answer. Nothing of the batch was inserted.
+                    for slot in slots {
+                        let (id, spec, origin) = jobs[slot].clone();
+                        let by = Submitter {
+                            origin,
+                            user: user.clone(),
+                        };
+                        out[slot] = Some(self.submit_once(id, spec, by).await);
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(QueueError::Io("no answer".into()))))
+            .collect()
     }
 
     /// What a submission is checked against, now.

@@ -17,6 +17,8 @@ pub(crate) struct Prepared {
     pub spec: JobSpec,
     pub array_values: BTreeMap<String, String>,
     pub depends_on: Vec<JobId>,
+    /// This job's origin, when it is not the submission's (a batch of pipeline steps).
+    pub origin: Option<petri_domain::Origin>,
 }
 
 /// Checks and expands a submission. `find` resolves an existing job by id or number.
@@ -103,6 +105,7 @@ pub(crate) fn prepare(
                 spec,
                 array_values: values,
                 depends_on: deps.clone(),
+                origin: None,
             });
         }
     }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use futures_util::StreamExt;
 use petri_client::Method;
 use petri_client::{Client, ClientError, enc};
 use petri_domain::ErrorCode;
@@ -214,6 +215,12 @@ pub async fn run(client: &Client, args: PipelineArgs) -> anyhow::Result<()> {
                 body["pipeline"] = json!(a.pipeline);
                 a.pipeline.clone()
             };
+            // Listen before the run exists, so that its end is not missed.
+            let events = if a.wait {
+                client.events().await.ok()
+            } else {
+                None
+            };
             let run = client
                 .call(Method::POST, "/api/v1/pipeline-runs", Some(&body))
                 .await
@@ -231,21 +238,34 @@ pub async fn run(client: &Client, args: PipelineArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             let key = run["id"].as_str().unwrap_or_default().to_string();
-            // Short runs (a cached one ends in milliseconds) are seen at once; long ones are
-            // asked about twice a second.
-            let mut pause = std::time::Duration::from_millis(5);
+            // The run's end comes as an event; without the event stream, or should one be
+            // missed, it is asked for again every second.
+            let mut events = events.map(Box::pin);
             let last = loop {
                 let r = client
                     .call(Method::GET, &format!("/api/v1/pipeline-runs/{key}"), None)
                     .await?;
-                if matches!(
-                    r["state"].as_str(),
-                    Some("succeeded" | "failed" | "canceled")
-                ) {
+                if is_over(&r["state"]) {
                     break r;
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 3 / 2).min(std::time::Duration::from_millis(500));
+                let ended = async {
+                    match events.as_mut() {
+                        Some(stream) => {
+                            while let Some(Ok(ev)) = stream.next().await {
+                                if let petri_domain::Event::PipelineRunChanged(c) = ev
+                                    && c.id == key
+                                    && is_over(&Value::from(c.state))
+                                {
+                                    return;
+                                }
+                            }
+                            // The stream ended: poll from now on.
+                            events = None;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ended).await;
             };
             if a.json {
                 output::print_json(&last)?;
@@ -399,6 +419,10 @@ pub async fn run(client: &Client, args: PipelineArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn is_over(state: &Value) -> bool {
+    matches!(state.as_str(), Some("succeeded" | "failed" | "canceled"))
 }
 
 fn instant(s: &str) -> anyhow::Result<i64> {

@@ -28,7 +28,7 @@ impl State {
                 state,
                 queue: p.spec.queue_name().to_string(),
                 priority: p.spec.priority,
-                origin: by.origin.clone(),
+                origin: p.origin.unwrap_or_else(|| by.origin.clone()),
                 user: by.user.clone(),
                 spec: p.spec,
                 array_values: p.array_values,
