@@ -1076,9 +1076,32 @@ impl Pipelines {
         };
         let mut items = self.with_store(|s| s.run_items(&run.id))?;
         let mut changed = false;
-        // Items in flight: compare with their jobs (and nested runs).
+        // Items in flight: compare with their jobs (read together) and nested runs.
+        let in_flight: Vec<JobId> = items
+            .iter()
+            .filter(|it| {
+                it.child_run.is_none() && matches!(it.state.as_str(), "submitted" | "running")
+            })
+            .filter_map(|it| it.job_id.as_ref().and_then(|j| j.parse().ok()))
+            .collect();
+        let jobs: HashMap<JobId, Job> = if in_flight.is_empty() {
+            HashMap::new()
+        } else {
+            self.inner
+                .queue
+                .read(move |s| {
+                    let mut out = HashMap::with_capacity(in_flight.len());
+                    for id in in_flight {
+                        if let Some(stored) = s.get(id)? {
+                            out.insert(id, stored.job);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?
+        };
         for it in items.iter_mut() {
-            changed |= self.refresh_item(run, &plan, it).await?;
+            changed |= self.refresh_item(run, &plan, it, &jobs).await?;
         }
         let records = self.records_from_rows(&items);
         let params: IndexMap<String, Value> = serde_json::from_str(&run.params).unwrap_or_default();
@@ -1151,6 +1174,7 @@ impl Pipelines {
         run: &StoredRun,
         plan: &Plan,
         it: &mut StoredItem,
+        jobs: &HashMap<JobId, Job>,
     ) -> Result<bool, QueueError> {
         if let Some(child) = it.child_run.clone() {
             if !matches!(it.state.as_str(), "submitted" | "running") {
@@ -1214,9 +1238,8 @@ impl Pipelines {
         if !matches!(it.state.as_str(), "submitted" | "running") {
             return Ok(false);
         }
-        let job = match self.inner.queue.stored_job(job_id).await {
-            Ok(j) => j,
-            Err(_) => return Ok(false),
+        let Some(job) = jobs.get(&job_id).cloned() else {
+            return Ok(false);
         };
         let step = plan.steps.get(&it.step);
         match job.state {
