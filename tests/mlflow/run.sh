@@ -25,6 +25,9 @@ fi
 MLFLOW_TRACKING_URI=$(tr -d '\n' < "$home/daemon.addr")
 MLFLOW_TRACKING_TOKEN=$(cat "$home/token")
 export MLFLOW_TRACKING_URI MLFLOW_TRACKING_TOKEN
+# The tests look into the home only to check that a cut upload left no temporary file.
+PETRI_TEST_HOME=$home
+export PETRI_TEST_HOME
 # No retries with backoff on a refused call, no telemetry, nothing fetched from the network.
 export MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 status=0

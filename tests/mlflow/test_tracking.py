@@ -229,6 +229,162 @@ def test_errors_are_raised_as_mlflow_raises_them():
     assert error_code(lambda: client.log_metric(run_id, "x", 1.0)) == "INVALID_PARAMETER_VALUE"
 
 
+def put_artifact(path, data):
+    """PUTs bytes to an artifact path as the client would; returns (status, JSON answer)."""
+    uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+    request = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow-artifacts/artifacts/{path}",
+        data=data,
+        method="PUT",
+        headers={"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"},
+    )
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_artifacts_go_up_list_and_come_back_down():
+    import tempfile
+
+    mlflow.set_experiment(unique("artifacts"))
+    with tempfile.TemporaryDirectory() as tmp:
+        one = os.path.join(tmp, "notes.txt")
+        with open(one, "w") as f:
+            f.write("first file\n")
+        folder = os.path.join(tmp, "outputs")
+        os.makedirs(os.path.join(folder, "deep"))
+        with open(os.path.join(folder, "a.bin"), "wb") as f:
+            f.write(bytes(range(256)) * 1000)
+        with open(os.path.join(folder, "deep", "b.txt"), "w") as f:
+            f.write("b")
+        with mlflow.start_run() as run:
+            run_id = run.info.run_id
+            assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+            mlflow.log_artifact(one)
+            mlflow.log_artifact(one, artifact_path="copies")
+            mlflow.log_artifacts(folder, artifact_path="out")
+            mlflow.log_text("hello, text", "texts/hello.txt")
+            mlflow.log_dict({"lr": 0.1, "layers": [1, 2]}, "config.json")
+
+        client = MlflowClient()
+        top = {(f.path, f.is_dir) for f in client.list_artifacts(run_id)}
+        assert top == {
+            ("notes.txt", False),
+            ("copies", True),
+            ("out", True),
+            ("texts", True),
+            ("config.json", False),
+        }, top
+        out = {f.path: f for f in client.list_artifacts(run_id, "out")}
+        assert set(out) == {"out/a.bin", "out/deep"}, out
+        assert out["out/a.bin"].file_size == 256000 and out["out/deep"].is_dir
+        assert client.list_artifacts(run_id, "nothing-here") == []
+
+        down = os.path.join(tmp, "down")
+        os.makedirs(down)
+        got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="out", dst_path=down)
+        with open(os.path.join(got, "a.bin"), "rb") as f:
+            assert f.read() == bytes(range(256)) * 1000
+        with open(os.path.join(got, "deep", "b.txt")) as f:
+            assert f.read() == "b"
+        everything = client.download_artifacts(run_id, "", os.path.join(tmp, "all"))
+        with open(os.path.join(everything, "texts", "hello.txt")) as f:
+            assert f.read() == "hello, text"
+        assert mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json") == {
+            "lr": 0.1,
+            "layers": [1, 2],
+        }
+        assert mlflow.artifacts.load_text(f"runs:/{run_id}/notes.txt") == "first file\n"
+
+        # The same path again replaces the file.
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_text("second", "texts/hello.txt")
+        assert mlflow.artifacts.load_text(f"runs:/{run_id}/texts/hello.txt") == "second"
+
+        # A file that is not there is the client's usual error.
+        try:
+            mlflow.artifacts.load_text(f"runs:/{run_id}/missing.txt")
+        except Exception:
+            pass
+        else:
+            raise AssertionError("a missing artifact was answered")
+
+    # Paths that leave the run are refused, whoever sends them.
+    exp = client.get_run(run_id).info.experiment_id
+    for bad in ["..%2F..%2Fescape.txt", "a%5Cb.txt", "x%00y.txt", "..%2Fother%2Fartifacts%2Fx"]:
+        status, body = put_artifact(f"{exp}/{run_id}/artifacts/{bad}", b"nope")
+        assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", (bad, status, body)
+    status, body = put_artifact(f"{exp}/{uuid.uuid4().hex}/artifacts/x.txt", b"nope")
+    assert status == 404 and body["error_code"] == "RESOURCE_DOES_NOT_EXIST", (status, body)
+    names = {f.path for f in client.list_artifacts(run_id)}
+    assert not any("escape" in n or n == "x.txt" for n in names), names
+
+
+def test_a_big_upload_is_not_held_by_the_body_limit():
+    # Bigger than the API's whole-body limit for JSON calls (4 MiB): streamed to the store.
+    import tempfile
+
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        big = os.path.join(tmp, "weights.bin")
+        block = os.urandom(1 << 20)
+        with open(big, "wb") as f:
+            for _ in range(40):
+                f.write(block)
+        client.log_artifact(run_id, big, "model")
+        [info] = client.list_artifacts(run_id, "model")
+        assert info.file_size == 40 << 20
+        got = client.download_artifacts(run_id, "model/weights.bin", os.path.join(tmp, "d"))
+        with open(got, "rb") as f:
+            assert f.read(1 << 20) == block
+        assert os.path.getsize(got) == 40 << 20
+
+
+def test_an_interrupted_upload_leaves_nothing_behind():
+    import socket
+    from urllib.parse import urlparse
+
+    client = MlflowClient()
+    run = client.create_run("0").info
+    uri = urlparse(os.environ["MLFLOW_TRACKING_URI"])
+    path = f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment_id}/{run.run_id}/artifacts/cut.bin"
+    with socket.create_connection((uri.hostname, uri.port)) as s:
+        s.sendall(
+            (
+                f"PUT {path} HTTP/1.1\r\nHost: {uri.netloc}\r\n"
+                f"Authorization: Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}\r\n"
+                "Content-Length: 10000000\r\n\r\n"
+            ).encode()
+            + b"x" * 300_000
+        )
+        time.sleep(0.2)
+    # The daemon notices the cut connection; its temporary file goes, nothing is recorded.
+    tmp = os.path.join(os.environ.get("PETRI_TEST_HOME", ""), "artifacts", "tmp")
+    for _ in range(50):
+        if not os.environ.get("PETRI_TEST_HOME") or not os.listdir(tmp):
+            break
+        time.sleep(0.1)
+    if os.environ.get("PETRI_TEST_HOME"):
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+    assert client.list_artifacts(run.run_id) == []
+
+
+def test_artifacts_are_deleted():
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    client.log_text(run_id, "x", "dir/x.txt")
+    client.log_text(run_id, "y", "dir/sub/y.txt")
+    client.log_text(run_id, "keep", "keep.txt")
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
+    repo.delete_artifacts("dir")
+    assert [f.path for f in client.list_artifacts(run_id)] == ["keep.txt"]
+
+
 def test_a_wrong_token_is_refused_with_401():
     uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
     url = f"{uri}/api/2.0/mlflow/experiments/get?experiment_id=0"

@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod jobs;
 mod mlflow;
+mod mlflow_artifacts;
 mod notebooks;
 mod openapi;
 mod pipelines;
@@ -103,6 +104,7 @@ fn api_router(state: AppState) -> Router {
     let protected = Router::new()
         .nest("/api/v1", api)
         .nest("/api/2.0/mlflow", mlflow::routes())
+        .nest("/api/2.0/mlflow-artifacts", mlflow_artifacts::routes())
         .route("/metrics", get(system::metrics))
         .route("/", get(system::ui))
         .fallback(system::not_found)

@@ -80,7 +80,7 @@ fn body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, M
 }
 
 /// Query parameters.
-fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, MlflowError> {
+pub(crate) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, MlflowError> {
     Query::<T>::try_from_uri(uri)
         .map(|Query(q)| q)
         .map_err(|e| {
@@ -126,6 +126,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/runs/set-tag", post(set_tag))
         .route("/runs/delete-tag", post(delete_tag))
         .route("/metrics/get-history", get(metric_history))
+        .route("/logged-models/search", post(search_logged_models))
 }
 
 type Body = Result<Bytes, BytesRejection>;
@@ -239,4 +240,12 @@ async fn delete_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
 
 async fn metric_history(State(s): State<AppState>, uri: Uri) -> Answer<MetricHistory> {
     ok(s.daemon.tracking().metric_history(query(&uri)?).await?)
+}
+
+/// MLflow 3's logged models: Petri keeps none yet, so a search finds none. The client searches
+/// them whenever it resolves a `runs:/<run>/<path>` URI (is the path a model of the run?), and
+/// an empty answer sends it on to the run's own artifacts.
+async fn search_logged_models(b: Body) -> Answer<serde_json::Value> {
+    let _: serde_json::Value = body(b)?;
+    ok(serde_json::json!({ "models": [] }))
 }

@@ -98,6 +98,17 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO experiments VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active',
         CAST(unixepoch('subsec') * 1000 AS INTEGER), CAST(unixepoch('subsec') * 1000 AS INTEGER));
     "#,
+    // 2: each run's artifact files, by path, with the digest of their content in the artifact
+    // store.
+    r#"
+    CREATE TABLE run_artifacts (
+        run     INTEGER NOT NULL REFERENCES runs(seq),
+        path    TEXT NOT NULL,
+        digest  TEXT NOT NULL,
+        size    INTEGER NOT NULL,
+        PRIMARY KEY (run, path)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Opens (creating and migrating) the writer's connection to `path`.

@@ -25,6 +25,9 @@ pub enum TrackingError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The artifact store failed or refused (a blob not there or damaged).
+    #[error(transparent)]
+    Artifact(#[from] petri_artifacts::ArtifactError),
     /// A blocking task of the tracking store panicked or was cancelled.
     #[error("a tracking task failed: {0}")]
     Task(String),
@@ -46,6 +49,10 @@ impl From<TrackingError> for ErrorBody {
             TrackingError::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             TrackingError::Invalid(_) => ErrorCode::InvalidParameterValue,
             TrackingError::State(_) => ErrorCode::InvalidState,
+            TrackingError::Artifact(petri_artifacts::ArtifactError::NotFound(_)) => {
+                ErrorCode::ResourceDoesNotExist
+            }
+            TrackingError::Artifact(a) => a.code(),
             TrackingError::Db { .. } | TrackingError::Task(_) => ErrorCode::Internal,
         };
         ErrorBody::new(code, e.to_string())

@@ -7,6 +7,7 @@
 //! the routes under `/api/2.0/mlflow/` only parse and serialise. Errors carry MLflow's codes
 //! (`RESOURCE_DOES_NOT_EXIST`, `RESOURCE_ALREADY_EXISTS`, `INVALID_PARAMETER_VALUE`).
 
+pub mod artifacts;
 mod db;
 mod error;
 mod names;

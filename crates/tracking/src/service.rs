@@ -69,7 +69,7 @@ impl Tracking {
     }
 
     /// Runs `f` in one write transaction on a blocking thread; commits when it succeeds.
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -92,7 +92,7 @@ impl Tracking {
     }
 
     /// Runs `f` on a read connection on a blocking thread.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -108,7 +108,7 @@ impl Tracking {
         .map_err(|e| TrackingError::Task(e.to_string()))?
     }
 
-    fn sql(&self) -> impl Fn(rusqlite::Error) -> TrackingError + Send + Clone + 'static {
+    pub(crate) fn sql(&self) -> impl Fn(rusqlite::Error) -> TrackingError + Send + Clone + 'static {
         let path = self.inner.path.clone();
         move |e| db_error(&path, e)
     }

@@ -1,0 +1,382 @@
+//! A run's artifacts, as MLflow's `mlflow-artifacts` routes address them: a path
+//! `<experiment>/<run>/artifacts/<file>` (the run's `artifact_uri` is
+//! `mlflow-artifacts:/<experiment>/<run>/artifacts`). The bytes go to Petri's one
+//! content-addressed store ([`Artifacts`]), streamed through its temporary file, so an upload
+//! cut off halfway leaves nothing behind; tracking.db keeps each run's path → digest. Each file
+//! is held in the store as `tracking:<run>/<path>`, so the garbage collector keeps it for as
+//! long as the run lists it.
+
+use std::io::Read;
+
+use petri_artifacts::{Artifacts, BlobReader, Digest};
+use rusqlite::{OptionalExtension, params};
+
+use crate::error::{Result, TrackingError};
+use crate::service::Tracking;
+use crate::store;
+
+/// The holder prefix of a run's artifact files in the artifact store.
+pub const HOLDER_PREFIX: &str = "tracking:";
+
+/// The longest path (in bytes) a run's artifact may have, so that its holder name stays within
+/// the artifact store's limit.
+const MAX_PATH_BYTES: usize = 900;
+
+/// Where an artifact path points: a run, and a path inside its artifacts (empty for the root).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactPath {
+    pub experiment_id: String,
+    pub run_id: String,
+    /// `a/b.txt`; empty for the run's artifact root. Never `..`, never absolute.
+    pub path: String,
+}
+
+/// One entry of a listing: a file with its size, or a folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactEntry {
+    /// The name inside the listed folder.
+    pub name: String,
+    pub is_dir: bool,
+    /// A file's size in bytes (none for a folder).
+    pub size: Option<u64>,
+}
+
+fn refused(why: impl std::fmt::Display) -> TrackingError {
+    TrackingError::invalid(format!("Invalid artifact path: {why}"))
+}
+
+/// Checks a path inside a run's artifacts and gives it back without empty segments: `..`, `.`,
+/// absolute paths, backslashes, NUL and other control characters are refused
+/// (`INVALID_PARAMETER_VALUE`).
+pub fn clean_relative(path: &str) -> Result<String> {
+    if path.starts_with('/') {
+        return Err(refused(format!("'{path}' is absolute")));
+    }
+    if path.contains('\\') {
+        return Err(refused(format!("'{path}' holds a backslash")));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(refused("it holds a control character"));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" => {}
+            "." | ".." => {
+                return Err(refused(format!("'{path}' leaves its folder ('{part}')")));
+            }
+            p => parts.push(p),
+        }
+    }
+    let clean = parts.join("/");
+    if clean.len() > MAX_PATH_BYTES {
+        return Err(refused(format!("it is longer than {MAX_PATH_BYTES} bytes")));
+    }
+    Ok(clean)
+}
+
+/// Parses `<experiment>/<run>/artifacts[/<path>]`, the path the `mlflow-artifacts` routes take.
+pub fn parse_path(full: &str) -> Result<ArtifactPath> {
+    if full.starts_with('/') {
+        return Err(refused(format!("'{full}' is absolute")));
+    }
+    let clean = clean_relative(full)?;
+    let mut parts = clean.splitn(4, '/');
+    let (Some(experiment_id), Some(run_id), Some("artifacts")) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TrackingError::not_found(format!(
+            "'{full}' is not inside a run's artifacts (<experiment>/<run>/artifacts/...)"
+        )));
+    };
+    Ok(ArtifactPath {
+        experiment_id: experiment_id.to_string(),
+        run_id: run_id.to_string(),
+        path: parts.next().unwrap_or("").to_string(),
+    })
+}
+
+fn holder(run_id: &str, path: &str) -> String {
+    format!("{HOLDER_PREFIX}{run_id}/{path}")
+}
+
+fn no_artifact(at: &ArtifactPath) -> TrackingError {
+    TrackingError::not_found(format!("No artifact '{}' in run {}", at.path, at.run_id))
+}
+
+/// The direct children of `dir` among `files` (sorted paths with sizes).
+fn children(files: &[(String, u64)], dir: &str) -> Vec<ArtifactEntry> {
+    let mut out: Vec<ArtifactEntry> = Vec::new();
+    for (path, size) in files {
+        let rest = if dir.is_empty() {
+            path.as_str()
+        } else {
+            match path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
+                Some(r) => r,
+                None => continue,
+            }
+        };
+        let entry = match rest.split_once('/') {
+            Some((folder, _)) => ArtifactEntry {
+                name: folder.to_string(),
+                is_dir: true,
+                size: None,
+            },
+            None => ArtifactEntry {
+                name: rest.to_string(),
+                is_dir: false,
+                size: Some(*size),
+            },
+        };
+        if out.last().is_none_or(|l| l.name != entry.name) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+impl Tracking {
+    /// The run an artifact path names, checked: it exists and belongs to that experiment.
+    async fn artifact_run(&self, at: &ArtifactPath) -> Result<i64> {
+        let sql = self.sql();
+        let at = at.clone();
+        self.read(move |c| {
+            let (seq, info) = store::run_info(c, &at.run_id)
+                .map_err(&sql)?
+                .ok_or_else(|| {
+                    TrackingError::not_found(format!("Run with id={} not found", at.run_id))
+                })?;
+            if info.experiment_id != at.experiment_id {
+                return Err(TrackingError::not_found(format!(
+                    "Run {} is not in experiment {}",
+                    at.run_id, at.experiment_id
+                )));
+            }
+            Ok(seq)
+        })
+        .await
+    }
+
+    /// Stores `body` (streamed; any size) as the artifact at `full`
+    /// (`<experiment>/<run>/artifacts/<path>`), replacing what was there. `body` is read on a
+    /// blocking thread; when it fails halfway nothing is stored or recorded.
+    pub async fn upload_artifact(
+        &self,
+        artifacts: &Artifacts,
+        full: &str,
+        body: impl Read + Send + 'static,
+    ) -> Result<u64> {
+        let at = parse_path(full)?;
+        if at.path.is_empty() {
+            return Err(refused(
+                "an upload needs a file name inside the run's artifacts",
+            ));
+        }
+        let seq = self.artifact_run(&at).await?;
+        let holder = holder(&at.run_id, &at.path);
+        let a = artifacts.clone();
+        let h = holder.clone();
+        let stored = tokio::task::spawn_blocking(move || a.put_reader(body, &h))
+            .await
+            .map_err(|e| TrackingError::Task(e.to_string()))??;
+        let sql = self.sql();
+        let digest = stored.digest.to_string();
+        let size = stored.size;
+        let path = at.path.clone();
+        let old: Option<String> = self
+            .write(move |c| {
+                let old = c
+                    .prepare_cached("SELECT digest FROM run_artifacts WHERE run = ?1 AND path = ?2")
+                    .and_then(|mut s| {
+                        s.query_row(params![seq, path], |r| r.get::<_, String>(0))
+                            .optional()
+                    })
+                    .map_err(&sql)?;
+                c.prepare_cached(
+                    "INSERT INTO run_artifacts (run, path, digest, size) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (run, path) DO UPDATE SET digest = excluded.digest, \
+                     size = excluded.size",
+                )
+                .and_then(|mut s| s.execute(params![seq, path, digest, size as i64]))
+                .map_err(&sql)?;
+                Ok(old)
+            })
+            .await?;
+        if let Some(old) = old
+            && old != stored.digest.to_string()
+        {
+            // The holder held the old content too: it now holds only the new one.
+            let a = artifacts.clone();
+            let d = stored.digest.clone();
+            tokio::task::spawn_blocking(move || {
+                a.release(&holder)?;
+                a.reference(&d, &holder)
+            })
+            .await
+            .map_err(|e| TrackingError::Task(e.to_string()))??;
+        }
+        tracing::debug!(run = %at.run_id, path = %at.path, size, "run artifact stored");
+        Ok(size)
+    }
+
+    /// Opens the artifact file at `full` for reading (checked against its digest as it is read).
+    pub async fn open_artifact(&self, artifacts: &Artifacts, full: &str) -> Result<BlobReader> {
+        let at = parse_path(full)?;
+        let seq = self.artifact_run(&at).await?;
+        let sql = self.sql();
+        let path = at.path.clone();
+        let digest: Option<String> = self
+            .read(move |c| {
+                c.prepare_cached("SELECT digest FROM run_artifacts WHERE run = ?1 AND path = ?2")
+                    .and_then(|mut s| s.query_row(params![seq, path], |r| r.get(0)).optional())
+                    .map_err(&sql)
+            })
+            .await?;
+        let digest: Digest = digest
+            .ok_or_else(|| no_artifact(&at))?
+            .parse()
+            .map_err(TrackingError::Task)?;
+        let a = artifacts.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            a.verify(&digest)?;
+            a.open(&digest)
+        })
+        .await
+        .map_err(|e| TrackingError::Task(e.to_string()))??;
+        Ok(reader)
+    }
+
+    /// The files and folders directly inside the folder `full`; empty when it is a file or
+    /// holds nothing.
+    pub async fn list_artifacts(&self, full: &str) -> Result<Vec<ArtifactEntry>> {
+        let at = parse_path(full)?;
+        let seq = self.artifact_run(&at).await?;
+        let files = self.artifact_files(seq).await?;
+        Ok(children(&files, &at.path))
+    }
+
+    /// Every artifact file of a run, by path, with its size.
+    async fn artifact_files(&self, seq: i64) -> Result<Vec<(String, u64)>> {
+        let sql = self.sql();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT path, size FROM run_artifacts WHERE run = ?1 ORDER BY path")
+                .map_err(&sql)?;
+            let rows = stmt
+                .query_map([seq], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(&sql)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Removes the file or the folder (with everything in it) at `full` from the run; the store
+    /// keeps the bytes until the garbage collector finds nothing else holds them.
+    pub async fn delete_artifacts(&self, artifacts: &Artifacts, full: &str) -> Result<u64> {
+        let at = parse_path(full)?;
+        let seq = self.artifact_run(&at).await?;
+        let sql = self.sql();
+        let dir = at.path.clone();
+        let gone: Vec<String> = self
+            .write(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT path FROM run_artifacts WHERE run = ?1")
+                    .map_err(&sql)?;
+                let all: Vec<String> = stmt
+                    .query_map([seq], |r| r.get(0))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+                    .map_err(&sql)?;
+                let gone: Vec<String> = all
+                    .into_iter()
+                    .filter(|p| {
+                        dir.is_empty()
+                            || *p == dir
+                            || p.strip_prefix(dir.as_str())
+                                .is_some_and(|r| r.starts_with('/'))
+                    })
+                    .collect();
+                let mut del = c
+                    .prepare_cached("DELETE FROM run_artifacts WHERE run = ?1 AND path = ?2")
+                    .map_err(&sql)?;
+                for p in &gone {
+                    del.execute(params![seq, p]).map_err(&sql)?;
+                }
+                Ok(gone)
+            })
+            .await?;
+        let n = gone.len() as u64;
+        let a = artifacts.clone();
+        let run = at.run_id.clone();
+        tokio::task::spawn_blocking(move || {
+            for p in &gone {
+                a.release(&holder(&run, p))?;
+            }
+            Ok::<_, petri_artifacts::ArtifactError>(())
+        })
+        .await
+        .map_err(|e| TrackingError::Task(e.to_string()))??;
+        tracing::debug!(run = %at.run_id, path = %at.path, files = n, "run artifacts deleted");
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_leave_the_run_are_refused() {
+        for bad in [
+            "0/r/artifacts/../x",
+            "/etc/passwd",
+            "0/r/artifacts/a\\b",
+            "0/r/artifacts/a\0b",
+            "0/r/artifacts/./x",
+            "0/../0/r/artifacts/x",
+        ] {
+            let err = parse_path(bad).unwrap_err();
+            assert!(matches!(err, TrackingError::Invalid(_)), "{bad}: {err}");
+        }
+        let ok = parse_path("0/abc/artifacts//dir/f.txt").unwrap();
+        assert_eq!(ok.experiment_id, "0");
+        assert_eq!(ok.run_id, "abc");
+        assert_eq!(ok.path, "dir/f.txt");
+        assert_eq!(parse_path("0/abc/artifacts").unwrap().path, "");
+        assert!(matches!(
+            parse_path("0/abc/other/f").unwrap_err(),
+            TrackingError::NotFound(_)
+        ));
+    }
+
+    #[test]
+    fn a_listing_shows_direct_children_once() {
+        let files = vec![
+            ("a.txt".to_string(), 3),
+            ("d/b.txt".to_string(), 4),
+            ("d/e/c.txt".to_string(), 5),
+            ("dz.txt".to_string(), 6),
+        ];
+        let names = |dir: &str| {
+            children(&files, dir)
+                .into_iter()
+                .map(|e| (e.name, e.is_dir, e.size))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(""),
+            vec![
+                ("a.txt".into(), false, Some(3)),
+                ("d".into(), true, None),
+                ("dz.txt".into(), false, Some(6)),
+            ]
+        );
+        assert_eq!(
+            names("d"),
+            vec![("b.txt".into(), false, Some(4)), ("e".into(), true, None)]
+        );
+        assert!(names("a.txt").is_empty());
+    }
+}
