@@ -27,7 +27,9 @@ MLFLOW_TRACKING_TOKEN=$(cat "$home/token")
 export MLFLOW_TRACKING_URI MLFLOW_TRACKING_TOKEN
 # The tests look into the home only to check that a cut upload left no temporary file.
 PETRI_TEST_HOME=$home
-export PETRI_TEST_HOME
+# ... and to submit jobs that track, with the CLI.
+PETRI_TEST_BIN=$bin
+export PETRI_TEST_HOME PETRI_TEST_BIN
 # No retries with backoff on a refused call, no telemetry, nothing fetched from the network.
 export MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 status=0

@@ -385,6 +385,58 @@ def test_artifacts_are_deleted():
     assert [f.path for f in client.list_artifacts(run_id)] == ["keep.txt"]
 
 
+def petri(*args):
+    """Runs the petri CLI against the test's daemon; returns its stdout."""
+    import subprocess
+
+    env = dict(os.environ, PETRI_HOME=os.environ["PETRI_TEST_HOME"])
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_RUN_ID"):
+        env.pop(var, None)
+    done = subprocess.run(
+        [os.environ["PETRI_TEST_BIN"], *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def wait_for_job(job_id):
+    for _ in range(300):
+        job = json.loads(petri("show", job_id, "--json"))
+        if job["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not end: {job}")
+
+
+def test_a_job_logs_to_its_own_run():
+    if not os.environ.get("PETRI_TEST_BIN"):
+        return
+    code = (
+        "import mlflow, os; "
+        "print('run', os.environ['MLFLOW_RUN_ID'], 'token', os.environ['MLFLOW_TRACKING_TOKEN']); "
+        "mlflow.log_metric('x', 1); mlflow.log_param('p', 'v')"
+    )
+    [job] = json.loads(petri("submit", "--name", "tracked-job", "--json", "--", sys.executable, "-c", code))
+    ended = wait_for_job(job["id"])
+    log = petri("logs", job["id"])
+    assert ended["state"] == "succeeded", (ended, log)
+    run_id = job["id"].replace("-", "")
+    # The job's token never reaches its log.
+    assert f"run {run_id} token ***" in log, log
+    run = MlflowClient().get_run(run_id)
+    assert run.data.metrics["x"] == 1 and run.data.params["p"] == "v"
+    assert run.data.tags["petri.job_id"] == job["id"]
+    assert run.info.run_name == "tracked-job" and run.info.status == "FINISHED"
+    found = MlflowClient().search_runs(["0"], f"tags.`petri.job_id` = '{job['id']}'")
+    assert [r.info.run_id for r in found] == [run_id]
+
+    # A job that never tracks has no run.
+    [quiet] = json.loads(petri("submit", "--json", "--", sys.executable, "-c", "pass"))
+    assert wait_for_job(quiet["id"])["state"] == "succeeded"
+    missing = quiet["id"].replace("-", "")
+    assert error_code(lambda: MlflowClient().get_run(missing)) == "RESOURCE_DOES_NOT_EXIST"
+
+
 def test_a_wrong_token_is_refused_with_401():
     uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
     url = f"{uri}/api/2.0/mlflow/experiments/get?experiment_id=0"

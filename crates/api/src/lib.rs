@@ -161,6 +161,13 @@ pub async fn run(
         })?;
     let notebooks_addr = notebooks.local_addr().map_err(io)?;
     let daemon = Daemon::start(settings)?;
+    // Jobs reach the daemon on this machine: loopback when it listens on every interface.
+    let reachable = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    daemon.set_tracking_uri(format!("http://{reachable}"));
     let addr_file = daemon.home().address_file();
     std::fs::write(&addr_file, format!("http://{addr}\n")).map_err(|e| {
         petri_daemon::DaemonError::Io(format!("writing {}: {e}", addr_file.display()))

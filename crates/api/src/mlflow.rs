@@ -15,7 +15,9 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use petri_daemon::accounts;
 use petri_daemon::tracking::TrackingError;
+use petri_daemon::tracking::jobs::run_id_of_job;
 use petri_daemon::tracking::wire::*;
 use petri_domain::{ErrorBody, ErrorCode};
 use serde::Serialize;
@@ -131,6 +133,34 @@ pub(crate) fn routes() -> Router<AppState> {
 
 type Body = Result<Bytes, BytesRejection>;
 
+/// A job's first tracking call makes its run: when the caller is a job (its derived token) and
+/// names its own run (`MLFLOW_RUN_ID`), the run is created, named after the job and tagged with
+/// its id. Any other caller and run id: nothing happens here.
+pub(crate) async fn job_run(
+    s: &AppState,
+    caller: &accounts::Caller,
+    run_id: &str,
+) -> Result<(), MlflowError> {
+    let accounts::Credential::Job(job) = &caller.credential else {
+        return Ok(());
+    };
+    if run_id != run_id_of_job(*job) {
+        return Ok(());
+    }
+    let tracking = s.daemon.tracking();
+    if tracking.run_exists(run_id).await? {
+        return Ok(());
+    }
+    let j = s
+        .daemon
+        .queue()
+        .get(&job.to_string())
+        .await
+        .map_err(|e| MlflowError(e.into()))?;
+    tracking.ensure_job_run(*job, &j.name, &j.user).await?;
+    Ok(())
+}
+
 async fn create_experiment(State(s): State<AppState>, b: Body) -> Answer<ExperimentId> {
     ok(s.daemon.tracking().create_experiment(body(b)?).await?)
 }
@@ -191,12 +221,15 @@ async fn create_run(State(s): State<AppState>, Caller(caller): Caller, b: Body) 
         .await?)
 }
 
-async fn update_run(State(s): State<AppState>, b: Body) -> Answer<UpdatedRun> {
-    ok(s.daemon.tracking().update_run(body(b)?).await?)
+async fn update_run(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<UpdatedRun> {
+    let req: UpdateRun = body(b)?;
+    job_run(&s, &c, req.id()).await?;
+    ok(s.daemon.tracking().update_run(req).await?)
 }
 
-async fn get_run(State(s): State<AppState>, uri: Uri) -> Answer<OneRun> {
+async fn get_run(State(s): State<AppState>, Caller(c): Caller, uri: Uri) -> Answer<OneRun> {
     let q: RunRef = query(&uri)?;
+    job_run(&s, &c, q.id()).await?;
     ok(s.daemon.tracking().get_run(q.id()).await?)
 }
 
@@ -214,32 +247,48 @@ async fn restore_run(State(s): State<AppState>, b: Body) -> Answer<Empty> {
     ok(s.daemon.tracking().set_run_deleted(r.id(), false).await?)
 }
 
-async fn log_metric(State(s): State<AppState>, b: Body) -> Answer<Empty> {
-    ok(s.daemon.tracking().log_metric(body(b)?).await?)
+async fn log_metric(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
+    let req: LogMetric = body(b)?;
+    job_run(&s, &c, req.id()).await?;
+    ok(s.daemon.tracking().log_metric(req).await?)
 }
 
-async fn log_param(State(s): State<AppState>, b: Body) -> Answer<Empty> {
-    ok(s.daemon.tracking().log_param(body(b)?).await?)
+async fn log_param(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
+    let req: LogKeyValue = body(b)?;
+    job_run(&s, &c, req.id()).await?;
+    ok(s.daemon.tracking().log_param(req).await?)
 }
 
-async fn log_batch(State(s): State<AppState>, b: Body) -> Answer<Empty> {
-    ok(s.daemon.tracking().log_batch(body(b)?).await?)
+async fn log_batch(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
+    let req: LogBatch = body(b)?;
+    job_run(&s, &c, &req.run_id).await?;
+    ok(s.daemon.tracking().log_batch(req).await?)
 }
 
-async fn log_inputs(State(s): State<AppState>, b: Body) -> Answer<Empty> {
-    ok(s.daemon.tracking().log_inputs(body(b)?).await?)
+async fn log_inputs(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
+    let req: LogInputs = body(b)?;
+    job_run(&s, &c, &req.run_id).await?;
+    ok(s.daemon.tracking().log_inputs(req).await?)
 }
 
-async fn set_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
-    ok(s.daemon.tracking().set_tag(body(b)?).await?)
+async fn set_tag(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
+    let req: LogKeyValue = body(b)?;
+    job_run(&s, &c, req.id()).await?;
+    ok(s.daemon.tracking().set_tag(req).await?)
 }
 
 async fn delete_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
     ok(s.daemon.tracking().delete_tag(body(b)?).await?)
 }
 
-async fn metric_history(State(s): State<AppState>, uri: Uri) -> Answer<MetricHistory> {
-    ok(s.daemon.tracking().metric_history(query(&uri)?).await?)
+async fn metric_history(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    uri: Uri,
+) -> Answer<MetricHistory> {
+    let req: GetMetricHistory = query(&uri)?;
+    job_run(&s, &c, req.id()).await?;
+    ok(s.daemon.tracking().metric_history(req).await?)
 }
 
 /// MLflow 3's logged models: Petri keeps none yet, so a search finds none. The client searches

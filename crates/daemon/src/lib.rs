@@ -74,6 +74,8 @@ struct Inner {
     artifacts: Artifacts,
     pipelines: petri_pipeline::Pipelines,
     tracking: petri_tracking::Tracking,
+    /// Where jobs reach the tracking API (set by whoever serves it).
+    tracking_uri: petri_tracking::jobs::TrackingUri,
     docker: Arc<petri_runtime::DockerExecutor>,
     _lock: Flock<File>,
 }
@@ -142,6 +144,15 @@ impl Daemon {
         hooks.register_admission(secrets.admission_hook());
         hooks.register_every(secrets.attempt_hook());
 
+        // Every job's tracking environment (MLFLOW_TRACKING_URI, its token, MLFLOW_RUN_ID);
+        // the address is filled in once the API listens.
+        let tracking_uri = petri_tracking::jobs::TrackingUri::default();
+        let job_tokens = accounts.clone();
+        hooks.register_every(Arc::new(petri_tracking::jobs::TrackingEnv::new(
+            tracking_uri.clone(),
+            move |job| job_tokens.job_token(job),
+        )));
+
         hooks.register(
             OriginKind::PipelineStep,
             petri_pipeline::launch_hook(home.clone()),
@@ -179,6 +190,7 @@ impl Daemon {
             artifacts,
             pipelines,
             tracking,
+            tracking_uri,
             docker,
             _lock: lock,
         });
@@ -216,6 +228,11 @@ impl Daemon {
     /// Experiment tracking: experiments, runs, params, metrics, tags (MLflow's semantics).
     pub fn tracking(&self) -> &petri_tracking::Tracking {
         &self.inner.tracking
+    }
+    /// Tells the jobs launched from now on where the tracking API answers
+    /// (`http://127.0.0.1:PORT`); the first call wins.
+    pub fn set_tracking_uri(&self, uri: String) {
+        let _ = self.inner.tracking_uri.set(uri);
     }
     /// The artifact store: blobs by content, who holds them, garbage collection.
     pub fn artifacts(&self) -> &Artifacts {

@@ -10,6 +10,7 @@
 pub mod artifacts;
 mod db;
 mod error;
+pub mod jobs;
 mod names;
 pub mod search;
 mod select;

@@ -311,6 +311,17 @@ impl Tracking {
     /// Starts a run (`RUNNING`) in an active experiment ("0" when none is named). `user` is who
     /// asks, used when the request names no user.
     pub async fn create_run(&self, req: CreateRun, user: &str) -> Result<OneRun> {
+        self.new_run(req, user, None).await
+    }
+
+    /// Creates a run, with the id `fixed` when given: then a run of that id already there is
+    /// answered as it is (two first calls of one job may race).
+    pub(crate) async fn new_run(
+        &self,
+        req: CreateRun,
+        user: &str,
+        fixed: Option<String>,
+    ) -> Result<OneRun> {
         let experiment_id = req
             .experiment_id
             .filter(|e| !e.is_empty())
@@ -355,7 +366,12 @@ impl Tracking {
                 .map_err(&sql)?
                 .ok_or_else(|| no_experiment(&experiment_id))?;
             experiment_active(&e)?;
-            let id = uuid::Uuid::now_v7().simple().to_string();
+            if let Some(id) = &fixed
+                && let Some(run) = store::run(c, id).map_err(&sql)?
+            {
+                return Ok(OneRun { run });
+            }
+            let id = fixed.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
             let info = RunInfo {
                 run_uuid: id.clone(),
                 artifact_uri: format!(

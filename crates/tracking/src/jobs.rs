@@ -1,0 +1,152 @@
+//! Jobs and runs, linked. Every attempt of every job is launched with `MLFLOW_TRACKING_URI`
+//! (the daemon), `MLFLOW_TRACKING_TOKEN` (the job's derived, tracking-only token, masked in its
+//! log) and `MLFLOW_RUN_ID` (the job's run: its id is the job's UUID as 32 hex digits), so
+//! `mlflow.log_metric` inside a job logs to that job's run. The run is made at the job's first
+//! tracking call ([`Tracking::ensure_job_run`]), not at launch: a job that never tracks costs
+//! nothing. It carries the tag [`JOB_TAG`] (the job's id) and the job's name as its run name.
+
+use std::sync::{Arc, OnceLock};
+
+use petri_domain::{Job, JobId};
+use petri_queue::{AttemptHook, LaunchExtras};
+
+use crate::error::Result;
+use crate::service::Tracking;
+use crate::store;
+use crate::wire::{CreateRun, KeyValue};
+
+/// The run tag that names the job a run belongs to.
+pub const JOB_TAG: &str = "petri.job_id";
+
+/// The id of a job's run: the job's UUID as 32 lower-case hex digits.
+pub fn run_id_of_job(job: JobId) -> String {
+    job.0.simple().to_string()
+}
+
+/// The job whose run `run_id` is, when it has that form.
+pub fn job_of_run_id(run_id: &str) -> Option<JobId> {
+    if run_id.len() != 32 {
+        return None;
+    }
+    uuid::Uuid::try_parse(run_id).ok().map(JobId)
+}
+
+impl Tracking {
+    /// Makes `job`'s run (in the Default experiment, named after the job, tagged with its id)
+    /// unless it is there already. Cheap when it is: one read.
+    pub async fn ensure_job_run(&self, job: JobId, name: &str, user: &str) -> Result<()> {
+        let id = run_id_of_job(job);
+        let sql = self.sql();
+        let probe = id.clone();
+        let there = self
+            .read(move |c| Ok(store::run_row(c, &probe).map_err(&sql)?.is_some()))
+            .await?;
+        if there {
+            return Ok(());
+        }
+        let req = CreateRun {
+            experiment_id: Some("0".into()),
+            user_id: Some(user.to_string()),
+            run_name: (!name.is_empty()).then(|| name.to_string()),
+            start_time: None,
+            tags: vec![KeyValue {
+                key: JOB_TAG.into(),
+                value: job.to_string(),
+            }],
+        };
+        self.new_run(req, user, Some(id.clone())).await?;
+        tracing::info!(job = %job, run = %id, "a job's first tracking call made its run");
+        Ok(())
+    }
+
+    /// Whether the run `run_id` exists.
+    pub async fn run_exists(&self, run_id: &str) -> Result<bool> {
+        let sql = self.sql();
+        let id = run_id.to_string();
+        self.read(move |c| Ok(store::run_row(c, &id).map_err(&sql)?.is_some()))
+            .await
+    }
+}
+
+/// Where the daemon answers, set once it listens (`http://127.0.0.1:PORT`).
+pub type TrackingUri = Arc<OnceLock<String>>;
+
+/// The attempt hook that gives every job its tracking environment.
+pub struct TrackingEnv {
+    uri: TrackingUri,
+    token: Box<dyn Fn(JobId) -> String + Send + Sync>,
+}
+
+impl TrackingEnv {
+    /// `uri` is filled in when the API listens; `token` derives a job's token.
+    pub fn new(uri: TrackingUri, token: impl Fn(JobId) -> String + Send + Sync + 'static) -> Self {
+        TrackingEnv {
+            uri,
+            token: Box::new(token),
+        }
+    }
+}
+
+impl std::fmt::Debug for TrackingEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackingEnv")
+            .field("uri", &self.uri.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttemptHook for TrackingEnv {
+    fn launch(&self, job: &Job, _attempt: u32) -> std::result::Result<LaunchExtras, String> {
+        let Some(uri) = self.uri.get() else {
+            // Not listening yet (a job launched while the daemon starts): no tracking for it.
+            tracing::debug!(job = %job.id, "no tracking address yet; the job gets none");
+            return Ok(LaunchExtras::default());
+        };
+        let token = (self.token)(job.id);
+        Ok(LaunchExtras {
+            env: vec![
+                ("MLFLOW_TRACKING_URI".into(), uri.clone()),
+                ("MLFLOW_TRACKING_TOKEN".into(), token.clone()),
+                ("MLFLOW_RUN_ID".into(), run_id_of_job(job.id)),
+            ],
+            mounts: Vec::new(),
+            mask: vec![token.into_bytes()],
+        })
+    }
+
+    fn mask(&self, job: &Job) -> Vec<Vec<u8>> {
+        vec![(self.token)(job.id).into_bytes()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_run_id_is_its_uuid_and_back() {
+        let job = JobId::new();
+        let run = run_id_of_job(job);
+        assert_eq!(run.len(), 32);
+        assert!(run.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(job_of_run_id(&run), Some(job));
+        assert_eq!(job_of_run_id("not-a-run"), None);
+    }
+
+    #[tokio::test]
+    async fn a_jobs_run_is_made_once_with_its_tag_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracking::open(&dir.path().join("tracking.db")).unwrap();
+        let job = JobId::new();
+        let id = run_id_of_job(job);
+        assert!(!t.run_exists(&id).await.unwrap());
+        t.ensure_job_run(job, "train", "ada").await.unwrap();
+        t.ensure_job_run(job, "train", "ada").await.unwrap();
+        let run = t.get_run(&id).await.unwrap().run;
+        assert_eq!(run.info.run_name, "train");
+        assert_eq!(run.info.user_id, "ada");
+        assert_eq!(run.info.experiment_id, "0");
+        let tag = run.data.tags.iter().find(|t| t.key == JOB_TAG).unwrap();
+        assert_eq!(tag.value, job.to_string());
+    }
+}
