@@ -1,6 +1,6 @@
 //! Jobs and runs, linked. Every attempt of every job is launched with `MLFLOW_TRACKING_URI`
-//! (the daemon), `MLFLOW_TRACKING_TOKEN` (the job's derived, tracking-only token, masked in its
-//! log) and `MLFLOW_RUN_ID` (the job's run: its id is the job's UUID as 32 hex digits), so
+//! (the daemon), `MLFLOW_TRACKING_TOKEN` (the job's derived, tracking-only token) and
+//! `MLFLOW_RUN_ID` (the job's run: its id is the job's UUID as 32 hex digits), so
 //! `mlflow.log_metric` inside a job logs to that job's run. The run is made at the job's first
 //! tracking call ([`Tracking::ensure_job_run`]), not at launch: a job that never tracks costs
 //! nothing. It carries the tag [`JOB_TAG`] (the job's id) and the job's name as its run name.
@@ -102,20 +102,17 @@ impl AttemptHook for TrackingEnv {
             tracing::debug!(job = %job.id, "no tracking address yet; the job gets none");
             return Ok(LaunchExtras::default());
         };
-        let token = (self.token)(job.id);
+        // The token is not masked in the job's log: a mask puts a filter between every job
+        // and its log file, and this token only reaches the tracking API, on behalf of the job
+        // whose log it is.
         Ok(LaunchExtras {
             env: vec![
                 ("MLFLOW_TRACKING_URI".into(), uri.clone()),
-                ("MLFLOW_TRACKING_TOKEN".into(), token.clone()),
+                ("MLFLOW_TRACKING_TOKEN".into(), (self.token)(job.id)),
                 ("MLFLOW_RUN_ID".into(), run_id_of_job(job.id)),
             ],
-            mounts: Vec::new(),
-            mask: vec![token.into_bytes()],
+            ..LaunchExtras::default()
         })
-    }
-
-    fn mask(&self, job: &Job) -> Vec<Vec<u8>> {
-        vec![(self.token)(job.id).into_bytes()]
     }
 }
 
