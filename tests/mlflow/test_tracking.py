@@ -430,11 +430,33 @@ def test_a_job_logs_to_its_own_run():
     found = MlflowClient().search_runs(["0"], f"tags.`petri.job_id` = '{job['id']}'")
     assert [r.info.run_id for r in found] == [run_id]
 
+    # The CLI: the run in the listing (by filter too), and shown by its id or its job.
+    listed = json.loads(petri("run", "ls", "--experiment", "Default", "--json"))
+    assert run_id in [r["info"]["run_id"] for r in listed]
+    table = petri("run", "ls", "--filter", "params.p = 'v' and metrics.x = 1")
+    assert run_id in table and "tracked-job" in table, table
+    assert run_id not in petri("run", "ls", "--filter", "metrics.x > 1")
+    for key in (run_id, str(job["number"]), job["id"]):
+        shown = petri("run", "show", key)
+        assert f"run:        {run_id}" in shown, shown
+        assert f"job:        {job['number']} (tracked-job, succeeded)" in shown, shown
+        assert "p  v" in shown and "x  1.0 (step 0)" in shown, shown
+    shown = json.loads(petri("run", "show", run_id, "--json"))
+    assert shown["info"]["run_id"] == run_id
+
     # A job that never tracks has no run.
     [quiet] = json.loads(petri("submit", "--json", "--", sys.executable, "-c", "pass"))
     assert wait_for_job(quiet["id"])["state"] == "succeeded"
     missing = quiet["id"].replace("-", "")
     assert error_code(lambda: MlflowClient().get_run(missing)) == "RESOURCE_DOES_NOT_EXIST"
+    import subprocess
+
+    env = dict(os.environ, PETRI_HOME=os.environ["PETRI_TEST_HOME"])
+    done = subprocess.run(
+        [os.environ["PETRI_TEST_BIN"], "run", "show", quiet["id"]],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0 and "has not tracked anything" in done.stderr, done
 
 
 def test_a_wrong_token_is_refused_with_401():

@@ -84,6 +84,8 @@ pub enum Command {
     Gc(commands::gc::GcArgs),
     /// Pipelines: validate, run, show, retry, cancel, backfill, save; the components.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// Tracking runs (what jobs and MLflow clients log): list, show.
+    Run(commands::run::RunArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -121,6 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Gpus(a)) => commands::gpus::run(&client, a).await,
         Some(Command::Gc(a)) => commands::gc::run(&client, a).await,
         Some(Command::Pipeline(a)) => commands::pipeline::run(&client, a).await,
+        Some(Command::Run(a)) => commands::run::run(&client, a).await,
         Some(Command::Completions(a)) => {
             print_completions(a.shell);
             Ok(())

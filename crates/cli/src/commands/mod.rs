@@ -7,6 +7,7 @@ pub mod logs;
 pub mod ls;
 pub mod notebook;
 pub mod pipeline;
+pub mod run;
 pub mod secret;
 pub mod show;
 pub mod submit;
