@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 
 import mlflow
+import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
@@ -457,6 +458,31 @@ def test_a_job_logs_to_its_own_run():
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode != 0 and "has not tracked anything" in done.stderr, done
+
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [2 * x for x in model_input]
+
+
+def test_a_logged_model_is_stored_found_and_loaded():
+    import mlflow.pyfunc
+
+    mlflow.set_experiment(unique("models"))
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="doubler", python_model=Doubler(), pip_requirements=[])
+    assert info.model_id.startswith("m-"), info.model_id
+    client = MlflowClient()
+    model = client.get_logged_model(info.model_id)
+    assert model.name == "doubler" and model.source_run_id == run.info.run_id
+    assert str(model.status) in ("READY", "LoggedModelStatus.READY"), model.status
+    found = client.search_logged_models([run.info.experiment_id], filter_string="name = 'doubler'")
+    assert [m.model_id for m in found] == [info.model_id]
+    # Loaded back by the model's URI and by the run's.
+    for uri in (f"models:/{info.model_id}", f"runs:/{run.info.run_id}/doubler"):
+        loaded = mlflow.pyfunc.load_model(uri)
+        assert list(loaded.predict([1, 2])) == [2, 4], uri
+    assert error_code(lambda: client.get_logged_model("m-" + "0" * 32)) == "RESOURCE_DOES_NOT_EXIST"
 
 
 def test_a_wrong_token_is_refused_with_401():

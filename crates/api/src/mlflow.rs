@@ -11,13 +11,14 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use petri_daemon::accounts;
 use petri_daemon::tracking::TrackingError;
 use petri_daemon::tracking::jobs::run_id_of_job;
+use petri_daemon::tracking::logged_models::{KeyValues, LogOutputs, LoggedModels, OneModel};
 use petri_daemon::tracking::wire::*;
 use petri_domain::{ErrorBody, ErrorCode};
 use serde::Serialize;
@@ -128,7 +129,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/runs/set-tag", post(set_tag))
         .route("/runs/delete-tag", post(delete_tag))
         .route("/metrics/get-history", get(metric_history))
+        .route("/runs/outputs", post(log_outputs))
+        .route("/runs/log-model", post(log_model))
+        .route("/logged-models", post(create_logged_model))
         .route("/logged-models/search", post(search_logged_models))
+        .route(
+            "/logged-models/{model_id}",
+            get(get_logged_model)
+                .patch(finalize_logged_model)
+                .delete(delete_logged_model),
+        )
+        .route(
+            "/logged-models/{model_id}/tags",
+            axum::routing::patch(set_logged_model_tags),
+        )
+        .route(
+            "/logged-models/{model_id}/tags/{key}",
+            axum::routing::delete(delete_logged_model_tag),
+        )
+        .route(
+            "/logged-models/{model_id}/params",
+            post(log_logged_model_params),
+        )
 }
 
 type Body = Result<Bytes, BytesRejection>;
@@ -291,10 +313,78 @@ async fn metric_history(
     ok(s.daemon.tracking().metric_history(req).await?)
 }
 
-/// MLflow 3's logged models: Petri keeps none yet, so a search finds none. The client searches
-/// them whenever it resolves a `runs:/<run>/<path>` URI (is the path a model of the run?), and
-/// an empty answer sends it on to the run's own artifacts.
-async fn search_logged_models(b: Body) -> Answer<serde_json::Value> {
+// ---- MLflow 3's logged models ----
+
+async fn create_logged_model(State(s): State<AppState>, b: Body) -> Answer<OneModel> {
+    ok(s.daemon.tracking().create_logged_model(body(b)?).await?)
+}
+
+async fn get_logged_model(State(s): State<AppState>, Path(id): Path<String>) -> Answer<OneModel> {
+    ok(s.daemon.tracking().get_logged_model(&id).await?)
+}
+
+async fn finalize_logged_model(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    b: Body,
+) -> Answer<OneModel> {
+    ok(s.daemon
+        .tracking()
+        .finalize_logged_model(&id, body(b)?)
+        .await?)
+}
+
+async fn delete_logged_model(State(s): State<AppState>, Path(id): Path<String>) -> Answer<Empty> {
+    ok(s.daemon.tracking().delete_logged_model(&id).await?)
+}
+
+async fn set_logged_model_tags(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    b: Body,
+) -> Answer<Empty> {
+    let req: KeyValues = body(b)?;
+    ok(s.daemon
+        .tracking()
+        .set_logged_model_values(&id, req.tags, false)
+        .await?)
+}
+
+async fn log_logged_model_params(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    b: Body,
+) -> Answer<Empty> {
+    let req: KeyValues = body(b)?;
+    ok(s.daemon
+        .tracking()
+        .set_logged_model_values(&id, req.tags, true)
+        .await?)
+}
+
+async fn delete_logged_model_tag(
+    State(s): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+) -> Answer<Empty> {
+    ok(s.daemon
+        .tracking()
+        .delete_logged_model_tag(&id, &key)
+        .await?)
+}
+
+async fn search_logged_models(State(s): State<AppState>, b: Body) -> Answer<LoggedModels> {
+    ok(s.daemon.tracking().search_logged_models(body(b)?).await?)
+}
+
+async fn log_outputs(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
+    let req: LogOutputs = body(b)?;
+    job_run(&s, &c, &req.run_id).await?;
+    ok(s.daemon.tracking().log_outputs(req).await?)
+}
+
+/// MLflow 2's record of a model in a run's tags: MLflow 3 keeps models as logged models, so the
+/// record is taken and not kept.
+async fn log_model(b: Body) -> Answer<Empty> {
     let _: serde_json::Value = body(b)?;
-    ok(serde_json::json!({ "models": [] }))
+    ok(Empty {})
 }

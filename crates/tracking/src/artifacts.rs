@@ -22,11 +22,15 @@ pub const HOLDER_PREFIX: &str = "tracking:";
 /// the artifact store's limit.
 const MAX_PATH_BYTES: usize = 900;
 
-/// Where an artifact path points: a run, and a path inside its artifacts (empty for the root).
+/// Where an artifact path points: a run or a logged model, and a path inside its artifacts
+/// (empty for the root).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArtifactPath {
     pub experiment_id: String,
+    /// A run's id, or a logged model's (`m-…`) when `model`.
     pub run_id: String,
+    /// The path is `<experiment>/models/<model>/artifacts/…`: a logged model's files.
+    pub model: bool,
     /// `a/b.txt`; empty for the run's artifact root. Never `..`, never absolute.
     pub path: String,
 }
@@ -75,25 +79,64 @@ pub fn clean_relative(path: &str) -> Result<String> {
     Ok(clean)
 }
 
-/// Parses `<experiment>/<run>/artifacts[/<path>]`, the path the `mlflow-artifacts` routes take.
+/// Parses `<experiment>/<run>/artifacts[/<path>]` (a run's files) or
+/// `<experiment>/models/<model>/artifacts[/<path>]` (a logged model's), the paths the
+/// `mlflow-artifacts` routes take.
 pub fn parse_path(full: &str) -> Result<ArtifactPath> {
     if full.starts_with('/') {
         return Err(refused(format!("'{full}' is absolute")));
     }
     let clean = clean_relative(full)?;
-    let mut parts = clean.splitn(4, '/');
-    let (Some(experiment_id), Some(run_id), Some("artifacts")) =
+    let outside = || {
+        TrackingError::not_found(format!(
+            "'{full}' is not inside a run's artifacts (<experiment>/<run>/artifacts/...) nor a \
+             logged model's (<experiment>/models/<model>/artifacts/...)"
+        ))
+    };
+    let mut parts = clean.splitn(3, '/');
+    let (Some(experiment_id), Some(second), Some(rest)) =
         (parts.next(), parts.next(), parts.next())
     else {
-        return Err(TrackingError::not_found(format!(
-            "'{full}' is not inside a run's artifacts (<experiment>/<run>/artifacts/...)"
-        )));
+        return Err(outside());
+    };
+    let (model, owner, rest) = match (second, rest.split_once('/')) {
+        ("models", Some((id, rest))) if id.starts_with("m-") => (true, id, rest),
+        _ => (false, second, rest),
+    };
+    let path = match rest.split_once('/') {
+        Some(("artifacts", path)) => path,
+        None if rest == "artifacts" => "",
+        _ => return Err(outside()),
     };
     Ok(ArtifactPath {
         experiment_id: experiment_id.to_string(),
-        run_id: run_id.to_string(),
-        path: parts.next().unwrap_or("").to_string(),
+        run_id: owner.to_string(),
+        model,
+        path: path.to_string(),
     })
+}
+
+/// Whose files: a run (its row number) or a logged model (its id).
+#[derive(Clone, Debug)]
+enum Owner {
+    Run(i64),
+    Model(String),
+}
+
+impl Owner {
+    /// The table of its files and the column naming it.
+    fn table(&self) -> (&'static str, &'static str) {
+        match self {
+            Owner::Run(_) => ("run_artifacts", "run"),
+            Owner::Model(_) => ("model_artifacts", "model"),
+        }
+    }
+    fn key(&self) -> rusqlite::types::Value {
+        match self {
+            Owner::Run(seq) => (*seq).into(),
+            Owner::Model(id) => id.clone().into(),
+        }
+    }
 }
 
 fn holder(run_id: &str, path: &str) -> String {
@@ -136,11 +179,29 @@ fn children(files: &[(String, u64)], dir: &str) -> Vec<ArtifactEntry> {
 }
 
 impl Tracking {
-    /// The run an artifact path names, checked: it exists and belongs to that experiment.
-    async fn artifact_run(&self, at: &ArtifactPath) -> Result<i64> {
+    /// The run or model an artifact path names, checked: it exists and belongs to that
+    /// experiment.
+    async fn artifact_run(&self, at: &ArtifactPath) -> Result<Owner> {
         let sql = self.sql();
         let at = at.clone();
         self.read(move |c| {
+            if at.model {
+                let m = crate::logged_models::model(c, &at.run_id)
+                    .map_err(&sql)?
+                    .ok_or_else(|| {
+                        TrackingError::not_found(format!(
+                            "Logged model with ID '{}' not found.",
+                            at.run_id
+                        ))
+                    })?;
+                if m.info.experiment_id != at.experiment_id {
+                    return Err(TrackingError::not_found(format!(
+                        "Logged model {} is not in experiment {}",
+                        at.run_id, at.experiment_id
+                    )));
+                }
+                return Ok(Owner::Model(at.run_id.clone()));
+            }
             let (seq, info) = store::run_info(c, &at.run_id)
                 .map_err(&sql)?
                 .ok_or_else(|| {
@@ -152,7 +213,7 @@ impl Tracking {
                     at.run_id, at.experiment_id
                 )));
             }
-            Ok(seq)
+            Ok(Owner::Run(seq))
         })
         .await
     }
@@ -183,21 +244,25 @@ impl Tracking {
         let digest = stored.digest.to_string();
         let size = stored.size;
         let path = at.path.clone();
+        let (table, column) = seq.table();
+        let key = seq.key();
         let old: Option<String> = self
             .write(move |c| {
                 let old = c
-                    .prepare_cached("SELECT digest FROM run_artifacts WHERE run = ?1 AND path = ?2")
+                    .prepare_cached(&format!(
+                        "SELECT digest FROM {table} WHERE {column} = ?1 AND path = ?2"
+                    ))
                     .and_then(|mut s| {
-                        s.query_row(params![seq, path], |r| r.get::<_, String>(0))
+                        s.query_row(params![key, path], |r| r.get::<_, String>(0))
                             .optional()
                     })
                     .map_err(&sql)?;
-                c.prepare_cached(
-                    "INSERT INTO run_artifacts (run, path, digest, size) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (run, path) DO UPDATE SET digest = excluded.digest, \
-                     size = excluded.size",
-                )
-                .and_then(|mut s| s.execute(params![seq, path, digest, size as i64]))
+                c.prepare_cached(&format!(
+                    "INSERT INTO {table} ({column}, path, digest, size) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT ({column}, path) DO UPDATE SET digest = excluded.digest, \
+                     size = excluded.size"
+                ))
+                .and_then(|mut s| s.execute(params![key, path, digest, size as i64]))
                 .map_err(&sql)?;
                 Ok(old)
             })
@@ -225,11 +290,15 @@ impl Tracking {
         let seq = self.artifact_run(&at).await?;
         let sql = self.sql();
         let path = at.path.clone();
+        let (table, column) = seq.table();
+        let key = seq.key();
         let digest: Option<String> = self
             .read(move |c| {
-                c.prepare_cached("SELECT digest FROM run_artifacts WHERE run = ?1 AND path = ?2")
-                    .and_then(|mut s| s.query_row(params![seq, path], |r| r.get(0)).optional())
-                    .map_err(&sql)
+                c.prepare_cached(&format!(
+                    "SELECT digest FROM {table} WHERE {column} = ?1 AND path = ?2"
+                ))
+                .and_then(|mut s| s.query_row(params![key, path], |r| r.get(0)).optional())
+                .map_err(&sql)
             })
             .await?;
         let digest: Digest = digest
@@ -256,14 +325,18 @@ impl Tracking {
     }
 
     /// Every artifact file of a run, by path, with its size.
-    async fn artifact_files(&self, seq: i64) -> Result<Vec<(String, u64)>> {
+    async fn artifact_files(&self, seq: Owner) -> Result<Vec<(String, u64)>> {
         let sql = self.sql();
+        let (table, column) = seq.table();
+        let key = seq.key();
         self.read(move |c| {
             let mut stmt = c
-                .prepare_cached("SELECT path, size FROM run_artifacts WHERE run = ?1 ORDER BY path")
+                .prepare_cached(&format!(
+                    "SELECT path, size FROM {table} WHERE {column} = ?1 ORDER BY path"
+                ))
                 .map_err(&sql)?;
             let rows = stmt
-                .query_map([seq], |r| {
+                .query_map([key], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
                 })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -280,13 +353,15 @@ impl Tracking {
         let seq = self.artifact_run(&at).await?;
         let sql = self.sql();
         let dir = at.path.clone();
+        let (table, column) = seq.table();
+        let key = seq.key();
         let gone: Vec<String> = self
             .write(move |c| {
                 let mut stmt = c
-                    .prepare_cached("SELECT path FROM run_artifacts WHERE run = ?1")
+                    .prepare_cached(&format!("SELECT path FROM {table} WHERE {column} = ?1"))
                     .map_err(&sql)?;
                 let all: Vec<String> = stmt
-                    .query_map([seq], |r| r.get(0))
+                    .query_map([&key], |r| r.get(0))
                     .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
                     .map_err(&sql)?;
                 let gone: Vec<String> = all
@@ -299,10 +374,12 @@ impl Tracking {
                     })
                     .collect();
                 let mut del = c
-                    .prepare_cached("DELETE FROM run_artifacts WHERE run = ?1 AND path = ?2")
+                    .prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE {column} = ?1 AND path = ?2"
+                    ))
                     .map_err(&sql)?;
                 for p in &gone {
-                    del.execute(params![seq, p]).map_err(&sql)?;
+                    del.execute(params![key, p]).map_err(&sql)?;
                 }
                 Ok(gone)
             })
@@ -340,6 +417,9 @@ mod tests {
             let err = parse_path(bad).unwrap_err();
             assert!(matches!(err, TrackingError::Invalid(_)), "{bad}: {err}");
         }
+        let model = parse_path("3/models/m-12ab/artifacts/MLmodel").unwrap();
+        assert!(model.model && model.run_id == "m-12ab" && model.path == "MLmodel");
+        assert!(!parse_path("3/models/artifacts/x").unwrap().model);
         let ok = parse_path("0/abc/artifacts//dir/f.txt").unwrap();
         assert_eq!(ok.experiment_id, "0");
         assert_eq!(ok.run_id, "abc");

@@ -109,6 +109,39 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, path)
     ) WITHOUT ROWID;
     "#,
+    // 3: MLflow 3's logged models (tags and params as JSON objects), their artifact files, and
+    // the models each run logged.
+    r#"
+    CREATE TABLE logged_models (
+        id                TEXT PRIMARY KEY,
+        experiment_id     INTEGER NOT NULL REFERENCES experiments(id),
+        name              TEXT NOT NULL,
+        artifact_uri      TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        creator_id        TEXT,
+        model_type        TEXT,
+        source_run_id     TEXT,
+        status_message    TEXT,
+        creation_time     INTEGER NOT NULL,
+        last_update_time  INTEGER NOT NULL,
+        tags              TEXT NOT NULL,
+        params            TEXT NOT NULL,
+        lifecycle_stage   TEXT NOT NULL
+    );
+    CREATE TABLE model_artifacts (
+        model   TEXT NOT NULL REFERENCES logged_models(id),
+        path    TEXT NOT NULL,
+        digest  TEXT NOT NULL,
+        size    INTEGER NOT NULL,
+        PRIMARY KEY (model, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_outputs (
+        run       INTEGER NOT NULL REFERENCES runs(seq),
+        model_id  TEXT NOT NULL REFERENCES logged_models(id),
+        step      INTEGER NOT NULL,
+        PRIMARY KEY (run, model_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Opens (creating and migrating) the writer's connection to `path`.

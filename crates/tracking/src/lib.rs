@@ -11,6 +11,7 @@ pub mod artifacts;
 mod db;
 mod error;
 pub mod jobs;
+pub mod logged_models;
 mod names;
 pub mod search;
 mod select;

@@ -513,7 +513,7 @@ mod int64 {
     }
 }
 
-mod opt_int64 {
+pub(crate) mod opt_int64 {
     use super::*;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Option::<StrOrNum>::deserialize(d)?.map(to_i64).transpose()
