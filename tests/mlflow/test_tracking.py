@@ -431,7 +431,8 @@ def test_a_job_logs_to_its_own_run():
     found = MlflowClient().search_runs(["0"], f"tags.`petri.job_id` = '{job['id']}'")
     assert [r.info.run_id for r in found] == [run_id]
 
-    # The CLI: the run in the listing (by filter too), and shown by its id or its job.
+    # The CLI: the job names its run, the run in the listing (by filter too), and shown by its id or its job.
+    assert f"run        {run_id} (petri run show {job['number']})" in petri("show", job["id"])
     listed = json.loads(petri("run", "ls", "--experiment", "Default", "--json"))
     assert run_id in [r["info"]["run_id"] for r in listed]
     table = petri("run", "ls", "--filter", "params.p = 'v' and metrics.x = 1")
@@ -458,6 +459,7 @@ def test_a_job_logs_to_its_own_run():
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode != 0 and "has not tracked anything" in done.stderr, done
+    assert "run " not in petri("show", quiet["id"])
 
 
 class Doubler(mlflow.pyfunc.PythonModel):

@@ -48,6 +48,19 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
         println!("  origin     {origin}, for {}", job.user);
     }
     println!("  command    {}", shell_words(&job.spec.argv()));
+    // The job's tracking run, once it has logged something (`petri run show` shows it).
+    let run = job.id.0.simple().to_string();
+    if client
+        .call(
+            petri_client::Method::GET,
+            &format!("/api/2.0/mlflow/runs/get?run_id={run}"),
+            None,
+        )
+        .await
+        .is_ok()
+    {
+        println!("  run        {run} (petri run show {})", job.number);
+    }
     if let Some(w) = &job.spec.workdir {
         println!("  workdir    {}", w.display());
     }
