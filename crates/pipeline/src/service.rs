@@ -53,7 +53,10 @@ pub(crate) struct Inner {
     wake: Notify,
     /// Runs being reconciled now (one pass at a time).
     pass: tokio::sync::Mutex<()>,
-    catalog: RwLock<Option<Arc<Catalog>>>,
+    /// The last catalog, with what it was made from (see `catalog_stamp`).
+    catalog: RwLock<Option<(CatalogStamp, Arc<Catalog>)>>,
+    /// Counts saves and deletes of pipelines (the catalog holds their signatures).
+    saved_gen: std::sync::atomic::AtomicU64,
     /// Watch triggers this process has looked at (the first look compares with the snapshot
     /// kept from before a restart).
     seen: crate::watch::Seen,
@@ -289,6 +292,7 @@ impl Pipelines {
                 wake: Notify::new(),
                 pass: tokio::sync::Mutex::new(()),
                 catalog: RwLock::new(None),
+                saved_gen: std::sync::atomic::AtomicU64::new(0),
                 seen: Default::default(),
             }),
         };
@@ -407,6 +411,22 @@ impl Pipelines {
 
     /// Components (built-in and the user's) and saved pipelines, read fresh.
     pub fn catalog(&self) -> Result<Arc<Catalog>, QueueError> {
+        // Made again only when a component folder or a saved pipeline changed: the reconciler
+        // asks on every pass, and reading the components hashes their files.
+        let stamp = CatalogStamp {
+            builtin: folder_stamp(&self.inner.builtin),
+            user: folder_stamp(&self.inner.config.components),
+            saved: self
+                .inner
+                .saved_gen
+                .load(std::sync::atomic::Ordering::SeqCst),
+        };
+        if let Ok(c) = self.inner.catalog.read()
+            && let Some((s, cat)) = c.as_ref()
+            && *s == stamp
+        {
+            return Ok(cat.clone());
+        }
         let mut components = Components::default();
         components.read_dir(&self.inner.builtin, Source::Builtin);
         components.read_dir(&self.inner.config.components, Source::User);
@@ -432,9 +452,15 @@ impl Pipelines {
             pipelines,
         });
         if let Ok(mut c) = self.inner.catalog.write() {
-            *c = Some(cat.clone());
+            *c = Some((stamp, cat.clone()));
         }
         Ok(cat)
+    }
+
+    fn saved_changed(&self) {
+        self.inner
+            .saved_gen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub async fn components(&self) -> Result<Vec<ComponentInfo>, QueueError> {
@@ -510,6 +536,7 @@ impl Pipelines {
                 updated_at_ms: now,
             };
             p.with_store(|s| s.put_pipeline(&stored))?;
+            p.saved_changed();
             p.get_blocking(&name)
         })
         .await
@@ -543,6 +570,7 @@ impl Pipelines {
         self.blocking(move |p| {
             let doc = p.get_blocking(&name)?;
             p.with_store(|s| s.delete_pipeline(&name))?;
+            p.saved_changed();
             Ok(doc)
         })
         .await
@@ -1754,6 +1782,50 @@ impl Pipelines {
             .await?;
         Ok(())
     }
+}
+
+/// What a catalog was made from: its component folders' files (count, sizes, newest change) and
+/// the saved pipelines' generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CatalogStamp {
+    builtin: (u64, u64, i128),
+    user: (u64, u64, i128),
+    saved: u64,
+}
+
+/// Files, total bytes and the newest modification (ns) under a folder (and the folders' own
+/// times, so that a removed file counts too).
+fn folder_stamp(dir: &Path) -> (u64, u64, i128) {
+    fn walk(dir: &Path, acc: &mut (u64, u64, i128), depth: usize) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return;
+        };
+        let ns = |m: &std::fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128)
+        };
+        acc.2 = acc.2.max(ns(&meta));
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                if depth < 8 {
+                    walk(&e.path(), acc, depth + 1);
+                }
+            } else {
+                acc.0 += 1;
+                acc.1 += m.len();
+                acc.2 = acc.2.max(ns(&m));
+            }
+        }
+    }
+    let mut acc = (0, 0, 0);
+    walk(dir, &mut acc, 0);
+    acc
 }
 
 /// The origin of a step's job: the run, and the step (with its item for a fan-out).
