@@ -198,8 +198,7 @@ pub fn load(dir: &Path, source: Source) -> Result<Component, ComponentError> {
     };
     let text = std::fs::read_to_string(&file).map_err(|e| fail(e.to_string()))?;
     // serde_yaml_ng's message ends with its own "at line L column C".
-    let spec: ComponentSpec =
-        serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let spec: ComponentSpec = serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?;
     if spec.command.is_some() == spec.run.is_some() {
         return Err(fail("give either `command` or `run`".into()));
     }
