@@ -109,6 +109,9 @@ error_codes! {
     /// Tracking (MLflow's own code): a parameter of the request is not acceptable (a bad key, a
     /// value too long, a param logged again with another value, a run that is not active).
     InvalidParameterValue = "INVALID_PARAMETER_VALUE", 400;
+    /// Registry: a model offered for registration is broken or does not match its declared
+    /// format (Petri's `model.json` + `model.safetensors`); nothing was registered.
+    InvalidModel = "INVALID_MODEL", 400;
 }
 
 /// The JSON body of every error response: `{code, message, details}`.
