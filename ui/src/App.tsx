@@ -3,6 +3,8 @@ import { HashRouter, NavLink, Route, Routes, useNavigate } from "react-router-do
 import { Api, ApiError } from "./api/client";
 import { LiveProvider, useLive } from "./live";
 import { Dashboard } from "./views/Dashboard";
+import { ExperimentRuns, Experiments } from "./views/experiments/Experiments";
+import { RunDetail } from "./views/experiments/RunDetail";
 import { Gpus } from "./views/Gpus";
 import { JobDetail } from "./views/JobDetail";
 import { Jobs } from "./views/Jobs";
@@ -125,7 +127,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
       if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) return;
       if (pendingG.current) {
         pendingG.current = false;
-        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", s: "/settings" }[e.key];
+        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", e: "/experiments", s: "/settings" }[e.key];
         if (to) navigate(to);
         return;
       }
@@ -153,6 +155,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
         <NavLink to="/gpus">GPUs</NavLink>
         <NavLink to="/notebooks">Notebooks</NavLink>
         <NavLink to="/pipelines">Pipelines</NavLink>
+        <NavLink to="/experiments">Experiments</NavLink>
         <NavLink to="/settings">Settings</NavLink>
         <div className="nav-foot">
           <div>{running} running · {queued} queued</div>
@@ -178,6 +181,9 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
           <Route path="/pipelines/new" element={<PipelineEditor />} />
           <Route path="/pipelines/:name" element={<PipelineEditor />} />
           <Route path="/pipeline-runs/:id" element={<RunView />} />
+          <Route path="/experiments" element={<Experiments />} />
+          <Route path="/experiments/:id" element={<ExperimentRuns />} />
+          <Route path="/runs/:id" element={<RunDetail />} />
           <Route path="/settings" element={<Settings theme={props.theme} setTheme={props.setTheme} />} />
           <Route path="*" element={<div className="page"><h1>Not found</h1><p>There is no such view. <NavLink to="/">Go to the dashboard</NavLink>.</p></div>} />
         </Routes>

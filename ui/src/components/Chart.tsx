@@ -4,10 +4,11 @@ import uPlot from "uplot";
 
 export type Series = { label: string; values: (number | null)[]; color: string };
 
-export function Chart(props: { times: number[]; series: Series[]; height?: number; yLabel?: string; max?: number }) {
+/** `times` are milliseconds since the epoch; with `steps`, plain numbers on the x axis (a metric's steps). */
+export function Chart(props: { times: number[]; series: Series[]; height?: number; yLabel?: string; max?: number; steps?: boolean }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const { times, series, height = 180, yLabel, max } = props;
+  const { times, series, height = 180, yLabel, max, steps = false } = props;
 
   useEffect(() => {
     const el = box.current;
@@ -17,12 +18,15 @@ export function Chart(props: { times: number[]; series: Series[]; height?: numbe
     const opts: uPlot.Options = {
       width: el.clientWidth || 600,
       height,
-      scales: { x: { time: true }, y: max != null ? { range: [0, max] } : {} },
-      axes: [axis, { ...axis, label: yLabel }],
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: `${s.color}22` }))],
+      scales: { x: { time: !steps }, y: max != null ? { range: [0, max] } : {} },
+      axes: [steps ? { ...axis, label: "step" } : axis, { ...axis, label: yLabel }],
+      series: [
+        steps ? { label: "step" } : {},
+        ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: steps ? undefined : `${s.color}22`, spanGaps: steps })),
+      ],
       legend: { show: true },
     };
-    const data = [times.map((t) => t / 1000), ...series.map((s) => s.values)] as uPlot.AlignedData;
+    const data = [steps ? times : times.map((t) => t / 1000), ...series.map((s) => s.values)] as uPlot.AlignedData;
     plot.current?.destroy();
     plot.current = new uPlot(opts, data, el);
     const resize = () => plot.current?.setSize({ width: el.clientWidth, height });
@@ -32,7 +36,7 @@ export function Chart(props: { times: number[]; series: Series[]; height?: numbe
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [times, series, height, yLabel, max]);
+  }, [times, series, height, yLabel, max, steps]);
 
   return <div className="chart" ref={box} />;
 }

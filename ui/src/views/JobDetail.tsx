@@ -1,6 +1,8 @@
 import { useEffect, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
 import type { Job } from "../api/types";
+import { Mlflow, runIdOfJob } from "../api/mlflow";
+import type { TrackedRun } from "../api/mlflow";
 import { useLive } from "../live";
 import { ErrorNote, StateBadge } from "../components/ui";
 import { ago, bytes, isFinal, jobTime, runWhere } from "../lib/format";
@@ -19,6 +21,21 @@ export function JobDetail() {
   useEffect(() => {
     api.job(id).then(setJob, setError);
   }, [api, id, tick]);
+
+  // The job's tracking run (its id is the job's UUID as 32 hex digits), once the job has tracked.
+  const [tracked, setTracked] = useState<TrackedRun>();
+  const jobId = job?.id;
+  useEffect(() => {
+    if (!jobId) return;
+    let live = true;
+    new Mlflow(api).run(runIdOfJob(jobId)).then(
+      (r) => live && setTracked(r),
+      () => live && setTracked(undefined),
+    );
+    return () => {
+      live = false;
+    };
+  }, [api, jobId, tick]);
 
   // The log, live: the daemon streams it until the job has finished.
   useEffect(() => {
@@ -120,6 +137,12 @@ export function JobDetail() {
           ))}
           {(job.runs ?? []).length === 0 && "none yet"}
         </dd>
+        {tracked && (
+          <>
+            <dt>Tracking run</dt>
+            <dd><Link to={`/runs/${tracked.info.run_id}`} data-testid="tracking-run">{tracked.info.run_name || tracked.info.run_id}</Link></dd>
+          </>
+        )}
         <dt>Id</dt>
         <dd className="muted">{job.id}</dd>
       </dl>
