@@ -6,7 +6,8 @@
 // in the environment) on a machine whose Docker engine lacks that image; scripts/test.sh builds it
 // first, and in CI a missing image fails those steps.
 //
-// Usage: node e2e/run.mjs --petri PATH --nvml PATH [--image IMG] [--out DIR] [--docs DIR]
+// Usage: node e2e/run.mjs --petri PATH --nvml PATH [--image IMG] [--out DIR] [--docs DIR] [--only TEXT]
+// (--only: run the sign-in steps and those whose name contains TEXT, skip the rest.)
 // Chromium: $CHROMIUM, else /usr/bin/chromium. The pipeline canvas's screenshots also go to
 // --docs (default: docs/screenshots in the repository).
 import { spawn, execFileSync } from "node:child_process";
@@ -17,6 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { irisPipeline, pipelineCanvas } from "./pipeline.mjs";
+import { experimentsViews } from "./tracking.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -123,6 +125,7 @@ const shot = (name) => page.screenshot({ path: path.join(out, `${name}.png`), fu
 let failed = false;
 const skipped = [];
 async function step(name, f, skip) {
+  if (!skip && args.only && !name.includes(args.only) && !/sign/.test(name) && !name.startsWith("no page error")) skip = `not picked by --only ${args.only}`;
   if (skip) {
     skipped.push(name);
     console.log(`skip ${name}: ${skip}`);
@@ -332,6 +335,23 @@ try {
     const [run] = await api("GET", "/api/v1/pipeline-runs?pipeline=iris&limit=1");
     if (run?.state !== "succeeded") throw new Error(`the run is ${run?.state}: ${run?.reason}`);
   }, noImage);
+
+  await step("runs logged over MLflow's API are filtered, compared and previewed in the Experiments views", async () => {
+    // A job that tracks (one metric through its own run, as the MLflow client would): its view
+    // links to that run, and the runs table links back to the job.
+    const logOne = [
+      "import json, os, urllib.request",
+      "body = json.dumps({'run_id': os.environ['MLFLOW_RUN_ID'], 'key': 'x', 'value': 1, 'timestamp': 0, 'step': 0}).encode()",
+      "req = urllib.request.Request(os.environ['MLFLOW_TRACKING_URI'] + '/api/2.0/mlflow/runs/log-metric', data=body, method='POST',",
+      "  headers={'Authorization': 'Bearer ' + os.environ['MLFLOW_TRACKING_TOKEN'], 'Content-Type': 'application/json'})",
+      "urllib.request.urlopen(req).read()",
+    ].join("\n");
+    const [job] = (await api("POST", "/api/v1/jobs", { jobs: [{ name: "tracks", command: ["python3", "-c", logOne], workdir: work }] })).jobs;
+    await waitFor("the tracking job", async () => (await api("GET", `/api/v1/jobs/${job.id}`)).state === "succeeded", 60000);
+    await page.goto(`${base}/#/jobs/${job.number}`);
+    await page.locator("[data-testid=tracking-run]", { hasText: "tracks" }).waitFor({ timeout: 15000 });
+    await experimentsViews({ page, base, token, jobId: job.id, jobNumber: job.number, shot });
+  });
 
   await step("a lost daemon is shown and recovered from", async () => {
     expectingOutage = true;
