@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -445,6 +446,20 @@ def test_a_job_logs_to_its_own_run():
         assert "p  v" in shown and "x  1.0 (step 0)" in shown, shown
     shown = json.loads(petri("run", "show", run_id, "--json"))
     assert shown["info"]["run_id"] == run_id
+
+    # Petri's own read-only routes show the same run (a read token is enough there).
+    uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+    auth = {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+
+    def v1(path):
+        with urllib.request.urlopen(urllib.request.Request(f"{uri}/api/v1/{path}", headers=auth)) as a:
+            return json.loads(a.read())
+
+    assert v1(f"runs/{run_id}")["info"]["run_name"] == "tracked-job"
+    assert [m["value"] for m in v1(f"runs/{run_id}/metrics/x")] == [1.0]
+    page = v1("runs?experiment_id=0&filter=" + urllib.parse.quote("metrics.x = 1"))
+    assert run_id in [r["info"]["run_id"] for r in page["runs"]]
+    assert "Default" in [e["name"] for e in v1("experiments")]
 
     # A job that never tracks has no run.
     [quiet] = json.loads(petri("submit", "--json", "--", sys.executable, "-c", "pass"))

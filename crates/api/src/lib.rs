@@ -18,6 +18,7 @@ mod proxy;
 mod secrets;
 mod system;
 mod tokens;
+mod tracking;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -100,6 +101,10 @@ fn api_router(state: AppState) -> Router {
         .route("/pipeline-runs/{id}", get(pipelines::show_run))
         .route("/pipeline-runs/{id}/cancel", post(pipelines::cancel))
         .route("/pipeline-runs/{id}/retry", post(pipelines::retry))
+        .route("/experiments", get(tracking::experiments))
+        .route("/runs", get(tracking::runs))
+        .route("/runs/{id}", get(tracking::run))
+        .route("/runs/{id}/metrics/{key}", get(tracking::metric_history))
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)

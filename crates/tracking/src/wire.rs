@@ -9,7 +9,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A key and a value: a run's param or tag, an experiment's tag, a dataset input's tag.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingKeyValue)]
 pub struct KeyValue {
     #[serde(default)]
     pub key: String,
@@ -18,11 +19,14 @@ pub struct KeyValue {
 }
 
 /// One point of a metric.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingMetric)]
 pub struct Metric {
     #[serde(default)]
     pub key: String,
+    /// A number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
     #[serde(default, with = "double")]
+    #[schema(value_type = f64)]
     pub value: f64,
     #[serde(default, with = "int64")]
     pub timestamp: i64,
@@ -31,7 +35,8 @@ pub struct Metric {
 }
 
 /// An experiment.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingExperiment)]
 pub struct Experiment {
     pub experiment_id: String,
     pub name: String,
@@ -44,7 +49,8 @@ pub struct Experiment {
 }
 
 /// What a run is, apart from its data.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingRunInfo)]
 pub struct RunInfo {
     pub run_id: String,
     /// The run's id again: older clients read this name.
@@ -63,7 +69,8 @@ pub struct RunInfo {
 }
 
 /// A run's params, tags and the latest value of each metric.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingRunData)]
 pub struct RunData {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
@@ -75,7 +82,8 @@ pub struct RunData {
 
 /// A dataset as MLflow describes it (`mlflow.data`): a name and digest that identify it, where
 /// it comes from, its schema and profile (JSON texts the client writes).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingDataset)]
 pub struct Dataset {
     #[serde(default)]
     pub name: String,
@@ -92,7 +100,8 @@ pub struct Dataset {
 }
 
 /// A dataset a run used, with tags such as `mlflow.data.context` (`train`, `eval`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingDatasetInput)]
 pub struct DatasetInput {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<KeyValue>,
@@ -101,14 +110,16 @@ pub struct DatasetInput {
 }
 
 /// A run's inputs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingRunInputs)]
 pub struct RunInputs {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dataset_inputs: Vec<DatasetInput>,
 }
 
 /// A run: what it is, what it logged, what it read.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TrackingRun)]
 pub struct Run {
     pub info: RunInfo,
     pub data: RunData,
@@ -433,7 +444,9 @@ pub struct UpdatedRun {
     pub run_info: RunInfo,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// A page of runs and, when more follow, the token of the next.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TrackingRuns)]
 pub struct Runs {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<Run>,

@@ -68,6 +68,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/experiments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["experiments_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/gc": {
         parameters: {
             query?: never;
@@ -468,6 +484,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["runs_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["run_show"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{id}/metrics/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["run_metric_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/secrets": {
         parameters: {
             query?: never;
@@ -652,7 +716,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -1402,6 +1466,92 @@ export interface components {
             /** @description What it may do (default: `submit`, which includes `read`). */
             scopes?: components["schemas"]["Scope"][];
         };
+        /**
+         * @description A dataset as MLflow describes it (`mlflow.data`): a name and digest that identify it, where
+         *     it comes from, its schema and profile (JSON texts the client writes).
+         */
+        TrackingDataset: {
+            digest?: string;
+            name?: string;
+            profile?: string | null;
+            schema?: string | null;
+            source?: string;
+            source_type?: string;
+        };
+        /** @description A dataset a run used, with tags such as `mlflow.data.context` (`train`, `eval`). */
+        TrackingDatasetInput: {
+            dataset?: components["schemas"]["TrackingDataset"];
+            tags?: components["schemas"]["TrackingKeyValue"][];
+        };
+        /** @description An experiment. */
+        TrackingExperiment: {
+            artifact_location: string;
+            /** Format: int64 */
+            creation_time: number;
+            experiment_id: string;
+            /** Format: int64 */
+            last_update_time: number;
+            lifecycle_stage: string;
+            name: string;
+            tags?: components["schemas"]["TrackingKeyValue"][];
+        };
+        /** @description A key and a value: a run's param or tag, an experiment's tag, a dataset input's tag. */
+        TrackingKeyValue: {
+            key?: string;
+            value?: string;
+        };
+        /** @description One point of a metric. */
+        TrackingMetric: {
+            key?: string;
+            /** Format: int64 */
+            step?: number;
+            /** Format: int64 */
+            timestamp?: number;
+            /**
+             * Format: double
+             * @description A number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+             */
+            value?: number;
+        };
+        /** @description A run: what it is, what it logged, what it read. */
+        TrackingRun: {
+            data: components["schemas"]["TrackingRunData"];
+            info: components["schemas"]["TrackingRunInfo"];
+            inputs: components["schemas"]["TrackingRunInputs"];
+        };
+        /** @description A run's params, tags and the latest value of each metric. */
+        TrackingRunData: {
+            metrics?: components["schemas"]["TrackingMetric"][];
+            params?: components["schemas"]["TrackingKeyValue"][];
+            tags?: components["schemas"]["TrackingKeyValue"][];
+        };
+        /** @description What a run is, apart from its data. */
+        TrackingRunInfo: {
+            artifact_uri: string;
+            /** Format: int64 */
+            end_time?: number | null;
+            experiment_id: string;
+            /** @description `active` or `deleted`. */
+            lifecycle_stage: string;
+            run_id: string;
+            run_name: string;
+            /** @description The run's id again: older clients read this name. */
+            run_uuid: string;
+            /** Format: int64 */
+            start_time: number;
+            /** @description `RUNNING`, `SCHEDULED`, `FINISHED`, `FAILED` or `KILLED`. */
+            status: string;
+            user_id: string;
+        };
+        /** @description A run's inputs. */
+        TrackingRunInputs: {
+            dataset_inputs?: components["schemas"]["TrackingDatasetInput"][];
+        };
+        /** @description A page of runs and, when more follow, the token of the next. */
+        TrackingRuns: {
+            next_page_token?: string | null;
+            runs?: components["schemas"]["TrackingRun"][];
+        };
         /** @description A pipeline text to check. */
         ValidateRequest: {
             yaml: string;
@@ -1564,6 +1714,35 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": unknown;
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    experiments_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the active experiments */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrackingExperiment"][];
                 };
             };
             /** @description UNAUTHORIZED */
@@ -3023,6 +3202,148 @@ export interface operations {
             };
             /** @description INVALID_PIPELINE: it has no cron trigger */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    runs_list: {
+        parameters: {
+            query?: {
+                /** @description Runs of this experiment (its id; default: every active experiment). */
+                experiment_id?: string;
+                /** @description A filter in MLflow's grammar: `metrics.acc > 0.9 and params.opt = 'adam'`. */
+                filter?: string;
+                /** @description An ordering in MLflow's grammar: `metrics.acc DESC` (default: newest first). */
+                order_by?: string;
+                /** @description At most this many runs (default 100). */
+                max_results?: number;
+                /** @description The `next_page_token` of the page before. */
+                page_token?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of runs and, when more follow, the token of the next */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrackingRuns"];
+                };
+            };
+            /** @description INVALID_PARAMETER_VALUE: the filter or ordering does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST: no such experiment */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_show: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the run's id (32 hex digits; a job's run has the job's UUID without dashes) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the run: info, params, latest metrics, tags (`petri.job_id` names its job), inputs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrackingRun"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_metric_history: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the run's id */
+                id: string;
+                /** @description the metric's key */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every point of the metric, by timestamp, then step, then value */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrackingMetric"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST: no such run */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
