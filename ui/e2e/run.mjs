@@ -346,7 +346,7 @@ try {
       "  headers={'Authorization': 'Bearer ' + os.environ['MLFLOW_TRACKING_TOKEN'], 'Content-Type': 'application/json'})",
       "urllib.request.urlopen(req).read()",
     ].join("\n");
-    const [job] = (await api("POST", "/api/v1/jobs", { jobs: [{ name: "tracks", command: ["python3", "-c", logOne], workdir: work }] })).jobs;
+    const [job] = (await api("POST", "/api/v1/jobs", { jobs: [{ name: "tracks", command: ["python3", "-c", logOne], workdir: work, resources: { cpus: 0.25 } }] })).jobs;
     await waitFor("the tracking job", async () => (await api("GET", `/api/v1/jobs/${job.id}`)).state === "succeeded", 60000);
     await page.goto(`${base}/#/jobs/${job.number}`);
     await page.locator("[data-testid=tracking-run]", { hasText: "tracks" }).waitFor({ timeout: 15000 });

@@ -107,6 +107,11 @@ export function JobLink(props: { id?: string }) {
 
 export function ExperimentRuns() {
   const { id = "" } = useParams();
+  // A fresh view per experiment: its filter, selection and columns are its own.
+  return <RunsOf key={id} id={id} />;
+}
+
+function RunsOf({ id }: { id: string }) {
   const ml = useMlflow();
   const { tick } = useLive();
   const [experiment, setExperiment] = useState<Experiment>();
