@@ -1,7 +1,7 @@
 #!/bin/sh
 # Drives Petri's MLflow API with the stock `mlflow` client: starts `petri serve` in a temporary
 # home on a free port, points the client at it (MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN), runs
-# tests/mlflow/test_tracking.py, and stops the daemon by its pid.
+# tests/mlflow/test_tracking.py and test_registry.py, and stops the daemon by its pid.
 # Usage: tests/mlflow/run.sh PETRI_BINARY PYTHON_WITH_MLFLOW
 set -eu
 bin=$1
@@ -34,6 +34,7 @@ export PETRI_TEST_HOME PETRI_TEST_BIN
 export MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 status=0
 "$py" "$here/test_tracking.py" || status=$?
+"$py" "$here/test_registry.py" || status=$?
 if grep -q panicked "$home/daemon.log"; then
     echo "the daemon panicked:" >&2
     cat "$home/daemon.log" >&2

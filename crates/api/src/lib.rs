@@ -11,6 +11,7 @@ mod events;
 mod jobs;
 mod mlflow;
 mod mlflow_artifacts;
+mod mlflow_registry;
 mod notebooks;
 mod openapi;
 mod pipelines;
@@ -108,7 +109,10 @@ fn api_router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)
-        .nest("/api/2.0/mlflow", mlflow::routes())
+        .nest(
+            "/api/2.0/mlflow",
+            mlflow::routes().merge(mlflow_registry::routes()),
+        )
         .nest("/api/2.0/mlflow-artifacts", mlflow_artifacts::routes())
         .route("/metrics", get(system::metrics))
         .route("/", get(system::ui))

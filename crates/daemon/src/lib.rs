@@ -25,6 +25,7 @@ pub use petri_domain::{Event, JobChange, ListQuery, Status};
 pub use petri_notebooks::{JUPYTER_PORT, Upstream};
 pub use petri_pipeline as pipeline;
 pub use petri_queue::{Home, LogChunk, Submitter};
+pub use petri_registry as registry;
 pub use petri_secrets as secrets;
 pub use petri_tracking as tracking;
 pub use settings::{ArtifactSettings, GpuSettings, QueueSettings, Settings, SettingsError};
@@ -42,6 +43,8 @@ pub enum DaemonError {
     Artifacts(#[from] petri_artifacts::ArtifactError),
     #[error(transparent)]
     Tracking(#[from] petri_tracking::TrackingError),
+    #[error(transparent)]
+    Registry(#[from] petri_registry::RegistryError),
     #[error("{0}")]
     Io(String),
 }
@@ -53,6 +56,7 @@ impl From<DaemonError> for ErrorBody {
             DaemonError::Accounts(a) => a.into(),
             DaemonError::Artifacts(a) => a.into(),
             DaemonError::Tracking(t) => t.into(),
+            DaemonError::Registry(r) => r.into(),
             other => ErrorBody::new(ErrorCode::Internal, other.to_string()),
         }
     }
@@ -74,6 +78,7 @@ struct Inner {
     artifacts: Artifacts,
     pipelines: petri_pipeline::Pipelines,
     tracking: petri_tracking::Tracking,
+    registry: petri_registry::Registry,
     /// Where jobs reach the tracking API (set by whoever serves it).
     tracking_uri: petri_tracking::jobs::TrackingUri,
     docker: Arc<petri_runtime::DockerExecutor>,
@@ -180,6 +185,24 @@ impl Daemon {
         );
         // Its own database file and writer: metric writes never wait on the queue's.
         let tracking = petri_tracking::Tracking::open(&home.root().join("tracking.db"))?;
+        // The registry reads versions from tracking's runs and holds their files in the store;
+        // a version's lineage names the pipeline run its job was a step of.
+        let jobs = queue.clone();
+        let pipeline_of: petri_registry::PipelineOf = Arc::new(move |job: String| {
+            let jobs = jobs.clone();
+            Box::pin(async move {
+                match jobs.get(&job).await.ok()?.origin {
+                    petri_domain::Origin::PipelineStep { run, .. } => Some(run),
+                    _ => None,
+                }
+            })
+        });
+        let registry = petri_registry::Registry::open(
+            &home.root().join("registry.db"),
+            tracking.clone(),
+            artifacts.clone(),
+            Some(pipeline_of),
+        )?;
         let gc_every = settings.artifacts.gc_every.as_duration();
         let inner = Arc::new(Inner {
             settings,
@@ -190,6 +213,7 @@ impl Daemon {
             artifacts,
             pipelines,
             tracking,
+            registry,
             tracking_uri,
             docker,
             _lock: lock,
@@ -228,6 +252,10 @@ impl Daemon {
     /// Experiment tracking: experiments, runs, params, metrics, tags (MLflow's semantics).
     pub fn tracking(&self) -> &petri_tracking::Tracking {
         &self.inner.tracking
+    }
+    /// The model registry: registered models, versions, aliases, lineage.
+    pub fn registry(&self) -> &petri_registry::Registry {
+        &self.inner.registry
     }
     /// Tells the jobs launched from now on where the tracking API answers
     /// (`http://127.0.0.1:PORT`); the first call wins.

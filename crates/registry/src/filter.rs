@@ -108,7 +108,11 @@ impl Filter {
                 Key::Source => s.source.map(str::to_string),
                 Key::Version => s.version.map(|v| v.to_string()),
             };
-            let Some(got) = got else { return false };
+            // A missing tag differs from every value (MLflow's client filters prompts out with
+            // `tag.mlflow.prompt.is_prompt != 'true'`, which keeps models without the tag).
+            let Some(got) = got else {
+                return c.op == Op::Ne;
+            };
             let want = &c.values[0];
             match c.op {
                 Op::Eq => &got == want,
@@ -123,7 +127,7 @@ impl Filter {
 
 fn parse_key(w: &str, versions: bool) -> Option<Key> {
     let bare = w.trim_matches('`');
-    if let Some(tag) = w.strip_prefix("tags.") {
+    if let Some(tag) = w.strip_prefix("tags.").or_else(|| w.strip_prefix("tag.")) {
         return Some(Key::Tag(
             tag.trim_matches('`').trim_matches('"').to_string(),
         ));
@@ -266,6 +270,7 @@ mod tests {
         assert!(yes("tags.team = 'vision' and name like '%clf'"));
         assert!(yes("tags.`team` = \"vision\""));
         assert!(!yes("tags.owner = 'x'"));
+        assert!(yes("tag.`mlflow.prompt.is_prompt` != 'true'"));
         assert!(yes("run_id IN ('r0', 'r1')"));
         assert!(yes("run_id = 'r1' AND version_number = 2"));
         assert!(Filter::parse("run_id = 'x'", false).is_err());

@@ -21,8 +21,10 @@ use crate::wire::*;
 /// The holder prefix of a version's files in the artifact store.
 pub const HOLDER_PREFIX: &str = "model:";
 
-/// The most results one search page holds.
-const MAX_RESULTS: usize = 1000;
+/// The most registered models one search page holds (MLflow's limit).
+const MAX_MODELS: usize = 1000;
+/// The most versions one search page holds (MLflow's client asks for 10,000 by default).
+const MAX_VERSIONS: usize = 200_000;
 
 /// Finds the pipeline run a job was a step of (the daemon answers from the queue).
 pub type PipelineOf = Arc<dyn Fn(String) -> futures_lite::BoxedOption + Send + Sync + 'static>;
@@ -328,7 +330,7 @@ impl Registry {
         search: Search,
     ) -> Result<(Vec<RegisteredModel>, Option<String>)> {
         let filter = Filter::parse(&search.filter, false).map_err(RegistryError::Invalid)?;
-        let (offset, limit) = page(&search)?;
+        let (offset, limit) = page(&search, MAX_MODELS)?;
         let order = search.order_by.clone();
         self.tx(move |c, i| {
             let sql = |e| db::db_error(&i.path, e);
@@ -736,7 +738,7 @@ impl Registry {
         search: Search,
     ) -> Result<(Vec<ModelVersion>, Option<String>)> {
         let filter = Filter::parse(&search.filter, true).map_err(RegistryError::Invalid)?;
-        let (offset, limit) = page(&search)?;
+        let (offset, limit) = page(&search, MAX_VERSIONS)?;
         let order = search.order_by.clone();
         self.tx(move |c, i| {
             let sql = |e| db::db_error(&i.path, e);
@@ -1014,11 +1016,11 @@ fn strip_authority(rest: &str) -> String {
     rest.trim_start_matches('/').to_string()
 }
 
-fn page(search: &Search) -> Result<(usize, usize)> {
+fn page(search: &Search, max: usize) -> Result<(usize, usize)> {
     let limit = search.max_results.unwrap_or(100);
-    if limit == 0 || limit > MAX_RESULTS {
+    if limit == 0 || limit > max {
         return Err(RegistryError::invalid(format!(
-            "Invalid value for max_results: it must be between 1 and {MAX_RESULTS}, got {limit}."
+            "Invalid value for max_results: it must be between 1 and {max}, got {limit}."
         )));
     }
     let offset = match search.page_token.as_deref().filter(|t| !t.is_empty()) {
