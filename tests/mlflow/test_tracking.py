@@ -477,6 +477,42 @@ def test_a_job_logs_to_its_own_run():
     assert "run " not in petri("show", quiet["id"])
 
 
+def test_a_job_that_sets_its_experiment_tracks_there():
+    if not os.environ.get("PETRI_TEST_BIN"):
+        return
+    # The usual script: name the experiment, then start a run. The job's run (MLFLOW_RUN_ID) is
+    # made in that experiment, so the client resumes it instead of refusing a run of another one.
+    name = unique("job-experiment")
+    code = (
+        "import mlflow; "
+        f"mlflow.set_experiment({name!r}); "
+        "r = mlflow.start_run(); mlflow.log_metric('loss', 0.5); mlflow.end_run(); "
+        "print('ran', r.info.run_id)"
+    )
+    [job] = json.loads(petri("submit", "--name", "exp-job", "--json", "--", sys.executable, "-c", code))
+    ended = wait_for_job(job["id"])
+    log = petri("logs", job["id"])
+    assert ended["state"] == "succeeded", (ended, log)
+    run_id = job["id"].replace("-", "")
+    assert f"ran {run_id}" in log, log
+    experiment = MlflowClient().get_experiment_by_name(name)
+    run = MlflowClient().get_run(run_id)
+    assert run.info.experiment_id == experiment.experiment_id
+    assert run.data.metrics["loss"] == 0.5
+
+    # MLFLOW_EXPERIMENT_NAME in the job's environment works the same way.
+    name = unique("job-env-experiment")
+    MlflowClient().create_experiment(name)
+    code = "import mlflow; mlflow.log_metric('acc', 0.75)"
+    [job] = json.loads(petri(
+        "submit", "--json", "--env", f"MLFLOW_EXPERIMENT_NAME={name}", "--", sys.executable, "-c", code,
+    ))
+    ended = wait_for_job(job["id"])
+    assert ended["state"] == "succeeded", (ended, petri("logs", job["id"]))
+    run = MlflowClient().get_run(job["id"].replace("-", ""))
+    assert run.info.experiment_id == MlflowClient().get_experiment_by_name(name).experiment_id
+
+
 class Doubler(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return [2 * x for x in model_input]

@@ -179,12 +179,40 @@ pub(crate) async fn job_run(
         .get(&job.to_string())
         .await
         .map_err(|e| MlflowError(e.into()))?;
-    tracking.ensure_job_run(*job, &j.name, &j.user).await?;
+    // The experiment the job's environment names, as the client reads it.
+    let experiment = match (
+        j.spec.env.get("MLFLOW_EXPERIMENT_ID"),
+        j.spec.env.get("MLFLOW_EXPERIMENT_NAME"),
+    ) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(name)) => tracking
+            .get_experiment_by_name(name)
+            .await
+            .ok()
+            .map(|e| e.experiment.experiment_id),
+        (None, None) => None,
+    };
+    tracking
+        .ensure_job_run(*job, &j.name, &j.user, experiment)
+        .await?;
     Ok(())
 }
 
-async fn create_experiment(State(s): State<AppState>, b: Body) -> Answer<ExperimentId> {
-    ok(s.daemon.tracking().create_experiment(body(b)?).await?)
+/// A job that names an experiment (`mlflow.set_experiment`) gets its run made there.
+fn note_experiment(s: &AppState, caller: &accounts::Caller, experiment_id: &str) {
+    if let accounts::Credential::Job(job) = &caller.credential {
+        s.daemon.tracking().note_job_experiment(*job, experiment_id);
+    }
+}
+
+async fn create_experiment(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    b: Body,
+) -> Answer<ExperimentId> {
+    let made = s.daemon.tracking().create_experiment(body(b)?).await?;
+    note_experiment(&s, &c, &made.experiment_id);
+    ok(made)
 }
 
 async fn get_experiment(State(s): State<AppState>, uri: Uri) -> Answer<OneExperiment> {
@@ -192,12 +220,19 @@ async fn get_experiment(State(s): State<AppState>, uri: Uri) -> Answer<OneExperi
     ok(s.daemon.tracking().get_experiment(&q.experiment_id).await?)
 }
 
-async fn get_experiment_by_name(State(s): State<AppState>, uri: Uri) -> Answer<OneExperiment> {
+async fn get_experiment_by_name(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    uri: Uri,
+) -> Answer<OneExperiment> {
     let q: ExperimentByName = query(&uri)?;
-    ok(s.daemon
+    let found = s
+        .daemon
         .tracking()
         .get_experiment_by_name(&q.experiment_name)
-        .await?)
+        .await?;
+    note_experiment(&s, &c, &found.experiment.experiment_id);
+    ok(found)
 }
 
 async fn search_experiments(State(s): State<AppState>, b: Body) -> Answer<Experiments> {

@@ -34,7 +34,28 @@ pub fn job_of_run_id(run_id: &str) -> Option<JobId> {
 impl Tracking {
     /// Makes `job`'s run (in the Default experiment, named after the job, tagged with its id)
     /// unless it is there already. Cheap when it is: one read.
-    pub async fn ensure_job_run(&self, job: JobId, name: &str, user: &str) -> Result<()> {
+    /// Remembers the experiment a job named (looked up or made), so that the job's run is made
+    /// there: `mlflow.set_experiment("x")` then `start_run()` in a job resumes `MLFLOW_RUN_ID`,
+    /// and the client refuses a run of another experiment.
+    pub fn note_job_experiment(&self, job: JobId, experiment_id: &str) {
+        self.job_experiments(|m| {
+            if m.len() >= 10_000 {
+                m.clear();
+            }
+            m.insert(job, experiment_id.to_string());
+        });
+    }
+
+    /// Makes the job's run (once): in `experiment_id` when given (the job's
+    /// `MLFLOW_EXPERIMENT_ID`/`_NAME`), else in the experiment the job last named, else in
+    /// Default.
+    pub async fn ensure_job_run(
+        &self,
+        job: JobId,
+        name: &str,
+        user: &str,
+        experiment_id: Option<String>,
+    ) -> Result<()> {
         let id = run_id_of_job(job);
         let sql = self.sql();
         let probe = id.clone();
@@ -44,8 +65,9 @@ impl Tracking {
         if there {
             return Ok(());
         }
+        let noted = self.job_experiments(|m| m.remove(&job)).flatten();
         let req = CreateRun {
-            experiment_id: Some("0".into()),
+            experiment_id: Some(experiment_id.or(noted).unwrap_or_else(|| "0".into())),
             user_id: Some(user.to_string()),
             run_name: (!name.is_empty()).then(|| name.to_string()),
             start_time: None,
@@ -137,8 +159,8 @@ mod tests {
         let job = JobId::new();
         let id = run_id_of_job(job);
         assert!(!t.run_exists(&id).await.unwrap());
-        t.ensure_job_run(job, "train", "ada").await.unwrap();
-        t.ensure_job_run(job, "train", "ada").await.unwrap();
+        t.ensure_job_run(job, "train", "ada", None).await.unwrap();
+        t.ensure_job_run(job, "train", "ada", None).await.unwrap();
         let run = t.get_run(&id).await.unwrap().run;
         assert_eq!(run.info.run_name, "train");
         assert_eq!(run.info.user_id, "ada");

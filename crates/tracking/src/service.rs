@@ -28,6 +28,23 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: r2d2::Pool<Readers>,
+    /// The experiment each job last named (`mlflow.set_experiment` looks it up or makes it),
+    /// until the job's run is made there.
+    job_experiments: Mutex<std::collections::HashMap<petri_domain::JobId, String>>,
+}
+
+impl Tracking {
+    /// The map of experiments jobs named (see `note_job_experiment`).
+    pub(crate) fn job_experiments<T>(
+        &self,
+        f: impl FnOnce(&mut std::collections::HashMap<petri_domain::JobId, String>) -> T,
+    ) -> Option<T> {
+        self.inner
+            .job_experiments
+            .lock()
+            .ok()
+            .map(|mut m| f(&mut m))
+    }
 }
 
 impl std::fmt::Debug for Tracking {
@@ -64,6 +81,7 @@ impl Tracking {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 readers,
+                job_experiments: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
