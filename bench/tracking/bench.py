@@ -143,6 +143,10 @@ class Raw:
     def __init__(self, base, token):
         u = urllib.parse.urlsplit(base)
         self.conn = http.client.HTTPConnection(u.hostname, u.port)
+        # As the client's urllib3 does: without it, the last piece of a large body waits for
+        # the server's delayed acknowledgement (Nagle's algorithm).
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 
     def call(self, method, route, body=None):
