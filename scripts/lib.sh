@@ -172,3 +172,16 @@ ensure_ui() {
     say "building the web UI (TypeScript check, Vite)"
     (cd ui && npm run --silent build >&2)
 }
+
+# The build cache keeps every linked test binary and program it ever made (200-300 MB each in a
+# debug build); without pruning it filled a 90 GB disk in a day. Keeps the two newest of each
+# name; cargo links again whatever it still needs.
+prune_build_cache() {
+    for dir in "$CARGO_TARGET_DIR/debug/deps" "$CARGO_TARGET_DIR/release/deps"; do
+        [ -d "$dir" ] || continue
+        # shellcheck disable=SC2012 # names are cargo's: letters, digits, _ and a hex hash
+        ls -t "$dir" | grep -E '^[A-Za-z0-9_]+-[0-9a-f]{16}$' |
+            awk '{ n = $0; sub(/-[0-9a-f]{16}$/, "", n); if (seen[n]++ >= 2) print }' |
+            while read -r f; do rm -f "$dir/$f"; done
+    done
+}

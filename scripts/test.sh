@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_toolchain
-say "build cache: $CARGO_TARGET_DIR"
+say "build cache: $CARGO_TARGET_DIR (old linked binaries pruned)"
+prune_build_cache
 ensure_ui
 
 say "lint gate: cargo fmt --check"

@@ -38,7 +38,7 @@ pub(crate) fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-fn query_error(e: QueryRejection) -> ApiError {
+pub(crate) fn query_error(e: QueryRejection) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, e.body_text())
 }
 

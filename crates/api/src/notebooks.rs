@@ -79,7 +79,7 @@ pub(crate) async fn remove(
     responses((status = 200, description = "a one-time link that signs a browser in", body = NotebookLink),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
               (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody),
-              (status = 503, description = "NOTEBOOK_NOT_READY: it does not run", body = petri_domain::ErrorBody)))]
+              (status = 409, description = "NOTEBOOK_NOT_READY: it does not run", body = petri_domain::ErrorBody)))]
 pub(crate) async fn open(
     State(s): State<AppState>,
     Path(name): Path<String>,

@@ -174,8 +174,9 @@ pub(crate) struct RunsQuery {
               (status = 200, description = "runs, newest first (without their steps)", body = Vec<RunInfo>)))]
 pub(crate) async fn runs(
     State(s): State<AppState>,
-    Query(q): Query<RunsQuery>,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<RunInfo>>, ApiError> {
+    let Query(q) = q.map_err(crate::jobs::query_error)?;
     Ok(Json(
         s.daemon
             .pipelines()

@@ -58,13 +58,14 @@ pub(crate) struct RunsQuery {
 #[utoipa::path(get, path = "/api/v1/runs", tag = "tracking", operation_id = "runs_list",
     params(RunsQuery),
     responses((status = 200, description = "a page of runs and, when more follow, the token of the next", body = Runs),
-              (status = 400, description = "INVALID_PARAMETER_VALUE: the filter or ordering does not parse", body = petri_domain::ErrorBody),
+              (status = 400, description = "INVALID_PARAMETER_VALUE: the filter or ordering does not parse; BAD_REQUEST: a malformed query", body = petri_domain::ErrorBody),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
               (status = 404, description = "RESOURCE_DOES_NOT_EXIST: no such experiment", body = petri_domain::ErrorBody)))]
 pub(crate) async fn runs(
     State(s): State<AppState>,
-    Query(q): Query<RunsQuery>,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Runs>, ApiError> {
+    let Query(q) = q.map_err(crate::jobs::query_error)?;
     let tracking = s.daemon.tracking();
     let experiment_ids = match q.experiment_id {
         Some(id) => {

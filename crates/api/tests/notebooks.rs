@@ -265,7 +265,7 @@ async fn a_notebook_runs_code_keeps_files_holds_its_slice_and_is_culled_when_idl
             .await
             .unwrap()
             .status(),
-        503
+        409
     );
 
     // It resumes with its workspace, and stops on request. Two starts at once queue one server:

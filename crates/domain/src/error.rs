@@ -80,7 +80,7 @@ error_codes! {
     /// A notebook with this name is running.
     NotebookNameTaken = "NOTEBOOK_NAME_TAKEN", 409;
     /// The notebook is not running (yet), so its server cannot be reached.
-    NotebookNotReady = "NOTEBOOK_NOT_READY", 503;
+    NotebookNotReady = "NOTEBOOK_NOT_READY", 409;
     /// No API token has this id or name.
     TokenNotFound = "TOKEN_NOT_FOUND", 404;
     /// An API token with this name exists.

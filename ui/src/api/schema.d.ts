@@ -2551,7 +2551,7 @@ export interface operations {
                 };
             };
             /** @description NOTEBOOK_NOT_READY: it does not run */
-            503: {
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3240,7 +3240,7 @@ export interface operations {
                     "application/json": components["schemas"]["TrackingRuns"];
                 };
             };
-            /** @description INVALID_PARAMETER_VALUE: the filter or ordering does not parse */
+            /** @description INVALID_PARAMETER_VALUE: the filter or ordering does not parse; BAD_REQUEST: a malformed query */
             400: {
                 headers: {
                     [name: string]: unknown;
