@@ -11,7 +11,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use petri_artifacts::Artifacts;
 use petri_domain::{ErrorBody, ErrorCode, Event, Job, JobId, JobState, Origin, PipelineRunChange};
-use petri_queue::{Queue, QueueError, Submitter};
+use petri_queue::{Queue, QueueError};
 use petri_store::{Store, StoredItem, StoredPipeline, StoredRun};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -1252,7 +1252,8 @@ impl Pipelines {
             let start = step.and_then(|sp| self.restart_decision(run, plan, sp, it.item as usize));
             match start {
                 Some(start) => {
-                    self.submit_item(run, &start, job_id).await?;
+                    let answer = self.submit_items(run, &[(start, job_id)]).await.pop();
+                    answer.unwrap_or(Ok(()))?;
                     it.state = "submitted".into();
                 }
                 None => {
@@ -1760,26 +1761,6 @@ impl Pipelines {
                 .materialize(&d, dest)
                 .map_err(art_err)?;
         }
-        Ok(())
-    }
-
-    /// Puts the step's input files in place and submits its job under `id` (once).
-    async fn submit_item(
-        &self,
-        run: &StoredRun,
-        start: &crate::advance::Start,
-        id: JobId,
-    ) -> Result<(), QueueError> {
-        let inputs = start.inputs.clone();
-        self.blocking(move |p| p.place_inputs(&inputs)).await?;
-        let by = Submitter {
-            origin: step_origin(run, start),
-            user: run.user.clone(),
-        };
-        self.inner
-            .queue
-            .submit_once(id, start.job.clone(), by)
-            .await?;
         Ok(())
     }
 }
