@@ -80,22 +80,27 @@ pub(crate) async fn get(
     let d = parse_digest(&digest)?;
     let a = s.daemon.artifacts().clone();
     let content = blocking(move || a.read(&d)).await?;
-    let mut reader = match content {
+    let reader = match content {
         Content::Dir(m) => return Ok(Json(m).into_response()),
         Content::File(r) => r,
     };
+    Ok(stream(reader))
+}
+
+/// A checked blob as a streamed answer, read on a blocking thread as it is sent. A blob that
+/// fails its check while it is read (changed on disk since it was stored) cuts the answer off:
+/// it is never completed with wrong bytes.
+pub(crate) fn stream(mut reader: petri_daemon::artifacts::BlobReader) -> Response {
     let len = reader.len();
     let etag = format!("\"{}\"", reader.digest());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
         loop {
             let chunk = match reader.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
                 Err(e) => {
-                    // Changed on disk since it was checked: the answer is cut off, never
-                    // completed with wrong bytes.
                     let e = ArtifactError::from_read(e, std::path::Path::new("the blob"));
                     tracing::error!(error = %e, "an artifact failed its check while it was sent");
                     Err(std::io::Error::other(ErrorBody::from(e).message))
@@ -108,7 +113,7 @@ pub(crate) async fn get(
         }
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    Ok((
+    (
         [
             (CONTENT_TYPE, "application/octet-stream".to_string()),
             (CONTENT_LENGTH, len.to_string()),
@@ -116,5 +121,5 @@ pub(crate) async fn get(
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }

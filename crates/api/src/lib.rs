@@ -12,6 +12,7 @@ mod jobs;
 mod mlflow;
 mod mlflow_artifacts;
 mod mlflow_registry;
+mod models;
 mod notebooks;
 mod openapi;
 mod pipelines;
@@ -106,6 +107,25 @@ fn api_router(state: AppState) -> Router {
         .route("/runs", get(tracking::runs))
         .route("/runs/{id}", get(tracking::run))
         .route("/runs/{id}/metrics/{key}", get(tracking::metric_history))
+        .route("/models", get(models::list))
+        .route("/models/{name}", get(models::show).delete(models::delete))
+        .route("/models/{name}/versions", post(models::register))
+        .route(
+            "/models/{name}/versions/{version}",
+            get(models::version).delete(models::delete_version),
+        )
+        .route(
+            "/models/{name}/versions/{version}/files/{*path}",
+            get(models::file),
+        )
+        .route(
+            "/models/{name}/aliases/{alias}",
+            axum::routing::put(models::set_alias).delete(models::delete_alias),
+        )
+        .route(
+            "/model-uploads/{upload}/{*path}",
+            axum::routing::put(models::upload).layer(DefaultBodyLimit::disable()),
+        )
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)

@@ -29,7 +29,7 @@ use crate::auth::Caller;
 
 /// An error as MLflow's server writes it.
 #[derive(Debug)]
-pub(crate) struct MlflowError(ErrorBody);
+pub(crate) struct MlflowError(pub(crate) ErrorBody);
 
 impl From<TrackingError> for MlflowError {
     fn from(e: TrackingError) -> Self {

@@ -7,19 +7,15 @@
 //!
 //! MLflow's API, not Petri's: not in Petri's OpenAPI document. Errors are MLflow's shape.
 
-use std::io::Read;
-
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::Uri;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use futures_util::TryStreamExt;
 use petri_daemon::tracking::wire::Empty;
-use petri_domain::ErrorBody;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -57,7 +53,15 @@ struct Listing {
 
 async fn list(State(s): State<AppState>, uri: Uri) -> Result<Json<Listing>, MlflowError> {
     let q: ListQuery = crate::mlflow::query(&uri)?;
-    let entries = s.daemon.tracking().list_artifacts(&q.path).await?;
+    let entries = match registry_path(&q.path)? {
+        Some((name, version, sub)) => s
+            .daemon
+            .registry()
+            .list_files(&name, version, &sub)
+            .await
+            .map_err(registry_error)?,
+        None => s.daemon.tracking().list_artifacts(&q.path).await?,
+    };
     Ok(Json(Listing {
         files: entries
             .into_iter()
@@ -90,45 +94,47 @@ async fn download(
     State(s): State<AppState>,
     Path(path): Path<String>,
 ) -> Result<Response, MlflowError> {
-    let mut reader = s
-        .daemon
-        .tracking()
-        .open_artifact(s.daemon.artifacts(), &path)
-        .await?;
-    let len = reader.len();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let chunk = match reader.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
-                Err(e) => {
-                    // Changed on disk since it was checked: the answer is cut off, never
-                    // completed with wrong bytes.
-                    let e = petri_daemon::artifacts::ArtifactError::from_read(
-                        e,
-                        std::path::Path::new("the blob"),
-                    );
-                    tracing::error!(error = %e, "a run's artifact failed its check while it was sent");
-                    Err(std::io::Error::other(ErrorBody::from(e).message))
-                }
-            };
-            let last = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || last {
-                return;
-            }
+    let reader = match registry_path(&path)? {
+        Some((name, version, file)) => s
+            .daemon
+            .registry()
+            .open_file(&name, version, &file)
+            .await
+            .map_err(registry_error)?,
+        None => {
+            s.daemon
+                .tracking()
+                .open_artifact(s.daemon.artifacts(), &path)
+                .await?
         }
-    });
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    Ok((
-        [
-            (CONTENT_TYPE, "application/octet-stream".to_string()),
-            (CONTENT_LENGTH, len.to_string()),
-        ],
-        body,
-    )
-        .into_response())
+    };
+    Ok(crate::artifacts::stream(reader))
+}
+
+/// `registry/<name>/<version>[/<path>]`: an uploaded model version's files, which the MLflow
+/// client downloads from its `storage_location`.
+fn registry_path(path: &str) -> Result<Option<(String, i64, String)>, MlflowError> {
+    let Some(rest) = path
+        .trim_start_matches('/')
+        .strip_prefix(petri_daemon::registry::REGISTRY_ARTIFACTS)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Ok(None);
+    };
+    let mut parts = rest.splitn(3, '/');
+    let name = parts.next().unwrap_or_default().to_string();
+    let version = petri_daemon::registry::parse_version(parts.next().unwrap_or_default())
+        .map_err(registry_error)?;
+    let file = parts
+        .next()
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_string();
+    Ok(Some((name, version, file)))
+}
+
+fn registry_error(e: petri_daemon::registry::RegistryError) -> MlflowError {
+    MlflowError(e.into())
 }
 
 async fn delete(

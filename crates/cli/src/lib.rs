@@ -86,6 +86,8 @@ pub enum Command {
     Pipeline(commands::pipeline::PipelineArgs),
     /// Tracking runs (what jobs and MLflow clients log): list, show.
     Run(commands::run::RunArgs),
+    /// The model registry: register a version, list, show, move aliases, remove.
+    Model(commands::model::ModelArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -124,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Gc(a)) => commands::gc::run(&client, a).await,
         Some(Command::Pipeline(a)) => commands::pipeline::run(&client, a).await,
         Some(Command::Run(a)) => commands::run::run(&client, a).await,
+        Some(Command::Model(a)) => commands::model::run(&client, a).await,
         Some(Command::Completions(a)) => {
             print_completions(a.shell);
             Ok(())

@@ -180,6 +180,36 @@ impl Client {
         if let Some(b) = body {
             rb = rb.json(b);
         }
+        // A `204 No Content` (a delete) is JSON `null`.
+        let text = self
+            .send(rb)
+            .await?
+            .text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if text.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// PUTs a local file to `path`, streamed from disk (never held whole); JSON back.
+    pub async fn put_file(&self, path: &str, file: &Path) -> Result<serde_json::Value> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| ClientError::Http {
+                url: self.base.clone(),
+                message: format!("reading {}: {e}", file.display()),
+            })?;
+        let len = f.metadata().await.map(|m| m.len()).ok();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let mut rb = self
+            .request(reqwest::Method::PUT, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(len) = len {
+            rb = rb.header(reqwest::header::CONTENT_LENGTH, len);
+        }
         self.json(rb).await
     }
 

@@ -220,9 +220,10 @@ impl Daemon {
         });
         petri_queue::service::Services::every(gc_every, Arc::downgrade(&inner), |inner| {
             let artifacts = inner.artifacts.clone();
+            let registry = inner.registry.clone();
             // The round must not keep the daemon alive.
             drop(inner);
-            collect_garbage(artifacts)
+            collect_garbage(artifacts, registry)
         });
         Ok(Daemon { inner })
     }
@@ -284,7 +285,11 @@ impl Daemon {
 
 /// One periodic garbage collection of the artifact store, by the settings' policy, off the async
 /// threads.
-async fn collect_garbage(artifacts: Artifacts) {
+async fn collect_garbage(artifacts: Artifacts, registry: petri_registry::Registry) {
+    // Model files uploaded a day ago and never registered are let go first.
+    if let Err(e) = registry.drop_stale_uploads(24 * 3600 * 1000).await {
+        tracing::warn!(error = %e, "dropping stale model uploads failed");
+    }
     let policy = artifacts.policy().clone();
     match tokio::task::spawn_blocking(move || artifacts.gc(&policy, false)).await {
         Ok(Ok(_)) => {}

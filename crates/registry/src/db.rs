@@ -86,6 +86,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX alias_events_by_model ON alias_events(model, alias, id);
     "#,
+    // 2: files uploaded for a version not yet registered (`petri model register NAME PATH`):
+    // held in the artifact store as `upload:<id>` until the version is made or the upload is
+    // a day old.
+    r#"
+    CREATE TABLE uploads (
+        id      TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        digest  TEXT NOT NULL,
+        size    INTEGER NOT NULL,
+        time    INTEGER NOT NULL,
+        PRIMARY KEY (id, path)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Opens (creating and migrating) the registry database at `path`.

@@ -19,4 +19,7 @@ pub mod validate;
 pub mod wire;
 
 pub use error::RegistryError;
-pub use service::{HOLDER_PREFIX, PipelineOf, Registry, futures_lite, parse_version};
+pub use service::{
+    HOLDER_PREFIX, PipelineOf, REGISTRY_ARTIFACTS, Registry, UPLOAD_PREFIX, futures_lite,
+    parse_version,
+};

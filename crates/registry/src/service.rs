@@ -20,6 +20,12 @@ use crate::wire::*;
 
 /// The holder prefix of a version's files in the artifact store.
 pub const HOLDER_PREFIX: &str = "model:";
+/// The holder prefix of uploaded files not yet registered.
+pub const UPLOAD_PREFIX: &str = "upload:";
+/// Where the MLflow client downloads an uploaded version's files from:
+/// `mlflow-artifacts:/registry/<name>/<version>` (experiment ids are numbers, so no run's
+/// path starts so).
+pub const REGISTRY_ARTIFACTS: &str = "registry";
 
 /// The most registered models one search page holds (MLflow's limit).
 const MAX_MODELS: usize = 1000;
@@ -67,6 +73,57 @@ fn now_ms() -> i64 {
 
 fn holder(name: &str, version: i64) -> String {
     format!("{HOLDER_PREFIX}{name}/{version}")
+}
+
+fn registry_location(name: &str, version: i64) -> String {
+    format!("mlflow-artifacts:/{REGISTRY_ARTIFACTS}/{name}/{version}")
+}
+
+/// What [`Registry::insert_version`] stores.
+struct NewVersion {
+    name: String,
+    /// Where the files were read from (`mlflow-artifacts:/…`); empty for an upload.
+    storage: String,
+    source: String,
+    run_id: Option<String>,
+    model_id: Option<String>,
+    description: Option<String>,
+    tags: Vec<KeyValue>,
+    files: Vec<VersionFile>,
+    /// The upload the files came from, used up when the version is made.
+    upload: Option<String>,
+}
+
+fn check_upload_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(RegistryError::invalid(format!(
+            "Invalid upload id '{id}': 1 to 64 letters, digits, '-' or '_'."
+        )));
+    }
+    Ok(())
+}
+
+/// A file's path inside a version: relative, `/`-separated, no `.` or `..` segment, no
+/// control characters. Answers it normalised (no leading or doubled `/`).
+fn check_file_path(path: &str) -> Result<String> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let bad = parts.is_empty()
+        || path.starts_with('/')
+        || path.len() > 1024
+        || path.contains('\\')
+        || path.chars().any(char::is_control)
+        || parts.iter().any(|p| *p == "." || *p == "..");
+    if bad {
+        return Err(RegistryError::invalid(format!(
+            "Invalid file path '{path}': it must be relative and stay inside the version (no              '..', no leading '/')."
+        )));
+    }
+    Ok(parts.join("/"))
 }
 
 /// Checks a registered model's name: not empty, no `/` (it is a path segment of the holder and
@@ -536,60 +593,200 @@ impl Registry {
         self.get_model(&req.name).await?;
         let (location, source_run) = self.resolve_source(&req.source).await?;
         let files = self.collect_files(&location).await?;
-        if files.is_empty() {
-            return Err(RegistryError::InvalidModel {
-                source_uri: req.source.clone(),
-                why: "there are no files there".into(),
-            });
-        }
-        let inspected =
-            self.inspect(&location, &files)
-                .await
-                .map_err(|why| RegistryError::InvalidModel {
-                    source_uri: req.source.clone(),
-                    why,
-                })?;
         let run_id = req.run_id.clone().filter(|r| !r.is_empty()).or(source_run);
-        let lineage = self.lineage(run_id.as_deref()).await;
-        let user = user.to_string();
-        let storage = format!("mlflow-artifacts:/{location}");
         let model_id = req
             .model_id
             .clone()
             .filter(|m| !m.is_empty())
             .or_else(|| req.source.strip_prefix("models:/").map(str::to_string));
+        let made = self
+            .insert_version(
+                NewVersion {
+                    name: req.name,
+                    storage: format!("mlflow-artifacts:/{location}"),
+                    source: req.source,
+                    run_id,
+                    model_id,
+                    description: req.description,
+                    tags: req.tags,
+                    files,
+                    upload: None,
+                },
+                user,
+            )
+            .await?;
+        Ok(made.version)
+    }
+
+    /// Keeps one file of an upload (`petri model register NAME PATH` sends each file of PATH
+    /// this way), streamed into the artifact store as it arrives. `upload` is the client's id
+    /// for the set of files (letters, digits, `-`, `_`); `path` is relative and stays inside it.
+    /// Uploads that never become a version are dropped after a day.
+    pub async fn stage_file(
+        &self,
+        upload: &str,
+        path: &str,
+        reader: impl Read + Send + 'static,
+    ) -> Result<VersionFile> {
+        check_upload_id(upload)?;
+        let path = check_file_path(path)?;
+        let upload = upload.to_string();
+        // Streamed into the store first, without the registry's connection (a large file takes
+        // a while); only the row is written in the transaction.
+        let artifacts = self.inner.artifacts.clone();
+        let hold = format!("{UPLOAD_PREFIX}{upload}");
+        let stored = tokio::task::spawn_blocking(move || artifacts.put_reader(reader, &hold))
+            .await
+            .map_err(|e| RegistryError::Task(e.to_string()))??;
+        let file = VersionFile {
+            path,
+            digest: stored.digest.to_string(),
+            size: stored.size,
+        };
+        let row = file.clone();
+        self.tx(move |c, i| {
+            c.execute(
+                "INSERT OR REPLACE INTO uploads VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![upload, row.path, row.digest, row.size as i64, now_ms()],
+            )
+            .map_err(|e| db::db_error(&i.path, e))?;
+            Ok(())
+        })
+        .await?;
+        Ok(file)
+    }
+
+    /// Registers a new version of `name` from the files uploaded as `upload` (see
+    /// [`Registry::stage_file`]); the upload is used up.
+    pub async fn create_version_from_upload(
+        &self,
+        name: &str,
+        upload: &str,
+        description: Option<String>,
+        tags: Vec<KeyValue>,
+        user: &str,
+    ) -> Result<VersionDetail> {
+        check_upload_id(upload)?;
+        for t in &tags {
+            check_key(&t.key)?;
+        }
+        self.get_model(name).await?;
+        let id = upload.to_string();
+        let files = self
+            .tx(move |c, i| {
+                c.prepare("SELECT path, digest, size FROM uploads WHERE id = ?1 ORDER BY path")
+                    .and_then(|mut s| {
+                        s.query_map([&id], |r| {
+                            Ok(VersionFile {
+                                path: r.get(0)?,
+                                digest: r.get(1)?,
+                                size: r.get::<_, i64>(2)? as u64,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(|e| db::db_error(&i.path, e))
+            })
+            .await?;
+        if files.is_empty() {
+            return Err(RegistryError::invalid(format!(
+                "no files were uploaded as `{upload}` (or the upload is more than a day old)"
+            )));
+        }
+        self.insert_version(
+            NewVersion {
+                name: name.to_string(),
+                storage: String::new(),
+                source: format!("upload:{upload}"),
+                run_id: None,
+                model_id: None,
+                description,
+                tags,
+                files,
+                upload: Some(upload.to_string()),
+            },
+            user,
+        )
+        .await
+    }
+
+    /// Drops uploads older than `age_ms` that never became a version (their blobs are released
+    /// for the garbage collector).
+    pub async fn drop_stale_uploads(&self, age_ms: i64) -> Result<usize> {
+        let cutoff = now_ms() - age_ms;
         self.tx(move |c, i| {
             let sql = |e| db::db_error(&i.path, e);
+            let ids: Vec<String> = c
+                .prepare("SELECT DISTINCT id FROM uploads GROUP BY id HAVING max(time) < ?1")
+                .and_then(|mut s| s.query_map([cutoff], |r| r.get(0))?.collect())
+                .map_err(sql)?;
+            for id in &ids {
+                c.execute("DELETE FROM uploads WHERE id = ?1", [id])
+                    .map_err(sql)?;
+                i.artifacts.release(&format!("{UPLOAD_PREFIX}{id}"))?;
+            }
+            Ok(ids.len())
+        })
+        .await
+    }
+
+    /// Checks `new.files` and stores the version: a broken Petri-format model is refused with
+    /// `INVALID_MODEL` and nothing is registered.
+    async fn insert_version(&self, new: NewVersion, user: &str) -> Result<VersionDetail> {
+        if new.files.is_empty() {
+            return Err(RegistryError::InvalidModel {
+                source_uri: new.source.clone(),
+                why: "there are no files there".into(),
+            });
+        }
+        let inspected =
+            self.inspect(&new.files)
+                .await
+                .map_err(|why| RegistryError::InvalidModel {
+                    source_uri: new.source.clone(),
+                    why,
+                })?;
+        let lineage = self.lineage(new.run_id.as_deref()).await;
+        let user = user.to_string();
+        self.tx(move |c, i| {
+            let sql = |e| db::db_error(&i.path, e);
+            let name = new.name;
             let v: i64 = c
                 .query_row(
                     "SELECT next_version FROM models WHERE name = ?1",
-                    [&req.name],
+                    [&name],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(sql)?
-                .ok_or_else(|| no_model(&req.name))?;
+                .ok_or_else(|| no_model(&name))?;
             let now = now_ms();
             c.execute(
                 "UPDATE models SET next_version = ?2, last_updated_time = ?3 WHERE name = ?1",
-                params![req.name, v + 1, now],
+                params![name, v + 1, now],
             )
             .map_err(sql)?;
+            // An uploaded version's files are downloaded from the registry itself.
+            let storage = if new.storage.is_empty() {
+                registry_location(&name, v)
+            } else {
+                new.storage
+            };
             c.execute(
                 "INSERT INTO versions (model, version, creation_time, last_updated_time, user_id, \
                  description, source, storage_location, run_id, model_id, status, format, \
                  flavours, runtime, lineage) \
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'READY', ?10, ?11, ?12, ?13)",
                 params![
-                    req.name,
+                    name,
                     v,
                     now,
                     user,
-                    req.description.unwrap_or_default(),
-                    req.source,
+                    new.description.unwrap_or_default(),
+                    new.source,
                     storage,
-                    run_id.unwrap_or_default(),
-                    model_id,
+                    new.run_id.unwrap_or_default(),
+                    new.model_id,
                     inspected.format,
                     serde_json::to_string(&inspected.flavours).unwrap_or_default(),
                     inspected.runtime,
@@ -597,18 +794,18 @@ impl Registry {
                 ],
             )
             .map_err(sql)?;
-            for t in req.tags {
+            for t in new.tags {
                 c.execute(
                     "INSERT OR REPLACE INTO version_tags VALUES (?1, ?2, ?3, ?4)",
-                    params![req.name, v, t.key, t.value],
+                    params![name, v, t.key, t.value],
                 )
                 .map_err(sql)?;
             }
-            let h = holder(&req.name, v);
-            for f in &files {
+            let h = holder(&name, v);
+            for f in &new.files {
                 c.execute(
                     "INSERT INTO version_files VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![req.name, v, f.path, f.digest, f.size as i64],
+                    params![name, v, f.path, f.digest, f.size as i64],
                 )
                 .map_err(sql)?;
                 let d: Digest = f.digest.parse().map_err(RegistryError::Task)?;
@@ -617,8 +814,16 @@ impl Registry {
                     return Err(e.into());
                 }
             }
-            tracing::info!(model = %req.name, version = v, format = %inspected.format, runtime = %inspected.runtime, files = files.len(), "model version registered");
-            load_version(c, &req.name, v).map_err(sql)?.ok_or_else(|| no_version(&req.name, v))
+            if let Some(upload) = &new.upload {
+                c.execute("DELETE FROM uploads WHERE id = ?1", [upload])
+                    .map_err(sql)?;
+                // The version holds the blobs now; the upload's hold goes.
+                i.artifacts.release(&format!("{UPLOAD_PREFIX}{upload}"))?;
+            }
+            tracing::info!(model = %name, version = v, format = %inspected.format, runtime = %inspected.runtime, files = new.files.len(), "model version registered");
+            load_detail(c, &name, v)
+                .map_err(sql)?
+                .ok_or_else(|| no_version(&name, v))
         })
         .await
     }
@@ -835,6 +1040,23 @@ impl Registry {
         .await
     }
 
+    /// The files and folders directly inside `sub` of a version (`""`: its top), as MLflow's
+    /// artifact listing answers them; for `mlflow-artifacts:/registry/<name>/<version>`.
+    pub async fn list_files(
+        &self,
+        name: &str,
+        version: i64,
+        sub: &str,
+    ) -> Result<Vec<petri_tracking::artifacts::ArtifactEntry>> {
+        let detail = self.version_detail(name, version).await?;
+        let files: Vec<(String, u64)> =
+            detail.files.into_iter().map(|f| (f.path, f.size)).collect();
+        Ok(petri_tracking::artifacts::children(
+            &files,
+            sub.trim_matches('/'),
+        ))
+    }
+
     /// Reads a version's file, checked against its digest as it is read.
     pub async fn open_file(
         &self,
@@ -940,28 +1162,24 @@ impl Registry {
         Ok(out)
     }
 
-    /// Checks the files (reading only those the checks need).
+    /// Checks the files (reading only those the checks need, from the artifact store, checked
+    /// against their digests).
     async fn inspect(
         &self,
-        full: &str,
         files: &[VersionFile],
     ) -> std::result::Result<validate::Inspected, String> {
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         let mut bytes = HashMap::new();
         for want in ["model.json", "model.safetensors", "MLmodel"] {
-            if !paths.iter().any(|p| p == want) {
+            let Some(f) = files.iter().find(|f| f.path == want) else {
                 continue;
-            }
-            let r = self
-                .inner
-                .tracking
-                .open_artifact(&self.inner.artifacts, &format!("{full}/{want}"))
-                .await
-                .map_err(|e| format!("reading {want}: {e}"))?;
+            };
+            let d: Digest = f.digest.parse().map_err(|e| format!("{want}: {e}"))?;
+            let a = self.inner.artifacts.clone();
             let data = tokio::task::spawn_blocking(move || {
-                let mut r = r;
+                let mut r = a.open(&d).map_err(|e| e.to_string())?;
                 let mut v = Vec::new();
-                r.read_to_end(&mut v).map(|_| v)
+                r.read_to_end(&mut v).map(|_| v).map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| e.to_string())?

@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 pub use petri_tracking::wire::KeyValue;
 
 /// An alias and the version it points at.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alias {
     pub alias: String,
     pub version: String,
 }
 
 /// A registered model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisteredModel {
     pub name: String,
     pub creation_timestamp: i64,
@@ -30,7 +30,7 @@ pub struct RegisteredModel {
 }
 
 /// A version of a registered model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     pub name: String,
     pub version: String,
@@ -55,7 +55,7 @@ pub struct ModelVersion {
 }
 
 /// One move of an alias: set (`from_version` none), moved, or deleted (`to_version` none).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AliasEvent {
     pub alias: String,
     pub from_version: Option<i64>,
@@ -67,7 +67,7 @@ pub struct AliasEvent {
 }
 
 /// Where a version comes from.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lineage {
     /// The tracking run that made it.
     pub run: Option<String>,
@@ -81,14 +81,14 @@ pub struct Lineage {
 }
 
 /// A dataset a run read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InputData {
     pub name: String,
     pub digest: String,
 }
 
 /// One file of a version, stored once by content in the artifact store.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionFile {
     pub path: String,
     pub digest: String,
@@ -97,7 +97,7 @@ pub struct VersionFile {
 
 /// Petri's whole view of a version: MLflow's message plus its format, runtime, files and
 /// lineage.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionDetail {
     #[serde(flatten)]
     pub version: ModelVersion,
@@ -114,7 +114,7 @@ pub struct VersionDetail {
 }
 
 /// A registered model with every version, its aliases' history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelDetail {
     pub model: RegisteredModel,
     pub versions: Vec<VersionDetail>,

@@ -148,7 +148,7 @@ fn no_artifact(at: &ArtifactPath) -> TrackingError {
 }
 
 /// The direct children of `dir` among `files` (sorted paths with sizes).
-fn children(files: &[(String, u64)], dir: &str) -> Vec<ArtifactEntry> {
+pub fn children(files: &[(String, u64)], dir: &str) -> Vec<ArtifactEntry> {
     let mut out: Vec<ArtifactEntry> = Vec::new();
     for (path, size) in files {
         let rest = if dir.is_empty() {

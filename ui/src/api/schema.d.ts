@@ -276,6 +276,118 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/model-uploads/{upload}/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["model_upload"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["models_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["model_show"];
+        put?: never;
+        post?: never;
+        delete: operations["model_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}/aliases/{alias}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["model_alias_set"];
+        post?: never;
+        delete: operations["model_alias_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["model_register"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["model_version_show"];
+        put?: never;
+        post?: never;
+        delete: operations["model_version_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}/versions/{version}/files/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["model_file"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/notebooks": {
         parameters: {
             query?: never;
@@ -632,6 +744,34 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description An alias and the version it points at. */
+        Alias: {
+            alias: string;
+            version: string;
+        };
+        /** @description One move of an alias: set (`from_version` none), moved, or deleted (`to_version` none). */
+        AliasEvent: {
+            alias: string;
+            /** Format: int64 */
+            from_version?: number | null;
+            /**
+             * Format: int64
+             * @description When, in milliseconds since the epoch.
+             */
+            time: number;
+            /** Format: int64 */
+            to_version?: number | null;
+            /** @description Who moved it. */
+            user: string;
+        };
+        /** @description Where an alias points. */
+        AliasRequest: {
+            /**
+             * Format: int64
+             * @description The version number the alias points at from now on.
+             */
+            version: number;
+        };
         /** @description How much the artifact store holds, from its records. */
         ArtifactUsage: {
             /**
@@ -873,6 +1013,11 @@ export interface components {
             /** @description `name:tag` references (empty for an untagged image). */
             tags: string[];
         };
+        /** @description A dataset a run read. */
+        InputData: {
+            digest: string;
+            name: string;
+        };
         ItemInfo: {
             item: number;
             job?: null | components["schemas"]["JobRef"];
@@ -1002,6 +1147,17 @@ export interface components {
          * @enum {string}
          */
         JobState: "queued" | "held" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
+        /** @description Where a version comes from. */
+        Lineage: {
+            /** @description The datasets the run read (`name`, `digest`), when it logged them. */
+            inputs?: components["schemas"]["InputData"][];
+            /** @description The run's job (its `petri.job_id` tag). */
+            job?: string | null;
+            /** @description The pipeline run whose step the job was. */
+            pipeline_run?: string | null;
+            /** @description The tracking run that made it. */
+            run?: string | null;
+        };
         /**
          * @description A folder as stored: its files (sorted by path, `/`-separated, relative), each by digest, and
          *     its empty folders. A folder's digest is the digest of this manifest's JSON, so the same files
@@ -1031,6 +1187,32 @@ export interface components {
          * @example 30s
          */
         Millis: string;
+        /** @description A registered model with every version, its aliases' history. */
+        ModelDetail: {
+            alias_history: components["schemas"]["AliasEvent"][];
+            model: components["schemas"]["RegisteredModel"];
+            versions: components["schemas"]["VersionDetail"][];
+        };
+        /** @description A version of a registered model. */
+        ModelVersion: {
+            aliases?: string[];
+            /** Format: int64 */
+            creation_timestamp: number;
+            /** @description Always `None`: stages are MLflow's deprecated mechanism; Petri has aliases. */
+            current_stage: string;
+            description?: string;
+            /** Format: int64 */
+            last_updated_timestamp: number;
+            model_id?: string | null;
+            name: string;
+            run_id?: string;
+            source: string;
+            /** @description Always `READY`: a version exists only once its files are stored and checked. */
+            status: string;
+            tags?: components["schemas"]["TrackingKeyValue"][];
+            user_id: string;
+            version: string;
+        };
         /** @description A host folder bound into a container. */
         Mount: {
             read_only?: boolean;
@@ -1226,6 +1408,33 @@ export interface components {
             triggers: string[];
             /** Format: int64 */
             updated_at: number;
+        };
+        /** @description A new version: from `source` (a run's artifact) or from the files of `upload`. */
+        RegisterRequest: {
+            description?: string | null;
+            /**
+             * @description `runs:/<run>/<path>`, `mlflow-artifacts:/<experiment>/<run>/artifacts/<path>` or
+             *     `models:/m-<id>` (a logged model).
+             */
+            source?: string | null;
+            tags?: {
+                [key: string]: string;
+            };
+            /** @description The id the files were uploaded under (`PUT /api/v1/model-uploads/{upload}/{path}`). */
+            upload?: string | null;
+        };
+        /** @description A registered model. */
+        RegisteredModel: {
+            aliases?: components["schemas"]["Alias"][];
+            /** Format: int64 */
+            creation_timestamp: number;
+            description?: string;
+            /** Format: int64 */
+            last_updated_timestamp: number;
+            /** @description The latest version (MLflow's "latest per stage"; Petri has no stages, so one). */
+            latest_versions?: components["schemas"]["ModelVersion"][];
+            name: string;
+            tags?: components["schemas"]["TrackingKeyValue"][];
         };
         /** @description One blob a garbage collection removed. */
         RemovedBlob: {
@@ -1561,6 +1770,29 @@ export interface components {
             errors: components["schemas"]["Diagnostic"][];
             steps: components["schemas"]["StepOutline"][];
             valid: boolean;
+        };
+        /**
+         * @description Petri's whole view of a version: MLflow's message plus its format, runtime, files and
+         *     lineage.
+         */
+        VersionDetail: components["schemas"]["ModelVersion"] & {
+            files: components["schemas"]["VersionFile"][];
+            /** @description An MLflow model's flavours. */
+            flavours: string[];
+            /** @description `petri-mlp`, `mlflow` or `files`. */
+            format: string;
+            lineage: components["schemas"]["Lineage"];
+            /** @description `native`, `container` or `none`: how the serving issue runs it. */
+            runtime: string;
+            /** @description Where the files were read from (`mlflow-artifacts:/…`). */
+            storage_location: string;
+        };
+        /** @description One file of a version, stored once by content in the artifact store. */
+        VersionFile: {
+            digest: string;
+            path: string;
+            /** Format: int64 */
+            size: number;
         };
     };
     responses: never;
@@ -2316,6 +2548,473 @@ export interface operations {
             };
             /** @description INVALID_STATE: not possible in the job's state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_upload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the client's id for this set of files: 1 to 64 letters, digits, `-`, `_` */
+                upload: string;
+                /** @description the file's path inside the version: relative, no `..` */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /** @description the file's bytes, streamed (no size limit) */
+        requestBody: {
+            content: {
+                "application/octet-stream": number[];
+            };
+        };
+        responses: {
+            /** @description kept, by content, until a version names the upload (or for a day) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionFile"];
+                };
+            };
+            /** @description INVALID_PARAMETER_VALUE: a bad upload id or a path that leaves the version */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_list: {
+        parameters: {
+            query?: {
+                /** @description A filter in MLflow's grammar: `name LIKE 'iris%'`, `tags.team = 'vision'`. */
+                filter?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description registered models by name, each with its latest version and aliases */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegisteredModel"][];
+                };
+            };
+            /** @description INVALID_PARAMETER_VALUE: the filter does not parse; BAD_REQUEST: a malformed query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_show: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the model, every version (newest first) with its files and lineage, and the history of every alias */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelDetail"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the model, its versions and aliases are gone; their files are released to the garbage collector */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_alias_set: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name */
+                name: string;
+                /** @description the alias: letters, digits, `_`, `-`; not `latest` or `v<n>` */
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AliasRequest"];
+            };
+        };
+        responses: {
+            /** @description the model after the move, with the alias's history */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelDetail"];
+                };
+            };
+            /** @description INVALID_PARAMETER_VALUE: a bad alias; MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST: no such model or version */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_alias_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name */
+                name: string;
+                /** @description the alias */
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the alias is gone (its history keeps the move) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_register: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name (made when it is new) */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterRequest"];
+            };
+        };
+        responses: {
+            /** @description the new version, its files checked and stored by content */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionDetail"];
+                };
+            };
+            /** @description INVALID_PARAMETER_VALUE: neither or both of source and upload, a bad name or source; MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST: no such run or artifact */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_MODEL: the files are broken or do not match their declared format; nothing was registered */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_version_show: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name */
+                name: string;
+                /** @description a version number, or an alias (`champion`) */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the version: format, runtime, files by digest, lineage */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionDetail"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_version_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name */
+                name: string;
+                /** @description a version number */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the version is gone, and aliases that pointed at it (each recorded as a move) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description INVALID_PARAMETER_VALUE: not a version number */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    model_file: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the registered model's name */
+                name: string;
+                /** @description a version number, or an alias */
+                version: string;
+                /** @description the file's path inside the version */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the file's bytes, checked against their digest as they are sent */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -5,6 +5,7 @@ pub mod gpus;
 pub mod image;
 pub mod logs;
 pub mod ls;
+pub mod model;
 pub mod notebook;
 pub mod pipeline;
 pub mod run;
