@@ -221,6 +221,74 @@ def test_a_broken_petri_model_is_refused_at_registration():
     assert client.create_model_version(name, f"runs:/{good}/model", run_id=good).version == "1"
 
 
+def petri(*args, ok=True):
+    """Runs the petri CLI against the test's daemon: (exit code, stdout, stderr)."""
+    import subprocess
+
+    env = dict(os.environ, PETRI_HOME=os.environ["PETRI_TEST_HOME"])
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"):
+        env.pop(var, None)
+    done = subprocess.run(
+        [os.environ["PETRI_TEST_BIN"], *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    if ok:
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+def test_the_cli_registers_local_files_and_a_jobs_run_and_moves_aliases():
+    if not os.environ.get("PETRI_TEST_BIN"):
+        return
+    client = MlflowClient()
+    name = unique("cli")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = os.path.join(tmp, "m")
+        petri_model(folder)
+        os.makedirs(os.path.join(folder, "extra"))
+        with open(os.path.join(folder, "extra", "notes.txt"), "w") as f:
+            f.write("trained on iris\n")
+        made = json.loads(petri(
+            "model", "register", name, folder, "--tag", "team=ml", "--alias", "champion",
+            "-d", "from disk", "--json").stdout)
+        assert made["version"] == "1" and made["format"] == "petri-mlp", made
+        assert made["runtime"] == "native", made
+        assert sorted(f["path"] for f in made["files"]) == [
+            "extra/notes.txt", "model.json", "model.safetensors"]
+        # The stock client sees it, alias and all, and downloads its files.
+        mv = client.get_model_version_by_alias(name, "champion")
+        assert mv.version == "1" and mv.tags == {"team": "ml"} and mv.description == "from disk"
+        out = mlflow.artifacts.download_artifacts(f"models:/{name}@champion", dst_path=os.path.join(tmp, "dl"))
+        with open(os.path.join(out, "extra", "notes.txt")) as f:
+            assert f.read() == "trained on iris\n"
+        with open(os.path.join(out, "model.safetensors"), "rb") as a, \
+                open(os.path.join(folder, "model.safetensors"), "rb") as b:
+            assert a.read() == b.read()
+        # A broken model from disk is refused, and nothing is registered.
+        bad = os.path.join(tmp, "bad")
+        petri_model(bad, weights={"layers.0.weight": [9, 9], "layers.0.bias": [9],
+                                  "layers.1.weight": [2, 4], "layers.1.bias": [2]})
+        refused = petri("model", "register", name, bad, ok=False)
+        assert refused.returncode != 0 and "INVALID_MODEL" in refused.stderr, refused
+    # From a run's artifact, then the alias moves; the history keeps every move.
+    run = run_with_model(petri_model)
+    second = json.loads(petri("model", "register", name, f"runs:/{run}/model", "--json").stdout)
+    assert second["version"] == "2" and second["lineage"]["run"] == run, second
+    petri("model", "alias", name, "champion", "2")
+    shown = json.loads(petri("model", "show", name, "--json").stdout)
+    moves = [(e["alias"], e["from_version"], e["to_version"]) for e in shown["alias_history"]]
+    assert moves == [("champion", None, 1), ("champion", 1, 2)], moves
+    assert "moved 1 → 2" in petri("model", "show", name).stdout
+    assert "model.safetensors" in petri("model", "show", f"{name}@champion").stdout
+    listed = petri("model", "ls").stdout
+    assert name in listed and "@champion→2" in listed, listed
+    petri("model", "alias", name, "champion", "--rm")
+    assert client.get_registered_model(name).aliases == {}
+    petri("model", "rm", f"{name}/1")
+    assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["2"]
+    petri("model", "rm", name)
+    assert error_code(lambda: client.get_registered_model(name)) == "RESOURCE_DOES_NOT_EXIST"
+
+
 def main():
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"):
         if not os.environ.get(var):

@@ -477,6 +477,64 @@ def test_a_job_logs_to_its_own_run():
     assert "run " not in petri("show", quiet["id"])
 
 
+def test_a_jobs_token_writes_only_its_runs_and_dies_with_the_job():
+    if not os.environ.get("PETRI_TEST_BIN"):
+        return
+    client = MlflowClient()
+    foreign = client.create_run("0", run_name="not-the-jobs").info.run_id
+    code = (
+        "import mlflow, os, sys\n"
+        "from mlflow import MlflowClient\n"
+        "from mlflow.exceptions import MlflowException\n"
+        "c = MlflowClient()\n"
+        "print('token', os.environ['MLFLOW_TRACKING_TOKEN'])\n"
+        "mlflow.log_metric('own', 1)\n"
+        "made = c.create_run('0', run_name='made-by-job').info.run_id\n"
+        "c.log_metric(made, 'child', 2)\n"
+        "print('made', made)\n"
+        f"print('read', c.get_run('{foreign}').info.run_name)\n"
+        "try:\n"
+        f"    c.log_metric('{foreign}', 'x', 1)\n"
+        "except MlflowException as e:\n"
+        "    print('refused', e.error_code, e.get_http_status_code())\n"
+        "sys.stdout.flush()\n"
+        # Ends without end_run (as a crash would): the run ends with the job.
+        "os._exit(3)\n"
+    )
+    [job] = json.loads(petri("submit", "--name", "scoped-job", "--json", "--", sys.executable, "-c", code))
+    ended = wait_for_job(job["id"])
+    log = petri("logs", job["id"])
+    assert ended["state"] == "failed", (ended, log)
+    assert "read not-the-jobs" in log, log
+    assert "refused PERMISSION_DENIED 403" in log, log
+    made = log.split("made ")[1].split()[0]
+    assert client.get_run(made).data.metrics["child"] == 2
+    assert client.get_run(made).data.tags["petri.job_id"] == job["id"]
+    assert "x" not in client.get_run(foreign).data.metrics
+    # The job's own run ended with the job, as FAILED (the job failed), with an end time.
+    own = client.get_run(job["id"].replace("-", ""))
+    for _ in range(100):
+        if own.info.status != "RUNNING":
+            break
+        time.sleep(0.05)
+        own = client.get_run(own.info.run_id)
+    assert own.info.status == "FAILED" and own.info.end_time, own.info
+    # The job has ended: its token is refused.
+    token = log.split("token ")[1].split()[0]
+    uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+    request = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow/experiments/get?experiment_id=0",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        urllib.request.urlopen(request)
+    except urllib.error.HTTPError as e:
+        assert e.code == 401, e.code
+        assert "has ended" in e.read().decode()
+    else:
+        raise AssertionError("an ended job's token was accepted")
+
+
 def test_a_job_that_sets_its_experiment_tracks_there():
     if not os.environ.get("PETRI_TEST_BIN"):
         return

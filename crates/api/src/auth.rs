@@ -113,6 +113,23 @@ pub(crate) async fn require_token(
         }
         Err(body) => return refusal(req.uri().path(), body),
     };
+    // A job's token lives as long as its job: once the job has ended it is refused.
+    if let accounts::Credential::Job(job) = &caller.credential {
+        let ended = match state.daemon.queue().get(&job.to_string()).await {
+            Ok(j) => j
+                .state
+                .is_terminal()
+                .then(|| format!("job {} has ended", j.number)),
+            Err(_) => Some(format!("job {job} is not in the queue")),
+        };
+        if let Some(why) = ended {
+            let body = ErrorBody::new(
+                ErrorCode::Unauthorized,
+                format!("{why}: its token is no longer valid"),
+            );
+            return refusal(req.uri().path(), body);
+        }
+    }
     let action = action_of(req.method(), req.uri().path());
     if let Err(body) = accounts::authorize(&caller, action, Resource::System) {
         return refusal(req.uri().path(), body);

@@ -129,11 +129,7 @@ fn api_router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document));
     let protected = Router::new()
         .nest("/api/v1", api)
-        .nest(
-            "/api/2.0/mlflow",
-            mlflow::routes().merge(mlflow_registry::routes()),
-        )
-        .nest("/api/2.0/mlflow-artifacts", mlflow_artifacts::routes())
+        .merge(tracking_routes())
         .route("/metrics", get(system::metrics))
         .route("/", get(system::ui))
         .fallback(system::not_found)
@@ -150,6 +146,79 @@ fn api_router(state: AppState) -> Router {
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// MLflow's tracking, registry and artifact routes.
+fn tracking_routes() -> Router<AppState> {
+    Router::new()
+        .nest(
+            "/api/2.0/mlflow",
+            mlflow::routes().merge(mlflow_registry::routes()),
+        )
+        .nest("/api/2.0/mlflow-artifacts", mlflow_artifacts::routes())
+}
+
+/// What containers reach on the Docker bridge: the tracking API alone, with the same tokens.
+fn bridge_router(state: AppState) -> Router {
+    let max_body = state.daemon.settings().max_body.0 as usize;
+    let protected =
+        tracking_routes()
+            .fallback(system::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            ));
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Listens on the Docker bridge's gateway (the host as containers see it) once the engine is
+/// there, so container jobs reach the tracking API at `host.docker.internal`. The port is the
+/// API's when it is free there, else one the system picks. Only the bridge's address: nothing
+/// beyond this machine's containers reaches it.
+async fn serve_bridge(state: AppState, port: u16, mut closing: watch::Receiver<bool>) {
+    let listener = loop {
+        if let Some(gateway) = state.daemon.docker_bridge().await {
+            let bound = match tokio::net::TcpListener::bind((gateway, port)).await {
+                Ok(l) => Ok(l),
+                Err(_) => tokio::net::TcpListener::bind((gateway, 0)).await,
+            };
+            match bound {
+                Ok(l) => break l,
+                Err(e) => {
+                    tracing::warn!(%gateway, error = %e, "cannot listen on the Docker bridge; container jobs get no tracking address");
+                    return;
+                }
+            }
+        }
+        // The engine may start after the daemon: look again a little later.
+        tokio::select! {
+            _ = closing.wait_for(|c| *c) => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    };
+    let Ok(at) = listener.local_addr() else {
+        return;
+    };
+    state
+        .daemon
+        .set_container_tracking_uri(format!("http://host.docker.internal:{}", at.port()));
+    tracing::info!(%at, "container jobs reach tracking on the Docker bridge");
+    let served = axum::serve(listener, bridge_router(state))
+        .with_graceful_shutdown(async move {
+            let _ = closing.wait_for(|c| *c).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "serving on the Docker bridge stopped");
+    }
 }
 
 /// The notebooks, on their own address. They check their own auth: a bearer token or a browser's
@@ -213,6 +282,7 @@ pub async fn run(
     let closed = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|closing| *closing).await;
     };
+    tokio::spawn(serve_bridge(state.clone(), addr.port(), close_rx.clone()));
     let notebooks_served = axum::serve(notebooks, notebook_router(state.clone()))
         .with_graceful_shutdown(closed(close_rx.clone()));
     let api_served = axum::serve(listener, api_router(state)).with_graceful_shutdown(async move {

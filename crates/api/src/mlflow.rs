@@ -51,6 +51,8 @@ impl IntoResponse for MlflowError {
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let error_code = match code {
             ErrorCode::Internal => "INTERNAL_ERROR",
+            ErrorCode::Unauthorized => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "PERMISSION_DENIED",
             other => other.as_str(),
         };
         let body = serde_json::json!({ "error_code": error_code, "message": self.0.message });
@@ -155,21 +157,61 @@ pub(crate) fn routes() -> Router<AppState> {
 
 type Body = Result<Bytes, BytesRejection>;
 
-/// A job's first tracking call makes its run: when the caller is a job (its derived token) and
-/// names its own run (`MLFLOW_RUN_ID`), the run is created, named after the job and tagged with
-/// its id. Any other caller and run id: nothing happens here.
+/// What a job's token may do with a run. A job reads every run; it writes its own run
+/// (`MLFLOW_RUN_ID`, made here at its first call, named after the job and tagged with its id)
+/// and the runs it made itself (tagged with its id), and no other: a job cannot rewrite another
+/// job's results. Any other caller: nothing to check here.
 pub(crate) async fn job_run(
     s: &AppState,
     caller: &accounts::Caller,
     run_id: &str,
 ) -> Result<(), MlflowError> {
+    job_access(s, caller, run_id, false).await
+}
+
+/// [`job_run`] for a change to the run.
+pub(crate) async fn job_writes(
+    s: &AppState,
+    caller: &accounts::Caller,
+    run_id: &str,
+) -> Result<(), MlflowError> {
+    job_access(s, caller, run_id, true).await
+}
+
+async fn job_access(
+    s: &AppState,
+    caller: &accounts::Caller,
+    run_id: &str,
+    write: bool,
+) -> Result<(), MlflowError> {
     let accounts::Credential::Job(job) = &caller.credential else {
         return Ok(());
     };
-    if run_id != run_id_of_job(*job) {
-        return Ok(());
-    }
     let tracking = s.daemon.tracking();
+    if run_id != run_id_of_job(*job) {
+        if !write {
+            return Ok(());
+        }
+        // Not there: the call itself answers RESOURCE_DOES_NOT_EXIST.
+        let Ok(found) = tracking.get_run(run_id).await else {
+            return Ok(());
+        };
+        let mine =
+            found.run.data.tags.iter().any(|t| {
+                t.key == petri_daemon::tracking::jobs::JOB_TAG && t.value == job.to_string()
+            });
+        if mine {
+            return Ok(());
+        }
+        return Err(MlflowError(ErrorBody::new(
+            ErrorCode::Forbidden,
+            format!(
+                "a job's token writes only its own run ({}) and the runs it made; run {run_id} \
+                 is not one of them",
+                run_id_of_job(*job)
+            ),
+        )));
+    }
     if tracking.run_exists(run_id).await? {
         return Ok(());
     }
@@ -272,15 +314,22 @@ async fn delete_experiment_tag(State(s): State<AppState>, b: Body) -> Answer<Emp
 }
 
 async fn create_run(State(s): State<AppState>, Caller(caller): Caller, b: Body) -> Answer<OneRun> {
-    ok(s.daemon
-        .tracking()
-        .create_run(body(b)?, &caller.user)
-        .await?)
+    let mut req: CreateRun = body(b)?;
+    // A run a job makes is the job's: tagged with its id, so the job may write it.
+    if let accounts::Credential::Job(job) = &caller.credential {
+        let tag = petri_daemon::tracking::jobs::JOB_TAG;
+        req.tags.retain(|t| t.key != tag);
+        req.tags.push(KeyValue {
+            key: tag.into(),
+            value: job.to_string(),
+        });
+    }
+    ok(s.daemon.tracking().create_run(req, &caller.user).await?)
 }
 
 async fn update_run(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<UpdatedRun> {
     let req: UpdateRun = body(b)?;
-    job_run(&s, &c, req.id()).await?;
+    job_writes(&s, &c, req.id()).await?;
     ok(s.daemon.tracking().update_run(req).await?)
 }
 
@@ -294,48 +343,52 @@ async fn search_runs(State(s): State<AppState>, b: Body) -> Answer<Runs> {
     ok(s.daemon.tracking().search_runs(body(b)?).await?)
 }
 
-async fn delete_run(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+async fn delete_run(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let r: RunRef = body(b)?;
+    job_writes(&s, &c, r.id()).await?;
     ok(s.daemon.tracking().set_run_deleted(r.id(), true).await?)
 }
 
-async fn restore_run(State(s): State<AppState>, b: Body) -> Answer<Empty> {
+async fn restore_run(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let r: RunRef = body(b)?;
+    job_writes(&s, &c, r.id()).await?;
     ok(s.daemon.tracking().set_run_deleted(r.id(), false).await?)
 }
 
 async fn log_metric(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let req: LogMetric = body(b)?;
-    job_run(&s, &c, req.id()).await?;
+    job_writes(&s, &c, req.id()).await?;
     ok(s.daemon.tracking().log_metric(req).await?)
 }
 
 async fn log_param(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let req: LogKeyValue = body(b)?;
-    job_run(&s, &c, req.id()).await?;
+    job_writes(&s, &c, req.id()).await?;
     ok(s.daemon.tracking().log_param(req).await?)
 }
 
 async fn log_batch(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let req: LogBatch = body(b)?;
-    job_run(&s, &c, &req.run_id).await?;
+    job_writes(&s, &c, &req.run_id).await?;
     ok(s.daemon.tracking().log_batch(req).await?)
 }
 
 async fn log_inputs(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let req: LogInputs = body(b)?;
-    job_run(&s, &c, &req.run_id).await?;
+    job_writes(&s, &c, &req.run_id).await?;
     ok(s.daemon.tracking().log_inputs(req).await?)
 }
 
 async fn set_tag(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let req: LogKeyValue = body(b)?;
-    job_run(&s, &c, req.id()).await?;
+    job_writes(&s, &c, req.id()).await?;
     ok(s.daemon.tracking().set_tag(req).await?)
 }
 
-async fn delete_tag(State(s): State<AppState>, b: Body) -> Answer<Empty> {
-    ok(s.daemon.tracking().delete_tag(body(b)?).await?)
+async fn delete_tag(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
+    let req: DeleteTag = body(b)?;
+    job_writes(&s, &c, &req.run_id).await?;
+    ok(s.daemon.tracking().delete_tag(req).await?)
 }
 
 async fn metric_history(
@@ -413,7 +466,7 @@ async fn search_logged_models(State(s): State<AppState>, b: Body) -> Answer<Logg
 
 async fn log_outputs(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer<Empty> {
     let req: LogOutputs = body(b)?;
-    job_run(&s, &c, &req.run_id).await?;
+    job_writes(&s, &c, &req.run_id).await?;
     ok(s.daemon.tracking().log_outputs(req).await?)
 }
 

@@ -19,6 +19,7 @@ use petri_daemon::tracking::wire::Empty;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::mlflow::MlflowError;
 
 /// MLflow's artifact routes, to be nested under `/api/2.0/mlflow-artifacts`.
@@ -74,11 +75,23 @@ async fn list(State(s): State<AppState>, uri: Uri) -> Result<Json<Listing>, Mlfl
     }))
 }
 
+/// A job's token changes only its own runs' artifacts (see [`crate::mlflow::job_writes`]).
+async fn job_writes(s: &AppState, caller: &Caller, path: &str) -> Result<(), MlflowError> {
+    if let Ok(at) = petri_daemon::tracking::artifacts::parse_path(path)
+        && !at.model
+    {
+        crate::mlflow::job_writes(s, &caller.0, &at.run_id).await?;
+    }
+    Ok(())
+}
+
 async fn upload(
     State(s): State<AppState>,
+    caller: Caller,
     Path(path): Path<String>,
     body: Body,
 ) -> Result<Json<Empty>, MlflowError> {
+    job_writes(&s, &caller, &path).await?;
     // The body as a blocking reader: the artifact store hashes it into its temporary file as it
     // arrives; a connection cut halfway fails the read, and the temporary file goes with it.
     let stream = body.into_data_stream().map_err(std::io::Error::other);
@@ -139,8 +152,10 @@ fn registry_error(e: petri_daemon::registry::RegistryError) -> MlflowError {
 
 async fn delete(
     State(s): State<AppState>,
+    caller: Caller,
     Path(path): Path<String>,
 ) -> Result<Json<Empty>, MlflowError> {
+    job_writes(&s, &caller, &path).await?;
     // Deleting what is not there is no error, as in MLflow.
     s.daemon
         .tracking()

@@ -203,6 +203,7 @@ impl Daemon {
             artifacts.clone(),
             Some(pipeline_of),
         )?;
+        close_runs_with_their_jobs(&queue, &tracking);
         let gc_every = settings.artifacts.gc_every.as_duration();
         let inner = Arc::new(Inner {
             settings,
@@ -261,7 +262,17 @@ impl Daemon {
     /// Tells the jobs launched from now on where the tracking API answers
     /// (`http://127.0.0.1:PORT`); the first call wins.
     pub fn set_tracking_uri(&self, uri: String) {
-        let _ = self.inner.tracking_uri.set(uri);
+        let _ = self.inner.tracking_uri.host.set(uri);
+    }
+    /// Where containers reach the tracking API (`http://host.docker.internal:PORT`), once the
+    /// daemon listens on the Docker bridge.
+    pub fn set_container_tracking_uri(&self, uri: String) {
+        let _ = self.inner.tracking_uri.containers.set(uri);
+    }
+    /// The Docker bridge's gateway address on this machine (where containers reach the host),
+    /// when the engine answers.
+    pub async fn docker_bridge(&self) -> Option<std::net::IpAddr> {
+        self.inner.docker.bridge_gateway().await
     }
     /// The artifact store: blobs by content, who holds them, garbage collection.
     pub fn artifacts(&self) -> &Artifacts {
@@ -285,6 +296,82 @@ impl Daemon {
 
 /// One periodic garbage collection of the artifact store, by the settings' policy, off the async
 /// threads.
+/// A job's run ends with the job when the job's code left it running (see
+/// [`petri_tracking::Tracking::close_job_run`]); runs of jobs that ended while no daemon ran
+/// are closed at the next start.
+fn close_runs_with_their_jobs(queue: &Queue, tracking: &petri_tracking::Tracking) {
+    let mut events = queue.subscribe();
+    let (queue, tracking) = (queue.clone(), tracking.clone());
+    tokio::spawn(async move {
+        sweep_job_runs(&queue, &tracking).await;
+        loop {
+            let change = match events.recv().await {
+                Ok(petri_domain::Event::JobChanged(c)) if c.state.is_terminal() => c,
+                Ok(_) => continue,
+                // Missed events: look at every running run again.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    sweep_job_runs(&queue, &tracking).await;
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let now = petri_queue::now_ms();
+            if let Err(e) = tracking.close_job_run(change.id, change.state, now).await {
+                tracing::warn!(job = %change.id, error = %e, "ending a job's run failed");
+            }
+        }
+    });
+}
+
+/// Ends the `RUNNING` runs whose jobs have ended.
+async fn sweep_job_runs(queue: &Queue, tracking: &petri_tracking::Tracking) {
+    use petri_tracking::wire::{SearchExperiments, SearchRuns};
+    let Ok(experiments) = tracking
+        .search_experiments(SearchExperiments {
+            max_results: Some(50_000),
+            ..SearchExperiments::default()
+        })
+        .await
+    else {
+        return;
+    };
+    let mut page_token = None;
+    loop {
+        let Ok(found) = tracking
+            .search_runs(SearchRuns {
+                experiment_ids: experiments
+                    .experiments
+                    .iter()
+                    .map(|e| e.experiment_id.clone())
+                    .collect(),
+                filter: Some("attributes.status = 'RUNNING'".into()),
+                max_results: Some(50_000),
+                page_token,
+                ..SearchRuns::default()
+            })
+            .await
+        else {
+            return;
+        };
+        for run in &found.runs {
+            let Some(job) = petri_tracking::jobs::job_of_run_id(&run.info.run_id) else {
+                continue;
+            };
+            let Ok(j) = queue.get(&job.to_string()).await else {
+                continue;
+            };
+            if j.state.is_terminal() {
+                let at = j.finished_at_ms.unwrap_or_else(petri_queue::now_ms);
+                let _ = tracking.close_job_run(job, j.state, at).await;
+            }
+        }
+        match found.next_page_token {
+            Some(t) if !t.is_empty() => page_token = Some(t),
+            _ => return,
+        }
+    }
+}
+
 async fn collect_garbage(artifacts: Artifacts, registry: petri_registry::Registry) {
     // Model files uploaded a day ago and never registered are let go first.
     if let Err(e) = registry.drop_stale_uploads(24 * 3600 * 1000).await {

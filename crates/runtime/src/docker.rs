@@ -179,6 +179,24 @@ impl DockerExecutor {
         refused("the Docker engine refused", e)
     }
 
+    /// The gateway of the engine's default `bridge` network: the host's address as containers
+    /// see it (`host.docker.internal` with `host-gateway`). None while the engine is away.
+    pub async fn bridge_gateway(&self) -> Option<std::net::IpAddr> {
+        let docker = self.client().await.ok()?;
+        let net = docker
+            .inspect_network(
+                "bridge",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .map_err(|e| self.forget(e))
+            .ok()?;
+        net.ipam?
+            .config?
+            .into_iter()
+            .find_map(|c| c.gateway?.parse().ok())
+    }
+
     /// Whether the engine has `image` (no registry is asked).
     pub async fn image_exists(&self, image: &str) -> Result<bool, ExecError> {
         let docker = self.client().await?;
@@ -359,6 +377,8 @@ impl DockerExecutor {
                 memory: spec.memory.map(|m| m as i64),
                 device_requests,
                 ipc_mode: spec.host_ipc.then(|| "host".to_string()),
+                // The daemon (tracking, the registry) at the bridge's gateway, by name.
+                extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
                 ..Default::default()
             }),
             ..Default::default()

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use petri_domain::{Job, JobId};
+use petri_domain::{Job, JobId, JobState};
 use petri_queue::{AttemptHook, LaunchExtras};
 
 use crate::error::Result;
@@ -81,6 +81,31 @@ impl Tracking {
         Ok(())
     }
 
+    /// A job ended: its run, when it has one still `RUNNING` (a client that never called
+    /// `end_run`, or was killed), ends with the job: `FINISHED` for a success, `KILLED` for a
+    /// cancel, `FAILED` otherwise. A run the client ended itself is left as it is.
+    pub async fn close_job_run(&self, job: JobId, state: JobState, at_ms: i64) -> Result<bool> {
+        let status = match state {
+            JobState::Succeeded => "FINISHED",
+            JobState::Cancelled => "KILLED",
+            JobState::Failed | JobState::TimedOut => "FAILED",
+            JobState::Queued | JobState::Held | JobState::Running => return Ok(false),
+        };
+        let id = run_id_of_job(job);
+        let sql = self.sql();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE runs SET status = ?2, end_time = coalesce(end_time, ?3) \
+                     WHERE id = ?1 AND status = 'RUNNING'",
+                    rusqlite::params![id, status, at_ms],
+                )
+                .map_err(&sql)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     /// Whether the run `run_id` exists.
     pub async fn run_exists(&self, run_id: &str) -> Result<bool> {
         let sql = self.sql();
@@ -90,8 +115,18 @@ impl Tracking {
     }
 }
 
-/// Where the daemon answers, set once it listens (`http://127.0.0.1:PORT`).
-pub type TrackingUri = Arc<OnceLock<String>>;
+/// Where the daemon answers jobs, set once it listens: `host` for jobs on this machine
+/// (`http://127.0.0.1:PORT`), `containers` for jobs in containers
+/// (`http://host.docker.internal:PORT`, the daemon's listener on the Docker bridge), set once
+/// the Docker engine is there.
+#[derive(Debug, Default)]
+pub struct Addresses {
+    pub host: OnceLock<String>,
+    pub containers: OnceLock<String>,
+}
+
+/// The daemon's addresses for jobs, shared with the API that fills them in.
+pub type TrackingUri = Arc<Addresses>;
 
 /// The attempt hook that gives every job its tracking environment.
 pub struct TrackingEnv {
@@ -112,15 +147,22 @@ impl TrackingEnv {
 impl std::fmt::Debug for TrackingEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrackingEnv")
-            .field("uri", &self.uri.get())
+            .field("uri", &self.uri)
             .finish_non_exhaustive()
     }
 }
 
 impl AttemptHook for TrackingEnv {
     fn launch(&self, job: &Job, _attempt: u32) -> std::result::Result<LaunchExtras, String> {
-        let Some(uri) = self.uri.get() else {
-            // Not listening yet (a job launched while the daemon starts): no tracking for it.
+        // A container reaches the daemon through the Docker bridge, not its own loopback.
+        let address = if job.spec.image.is_some() {
+            &self.uri.containers
+        } else {
+            &self.uri.host
+        };
+        let Some(uri) = address.get() else {
+            // Not listening yet (a job launched while the daemon starts, or a container before
+            // the daemon found the Docker bridge): no tracking for it.
             tracing::debug!(job = %job.id, "no tracking address yet; the job gets none");
             return Ok(LaunchExtras::default());
         };
