@@ -18,6 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { irisPipeline, pipelineCanvas } from "./pipeline.mjs";
+import { modelsViews } from "./models.mjs";
 import { experimentsViews } from "./tracking.mjs";
 
 const args = Object.fromEntries(
@@ -351,6 +352,10 @@ try {
     await page.goto(`${base}/#/jobs/${job.number}`);
     await page.locator("[data-testid=tracking-run]", { hasText: "tracks" }).waitFor({ timeout: 15000 });
     await experimentsViews({ page, base, token, jobId: job.id, jobNumber: job.number, shot });
+  });
+
+  await step("the Models view lists registered versions, moves an alias through its form and shows a version's files", async () => {
+    await modelsViews({ page, base, token, shot });
   });
 
   await step("a lost daemon is shown and recovered from", async () => {

@@ -8,6 +8,8 @@ import { RunDetail } from "./views/experiments/RunDetail";
 import { Gpus } from "./views/Gpus";
 import { JobDetail } from "./views/JobDetail";
 import { Jobs } from "./views/Jobs";
+import { ModelPage } from "./views/models/ModelPage";
+import { Models } from "./views/models/Models";
 import { Notebooks } from "./views/Notebooks";
 import { PipelineEditor } from "./views/pipelines/Editor";
 import { Pipelines } from "./views/pipelines/Pipelines";
@@ -127,7 +129,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
       if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) return;
       if (pendingG.current) {
         pendingG.current = false;
-        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", e: "/experiments", s: "/settings" }[e.key];
+        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", e: "/experiments", m: "/models", s: "/settings" }[e.key];
         if (to) navigate(to);
         return;
       }
@@ -156,6 +158,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
         <NavLink to="/notebooks">Notebooks</NavLink>
         <NavLink to="/pipelines">Pipelines</NavLink>
         <NavLink to="/experiments">Experiments</NavLink>
+        <NavLink to="/models">Models</NavLink>
         <NavLink to="/settings">Settings</NavLink>
         <div className="nav-foot">
           <div>{running} running · {queued} queued</div>
@@ -184,6 +187,8 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
           <Route path="/experiments" element={<Experiments />} />
           <Route path="/experiments/:id" element={<ExperimentRuns />} />
           <Route path="/runs/:id" element={<RunDetail />} />
+          <Route path="/models" element={<Models />} />
+          <Route path="/models/:name" element={<ModelPage />} />
           <Route path="/settings" element={<Settings theme={props.theme} setTheme={props.setTheme} />} />
           <Route path="*" element={<div className="page"><h1>Not found</h1><p>There is no such view. <NavLink to="/">Go to the dashboard</NavLink>.</p></div>} />
         </Routes>
