@@ -103,6 +103,47 @@ fn sigkill_of_the_daemon_while_containers_run_loses_no_exit_code_and_no_line() {
 }
 
 #[test]
+fn a_container_job_tracks_into_its_own_run_with_the_stock_client() {
+    let Some(image) = image() else { return };
+    let server = Server::start("");
+    let home = server.home().to_path_buf();
+    // The first thing a researcher writes: `import mlflow` in Petri's own image, nothing set.
+    let script = "import mlflow, os\n\
+                  mlflow.log_param('lr', 0.1)\n\
+                  for step in range(3):\n    mlflow.log_metric('loss', 1.0 / (step + 1), step=step)\n\
+                  print('tracked at', os.environ['MLFLOW_TRACKING_URI'])\n";
+    let job = jobs(&petri(
+        &home,
+        &[
+            "submit", "--json", "--name", "ctrack", "--image", &image, "--", "python", "-c", script,
+        ],
+    ))
+    .remove(0);
+    server.wait_state(&job, JobState::Succeeded);
+    let log =
+        String::from_utf8_lossy(&petri(&home, &["logs", &job.id.to_string()]).stdout).to_string();
+    assert!(
+        log.contains("tracked at http://host.docker.internal:"),
+        "{log}"
+    );
+    let run = parse::<serde_json::Value>(&petri(
+        &home,
+        &["run", "show", "--json", &job.number.to_string()],
+    ));
+    assert_eq!(run["info"]["run_name"], "ctrack", "{run:#}");
+    assert_eq!(run["info"]["status"], "FINISHED", "{run:#}");
+    let loss = run["data"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "loss")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(loss["step"], 2, "{run:#}");
+    assert!(run["data"]["params"].to_string().contains("lr"), "{run:#}");
+}
+
+#[test]
 fn notebooks_from_the_cli() {
     let Some(image) = image() else { return };
     let server = Server::start(&format!("[notebooks]\nimage = \"{image}\"\n"));

@@ -363,6 +363,17 @@ fn the_iris_sample_runs_from_the_cli_and_a_second_run_comes_from_the_cache() {
         .or_else(|| eval["outputs"]["accuracy"].as_f64())
         .unwrap();
     assert!(accuracy >= 0.9, "{eval:#}");
+    // The deploy step, in a container, registered the model, its lineage back to this run.
+    let deploy = step(&first, "deploy");
+    assert_eq!(deploy["outputs"]["registered"], "true", "{deploy:#}");
+    let version = json(&petri(home, &["model", "show", "iris-mlp/1", "--json"]));
+    assert_eq!(version["format"], "petri-mlp", "{version:#}");
+    assert_eq!(version["runtime"], "native", "{version:#}");
+    assert_eq!(
+        version["lineage"]["pipeline_run"], first["id"],
+        "{version:#}"
+    );
+    assert!(version["lineage"]["job"].is_string(), "{version:#}");
 
     let second = json(&petri(
         home,

@@ -20,6 +20,9 @@ pub struct ArtifactSettings {
     /// An artifact that nothing refers to is kept this long after it was last written or used,
     /// so that one being written, and not yet referenced, is never collected.
     pub grace: Millis,
+    /// A tracking run deleted this long ago is purged (its metrics, params, tags, and its hold
+    /// on its artifacts) by the collector's round. MLflow keeps deleted runs until `mlflow gc`.
+    pub purge_deleted_runs_after: Millis,
 }
 
 impl Default for ArtifactSettings {
@@ -29,6 +32,7 @@ impl Default for ArtifactSettings {
             max_age: Millis(90 * 24 * 3600 * 1000),
             gc_every: Millis(3600 * 1000),
             grace: Millis(3600 * 1000),
+            purge_deleted_runs_after: Millis(30 * 24 * 3600 * 1000),
         }
     }
 }

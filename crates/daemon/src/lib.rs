@@ -222,9 +222,16 @@ impl Daemon {
         petri_queue::service::Services::every(gc_every, Arc::downgrade(&inner), |inner| {
             let artifacts = inner.artifacts.clone();
             let registry = inner.registry.clone();
+            let tracking = inner.tracking.clone();
+            let kept = inner.settings.artifacts.purge_deleted_runs_after.0;
             // The round must not keep the daemon alive.
             drop(inner);
-            collect_garbage(artifacts, registry)
+            collect_garbage(
+                artifacts,
+                registry,
+                tracking,
+                kept.min(i64::MAX as u64) as i64,
+            )
         });
         Ok(Daemon { inner })
     }
@@ -372,10 +379,25 @@ async fn sweep_job_runs(queue: &Queue, tracking: &petri_tracking::Tracking) {
     }
 }
 
-async fn collect_garbage(artifacts: Artifacts, registry: petri_registry::Registry) {
-    // Model files uploaded a day ago and never registered are let go first.
+async fn collect_garbage(
+    artifacts: Artifacts,
+    registry: petri_registry::Registry,
+    tracking: petri_tracking::Tracking,
+    purge_after_ms: i64,
+) {
+    // Model files uploaded a day ago and never registered are let go first, and the runs
+    // deleted long ago.
     if let Err(e) = registry.drop_stale_uploads(24 * 3600 * 1000).await {
         tracing::warn!(error = %e, "dropping stale model uploads failed");
+    }
+    if let Err(e) = tracking
+        .purge_deleted_runs(
+            &artifacts,
+            petri_queue::now_ms().saturating_sub(purge_after_ms),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "purging deleted runs failed");
     }
     let policy = artifacts.policy().clone();
     match tokio::task::spawn_blocking(move || artifacts.gc(&policy, false)).await {

@@ -179,6 +179,66 @@ pub fn children(files: &[(String, u64)], dir: &str) -> Vec<ArtifactEntry> {
 }
 
 impl Tracking {
+    /// Purges the runs deleted before `cutoff_ms` (deleted one by one, or with their
+    /// experiment): their params, metrics, tags and inputs go, and the artifact store lets go of
+    /// their artifacts, which its garbage collector then removes unless something else holds
+    /// the same bytes. MLflow keeps a deleted run until `mlflow gc`; Petri does this in its
+    /// collector's rounds. Answers how many runs were purged.
+    pub async fn purge_deleted_runs(&self, artifacts: &Artifacts, cutoff_ms: i64) -> Result<usize> {
+        let sql = self.sql();
+        let ids: Vec<String> = self
+            .read(move |c| {
+                c.prepare(
+                    "SELECT id FROM runs WHERE lifecycle_stage = 'deleted' AND deleted_time < ?1",
+                )
+                .and_then(|mut s| s.query_map([cutoff_ms], |r| r.get(0))?.collect())
+                .map_err(&sql)
+            })
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // The holds go first: a crash after them leaves a deleted run whose artifacts may be
+        // collected (it is purged at the next round), never artifacts held for nothing.
+        let store = artifacts.clone();
+        let prefixes: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{HOLDER_PREFIX}{id}/"))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            prefixes
+                .iter()
+                .try_for_each(|p| store.release_prefix(p).map(|_| ()))
+        })
+        .await
+        .map_err(|e| TrackingError::Task(e.to_string()))??;
+        let sql = self.sql();
+        let n = ids.len();
+        self.write(move |c| {
+            for id in &ids {
+                let Some((seq, _)) = store::run_row(c, id).map_err(&sql)? else {
+                    continue;
+                };
+                for stmt in [
+                    "DELETE FROM metrics WHERE series IN (SELECT id FROM metric_series WHERE run = ?1)",
+                    "DELETE FROM metric_series WHERE run = ?1",
+                    "DELETE FROM params WHERE run = ?1",
+                    "DELETE FROM tags WHERE run = ?1",
+                    "DELETE FROM run_inputs WHERE run = ?1",
+                    "DELETE FROM run_artifacts WHERE run = ?1",
+                    "DELETE FROM run_outputs WHERE run = ?1",
+                    "DELETE FROM runs WHERE seq = ?1",
+                ] {
+                    c.execute(stmt, [seq]).map_err(&sql)?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(runs = n, "purged runs deleted long ago");
+        Ok(n)
+    }
+
     /// The run or model an artifact path names, checked: it exists and belongs to that
     /// experiment.
     async fn artifact_run(&self, at: &ArtifactPath) -> Result<Owner> {
@@ -402,6 +462,53 @@ impl Tracking {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_run_deleted_long_ago_is_purged_and_lets_go_of_its_artifacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("petri.db");
+        let artifacts = Artifacts::new(
+            petri_artifacts::ArtifactStore::open(&dir.path().join("artifacts")).unwrap(),
+            petri_store::Store::open(&db).unwrap(),
+            petri_store::ReadPool::open(&db, 1).unwrap(),
+            petri_artifacts::GcPolicy::default(),
+        );
+        let t = Tracking::open(&dir.path().join("tracking.db")).unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let run = t
+                .create_run(crate::wire::CreateRun::default(), "ada")
+                .await
+                .unwrap()
+                .run;
+            let full = format!("0/{}/artifacts/model/weights.bin", run.info.run_id);
+            t.upload_artifact(&artifacts, &full, &b"same bytes"[..])
+                .await
+                .unwrap();
+            ids.push((run.info.run_id, full));
+        }
+        let digest = t
+            .open_artifact(&artifacts, &ids[0].1)
+            .await
+            .unwrap()
+            .digest()
+            .clone();
+        assert_eq!(artifacts.holders(&digest).unwrap().len(), 2);
+        t.set_run_deleted(&ids[0].0, true).await.unwrap();
+        // Deleted, but not long enough ago: kept.
+        assert_eq!(t.purge_deleted_runs(&artifacts, 0).await.unwrap(), 0);
+        let later = crate::service::now_ms() + 1000;
+        assert_eq!(t.purge_deleted_runs(&artifacts, later).await.unwrap(), 1);
+        assert!(matches!(
+            t.get_run(&ids[0].0).await,
+            Err(TrackingError::NotFound(_))
+        ));
+        // The live run still holds the same bytes.
+        assert_eq!(artifacts.holders(&digest).unwrap().len(), 1);
+        assert!(t.open_artifact(&artifacts, &ids[1].1).await.is_ok());
+        assert_eq!(t.purge_deleted_runs(&artifacts, later).await.unwrap(), 0);
+    }
+
     use super::*;
 
     #[test]

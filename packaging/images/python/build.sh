@@ -3,7 +3,8 @@
 # registry is needed. A minimal Debian root filesystem (mmdebstrap), python3 and tini from Debian,
 # JupyterLab (with jupyter_server) and ipykernel from PyPI (installed with uv into /opt/venv), a non-root user,
 # imported with `docker import`. The built-in pipeline components (components/) run in this image on
-# pandas, scikit-learn, numpy, DuckDB, pyarrow and safetensors, also from PyPI.
+# pandas, scikit-learn, numpy, DuckDB, pyarrow and safetensors, also from PyPI; mlflow-skinny (the
+# MLflow client without its server) lets a job in the image track to Petri with `import mlflow`.
 #
 # Usage: build.sh [--if-changed] [IMAGE]      (IMAGE defaults to petri/python:3.11)
 #
@@ -16,7 +17,7 @@ if_changed=""
 if [ "${1:-}" = "--if-changed" ]; then if_changed=1; shift; fi
 image="${1:-petri/python:3.11}"
 suite="${PETRI_IMAGE_SUITE:-bookworm}"
-packages="jupyterlab ipykernel pandas scikit-learn numpy duckdb pyarrow safetensors"
+packages="jupyterlab ipykernel pandas scikit-learn numpy duckdb pyarrow safetensors mlflow-skinny"
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
