@@ -221,6 +221,32 @@ def test_a_broken_petri_model_is_refused_at_registration():
     assert client.create_model_version(name, f"runs:/{good}/model", run_id=good).version == "1"
 
 
+def test_stages_move_and_archive_as_mlflow_does():
+    import warnings
+
+    client = MlflowClient()
+    name = unique("staged")
+    client.create_registered_model(name)
+    run = run_with_model(petri_model)
+    for _ in range(3):
+        client.create_model_version(name, f"runs:/{run}/model", run_id=run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stages are deprecated in MLflow; old code still uses them
+        assert client.transition_model_version_stage(name, "1", "production").current_stage == "Production"
+        client.transition_model_version_stage(name, "2", "Staging")
+        moved = client.transition_model_version_stage(name, "3", "Production", archive_existing_versions=True)
+        assert moved.current_stage == "Production"
+        assert client.get_model_version(name, "1").current_stage == "Archived"
+        assert client.get_model_version(name, "2").current_stage == "Staging"
+        latest = {v.current_stage: v.version for v in client.get_latest_versions(name)}
+        assert latest == {"Production": "3", "Staging": "2", "Archived": "1"}, latest
+        assert [v.version for v in client.get_latest_versions(name, stages=["Staging"])] == ["2"]
+        assert error_code(lambda: client.transition_model_version_stage(name, "1", "Live")) == \
+            "INVALID_PARAMETER_VALUE"
+        assert error_code(lambda: client.transition_model_version_stage(name, "9", "None")) == \
+            "RESOURCE_DOES_NOT_EXIST"
+
+
 def petri(*args, ok=True):
     """Runs the petri CLI against the test's daemon: (exit code, stdout, stderr)."""
     import subprocess

@@ -166,6 +166,7 @@ pub(crate) fn routes() -> Router<AppState> {
             axum::routing::delete(delete_version),
         )
         .route("/model-versions/search", get(search_versions))
+        .route("/model-versions/transition-stage", post(transition_stage))
         .route("/model-versions/get-download-uri", get(download_uri))
         .route("/model-versions/set-tag", post(set_version_tag))
         .route(
@@ -272,11 +273,7 @@ async fn search_models(State(s): State<AppState>, uri: Uri) -> Answer {
 
 async fn latest(s: &AppState, name: &str, stages: &[String]) -> Answer {
     need(name, "name")?;
-    let mut versions = s.daemon.registry().latest_versions(name).await?;
-    // Petri has no stages: every version is in `None`.
-    if !stages.is_empty() && !stages.iter().any(|st| st.eq_ignore_ascii_case("none")) {
-        versions.clear();
-    }
+    let versions = s.daemon.registry().latest_versions(name, stages).await?;
     Ok(Json(json!({ "model_versions": versions })))
 }
 
@@ -375,6 +372,32 @@ async fn update_version(State(s): State<AppState>, b: Body) -> Answer {
         .daemon
         .registry()
         .update_version(&req.name, v, req.description.unwrap_or_default())
+        .await?;
+    Ok(Json(json!({ "model_version": mv })))
+}
+
+/// `transition-stage`: `{name, version, stage, archive_existing_versions}`.
+#[derive(Deserialize)]
+struct Transition {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: Option<Value>,
+    #[serde(default)]
+    stage: String,
+    #[serde(default)]
+    archive_existing_versions: bool,
+}
+
+async fn transition_stage(State(s): State<AppState>, b: Body) -> Answer {
+    let req: Transition = body(b)?;
+    need(&req.name, "name")?;
+    need(&req.stage, "stage")?;
+    let v = version_of(&req.version)?;
+    let mv = s
+        .daemon
+        .registry()
+        .transition_stage(&req.name, v, &req.stage, req.archive_existing_versions)
         .await?;
     Ok(Json(json!({ "model_version": mv })))
 }

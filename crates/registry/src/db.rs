@@ -99,6 +99,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (id, path)
     ) WITHOUT ROWID;
     "#,
+    // 3: MLflow's stages (None, Staging, Production, Archived), which older client code still
+    // moves versions through; aliases are the way forward.
+    r#"
+    ALTER TABLE versions ADD COLUMN stage TEXT NOT NULL DEFAULT 'None';
+    "#,
 ];
 
 /// Opens (creating and migrating) the registry database at `path`.

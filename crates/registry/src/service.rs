@@ -430,8 +430,61 @@ impl Registry {
     }
 
     /// The latest version of a model (MLflow's latest per stage; Petri has only `None`).
-    pub async fn latest_versions(&self, name: &str) -> Result<Vec<ModelVersion>> {
-        Ok(self.get_model(name).await?.latest_versions)
+    /// The newest version in each of `stages` (every stage when empty), as MLflow's
+    /// `get-latest-versions` answers.
+    pub async fn latest_versions(
+        &self,
+        name: &str,
+        stages: &[String],
+    ) -> Result<Vec<ModelVersion>> {
+        let wanted: Vec<&'static str> = stages
+            .iter()
+            .map(|s| parse_stage(s))
+            .collect::<Result<_>>()?;
+        let latest = self.get_model(name).await?.latest_versions;
+        Ok(latest
+            .into_iter()
+            .filter(|v| wanted.is_empty() || wanted.contains(&v.current_stage.as_str()))
+            .collect())
+    }
+
+    /// Moves a version to MLflow's `stage`; with `archive_existing`, the versions in that stage
+    /// (Staging or Production) go to Archived. Stages are MLflow's older mechanism, kept for the
+    /// client code that still uses them; aliases keep a history, stages do not.
+    pub async fn transition_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: &str,
+        archive_existing: bool,
+    ) -> Result<ModelVersion> {
+        let stage = parse_stage(stage)?;
+        let name = name.to_string();
+        self.tx(move |c, i| {
+            let sql = |e| db::db_error(&i.path, e);
+            if !version_exists(c, &name, version).map_err(sql)? {
+                return Err(no_version(&name, version));
+            }
+            let now = now_ms();
+            if archive_existing && matches!(stage, "Staging" | "Production") {
+                c.execute(
+                    "UPDATE versions SET stage = 'Archived', last_updated_time = ?3 \
+                     WHERE model = ?1 AND stage = ?2 AND version != ?4",
+                    params![name, stage, now, version],
+                )
+                .map_err(sql)?;
+            }
+            c.execute(
+                "UPDATE versions SET stage = ?3, last_updated_time = ?4 \
+                 WHERE model = ?1 AND version = ?2",
+                params![name, version, stage, now],
+            )
+            .map_err(sql)?;
+            load_version(c, &name, version)
+                .map_err(sql)?
+                .ok_or_else(|| no_version(&name, version))
+        })
+        .await
     }
 
     /// Sets a tag of a registered model.
@@ -1384,15 +1437,10 @@ fn load_model(c: &Connection, name: &str) -> rusqlite::Result<Option<RegisteredM
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let latest: Option<i64> = c.query_row(
-        "SELECT max(version) FROM versions WHERE model = ?1",
-        [name],
-        |r| r.get(0),
-    )?;
-    let latest_versions = match latest {
-        Some(v) => load_version(c, name, v)?.into_iter().collect(),
-        None => vec![],
-    };
+    let mut latest_versions = Vec::new();
+    for v in latest_per_stage(c, name)? {
+        latest_versions.extend(load_version(c, name, v)?);
+    }
     Ok(Some(RegisteredModel {
         name: name.to_string(),
         creation_timestamp: created,
@@ -1404,6 +1452,32 @@ fn load_model(c: &Connection, name: &str) -> rusqlite::Result<Option<RegisteredM
     }))
 }
 
+/// The newest version in each stage, newest first (so the first is the model's newest).
+fn latest_per_stage(c: &Connection, name: &str) -> rusqlite::Result<Vec<i64>> {
+    c.prepare_cached(
+        "SELECT max(version) AS v FROM versions WHERE model = ?1 GROUP BY stage ORDER BY v DESC",
+    )?
+    .query_map([name], |r| r.get(0))?
+    .collect()
+}
+
+/// MLflow's stage names, any case, as MLflow writes them.
+pub fn parse_stage(stage: &str) -> Result<&'static str> {
+    STAGES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(stage.trim()))
+        .copied()
+        .ok_or_else(|| {
+            RegistryError::invalid(format!(
+                "Invalid Model Version stage: {stage}. Value must be one of None, Staging, \
+                 Production, Archived."
+            ))
+        })
+}
+
+/// MLflow's stages.
+const STAGES: [&str; 4] = ["None", "Staging", "Production", "Archived"];
+
 fn load_version(c: &Connection, name: &str, v: i64) -> rusqlite::Result<Option<ModelVersion>> {
     Ok(load_detail(c, name, v)?.map(|d| d.version))
 }
@@ -1412,8 +1486,8 @@ fn load_detail(c: &Connection, name: &str, v: i64) -> rusqlite::Result<Option<Ve
     let row = c
         .query_row(
             "SELECT creation_time, last_updated_time, user_id, description, source, \
-             storage_location, run_id, model_id, status, format, flavours, runtime, lineage \
-             FROM versions WHERE model = ?1 AND version = ?2",
+             storage_location, run_id, model_id, status, format, flavours, runtime, lineage, \
+             stage FROM versions WHERE model = ?1 AND version = ?2",
             params![name, v],
             |r| {
                 Ok((
@@ -1437,7 +1511,7 @@ fn load_detail(c: &Connection, name: &str, v: i64) -> rusqlite::Result<Option<Ve
                         r.get::<_, String>(10)?,
                         r.get::<_, String>(11)?,
                     ),
-                    r.get::<_, String>(12)?,
+                    (r.get::<_, String>(12)?, r.get::<_, String>(13)?),
                 ))
             },
         )
@@ -1447,7 +1521,7 @@ fn load_detail(c: &Connection, name: &str, v: i64) -> rusqlite::Result<Option<Ve
         (description, source, storage_location),
         (run_id, model_id, status),
         (format, flavours, runtime),
-        lineage,
+        (lineage, stage),
     )) = row
     else {
         return Ok(None);
@@ -1483,7 +1557,7 @@ fn load_detail(c: &Connection, name: &str, v: i64) -> rusqlite::Result<Option<Ve
             creation_timestamp: created,
             last_updated_timestamp: updated,
             user_id,
-            current_stage: "None".into(),
+            current_stage: stage,
             description,
             source,
             run_id,

@@ -20,7 +20,7 @@ pub struct RegisteredModel {
     pub last_updated_timestamp: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// The latest version (MLflow's "latest per stage"; Petri has no stages, so one).
+    /// The newest version in each stage, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latest_versions: Vec<ModelVersion>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -37,7 +37,8 @@ pub struct ModelVersion {
     pub creation_timestamp: i64,
     pub last_updated_timestamp: i64,
     pub user_id: String,
-    /// Always `None`: stages are MLflow's deprecated mechanism; Petri has aliases.
+    /// MLflow's stage (`None`, `Staging`, `Production`, `Archived`): its older mechanism, kept
+    /// for client code that still moves versions through stages; aliases are the way forward.
     pub current_stage: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,

@@ -1198,7 +1198,10 @@ export interface components {
             aliases?: string[];
             /** Format: int64 */
             creation_timestamp: number;
-            /** @description Always `None`: stages are MLflow's deprecated mechanism; Petri has aliases. */
+            /**
+             * @description MLflow's stage (`None`, `Staging`, `Production`, `Archived`): its older mechanism, kept
+             *     for client code that still moves versions through stages; aliases are the way forward.
+             */
             current_stage: string;
             description?: string;
             /** Format: int64 */
@@ -1431,7 +1434,7 @@ export interface components {
             description?: string;
             /** Format: int64 */
             last_updated_timestamp: number;
-            /** @description The latest version (MLflow's "latest per stage"; Petri has no stages, so one). */
+            /** @description The newest version in each stage, newest first. */
             latest_versions?: components["schemas"]["ModelVersion"][];
             name: string;
             tags?: components["schemas"]["TrackingKeyValue"][];
