@@ -55,7 +55,6 @@ pub(crate) struct AppState {
 
 /// The API and the web UI over a started daemon.
 fn api_router(state: AppState) -> Router {
-    let max_body = state.daemon.settings().max_body.0 as usize;
     let api = Router::new()
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
@@ -127,11 +126,19 @@ fn api_router(state: AppState) -> Router {
             axum::routing::put(models::upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/openapi.json", get(openapi::document));
-    let protected = Router::new()
+    let routes = Router::new()
         .nest("/api/v1", api)
         .merge(tracking_routes())
         .route("/metrics", get(system::metrics))
-        .route("/", get(system::ui))
+        .route("/", get(system::ui));
+    served(state, routes)
+}
+
+/// `routes` behind the token check, beside an open `/healthz`, with the body limit, panics
+/// answered as 500s and a trace of every request.
+fn served(state: AppState, routes: Router<AppState>) -> Router {
+    let max_body = state.daemon.settings().max_body.0 as usize;
+    let protected = routes
         .fallback(system::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -160,23 +167,7 @@ fn tracking_routes() -> Router<AppState> {
 
 /// What containers reach on the Docker bridge: the tracking API alone, with the same tokens.
 fn bridge_router(state: AppState) -> Router {
-    let max_body = state.daemon.settings().max_body.0 as usize;
-    let protected =
-        tracking_routes()
-            .fallback(system::not_found)
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                auth::require_token,
-            ));
-    Router::new()
-        .route("/healthz", get(system::healthz))
-        .merge(protected)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            error::panic_response,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+    served(state, tracking_routes())
 }
 
 /// Listens on the Docker bridge's gateway (the host as containers see it) once the engine is
