@@ -120,10 +120,9 @@ pub(crate) struct RegisterRequest {
     request_body = RegisterRequest,
     params(("name" = String, Path, description = "the registered model's name (made when it is new)")),
     responses((status = 201, description = "the new version, its files checked and stored by content", body = VersionDetail),
-              (status = 400, description = "INVALID_PARAMETER_VALUE: neither or both of source and upload, a bad name or source; MALFORMED_SPEC: the body does not parse", body = E),
+              (status = 400, description = "INVALID_PARAMETER_VALUE: neither or both of source and upload, a bad name or source; INVALID_MODEL: the files are broken or do not match their declared format, nothing was registered; MALFORMED_SPEC: the body does not parse", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
-              (status = 404, description = "RESOURCE_DOES_NOT_EXIST: no such run or artifact", body = E),
-              (status = 422, description = "INVALID_MODEL: the files are broken or do not match their declared format; nothing was registered", body = E)))]
+              (status = 404, description = "RESOURCE_DOES_NOT_EXIST: no such run or artifact", body = E)))]
 pub(crate) async fn register(
     State(s): State<AppState>,
     Caller(caller): Caller,
@@ -199,6 +198,7 @@ async fn resolve(s: &AppState, name: &str, version: &str) -> Result<i64, ApiErro
     params(("name" = String, Path, description = "the registered model's name"),
            ("version" = String, Path, description = "a version number, or an alias (`champion`)")),
     responses((status = 200, description = "the version: format, runtime, files by digest, lineage", body = VersionDetail),
+              (status = 400, description = "INVALID_PARAMETER_VALUE: not a version number (1, 2, …) or an alias", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
               (status = 404, description = "RESOURCE_DOES_NOT_EXIST", body = E)))]
 pub(crate) async fn version(
@@ -234,6 +234,7 @@ pub(crate) async fn delete_version(
            ("version" = String, Path, description = "a version number, or an alias"),
            ("path" = String, Path, description = "the file's path inside the version")),
     responses((status = 200, description = "the file's bytes, checked against their digest as they are sent", content_type = "application/octet-stream"),
+              (status = 400, description = "INVALID_PARAMETER_VALUE: not a version number (1, 2, …) or an alias", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
               (status = 404, description = "RESOURCE_DOES_NOT_EXIST", body = E)))]
 pub(crate) async fn file(

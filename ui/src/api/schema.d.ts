@@ -2851,7 +2851,7 @@ export interface operations {
                     "application/json": components["schemas"]["VersionDetail"];
                 };
             };
-            /** @description INVALID_PARAMETER_VALUE: neither or both of source and upload, a bad name or source; MALFORMED_SPEC: the body does not parse */
+            /** @description INVALID_PARAMETER_VALUE: neither or both of source and upload, a bad name or source; INVALID_MODEL: the files are broken or do not match their declared format, nothing was registered; MALFORMED_SPEC: the body does not parse */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2871,15 +2871,6 @@ export interface operations {
             };
             /** @description RESOURCE_DOES_NOT_EXIST: no such run or artifact */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description INVALID_MODEL: the files are broken or do not match their declared format; nothing was registered */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2910,6 +2901,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["VersionDetail"];
+                };
+            };
+            /** @description INVALID_PARAMETER_VALUE: not a version number (1, 2, …) or an alias */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description UNAUTHORIZED */
@@ -3005,6 +3005,15 @@ export interface operations {
                 };
                 content: {
                     "application/octet-stream": unknown;
+                };
+            };
+            /** @description INVALID_PARAMETER_VALUE: not a version number (1, 2, …) or an alias */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description UNAUTHORIZED */
