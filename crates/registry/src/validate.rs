@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 /// The format Petri's own models declare in `model.json`.
-pub const PETRI_FORMAT: &str = "petri-mlp";
+pub const PETRI_FORMAT: &str = petri_ml::spec::FORMAT;
 
 /// What registration found in a model's files.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -85,107 +85,11 @@ pub fn mlflow_flavours(text: &[u8]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Checks `model.json` (already parsed) against the bytes of `model.safetensors`.
+/// Checks `model.json` (already parsed) against the bytes of `model.safetensors`: the checks
+/// loading it for serving makes (`petri_ml::spec::check`), so a model that would not load is
+/// refused here.
 pub fn check_petri(model: &serde_json::Value, weights: &[u8]) -> Result<(), String> {
-    let version = model.get("version").and_then(|v| v.as_u64());
-    if version != Some(1) {
-        return Err(format!(
-            "model.json declares {PETRI_FORMAT} version {}, and this Petri knows version 1",
-            model
-                .get("version")
-                .map(|v| v.to_string())
-                .unwrap_or("(none)".into())
-        ));
-    }
-    let arch = model
-        .get("architecture")
-        .ok_or("model.json has no `architecture`")?;
-    let layers: Vec<usize> = arch
-        .get("layers")
-        .and_then(|l| l.as_array())
-        .ok_or("model.json's architecture.layers is not a list")?
-        .iter()
-        .map(|n| n.as_u64().filter(|&n| n > 0).map(|n| n as usize))
-        .collect::<Option<_>>()
-        .ok_or("architecture.layers must be positive whole numbers")?;
-    if layers.len() < 2 {
-        return Err("architecture.layers needs at least the input and output widths".into());
-    }
-    match arch.get("activation").and_then(|a| a.as_str()) {
-        Some("relu") => {}
-        other => {
-            return Err(format!(
-                "architecture.activation is {other:?}; the known architecture uses \"relu\""
-            ));
-        }
-    }
-    let output = arch.get("output").and_then(|a| a.as_str());
-    let out = layers[layers.len() - 1];
-    let classes = model
-        .get("classes")
-        .and_then(|c| c.as_array())
-        .map(Vec::len);
-    match (output, classes) {
-        (Some("softmax"), Some(n)) if n == out => {}
-        (Some("logistic"), Some(2)) if out == 1 => {}
-        (Some(o @ ("softmax" | "logistic")), c) => {
-            return Err(format!(
-                "architecture.output is {o} with {out} output units, which does not fit {} classes",
-                c.map(|c| c.to_string()).unwrap_or("no".into())
-            ));
-        }
-        (o, _) => {
-            return Err(format!(
-                "architecture.output is {o:?}; known outputs are softmax and logistic"
-            ));
-        }
-    }
-    if let Some(order) = model.pointer("/features/order").and_then(|o| o.as_array())
-        && order.len() != layers[0]
-    {
-        return Err(format!(
-            "features.order has {} slots but architecture.layers starts with {}",
-            order.len(),
-            layers[0]
-        ));
-    }
-    let tensors = safetensors::SafeTensors::deserialize(weights)
-        .map_err(|e| format!("model.safetensors does not parse: {e}"))?;
-    let n = layers.len() - 1;
-    if tensors.len() != 2 * n {
-        return Err(format!(
-            "model.safetensors holds {} tensors; architecture.layers {:?} needs {} \
-             (a weight and a bias per layer)",
-            tensors.len(),
-            layers,
-            2 * n
-        ));
-    }
-    for i in 0..n {
-        for (name, shape) in [
-            (format!("layers.{i}.weight"), vec![layers[i + 1], layers[i]]),
-            (format!("layers.{i}.bias"), vec![layers[i + 1]]),
-        ] {
-            let t = tensors
-                .tensor(&name)
-                .map_err(|_| format!("model.safetensors has no tensor {name}"))?;
-            if t.dtype() != safetensors::Dtype::F32 {
-                return Err(format!(
-                    "{name} is {:?}; Petri's format holds F32",
-                    t.dtype()
-                ));
-            }
-            if t.shape() != shape.as_slice() {
-                return Err(format!(
-                    "{name} has shape {:?}; architecture.layers {:?} says {:?}",
-                    t.shape(),
-                    layers,
-                    shape
-                ));
-            }
-        }
-    }
-    Ok(())
+    petri_ml::spec::check(model, weights)
 }
 
 #[cfg(test)]
@@ -198,8 +102,10 @@ mod tests {
         serde_json::json!({
             "format": "petri-mlp", "version": 1, "task": "classification",
             "architecture": {"layers": layers, "activation": "relu", "output": "softmax"},
-            "features": {"numeric": [], "categorical": [],
-                         "order": (0..layers[0]).map(|i| format!("f{i}")).collect::<Vec<_>>()},
+            "features": {
+                "numeric": (0..layers[0]).map(|i| serde_json::json!({"name": format!("f{i}"), "mean": 0.0, "scale": 1.0})).collect::<Vec<_>>(),
+                "categorical": [],
+                "order": (0..layers[0]).map(|i| format!("f{i}")).collect::<Vec<_>>()},
             "classes": (0..classes).map(|i| format!("c{i}")).collect::<Vec<_>>(),
         })
     }
