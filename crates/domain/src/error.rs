@@ -112,6 +112,14 @@ error_codes! {
     /// Registry: a model offered for registration is broken or does not match its declared
     /// format (Petri's `model.json` + `model.safetensors`); nothing was registered.
     InvalidModel = "INVALID_MODEL", 400;
+    /// No deployment has this name.
+    DeploymentNotFound = "DEPLOYMENT_NOT_FOUND", 404;
+    /// A deployment with this name exists.
+    DeploymentNameTaken = "DEPLOYMENT_NAME_TAKEN", 409;
+    /// The deployment has no replica ready to answer (starting, or restarting after a crash).
+    DeploymentNotReady = "DEPLOYMENT_NOT_READY", 503;
+    /// The model is registered but Petri cannot serve it (its runtime is not available).
+    UnsupportedModel = "UNSUPPORTED_MODEL", 422;
 }
 
 /// The JSON body of every error response: `{code, message, details}`.

@@ -7,8 +7,6 @@
 //! to every request. Browsers sign in to a notebook with a one-time link (`petri notebook open`)
 //! that sets a session cookie scoped to `/notebooks/`.
 
-mod keys;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,8 +22,10 @@ use petri_queue::{LaunchHook, Queue, QueueError, Submitter};
 use petri_store::{Store, StoredNotebook};
 use serde::{Deserialize, Serialize};
 
-pub use keys::NotebookKeys;
-use keys::hex;
+pub use petri_queue::ServiceKeys as NotebookKeys;
+
+/// The purpose notebooks' Jupyter tokens are derived for.
+const NOTEBOOK: &str = "petri-notebook";
 
 /// The recipe of Petri's default image.
 const IMAGE_RECIPE: &str = include_str!("../../../packaging/images/python/build.sh");
@@ -40,7 +40,7 @@ const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 fn random_hex() -> String {
     let mut b = [0u8; 24];
     rand::fill(&mut b);
-    hex(&b)
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub fn key_path(home: &Path) -> PathBuf {
 /// derived from the key and the notebook's id, so that it is never stored.
 pub fn launch_hook(keys: Arc<NotebookKeys>) -> LaunchHook {
     Arc::new(move |job: &Job| match &job.origin {
-        Origin::Notebook { id } => vec![("JUPYTER_TOKEN".to_string(), keys.token(id))],
+        Origin::Notebook { id } => vec![("JUPYTER_TOKEN".to_string(), keys.token(NOTEBOOK, id))],
         _ => Vec::new(),
     })
 }
@@ -512,7 +512,7 @@ impl Notebooks {
         nb: &StoredNotebook,
         path_and_query: &str,
     ) -> Result<serde_json::Value, String> {
-        let auth = format!("token {}", self.inner.keys.token(&nb.id));
+        let auth = format!("token {}", self.inner.keys.token(NOTEBOOK, &nb.id));
         self.inner
             .services
             .get_json(addr, path_and_query, ("Authorization", &auth))
@@ -651,7 +651,7 @@ impl Notebooks {
             .ok_or_else(not_ready)?;
         Ok(Upstream {
             addr,
-            token: self.inner.keys.token(&nb.id),
+            token: self.inner.keys.token(NOTEBOOK, &nb.id),
         })
     }
 

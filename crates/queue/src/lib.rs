@@ -12,6 +12,7 @@ mod engine;
 mod error;
 mod handle;
 mod home;
+mod keys;
 mod launch;
 mod metrics;
 pub mod service;
@@ -21,6 +22,7 @@ mod submit;
 pub use error::QueueError;
 pub use handle::{LogChunk, Queue};
 pub use home::Home;
+pub use keys::ServiceKeys;
 pub use launch::{AdmissionHook, AttemptHook, LaunchExtras, LaunchHook, LaunchHooks, Submitter};
 pub use settings::{
     CapacitySettings, DockerSettings, Enforce, GpuDevices, GpuSettings, QueueConfig, QueueSettings,

@@ -1,18 +1,18 @@
-//! The secret that notebook tokens are derived from, kept in the home (mode 0600), so that a
-//! notebook's Jupyter token is never stored.
+//! A secret kept in the home (mode 0600) that service jobs' tokens are derived from, so that no
+//! such token is ever stored: a notebook's Jupyter token, a model replica's key.
 
 use std::path::Path;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Derives each notebook's Jupyter token from a secret key kept in the home (mode 0600).
-pub struct NotebookKeys {
+/// Derives each service's token from a secret key kept in the home (mode 0600).
+pub struct ServiceKeys {
     key: [u8; 32],
 }
 
-impl NotebookKeys {
-    pub fn load(path: &Path) -> std::io::Result<NotebookKeys> {
+impl ServiceKeys {
+    pub fn load(path: &Path) -> std::io::Result<ServiceKeys> {
         let mut key = [0u8; 32];
         match std::fs::read(path) {
             Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
@@ -21,13 +21,15 @@ impl NotebookKeys {
                 write_private(path, &key)?;
             }
         }
-        Ok(NotebookKeys { key })
+        Ok(ServiceKeys { key })
     }
 
-    /// The Jupyter token of notebook `id`.
-    pub fn token(&self, id: &str) -> String {
+    /// The token of service `id` for `purpose` (`petri-notebook`, `petri-model`): HMAC-SHA256
+    /// of `purpose:id`, hex.
+    pub fn token(&self, purpose: &str, id: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
-        mac.update(b"petri-notebook:");
+        mac.update(purpose.as_bytes());
+        mac.update(b":");
         mac.update(id.as_bytes());
         hex(&mac.finalize().into_bytes())
     }
@@ -57,13 +59,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_differ_per_notebook_and_are_stable() {
+    fn tokens_differ_per_service_and_purpose_and_are_stable() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = NotebookKeys::load(&dir.path().join("key")).unwrap();
-        let again = NotebookKeys::load(&dir.path().join("key")).unwrap();
-        assert_eq!(keys.token("a"), again.token("a"));
-        assert_ne!(keys.token("a"), keys.token("b"));
-        assert_eq!(keys.token("a").len(), 64);
+        let keys = ServiceKeys::load(&dir.path().join("key")).unwrap();
+        let again = ServiceKeys::load(&dir.path().join("key")).unwrap();
+        assert_eq!(keys.token("p", "a"), again.token("p", "a"));
+        assert_ne!(keys.token("p", "a"), keys.token("p", "b"));
+        assert_ne!(keys.token("p", "a"), keys.token("q", "a"));
+        assert_eq!(keys.token("p", "a").len(), 64);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("key"))
             .unwrap()

@@ -1,0 +1,579 @@
+//! The protocols' bodies, to and from the model's rows: the Open Inference Protocol v2's tensor
+//! JSON (`inputs`/`outputs`, KServe's and Triton's REST form) and MLflow's scoring formats
+//! (`dataframe_split`, `dataframe_records`, `inputs`, `instances`). Both become [`Columns`]: the
+//! raw values of each of the model's input columns, row by row. Errors say what was expected.
+
+use std::collections::HashMap;
+
+use petri_ml::Prediction;
+use petri_ml::spec::Input;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// A batch of rows by column, as a request carried them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Columns {
+    pub rows: usize,
+    pub values: HashMap<String, Vec<Value>>,
+}
+
+impl petri_ml::Rows for Columns {
+    fn len(&self) -> usize {
+        self.rows
+    }
+    fn value(&self, row: usize, column: &str) -> Option<&Value> {
+        self.values.get(column).and_then(|v| v.get(row))
+    }
+}
+
+/// A request the protocol refuses (HTTP 400), with what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn bad(msg: impl Into<String>) -> BadRequest {
+    BadRequest(msg.into())
+}
+
+/// The model's inputs as a request should name them, for error messages.
+fn expected(inputs: &[Input]) -> String {
+    inputs
+        .iter()
+        .map(|i| format!("{} ({})", i.name, oip_type(&i.kind)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The OIP datatype of a column's values.
+pub fn oip_type(kind: &str) -> &'static str {
+    match kind {
+        "number" => "FP64",
+        "integer" => "INT64",
+        "boolean" => "BOOL",
+        _ => "BYTES",
+    }
+}
+
+// ---- Open Inference Protocol v2 ----------------------------------------------------------------
+
+/// `POST /v2/models/{name}/infer`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    pub inputs: Vec<InferInput>,
+    #[serde(default)]
+    pub outputs: Vec<RequestedOutput>,
+}
+
+/// One input tensor.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub datatype: String,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    pub data: Value,
+}
+
+/// An output the caller asks for (by default: all of them).
+#[derive(Clone, Debug, Deserialize)]
+pub struct RequestedOutput {
+    pub name: String,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
+/// One output tensor of a response.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OutputTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub datatype: String,
+    pub data: Vec<Value>,
+}
+
+/// The answer to an inference request.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct InferResponse {
+    pub model_name: String,
+    pub model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub outputs: Vec<OutputTensor>,
+}
+
+/// The outputs a model answers: the label of each row and each class's probability.
+pub const OUTPUTS: [&str; 2] = ["label", "probabilities"];
+
+fn flatten(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        other => out.push(other.clone()),
+    }
+}
+
+/// A tensor's elements, checked against its datatype (numbers for the numeric types, booleans
+/// for BOOL, strings for BYTES) and its shape.
+fn elements(t: &InferInput) -> Result<Vec<Value>, BadRequest> {
+    let mut data = Vec::new();
+    flatten(&t.data, &mut data);
+    if t.shape.iter().any(|d| *d < 0) {
+        return Err(bad(format!(
+            "input `{}` has shape {:?}: a request's dimensions are known (no -1)",
+            t.name, t.shape
+        )));
+    }
+    let n: i64 = t.shape.iter().product();
+    if n as usize != data.len() {
+        return Err(bad(format!(
+            "input `{}` has shape {:?} ({n} elements) but its data holds {}",
+            t.name,
+            t.shape,
+            data.len()
+        )));
+    }
+    let ok = |pred: fn(&Value) -> bool, what: &str| -> Result<(), BadRequest> {
+        match data.iter().position(|v| !pred(v)) {
+            None => Ok(()),
+            Some(i) => Err(bad(format!(
+                "input `{}` is {} but element {i} is {} (expected {what})",
+                t.name, t.datatype, data[i]
+            ))),
+        }
+    };
+    match t.datatype.as_str() {
+        "FP16" | "FP32" | "FP64" => ok(Value::is_number, "a number")?,
+        "INT8" | "INT16" | "INT32" | "INT64" => ok(|v| v.is_i64(), "an integer")?,
+        "UINT8" | "UINT16" | "UINT32" | "UINT64" => ok(|v| v.is_u64(), "an unsigned integer")?,
+        "BOOL" => ok(Value::is_boolean, "true or false")?,
+        "BYTES" => ok(Value::is_string, "a string")?,
+        other => {
+            return Err(bad(format!(
+                "input `{}` has datatype {other}; the protocol's are BOOL, UINT8…UINT64, \
+                 INT8…INT64, FP16, FP32, FP64 and BYTES",
+                t.name
+            )));
+        }
+    }
+    Ok(data)
+}
+
+/// Whether a tensor's datatype can carry a column of `kind`.
+fn fits(datatype: &str, kind: &str) -> bool {
+    let numeric = datatype.starts_with("FP") || datatype.contains("INT");
+    match kind {
+        "number" => numeric,
+        "integer" => datatype.contains("INT"),
+        "boolean" => datatype == "BOOL",
+        _ => datatype == "BYTES",
+    }
+}
+
+/// The rows of an OIP request: one tensor per input column (shape `[N]` or `[N, 1]`), or, for a
+/// model whose inputs are all numbers, one `[N, k]` tensor holding them in order.
+pub fn oip_rows(req: &InferRequest, inputs: &[Input]) -> Result<Columns, BadRequest> {
+    if req.inputs.is_empty() {
+        return Err(bad(format!(
+            "the request has no inputs; the model takes {}",
+            expected(inputs)
+        )));
+    }
+    let by_name = |n: &str| inputs.iter().find(|i| i.name == n);
+    // One matrix of every (numeric) column.
+    if req.inputs.len() == 1
+        && by_name(&req.inputs[0].name).is_none()
+        && req.inputs[0].shape.len() == 2
+    {
+        let t = &req.inputs[0];
+        let data = elements(t)?;
+        let (rows, width) = (t.shape[0] as usize, t.shape[1] as usize);
+        if width != inputs.len() || inputs.iter().any(|i| i.kind != "number") {
+            return Err(bad(format!(
+                "input `{}` has shape {:?}; one [rows, k] tensor works for a model whose \
+                 inputs are all numbers, k of them; this model takes {}",
+                t.name,
+                t.shape,
+                expected(inputs)
+            )));
+        }
+        if !fits(&t.datatype, "number") {
+            return Err(bad(format!(
+                "input `{}` is {}; the model's inputs are numbers (FP32, FP64 or INT*)",
+                t.name, t.datatype
+            )));
+        }
+        let mut values: HashMap<String, Vec<Value>> = HashMap::new();
+        for (j, i) in inputs.iter().enumerate() {
+            values.insert(
+                i.name.clone(),
+                (0..rows).map(|r| data[r * width + j].clone()).collect(),
+            );
+        }
+        return Ok(Columns { rows, values });
+    }
+    let mut rows = None;
+    let mut values = HashMap::new();
+    for t in &req.inputs {
+        let Some(col) = by_name(&t.name) else {
+            return Err(bad(format!(
+                "unknown input `{}`: the model takes {}",
+                t.name,
+                expected(inputs)
+            )));
+        };
+        if !fits(&t.datatype, &col.kind) {
+            return Err(bad(format!(
+                "input `{}` is {}; expected {}",
+                t.name,
+                t.datatype,
+                oip_type(&col.kind)
+            )));
+        }
+        let data = elements(t)?;
+        let n = match t.shape.as_slice() {
+            [n] | [n, 1] => *n as usize,
+            other => {
+                return Err(bad(format!(
+                    "input `{}` has shape {other:?}; a column is [rows] or [rows, 1]",
+                    t.name
+                )));
+            }
+        };
+        if *rows.get_or_insert(n) != n {
+            return Err(bad(format!(
+                "input `{}` has {n} rows, the inputs before it {}",
+                t.name,
+                rows.unwrap_or(0)
+            )));
+        }
+        if values.insert(t.name.clone(), data).is_some() {
+            return Err(bad(format!("input `{}` is given twice", t.name)));
+        }
+    }
+    if let Some(missing) = inputs.iter().find(|i| !values.contains_key(&i.name)) {
+        return Err(bad(format!(
+            "input `{}` ({}) is missing; the model takes {}",
+            missing.name,
+            oip_type(&missing.kind),
+            expected(inputs)
+        )));
+    }
+    Ok(Columns {
+        rows: rows.unwrap_or(0),
+        values,
+    })
+}
+
+/// The response's output tensors: `label` (the classes' own JSON type) and `probabilities`
+/// (`[rows, classes]`, FP32), or those the request named.
+pub fn oip_outputs(
+    req: &InferRequest,
+    predictions: &[Prediction],
+    classes: &[Value],
+) -> Result<Vec<OutputTensor>, BadRequest> {
+    for o in &req.outputs {
+        if !OUTPUTS.contains(&o.name.as_str()) {
+            return Err(bad(format!(
+                "unknown output `{}`: the model answers label and probabilities",
+                o.name
+            )));
+        }
+    }
+    let want = |n: &str| req.outputs.is_empty() || req.outputs.iter().any(|o| o.name == n);
+    let mut out = Vec::new();
+    if want("label") {
+        out.push(OutputTensor {
+            name: "label".into(),
+            shape: vec![predictions.len()],
+            datatype: label_type(classes).into(),
+            data: predictions.iter().map(|p| p.label.clone()).collect(),
+        });
+    }
+    if want("probabilities") {
+        out.push(OutputTensor {
+            name: "probabilities".into(),
+            shape: vec![predictions.len(), classes.len()],
+            datatype: "FP32".into(),
+            data: predictions
+                .iter()
+                .flat_map(|p| p.probabilities.iter().map(|x| json!(x)))
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// The OIP datatype of the class labels.
+pub fn label_type(classes: &[Value]) -> &'static str {
+    match classes.first() {
+        Some(Value::Bool(_)) => "BOOL",
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => "INT64",
+        Some(Value::Number(_)) => "FP64",
+        _ => "BYTES",
+    }
+}
+
+// ---- MLflow's scoring protocol ---------------------------------------------------------------
+
+/// The rows of an MLflow scoring request (`POST /invocations`, `application/json`):
+/// `dataframe_split` (`columns`, `data`), `dataframe_records`, `inputs` (columns by name, or
+/// rows as lists or records), or `instances` (the same forms).
+pub fn scoring_rows(body: &Value, inputs: &[Input]) -> Result<Columns, BadRequest> {
+    let Some(obj) = body.as_object() else {
+        return Err(bad(
+            "the body must be a JSON object with one of dataframe_split, dataframe_records, \
+             inputs or instances",
+        ));
+    };
+    let keys: Vec<&String> = obj.keys().filter(|k| k.as_str() != "params").collect();
+    let [key] = keys.as_slice() else {
+        return Err(bad(format!(
+            "the body must hold exactly one of dataframe_split, dataframe_records, inputs or \
+             instances (it has {})",
+            if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )));
+    };
+    let v = &obj[key.as_str()];
+    let records: Vec<HashMap<String, Value>> = match key.as_str() {
+        "dataframe_split" => {
+            let columns: Vec<String> = v
+                .get("columns")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("dataframe_split needs `columns`, a list of names"))?
+                .iter()
+                .map(|c| c.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("dataframe_split's columns must be strings"))?;
+            let data = v
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("dataframe_split needs `data`, a list of rows"))?;
+            data.iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    let row = row
+                        .as_array()
+                        .filter(|row| row.len() == columns.len())
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "dataframe_split row {r} must be a list of {} values",
+                                columns.len()
+                            ))
+                        })?;
+                    Ok(columns.iter().cloned().zip(row.iter().cloned()).collect())
+                })
+                .collect::<Result<_, BadRequest>>()?
+        }
+        "dataframe_records" => records_of(v, "dataframe_records")?,
+        "inputs" | "instances" => match v {
+            // Columns by name: {"col": [v, v, ...]}.
+            Value::Object(cols) => {
+                let n = cols.values().next().and_then(Value::as_array).map(Vec::len);
+                let n = n.ok_or_else(|| bad(format!("{key} by column needs lists of values")))?;
+                (0..n)
+                    .map(|r| {
+                        cols.iter()
+                            .map(|(c, vals)| {
+                                let vals =
+                                    vals.as_array().filter(|a| a.len() == n).ok_or_else(|| {
+                                        bad(format!(
+                                            "{key}: column `{c}` must be a list of {n} values"
+                                        ))
+                                    })?;
+                                Ok((c.clone(), vals[r].clone()))
+                            })
+                            .collect::<Result<_, BadRequest>>()
+                    })
+                    .collect::<Result<_, BadRequest>>()?
+            }
+            // Rows as lists, in the model's input order.
+            Value::Array(rows) if rows.iter().all(Value::is_array) => rows
+                .iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    let row = row
+                        .as_array()
+                        .filter(|row| row.len() == inputs.len())
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "{key} row {r} must hold {} values: {}",
+                                inputs.len(),
+                                expected(inputs)
+                            ))
+                        })?;
+                    Ok(inputs
+                        .iter()
+                        .map(|i| i.name.clone())
+                        .zip(row.iter().cloned())
+                        .collect())
+                })
+                .collect::<Result<_, BadRequest>>()?,
+            other => records_of(other, key)?,
+        },
+        other => {
+            return Err(bad(format!(
+                "unknown key `{other}`: use dataframe_split, dataframe_records, inputs or instances"
+            )));
+        }
+    };
+    let mut values: HashMap<String, Vec<Value>> = HashMap::new();
+    for i in inputs {
+        values.insert(
+            i.name.clone(),
+            records
+                .iter()
+                .map(|r| r.get(&i.name).cloned().unwrap_or(Value::Null))
+                .collect(),
+        );
+    }
+    if let Some(r) = records.first()
+        && let Some(unknown) = r.keys().find(|k| !inputs.iter().any(|i| &i.name == *k))
+    {
+        return Err(bad(format!(
+            "unknown column `{unknown}`: the model takes {}",
+            expected(inputs)
+        )));
+    }
+    Ok(Columns {
+        rows: records.len(),
+        values,
+    })
+}
+
+fn records_of(v: &Value, key: &str) -> Result<Vec<HashMap<String, Value>>, BadRequest> {
+    v.as_array()
+        .ok_or_else(|| bad(format!("{key} must be a list of records")))?
+        .iter()
+        .enumerate()
+        .map(|(r, rec)| {
+            rec.as_object()
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .ok_or_else(|| bad(format!("{key} row {r} must be an object of column → value")))
+        })
+        .collect()
+}
+
+/// MLflow's answer: `{"predictions": [label, …]}`.
+pub fn scoring_answer(predictions: &[Prediction]) -> Value {
+    json!({ "predictions": predictions.iter().map(|p| p.label.clone()).collect::<Vec<_>>() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petri_ml::Rows;
+
+    fn inputs() -> Vec<Input> {
+        serde_json::from_value(json!([
+            {"name": "a", "type": "number"}, {"name": "b", "type": "number"},
+            {"name": "site", "type": "string"}
+        ]))
+        .unwrap()
+    }
+
+    fn numeric() -> Vec<Input> {
+        serde_json::from_value(
+            json!([{"name": "a", "type": "number"}, {"name": "b", "type": "number"}]),
+        )
+        .unwrap()
+    }
+
+    fn req(v: Value) -> InferRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn oip_columns_and_a_matrix_become_rows() {
+        let r = req(json!({"inputs": [
+            {"name": "a", "shape": [2], "datatype": "FP32", "data": [1.0, 2.0]},
+            {"name": "b", "shape": [2, 1], "datatype": "INT64", "data": [[3], [4]]},
+            {"name": "site", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}
+        ]}));
+        let c = oip_rows(&r, &inputs()).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.value(1, "b"), Some(&json!(4)));
+        assert_eq!(c.value(0, "site"), Some(&json!("x")));
+        let m = req(json!({"inputs": [
+            {"name": "input-0", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}
+        ]}));
+        let c = oip_rows(&m, &numeric()).unwrap();
+        assert_eq!(c.value(1, "a"), Some(&json!(3)));
+        assert_eq!(c.value(1, "b"), Some(&json!(4)));
+    }
+
+    #[test]
+    fn oip_refusals_say_what_was_expected() {
+        let err = |v: Value| oip_rows(&req(v), &inputs()).unwrap_err().0;
+        let e =
+            err(json!({"inputs": [{"name": "zz", "shape": [1], "datatype": "FP32", "data": [1]}]}));
+        assert!(
+            e.contains("unknown input `zz`") && e.contains("a (FP64)"),
+            "{e}"
+        );
+        let e = err(
+            json!({"inputs": [{"name": "a", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}),
+        );
+        assert!(
+            e.contains("shape [3] (3 elements) but its data holds 2"),
+            "{e}"
+        );
+        let e = err(
+            json!({"inputs": [{"name": "a", "shape": [1], "datatype": "BYTES", "data": ["1"]}]}),
+        );
+        assert!(e.contains("is BYTES; expected FP64"), "{e}");
+        let e = err(
+            json!({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": ["x"]}]}),
+        );
+        assert!(e.contains("element 0"), "{e}");
+        let e =
+            err(json!({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}]}));
+        assert!(e.contains("input `b` (FP64) is missing"), "{e}");
+        let e = err(
+            json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
+        );
+        assert!(e.contains("all numbers"), "{e}");
+    }
+
+    #[test]
+    fn mlflow_scoring_formats_become_the_same_rows() {
+        let want = oip_rows(
+            &req(json!({"inputs": [
+                {"name": "a", "shape": [2], "datatype": "FP64", "data": [1, 3]},
+                {"name": "b", "shape": [2], "datatype": "FP64", "data": [2, 4]},
+                {"name": "site", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}
+            ]})),
+            &inputs(),
+        )
+        .unwrap();
+        for body in [
+            json!({"dataframe_split": {"columns": ["a", "b", "site"], "data": [[1, 2, "x"], [3, 4, "y"]]}}),
+            json!({"dataframe_records": [{"a": 1, "b": 2, "site": "x"}, {"a": 3, "b": 4, "site": "y"}]}),
+            json!({"inputs": {"a": [1, 3], "b": [2, 4], "site": ["x", "y"]}}),
+            json!({"instances": [{"a": 1, "b": 2, "site": "x"}, {"a": 3, "b": 4, "site": "y"}]}),
+            json!({"inputs": [[1, 2, "x"], [3, 4, "y"]]}),
+        ] {
+            assert_eq!(scoring_rows(&body, &inputs()).unwrap(), want, "{body}");
+        }
+        let e = scoring_rows(
+            &json!({"dataframe_records": [{"a": 1, "zz": 2}]}),
+            &inputs(),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("unknown column `zz`"), "{e}");
+        let e = scoring_rows(&json!({"nope": 1}), &inputs()).unwrap_err();
+        assert!(e.0.contains("unknown key"), "{e}");
+    }
+}
