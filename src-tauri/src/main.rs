@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         None => open(&cli),
         Some(Command::Serve(args)) => serve(&cli, args.listen),
+        Some(Command::ModelServer(args)) => model_server(args),
         Some(_) => client(cli),
     };
     match result {
@@ -30,6 +31,23 @@ fn client(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(petri_cli::run(cli))
+}
+
+/// `petri model-server`: one replica of a model deployment (the daemon starts it as a job).
+fn model_server(a: &petri_cli::ModelServerArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(petri_api::run_model_server(petri_api::ModelServerOptions {
+        model: a.model.clone(),
+        name: a.name.clone(),
+        version: a.version.clone(),
+        listen: a.listen,
+        max_batch: a.max_batch,
+        max_delay: std::time::Duration::from_micros(a.max_delay_us),
+    }))
+    .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// `petri` alone: the desktop window where there is one, else the headless server.

@@ -38,6 +38,9 @@ pub(crate) fn action_of(method: &Method, path: &str) -> Action {
         Action::Admin
     } else if path.starts_with("/api/2.0/mlflow") || path.starts_with("/api/3.0/mlflow") {
         Action::Track
+    } else if path == "/v2" || path.starts_with("/v2/") {
+        // Inference changes nothing: any valid token may ask a served model.
+        Action::Read
     } else if path.starts_with("/api/v1/secrets") {
         // A listing holds names, never a value; setting or removing a secret is as much as
         // running a job with it.
@@ -64,6 +67,13 @@ fn bearer(req: &Request) -> Option<&str> {
 /// A refused request's answer. The MLflow routes add MLflow's `error_code` (`UNAUTHENTICATED`,
 /// `PERMISSION_DENIED`) beside Petri's `code`, so the stock client names the refusal.
 fn refusal(path: &str, body: ErrorBody) -> Response {
+    if path == "/v2" || path.starts_with("/v2/") {
+        // The inference protocols' error shape, with Petri's code beside it.
+        let status =
+            StatusCode::from_u16(body.code.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let answer = serde_json::json!({ "error": body.message, "code": body.code });
+        return (status, axum::Json(answer)).into_response();
+    }
     if !path.starts_with("/api/2.0/mlflow") {
         return ApiError(body).into_response();
     }

@@ -12,12 +12,15 @@ mod jobs;
 mod mlflow;
 mod mlflow_artifacts;
 mod mlflow_registry;
+mod model_server;
+pub use model_server::{ModelServerOptions, run as run_model_server};
 mod models;
 mod notebooks;
 mod openapi;
 mod pipelines;
 mod proxy;
 mod secrets;
+mod serving;
 mod system;
 mod tokens;
 mod tracking;
@@ -125,10 +128,19 @@ fn api_router(state: AppState) -> Router {
             "/model-uploads/{upload}/{*path}",
             axum::routing::put(models::upload).layer(DefaultBodyLimit::disable()),
         )
+        .route("/deployments", get(serving::list).post(serving::serve))
+        .route(
+            "/deployments/{name}",
+            get(serving::show).delete(serving::unserve),
+        )
         .route("/openapi.json", get(openapi::document));
     let routes = Router::new()
         .nest("/api/v1", api)
         .merge(tracking_routes())
+        .route("/v2", get(serving::server_metadata))
+        .route("/v2/health/live", get(serving::live))
+        .route("/v2/health/ready", get(serving::ready))
+        .route("/v2/models/{*rest}", any(serving::forward))
         .route("/metrics", get(system::metrics))
         .route("/", get(system::ui));
     served(state, routes)

@@ -86,10 +86,32 @@ pub enum Command {
     Pipeline(commands::pipeline::PipelineArgs),
     /// Tracking runs (what jobs and MLflow clients log): list, show.
     Run(commands::run::RunArgs),
-    /// The model registry: register a version, list, show, move aliases, remove.
+    /// The model registry and serving: register, list, show, aliases, remove; serve a version,
+    /// unserve it, list the endpoints.
     Model(commands::model::ModelArgs),
+    /// One replica of a model deployment (the daemon starts it; not for people).
+    #[command(hide = true)]
+    ModelServer(ModelServerArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelServerArgs {
+    /// The version's folder (model.json, model.safetensors).
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// The deployment's name, as in /v2/models/{name}.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub version: String,
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub max_delay_us: u64,
 }
 
 #[derive(Debug, Args)]
@@ -103,8 +125,8 @@ pub struct ServeArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::discover(cli.server.as_deref(), cli.home.as_deref());
     match cli.command {
-        None | Some(Command::Serve(_)) => {
-            anyhow::bail!("`serve` is run by the petri binary")
+        None | Some(Command::Serve(_)) | Some(Command::ModelServer(_)) => {
+            anyhow::bail!("`serve` and `model-server` are run by the petri binary")
         }
         Some(Command::Submit(a)) => commands::submit::run(&client, *a).await,
         Some(Command::Notebook(a)) => commands::notebook::run(&client, a).await,

@@ -27,6 +27,7 @@ pub use petri_pipeline as pipeline;
 pub use petri_queue::{Home, LogChunk, Submitter};
 pub use petri_registry as registry;
 pub use petri_secrets as secrets;
+pub use petri_serving as serving;
 pub use petri_tracking as tracking;
 pub use settings::{ArtifactSettings, GpuSettings, QueueSettings, Settings, SettingsError};
 
@@ -45,6 +46,8 @@ pub enum DaemonError {
     Tracking(#[from] petri_tracking::TrackingError),
     #[error(transparent)]
     Registry(#[from] petri_registry::RegistryError),
+    #[error(transparent)]
+    Serving(#[from] petri_serving::ServingError),
     #[error("{0}")]
     Io(String),
 }
@@ -57,6 +60,7 @@ impl From<DaemonError> for ErrorBody {
             DaemonError::Artifacts(a) => a.into(),
             DaemonError::Tracking(t) => t.into(),
             DaemonError::Registry(r) => r.into(),
+            DaemonError::Serving(r) => r.into(),
             other => ErrorBody::new(ErrorCode::Internal, other.to_string()),
         }
     }
@@ -79,6 +83,7 @@ struct Inner {
     pipelines: petri_pipeline::Pipelines,
     tracking: petri_tracking::Tracking,
     registry: petri_registry::Registry,
+    serving: petri_serving::Serving,
     /// Where jobs reach the tracking API (set by whoever serves it).
     tracking_uri: petri_tracking::jobs::TrackingUri,
     docker: Arc<petri_runtime::DockerExecutor>,
@@ -143,6 +148,11 @@ impl Daemon {
             OriginKind::Notebook,
             petri_notebooks::launch_hook(keys.clone()),
         );
+        // A model replica's key, from the same home secret.
+        hooks.register(
+            OriginKind::Deployment,
+            petri_serving::deploy::launch_hook(keys.clone()),
+        );
         // Every job's secrets, whatever made it: checked at submit, given at launch, masked.
         let secrets = Secrets::open(home.root())
             .map_err(|e| DaemonError::Io(format!("opening the secrets: {e}")))?;
@@ -180,7 +190,7 @@ impl Daemon {
         let notebooks = Notebooks::new(
             queue.clone(),
             Store::open(&home.db())?,
-            keys,
+            keys.clone(),
             settings.notebooks.clone(),
         );
         // Its own database file and writer: metric writes never wait on the queue's.
@@ -204,6 +214,18 @@ impl Daemon {
             Some(pipeline_of),
         )?;
         close_runs_with_their_jobs(&queue, &tracking);
+        // Replicas run this very program (`petri model-server`).
+        let exe = std::env::current_exe()
+            .map_err(|e| DaemonError::Io(format!("finding Petri's own program: {e}")))?;
+        let serving = petri_serving::Serving::open(
+            home.root(),
+            queue.clone(),
+            registry.clone(),
+            artifacts.clone(),
+            keys.clone(),
+            exe,
+        )?;
+        serving.start();
         let gc_every = settings.artifacts.gc_every.as_duration();
         let inner = Arc::new(Inner {
             settings,
@@ -215,6 +237,7 @@ impl Daemon {
             pipelines,
             tracking,
             registry,
+            serving,
             tracking_uri,
             docker,
             _lock: lock,
@@ -261,6 +284,10 @@ impl Daemon {
     /// Experiment tracking: experiments, runs, params, metrics, tags (MLflow's semantics).
     pub fn tracking(&self) -> &petri_tracking::Tracking {
         &self.inner.tracking
+    }
+    /// Model deployments: serve, unserve, route.
+    pub fn serving(&self) -> &petri_serving::Serving {
+        &self.inner.serving
     }
     /// The model registry: registered models, versions, aliases, lineage.
     pub fn registry(&self) -> &petri_registry::Registry {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use petri_ml::Device;
 use petri_ml::{MlError, Mlp, Prediction, Rows};
 use tokio::sync::{mpsc, oneshot};
 
@@ -64,7 +65,7 @@ impl Batcher {
     }
 
     /// Each row's class and probabilities, batched with whatever else is waiting.
-    pub async fn predict(&self, rows: &dyn Rows) -> Result<Vec<Prediction>, MlError> {
+    pub async fn predict(&self, rows: &(dyn Rows + Sync)) -> Result<Vec<Prediction>, MlError> {
         let n = rows.len();
         if n == 0 {
             return Ok(Vec::new());

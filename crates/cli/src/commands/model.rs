@@ -31,6 +31,49 @@ pub enum ModelCommand {
     Alias(AliasArgs),
     /// Remove a model, or one of its versions (`NAME/3`).
     Rm(RmArgs),
+    /// Serve a version: NAME@ALIAS (follows the alias when it moves), NAME/VERSION, or NAME.
+    Serve(ServeArgs),
+    /// Stop serving a deployment.
+    Unserve(UnserveArgs),
+    /// The deployments: where to call them, their version, replicas and state.
+    Endpoints(EndpointsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// NAME@ALIAS, NAME/VERSION or NAME.
+    pub model: String,
+    /// The deployment's name in /v2/models/{name} (default: the model's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// GPU memory each replica reserves, e.g. 2GiB (default: CPU only).
+    #[arg(long, value_name = "SIZE")]
+    pub gpu_mem: Option<String>,
+    /// How many processes serve it.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// The most rows one run of the network takes (1: no batching).
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// How long a request waits for others to batch with, e.g. 2ms.
+    #[arg(long, default_value = "2ms")]
+    pub max_delay: String,
+    /// Wait until it answers (or fails), then print its endpoints.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnserveArgs {
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointsArgs {
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +137,9 @@ pub async fn run(client: &Client, args: ModelArgs) -> anyhow::Result<()> {
         ModelCommand::Show(a) => show(client, a).await,
         ModelCommand::Alias(a) => alias(client, a).await,
         ModelCommand::Rm(a) => rm(client, a).await,
+        ModelCommand::Serve(a) => serve(client, a).await,
+        ModelCommand::Unserve(a) => unserve(client, a).await,
+        ModelCommand::Endpoints(a) => endpoints(client, a).await,
     }
 }
 
@@ -457,5 +503,101 @@ async fn rm(client: &Client, a: RmArgs) -> anyhow::Result<()> {
             println!("removed {name} and every version");
         }
     }
+    Ok(())
+}
+
+async fn serve(client: &Client, a: ServeArgs) -> anyhow::Result<()> {
+    let body = json!({
+        "model": a.model,
+        "name": a.name,
+        "replicas": a.replicas,
+        "gpu_memory": a.gpu_mem,
+        "max_batch": a.max_batch,
+        "max_delay": a.max_delay,
+    });
+    let mut d = client
+        .call(Method::POST, "/api/v1/deployments", Some(&body))
+        .await?;
+    let name = s(&d["name"]);
+    if a.wait {
+        let began = std::time::Instant::now();
+        while !matches!(d["state"].as_str(), Some("ready" | "failed")) {
+            if began.elapsed() > std::time::Duration::from_secs(180) {
+                anyhow::bail!("{name} did not become ready within 3 minutes");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            d = client
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/deployments/{}", enc(&name)),
+                    None,
+                )
+                .await?;
+        }
+        if d["state"] == "failed" {
+            anyhow::bail!(
+                "{name} failed to start: {}",
+                d["reason"]
+                    .as_str()
+                    .unwrap_or("see `petri model endpoints`")
+            );
+        }
+    }
+    if a.json {
+        return output::print_json(&d);
+    }
+    println!(
+        "serving {} version {} as {name} ({}): POST {}{}",
+        s(&d["model"]),
+        s(&d["version"]),
+        s(&d["state"]),
+        client.base(),
+        s(&d["infer_path"])
+    );
+    Ok(())
+}
+
+async fn unserve(client: &Client, a: UnserveArgs) -> anyhow::Result<()> {
+    client
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/deployments/{}", enc(&a.name)),
+            None,
+        )
+        .await?;
+    println!("unserved {}", a.name);
+    Ok(())
+}
+
+async fn endpoints(client: &Client, a: EndpointsArgs) -> anyhow::Result<()> {
+    let all = client
+        .call(Method::GET, "/api/v1/deployments", None)
+        .await?;
+    if a.json {
+        return output::print_json(&all);
+    }
+    let all = all.as_array().cloned().unwrap_or_default();
+    if all.is_empty() {
+        println!("nothing is served; `petri model serve NAME@ALIAS` serves a registered model");
+        return Ok(());
+    }
+    let mut t = output::new_table(&["NAME", "MODEL", "VERSION", "STATE", "REPLICAS", "ENDPOINT"]);
+    for d in &all {
+        let replicas = d["replicas"].as_array().cloned().unwrap_or_default();
+        let ready = replicas.iter().filter(|r| r["state"] == "ready").count();
+        let mut state = s(&d["state"]);
+        if let Some(why) = d["reason"].as_str() {
+            state = format!("{state}: {why}");
+        }
+        t.add_row(vec![
+            s(&d["name"]),
+            format!("{} ({})", s(&d["model"]), s(&d["selector"])),
+            s(&d["version"]),
+            state,
+            format!("{ready}/{}", replicas.len()),
+            format!("{}{}", client.base(), s(&d["infer_path"])),
+        ]);
+    }
+    println!("{t}");
     Ok(())
 }

@@ -1,0 +1,213 @@
+//! `petri model-server`: the process a deployment's replica runs (a service job). It loads one
+//! version with `petri-ml`, batches requests (`petri-serving`), and answers the Open Inference
+//! Protocol v2 and MLflow's `/invocations` on a loopback port. Every route but the health checks
+//! needs the replica's key (`PETRI_MODEL_KEY`, derived by the daemon and given at launch), which
+//! the daemon adds when it forwards a request: nothing reaches a replica around Petri's tokens.
+//! SIGTERM stops it after the requests it holds are answered.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use petri_daemon::serving::batch::BatchLimits;
+use petri_daemon::serving::server::{ModelServer, Refusal};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::serving::protocol_error;
+
+/// What `petri model-server` is told.
+#[derive(Clone, Debug)]
+pub struct ModelServerOptions {
+    pub model: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub listen: SocketAddr,
+    pub max_batch: usize,
+    pub max_delay: Duration,
+}
+
+#[derive(Clone)]
+struct Served {
+    server: Arc<ModelServer>,
+    key: Arc<String>,
+}
+
+/// Serves the model until SIGTERM or SIGINT.
+pub async fn run(o: ModelServerOptions) -> Result<(), String> {
+    let key = std::env::var(petri_daemon::serving::deploy::KEY_ENV).map_err(|_| {
+        format!(
+            "{} is not set: a model server is started by the daemon (`petri model serve`)",
+            petri_daemon::serving::deploy::KEY_ENV
+        )
+    })?;
+    let limits = BatchLimits {
+        max_batch: o.max_batch.max(1),
+        max_delay: o.max_delay,
+    };
+    let server = ModelServer::load(&o.name, &o.version, &o.model, &petri_ml_device(), limits)
+        .map_err(|e| format!("loading {}: {e}", o.model.display()))?;
+    let state = Served {
+        server: Arc::new(server),
+        key: Arc::new(key),
+    };
+    let keyed = Router::new()
+        .route("/v2/models/{name}", get(metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/invocations", post(invocations))
+        .route("/metrics", get(metrics))
+        .route("/v2/health/ready", get(health))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), keyed));
+    let app = Router::new()
+        .route("/v2/health/live", get(health))
+        .route("/ping", get(health))
+        .merge(keyed)
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(o.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", o.listen))?;
+    eprintln!(
+        "petri model-server: {} version {} on {} (batches of up to {} rows, {:?} wait)",
+        o.name, o.version, o.listen, limits.max_batch, limits.max_delay
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The device: a GPU when one is reserved and candle was built with CUDA, else the CPU.
+fn petri_ml_device() -> petri_daemon::serving::batch::Device {
+    petri_daemon::serving::batch::Device::Cpu
+}
+
+async fn stopped() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn keyed(State(s): State<Served>, req: Request, next: Next) -> Response {
+    let sent = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if sent.len() != s.key.len() || !bool::from(sent.as_bytes().ct_eq(s.key.as_bytes())) {
+        return protocol_error(
+            StatusCode::UNAUTHORIZED,
+            "call this model through the Petri daemon (/v2/models/{name}/…), with a Petri token",
+        );
+    }
+    next.run(req).await
+}
+
+async fn health() -> Response {
+    axum::Json(json!({ "live": true, "ready": true })).into_response()
+}
+
+fn same_model(s: &Served, name: &str) -> Result<(), Response> {
+    if name != s.server.name {
+        return Err(protocol_error(
+            StatusCode::NOT_FOUND,
+            format!("this server serves `{}`, not `{name}`", s.server.name),
+        ));
+    }
+    Ok(())
+}
+
+async fn metadata(State(s): State<Served>, Path(name): Path<String>) -> Response {
+    if let Err(r) = same_model(&s, &name) {
+        return r;
+    }
+    axum::Json(s.server.metadata()).into_response()
+}
+
+async fn model_ready(State(s): State<Served>, Path(name): Path<String>) -> Response {
+    if let Err(r) = same_model(&s, &name) {
+        return r;
+    }
+    axum::Json(json!({ "name": name, "ready": true })).into_response()
+}
+
+fn refused(e: Refusal) -> Response {
+    match e {
+        Refusal::Bad(m) => protocol_error(StatusCode::BAD_REQUEST, m),
+        Refusal::Failed(m) => protocol_error(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+/// A body the server would not take whole (over its limit), in the protocol's shape.
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|e| protocol_error(e.status(), e.body_text()))
+}
+
+async fn infer(
+    State(s): State<Served>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = same_model(&s, &name) {
+        return r;
+    }
+    let body = match body_of(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match s.server.infer(&body).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn invocations(State(s): State<Served>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_of(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match s.server.score(&body).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// The replica's counters, in Prometheus' text format.
+async fn metrics(State(s): State<Served>) -> Response {
+    let c = &s.server.counters;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let body = format!(
+        "petri_model_requests_total {}\npetri_model_refused_total {}\npetri_model_rows_total {}\n\
+         petri_model_batches_total {}\npetri_model_batch_rows_total {}\n\
+         petri_model_latency_seconds_sum {}\n",
+        get(&c.requests),
+        get(&c.refused),
+        get(&c.rows),
+        get(&c.batches),
+        get(&c.batch_rows),
+        get(&c.latency_us) as f64 / 1e6,
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}
