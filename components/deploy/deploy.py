@@ -52,7 +52,7 @@ def call(method, route, message=None, data=None):
         raise RuntimeError(f"{body.get('error_code', e.code)}: {body.get('message', '')}") from e
 
 
-def register(model, name):
+def register(model, name, alias=""):
     """Uploads the model to the job's run and registers it; returns the new version."""
     run_id = os.environ["MLFLOW_RUN_ID"]
     run = call("GET", "mlflow/runs/get", {"run_id": run_id})["run"]
@@ -68,13 +68,17 @@ def register(model, name):
             raise
     version = call("POST", "mlflow/model-versions/create", {
         "name": name, "source": f"runs:/{run_id}/model", "run_id": run_id})
-    return version["model_version"]["version"]
+    version = version["model_version"]["version"]
+    if alias:
+        call("POST", "mlflow/registered-models/alias", {"name": name, "alias": alias, "version": version})
+    return version
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--alias", default="")
     args = parser.parse_args()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
         fail(f"name must be letters, digits, '.', '_' and '-', starting with a letter or digit (got {args.name!r})")
@@ -94,14 +98,15 @@ def main():
     shutil.copytree(model, export, copy_function=shutil.copyfile, dirs_exist_ok=True)
     if all(os.environ.get(v) for v in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_RUN_ID")):
         try:
-            version = register(model, args.name)
+            version = register(model, args.name, args.alias)
         except (OSError, RuntimeError, KeyError, ValueError) as e:
             why = f"the registry at {os.environ['MLFLOW_TRACKING_URI']} answered: {e}"
         else:
             set_output("registered", "true")
             set_output("version", version)
             set_output("uri", f"models:/{args.name}/{version}")
-            print(f"deploy: registered model {args.name} version {version} (models:/{args.name}/{version}); exported to {export.resolve()}")
+            moved = f", @{args.alias} now points at it" if args.alias else ""
+            print(f"deploy: registered model {args.name} version {version} (models:/{args.name}/{version}){moved}; exported to {export.resolve()}")
             return
     else:
         why = "the job has no tracking environment (MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN, MLFLOW_RUN_ID)"

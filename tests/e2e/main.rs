@@ -5,6 +5,7 @@ mod containers;
 mod helpers;
 mod pipelines;
 mod secrets;
+mod serving;
 
 use std::collections::HashMap;
 use std::time::Duration;

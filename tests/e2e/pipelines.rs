@@ -374,6 +374,12 @@ fn the_iris_sample_runs_from_the_cli_and_a_second_run_comes_from_the_cache() {
         "{version:#}"
     );
     assert!(version["lineage"]["job"].is_string(), "{version:#}");
+    assert_eq!(
+        version["aliases"],
+        serde_json::json!(["champion"]),
+        "{version:#}"
+    );
+    crate::serving::serve_the_iris_model(&server, &crate::containers::image().unwrap());
 
     let second = json(&petri(
         home,
