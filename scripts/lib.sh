@@ -177,6 +177,11 @@ ensure_ui() {
 # debug build); without pruning it filled a 90 GB disk in a day. Keeps the two newest of each
 # name; cargo links again whatever it still needs.
 prune_build_cache() {
+    # Incremental caches grow by gigabytes per build and a fresh clone's paths never reuse them:
+    # the test command builds without them, and old ones go.
+    for dir in "$CARGO_TARGET_DIR/debug/incremental" "$CARGO_TARGET_DIR/release/incremental"; do
+        [ -d "$dir" ] && find "$dir" -mindepth 1 -maxdepth 1 -mtime +1 -exec rm -rf {} +
+    done
     for dir in "$CARGO_TARGET_DIR/debug/deps" "$CARGO_TARGET_DIR/release/deps"; do
         [ -d "$dir" ] || continue
         # shellcheck disable=SC2012 # names are cargo's: letters, digits, _ and a hex hash

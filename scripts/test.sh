@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_toolchain
+# No incremental compilation: a clean clone gains nothing from it and it fills the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 say "build cache: $CARGO_TARGET_DIR (old linked binaries pruned)"
 prune_build_cache
 ensure_ui

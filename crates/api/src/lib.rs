@@ -133,6 +133,7 @@ fn api_router(state: AppState) -> Router {
             "/deployments/{name}",
             get(serving::show).delete(serving::unserve),
         )
+        .route("/deployments/{name}/stats", get(serving::stats))
         .route("/openapi.json", get(openapi::document));
     let routes = Router::new()
         .nest("/api/v1", api)

@@ -27,6 +27,9 @@ use subtle::ConstantTimeEq;
 
 use crate::serving::protocol_error;
 
+/// The rows of the batch a request ran in, for the daemon's metrics.
+pub(crate) const BATCH_HEADER: &str = "petri-batch-rows";
+
 /// What `petri model-server` is told.
 #[derive(Clone, Debug)]
 pub struct ModelServerOptions {
@@ -171,7 +174,9 @@ async fn infer(
         Err(r) => return r,
     };
     match s.server.infer(&body).await {
-        Ok(answer) => axum::Json(answer).into_response(),
+        Ok((answer, batch)) => {
+            ([(BATCH_HEADER, batch.to_string())], axum::Json(answer)).into_response()
+        }
         Err(e) => refused(e),
     }
 }
@@ -182,7 +187,9 @@ async fn invocations(State(s): State<Served>, body: Result<Bytes, BytesRejection
         Err(r) => return r,
     };
     match s.server.score(&body).await {
-        Ok(answer) => axum::Json(answer).into_response(),
+        Ok((answer, batch)) => {
+            ([(BATCH_HEADER, batch.to_string())], axum::Json(answer)).into_response()
+        }
         Err(e) => refused(e),
     }
 }

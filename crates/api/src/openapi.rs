@@ -69,6 +69,7 @@ use utoipa::{Modify, OpenApi};
         crate::serving::serve,
         crate::serving::show,
         crate::serving::unserve,
+        crate::serving::stats,
     ),
     components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode)),
     modifiers(&Bearer),

@@ -11,7 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use petri_daemon::serving::{Deployment, ServeRequest, ServingError};
+use petri_daemon::serving::{Deployment, DeploymentStats, ServeRequest, ServingError};
 use serde_json::json;
 
 use crate::AppState;
@@ -77,6 +77,20 @@ pub(crate) async fn unserve(
     Path(name): Path<String>,
 ) -> Result<Json<Deployment>, ApiError> {
     Ok(Json(s.daemon.serving().unserve(&name).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/deployments/{name}/stats", tag = "serving", operation_id = "deployment_stats",
+    params(("name" = String, Path, description = "the deployment's name")),
+    responses((status = 200, description = "its live traffic: requests per second, latency percentiles, batch sizes, the last minute second by second", body = DeploymentStats),
+              (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 404, description = "DEPLOYMENT_NOT_FOUND", body = E)))]
+pub(crate) async fn stats(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeploymentStats>, ApiError> {
+    let serving = s.daemon.serving();
+    serving.get(&name).await?;
+    Ok(Json(serving.stats().summary(&name)))
 }
 
 /// An error as the inference protocols write it.
@@ -159,9 +173,21 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
     }
     parts.headers.remove(axum::http::header::HOST);
     let forwarded = axum::http::Request::from_parts(parts, body);
+    let began = std::time::Instant::now();
     match s.proxy.request(forwarded).await {
-        Ok(resp) => resp.map(Body::new),
+        Ok(resp) => {
+            let batch = resp
+                .headers()
+                .get(crate::model_server::BATCH_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            serving
+                .stats()
+                .record(name, resp.status().as_u16(), began.elapsed(), batch);
+            resp.map(Body::new)
+        }
         Err(e) => {
+            serving.stats().record(name, 503, began.elapsed(), None);
             // Gone (a crash, a restart): out of the rotation until it answers again.
             serving.unreachable(route.job);
             protocol_error(

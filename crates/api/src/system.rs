@@ -23,7 +23,12 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.daemon.queue().metrics_text(),
+        {
+            // The queue's and the deployments' metrics, one `# EOF` at the end.
+            let queue = s.daemon.queue().metrics_text();
+            let queue = queue.trim_end().trim_end_matches("# EOF").to_string();
+            format!("{queue}{}# EOF\n", s.daemon.serving().stats().render())
+        },
     )
 }
 

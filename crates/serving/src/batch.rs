@@ -31,7 +31,8 @@ impl Default for BatchLimits {
 struct Pending {
     features: Vec<f32>,
     rows: usize,
-    answer: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+    /// The probabilities, and how many rows the batch that ran them held.
+    answer: oneshot::Sender<Result<(Vec<Vec<f32>>, usize), String>>,
 }
 
 /// A model behind a batching queue. Cheap to clone.
@@ -64,11 +65,15 @@ impl Batcher {
         &self.model
     }
 
-    /// Each row's class and probabilities, batched with whatever else is waiting.
-    pub async fn predict(&self, rows: &(dyn Rows + Sync)) -> Result<Vec<Prediction>, MlError> {
+    /// Each row's class and probabilities, batched with whatever else is waiting; and how many
+    /// rows the batch held.
+    pub async fn predict(
+        &self,
+        rows: &(dyn Rows + Sync),
+    ) -> Result<(Vec<Prediction>, usize), MlError> {
         let n = rows.len();
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let features = self.model.featurize(rows)?;
         let (tx, rx) = oneshot::channel();
@@ -80,11 +85,11 @@ impl Batcher {
             })
             .await
             .map_err(|_| MlError::Compute("the batching worker has stopped".into()))?;
-        let probabilities = rx
+        let (probabilities, batch) = rx
             .await
             .map_err(|_| MlError::Compute("the batching worker dropped the request".into()))?
             .map_err(MlError::Compute)?;
-        Ok(self.model.label(probabilities))
+        Ok((self.model.label(probabilities), batch))
     }
 }
 
@@ -132,7 +137,7 @@ async fn work(
             Ok(mut all) => {
                 for p in batch {
                     let rest = all.split_off(p.rows);
-                    let _ = p.answer.send(Ok(std::mem::replace(&mut all, rest)));
+                    let _ = p.answer.send(Ok((std::mem::replace(&mut all, rest), rows)));
                 }
             }
             Err(e) => {

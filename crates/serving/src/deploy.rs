@@ -284,6 +284,7 @@ struct Inner {
     turn: AtomicUsize,
     http: petri_queue::service::Services,
     moving: Mutex<std::collections::HashSet<String>>,
+    stats: crate::stats::Stats,
 }
 
 fn now_ms() -> i64 {
@@ -341,6 +342,7 @@ impl Serving {
                 turn: AtomicUsize::new(0),
                 http: petri_queue::service::Services::default(),
                 moving: Mutex::default(),
+                stats: crate::stats::Stats::default(),
             }),
         };
         Ok(s)
@@ -679,6 +681,11 @@ impl Serving {
         self.describe(d).await
     }
 
+    /// The traffic the daemon forwarded, by deployment.
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.inner.stats
+    }
+
     /// `petri model unserve`: its replicas stop (in-flight requests finish) and it is gone.
     pub async fn unserve(&self, name: &str) -> Result<Deployment> {
         let d = self.stored(name)?;
@@ -690,6 +697,7 @@ impl Serving {
                 .await;
         }
         self.db(|c| db::delete(c, name))?;
+        self.inner.stats.forget(name);
         if let Ok(mut t) = self.inner.table.lock() {
             t.by_name.remove(name);
             for r in &d.replicas {

@@ -9,5 +9,7 @@ pub mod codec;
 mod db;
 pub mod deploy;
 pub mod server;
+pub mod stats;
 
 pub use deploy::{Deployment, Replica, ServeRequest, Serving, ServingError};
+pub use stats::{DeploymentStats, Stats};

@@ -117,22 +117,23 @@ impl ModelServer {
         }
     }
 
-    /// `POST /v2/models/{name}/infer`: the body as it came.
-    pub async fn infer(&self, body: &[u8]) -> Result<InferResponse, Refusal> {
+    /// `POST /v2/models/{name}/infer`: the body as it came. Answers the response and the rows
+    /// of the batch it ran in.
+    pub async fn infer(&self, body: &[u8]) -> Result<(InferResponse, usize), Refusal> {
         let began = Instant::now();
         let r = self.infer_inner(body).await;
         let rows = r.as_ref().map(|x| x.1).unwrap_or(0);
-        let r = r.map(|x| x.0);
+        let r = r.map(|x| (x.0, x.2));
         self.count(began, &r, rows);
         r
     }
 
-    async fn infer_inner(&self, body: &[u8]) -> Result<(InferResponse, usize), Refusal> {
+    async fn infer_inner(&self, body: &[u8]) -> Result<(InferResponse, usize, usize), Refusal> {
         let req: InferRequest = serde_json::from_slice(body)
             .map_err(|e| Refusal::Bad(format!("the body is not an inference request: {e}")))?;
         let spec = self.model().spec();
         let rows = codec::oip_rows(&req, &spec.columns())?;
-        let predictions = self.batcher.predict(&rows).await?;
+        let (predictions, batch) = self.batcher.predict(&rows).await?;
         let outputs = codec::oip_outputs(&req, &predictions, &spec.classes)?;
         Ok((
             InferResponse {
@@ -142,22 +143,23 @@ impl ModelServer {
                 outputs,
             },
             rows.rows,
+            batch,
         ))
     }
 
-    /// `POST /invocations` (MLflow's scoring protocol).
-    pub async fn score(&self, body: &[u8]) -> Result<Value, Refusal> {
+    /// `POST /invocations` (MLflow's scoring protocol); and the rows of the batch it ran in.
+    pub async fn score(&self, body: &[u8]) -> Result<(Value, usize), Refusal> {
         let began = Instant::now();
         let r = async {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| Refusal::Bad(format!("the body is not JSON: {e}")))?;
             let rows = codec::scoring_rows(&v, &self.model().spec().columns())?;
-            let predictions = self.batcher.predict(&rows).await?;
-            Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows))
+            let (predictions, batch) = self.batcher.predict(&rows).await?;
+            Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows, batch))
         }
         .await;
         let rows = r.as_ref().map(|x| x.1).unwrap_or(0);
-        let r = r.map(|x| x.0);
+        let r = r.map(|x| (x.0, x.2));
         self.count(began, &r, rows);
         r
     }

@@ -52,6 +52,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/deployments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["deployments_list"];
+        put?: never;
+        post: operations["deployment_serve"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["deployment_show"];
+        put?: never;
+        post?: never;
+        delete: operations["deployment_unserve"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments/{name}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["deployment_stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events": {
         parameters: {
             query?: never;
@@ -821,6 +869,54 @@ export interface components {
             outputs: Record<string, never>;
             source: components["schemas"]["Source"];
         };
+        /** @description A deployment as the API shows it. */
+        Deployment: {
+            /** Format: int64 */
+            created_ms: number;
+            gpu_memory?: string | null;
+            /** @description Where to call it (paths on the daemon's address). */
+            infer_path: string;
+            invocations_path: string;
+            max_batch: number;
+            max_delay: string;
+            model: string;
+            name: string;
+            /** @description Why it is not (all) ready, or why a newer version was not taken. */
+            reason?: string | null;
+            replicas: components["schemas"]["Replica"][];
+            /** @description What it follows: `@alias`, or a version number. */
+            selector: string;
+            /** @description `starting` (no replica ready yet), `ready`, `degraded` (some ready), `failed`. */
+            state: string;
+            user: string;
+            /**
+             * Format: int64
+             * @description The version serving now.
+             */
+            version: number;
+        };
+        /** @description One deployment's live numbers (`GET /api/v1/deployments/{name}/stats`). */
+        DeploymentStats: {
+            /**
+             * Format: double
+             * @description The mean rows of the batches the last requests ran in.
+             */
+            mean_batch_rows?: number | null;
+            /**
+             * Format: double
+             * @description Of the last requests (up to 2,000): median and 99th percentile, in milliseconds.
+             */
+            p50_ms?: number | null;
+            /** Format: double */
+            p99_ms?: number | null;
+            /**
+             * Format: double
+             * @description Requests in the last 10 seconds, per second.
+             */
+            rate: number;
+            /** @description The last minute, one entry per second that saw requests. */
+            seconds: components["schemas"]["SecondStats"][];
+        };
         /** @description One problem, where it is. */
         Diagnostic: {
             column?: number | null;
@@ -856,7 +952,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -1445,6 +1541,16 @@ export interface components {
             /** Format: int64 */
             size: number;
         };
+        /** @description One replica: its job and where it listens. */
+        Replica: {
+            job: components["schemas"]["JobId"];
+            /** Format: int32 */
+            port: number;
+            /** @description `starting`, `ready`, `restarting`, `failed`, `stopped`. */
+            state?: string;
+            /** Format: int64 */
+            version: number;
+        };
         /** @description What a job reserves while it runs. */
         Resources: {
             /**
@@ -1556,6 +1662,18 @@ export interface components {
          * @enum {string}
          */
         Scope: "read" | "submit" | "admin" | "tracking";
+        /** @description One second of traffic. */
+        SecondStats: {
+            /** Format: int64 */
+            errors: number;
+            /** Format: int64 */
+            requests: number;
+            /**
+             * Format: int64
+             * @description Seconds since the epoch.
+             */
+            t: number;
+        };
         /** @description A secret as listed: everything but its value. */
         SecretInfo: {
             /** Format: int64 */
@@ -1586,6 +1704,27 @@ export interface components {
         SecretUse: string | {
             env?: string | null;
             name: string;
+        };
+        /** @description What `petri model serve` asks for. */
+        ServeRequest: {
+            /** @description GPU memory each replica reserves (none: CPU). */
+            gpu_memory?: string | null;
+            /** @description The most rows one run of the network takes (default 64; 1: no batching). */
+            max_batch?: number | null;
+            /** @description How long a request waits for others to batch with (default 2 ms). */
+            max_delay?: string | null;
+            /**
+             * @description `NAME@ALIAS` (followed when the alias moves), `NAME/VERSION`, or `NAME` (its newest
+             *     version).
+             */
+            model: string;
+            /** @description The deployment's name, in `/v2/models/{name}` (default: the model's name). */
+            name?: string | null;
+            /**
+             * Format: int32
+             * @description How many processes serve it (default 1).
+             */
+            replicas?: number | null;
         };
         /**
          * @description Where a component comes from.
@@ -1924,6 +2063,227 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deployments_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every deployment: model, version, replicas and their states */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Deployment"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deployment_serve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ServeRequest"];
+            };
+        };
+        responses: {
+            /** @description the deployment, its replicas starting */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Deployment"];
+                };
+            };
+            /** @description MALFORMED_SPEC: the body does not parse; INVALID_MODEL: the version cannot be loaded (what is wrong) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RESOURCE_DOES_NOT_EXIST: no such model, version or alias */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description DEPLOYMENT_NAME_TAKEN */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_SPEC: a bad name or limit; UNSUPPORTED_MODEL: a model Petri cannot run (an MLflow flavour, plain files); RESOURCES_UNAVAILABLE */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deployment_show: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the deployment's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the deployment */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Deployment"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description DEPLOYMENT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deployment_unserve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the deployment's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description unserved: its replicas stop after the requests they hold */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Deployment"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description DEPLOYMENT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deployment_stats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the deployment's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description its live traffic: requests per second, latency percentiles, batch sizes, the last minute second by second */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentStats"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description DEPLOYMENT_NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
