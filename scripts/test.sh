@@ -81,6 +81,13 @@ if ! "$venv/bin/python" -c "import mlflow, sys; sys.exit(not mlflow.__version__.
 fi
 tests/mlflow/run.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
 
+say "serving: a model called with tritonclient (OIP v2) and MLflow's scoring formats"
+if ! "$venv/bin/python" -c "import tritonclient.http" 2>/dev/null; then
+    say "installing tritonclient into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "tritonclient[http]"
+fi
+tests/serving/run.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
+
 say "packaging: the .deb builds, installs with dpkg (into a scratch root) and starts"
 command -v curl >/dev/null 2>&1 || apt_install curl
 deb=$(packaging/deb/build.sh)

@@ -161,9 +161,13 @@ fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
     body.map_err(|e| protocol_error(e.status(), e.body_text()))
 }
 
+/// The binary data extension's header: the length of the JSON before the tensors' bytes.
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
 async fn infer(
     State(s): State<Served>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(r) = same_model(&s, &name) {
@@ -173,9 +177,40 @@ async fn infer(
         Ok(b) => b,
         Err(r) => return r,
     };
-    match s.server.infer(&body).await {
-        Ok((answer, batch)) => {
-            ([(BATCH_HEADER, batch.to_string())], axum::Json(answer)).into_response()
+    let header_len = match headers
+        .get(HEADER_LENGTH)
+        .map(|v| v.to_str().map(str::parse))
+    {
+        None => None,
+        Some(Ok(Ok(n))) => Some(n),
+        Some(_) => {
+            return protocol_error(
+                StatusCode::BAD_REQUEST,
+                format!("{HEADER_LENGTH} must be a number of bytes"),
+            );
+        }
+    };
+    match s.server.infer(&body, header_len).await {
+        Ok((answer, binary_header, batch)) => {
+            let kind = if binary_header.is_some() {
+                "application/octet-stream"
+            } else {
+                "application/json"
+            };
+            let mut resp = (
+                [
+                    (BATCH_HEADER, batch.to_string()),
+                    (axum::http::header::CONTENT_TYPE.as_str(), kind.to_string()),
+                ],
+                answer,
+            )
+                .into_response();
+            if let Some(n) = binary_header
+                && let Ok(v) = axum::http::HeaderValue::from_str(&n.to_string())
+            {
+                resp.headers_mut().insert(HEADER_LENGTH, v);
+            }
+            resp
         }
         Err(e) => refused(e),
     }

@@ -69,7 +69,8 @@ pub struct InferRequest {
     pub outputs: Vec<RequestedOutput>,
 }
 
-/// One input tensor.
+/// One input tensor. Its `data` is in the JSON, or, with the binary data extension, in the
+/// bytes after it (`parameters.binary_data_size`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferInput {
@@ -78,6 +79,7 @@ pub struct InferInput {
     pub datatype: String,
     #[serde(default)]
     pub parameters: Option<Value>,
+    #[serde(default)]
     pub data: Value,
 }
 
@@ -106,6 +108,214 @@ pub struct InferResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub outputs: Vec<OutputTensor>,
+}
+
+/// Parses an inference request's body. With the binary tensor data extension (Triton's, which
+/// `tritonclient` uses by default), the JSON is the first `header_len` bytes (the
+/// `Inference-Header-Content-Length` header) and each input that declares
+/// `parameters.binary_data_size` takes that many bytes after it, in order: numbers little-endian,
+/// BOOL one byte each, BYTES each a 4-byte little-endian length and the bytes.
+pub fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, BadRequest> {
+    let (json, mut rest) = match header_len {
+        Some(n) if n <= body.len() => (&body[..n], &body[n..]),
+        Some(n) => {
+            return Err(bad(format!(
+                "Inference-Header-Content-Length is {n} but the body holds {} bytes",
+                body.len()
+            )));
+        }
+        None => (body, &body[body.len()..]),
+    };
+    let mut req: InferRequest = serde_json::from_slice(json)
+        .map_err(|e| bad(format!("the body is not an inference request: {e}")))?;
+    for t in &mut req.inputs {
+        let size = t
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("binary_data_size"))
+            .and_then(Value::as_u64);
+        match size {
+            Some(n) => {
+                let n = n as usize;
+                if n > rest.len() {
+                    return Err(bad(format!(
+                        "input `{}` declares {n} bytes of binary data but {} remain",
+                        t.name,
+                        rest.len()
+                    )));
+                }
+                t.data = Value::Array(decode_binary(&t.name, &t.datatype, &rest[..n])?);
+                rest = &rest[n..];
+            }
+            None if t.data.is_null() => {
+                return Err(bad(format!(
+                    "input `{}` has no data (neither `data` nor parameters.binary_data_size)",
+                    t.name
+                )));
+            }
+            None => {}
+        }
+    }
+    Ok(req)
+}
+
+fn decode_binary(name: &str, datatype: &str, b: &[u8]) -> Result<Vec<Value>, BadRequest> {
+    fn chunks<const N: usize>(name: &str, b: &[u8]) -> Result<Vec<[u8; N]>, BadRequest> {
+        if b.len() % N != 0 {
+            return Err(bad(format!(
+                "input `{name}`: {} bytes of binary data is not a whole number of {N}-byte values",
+                b.len()
+            )));
+        }
+        Ok(b.chunks_exact(N)
+            .map(|c| c.try_into().expect("exact chunks"))
+            .collect())
+    }
+    let float = |x: f64| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number);
+    Ok(match datatype {
+        "BOOL" => b.iter().map(|x| Value::Bool(*x != 0)).collect(),
+        "UINT8" => b.iter().map(|x| json!(x)).collect(),
+        "INT8" => b.iter().map(|x| json!(*x as i8)).collect(),
+        "UINT16" => chunks::<2>(name, b)?
+            .into_iter()
+            .map(|c| json!(u16::from_le_bytes(c)))
+            .collect(),
+        "INT16" => chunks::<2>(name, b)?
+            .into_iter()
+            .map(|c| json!(i16::from_le_bytes(c)))
+            .collect(),
+        "UINT32" => chunks::<4>(name, b)?
+            .into_iter()
+            .map(|c| json!(u32::from_le_bytes(c)))
+            .collect(),
+        "INT32" => chunks::<4>(name, b)?
+            .into_iter()
+            .map(|c| json!(i32::from_le_bytes(c)))
+            .collect(),
+        "UINT64" => chunks::<8>(name, b)?
+            .into_iter()
+            .map(|c| json!(u64::from_le_bytes(c)))
+            .collect(),
+        "INT64" => chunks::<8>(name, b)?
+            .into_iter()
+            .map(|c| json!(i64::from_le_bytes(c)))
+            .collect(),
+        "FP32" => chunks::<4>(name, b)?
+            .into_iter()
+            .map(|c| float(f32::from_le_bytes(c) as f64))
+            .collect(),
+        "FP64" => chunks::<8>(name, b)?
+            .into_iter()
+            .map(|c| float(f64::from_le_bytes(c)))
+            .collect(),
+        "BYTES" => {
+            let mut out = Vec::new();
+            let mut rest = b;
+            while !rest.is_empty() {
+                if rest.len() < 4 {
+                    return Err(bad(format!("input `{name}`: a BYTES element is cut short")));
+                }
+                let n = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                let Some(value) = rest.get(4..4 + n) else {
+                    return Err(bad(format!("input `{name}`: a BYTES element is cut short")));
+                };
+                let text = std::str::from_utf8(value).map_err(|_| {
+                    bad(format!("input `{name}`: a BYTES element is not UTF-8 text"))
+                })?;
+                out.push(Value::String(text.to_string()));
+                rest = &rest[4 + n..];
+            }
+            out
+        }
+        other => {
+            return Err(bad(format!(
+                "input `{name}`: binary data of datatype {other} is not supported; send it as JSON"
+            )));
+        }
+    })
+}
+
+/// Which outputs the caller wants as binary data: all of them with the request's
+/// `parameters.binary_data_output`, else those asked with `parameters.binary_data`.
+fn binary_outputs(req: &InferRequest) -> Vec<String> {
+    let all = req
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("binary_data_output"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if all {
+        return OUTPUTS.iter().map(|s| s.to_string()).collect();
+    }
+    req.outputs
+        .iter()
+        .filter(|o| {
+            o.parameters
+                .as_ref()
+                .and_then(|p| p.get("binary_data"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        })
+        .map(|o| o.name.clone())
+        .collect()
+}
+
+fn encode_binary(t: &OutputTensor) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in &t.data {
+        match t.datatype.as_str() {
+            "FP32" => out.extend((v.as_f64().unwrap_or(f64::NAN) as f32).to_le_bytes()),
+            "FP64" => out.extend(v.as_f64().unwrap_or(f64::NAN).to_le_bytes()),
+            "INT64" => out.extend(v.as_i64().unwrap_or(0).to_le_bytes()),
+            "BOOL" => out.push(u8::from(v.as_bool().unwrap_or(false))),
+            _ => {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out.extend((text.len() as u32).to_le_bytes());
+                out.extend(text.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// The response's body: JSON, or with binary outputs the JSON header and the outputs' bytes
+/// after it, and the header's length (the `Inference-Header-Content-Length` to send).
+pub fn encode_response(req: &InferRequest, resp: &InferResponse) -> (Vec<u8>, Option<usize>) {
+    let binary = binary_outputs(req);
+    if binary.is_empty() {
+        return (serde_json::to_vec(resp).unwrap_or_default(), None);
+    }
+    let mut tail = Vec::new();
+    let outputs: Vec<Value> = resp
+        .outputs
+        .iter()
+        .map(|t| {
+            if binary.contains(&t.name) {
+                let bytes = encode_binary(t);
+                let size = bytes.len();
+                tail.extend(bytes);
+                json!({"name": t.name, "shape": t.shape, "datatype": t.datatype,
+                       "parameters": {"binary_data_size": size}})
+            } else {
+                serde_json::to_value(t).unwrap_or(Value::Null)
+            }
+        })
+        .collect();
+    let mut head = json!({
+        "model_name": resp.model_name,
+        "model_version": resp.model_version,
+        "outputs": outputs,
+    });
+    if let Some(id) = &resp.id {
+        head["id"] = json!(id);
+    }
+    let mut body = serde_json::to_vec(&head).unwrap_or_default();
+    let header_len = body.len();
+    body.extend(tail);
+    (body, Some(header_len))
 }
 
 /// The outputs a model answers: the label of each row and each class's probability.
@@ -545,6 +755,53 @@ mod tests {
             json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
         );
         assert!(e.contains("all numbers"), "{e}");
+    }
+
+    #[test]
+    fn binary_tensors_come_in_and_go_out_as_triton_sends_them() {
+        let head = json!({"inputs": [
+            {"name": "a", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+            {"name": "b", "shape": [2], "datatype": "INT64", "data": [3, 4]},
+            {"name": "site", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 11}}
+        ], "outputs": [{"name": "probabilities", "parameters": {"binary_data": true}}]});
+        let mut body = serde_json::to_vec(&head).unwrap();
+        let n = body.len();
+        body.extend(1.5f32.to_le_bytes());
+        body.extend(2.0f32.to_le_bytes());
+        body.extend(1u32.to_le_bytes());
+        body.extend(b"x");
+        body.extend(2u32.to_le_bytes());
+        body.extend(b"yz");
+        let req = parse_infer(&body, Some(n)).unwrap();
+        let c = oip_rows(&req, &inputs()).unwrap();
+        assert_eq!(c.value(1, "a"), Some(&json!(2.0)));
+        assert_eq!(c.value(1, "site"), Some(&json!("yz")));
+        let resp = InferResponse {
+            model_name: "m".into(),
+            model_version: "1".into(),
+            id: None,
+            outputs: vec![OutputTensor {
+                name: "probabilities".into(),
+                shape: vec![1, 2],
+                datatype: "FP32".into(),
+                data: vec![json!(0.25), json!(0.75)],
+            }],
+        };
+        let (out, header) = encode_response(&req, &resp);
+        let header = header.unwrap();
+        let meta: Value = serde_json::from_slice(&out[..header]).unwrap();
+        assert_eq!(meta["outputs"][0]["parameters"]["binary_data_size"], 8);
+        assert_eq!(&out[header..header + 4], &0.25f32.to_le_bytes());
+        // Cut short, or not there at all: refused with why.
+        assert!(
+            parse_infer(&body[..body.len() - 2], Some(n))
+                .unwrap_err()
+                .0
+                .contains("remain")
+        );
+        let no_data = json!({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32"}]});
+        let e = parse_infer(&serde_json::to_vec(&no_data).unwrap(), None).unwrap_err();
+        assert!(e.0.contains("has no data"), "{e}");
     }
 
     #[test]

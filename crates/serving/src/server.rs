@@ -10,7 +10,7 @@ use petri_ml::{MlError, Mlp};
 use serde_json::{Value, json};
 
 use crate::batch::{BatchLimits, Batcher};
-use crate::codec::{self, BadRequest, InferRequest, InferResponse};
+use crate::codec::{self, BadRequest, InferResponse};
 
 /// Why a request was not answered: the caller's mistake (400) or the model's failure (500).
 #[derive(Debug, thiserror::Error)]
@@ -117,34 +117,39 @@ impl ModelServer {
         }
     }
 
-    /// `POST /v2/models/{name}/infer`: the body as it came. Answers the response and the rows
-    /// of the batch it ran in.
-    pub async fn infer(&self, body: &[u8]) -> Result<(InferResponse, usize), Refusal> {
+    /// `POST /v2/models/{name}/infer`: the body as it came (and the JSON header's length, with
+    /// binary tensors). Answers the response's body, its JSON header's length when outputs are
+    /// binary, and the rows of the batch it ran in.
+    pub async fn infer(
+        &self,
+        body: &[u8],
+        header_len: Option<usize>,
+    ) -> Result<(Vec<u8>, Option<usize>, usize), Refusal> {
         let began = Instant::now();
-        let r = self.infer_inner(body).await;
+        let r = self.infer_inner(body, header_len).await;
         let rows = r.as_ref().map(|x| x.1).unwrap_or(0);
-        let r = r.map(|x| (x.0, x.2));
+        let r = r.map(|(answer, _, batch)| (answer.0, answer.1, batch));
         self.count(began, &r, rows);
         r
     }
 
-    async fn infer_inner(&self, body: &[u8]) -> Result<(InferResponse, usize, usize), Refusal> {
-        let req: InferRequest = serde_json::from_slice(body)
-            .map_err(|e| Refusal::Bad(format!("the body is not an inference request: {e}")))?;
+    async fn infer_inner(
+        &self,
+        body: &[u8],
+        header_len: Option<usize>,
+    ) -> Result<((Vec<u8>, Option<usize>), usize, usize), Refusal> {
+        let req = codec::parse_infer(body, header_len)?;
         let spec = self.model().spec();
         let rows = codec::oip_rows(&req, &spec.columns())?;
         let (predictions, batch) = self.batcher.predict(&rows).await?;
         let outputs = codec::oip_outputs(&req, &predictions, &spec.classes)?;
-        Ok((
-            InferResponse {
-                model_name: self.name.clone(),
-                model_version: self.version.clone(),
-                id: req.id,
-                outputs,
-            },
-            rows.rows,
-            batch,
-        ))
+        let response = InferResponse {
+            model_name: self.name.clone(),
+            model_version: self.version.clone(),
+            id: req.id.clone(),
+            outputs,
+        };
+        Ok((codec::encode_response(&req, &response), rows.rows, batch))
     }
 
     /// `POST /invocations` (MLflow's scoring protocol); and the rows of the batch it ran in.

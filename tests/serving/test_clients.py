@@ -1,0 +1,200 @@
+"""A served model called with stock clients: tritonclient's HTTP client (OIP v2, binary tensors
+and JSON) and MLflow's scoring formats, through the daemon's address and token."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+import numpy as np
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+HOME = os.environ["PETRI_TEST_HOME"]
+BASE = open(os.path.join(HOME, "daemon.addr")).read().strip()
+TOKEN = open(os.path.join(HOME, "token")).read().strip()
+
+
+def auth():
+    """A fresh header dict each call: tritonclient adds its own headers to the dict it is given."""
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def petri(*args):
+    env = dict(os.environ, PETRI_HOME=HOME)
+    done = subprocess.run([os.environ["PETRI_TEST_BIN"], *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def write_model(folder):
+    """Two numbers and a site in, 'low' or 'high' out: high when x + y > 0 (site adds nothing)."""
+    os.makedirs(folder, exist_ok=True)
+    model = {
+        "format": "petri-mlp", "version": 1, "task": "classification",
+        "architecture": {"layers": [4, 2], "activation": "relu", "output": "softmax"},
+        "features": {"numeric": [{"name": "x", "mean": 0.0, "scale": 1.0},
+                                 {"name": "y", "mean": 0.0, "scale": 1.0}],
+                     "categorical": [{"name": "site", "categories": ["a", "b"]}],
+                     "order": ["x", "y", "site_a", "site_b"]},
+        "inputs": [{"name": "x", "type": "number"}, {"name": "y", "type": "number"},
+                   {"name": "site", "type": "string"}],
+        "target": "level", "classes": ["low", "high"],
+    }
+    with open(os.path.join(folder, "model.json"), "w") as f:
+        json.dump(model, f)
+    weights = {"layers.0.weight": ([2, 4], [-1, -1, 0, 0, 1, 1, 0, 0]),
+               "layers.0.bias": ([2], [0, 0])}
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(safetensors_with(weights))
+
+
+def safetensors_with(tensors):
+    """safetensors bytes of F32 tensors given as name -> (shape, values)."""
+    import struct
+    header, data = {}, b""
+    for name, (shape, values) in tensors.items():
+        raw = struct.pack(f"<{len(values)}f", *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def setup():
+    with tempfile.TemporaryDirectory() as tmp:
+        write_model(os.path.join(tmp, "m"))
+        petri("model", "register", "sign", os.path.join(tmp, "m"), "--alias", "champion")
+    d = json.loads(petri("model", "serve", "sign@champion", "--wait", "--json"))
+    assert d["state"] == "ready", d
+
+
+def client():
+    return httpclient.InferenceServerClient(url=BASE.removeprefix("http://"))
+
+
+def inputs(x, y, site, binary=True):
+    out = []
+    for name, values, dtype in (("x", x, np.float32), ("y", y, np.float32)):
+        t = httpclient.InferInput(name, [len(values)], "FP32")
+        t.set_data_from_numpy(np.array(values, dtype=dtype), binary_data=binary)
+        out.append(t)
+    s = httpclient.InferInput("site", [len(site)], "BYTES")
+    s.set_data_from_numpy(np.array([v.encode() for v in site], dtype=np.object_), binary_data=binary)
+    out.append(s)
+    return out
+
+
+def test_tritonclient_health_and_metadata():
+    c = client()
+    assert c.is_server_live(headers=auth()) and c.is_server_ready(headers=auth())
+    assert c.is_model_ready("sign", headers=auth())
+    meta = c.get_model_metadata("sign", headers=auth())
+    assert [i["name"] for i in meta["inputs"]] == ["x", "y", "site"], meta
+    assert meta["parameters"]["classes"] == ["low", "high"]
+
+
+def test_tritonclient_infers_with_binary_and_json_tensors():
+    c = client()
+    for binary in (True, False):
+        r = c.infer("sign", inputs([1.0, -2.0, 0.5], [0.5, 1.0, -3.0], ["a", "b", "zz"], binary),
+                    headers=auth())
+        assert [v.decode() for v in r.as_numpy("label")] == ["high", "low", "low"], binary
+        p = r.as_numpy("probabilities")
+        assert p.shape == (3, 2) and np.allclose(p.sum(axis=1), 1.0)
+        # high = softmax([-(x+y), x+y])[1]
+        assert abs(p[0, 1] - 1 / (1 + np.exp(-3.0))) < 1e-6, p
+    # Binary outputs when asked.
+    r = c.infer("sign", inputs([2.0], [2.0], ["a"]), headers=auth(),
+                outputs=[httpclient.InferRequestedOutput("probabilities", binary_data=True),
+                         httpclient.InferRequestedOutput("label", binary_data=True)])
+    assert r.as_numpy("label")[0] == b"high"
+    assert abs(r.as_numpy("probabilities")[0, 1] - 1 / (1 + np.exp(-8.0))) < 1e-6
+
+
+def status_of(call):
+    try:
+        call()
+    except InferenceServerException as e:
+        return e.status(), e.message()
+    raise AssertionError("no error")
+
+
+def test_tritonclient_errors_say_what_was_expected():
+    c = client()
+    bad = inputs([1.0], [1.0], ["a"])[:2]  # no site
+    status, message = status_of(lambda: c.infer("sign", bad, headers=auth()))
+    assert status == "400" and "`site` (BYTES) is missing" in message, (status, message)
+    wrong = inputs([1.0], [1.0], ["a"])
+    wrong[0] = httpclient.InferInput("x", [1], "BYTES")
+    wrong[0].set_data_from_numpy(np.array([b"1"], dtype=np.object_))
+    status, message = status_of(lambda: c.infer("sign", wrong, headers=auth()))
+    assert status == "400" and "expected FP64" in message, (status, message)
+    status, message = status_of(lambda: c.infer("nope", inputs([1.0], [1.0], ["a"]), headers=auth()))
+    assert status == "404", (status, message)
+    status, message = status_of(lambda: c.infer("sign", inputs([1.0], [1.0], ["a"]),
+                                                headers={"Authorization": "Bearer wrong"}))
+    assert status == "401", (status, message)
+
+
+def post(path, body, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(BASE + path, data=data, method="POST",
+                                 headers=dict(auth(), **{"Content-Type": "application/json"}))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as a:
+            return a.status, json.loads(a.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_mlflow_scoring_formats():
+    cols = ["x", "y", "site"]
+    rows = [[1.0, 0.5, "a"], [-2.0, 1.0, "b"]]
+    for body in (
+        {"dataframe_split": {"columns": cols, "data": rows}},
+        {"dataframe_records": [dict(zip(cols, r)) for r in rows]},
+        {"inputs": {"x": [1.0, -2.0], "y": [0.5, 1.0], "site": ["a", "b"]}},
+        {"instances": [dict(zip(cols, r)) for r in rows]},
+    ):
+        status, answer = post("/v2/models/sign/invocations", body)
+        assert status == 200 and answer == {"predictions": ["high", "low"]}, (body, status, answer)
+    status, answer = post("/v2/models/sign/invocations", {"dataframe_records": [{"x": 1, "q": 2}]})
+    assert status == 400 and "unknown column `q`" in answer["error"], answer
+
+
+def test_an_oversized_body_is_413_in_the_protocols_shape():
+    status, answer = post("/v2/models/sign/infer", None, raw=b" " * (3 << 20))
+    assert status == 413 and "error" in answer, (status, answer)
+
+
+def main():
+    setup()
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+    failed = []
+    try:
+        for name, test in tests:
+            started = time.monotonic()
+            try:
+                test()
+            except Exception:
+                failed.append(name)
+                print(f"FAIL {name}", file=sys.stderr)
+                traceback.print_exc()
+            else:
+                print(f"ok   {name} ({time.monotonic() - started:.2f}s)")
+    finally:
+        petri("model", "unserve", "sign")
+    print(f"serving clients: {len(tests) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
