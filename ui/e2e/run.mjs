@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { irisPipeline, pipelineCanvas } from "./pipeline.mjs";
 import { modelsViews } from "./models.mjs";
+import { servingViews } from "./serving.mjs";
 import { experimentsViews } from "./tracking.mjs";
 
 const args = Object.fromEntries(
@@ -356,6 +357,10 @@ try {
 
   await step("the Models view lists registered versions, moves an alias through its form and shows a version's files", async () => {
     await modelsViews({ page, base, token, shot });
+  });
+
+  await step("the Serving view serves a registered model, answers its try-it form, charts its traffic and unserves it", async () => {
+    await servingViews({ page, base, token, shot });
   });
 
   await step("a lost daemon is shown and recovered from", async () => {

@@ -11,6 +11,8 @@ import { Jobs } from "./views/Jobs";
 import { ModelPage } from "./views/models/ModelPage";
 import { Models } from "./views/models/Models";
 import { Notebooks } from "./views/Notebooks";
+import { DeploymentPage } from "./views/serving/Deployment";
+import { Serving } from "./views/serving/Serving";
 import { PipelineEditor } from "./views/pipelines/Editor";
 import { Pipelines } from "./views/pipelines/Pipelines";
 import { RunView } from "./views/pipelines/RunView";
@@ -129,7 +131,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
       if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) return;
       if (pendingG.current) {
         pendingG.current = false;
-        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", e: "/experiments", m: "/models", s: "/settings" }[e.key];
+        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", e: "/experiments", m: "/models", v: "/serving", s: "/settings" }[e.key];
         if (to) navigate(to);
         return;
       }
@@ -159,6 +161,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
         <NavLink to="/pipelines">Pipelines</NavLink>
         <NavLink to="/experiments">Experiments</NavLink>
         <NavLink to="/models">Models</NavLink>
+        <NavLink to="/serving">Serving</NavLink>
         <NavLink to="/settings">Settings</NavLink>
         <div className="nav-foot">
           <div>{running} running · {queued} queued</div>
@@ -189,6 +192,8 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
           <Route path="/runs/:id" element={<RunDetail />} />
           <Route path="/models" element={<Models />} />
           <Route path="/models/:name" element={<ModelPage />} />
+          <Route path="/serving" element={<Serving />} />
+          <Route path="/serving/:name" element={<DeploymentPage />} />
           <Route path="/settings" element={<Settings theme={props.theme} setTheme={props.setTheme} />} />
           <Route path="*" element={<div className="page"><h1>Not found</h1><p>There is no such view. <NavLink to="/">Go to the dashboard</NavLink>.</p></div>} />
         </Routes>

@@ -8,6 +8,7 @@ import { Empty, ErrorNote, Field } from "../../components/ui";
 import { useLive } from "../../live";
 import { ago, bytes } from "../../lib/format";
 import { JobLink } from "../experiments/Experiments";
+import { serveFormLink } from "../serving/model";
 import { models, saveBlob } from "./api";
 import type { AliasEvent, Lineage, ModelDetail, VersionDetail } from "./api";
 import { aliasChips, aliasProblem, baseName, describeMove, lineageLinks, newestFirst, pickVersion, shortDigest, tagRows, v } from "./model";
@@ -243,6 +244,9 @@ function Aliases(props: { name: string; detail: ModelDetail; chosen?: string; on
                 </td>
                 <td>→ <span data-testid="alias-version">{v(a.version)}</span></td>
                 <td className="alias-actions">
+                  {props.detail.versions.some((x) => x.version === a.version && x.runtime === "native") && (
+                    <Link className="button" to={serveFormLink(props.name, `@${a.alias}`)} aria-label={`serve ${a.alias}`}>Serve</Link>
+                  )}{" "}
                   <button type="button" className="danger" disabled={busy} aria-label={`remove alias ${a.alias}`} onClick={() => remove(a.alias)}>
                     Remove
                   </button>
@@ -323,6 +327,7 @@ function VersionPanel({ name, version }: { name: string; version: VersionDetail 
     <section className="version-panel" data-testid="version-panel" data-version={version.version}>
       <h2>
         Version {version.version} {version.aliases?.length ? <AliasList aliases={version.aliases} /> : null}
+        {version.runtime === "native" && <Link className="button" to={serveFormLink(name, version.version)} data-testid="serve-version">Serve</Link>}
       </h2>
       <ErrorNote error={error} onDismiss={() => setError(undefined)} />
       <div className="card">
