@@ -258,7 +258,8 @@ pub(crate) fn serve_the_iris_model(server: &Server, image: &str) {
     );
     wait_until("the deployment to move", Duration::from_secs(90), || {
         let d: Value = parse(&petri(home, &["model", "endpoints", "--json"]));
-        d[0]["version"].to_string() == next && d[0]["state"] == "ready"
+        d[0]["version"].as_i64().map(|v| v.to_string()).as_deref() == Some(next.as_str())
+            && d[0]["state"] == "ready"
     });
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

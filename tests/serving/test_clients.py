@@ -175,6 +175,54 @@ def test_an_oversized_body_is_413_in_the_protocols_shape():
     assert status == 413 and "error" in answer, (status, answer)
 
 
+TRAIN_SKLEARN = """
+import mlflow
+from sklearn.datasets import load_iris
+from sklearn.neural_network import MLPClassifier
+X, y = load_iris(return_X_y=True, as_frame=True)
+X.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+m = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0).fit(X, y)
+# MLflow 3's default (skops) refuses an MLPClassifier's optimizer unless told to trust it.
+mlflow.sklearn.log_model(m, name="model", input_example=X.head(2), registered_model_name="iris-sk",
+                         serialization_format="cloudpickle")
+"""
+
+
+def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_container():
+    """The researcher's path: a job in Petri's image logs and registers a scikit-learn model
+    with the stock client; Petri serves it with MLflow's own scoring server, behind the same
+    routes and tokens."""
+    job = json.loads(petri("submit", "--json", "--image", "petri/python:3.11", "--name", "train-sk",
+                           "--", "python", "-c", TRAIN_SKLEARN))[0]
+    for _ in range(600):
+        shown = json.loads(petri("show", job["id"], "--json"))
+        if shown["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
+            break
+        time.sleep(0.2)
+    assert shown["state"] == "succeeded", (shown, petri("logs", job["id"]))
+    version = json.loads(petri("model", "show", "iris-sk/1", "--json"))
+    assert version["runtime"] == "container" and "sklearn" in version["flavours"], version
+    assert version["lineage"]["job"] == job["id"], version["lineage"]
+    d = json.loads(petri("model", "serve", "iris-sk/1", "--wait", "--json"))
+    try:
+        assert d["state"] == "ready", d
+        cols = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+        status, answer = post("/v2/models/iris-sk/invocations",
+                              {"dataframe_split": {"columns": cols, "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}})
+        assert status == 200 and answer == {"predictions": [0, 2]}, (status, answer)
+        c = client()
+        tensors = []
+        for name, v in zip(cols, ([5.1, 6.7], [3.5, 3.0], [1.4, 5.2], [0.2, 2.3])):
+            t = httpclient.InferInput(name, [2], "FP64")
+            t.set_data_from_numpy(np.array(v, dtype=np.float64), binary_data=False)
+            tensors.append(t)
+        r = c.infer("iris-sk", tensors, headers=auth(),
+                    outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
+        assert r.as_numpy("predictions").tolist() == [0, 2]
+    finally:
+        petri("model", "unserve", "iris-sk")
+
+
 def main():
     setup()
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]

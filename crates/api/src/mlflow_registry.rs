@@ -345,9 +345,12 @@ async fn get_by_alias(State(s): State<AppState>, uri: Uri) -> Answer {
 }
 
 async fn create_version(State(s): State<AppState>, Caller(c): Caller, b: Body) -> Answer {
-    let req: CreateVersion = body(b)?;
+    let mut req: CreateVersion = body(b)?;
     need(&req.name, "name")?;
     need(&req.source, "source")?;
+    if let petri_daemon::accounts::Credential::Job(job) = &c.credential {
+        req.job = Some(job.to_string());
+    }
     let v = s.daemon.registry().create_version(req, &c.user).await?;
     Ok(Json(json!({ "model_version": v })))
 }

@@ -125,25 +125,25 @@ async fn health() -> Response {
     axum::Json(json!({ "live": true, "ready": true })).into_response()
 }
 
-fn same_model(s: &Served, name: &str) -> Result<(), Response> {
-    if name != s.server.name {
-        return Err(protocol_error(
+/// A 404 when `name` is not the model this server serves.
+fn other_model(s: &Served, name: &str) -> Option<Response> {
+    (name != s.server.name).then(|| {
+        protocol_error(
             StatusCode::NOT_FOUND,
             format!("this server serves `{}`, not `{name}`", s.server.name),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 async fn metadata(State(s): State<Served>, Path(name): Path<String>) -> Response {
-    if let Err(r) = same_model(&s, &name) {
+    if let Some(r) = other_model(&s, &name) {
         return r;
     }
     axum::Json(s.server.metadata()).into_response()
 }
 
 async fn model_ready(State(s): State<Served>, Path(name): Path<String>) -> Response {
-    if let Err(r) = same_model(&s, &name) {
+    if let Some(r) = other_model(&s, &name) {
         return r;
     }
     axum::Json(json!({ "name": name, "ready": true })).into_response()
@@ -157,8 +157,8 @@ fn refused(e: Refusal) -> Response {
 }
 
 /// A body the server would not take whole (over its limit), in the protocol's shape.
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|e| protocol_error(e.status(), e.body_text()))
+fn rejected(e: BytesRejection) -> Response {
+    protocol_error(e.status(), e.body_text())
 }
 
 /// The binary data extension's header: the length of the JSON before the tensors' bytes.
@@ -170,12 +170,12 @@ async fn infer(
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = same_model(&s, &name) {
+    if let Some(r) = other_model(&s, &name) {
         return r;
     }
-    let body = match body_of(body) {
+    let body = match body {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return rejected(e),
     };
     let header_len = match headers
         .get(HEADER_LENGTH)
@@ -217,9 +217,9 @@ async fn infer(
 }
 
 async fn invocations(State(s): State<Served>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_of(body) {
+    let body = match body {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return rejected(e),
     };
     match s.server.score(&body).await {
         Ok((answer, batch)) => {

@@ -160,6 +160,8 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
         "invocations" => "/invocations".to_string(),
         _ => return protocol_error(StatusCode::NOT_FOUND, format!("no such route: {path}")),
     };
+    // Only inference is traffic; metadata and readiness asks are not counted.
+    let inference = matches!(tail.as_str(), "infer" | "invocations");
     let (mut parts, body) = req.into_parts();
     let uri = format!("http://{}{target}", route.addr);
     parts.uri = match uri.parse() {
@@ -181,9 +183,11 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
                 .get(crate::model_server::BATCH_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            serving
-                .stats()
-                .record(name, resp.status().as_u16(), began.elapsed(), batch);
+            if inference {
+                serving
+                    .stats()
+                    .record(name, resp.status().as_u16(), began.elapsed(), batch);
+            }
             resp.map(Body::new)
         }
         Err(e) => {

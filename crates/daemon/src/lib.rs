@@ -224,6 +224,7 @@ impl Daemon {
             artifacts.clone(),
             keys.clone(),
             exe,
+            settings.notebooks.image.clone(),
         )?;
         serving.start();
         let gc_every = settings.artifacts.gc_every.as_duration();

@@ -92,6 +92,8 @@ struct NewVersion {
     files: Vec<VersionFile>,
     /// The upload the files came from, used up when the version is made.
     upload: Option<String>,
+    /// The job that registered it (with its token), for the lineage.
+    job: Option<String>,
 }
 
 fn check_upload_id(id: &str) -> Result<()> {
@@ -664,6 +666,7 @@ impl Registry {
                     tags: req.tags,
                     files,
                     upload: None,
+                    job: req.job,
                 },
                 user,
             )
@@ -757,6 +760,7 @@ impl Registry {
                 tags,
                 files,
                 upload: Some(upload.to_string()),
+                job: None,
             },
             user,
         )
@@ -799,7 +803,9 @@ impl Registry {
                     source_uri: new.source.clone(),
                     why,
                 })?;
-        let lineage = self.lineage(new.run_id.as_deref()).await;
+        let lineage = self
+            .lineage(new.run_id.as_deref(), new.job.as_deref())
+            .await;
         let user = user.to_string();
         self.tx(move |c, i| {
             let sql = |e| db::db_error(&i.path, e);
@@ -1139,6 +1145,8 @@ impl Registry {
     /// names, and the run it is a run's artifact of.
     async fn resolve_source(&self, source: &str) -> Result<(String, Option<String>)> {
         let t = &self.inner.tracking;
+        // A logged model's run, for the version's lineage.
+        let mut logged_run = None;
         let full = if let Some(rest) = source.strip_prefix("runs:/") {
             let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
             let run = t.get_run(run).await?.run;
@@ -1155,6 +1163,7 @@ impl Registry {
             .filter(|m| m.starts_with("m-"))
         {
             let m = t.get_logged_model(id.trim_end_matches('/')).await?;
+            logged_run = m.model.info.source_run_id.clone().filter(|r| !r.is_empty());
             let uri = m.model.info.artifact_uri.clone();
             strip_authority(uri.strip_prefix("mlflow-artifacts:").unwrap_or(&uri))
         } else {
@@ -1165,7 +1174,11 @@ impl Registry {
             )));
         };
         let at = petri_tracking::artifacts::parse_path(&full)?;
-        let run = (!at.model).then(|| at.run_id.clone());
+        let run = if at.model {
+            logged_run
+        } else {
+            Some(at.run_id.clone())
+        };
         let full = full.trim_end_matches('/').to_string();
         Ok((full, run))
     }
@@ -1248,29 +1261,34 @@ impl Registry {
     }
 
     /// Where a run came from: its job, the job's pipeline run, the datasets it read.
-    async fn lineage(&self, run_id: Option<&str>) -> Lineage {
+    /// Where a version comes from: its run, the run's job (else the job that registered it),
+    /// the job's pipeline run, the datasets the run read.
+    async fn lineage(&self, run_id: Option<&str>, registered_by_job: Option<&str>) -> Lineage {
         let mut l = Lineage::default();
-        let Some(run_id) = run_id else { return l };
-        l.run = Some(run_id.to_string());
-        let Ok(run) = self.inner.tracking.get_run(run_id).await else {
-            return l;
-        };
-        let run = run.run;
-        l.job = run
-            .data
-            .tags
-            .iter()
-            .find(|t| t.key == petri_tracking::jobs::JOB_TAG)
-            .map(|t| t.value.clone());
-        l.inputs = run
-            .inputs
-            .dataset_inputs
-            .iter()
-            .map(|d| InputData {
-                name: d.dataset.name.clone(),
-                digest: d.dataset.digest.clone(),
-            })
-            .collect();
+        if let Some(run_id) = run_id {
+            l.run = Some(run_id.to_string());
+            if let Ok(run) = self.inner.tracking.get_run(run_id).await {
+                let run = run.run;
+                l.job = run
+                    .data
+                    .tags
+                    .iter()
+                    .find(|t| t.key == petri_tracking::jobs::JOB_TAG)
+                    .map(|t| t.value.clone());
+                l.inputs = run
+                    .inputs
+                    .dataset_inputs
+                    .iter()
+                    .map(|d| InputData {
+                        name: d.dataset.name.clone(),
+                        digest: d.dataset.digest.clone(),
+                    })
+                    .collect();
+            }
+        }
+        if l.job.is_none() {
+            l.job = registered_by_job.map(str::to_string);
+        }
         if let (Some(job), Some(of)) = (&l.job, &self.inner.pipeline_of) {
             l.pipeline_run = of(job.clone()).await;
         }

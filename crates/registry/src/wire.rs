@@ -148,6 +148,10 @@ pub struct CreateVersion {
     pub description: Option<String>,
     #[serde(default)]
     pub model_id: Option<String>,
+    /// The job that registers it (set by the daemon from the caller's token, never read from
+    /// the request), for the lineage.
+    #[serde(skip)]
+    pub job: Option<String>,
 }
 
 /// A search's page.

@@ -28,11 +28,14 @@ impl Default for BatchLimits {
     }
 }
 
+/// A batch's answer to one request: its rows' probabilities and the batch's size in rows.
+type Answer = Result<(Vec<Vec<f32>>, usize), String>;
+
 struct Pending {
     features: Vec<f32>,
     rows: usize,
     /// The probabilities, and how many rows the batch that ran them held.
-    answer: oneshot::Sender<Result<(Vec<Vec<f32>>, usize), String>>,
+    answer: oneshot::Sender<Answer>,
 }
 
 /// A model behind a batching queue. Cheap to clone.

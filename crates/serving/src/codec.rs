@@ -161,7 +161,7 @@ pub fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<InferReques
 
 fn decode_binary(name: &str, datatype: &str, b: &[u8]) -> Result<Vec<Value>, BadRequest> {
     fn chunks<const N: usize>(name: &str, b: &[u8]) -> Result<Vec<[u8; N]>, BadRequest> {
-        if b.len() % N != 0 {
+        if !b.len().is_multiple_of(N) {
             return Err(bad(format!(
                 "input `{name}`: {} bytes of binary data is not a whole number of {N}-byte values",
                 b.len()

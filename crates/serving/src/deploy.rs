@@ -59,7 +59,6 @@ pub struct Replica {
     pub port: u16,
     pub version: i64,
     /// `starting`, `ready`, `restarting`, `failed`, `stopped`.
-    #[serde(default)]
     pub state: String,
 }
 
@@ -78,7 +77,8 @@ pub struct Deployment {
     pub max_batch: usize,
     #[schema(value_type = String)]
     pub max_delay: Millis,
-    /// `starting` (no replica ready yet), `ready`, `degraded` (some ready), `failed`.
+    /// `starting` (no replica ready yet), `ready`, `degraded` (some ready), `failed`; `stopped`
+    /// in the answer to an unserve.
     pub state: String,
     /// Why it is not (all) ready, or why a newer version was not taken.
     pub reason: Option<String>,
@@ -222,6 +222,9 @@ pub(crate) struct StoredReplica {
     job: JobId,
     port: u16,
     version: i64,
+    /// In a container (an MLflow model), its `port` inside.
+    #[serde(default)]
+    container: bool,
 }
 
 /// A deployment as stored.
@@ -246,6 +249,15 @@ pub(crate) struct Stored {
     created_ms: i64,
 }
 
+/// How a version runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runtime {
+    /// `petri model-server`: Petri's own format, with candle.
+    Native,
+    /// MLflow's scoring server in Petri's image (an MLflow model of another flavour).
+    Container,
+}
+
 /// Where one request goes.
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -254,6 +266,9 @@ pub struct Route {
     /// `Bearer <key>` for the replica.
     pub authorization: String,
     pub version: i64,
+    /// A container replica: its address is where Docker published its port, known once it
+    /// runs.
+    container: bool,
 }
 
 /// The replicas requests may go to, by deployment.
@@ -261,7 +276,14 @@ pub struct Route {
 struct Table {
     by_name: HashMap<String, Vec<Route>>,
     ready: HashMap<JobId, bool>,
+    /// Where each container replica's port is published (per attempt: set when it answers).
+    published: HashMap<JobId, SocketAddr>,
 }
+
+/// The port MLflow's scoring server listens on inside a container replica.
+const CONTAINER_PORT: u16 = 8080;
+/// The runtime of models candle cannot run: MLflow's scoring server in Petri's image.
+const MLFLOW_SERVER: &str = include_str!("mlflow_server.py");
 
 /// Deployments on the queue. Cheap to clone.
 #[derive(Clone)]
@@ -276,6 +298,8 @@ struct Inner {
     keys: Arc<ServiceKeys>,
     /// The program a replica runs (`petri`, with `model-server`).
     exe: PathBuf,
+    /// The image MLflow models are served in (Petri's).
+    image: String,
     /// Where versions' files are put for replicas to load: `<home>/deployments/<model>/<v>`.
     root: PathBuf,
     path: PathBuf,
@@ -325,9 +349,15 @@ impl Serving {
         artifacts: Artifacts,
         keys: Arc<ServiceKeys>,
         exe: PathBuf,
+        image: String,
     ) -> Result<Serving> {
         let path = home.join("serving.db");
         let conn = db::open(&path)?;
+        // MLflow models' server, for container replicas (mounted read-only).
+        let runtime = home.join("deployments").join("runtime");
+        std::fs::create_dir_all(&runtime)
+            .and_then(|()| std::fs::write(runtime.join("mlflow_server.py"), MLFLOW_SERVER))
+            .map_err(|e| ServingError::Io(format!("{}: {e}", runtime.display())))?;
         let s = Serving {
             inner: Arc::new(Inner {
                 queue,
@@ -335,6 +365,7 @@ impl Serving {
                 artifacts,
                 keys,
                 exe,
+                image,
                 root: home.join("deployments"),
                 path,
                 conn: Mutex::new(conn),
@@ -355,7 +386,7 @@ impl Serving {
         for d in &stored {
             self.set_routes(d);
             for r in &d.replicas {
-                self.probe(r.job, r.port);
+                self.probe(r.job, r.port, r.container);
             }
         }
         // A replica that stops running is out of the rotation until it answers again.
@@ -368,11 +399,12 @@ impl Serving {
                 };
                 let Some(inner) = weak.upgrade() else { return };
                 let s = Serving { inner };
-                let port = s.port_of(c.id);
-                let Some(port) = port else { continue };
+                let Some((port, container)) = s.replica_of(c.id) else {
+                    continue;
+                };
                 s.set_ready(c.id, false);
                 if c.state == JobState::Running {
-                    s.probe(c.id, port);
+                    s.probe(c.id, port, container);
                 }
             }
         });
@@ -404,13 +436,14 @@ impl Serving {
             .ok_or_else(|| ServingError::NotFound(name.to_string()))
     }
 
-    fn port_of(&self, job: JobId) -> Option<u16> {
+    /// A replica's port (inside its container, for a container) and whether it is one.
+    fn replica_of(&self, job: JobId) -> Option<(u16, bool)> {
         let t = self.inner.table.lock().ok()?;
         t.by_name
             .values()
             .flatten()
             .find(|r| r.job == job)
-            .map(|r| r.addr.port())
+            .map(|r| (r.addr.port(), r.container))
     }
 
     fn set_ready(&self, job: JobId, ready: bool) {
@@ -438,6 +471,7 @@ impl Serving {
                     self.inner.keys.token(PURPOSE, &r.job.to_string())
                 ),
                 version: r.version,
+                container: r.container,
             })
             .collect();
         if let Ok(mut t) = self.inner.table.lock() {
@@ -447,15 +481,20 @@ impl Serving {
 
     /// Asks a replica `/v2/health/ready` every 100 ms until it answers (or its job ends, or
     /// [`START_LIMIT`] passes); then it takes requests.
-    fn probe(&self, job: JobId, port: u16) {
+    fn probe(&self, job: JobId, port: u16, container: bool) {
         let s = self.clone();
         tokio::spawn(async move {
-            let _ = s.wait_ready(job, port).await;
+            let _ = s.wait_ready(job, port, container).await;
         });
     }
 
-    async fn wait_ready(&self, job: JobId, port: u16) -> std::result::Result<(), String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    async fn wait_ready(
+        &self,
+        job: JobId,
+        port: u16,
+        container: bool,
+    ) -> std::result::Result<(), String> {
+        let mut addr = SocketAddr::from(([127, 0, 0, 1], port));
         let auth = format!(
             "Bearer {}",
             self.inner.keys.token(PURPOSE, &job.to_string())
@@ -467,12 +506,26 @@ impl Serving {
                     return Err(j.reason.unwrap_or_else(|| format!("it ended {}", j.state)));
                 }
                 Ok(j) if j.state == JobState::Running => {
+                    if container {
+                        // Where Docker published the port, for this attempt.
+                        let attempt = j.runs.last().map(|r| r.attempt).unwrap_or(1);
+                        match self.inner.queue.endpoint(job, attempt, port).await {
+                            Some(a) => addr = a,
+                            None => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        }
+                    }
                     let asked = self
                         .inner
                         .http
                         .get_json(addr, "/v2/health/ready", ("Authorization", &auth))
                         .await;
                     if asked.is_ok() {
+                        if let Ok(mut t) = self.inner.table.lock() {
+                            t.published.insert(job, addr);
+                        }
                         self.set_ready(job, true);
                         tracing::info!(%job, %addr, "a model replica is ready");
                         return Ok(());
@@ -507,34 +560,29 @@ impl Serving {
             .map_err(|_| ServingError::Io(format!("the registry answered version `{v}`")))
     }
 
-    /// Puts a version's files where replicas load them and loads it once here, so a model that
-    /// cannot be served is refused now with what is wrong.
-    async fn prepare(&self, model: &str, version: i64) -> Result<PathBuf> {
+    /// Puts a version's files where replicas load them and, for Petri's format, loads it once
+    /// here, so a model that cannot be served is refused now with what is wrong. MLflow models
+    /// of other flavours run in Petri's image (MLflow's scoring server), checked there.
+    async fn prepare(&self, model: &str, version: i64) -> Result<(PathBuf, Runtime)> {
         let detail = self.inner.registry.version_detail(model, version).await?;
-        match detail.runtime.as_str() {
-            "native" => {}
-            "container" => {
-                return Err(ServingError::Unsupported(format!(
-                    "{model} version {version} is an MLflow model ({}); serving it needs the \
-                     container runtime (MLflow's scoring server in Petri's image), which this \
-                     Petri does not have yet",
-                    detail.flavours.join(", ")
-                )));
-            }
+        let runtime = match detail.runtime.as_str() {
+            "native" => Runtime::Native,
+            "container" => Runtime::Container,
             _ => {
                 return Err(ServingError::Unsupported(format!(
                     "{model} version {version} is plain files (format `{}`), not a model Petri \
-                     can run: Petri serves its own format (model.json + model.safetensors)",
+                     can run: Petri serves its own format (model.json + model.safetensors) and \
+                     MLflow models (an MLmodel file)",
                     detail.format
                 )));
             }
-        }
+        };
         let dir = self.inner.root.join(model).join(version.to_string());
         let files = detail.files.clone();
         let artifacts = self.inner.artifacts.clone();
         let target = dir.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            if target.join("model.json").exists() {
+            if target.exists() {
                 return Ok(());
             }
             let tmp = target.with_extension("partial");
@@ -554,16 +602,20 @@ impl Serving {
         })
         .await
         .map_err(|e| ServingError::Io(e.to_string()))??;
-        let check = dir.clone();
-        tokio::task::spawn_blocking(move || {
-            petri_ml::Mlp::load(&check, &petri_ml::Device::Cpu).map(|_| ())
-        })
-        .await
-        .map_err(|e| ServingError::Io(e.to_string()))?
-        .map_err(|e| {
-            ServingError::InvalidModel(format!("{model} version {version} cannot be loaded: {e}"))
-        })?;
-        Ok(dir)
+        if runtime == Runtime::Native {
+            let check = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                petri_ml::Mlp::load(&check, &petri_ml::Device::Cpu).map(|_| ())
+            })
+            .await
+            .map_err(|e| ServingError::Io(e.to_string()))?
+            .map_err(|e| {
+                ServingError::InvalidModel(format!(
+                    "{model} version {version} cannot be loaded: {e}"
+                ))
+            })?;
+        }
+        Ok((dir, runtime))
     }
 
     /// Submits `n` replicas of `version` (files in `dir`).
@@ -571,40 +623,73 @@ impl Serving {
         &self,
         d: &Stored,
         dir: &Path,
+        runtime: Runtime,
         version: i64,
         n: usize,
     ) -> Result<Vec<StoredReplica>> {
         let mut out = Vec::new();
         for i in 0..n {
-            let port = free_port()?;
+            let resources = petri_domain::Resources {
+                cpus: Some(0.5),
+                gpu_memory: d.gpu_memory,
+                ..Default::default()
+            };
+            let (spec, port) = match runtime {
+                Runtime::Native => {
+                    let port = free_port()?;
+                    let spec = JobSpec {
+                        command: Some(vec![
+                            self.inner.exe.display().to_string(),
+                            "model-server".into(),
+                            "--model".into(),
+                            dir.display().to_string(),
+                            "--name".into(),
+                            d.name.clone(),
+                            "--version".into(),
+                            version.to_string(),
+                            "--listen".into(),
+                            format!("127.0.0.1:{port}"),
+                            "--max-batch".into(),
+                            d.max_batch.to_string(),
+                            "--max-delay-us".into(),
+                            d.max_delay_us.to_string(),
+                        ]),
+                        workdir: Some(dir.to_path_buf()),
+                        // A small network answers fastest on one thread.
+                        env: [("RAYON_NUM_THREADS".to_string(), "1".to_string())].into(),
+                        ..JobSpec::default()
+                    };
+                    (spec, port)
+                }
+                Runtime::Container => {
+                    let runtime_dir = self.inner.root.join("runtime");
+                    let spec = JobSpec {
+                        image: Some(self.inner.image.clone()),
+                        command: Some(vec![
+                            "python".into(),
+                            runtime_dir.join("mlflow_server.py").display().to_string(),
+                            dir.display().to_string(),
+                            d.name.clone(),
+                            version.to_string(),
+                            CONTAINER_PORT.to_string(),
+                        ]),
+                        workdir: Some(runtime_dir),
+                        mounts: vec![petri_domain::spec::Mount {
+                            source: dir.to_path_buf(),
+                            target: None,
+                            read_only: true,
+                        }],
+                        ports: vec![CONTAINER_PORT],
+                        ..JobSpec::default()
+                    };
+                    (spec, CONTAINER_PORT)
+                }
+            };
             let spec = JobSpec {
                 name: Some(format!("serve {} v{version} #{i}", d.name)),
-                command: Some(vec![
-                    self.inner.exe.display().to_string(),
-                    "model-server".into(),
-                    "--model".into(),
-                    dir.display().to_string(),
-                    "--name".into(),
-                    d.name.clone(),
-                    "--version".into(),
-                    version.to_string(),
-                    "--listen".into(),
-                    format!("127.0.0.1:{port}"),
-                    "--max-batch".into(),
-                    d.max_batch.to_string(),
-                    "--max-delay-us".into(),
-                    d.max_delay_us.to_string(),
-                ]),
-                workdir: Some(dir.to_path_buf()),
-                // A small network answers fastest on one thread.
-                env: [("RAYON_NUM_THREADS".to_string(), "1".to_string())].into(),
-                resources: petri_domain::Resources {
-                    cpus: Some(0.5),
-                    gpu_memory: d.gpu_memory,
-                    ..Default::default()
-                },
+                resources,
                 retries: RESTART,
-                ..JobSpec::default()
+                ..spec
             };
             let by = Submitter {
                 origin: Origin::Deployment { id: d.name.clone() },
@@ -622,6 +707,7 @@ impl Serving {
                 job: job.id,
                 port,
                 version,
+                container: runtime == Runtime::Container,
             });
         }
         Ok(out)
@@ -654,7 +740,7 @@ impl Serving {
             return Err(ServingError::NameTaken(name));
         }
         let version = self.resolve(&model, &selector).await?;
-        let dir = self.prepare(&model, version).await?;
+        let (dir, runtime) = self.prepare(&model, version).await?;
         let mut d = Stored {
             name: name.clone(),
             model,
@@ -670,12 +756,12 @@ impl Serving {
             created_ms: now_ms(),
         };
         d.replicas = self
-            .start_replicas(&d, &dir, version, replicas as usize)
+            .start_replicas(&d, &dir, runtime, version, replicas as usize)
             .await?;
         self.db(|c| db::put(c, &d))?;
         self.set_routes(&d);
         for r in &d.replicas {
-            self.probe(r.job, r.port);
+            self.probe(r.job, r.port, r.container);
         }
         tracing::info!(deployment = %d.name, model = %d.model, version, "deployment made");
         self.describe(d).await
@@ -706,6 +792,9 @@ impl Serving {
         }
         let mut shown = self.describe(d).await?;
         shown.state = "stopped".into();
+        for r in &mut shown.replicas {
+            r.state = "stopped".into();
+        }
         Ok(shown)
     }
 
@@ -793,6 +882,7 @@ impl Serving {
         let ready: Vec<&Route> = all
             .iter()
             .filter(|r| t.ready.get(&r.job).copied().unwrap_or(false))
+            .filter(|r| !r.container || t.published.contains_key(&r.job))
             .collect();
         if ready.is_empty() {
             return Err(ServingError::NotReady(format!(
@@ -801,14 +891,18 @@ impl Serving {
             )));
         }
         let i = self.inner.turn.fetch_add(1, Ordering::Relaxed) % ready.len();
-        Ok(ready[i].clone())
+        let mut route = ready[i].clone();
+        if let Some(addr) = t.published.get(&route.job) {
+            route.addr = *addr;
+        }
+        Ok(route)
     }
 
     /// The proxy could not reach a replica: out of the rotation until it answers again.
     pub fn unreachable(&self, job: JobId) {
         self.set_ready(job, false);
-        if let Some(port) = self.port_of(job) {
-            self.probe(job, port);
+        if let Some((port, container)) = self.replica_of(job) {
+            self.probe(job, port, container);
         }
     }
 
@@ -858,15 +952,15 @@ impl Serving {
                 let _ = self.db(|c| db::put(c, &d));
             }
         };
-        let dir = match self.prepare(&d.model, version).await {
-            Ok(dir) => dir,
+        let (dir, runtime) = match self.prepare(&d.model, version).await {
+            Ok(prepared) => prepared,
             Err(e) => {
                 refuse(format!("version {version} was not taken: {e}")).await;
                 return;
             }
         };
         let new = match self
-            .start_replicas(&d, &dir, version, d.replicas.len())
+            .start_replicas(&d, &dir, runtime, version, d.replicas.len())
             .await
         {
             Ok(new) => new,
@@ -876,7 +970,7 @@ impl Serving {
             }
         };
         for r in &new {
-            if let Err(why) = self.wait_ready(r.job, r.port).await {
+            if let Err(why) = self.wait_ready(r.job, r.port, r.container).await {
                 for n in &new {
                     let _ = self
                         .inner

@@ -39,10 +39,11 @@ fn batch_histogram() -> Histogram {
 /// The last minute, second by second, and the last requests' latencies.
 #[derive(Default)]
 struct Window {
-    /// (second since the epoch, requests, errors)
-    seconds: VecDeque<(i64, u64, u64)>,
-    latencies_us: VecDeque<u64>,
-    batch_rows: VecDeque<u64>,
+    /// (second since the epoch, requests, refused (4xx), failed (5xx))
+    seconds: VecDeque<(i64, u64, u64, u64)>,
+    /// (second, latency) of the last requests.
+    latencies_us: VecDeque<(i64, u64)>,
+    batch_rows: VecDeque<(i64, u64)>,
 }
 
 const SECONDS_KEPT: usize = 60;
@@ -53,21 +54,26 @@ const LATENCIES_KEPT: usize = 2000;
 pub struct DeploymentStats {
     /// Requests in the last 10 seconds, per second.
     pub rate: f64,
-    /// Of the last requests (up to 2,000): median and 99th percentile, in milliseconds.
+    /// Of the last minute's requests (up to 2,000 of them): median and 99th percentile, in
+    /// milliseconds; none when there were none.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
-    /// The mean rows of the batches the last requests ran in.
+    /// The mean rows of the batches the last minute's requests ran in.
     pub mean_batch_rows: Option<f64>,
     /// The last minute, one entry per second that saw requests.
     pub seconds: Vec<SecondStats>,
 }
 
-/// One second of traffic.
+/// One second of inference requests (`infer`, `invocations`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SecondStats {
     /// Seconds since the epoch.
     pub t: i64,
+    /// Every inference request.
     pub requests: u64,
+    /// Of them, refused as the caller's mistake (4xx: a bad tensor, a wrong token).
+    pub refused: u64,
+    /// Of them, failed on Petri's side (5xx: no replica ready, a replica that did not answer).
     pub errors: u64,
 }
 
@@ -157,27 +163,29 @@ impl Stats {
         };
         let w = windows.entry(deployment.to_string()).or_default();
         let now = now_s();
+        let refused = u64::from((400..500).contains(&status));
         let error = u64::from(status >= 500);
         match w.seconds.back_mut() {
-            Some((t, n, e)) if *t == now => {
+            Some((t, n, r, e)) if *t == now => {
                 *n += 1;
+                *r += refused;
                 *e += error;
             }
-            _ => w.seconds.push_back((now, 1, error)),
+            _ => w.seconds.push_back((now, 1, refused, error)),
         }
         while w
             .seconds
             .front()
-            .is_some_and(|(t, _, _)| *t <= now - SECONDS_KEPT as i64)
+            .is_some_and(|(t, ..)| *t <= now - SECONDS_KEPT as i64)
         {
             w.seconds.pop_front();
         }
-        w.latencies_us.push_back(took.as_micros() as u64);
+        w.latencies_us.push_back((now, took.as_micros() as u64));
         if w.latencies_us.len() > LATENCIES_KEPT {
             w.latencies_us.pop_front();
         }
         if let Some(rows) = batch_rows {
-            w.batch_rows.push_back(rows);
+            w.batch_rows.push_back((now, rows));
             if w.batch_rows.len() > LATENCIES_KEPT {
                 w.batch_rows.pop_front();
             }
@@ -193,16 +201,28 @@ impl Stats {
             return DeploymentStats::default();
         };
         let now = now_s();
+        let fresh = |t: i64| t > now - SECONDS_KEPT as i64;
         let recent: u64 = w
             .seconds
             .iter()
-            .filter(|(t, _, _)| *t > now - 10)
-            .map(|(_, n, _)| n)
+            .filter(|(t, ..)| *t > now - 10)
+            .map(|(_, n, ..)| n)
             .sum();
-        let mut sorted: Vec<u64> = w.latencies_us.iter().copied().collect();
+        let mut sorted: Vec<u64> = w
+            .latencies_us
+            .iter()
+            .filter(|(t, _)| fresh(*t))
+            .map(|(_, l)| *l)
+            .collect();
         sorted.sort_unstable();
-        let mean_batch_rows = (!w.batch_rows.is_empty())
-            .then(|| w.batch_rows.iter().sum::<u64>() as f64 / w.batch_rows.len() as f64);
+        let batches: Vec<u64> = w
+            .batch_rows
+            .iter()
+            .filter(|(t, _)| fresh(*t))
+            .map(|(_, r)| *r)
+            .collect();
+        let mean_batch_rows = (!batches.is_empty())
+            .then(|| batches.iter().sum::<u64>() as f64 / batches.len() as f64);
         DeploymentStats {
             rate: recent as f64 / 10.0,
             p50_ms: percentile(&sorted, 0.5),
@@ -211,10 +231,11 @@ impl Stats {
             seconds: w
                 .seconds
                 .iter()
-                .filter(|(t, _, _)| *t > now - SECONDS_KEPT as i64)
-                .map(|&(t, requests, errors)| SecondStats {
+                .filter(|(t, ..)| fresh(*t))
+                .map(|&(t, requests, refused, errors)| SecondStats {
                     t,
                     requests,
+                    refused,
                     errors,
                 })
                 .collect(),
@@ -250,9 +271,11 @@ mod tests {
             s.record("iris", 200, Duration::from_micros(1000 + i * 10), Some(4));
         }
         s.record("iris", 503, Duration::from_micros(50), None);
+        s.record("iris", 400, Duration::from_micros(50), None);
         let sum = s.summary("iris");
-        assert!((sum.rate - 10.1).abs() < 1e-9, "{sum:?}");
+        assert!((sum.rate - 10.2).abs() < 1e-9, "{sum:?}");
         assert_eq!(sum.seconds.iter().map(|x| x.errors).sum::<u64>(), 1);
+        assert_eq!(sum.seconds.iter().map(|x| x.refused).sum::<u64>(), 1);
         assert!(
             sum.p50_ms.unwrap() > 1.0 && sum.p99_ms.unwrap() < 2.0,
             "{sum:?}"

@@ -4,7 +4,8 @@
 # JupyterLab (with jupyter_server) and ipykernel from PyPI (installed with uv into /opt/venv), a non-root user,
 # imported with `docker import`. The built-in pipeline components (components/) run in this image on
 # pandas, scikit-learn, numpy, DuckDB, pyarrow and safetensors, also from PyPI; mlflow-skinny (the
-# MLflow client without its server) lets a job in the image track to Petri with `import mlflow`.
+# MLflow client without its server, with skops, which it saves scikit-learn models with) lets a job
+# in the image track to Petri with `import mlflow` and lets Petri serve MLflow models.
 #
 # Usage: build.sh [--if-changed] [IMAGE]      (IMAGE defaults to petri/python:3.11)
 #
@@ -17,7 +18,7 @@ if_changed=""
 if [ "${1:-}" = "--if-changed" ]; then if_changed=1; shift; fi
 image="${1:-petri/python:3.11}"
 suite="${PETRI_IMAGE_SUITE:-bookworm}"
-packages="jupyterlab ipykernel pandas scikit-learn numpy duckdb pyarrow safetensors mlflow-skinny"
+packages="jupyterlab ipykernel pandas scikit-learn numpy duckdb pyarrow safetensors mlflow-skinny skops"
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -886,7 +886,10 @@ export interface components {
             replicas: components["schemas"]["Replica"][];
             /** @description What it follows: `@alias`, or a version number. */
             selector: string;
-            /** @description `starting` (no replica ready yet), `ready`, `degraded` (some ready), `failed`. */
+            /**
+             * @description `starting` (no replica ready yet), `ready`, `degraded` (some ready), `failed`; `stopped`
+             *     in the answer to an unserve.
+             */
             state: string;
             user: string;
             /**
@@ -899,12 +902,13 @@ export interface components {
         DeploymentStats: {
             /**
              * Format: double
-             * @description The mean rows of the batches the last requests ran in.
+             * @description The mean rows of the batches the last minute's requests ran in.
              */
             mean_batch_rows?: number | null;
             /**
              * Format: double
-             * @description Of the last requests (up to 2,000): median and 99th percentile, in milliseconds.
+             * @description Of the last minute's requests (up to 2,000 of them): median and 99th percentile, in
+             *     milliseconds; none when there were none.
              */
             p50_ms?: number | null;
             /** Format: double */
@@ -1547,7 +1551,7 @@ export interface components {
             /** Format: int32 */
             port: number;
             /** @description `starting`, `ready`, `restarting`, `failed`, `stopped`. */
-            state?: string;
+            state: string;
             /** Format: int64 */
             version: number;
         };
@@ -1662,11 +1666,22 @@ export interface components {
          * @enum {string}
          */
         Scope: "read" | "submit" | "admin" | "tracking";
-        /** @description One second of traffic. */
+        /** @description One second of inference requests (`infer`, `invocations`). */
         SecondStats: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Of them, failed on Petri's side (5xx: no replica ready, a replica that did not answer).
+             */
             errors: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Of them, refused as the caller's mistake (4xx: a bad tensor, a wrong token).
+             */
+            refused: number;
+            /**
+             * Format: int64
+             * @description Every inference request.
+             */
             requests: number;
             /**
              * Format: int64
