@@ -93,7 +93,7 @@ pub async fn run(o: ModelServerOptions) -> Result<(), String> {
 
 /// The device: a GPU when one is reserved and candle was built with CUDA, else the CPU.
 fn petri_ml_device() -> petri_daemon::serving::batch::Device {
-    petri_daemon::serving::batch::Device::Cpu
+    petri_daemon::serving::batch::reserved_device()
 }
 
 async fn stopped() {

@@ -30,3 +30,14 @@ impl From<candle_core::Error> for MlError {
 }
 
 pub type Result<T, E = MlError> = std::result::Result<T, E>;
+
+/// The device a replica computes on: the GPU its job reserved (`CUDA_VISIBLE_DEVICES`, set by the
+/// queue) when Petri was built with the `cuda` feature, else the CPU.
+pub fn reserved_device() -> Device {
+    let reserved = std::env::var("CUDA_VISIBLE_DEVICES")
+        .is_ok_and(|v| !v.trim().is_empty() && v.trim() != "-1");
+    if reserved && let Ok(gpu) = Device::new_cuda(0) {
+        return gpu;
+    }
+    Device::Cpu
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use petri_ml::Device;
+pub use petri_ml::{Device, reserved_device};
 use petri_ml::{MlError, Mlp, Prediction, Rows};
 use tokio::sync::{mpsc, oneshot};
 
