@@ -68,6 +68,29 @@ def safetensors_with(tensors):
     return struct.pack("<Q", len(text)) + text + data
 
 
+def unserve(name):
+    """Unserves `name` and waits until its replicas' jobs have ended (and the daemon has removed
+    their containers), so nothing outlives the test's daemon."""
+    d = json.loads(petri("model", "endpoints", "--json"))
+    jobs = [r["job"] for x in d if x["name"] == name for r in x["replicas"]]
+    petri("model", "unserve", name)
+    for job in jobs:
+        for _ in range(300):
+            if json.loads(petri("show", job, "--json"))["state"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"replica {job} of {name} did not stop")
+    # The daemon removes a container once it has recorded its end.
+    for _ in range(100):
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=petri.home={HOME}"],
+                              capture_output=True, text=True).stdout.strip()
+        if not left:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"containers of {name} were left behind: {left}")
+
+
 def setup():
     with tempfile.TemporaryDirectory() as tmp:
         write_model(os.path.join(tmp, "m"))
@@ -220,7 +243,7 @@ def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_contai
                     outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
         assert r.as_numpy("predictions").tolist() == [0, 2]
     finally:
-        petri("model", "unserve", "iris-sk")
+        unserve("iris-sk")
 
 
 def main():
@@ -239,7 +262,7 @@ def main():
             else:
                 print(f"ok   {name} ({time.monotonic() - started:.2f}s)")
     finally:
-        petri("model", "unserve", "sign")
+        unserve("sign")
     print(f"serving clients: {len(tests) - len(failed)} passed, {len(failed)} failed")
     sys.exit(1 if failed else 0)
 
