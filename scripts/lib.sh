@@ -24,7 +24,8 @@ apt_install() {
 }
 
 ensure_toolchain() {
-    apt_install ca-certificates gcc libc6-dev pkg-config
+    # protoc: candle-onnx compiles ONNX's protobuf schema when it builds.
+    apt_install ca-certificates gcc libc6-dev pkg-config protobuf-compiler
     # The desktop window (Tauri) links GTK and WebKitGTK; a server build (cargo build
     # --no-default-features) needs none of them.
     if [ -z "${PETRI_NO_DESKTOP:-}" ]; then

@@ -82,9 +82,9 @@ fi
 tests/mlflow/run.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
 
 say "serving: a model called with tritonclient (OIP v2) and MLflow's scoring formats"
-if ! "$venv/bin/python" -c "import tritonclient.http" 2>/dev/null; then
-    say "installing tritonclient into $venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "tritonclient[http]"
+if ! "$venv/bin/python" -c "import tritonclient.http, onnx" 2>/dev/null; then
+    say "installing tritonclient and onnx into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "tritonclient[http]" onnx
 fi
 tests/serving/run.sh "$CARGO_TARGET_DIR/debug/petri" "$venv/bin/python"
 

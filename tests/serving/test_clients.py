@@ -246,6 +246,71 @@ def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_contai
         unserve("iris-sk")
 
 
+def onnx_mlp(path, w1, b1, w2, b2):
+    """An MLP as PyTorch exports one: Gemm (transB) → Relu → Gemm → Softmax."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)
+             for name, a in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))]
+    nodes = [
+        helper.make_node("Gemm", ["input", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", len(w1[0])])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", len(w2)])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def test_an_onnx_mlp_is_served_natively():
+    import subprocess as sp
+
+    rng = np.random.default_rng(0)
+    w1, b1 = rng.normal(size=(8, 4)), rng.normal(size=8)
+    w2, b2 = rng.normal(size=(3, 8)), rng.normal(size=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "g"))
+        onnx_mlp(os.path.join(tmp, "g", "model.onnx"), w1, b1, w2, b2)
+        made = json.loads(petri("model", "register", "graph", os.path.join(tmp, "g"), "--json"))
+        assert made["format"] == "onnx" and made["runtime"] == "native", made
+        # Not an ONNX file: refused at registration, nothing registered.
+        os.makedirs(os.path.join(tmp, "bad"))
+        with open(os.path.join(tmp, "bad", "model.onnx"), "wb") as f:
+            f.write(b"not a graph")
+        env = dict(os.environ, PETRI_HOME=HOME)
+        done = sp.run([os.environ["PETRI_TEST_BIN"], "model", "register", "graph",
+                       os.path.join(tmp, "bad")], env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and "INVALID_MODEL" in done.stderr, done
+    d = json.loads(petri("model", "serve", "graph", "--wait", "--json"))
+    try:
+        assert d["state"] == "ready", d
+        x = rng.normal(size=(5, 4)).astype(np.float32)
+        h = np.maximum(x @ np.asarray(w1, np.float32).T + np.asarray(b1, np.float32), 0)
+        z = h @ np.asarray(w2, np.float32).T + np.asarray(b2, np.float32)
+        want = np.exp(z - z.max(axis=1, keepdims=True))
+        want /= want.sum(axis=1, keepdims=True)
+        t = httpclient.InferInput("input", [5, 4], "FP32")
+        t.set_data_from_numpy(x)
+        r = client().infer("graph", [t], headers=auth())
+        got = r.as_numpy("probs")
+        assert got.shape == (5, 3) and np.allclose(got, want, atol=1e-5), (got, want)
+        status, answer = post("/v2/models/graph/invocations", {"inputs": x[:2].tolist()})
+        assert status == 200 and np.allclose(answer["predictions"], want[:2], atol=1e-5), answer
+        bad = httpclient.InferInput("input", [1, 3], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
+        status, message = status_of(lambda: client().infer("graph", [bad], headers=auth()))
+        assert status == "400" and "expected [rows, 4]" in message, (status, message)
+    finally:
+        unserve("graph")
+
+
 def main():
     setup()
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]

@@ -5,9 +5,11 @@
 //! product per layer for the whole batch.
 
 mod mlp;
+pub mod onnx;
 pub mod spec;
 
 pub use mlp::{Device, Mlp, Prediction, Rows};
+pub use onnx::OnnxModel;
 
 /// Why a model could not be loaded or a request could not be answered.
 #[derive(Debug, thiserror::Error)]

@@ -1236,7 +1236,12 @@ impl Registry {
     ) -> std::result::Result<validate::Inspected, String> {
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         let mut bytes = HashMap::new();
-        for want in ["model.json", "model.safetensors", "MLmodel"] {
+        for want in [
+            "model.json",
+            "model.safetensors",
+            "MLmodel",
+            petri_ml::onnx::ONNX_FILE,
+        ] {
             let Some(f) = files.iter().find(|f| f.path == want) else {
                 continue;
             };

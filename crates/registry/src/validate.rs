@@ -12,7 +12,7 @@ pub const PETRI_FORMAT: &str = petri_ml::spec::FORMAT;
 /// What registration found in a model's files.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Inspected {
-    /// `petri-mlp`, `mlflow` or `files`.
+    /// `petri-mlp`, `onnx`, `mlflow` or `files`.
     pub format: String,
     /// An MLflow model's flavours (`sklearn`, `pytorch`, `python_function`…), sorted.
     pub flavours: Vec<String>,
@@ -46,6 +46,18 @@ pub fn inspect(
                 runtime: "native".into(),
             });
         }
+    }
+    if has(petri_ml::onnx::ONNX_FILE) && !has("MLmodel") {
+        // An ONNX graph of a plain network: loaded and run once on a row of zeros, so a graph
+        // candle cannot evaluate is refused now.
+        let bytes = read(petri_ml::onnx::ONNX_FILE)?;
+        petri_ml::OnnxModel::from_bytes(&bytes, &petri_ml::Device::Cpu)
+            .map_err(|e| e.to_string())?;
+        return Ok(Inspected {
+            format: "onnx".into(),
+            flavours: vec![],
+            runtime: "native".into(),
+        });
     }
     if has("MLmodel") {
         let text = read("MLmodel")?;

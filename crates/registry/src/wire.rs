@@ -102,7 +102,7 @@ pub struct VersionFile {
 pub struct VersionDetail {
     #[serde(flatten)]
     pub version: ModelVersion,
-    /// `petri-mlp`, `mlflow` or `files`.
+    /// `petri-mlp`, `onnx`, `mlflow` or `files`.
     pub format: String,
     /// An MLflow model's flavours.
     pub flavours: Vec<String>,

@@ -519,6 +519,105 @@ pub fn oip_outputs(
     Ok(out)
 }
 
+/// The rows of an OIP request for a graph of one `[rows, width]` float input: one tensor (by any
+/// name, or the graph's), shape `[rows, width]` or `[width]` (one row), numbers.
+pub fn oip_matrix(
+    req: &InferRequest,
+    input: &str,
+    width: usize,
+) -> Result<(Vec<f32>, usize), BadRequest> {
+    let [t] = req.inputs.as_slice() else {
+        return Err(bad(format!(
+            "the model takes one input, `{input}` (FP32, [rows, {width}]); the request has {}",
+            req.inputs.len()
+        )));
+    };
+    if !fits(&t.datatype, "number") {
+        return Err(bad(format!(
+            "input `{}` is {}; expected FP32 (or another number type)",
+            t.name, t.datatype
+        )));
+    }
+    let data = elements(t)?;
+    let rows = match t.shape.as_slice() {
+        [r, w] if *w as usize == width => *r as usize,
+        [w] if *w as usize == width => 1,
+        other => {
+            return Err(bad(format!(
+                "input `{}` has shape {other:?}; expected [rows, {width}]",
+                t.name
+            )));
+        }
+    };
+    Ok((
+        data.iter()
+            .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
+            .collect(),
+        rows,
+    ))
+}
+
+/// A graph's outputs as OIP tensors (FP32), or those the request named.
+pub fn graph_outputs(
+    req: &InferRequest,
+    outputs: Vec<(String, Vec<usize>, Vec<f32>)>,
+) -> Result<Vec<OutputTensor>, BadRequest> {
+    for o in &req.outputs {
+        if !outputs.iter().any(|(n, _, _)| n == &o.name) {
+            return Err(bad(format!(
+                "unknown output `{}`: the model answers {}",
+                o.name,
+                outputs
+                    .iter()
+                    .map(|(n, _, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(outputs
+        .into_iter()
+        .filter(|(n, _, _)| req.outputs.is_empty() || req.outputs.iter().any(|o| &o.name == n))
+        .map(|(name, shape, values)| OutputTensor {
+            name,
+            shape,
+            datatype: "FP32".into(),
+            data: values.into_iter().map(|x| json!(x)).collect(),
+        })
+        .collect())
+}
+
+/// The rows of an MLflow scoring request for a graph of `width` features: lists of numbers
+/// (`inputs`, `instances`, or `dataframe_split`'s `data`).
+pub fn scoring_matrix(body: &Value, width: usize) -> Result<(Vec<f32>, usize), BadRequest> {
+    let rows = body
+        .get("inputs")
+        .or_else(|| body.get("instances"))
+        .or_else(|| body.pointer("/dataframe_split/data"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            bad(format!(
+                "the model takes rows of {width} numbers: {{\"inputs\": [[…], …]}} (or \
+                 instances, or dataframe_split's data)"
+            ))
+        })?;
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for (r, row) in rows.iter().enumerate() {
+        let row = row
+            .as_array()
+            .filter(|a| a.len() == width)
+            .ok_or_else(|| bad(format!("row {r} must be a list of {width} numbers")))?;
+        for v in row {
+            out.push(
+                v.as_f64()
+                    .ok_or_else(|| bad(format!("row {r} holds {v}, not a number")))?
+                    as f32,
+            );
+        }
+    }
+    Ok((out, rows.len()))
+}
+
 /// The OIP datatype of the class labels.
 pub fn label_type(classes: &[Value]) -> &'static str {
     match classes.first() {

@@ -605,7 +605,13 @@ impl Serving {
         if runtime == Runtime::Native {
             let check = dir.clone();
             tokio::task::spawn_blocking(move || {
-                petri_ml::Mlp::load(&check, &petri_ml::Device::Cpu).map(|_| ())
+                let onnx = check.join(petri_ml::onnx::ONNX_FILE).exists()
+                    && !check.join("model.json").exists();
+                if onnx {
+                    petri_ml::OnnxModel::load(&check, &petri_ml::Device::Cpu).map(|_| ())
+                } else {
+                    petri_ml::Mlp::load(&check, &petri_ml::Device::Cpu).map(|_| ())
+                }
             })
             .await
             .map_err(|e| ServingError::Io(e.to_string()))?

@@ -48,16 +48,23 @@ pub struct Counters {
     pub latency_us: AtomicU64,
 }
 
+/// What runs the requests: Petri's format behind its batcher, or an ONNX graph.
+enum Loaded {
+    Mlp(Batcher),
+    Onnx(Arc<petri_ml::OnnxModel>),
+}
+
 /// A model being served.
 pub struct ModelServer {
     pub name: String,
     pub version: String,
-    batcher: Batcher,
+    model: Loaded,
     pub counters: Arc<Counters>,
 }
 
 impl ModelServer {
-    /// Loads the model in `dir` and starts its batcher (on the current Tokio runtime).
+    /// Loads the model in `dir` (Petri's format, or an ONNX graph: `model.onnx` alone) and, for
+    /// Petri's format, starts its batcher (on the current Tokio runtime).
     pub fn load(
         name: &str,
         version: &str,
@@ -65,41 +72,68 @@ impl ModelServer {
         device: &petri_ml::Device,
         limits: BatchLimits,
     ) -> Result<ModelServer, MlError> {
-        let model = Arc::new(Mlp::load(dir, device)?);
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
-        let batcher = Batcher::start(model, limits, move |rows| {
-            c.batches.fetch_add(1, Ordering::Relaxed);
-            c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
-        });
+        let onnx = dir.join(petri_ml::onnx::ONNX_FILE).exists() && !dir.join("model.json").exists();
+        let model = if onnx {
+            Loaded::Onnx(Arc::new(petri_ml::OnnxModel::load(dir, device)?))
+        } else {
+            let model = Arc::new(Mlp::load(dir, device)?);
+            let c = counters.clone();
+            Loaded::Mlp(Batcher::start(model, limits, move |rows| {
+                c.batches.fetch_add(1, Ordering::Relaxed);
+                c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
+            }))
+        };
         Ok(ModelServer {
             name: name.to_string(),
             version: version.to_string(),
-            batcher,
+            model,
             counters,
         })
     }
 
-    fn model(&self) -> &Mlp {
-        self.batcher.model()
+    /// Runs an ONNX graph on a blocking thread.
+    async fn run_graph(
+        g: &Arc<petri_ml::OnnxModel>,
+        matrix: Vec<f32>,
+        rows: usize,
+    ) -> Result<Vec<petri_ml::onnx::Output>, Refusal> {
+        let g = g.clone();
+        tokio::task::spawn_blocking(move || g.run(matrix, rows))
+            .await
+            .map_err(|e| Refusal::Failed(e.to_string()))?
+            .map_err(Refusal::from)
     }
 
     /// OIP model metadata: `GET /v2/models/{name}`.
     pub fn metadata(&self) -> Value {
-        let spec = self.model().spec();
-        json!({
-            "name": self.name,
-            "versions": [self.version],
-            "platform": "petri-candle",
-            "inputs": spec.columns().iter().map(|i| json!({
-                "name": i.name, "datatype": codec::oip_type(&i.kind), "shape": [-1]
-            })).collect::<Vec<_>>(),
-            "outputs": [
-                {"name": "label", "datatype": codec::label_type(&spec.classes), "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, spec.classes.len()]},
-            ],
-            "parameters": {"classes": spec.classes, "target": spec.target},
-        })
+        match &self.model {
+            Loaded::Mlp(b) => {
+                let spec = b.model().spec();
+                json!({
+                    "name": self.name,
+                    "versions": [self.version],
+                    "platform": "petri-candle",
+                    "inputs": spec.columns().iter().map(|i| json!({
+                        "name": i.name, "datatype": codec::oip_type(&i.kind), "shape": [-1]
+                    })).collect::<Vec<_>>(),
+                    "outputs": [
+                        {"name": "label", "datatype": codec::label_type(&spec.classes), "shape": [-1]},
+                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, spec.classes.len()]},
+                    ],
+                    "parameters": {"classes": spec.classes, "target": spec.target},
+                })
+            }
+            Loaded::Onnx(g) => json!({
+                "name": self.name,
+                "versions": [self.version],
+                "platform": "petri-candle-onnx",
+                "inputs": [{"name": g.input(), "datatype": "FP32", "shape": [-1, g.width()]}],
+                "outputs": g.outputs().iter().map(|o| json!({
+                    "name": o, "datatype": "FP32", "shape": [-1]
+                })).collect::<Vec<_>>(),
+            }),
+        }
     }
 
     fn count<T>(&self, began: Instant, r: &Result<T, Refusal>, rows: usize) {
@@ -139,17 +173,27 @@ impl ModelServer {
         header_len: Option<usize>,
     ) -> Result<((Vec<u8>, Option<usize>), usize, usize), Refusal> {
         let req = codec::parse_infer(body, header_len)?;
-        let spec = self.model().spec();
-        let rows = codec::oip_rows(&req, &spec.columns())?;
-        let (predictions, batch) = self.batcher.predict(&rows).await?;
-        let outputs = codec::oip_outputs(&req, &predictions, &spec.classes)?;
+        let (outputs, rows, batch) = match &self.model {
+            Loaded::Mlp(b) => {
+                let spec = b.model().spec();
+                let rows = codec::oip_rows(&req, &spec.columns())?;
+                let (predictions, batch) = b.predict(&rows).await?;
+                let outputs = codec::oip_outputs(&req, &predictions, &spec.classes)?;
+                (outputs, rows.rows, batch)
+            }
+            Loaded::Onnx(g) => {
+                let (matrix, rows) = codec::oip_matrix(&req, g.input(), g.width())?;
+                let out = Self::run_graph(g, matrix, rows).await?;
+                (codec::graph_outputs(&req, out)?, rows, rows)
+            }
+        };
         let response = InferResponse {
             model_name: self.name.clone(),
             model_version: self.version.clone(),
             id: req.id.clone(),
             outputs,
         };
-        Ok((codec::encode_response(&req, &response), rows.rows, batch))
+        Ok((codec::encode_response(&req, &response), rows, batch))
     }
 
     /// `POST /invocations` (MLflow's scoring protocol); and the rows of the batch it ran in.
@@ -158,9 +202,25 @@ impl ModelServer {
         let r = async {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| Refusal::Bad(format!("the body is not JSON: {e}")))?;
-            let rows = codec::scoring_rows(&v, &self.model().spec().columns())?;
-            let (predictions, batch) = self.batcher.predict(&rows).await?;
-            Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows, batch))
+            match &self.model {
+                Loaded::Mlp(b) => {
+                    let rows = codec::scoring_rows(&v, &b.model().spec().columns())?;
+                    let (predictions, batch) = b.predict(&rows).await?;
+                    Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows, batch))
+                }
+                Loaded::Onnx(g) => {
+                    let (matrix, rows) = codec::scoring_matrix(&v, g.width())?;
+                    let out = Self::run_graph(g, matrix, rows).await?;
+                    // MLflow answers the (first) output, one entry per row.
+                    let (_, shape, values) = out.into_iter().next().unwrap_or_default();
+                    let per_row = shape.iter().skip(1).product::<usize>().max(1);
+                    let predictions: Vec<Value> = values
+                        .chunks(per_row)
+                        .map(|c| if per_row == 1 { json!(c[0]) } else { json!(c) })
+                        .collect();
+                    Ok((json!({ "predictions": predictions }), rows, rows))
+                }
+            }
         }
         .await;
         let rows = r.as_ref().map(|x| x.1).unwrap_or(0);

@@ -1936,7 +1936,7 @@ export interface components {
             files: components["schemas"]["VersionFile"][];
             /** @description An MLflow model's flavours. */
             flavours: string[];
-            /** @description `petri-mlp`, `mlflow` or `files`. */
+            /** @description `petri-mlp`, `onnx`, `mlflow` or `files`. */
             format: string;
             lineage: components["schemas"]["Lineage"];
             /** @description `native`, `container` or `none`: how the serving issue runs it. */
