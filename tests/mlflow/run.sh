@@ -7,21 +7,8 @@ set -eu
 bin=$1
 py=$2
 here=$(cd "$(dirname "$0")" && pwd)
-home=$(mktemp -d)
-pid=
-stop() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-    rm -rf "$home"
-}
-trap stop EXIT
-PETRI_HOME=$home "$bin" serve --listen 127.0.0.1:0 2>"$home/daemon.log" &
-pid=$!
-for _ in $(seq 200); do [ -s "$home/daemon.addr" ] && break; sleep 0.05; done
-if [ ! -s "$home/daemon.addr" ]; then
-    echo "the daemon did not start:" >&2
-    cat "$home/daemon.log" >&2
-    exit 1
-fi
+. "$here/../lib/daemon.sh"
+start_daemon "$bin"
 MLFLOW_TRACKING_URI=$(tr -d '\n' < "$home/daemon.addr")
 MLFLOW_TRACKING_TOKEN=$(cat "$home/token")
 export MLFLOW_TRACKING_URI MLFLOW_TRACKING_TOKEN

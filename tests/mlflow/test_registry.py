@@ -10,11 +10,12 @@ import os
 import struct
 import sys
 import tempfile
-import time
-import traceback
 import uuid
 
 import mlflow
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import suite  # noqa: E402
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -319,20 +320,7 @@ def main():
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"):
         if not os.environ.get(var):
             sys.exit(f"{var} must name the daemon and a token (tests/mlflow/run.sh sets them)")
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
-    failed = []
-    for name, test in tests:
-        started = time.monotonic()
-        try:
-            test()
-        except Exception:
-            failed.append(name)
-            print(f"FAIL {name}", file=sys.stderr)
-            traceback.print_exc()
-        else:
-            print(f"ok   {name} ({time.monotonic() - started:.2f}s)")
-    print(f"mlflow {mlflow.__version__}: {len(tests) - len(failed)} passed, {len(failed)} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(0 if suite.run(globals(), f"mlflow {mlflow.__version__}") else 1)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ import math
 import os
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 
 import mlflow
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import suite  # noqa: E402
 import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
@@ -626,20 +628,7 @@ def main():
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"):
         if not os.environ.get(var):
             sys.exit(f"{var} must name the daemon and a token (tests/mlflow/run.sh sets them)")
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
-    failed = []
-    for name, test in tests:
-        started = time.monotonic()
-        try:
-            test()
-        except Exception:
-            failed.append(name)
-            print(f"FAIL {name}", file=sys.stderr)
-            traceback.print_exc()
-        else:
-            print(f"ok   {name} ({time.monotonic() - started:.2f}s)")
-    print(f"mlflow {mlflow.__version__}: {len(tests) - len(failed)} passed, {len(failed)} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(0 if suite.run(globals(), f"mlflow {mlflow.__version__}") else 1)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.request
 
 import numpy as np
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import suite  # noqa: E402
 
 HOME = os.environ["PETRI_TEST_HOME"]
 BASE = open(os.path.join(HOME, "daemon.addr")).read().strip()
@@ -313,23 +315,11 @@ def test_an_onnx_mlp_is_served_natively():
 
 def main():
     setup()
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
-    failed = []
     try:
-        for name, test in tests:
-            started = time.monotonic()
-            try:
-                test()
-            except Exception:
-                failed.append(name)
-                print(f"FAIL {name}", file=sys.stderr)
-                traceback.print_exc()
-            else:
-                print(f"ok   {name} ({time.monotonic() - started:.2f}s)")
+        passed = suite.run(globals(), "serving clients")
     finally:
         unserve("sign")
-    print(f"serving clients: {len(tests) - len(failed)} passed, {len(failed)} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(0 if passed else 1)
 
 
 if __name__ == "__main__":
