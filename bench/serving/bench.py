@@ -372,6 +372,14 @@ def deployment_stats(petri, name):
         return None
 
 
+def pids_exe(pids):
+    """The program file of the first of `pids`."""
+    try:
+        return os.readlink(f"/proc/{pids[0]}/exe")
+    except OSError:
+        return "petri"
+
+
 def profile(t, auth, a, pids, out):
     """perf's flat profile of `pids` while wrk drives `t` (symbols need the profiling build)."""
     env = dict(os.environ, WRK_METHOD=t.method, WRK_BODY=t.body_file or "", WRK_AUTH=auth)
@@ -387,9 +395,12 @@ def profile(t, auth, a, pids, out):
         # By process (the daemon's threads are named petri, a replica's tokio-rt-worker) and
         # library, then the functions.
         text = ""
-        for sort, limit in (("comm,dso", "1"), ("comm,dso,sym", "0.7")):
-            r = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", sort,
-                                "--stdio", "--percent-limit", limit],
+        for extra in (["--sort", "comm,dso", "--percent-limit", "1"],
+                      ["--sort", "comm,dso,sym", "--percent-limit", "0.7"],
+                      # Petri's own code alone, finer.
+                      ["--sort", "comm,sym", "--dsos", os.path.basename(pids_exe(pids)),
+                       "--percent-limit", "0.25"]):
+            r = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", *extra],
                                capture_output=True, text=True, timeout=300)
             text += r.stdout
         with open(out, "w") as f:
@@ -397,7 +408,7 @@ def profile(t, auth, a, pids, out):
         os.remove(data)
     finally:
         wrk.wait(timeout=a.perf + 60)
-    return [l for l in text.splitlines() if l.strip() and not l.startswith("#")][:60]
+    return [l for l in text.splitlines() if l.strip() and not l.startswith("#")][:100]
 
 
 def ms(us):
@@ -460,7 +471,8 @@ def main():
         petri.cli("pipeline", "run", "samples/pipelines/iris.yaml", "--wait")
         say(f"the iris pipeline ran in {time.perf_counter() - t0:.1f} s")
         model = json.loads(petri.cli("model", "show", "iris-mlp", "--json"))
-        say(f"registered: iris-mlp, aliases {json.dumps(model.get('aliases', model.get('alias')))}")
+        aliases = model.get("model", model).get("aliases", [])
+        say(f"registered: iris-mlp, aliases {json.dumps(aliases)}")
         variants = (("iris", []), ("iris-b1", ["--max-batch", "1"]),
                     ("iris-d0", ["--max-delay", "0ms"]))
         for name, extra in variants:
