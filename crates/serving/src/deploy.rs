@@ -311,13 +311,6 @@ struct Inner {
     stats: crate::stats::Stats,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The key a replica's job gets at launch (never stored): derived from the home's service key
 /// and the job's id.
 pub fn launch_hook(keys: Arc<ServiceKeys>) -> LaunchHook {
@@ -759,7 +752,7 @@ impl Serving {
             reason: None,
             refused_version: None,
             user: user.to_string(),
-            created_ms: now_ms(),
+            created_ms: petri_queue::now_ms(),
         };
         d.replicas = self
             .start_replicas(&d, &dir, runtime, version, replicas as usize)
