@@ -8,7 +8,9 @@ applies it, never through a pickled scikit-learn object. The test set holds feat
 featurizes itself. (A table cannot tell which: a numeric feature keeps its column's name.) Writes metrics.json and the values `accuracy`,
 `precision`, `recall`, `f1` (macro averages), `roc_auc` (one-vs-rest macro average with more than two
 classes; null when the test set lacks a class) and `confusion` (a JSON list of lists, rows = true
-labels, columns = predicted labels, both in the model's class order) to $PETRI_OUTPUTS.
+labels, columns = predicted labels, both in the model's class order) to $PETRI_OUTPUTS, and
+predictions.csv: each test row's other columns (an id, when the test set has one), its label, the
+predicted class and the probability of each class (`p_<class>`), for comparing with a served model.
 """
 
 import argparse
@@ -103,6 +105,14 @@ def main():
         scores["roc_auc"] = None
     scores = {k: None if v is None else float(v) for k, v in scores.items()}
     confusion = metrics.confusion_matrix(y_true, y_pred, labels=classes).tolist()
+
+    features = set(model.features["order"]) | set(model.inputs)
+    kept = [c for c in test.columns if c not in features and c != target]
+    predictions = test[kept + [target]].copy()
+    predictions["predicted"] = y_pred
+    for j, c in enumerate(classes):
+        predictions[f"p_{c}"] = proba[:, j]
+    predictions.to_csv("predictions.csv", index=False, float_format="%.9g")
 
     report = {**scores, "confusion": confusion, "classes": classes, "rows": len(test), "target": target}
     Path("metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -55,16 +55,26 @@ def main():
     parser.add_argument("--numeric", default="")
     parser.add_argument("--categorical", default="")
     parser.add_argument("--id", default="")
+    parser.add_argument("--columns", default="")
     args = parser.parse_args()
 
     data = read_table(args.data)
     keep = [c for c in (args.id, args.target) if c]
-    missing = [c for c in keep + names(args.numeric) + names(args.categorical) if c not in data.columns]
+    named = names(args.columns) + names(args.numeric) + names(args.categorical)
+    missing = [c for c in dict.fromkeys(keep + named) if c not in data.columns]
     if missing:
         fail(f"no column {', '.join(missing)}; the table has: {', '.join(map(str, data.columns))}")
 
-    # Columns not named are inferred from their types; the target and the id are never features.
-    rest = data.drop(columns=keep + names(args.numeric) + names(args.categorical))
+    # Columns not named are inferred from their types, among `columns` when it is given; the
+    # target and the id are never features.
+    if names(args.columns):
+        outside = [c for c in names(args.numeric) + names(args.categorical) if c not in names(args.columns)]
+        if outside:
+            fail(f"column {', '.join(outside)} is not among columns ({args.columns})")
+        pool = data[[c for c in names(args.columns) if c not in keep]]
+    else:
+        pool = data.drop(columns=keep)
+    rest = pool.drop(columns=names(args.numeric) + names(args.categorical))
     numeric = names(args.numeric) or list(rest.select_dtypes(include="number").columns)
     categorical = names(args.categorical) or list(
         rest.select_dtypes(include=["object", "string", "category", "bool"]).columns

@@ -302,14 +302,15 @@ def test_the_iris_chain_trains_evaluates_and_exports_a_model():
     assert steps["extract"].value("rows") == 150
     assert steps["join"].value("rows") == 147 and steps["join"].value("unmatched") == 3
     transform = json.loads(steps["featurize"].outputs["transform"].read_text())
+    # The model learns from the four measurements alone (featurize's `columns`), so it is asked
+    # about a flower by them; the profile's site and year stay in the joined table.
     assert [c["name"] for c in transform["numeric"]] == [
         "sepal_length",
         "sepal_width",
         "petal_length",
         "petal_width",
-        "collected_year",
     ]
-    assert transform["categorical"] == [{"name": "site", "categories": ["east", "north", "south"]}]
+    assert transform["categorical"] == []
     assert transform["target"] == "species" and transform["id"] == "sample_id"
     featurized = pd.read_parquet(steps["featurize"].outputs["data"])
     assert list(featurized.columns) == ["sample_id", *transform["order"], "species"]
@@ -324,9 +325,9 @@ def test_the_iris_chain_trains_evaluates_and_exports_a_model():
     assert train.value("train_accuracy") >= 0.9 and train.value("validation_accuracy") >= 0.8
     meta = json.loads((train.outputs["model"] / "model.json").read_text())
     assert meta["format"] == "petri-mlp" and meta["version"] == 1 and meta["task"] == "classification"
-    assert meta["architecture"] == {"layers": [8, 16, 3], "activation": "relu", "output": "softmax"}
+    assert meta["architecture"] == {"layers": [4, 16, 3], "activation": "relu", "output": "softmax"}
     assert meta["inputs"][0] == {"name": "sepal_length", "type": "number"}
-    assert meta["inputs"][-1] == {"name": "site", "type": "string"}
+    assert meta["inputs"][-1] == {"name": "petal_width", "type": "number"}
     assert meta["classes"] == ["setosa", "versicolor", "virginica"] and meta["target"] == "species"
 
     evaluate = steps["evaluate"]
@@ -338,6 +339,13 @@ def test_the_iris_chain_trains_evaluates_and_exports_a_model():
     assert confusion == metrics["confusion"] and len(confusion) == 3 and all(len(row) == 3 for row in confusion)
     assert sum(map(sum, confusion)) == counts[2]
     assert metrics["classes"] == meta["classes"]
+    # Each test row's prediction, by its id: what a served model must answer for the same flower.
+    predictions = pd.read_csv(evaluate.outputs["predictions"])
+    test = pd.read_parquet(split.outputs["test"])
+    assert list(predictions.columns) == ["sample_id", "species", "predicted", "p_setosa", "p_versicolor", "p_virginica"]
+    assert predictions["sample_id"].tolist() == test["sample_id"].tolist()
+    assert (predictions["predicted"] == predictions["species"]).mean() == evaluate.value("accuracy")
+    assert np.allclose(predictions[["p_setosa", "p_versicolor", "p_virginica"]].sum(axis=1), 1)
 
     deploy = steps["deploy"]
     assert deploy is not None, "deploy was skipped although accuracy >= 0.9"
@@ -390,8 +398,13 @@ def check_format_against_sklearn(raw, featurized, transform, hidden, seed=0):
 def test_the_model_format_applies_to_raw_columns_as_sklearn_does():
     steps = iris_chain()
     raw = pd.read_parquet(steps["join"].outputs["data"])
-    featurized = pd.read_parquet(steps["featurize"].outputs["data"])
-    transform = json.loads(steps["featurize"].outputs["transform"].read_text())
+    # Every column of the joined table: five numbers and the text column `site`, one-hot.
+    every = run_component("featurize", {"data": steps["join"].outputs["data"], "target": "species", "id": "sample_id"})
+    assert every.returncode == 0, every.stderr
+    featurized = pd.read_parquet(every.outputs["data"])
+    transform = json.loads(every.outputs["transform"].read_text())
+    assert [c["name"] for c in transform["numeric"]][-1] == "collected_year"
+    assert transform["categorical"] == [{"name": "site", "categories": ["east", "north", "south"]}]
     for hidden in ([16], [32, 16]):
         meta = check_format_against_sklearn(raw, featurized, transform, hidden)
         assert meta["architecture"]["output"] == "softmax"

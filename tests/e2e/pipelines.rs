@@ -379,7 +379,12 @@ fn the_iris_sample_runs_from_the_cli_and_a_second_run_comes_from_the_cache() {
         serde_json::json!(["champion"]),
         "{version:#}"
     );
-    crate::serving::serve_the_iris_model(&server, &crate::containers::image().unwrap());
+    // evaluate's predictions.csv, in its job's output folder.
+    let predictions = home
+        .join("outputs")
+        .join(eval["job"]["id"].as_str().unwrap())
+        .join(eval["outputs"]["predictions"]["name"].as_str().unwrap());
+    crate::serving::serve_the_iris_model(&server, &predictions);
 
     let second = json(&petri(
         home,

@@ -1,7 +1,7 @@
 //! Serving, from the CLI with the real binary: the iris model the sample pipeline registered is
-//! served (`petri model serve iris-mlp@champion`), answers the Open Inference Protocol v2 and
-//! MLflow's scoring format with the same probabilities as the format's reference implementation
-//! (`components/_lib/petri_model.py`, in Petri's image), refuses bad tensors with what was
+//! served (`petri model serve iris-mlp@champion`), answers the Open Inference Protocol v2 (the
+//! four raw measurements) and MLflow's scoring format with the classes and probabilities the
+//! pipeline's evaluate step computed on the test split, refuses bad tensors with what was
 //! expected, moves to a new version under load with no failed request, and is unserved.
 
 use std::path::Path;
@@ -22,77 +22,64 @@ impl Drop for Unserve<'_> {
     }
 }
 
-/// The sample's raw rows: iris.csv inner-joined with iris_profiles.csv on sample_id.
-fn raw_rows() -> Vec<(f64, f64, f64, f64, i64, String)> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/data");
-    let read = |f: &str| std::fs::read_to_string(data.join(f)).unwrap();
-    let profiles: std::collections::HashMap<String, (String, i64)> = read("iris_profiles.csv")
+/// The sample's flowers by sample_id: the four measurements.
+fn flowers() -> std::collections::HashMap<String, [f64; 4]> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/data/iris.csv");
+    std::fs::read_to_string(data)
+        .unwrap()
         .lines()
         .skip(1)
         .map(|l| {
             let c: Vec<&str> = l.split(',').collect();
-            (c[0].to_string(), (c[1].to_string(), c[2].parse().unwrap()))
-        })
-        .collect();
-    read("iris.csv")
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let c: Vec<&str> = l.split(',').collect();
-            let (site, year) = profiles.get(c[0])?.clone();
             let n = |i: usize| c[i].parse::<f64>().unwrap();
-            Some((n(1), n(2), n(3), n(4), year, site))
+            (c[0].to_string(), [n(1), n(2), n(3), n(4)])
         })
         .collect()
 }
 
-fn oip_request(rows: &[(f64, f64, f64, f64, i64, String)]) -> Value {
-    let col = |name: &str, datatype: &str, data: Vec<Value>| json!({"name": name, "shape": [data.len()], "datatype": datatype, "data": data});
-    json!({"id": "e2e", "inputs": [
-        col("sepal_length", "FP64", rows.iter().map(|r| json!(r.0)).collect()),
-        col("sepal_width", "FP64", rows.iter().map(|r| json!(r.1)).collect()),
-        col("petal_length", "FP64", rows.iter().map(|r| json!(r.2)).collect()),
-        col("petal_width", "FP64", rows.iter().map(|r| json!(r.3)).collect()),
-        col("collected_year", "INT64", rows.iter().map(|r| json!(r.4)).collect()),
-        col("site", "BYTES", rows.iter().map(|r| json!(r.5)).collect()),
-    ]})
+const MEASUREMENTS: [&str; 4] = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
+
+/// An OIP request of one FP64 tensor per measurement.
+fn oip_request(rows: &[[f64; 4]]) -> Value {
+    let inputs: Vec<Value> = MEASUREMENTS
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            json!({"name": name, "shape": [rows.len()], "datatype": "FP64",
+                   "data": rows.iter().map(|r| r[j]).collect::<Vec<_>>()})
+        })
+        .collect();
+    json!({"id": "e2e", "inputs": inputs})
 }
 
-/// The format's reference implementation on the same rows, in Petri's image.
-fn reference_probabilities(model_dir: &Path, image: &str) -> Vec<Vec<f64>> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let repo = repo.canonicalize().unwrap();
-    let script = "import json, sys, pandas as pd\n\
-                  sys.path.insert(0, 'components/_lib')\n\
-                  import petri_model\n\
-                  d = pd.read_csv('samples/data/iris.csv').merge(pd.read_csv('samples/data/iris_profiles.csv'), on='sample_id', how='inner')\n\
-                  print(json.dumps(petri_model.predict_proba(sys.argv[1], d).tolist()))\n";
-    let out = std::process::Command::new("docker")
-        .args(["run", "--rm", "--network", "none", "-v"])
-        .arg(format!("{}:{}:ro", repo.display(), repo.display()))
-        .arg("-v")
-        .arg(format!("{}:/model:ro", model_dir.display()))
-        .args([
-            "-w",
-            repo.to_str().unwrap(),
-            image,
-            "python",
-            "-c",
-            script,
-            "/model",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+/// evaluate's predictions.csv: each test row's sample_id, predicted class and probabilities.
+fn evaluated(predictions: &Path) -> Vec<(String, String, Vec<f64>)> {
+    let text = std::fs::read_to_string(predictions).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        head,
+        [
+            "sample_id",
+            "species",
+            "predicted",
+            "p_setosa",
+            "p_versicolor",
+            "p_virginica"
+        ]
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    lines
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            let p = c[3..].iter().map(|x| x.parse().unwrap()).collect();
+            (c[0].to_string(), c[2].to_string(), p)
+        })
+        .collect()
 }
 
-/// Called by the iris test once its pipeline registered iris-mlp and pointed @champion at it.
-pub(crate) fn serve_the_iris_model(server: &Server, image: &str) {
+/// Called by the iris test once its pipeline registered iris-mlp and pointed @champion at it;
+/// `predictions` is its evaluate step's predictions.csv.
+pub(crate) fn serve_the_iris_model(server: &Server, predictions: &Path) {
     let home = server.home();
     let out = petri(
         home,
@@ -125,8 +112,12 @@ pub(crate) fn serve_the_iris_model(server: &Server, image: &str) {
         rt.block_on(client.call(method, path, body.as_ref()))
     };
 
-    // Every sample row, in one request: the same classes and probabilities as the reference.
-    let rows = raw_rows();
+    // The test split, in one request of the four raw measurements: the classes and
+    // probabilities the pipeline's evaluate step computed.
+    let flowers = flowers();
+    let want = evaluated(predictions);
+    assert!(want.len() >= 20, "{} test rows", want.len());
+    let rows: Vec<[f64; 4]> = want.iter().map(|(id, _, _)| flowers[id]).collect();
     let answer = call(
         Method::POST,
         "/v2/models/iris/infer",
@@ -135,55 +126,48 @@ pub(crate) fn serve_the_iris_model(server: &Server, image: &str) {
     .unwrap();
     assert_eq!(answer["id"], "e2e");
     assert_eq!(answer["model_version"], version.to_string());
-    let probs = answer["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["name"] == "probabilities")
-        .unwrap();
+    let output = |name: &str| {
+        answer["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let probs = output("probabilities");
     assert_eq!(probs["shape"], json!([rows.len(), 3]));
-    let model_dir = home.join(format!("deployments/iris-mlp/{version}"));
-    let want = reference_probabilities(&model_dir, image);
-    assert_eq!(want.len(), rows.len());
-    let got: Vec<f64> = probs["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    for (i, row) in want.iter().enumerate() {
-        for (j, p) in row.iter().enumerate() {
-            let g = got[i * 3 + j];
+    let labels = output("label")["data"].as_array().unwrap().clone();
+    for (i, (id, predicted, p)) in want.iter().enumerate() {
+        assert_eq!(labels[i], json!(predicted), "sample {id}");
+        for (j, p) in p.iter().enumerate() {
+            let g = probs["data"][i * 3 + j].as_f64().unwrap();
             assert!(
                 (g - p).abs() < 1e-5,
-                "row {i} class {j}: served {g}, reference {p}"
+                "sample {id} class {j}: served {g}, evaluate {p}"
             );
         }
     }
-    // The most probable class is the label; the model is good on its own training data.
-    let labels = answer["outputs"][0]["data"].as_array().unwrap().clone();
-    let species: Vec<String> = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/data/iris.csv"),
+
+    // One flower as the Open Inference Protocol's own examples send it: a [1, 4] FP32 tensor.
+    let one = call(
+        Method::POST,
+        "/v2/models/iris/infer",
+        Some(
+            json!({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
+                                "data": [[5.1, 3.5, 1.4, 0.2]]}]}),
+        ),
     )
-    .unwrap()
-    .lines()
-    .skip(1)
-    .map(|l| l.rsplit(',').next().unwrap().to_string())
-    .collect();
-    assert_eq!(labels.len(), rows.len());
-    assert!(
-        labels
-            .iter()
-            .all(|l| species.contains(&l.as_str().unwrap().to_string()))
-    );
+    .unwrap();
+    assert_eq!(one["outputs"][0]["data"], json!(["setosa"]), "{one:#}");
 
     // MLflow's scoring format gives the same labels.
     let scored = call(
         Method::POST,
         "/v2/models/iris/invocations",
         Some(json!({"dataframe_split": {
-            "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width", "collected_year", "site"],
-            "data": rows.iter().take(3).map(|r| json!([r.0, r.1, r.2, r.3, r.4, r.5])).collect::<Vec<_>>(),
+            "columns": MEASUREMENTS,
+            "data": rows.iter().take(3).collect::<Vec<_>>(),
         }})),
     )
     .unwrap();

@@ -20,7 +20,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use petri_daemon::serving::batch::BatchLimits;
+use petri_daemon::serving::batch::{self, BatchLimits};
+use petri_daemon::serving::deploy::{BATCH_PATH, ROWS_HEADER};
 use petri_daemon::serving::server::{ModelServer, Refusal};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -70,6 +71,10 @@ pub async fn run(o: ModelServerOptions) -> Result<(), String> {
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/invocations", post(invocations))
+        .route(
+            BATCH_PATH,
+            post(batch).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/metrics", get(metrics))
         .route("/v2/health/ready", get(health))
         .layer(axum::middleware::from_fn_with_state(state.clone(), keyed));
@@ -153,11 +158,12 @@ fn refused(e: Refusal) -> Response {
     match e {
         Refusal::Bad(m) => protocol_error(StatusCode::BAD_REQUEST, m),
         Refusal::Failed(m) => protocol_error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Refusal::Unavailable(m) => protocol_error(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }
 
 /// A body the server would not take whole (over its limit), in the protocol's shape.
-fn rejected(e: BytesRejection) -> Response {
+pub(crate) fn rejected(e: BytesRejection) -> Response {
     protocol_error(e.status(), e.body_text())
 }
 
@@ -173,10 +179,19 @@ async fn infer(
     if let Some(r) = other_model(&s, &name) {
         return r;
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return rejected(e),
-    };
+    match body {
+        Ok(body) => answer_infer(&s.server, &headers, body).await.0,
+        Err(e) => rejected(e),
+    }
+}
+
+/// Answers an OIP infer request with `server` (here, or in the daemon's front); and the rows of
+/// the batch it ran in.
+pub(crate) async fn answer_infer(
+    server: &ModelServer,
+    headers: &axum::http::HeaderMap,
+    body: Bytes,
+) -> (Response, Option<usize>) {
     let header_len = match headers
         .get(HEADER_LENGTH)
         .map(|v| v.to_str().map(str::parse))
@@ -184,13 +199,16 @@ async fn infer(
         None => None,
         Some(Ok(Ok(n))) => Some(n),
         Some(_) => {
-            return protocol_error(
-                StatusCode::BAD_REQUEST,
-                format!("{HEADER_LENGTH} must be a number of bytes"),
+            return (
+                protocol_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{HEADER_LENGTH} must be a number of bytes"),
+                ),
+                None,
             );
         }
     };
-    match s.server.infer(&body, header_len).await {
+    match server.infer(&body, header_len).await {
         Ok((answer, binary_header, batch)) => {
             let kind = if binary_header.is_some() {
                 "application/octet-stream"
@@ -210,22 +228,58 @@ async fn infer(
             {
                 resp.headers_mut().insert(HEADER_LENGTH, v);
             }
-            resp
+            (resp, Some(batch))
         }
+        Err(e) => (refused(e), None),
+    }
+}
+
+/// Answers MLflow's scoring request with `server`; and the rows of the batch it ran in.
+pub(crate) async fn answer_scoring(server: &ModelServer, body: Bytes) -> (Response, Option<usize>) {
+    match server.score(&body).await {
+        Ok((answer, batch)) => (
+            ([(BATCH_HEADER, batch.to_string())], axum::Json(answer)).into_response(),
+            Some(batch),
+        ),
+        Err(e) => (refused(e), None),
+    }
+}
+
+/// `POST /v2/batch`: feature vectors the daemon's front featurized and batched; their
+/// probabilities, as f32 values row after row.
+async fn batch(
+    State(s): State<Served>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return rejected(e),
+    };
+    let rows: Option<usize> = headers
+        .get(ROWS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let (Some(rows), Some(features)) = (rows, batch::from_bytes(&body)) else {
+        return protocol_error(
+            StatusCode::BAD_REQUEST,
+            format!("a batch is {ROWS_HEADER}: N and N rows of f32 features"),
+        );
+    };
+    match s.server.run_batch(features, rows).await {
+        Ok(p) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            batch::to_bytes(&p),
+        )
+            .into_response(),
         Err(e) => refused(e),
     }
 }
 
 async fn invocations(State(s): State<Served>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return rejected(e),
-    };
-    match s.server.score(&body).await {
-        Ok((answer, batch)) => {
-            ([(BATCH_HEADER, batch.to_string())], axum::Json(answer)).into_response()
-        }
-        Err(e) => refused(e),
+    match body {
+        Ok(body) => answer_scoring(&s.server, body).await.0,
+        Err(e) => rejected(e),
     }
 }
 

@@ -162,6 +162,41 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
     };
     // Only inference is traffic; metadata and readiness asks are not counted.
     let inference = matches!(tail.as_str(), "infer" | "invocations");
+    // A model in Petri's format is read, featurized and batched here; its batches go to the
+    // replicas. The front of a version that was just swapped out answers what it holds; a
+    // request it could no longer place is asked again of the new one.
+    if inference && let Some(front) = serving.front(name) {
+        let headers = req.headers().clone();
+        // Within the daemon's body limit (413 beyond it), as every route.
+        let body = match <Bytes as axum::extract::FromRequest<()>>::from_request(req, &()).await {
+            Ok(b) => b,
+            Err(e) => return crate::model_server::rejected(e),
+        };
+        let began = std::time::Instant::now();
+        let mut front = front;
+        let (resp, batch) = loop {
+            let (resp, batch) = if tail == "infer" {
+                crate::model_server::answer_infer(&front, &headers, body.clone()).await
+            } else {
+                crate::model_server::answer_scoring(&front, body.clone()).await
+            };
+            if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+                && let Some(now) = serving.front(name)
+                && !std::sync::Arc::ptr_eq(&now, &front)
+            {
+                front = now;
+                continue;
+            }
+            break (resp, batch);
+        };
+        serving.stats().record(
+            name,
+            resp.status().as_u16(),
+            began.elapsed(),
+            batch.map(|b| b as u64),
+        );
+        return resp;
+    }
     let (mut parts, body) = req.into_parts();
     let uri = format!("http://{}{target}", route.addr);
     parts.uri = match uri.parse() {

@@ -78,39 +78,9 @@ impl Mlp {
         &self.spec
     }
 
-    /// The feature vectors of `rows`, row after row (`rows.len() × width`). A missing or
-    /// non-numeric value of a numeric column is refused; a categorical value that is none of the
-    /// categories (or missing) sets all of that column's slots to 0, as the format says.
+    /// The feature vectors of `rows` ([`ModelSpec::featurize`]).
     pub fn featurize(&self, rows: &dyn Rows) -> Result<Vec<f32>> {
-        let f = &self.spec.features;
-        let width = self.spec.width();
-        let mut out = Vec::with_capacity(rows.len() * width);
-        for r in 0..rows.len() {
-            for n in &f.numeric {
-                let x = match rows.value(r, &n.name) {
-                    Some(Value::Number(x)) => x.as_f64(),
-                    Some(Value::Bool(_)) | Some(Value::String(_)) | Some(_) | None => None,
-                };
-                let x = x.filter(|x| x.is_finite()).ok_or_else(|| {
-                    MlError::BadInput(match rows.value(r, &n.name) {
-                        None => format!("row {r} has no value for `{}` (a number)", n.name),
-                        Some(v) => {
-                            format!("row {r}: `{}` must be a finite number, not {v}", n.name)
-                        }
-                    })
-                })?;
-                out.push(((x - n.mean) / n.scale) as f32);
-            }
-            for c in &f.categorical {
-                let v = rows.value(r, &c.name);
-                out.extend(
-                    c.categories
-                        .iter()
-                        .map(|cat| if Some(cat) == v { 1.0 } else { 0.0 }),
-                );
-            }
-        }
-        Ok(out)
+        self.spec.featurize(rows)
     }
 
     /// The class probabilities of `rows.len()` feature vectors (`featurize`'s output), one
@@ -151,6 +121,61 @@ impl Mlp {
         Ok(self.label(probabilities))
     }
 
+    /// Each row's class beside its probabilities ([`ModelSpec::label`]).
+    pub fn label(&self, probabilities: Vec<Vec<f32>>) -> Vec<Prediction> {
+        self.spec.label(probabilities)
+    }
+}
+
+/// What needs `model.json` alone: a request's rows in, its classes out. The daemon does this
+/// part of serving itself, and a replica runs the network on the batched feature vectors.
+impl ModelSpec {
+    /// Reads and checks `model.json` in `dir` against the header of `model.safetensors`.
+    pub fn load(dir: &Path) -> Result<ModelSpec> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| {
+                MlError::InvalidModel(format!("reading {}: {e}", dir.join(name).display()))
+            })
+        };
+        ModelSpec::parse(&read("model.json")?, &read("model.safetensors")?)
+            .map_err(MlError::InvalidModel)
+    }
+
+    /// The feature vectors of `rows`, row after row (`rows.len() × width`). A missing or
+    /// non-numeric value of a numeric column is refused; a categorical value that is none of the
+    /// categories (or missing) sets all of that column's slots to 0, as the format says.
+    pub fn featurize(&self, rows: &dyn Rows) -> Result<Vec<f32>> {
+        let f = &self.features;
+        let width = self.width();
+        let mut out = Vec::with_capacity(rows.len() * width);
+        for r in 0..rows.len() {
+            for n in &f.numeric {
+                let x = match rows.value(r, &n.name) {
+                    Some(Value::Number(x)) => x.as_f64(),
+                    Some(Value::Bool(_)) | Some(Value::String(_)) | Some(_) | None => None,
+                };
+                let x = x.filter(|x| x.is_finite()).ok_or_else(|| {
+                    MlError::BadInput(match rows.value(r, &n.name) {
+                        None => format!("row {r} has no value for `{}` (a number)", n.name),
+                        Some(v) => {
+                            format!("row {r}: `{}` must be a finite number, not {v}", n.name)
+                        }
+                    })
+                })?;
+                out.push(((x - n.mean) / n.scale) as f32);
+            }
+            for c in &f.categorical {
+                let v = rows.value(r, &c.name);
+                out.extend(
+                    c.categories
+                        .iter()
+                        .map(|cat| if Some(cat) == v { 1.0 } else { 0.0 }),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Each row's class (the most probable, the first on a tie) beside its probabilities.
     pub fn label(&self, probabilities: Vec<Vec<f32>>) -> Vec<Prediction> {
         probabilities
@@ -162,7 +187,7 @@ impl Mlp {
                     .enumerate()
                     .fold(0, |best, (j, &x)| if x > p[best] { j } else { best });
                 Prediction {
-                    label: self.spec.classes[best].clone(),
+                    label: self.classes[best].clone(),
                     probabilities: p,
                 }
             })

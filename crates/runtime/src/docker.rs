@@ -191,10 +191,13 @@ impl DockerExecutor {
             .await
             .map_err(|e| self.forget(e))
             .ok()?;
-        net.ipam?
-            .config?
-            .into_iter()
-            .find_map(|c| c.gateway?.parse().ok())
+        let config = net.ipam?.config?;
+        // Newer engines leave the default bridge's gateway out of its IPAM config; it is then
+        // the subnet's first address, as Docker assigns it.
+        config
+            .iter()
+            .find_map(|c| c.gateway.as_deref()?.parse().ok())
+            .or_else(|| config.iter().find_map(|c| first_host(c.subnet.as_deref()?)))
     }
 
     /// Whether the engine has `image` (no registry is asked).
@@ -1000,6 +1003,18 @@ impl Drop for DockerExecutor {
 /// The job log on the host, so that a restarted daemon can resume copying into it.
 pub const LABEL_LOG: &str = "petri.log";
 
+/// The first address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
+fn first_host(subnet: &str) -> Option<std::net::IpAddr> {
+    let (net, bits) = subnet.split_once('/')?;
+    let net: std::net::Ipv4Addr = net.parse().ok()?;
+    let bits: u32 = bits.parse().ok()?;
+    if !(1..=30).contains(&bits) {
+        return None;
+    }
+    let mask = u32::MAX << (32 - bits);
+    Some(std::net::Ipv4Addr::from((u32::from(net) & mask) + 1).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1067,5 +1082,19 @@ mod tests {
         assert!(claim(&path, RECOVERED).is_err());
         append(&path, "3\n").unwrap();
         assert!(matches!(read_status(&path), Status::Exited(3)));
+    }
+
+    #[test]
+    fn a_subnet_without_a_gateway_has_its_first_address() {
+        assert_eq!(
+            super::first_host("172.17.0.0/16"),
+            Some("172.17.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            super::first_host("10.1.2.128/25"),
+            Some("10.1.2.129".parse().unwrap())
+        );
+        assert_eq!(super::first_host("fd00::/64"), None);
+        assert_eq!(super::first_host("nonsense"), None);
     }
 }

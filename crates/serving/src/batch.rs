@@ -1,21 +1,31 @@
 //! Dynamic batching: requests featurized on their own (so a bad row fails its own request
-//! alone), then their feature vectors queued; one worker runs the network on whatever has
-//! gathered, up to `max_batch` rows, waiting at most `max_delay` after the first for more.
-//! One matrix product per layer serves many requests.
+//! alone), then their feature vectors queued; a worker hands whatever has gathered, up to
+//! `max_batch` rows, to an [`Engine`], waiting at most `max_delay` after the first for more
+//! (with no delay, a batch is what queued while the engine was busy). One matrix product per
+//! layer serves many requests.
+//!
+//! The engine is the network itself on a blocking thread ([`Local`], in a replica), or a
+//! replica reached over HTTP (in the daemon, `deploy::Remote`): batching before that hop makes
+//! its cost one exchange per batch, not per request.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use petri_ml::spec::ModelSpec;
 pub use petri_ml::{Device, reserved_device};
 use petri_ml::{MlError, Mlp, Prediction, Rows};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Batching limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchLimits {
     /// The most rows one run of the network takes (1: no batching).
     pub max_batch: usize,
-    /// How long the first request of a batch waits for others.
+    /// How long the first request of a batch waits for others (zero: it takes what queued while
+    /// the engine was busy, and waits for nothing).
     pub max_delay: Duration,
 }
 
@@ -23,13 +33,50 @@ impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
             max_batch: 64,
-            max_delay: Duration::from_millis(2),
+            max_delay: Duration::ZERO,
         }
     }
 }
 
+/// Why an engine did not answer a batch.
+#[derive(Clone, Debug)]
+pub enum RunError {
+    /// The computation failed (a bug or a device fault).
+    Failed(String),
+    /// Nothing could run it now (no replica ready, one that died): worth asking again.
+    Unavailable(String),
+}
+
+/// The class probabilities of a batch, one vector per row.
+pub type Ran = Pin<Box<dyn Future<Output = Result<Vec<Vec<f32>>, RunError>> + Send>>;
+
+/// What runs a batch of feature vectors.
+pub trait Engine: Send + Sync + 'static {
+    /// The probabilities of `rows` feature vectors (`rows × width`, row after row).
+    fn run(&self, features: Vec<f32>, rows: usize) -> Ran;
+    /// How many batches may run at once.
+    fn parallel(&self) -> usize {
+        1
+    }
+}
+
+/// The network in this process, on a blocking thread.
+pub struct Local(pub Arc<Mlp>);
+
+impl Engine for Local {
+    fn run(&self, features: Vec<f32>, rows: usize) -> Ran {
+        let m = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || m.probabilities(features, rows))
+                .await
+                .map_err(|e| RunError::Failed(e.to_string()))?
+                .map_err(|e| RunError::Failed(e.to_string()))
+        })
+    }
+}
+
 /// A batch's answer to one request: its rows' probabilities and the batch's size in rows.
-type Answer = Result<(Vec<Vec<f32>>, usize), String>;
+type Answer = Result<(Vec<Vec<f32>>, usize), RunError>;
 
 struct Pending {
     features: Vec<f32>,
@@ -41,31 +88,50 @@ struct Pending {
 /// A model behind a batching queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
-    model: Arc<Mlp>,
+    spec: Arc<ModelSpec>,
     queue: mpsc::Sender<Pending>,
-    /// Called with each batch's size in rows (for the metrics).
-    _limits: BatchLimits,
+    /// Requests queued or running.
+    pending: Arc<AtomicUsize>,
+}
+
+/// Why a request was not answered.
+#[derive(Debug)]
+pub enum PredictError {
+    Model(MlError),
+    Run(RunError),
+}
+
+impl From<MlError> for PredictError {
+    fn from(e: MlError) -> Self {
+        PredictError::Model(e)
+    }
 }
 
 impl Batcher {
-    /// Starts the worker (on the current Tokio runtime; the network runs on a blocking thread).
+    /// Starts the worker on the current Tokio runtime.
     pub fn start(
-        model: Arc<Mlp>,
+        spec: Arc<ModelSpec>,
+        engine: Arc<dyn Engine>,
         limits: BatchLimits,
         on_batch: impl Fn(usize) + Send + 'static,
     ) -> Batcher {
-        let (tx, rx) = mpsc::channel::<Pending>(1024);
-        tokio::spawn(work(model.clone(), limits, rx, on_batch));
+        let (tx, rx) = mpsc::channel::<Pending>(4096);
+        tokio::spawn(work(engine, limits, rx, on_batch));
         Batcher {
-            model,
+            spec,
             queue: tx,
-            _limits: limits,
+            pending: Arc::default(),
         }
     }
 
-    /// The model.
-    pub fn model(&self) -> &Mlp {
-        &self.model
+    /// The model's `model.json`.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// How many requests are queued or running.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Each row's class and probabilities, batched with whatever else is waiting; and how many
@@ -73,36 +139,69 @@ impl Batcher {
     pub async fn predict(
         &self,
         rows: &(dyn Rows + Sync),
-    ) -> Result<(Vec<Prediction>, usize), MlError> {
-        let n = rows.len();
-        if n == 0 {
+    ) -> Result<(Vec<Prediction>, usize), PredictError> {
+        if rows.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let features = self.model.featurize(rows)?;
+        let features = self.spec.featurize(rows)?;
+        let (probabilities, batch) = self.run(features, rows.len()).await?;
+        Ok((self.spec.label(probabilities), batch))
+    }
+
+    /// The probabilities of `rows` feature vectors, batched with whatever else is waiting; and
+    /// how many rows the batch held.
+    pub async fn run(
+        &self,
+        features: Vec<f32>,
+        rows: usize,
+    ) -> Result<(Vec<Vec<f32>>, usize), PredictError> {
+        if features.len() != rows * self.spec.width() {
+            return Err(MlError::BadInput(format!(
+                "{} values are not {rows} rows of {} features",
+                features.len(),
+                self.spec.width()
+            ))
+            .into());
+        }
         let (tx, rx) = oneshot::channel();
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let _done = Done(&self.pending);
         self.queue
             .send(Pending {
                 features,
-                rows: n,
+                rows,
                 answer: tx,
             })
             .await
             .map_err(|_| MlError::Compute("the batching worker has stopped".into()))?;
-        let (probabilities, batch) = rx
-            .await
+        rx.await
             .map_err(|_| MlError::Compute("the batching worker dropped the request".into()))?
-            .map_err(MlError::Compute)?;
-        Ok((self.model.label(probabilities), batch))
+            .map_err(PredictError::Run)
+    }
+}
+
+/// Counts a request out when it is answered or given up.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 async fn work(
-    model: Arc<Mlp>,
+    engine: Arc<dyn Engine>,
     limits: BatchLimits,
     mut rx: mpsc::Receiver<Pending>,
     on_batch: impl Fn(usize) + Send + 'static,
 ) {
-    while let Some(first) = rx.recv().await {
+    let slots = Arc::new(Semaphore::new(engine.parallel().max(1)));
+    loop {
+        // A batch forms while every slot is busy.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else { return };
         let mut batch = vec![first];
         let mut rows = batch[0].rows;
         let deadline = tokio::time::Instant::now() + limits.max_delay;
@@ -131,23 +230,48 @@ async fn work(
             .iter()
             .flat_map(|p| p.features.iter().copied())
             .collect();
-        let m = model.clone();
-        let out = tokio::task::spawn_blocking(move || m.probabilities(features, rows))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        match out {
-            Ok(mut all) => {
-                for p in batch {
-                    let rest = all.split_off(p.rows);
-                    let _ = p.answer.send(Ok((std::mem::replace(&mut all, rest), rows)));
+        let ran = engine.run(features, rows);
+        tokio::spawn(async move {
+            let out = ran.await;
+            drop(slot);
+            match out {
+                Ok(mut all) if all.len() == rows => {
+                    for p in batch {
+                        let rest = all.split_off(p.rows);
+                        let _ = p.answer.send(Ok((std::mem::replace(&mut all, rest), rows)));
+                    }
+                }
+                Ok(all) => {
+                    let e = RunError::Failed(format!(
+                        "the engine answered {} rows for a batch of {rows}",
+                        all.len()
+                    ));
+                    for p in batch {
+                        let _ = p.answer.send(Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    for p in batch {
+                        let _ = p.answer.send(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                for p in batch {
-                    let _ = p.answer.send(Err(e.clone()));
-                }
-            }
-        }
+        });
     }
+}
+
+/// Feature vectors or probabilities on the wire between the daemon and a replica: f32 little
+/// endian, row after row.
+pub fn to_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The f32 values of `bytes` ([`to_bytes`]); `None` unless it holds whole values.
+pub fn from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    bytes.len().is_multiple_of(4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
 }

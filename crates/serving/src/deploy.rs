@@ -24,7 +24,15 @@ use petri_registry::Registry;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::batch::{self, BatchLimits, Engine, Ran, RunError};
 use crate::db;
+use crate::server::ModelServer;
 
 /// What `petri model serve` asks for.
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -46,7 +54,8 @@ pub struct ServeRequest {
     /// The most rows one run of the network takes (default 64; 1: no batching).
     #[serde(default)]
     pub max_batch: Option<usize>,
-    /// How long a request waits for others to batch with (default 2 ms).
+    /// How long a request waits for others to batch with (default 0: a batch is what queued
+    /// while the replicas were busy, and a lone request waits for nothing).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub max_delay: Option<Millis>,
@@ -275,6 +284,9 @@ pub struct Route {
 #[derive(Default)]
 struct Table {
     by_name: HashMap<String, Vec<Route>>,
+    /// For a model in Petri's format: the deployment's front, which reads, featurizes and
+    /// batches requests here and sends each batch to a replica of its version.
+    fronts: HashMap<String, Arc<ModelServer>>,
     ready: HashMap<JobId, bool>,
     /// Where each container replica's port is published (per attempt: set when it answers).
     published: HashMap<JobId, SocketAddr>,
@@ -309,6 +321,71 @@ struct Inner {
     http: petri_queue::service::Services,
     moving: Mutex<std::collections::HashSet<String>>,
     stats: crate::stats::Stats,
+    /// The client that sends batches to replicas (kept-alive connections).
+    batches: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The path of a replica's batch route: feature vectors in, probabilities out (f32, little
+/// endian, row after row; the row count in [`ROWS_HEADER`]).
+pub const BATCH_PATH: &str = "/v2/batch";
+/// The header that carries a batch's row count.
+pub const ROWS_HEADER: &str = "petri-rows";
+/// How long a replica may take over one batch before it counts as gone.
+const BATCH_LIMIT: Duration = Duration::from_secs(30);
+
+/// The network of one version, run by its replicas over HTTP: each batch goes to a ready replica
+/// of that version, in turn; one that does not answer is taken out of the rotation (probed until
+/// it answers again) and the batch tried on the next.
+struct Remote {
+    inner: std::sync::Weak<Inner>,
+    name: String,
+    routes: Vec<Route>,
+    turn: AtomicUsize,
+}
+
+impl Engine for Remote {
+    fn parallel(&self) -> usize {
+        // Two batches per replica: one runs while the next crosses the wire.
+        (2 * self.routes.len()).max(2)
+    }
+
+    fn run(&self, features: Vec<f32>, rows: usize) -> Ran {
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        let routes = self.routes.clone();
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move {
+            let Some(inner) = inner.upgrade() else {
+                return Err(RunError::Unavailable("the daemon is stopping".into()));
+            };
+            let s = Serving { inner };
+            let body = Bytes::from(batch::to_bytes(&features));
+            let mut last = None;
+            for k in 0..routes.len() {
+                let r = &routes[(first + k) % routes.len()];
+                if !s.is_ready(r.job) {
+                    continue;
+                }
+                match s.send_batch(r, body.clone(), rows).await {
+                    Ok(p) => return Ok(p),
+                    Err(RunError::Unavailable(why)) => {
+                        s.unreachable(r.job);
+                        last = Some(why);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(RunError::Unavailable(match last {
+                Some(why) => {
+                    format!("the replica of `{name}` did not answer ({why}); it is being restarted")
+                }
+                None => format!(
+                    "deployment `{name}` has no replica ready (starting, or restarting after \
+                     a crash); `petri model endpoints` says why"
+                ),
+            }))
+        })
+    }
 }
 
 /// The key a replica's job gets at launch (never stored): derived from the home's service key
@@ -367,6 +444,7 @@ impl Serving {
                 http: petri_queue::service::Services::default(),
                 moving: Mutex::default(),
                 stats: crate::stats::Stats::default(),
+                batches: Client::builder(TokioExecutor::new()).build_http(),
             }),
         };
         Ok(s)
@@ -466,10 +544,115 @@ impl Serving {
                 version: r.version,
                 container: r.container,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let front = self.front_for(d, &routes);
         if let Ok(mut t) = self.inner.table.lock() {
             t.by_name.insert(d.name.clone(), routes);
+            match front {
+                Some(f) => t.fronts.insert(d.name.clone(), f),
+                None => t.fronts.remove(&d.name),
+            };
         }
+    }
+
+    /// The front of a deployment of Petri's format (an ONNX graph or an MLflow model has none:
+    /// its requests are forwarded whole to a replica).
+    fn front_for(&self, d: &Stored, routes: &[Route]) -> Option<Arc<ModelServer>> {
+        if routes.is_empty() || routes.iter().any(|r| r.container) {
+            return None;
+        }
+        let dir = self.inner.root.join(&d.model).join(d.version.to_string());
+        if !dir.join("model.json").exists() {
+            return None;
+        }
+        let spec = match petri_ml::spec::ModelSpec::load(&dir) {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::warn!(deployment = %d.name, error = %e, "model.json could not be read; requests go to the replicas whole");
+                return None;
+            }
+        };
+        let engine = Remote {
+            inner: Arc::downgrade(&self.inner),
+            name: d.name.clone(),
+            routes: routes.to_vec(),
+            turn: AtomicUsize::new(0),
+        };
+        let limits = BatchLimits {
+            max_batch: d.max_batch,
+            max_delay: Duration::from_micros(d.max_delay_us),
+        };
+        Some(Arc::new(ModelServer::front(
+            &d.name,
+            &d.version.to_string(),
+            Arc::new(spec),
+            Arc::new(engine),
+            limits,
+        )))
+    }
+
+    /// The front of deployment `name`, when its model is in Petri's format.
+    pub fn front(&self, name: &str) -> Option<Arc<ModelServer>> {
+        self.inner.table.lock().ok()?.fronts.get(name).cloned()
+    }
+
+    /// Sends one batch to a replica: its probabilities, row after row.
+    async fn send_batch(
+        &self,
+        r: &Route,
+        body: Bytes,
+        rows: usize,
+    ) -> std::result::Result<Vec<Vec<f32>>, RunError> {
+        let req = hyper::Request::post(format!("http://{}{BATCH_PATH}", r.addr))
+            .header("authorization", &r.authorization)
+            .header(ROWS_HEADER, rows.to_string())
+            .header("content-type", "application/octet-stream")
+            .body(Full::new(body))
+            .map_err(|e| RunError::Failed(e.to_string()))?;
+        let exchange = async {
+            let resp = self
+                .inner
+                .batches
+                .request(req)
+                .await
+                .map_err(|e| RunError::Unavailable(e.to_string()))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| RunError::Unavailable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, RunError>((status, body))
+        };
+        let (status, body) =
+            tokio::time::timeout(BATCH_LIMIT, exchange)
+                .await
+                .map_err(|_| {
+                    RunError::Unavailable(format!("no answer within {} s", BATCH_LIMIT.as_secs()))
+                })??;
+        if status.is_server_error() && status.as_u16() != 500 {
+            return Err(RunError::Unavailable(format!("it answered {status}")));
+        }
+        if !status.is_success() {
+            let why = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(RunError::Failed(format!(
+                "the replica answered {status}: {why}"
+            )));
+        }
+        let values = batch::from_bytes(&body)
+            .ok_or_else(|| RunError::Failed("the replica's answer is not f32 values".into()))?;
+        if rows == 0 || values.len() % rows != 0 {
+            return Err(RunError::Failed(format!(
+                "the replica answered {} values for {rows} rows",
+                values.len()
+            )));
+        }
+        let classes = values.len() / rows;
+        Ok(values.chunks(classes).map(<[f32]>::to_vec).collect())
     }
 
     /// Asks a replica `/v2/health/ready` every 100 ms until it answers (or its job ends, or
@@ -729,7 +912,7 @@ impl Serving {
                 "max_batch must be between 1 and 65536, not {max_batch}"
             )));
         }
-        let max_delay_us = req.max_delay.map(|m| m.0 * 1000).unwrap_or(2000);
+        let max_delay_us = req.max_delay.map(|m| m.0 * 1000).unwrap_or(0);
         if max_delay_us > 1_000_000 {
             return Err(ServingError::Invalid(
                 "max_delay must be at most 1s (a request waits that long for others)".into(),
@@ -785,6 +968,7 @@ impl Serving {
         self.inner.stats.forget(name);
         if let Ok(mut t) = self.inner.table.lock() {
             t.by_name.remove(name);
+            t.fronts.remove(name);
             for r in &d.replicas {
                 t.ready.remove(&r.job);
             }
@@ -990,8 +1174,16 @@ impl Serving {
         if self.db(|c| db::put(c, &moved)).is_err() {
             return;
         }
+        let old = self.front(&name);
         self.set_routes(&moved);
         tracing::info!(deployment = %name, from = d.version, to = version, "deployment moved to a new version");
+        // What the old front holds is answered by the old replicas before they stop.
+        if let Some(old) = old {
+            let began = std::time::Instant::now();
+            while old.pending() > 0 && began.elapsed() < BATCH_LIMIT {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         for r in &d.replicas {
             let _ = self
                 .inner

@@ -1,24 +1,40 @@
-//! One replica's work, without HTTP: a loaded model behind its batcher, answering the OIP and
-//! MLflow scoring bodies, and counting what it did. `petri model-server` (the process a
-//! deployment's job runs) puts HTTP around it.
+//! A model's work, without HTTP: a model behind its batcher, answering the OIP and MLflow
+//! scoring bodies, and counting what it did. In a replica (`petri model-server`, the process a
+//! deployment's job runs) the batcher runs the network itself; in the daemon, the deployment's
+//! front ([`ModelServer::front`]) reads the requests, featurizes and batches them, and sends each
+//! batch to a replica.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use petri_ml::spec::ModelSpec;
 use petri_ml::{MlError, Mlp};
 use serde_json::{Value, json};
 
-use crate::batch::{BatchLimits, Batcher};
+use crate::batch::{BatchLimits, Batcher, Engine, Local, PredictError, RunError};
 use crate::codec::{self, BadRequest, InferResponse};
 
-/// Why a request was not answered: the caller's mistake (400) or the model's failure (500).
+/// Why a request was not answered: the caller's mistake (400), the model's failure (500), or no
+/// replica to run it now (503).
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     #[error("{0}")]
     Bad(String),
     #[error("{0}")]
     Failed(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<PredictError> for Refusal {
+    fn from(e: PredictError) -> Self {
+        match e {
+            PredictError::Model(e) => e.into(),
+            PredictError::Run(RunError::Failed(m)) => Refusal::Failed(m),
+            PredictError::Run(RunError::Unavailable(m)) => Refusal::Unavailable(m),
+        }
+    }
 }
 
 impl From<BadRequest> for Refusal {
@@ -78,11 +94,13 @@ impl ModelServer {
             Loaded::Onnx(Arc::new(petri_ml::OnnxModel::load(dir, device)?))
         } else {
             let model = Arc::new(Mlp::load(dir, device)?);
-            let c = counters.clone();
-            Loaded::Mlp(Batcher::start(model, limits, move |rows| {
-                c.batches.fetch_add(1, Ordering::Relaxed);
-                c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
-            }))
+            let spec = Arc::new(model.spec().clone());
+            Loaded::Mlp(Self::batcher(
+                spec,
+                Arc::new(Local(model)),
+                limits,
+                &counters,
+            ))
         };
         Ok(ModelServer {
             name: name.to_string(),
@@ -90,6 +108,66 @@ impl ModelServer {
             model,
             counters,
         })
+    }
+
+    /// A model in Petri's format whose network runs elsewhere (`engine`): requests are read,
+    /// featurized and batched here, and each batch goes to the engine.
+    pub fn front(
+        name: &str,
+        version: &str,
+        spec: Arc<ModelSpec>,
+        engine: Arc<dyn Engine>,
+        limits: BatchLimits,
+    ) -> ModelServer {
+        let counters = Arc::new(Counters::default());
+        ModelServer {
+            name: name.to_string(),
+            version: version.to_string(),
+            model: Loaded::Mlp(Self::batcher(spec, engine, limits, &counters)),
+            counters,
+        }
+    }
+
+    fn batcher(
+        spec: Arc<ModelSpec>,
+        engine: Arc<dyn Engine>,
+        limits: BatchLimits,
+        counters: &Arc<Counters>,
+    ) -> Batcher {
+        let c = counters.clone();
+        Batcher::start(spec, engine, limits, move |rows| {
+            c.batches.fetch_add(1, Ordering::Relaxed);
+            c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
+        })
+    }
+
+    /// Requests queued or running (for Petri's format; an ONNX graph answers none later).
+    pub fn pending(&self) -> usize {
+        match &self.model {
+            Loaded::Mlp(b) => b.pending(),
+            Loaded::Onnx(_) => 0,
+        }
+    }
+
+    /// The width of a feature vector and the number of classes, for Petri's format.
+    pub fn shape(&self) -> Option<(usize, usize)> {
+        match &self.model {
+            Loaded::Mlp(b) => Some((b.spec().width(), b.spec().classes.len())),
+            Loaded::Onnx(_) => None,
+        }
+    }
+
+    /// A batch of feature vectors the daemon featurized (`rows × width`): their probabilities,
+    /// row after row. For Petri's format only.
+    pub async fn run_batch(&self, features: Vec<f32>, rows: usize) -> Result<Vec<f32>, Refusal> {
+        let Loaded::Mlp(b) = &self.model else {
+            return Err(Refusal::Bad(
+                "this model takes requests, not feature vectors".into(),
+            ));
+        };
+        let (p, _) = b.run(features, rows).await?;
+        self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        Ok(p.into_iter().flatten().collect())
     }
 
     /// Runs an ONNX graph on a blocking thread.
@@ -109,7 +187,7 @@ impl ModelServer {
     pub fn metadata(&self) -> Value {
         match &self.model {
             Loaded::Mlp(b) => {
-                let spec = b.model().spec();
+                let spec = b.spec();
                 json!({
                     "name": self.name,
                     "versions": [self.version],
@@ -175,7 +253,7 @@ impl ModelServer {
         let req = codec::parse_infer(body, header_len)?;
         let (outputs, rows, batch) = match &self.model {
             Loaded::Mlp(b) => {
-                let spec = b.model().spec();
+                let spec = b.spec();
                 let rows = codec::oip_rows(&req, &spec.columns())?;
                 let (predictions, batch) = b.predict(&rows).await?;
                 let outputs = codec::oip_outputs(&req, &predictions, &spec.classes)?;
@@ -204,7 +282,7 @@ impl ModelServer {
                 .map_err(|e| Refusal::Bad(format!("the body is not JSON: {e}")))?;
             match &self.model {
                 Loaded::Mlp(b) => {
-                    let rows = codec::scoring_rows(&v, &b.model().spec().columns())?;
+                    let rows = codec::scoring_rows(&v, &b.spec().columns())?;
                     let (predictions, batch) = b.predict(&rows).await?;
                     Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows, batch))
                 }

@@ -55,8 +55,9 @@ pub struct ServeArgs {
     /// The most rows one run of the network takes (1: no batching).
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
-    /// How long a request waits for others to batch with, e.g. 2ms.
-    #[arg(long, default_value = "2ms")]
+    /// How long a request waits for others to batch with, e.g. 2ms (0ms: a batch is what
+    /// queued while the replicas were busy; a lone request waits for nothing).
+    #[arg(long, default_value = "0ms")]
     pub max_delay: String,
     /// Wait until it answers (or fails), then print its endpoints.
     #[arg(long)]

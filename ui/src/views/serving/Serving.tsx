@@ -239,7 +239,7 @@ function ServeForm(props: { initialModel?: string; initialRef?: string; onServed
           <input name="serve-max-batch" type="number" min={1} placeholder="64" value={maxBatch} onChange={(e) => setMaxBatch(e.target.value)} />
         </Field>
         <Field label="Max delay" hint="wait for a batch to fill">
-          <input name="serve-max-delay" placeholder="2ms" value={maxDelay} onChange={(e) => setMaxDelay(e.target.value)} autoComplete="off" />
+          <input name="serve-max-delay" placeholder="0ms" value={maxDelay} onChange={(e) => setMaxDelay(e.target.value)} autoComplete="off" />
         </Field>
         <Field label="GPU memory" hint="per replica (none: CPU)">
           <input name="serve-gpu-memory" placeholder="none" value={gpuMemory} onChange={(e) => setGpuMemory(e.target.value)} autoComplete="off" />
