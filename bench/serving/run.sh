@@ -1,6 +1,6 @@
 #!/bin/sh
 # P3 of bench/RESULTS.md: the iris model served by Petri (default batching, --max-batch 1 and
-# --max-delay 0ms), by `mlflow models serve --workers 2` (an equivalent scikit-learn model) and
+# --max-delay 2ms), by `mlflow models serve --workers 2` (an equivalent scikit-learn model) and
 # by a server that answers a fixed response at once (the HTTP limit), in one run: peak requests
 # per second (wrk, 64 connections), p50/p99 at half of each one's peak (open-loop, fixed rate),
 # and one request's latency with no load.

@@ -495,6 +495,11 @@ def test_bad_input_fails_with_one_clear_line():
     text.write_text("sepal_length\n1\n")
     left = run_component("join-profile", {"samples": iris, "profile": profiles, "on": "sample_id", "how": "left"})
     assert left.returncode == 0 and left.value("rows") == 150
+    # A featurization with the profile's columns (site one-hot), which iris.csv alone lacks.
+    every = run_component("featurize", {"data": steps["join"].outputs["data"], "target": "species", "id": "sample_id"})
+    assert every.returncode == 0, every.stderr
+    narrow = run_component("extract", {"input": iris, "columns": "sepal_length,species"})
+    assert narrow.returncode == 0, narrow.stderr
 
     cases = [
         ("extract", {"input": iris, "columns": "species,petal_size"}, "no column petal_size"),
@@ -510,6 +515,12 @@ def test_bad_input_fails_with_one_clear_line():
         ("featurize", {"data": iris, "target": "kind"}, "no column kind"),
         ("featurize", {"data": left.outputs["data"], "target": "species"}, "missing values"),
         ("featurize", {"data": iris, "target": "sample_id", "numeric": "species"}, "not numeric"),
+        ("featurize", {"data": iris, "target": "species", "columns": "sepal_length,petal_size"}, "no column petal_size"),
+        (
+            "featurize",
+            {"data": iris, "target": "species", "columns": "sepal_length", "numeric": "petal_width"},
+            "not among columns",
+        ),
         ("split", {"data": iris, "ratios": "0.5,0.5"}, "ratios"),
         ("split", {"data": iris, "target": "kind"}, "no column kind"),
         (
@@ -524,11 +535,11 @@ def test_bad_input_fails_with_one_clear_line():
         ),
         (
             "train",
-            {"train": iris, "validation": iris, "transform": steps["featurize"].outputs["transform"]},
+            {"train": iris, "validation": iris, "transform": every.outputs["transform"]},
             "lacks column",
         ),
         ("evaluate", {"model": folder, "test": steps["split"].outputs["test"]}, "not a Petri model"),
-        ("evaluate", {"model": steps["train"].outputs["model"], "test": iris}, "site"),
+        ("evaluate", {"model": steps["train"].outputs["model"], "test": narrow.outputs["data"]}, "sepal_width"),
         ("deploy", {"model": folder, "name": "iris"}, "not a Petri model"),
         ("deploy", {"model": steps["train"].outputs["model"], "name": "my model"}, "name must be"),
     ]

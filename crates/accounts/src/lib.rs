@@ -140,6 +140,10 @@ struct Inner {
     reads: ReadPool,
     /// When each token's last use was written (token id → ms).
     touched: Mutex<std::collections::HashMap<String, i64>>,
+    /// API tokens recently found, by hash: who sends them, until when, and when they were read
+    /// (a request with one needs no database read for [`tokens::CACHE_FOR_MS`]). Emptied by a
+    /// revocation.
+    known: Mutex<std::collections::HashMap<String, tokens::Known>>,
 }
 
 /// The secret in a file of the home: read it, or create it (mode 0600) at first start.
@@ -194,6 +198,7 @@ impl Accounts {
                 store: Mutex::new(store),
                 reads,
                 touched: Mutex::default(),
+                known: Mutex::default(),
             }),
         })
     }

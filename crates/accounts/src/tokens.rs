@@ -177,6 +177,9 @@ impl Accounts {
     pub fn revoke_token(&self, key: &str) -> Result<TokenInfo, AccountsError> {
         let now = now_ms();
         let revoked = self.write(|s| s.revoke_token(key, now))?;
+        if let Ok(mut known) = self.inner.known.lock() {
+            known.clear();
+        }
         let found = self
             .inner
             .reads
@@ -220,9 +223,29 @@ impl Accounts {
             .then(|| Caller::owner(&self.inner.owner))
     }
 
+    /// Who sends `bearer`, when that is known without the database: the owner, or an API token
+    /// read within the last [`CACHE_FOR_MS`] and not expired since. Never blocks.
+    pub fn known(&self, bearer: &str) -> Option<Caller> {
+        if let Some(owner) = self.owner_of(bearer) {
+            return Some(owner);
+        }
+        let bearer = bearer.trim();
+        if bearer.starts_with(JOB_PREFIX) {
+            return None;
+        }
+        let now = now_ms();
+        let known = self.inner.known.lock().ok()?;
+        let k = known.get(&hash(bearer))?;
+        (now - k.read_at_ms < CACHE_FOR_MS && k.expires_at_ms.is_none_or(|e| e > now))
+            .then(|| k.caller.clone())
+    }
+
     /// Who sends `bearer`: the owner, an API token that is neither revoked nor expired, or a
     /// job's token. Anything else is 401. Blocking (it may read the database).
     pub fn authenticate(&self, bearer: &str) -> Result<Caller, ErrorBody> {
+        if let Some(caller) = self.known(bearer) {
+            return Ok(caller);
+        }
         if let Some(owner) = self.owner_of(bearer) {
             return Ok(owner);
         }
@@ -284,15 +307,40 @@ impl Accounts {
         if stale && let Ok(store) = self.inner.store.lock() {
             let _ = store.touch_token(&t.id, now);
         }
-        Ok(Caller {
+        let caller = Caller {
             scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
             user: t.user,
             credential: Credential::Token {
                 id: t.id,
                 name: t.name,
             },
-        })
+        };
+        if let Ok(mut known) = self.inner.known.lock() {
+            if known.len() >= 10_000 {
+                known.clear();
+            }
+            known.insert(
+                hash(bearer),
+                Known {
+                    caller: caller.clone(),
+                    expires_at_ms: t.expires_at_ms,
+                    read_at_ms: now,
+                },
+            );
+        }
+        Ok(caller)
     }
+}
+
+/// How long an API token found in the database is taken on trust before it is read again
+/// (a revocation through this daemon takes effect at once).
+pub const CACHE_FOR_MS: i64 = 5_000;
+
+/// An API token recently found.
+pub(crate) struct Known {
+    caller: Caller,
+    expires_at_ms: Option<i64>,
+    read_at_ms: i64,
 }
 
 #[cfg(test)]

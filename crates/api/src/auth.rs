@@ -99,8 +99,9 @@ pub(crate) async fn require_token(
 ) -> Response {
     let accounts = state.daemon.accounts();
     let token = bearer(&req).map(str::to_string);
-    // The owner (the CLI, the desktop window) needs no database read.
-    let owner = token.as_deref().and_then(|t| accounts.owner_of(t));
+    // The owner (the CLI, the desktop window) and a recently seen API token need no database
+    // read.
+    let owner = token.as_deref().and_then(|t| accounts.known(t));
     let caller = match (owner, token) {
         (Some(owner), _) => Ok(owner),
         (None, Some(token)) => {
