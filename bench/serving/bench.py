@@ -4,7 +4,7 @@ by a server that answers a fixed response at once (the HTTP limit of this machin
 
 Usage: bench.py --petri BIN --mlflow BIN --fixed-answer BIN --openloop BIN [--rounds 3]
                 [--duration 10] [--rate-duration 15] [--serial 2000] [--connections 64]
-                [--wrk-threads 2] [--openloop-threads 2] [--perf N] [--work DIR]
+                [--wrk-threads 2] [--openloop-threads 2] [--tick-us 250] [--perf N] [--work DIR]
 
 Run it with the Python that has mlflow and scikit-learn (bench/serving/run.sh does).
 
@@ -28,7 +28,9 @@ Run it with the Python that has mlflow and scikit-learn (bench/serving/run.sh do
   header, sent to every server; only Petri reads it), rounds rotating the order; medians.
 - Fixed rate: bench/serving/tools (openloop) at half of each server's median peak, 64
   connections, 2 s of warm-up then 15 s counted; latency from each request's scheduled instant
-  (no coordinated omission); rounds rotating the order; medians of p50 and p99.
+  (no coordinated omission); its timer wakes at most every 250 µs (--tick-us) and sends what is
+  due, so the generator's own wake-ups cost the server's two cores less (a request sent late
+  still counts from its due instant); rounds rotating the order; medians of p50 and p99.
 - One request at a time: 2,000 requests in a row on one kept-alive connection, per server; and
   500 on a new connection each (the connect timed with it).
 - CPU per request: during every wrk run, the CPU time (/proc) of each server's processes (the
@@ -424,6 +426,8 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--openloop-threads", type=int, default=2)
+    ap.add_argument("--tick-us", type=int, default=250,
+                    help="the fixed-rate generator's timer wakes at most this often (µs); 0: at every due instant")
     ap.add_argument("--mlflow-workers", type=int, default=2)
     ap.add_argument("--quiet-below", type=float, default=0.3,
                     help="before each measurement, wait until the rest of the machine uses fewer "
@@ -447,7 +451,8 @@ def main():
     say(f"P3: Petri at {commit}{' (crates/ with uncommitted changes)' if dirty else ''}; "
         f"mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}; {wrk_v.split(' [')[0]}; "
         f"{os.cpu_count()} cores; {a.rounds} rounds; wrk -t{a.wrk_threads} -c{a.connections} "
-        f"-d{a.duration}s; fixed rate {a.warmup:g}+{a.rate_duration:g} s, {a.openloop_threads} threads; {a.serial} single requests")
+        f"-d{a.duration}s; fixed rate {a.warmup:g}+{a.rate_duration:g} s, {a.openloop_threads} threads, "
+        f"timer tick {a.tick_us} µs; {a.serial} single requests")
 
     # A copy of the binary: the daemon starts its replicas from its own file, and a build in
     # the shared cache may replace that file during the run.
@@ -590,7 +595,8 @@ def main():
                 quiet = settle()
                 o = run_openloop(a.openloop, s, auth, "rate", "--rate", f"{pk[s.name] / 2:.1f}",
                                  "--duration", a.rate_duration, "--warmup", a.warmup,
-                                 "--connections", a.connections, "--threads", a.openloop_threads)
+                                 "--connections", a.connections, "--threads", a.openloop_threads,
+                                 "--tick-us", a.tick_us)
                 o["others_before"] = quiet
                 if s.deployment:
                     # What the daemon saw of the same traffic: its forwarding time, batch sizes.

@@ -200,6 +200,45 @@ def test_an_oversized_body_is_413_in_the_protocols_shape():
     assert status == 413 and "error" in answer, (status, answer)
 
 
+def replica_pid(name):
+    """The pid of the model server a deployment's replica runs (a `petri model-server` process
+    of this home)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"model-server" in args and name.encode() in args and any(HOME.encode() in a for a in args):
+            return int(entry)
+    raise AssertionError(f"no model server of {name} runs")
+
+
+def test_a_killed_replica_is_restarted_and_meanwhile_answers_503_with_a_reason():
+    import signal
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]},
+                       {"name": "y", "shape": [1], "datatype": "FP32", "data": [1.0]},
+                       {"name": "site", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+    assert post("/v2/models/sign/infer", body)[0] == 200
+    os.kill(replica_pid("sign"), signal.SIGKILL)
+    seen, began = [], time.monotonic()
+    while time.monotonic() - began < 90:
+        asked = time.monotonic()
+        status, answer = post("/v2/models/sign/infer", body)
+        # Never a hang: every answer comes at once, a 503 with what is going on, or the class.
+        assert time.monotonic() - asked < 5, "a request to a dead replica hung"
+        assert status in (200, 503), (status, answer)
+        if status == 503:
+            assert "restart" in answer["error"] or "ready" in answer["error"], answer
+        seen.append(status)
+        if status == 200 and 503 in seen:
+            break
+        time.sleep(0.05)
+    assert 503 in seen and seen[-1] == 200, seen
+    assert answer["outputs"][0]["data"] == ["high"], answer
+
+
 TRAIN_SKLEARN = """
 import mlflow
 from sklearn.datasets import load_iris

@@ -42,9 +42,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi::ApiDoc::openapi()
 }
 
-/// Shared by every handler.
+/// Shared by every handler: one reference count to clone (axum clones the state for each
+/// extractor of every request).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(std::sync::Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub(crate) struct Shared {
     pub daemon: Daemon,
     /// Flips to true at shutdown so that long-lived streams end.
     pub closing: watch::Receiver<bool>,
@@ -276,13 +287,13 @@ pub async fn run(
     })?;
     tracing::info!(%addr, %notebooks_addr, home = %daemon.home().root().display(), "Petri is listening");
     let (close_tx, close_rx) = watch::channel(false);
-    let state = AppState {
+    let state = AppState(std::sync::Arc::new(Shared {
         daemon: daemon.clone(),
         closing: close_rx.clone(),
         proxy: proxy::client(),
         api_addr: addr,
         notebooks_addr,
-    };
+    }));
     let closed = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|closing| *closing).await;
     };

@@ -116,6 +116,17 @@ pub(crate) async fn server_metadata() -> Json<serde_json::Value> {
     }))
 }
 
+/// Why no replica of deployment `name` takes a request, as the protocol's 404 or 503.
+fn not_routed(name: &str, e: ServingError) -> Response {
+    match e {
+        ServingError::NotFound(_) => protocol_error(
+            StatusCode::NOT_FOUND,
+            format!("no model `{name}` is served here; see `petri model endpoints`"),
+        ),
+        e => protocol_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
 /// Everything under `/v2/models/{name}`: forwarded to a ready replica. A version in the path
 /// must be the one the deployment serves.
 pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response {
@@ -125,47 +136,48 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
     };
     let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let serving = s.daemon.serving();
-    let route = match serving.route(name) {
-        Ok(r) => r,
-        Err(ServingError::NotFound(_)) => {
-            return protocol_error(
-                StatusCode::NOT_FOUND,
-                format!("no model `{name}` is served here; see `petri model endpoints`"),
-            );
-        }
-        Err(e) => {
-            return protocol_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-        }
+    // A model in Petri's format is read, featurized and batched here; its batches go to the
+    // replicas (no request reaches one that is not ready).
+    let front = serving.front(name);
+    let route = match &front {
+        Some(_) => None,
+        None => match serving.route(name) {
+            Ok(r) => Some(r),
+            Err(e) => return not_routed(name, e),
+        },
+    };
+    let serving_version = match (&front, &route) {
+        (Some(f), _) => f.version.clone(),
+        (None, Some(r)) => r.version.to_string(),
+        (None, None) => String::new(),
     };
     // `versions/{v}/…` names the version: it must be the one serving.
     let tail = match tail.strip_prefix("versions/") {
         Some(v) => {
             let (version, after) = v.split_once('/').unwrap_or((v, ""));
-            if version != route.version.to_string() {
+            if version != serving_version {
                 return protocol_error(
                     StatusCode::NOT_FOUND,
                     format!(
-                        "model `{name}` serves version {}, not version {version}",
-                        route.version
+                        "model `{name}` serves version {serving_version}, not version {version}"
                     ),
                 );
             }
-            after.to_string()
+            after
         }
-        None => tail.to_string(),
+        None => tail,
     };
-    let target = match tail.as_str() {
+    let target = match tail {
         "" => format!("/v2/models/{name}"),
         "ready" | "infer" => format!("/v2/models/{name}/{tail}"),
         "invocations" => "/invocations".to_string(),
         _ => return protocol_error(StatusCode::NOT_FOUND, format!("no such route: {path}")),
     };
     // Only inference is traffic; metadata and readiness asks are not counted.
-    let inference = matches!(tail.as_str(), "infer" | "invocations");
-    // A model in Petri's format is read, featurized and batched here; its batches go to the
-    // replicas. The front of a version that was just swapped out answers what it holds; a
-    // request it could no longer place is asked again of the new one.
-    if inference && let Some(front) = serving.front(name) {
+    let inference = matches!(tail, "infer" | "invocations");
+    // The front of a version that was just swapped out answers what it holds; a request it
+    // could no longer place is asked again of the new one.
+    if inference && let Some(front) = front {
         let headers = req.headers().clone();
         // Within the daemon's body limit (413 beyond it), as every route.
         let body = match <Bytes as axum::extract::FromRequest<()>>::from_request(req, &()).await {
@@ -197,6 +209,13 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
         );
         return resp;
     }
+    let route = match route {
+        Some(r) => r,
+        None => match serving.route(name) {
+            Ok(r) => r,
+            Err(e) => return not_routed(name, e),
+        },
+    };
     let (mut parts, body) = req.into_parts();
     let uri = format!("http://{}{target}", route.addr);
     parts.uri = match uri.parse() {

@@ -78,6 +78,12 @@ impl Mlp {
         &self.spec
     }
 
+    /// The multiply-adds of running `rows` rows through the network (what a batch costs).
+    pub fn cost(&self, rows: usize) -> usize {
+        let l = &self.spec.architecture.layers;
+        rows * l.windows(2).map(|w| w[0] * w[1]).sum::<usize>()
+    }
+
     /// The feature vectors of `rows` ([`ModelSpec::featurize`]).
     pub fn featurize(&self, rows: &dyn Rows) -> Result<Vec<f32>> {
         self.spec.featurize(rows)

@@ -60,12 +60,23 @@ pub trait Engine: Send + Sync + 'static {
     }
 }
 
-/// The network in this process, on a blocking thread.
+/// The network in this process: a batch that costs little (under [`INLINE_COST`]
+/// multiply-adds, microseconds) is computed where it is, without a hand-off to another thread;
+/// a larger one on a blocking thread, so that the server keeps answering meanwhile.
 pub struct Local(pub Arc<Mlp>);
+
+/// The most multiply-adds a batch computed inline may take.
+pub const INLINE_COST: usize = 250_000;
 
 impl Engine for Local {
     fn run(&self, features: Vec<f32>, rows: usize) -> Ran {
         let m = self.0.clone();
+        if m.cost(rows) <= INLINE_COST {
+            let out = m
+                .probabilities(features, rows)
+                .map_err(|e| RunError::Failed(e.to_string()));
+            return Box::pin(std::future::ready(out));
+        }
         Box::pin(async move {
             tokio::task::spawn_blocking(move || m.probabilities(features, rows))
                 .await

@@ -36,9 +36,13 @@ fn batch_histogram() -> Histogram {
     Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0])
 }
 
-/// The last minute, second by second, and the last requests' latencies.
-#[derive(Default)]
+/// One deployment's metrics (clones of the families' entries, so a request needs no label
+/// lookup) and its last minute, second by second, and the last requests' latencies.
 struct Window {
+    /// 2xx, 4xx, 5xx.
+    outcomes: [Counter; 3],
+    latency: Histogram,
+    batches: Histogram,
     /// (second since the epoch, requests, refused (4xx), failed (5xx))
     seconds: VecDeque<(i64, u64, u64, u64)>,
     /// (second, latency) of the last requests.
@@ -138,30 +142,25 @@ impl Stats {
     /// One forwarded request: its HTTP status, its time, and its batch's rows (when the
     /// replica said).
     pub fn record(&self, deployment: &str, status: u16, took: Duration, batch_rows: Option<u64>) {
-        let code = match status {
-            200..=299 => "2xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        self.requests
-            .get_or_create(&Outcome {
-                deployment: deployment.to_string(),
-                code: code.into(),
-            })
-            .inc();
-        let named = Named {
-            deployment: deployment.to_string(),
-        };
-        self.latency
-            .get_or_create(&named)
-            .observe(took.as_secs_f64());
-        if let Some(rows) = batch_rows {
-            self.batches.get_or_create(&named).observe(rows as f64);
-        }
         let Ok(mut windows) = self.windows.lock() else {
             return;
         };
-        let w = windows.entry(deployment.to_string()).or_default();
+        if !windows.contains_key(deployment) {
+            windows.insert(deployment.to_string(), self.window(deployment));
+        }
+        let Some(w) = windows.get_mut(deployment) else {
+            return;
+        };
+        let outcome = match status {
+            200..=299 => 0,
+            400..=499 => 1,
+            _ => 2,
+        };
+        w.outcomes[outcome].inc();
+        w.latency.observe(took.as_secs_f64());
+        if let Some(rows) = batch_rows {
+            w.batches.observe(rows as f64);
+        }
         let now = now_s();
         let refused = u64::from((400..500).contains(&status));
         let error = u64::from(status >= 500);
@@ -189,6 +188,29 @@ impl Stats {
             if w.batch_rows.len() > LATENCIES_KEPT {
                 w.batch_rows.pop_front();
             }
+        }
+    }
+
+    /// A new deployment's window, its metrics registered.
+    fn window(&self, deployment: &str) -> Window {
+        let outcome = |code: &str| {
+            self.requests
+                .get_or_create(&Outcome {
+                    deployment: deployment.to_string(),
+                    code: code.into(),
+                })
+                .clone()
+        };
+        let named = Named {
+            deployment: deployment.to_string(),
+        };
+        Window {
+            outcomes: [outcome("2xx"), outcome("4xx"), outcome("5xx")],
+            latency: self.latency.get_or_create(&named).clone(),
+            batches: self.batches.get_or_create(&named).clone(),
+            seconds: VecDeque::new(),
+            latencies_us: VecDeque::new(),
+            batch_rows: VecDeque::new(),
         }
     }
 

@@ -1726,7 +1726,10 @@ export interface components {
             gpu_memory?: string | null;
             /** @description The most rows one run of the network takes (default 64; 1: no batching). */
             max_batch?: number | null;
-            /** @description How long a request waits for others to batch with (default 2 ms). */
+            /**
+             * @description How long a request waits for others to batch with (default 0: a batch is what queued
+             *     while the replicas were busy, and a lone request waits for nothing).
+             */
             max_delay?: string | null;
             /**
              * @description `NAME@ALIAS` (followed when the alias moves), `NAME/VERSION`, or `NAME` (its newest
