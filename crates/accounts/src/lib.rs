@@ -141,7 +141,7 @@ struct Inner {
     /// When each token's last use was written (token id → ms).
     touched: Mutex<std::collections::HashMap<String, i64>>,
     /// API tokens recently found, by hash: who sends them, until when, and when they were read
-    /// (a request with one needs no database read for [`tokens::CACHE_FOR_MS`]). Emptied by a
+    /// (a request with one needs no database read for `tokens::CACHE_FOR_MS`). Emptied by a
     /// revocation.
     known: Mutex<std::collections::HashMap<String, tokens::Known>>,
 }

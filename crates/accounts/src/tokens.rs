@@ -224,7 +224,7 @@ impl Accounts {
     }
 
     /// Who sends `bearer`, when that is known without the database: the owner, or an API token
-    /// read within the last [`CACHE_FOR_MS`] and not expired since. Never blocks.
+    /// read within the last `CACHE_FOR_MS` (5 s) and not expired since. Never blocks.
     pub fn known(&self, bearer: &str) -> Option<Caller> {
         if let Some(owner) = self.owner_of(bearer) {
             return Some(owner);
