@@ -149,14 +149,6 @@ impl ModelServer {
         }
     }
 
-    /// The width of a feature vector and the number of classes, for Petri's format.
-    pub fn shape(&self) -> Option<(usize, usize)> {
-        match &self.model {
-            Loaded::Mlp(b) => Some((b.spec().width(), b.spec().classes.len())),
-            Loaded::Onnx(_) => None,
-        }
-    }
-
     /// A batch of feature vectors the daemon featurized (`rows × width`): their probabilities,
     /// row after row. For Petri's format only.
     pub async fn run_batch(&self, features: Vec<f32>, rows: usize) -> Result<Vec<f32>, Refusal> {
