@@ -276,6 +276,13 @@ impl State {
         if !committed {
             return;
         }
+        // What an ended attempt leaves behind (its secret files) is gone before its end is told.
+        for key in fx.removals {
+            if let Some(exec) = self.executors.get(&key.target) {
+                exec.remove(&key);
+            }
+            self.hooks.ended(&key);
+        }
         for event in fx.events {
             let _ = self.events.send(event);
         }
@@ -286,12 +293,6 @@ impl State {
             if let Err(e) = exec.stop(&key, &handle, sig) {
                 tracing::warn!(%handle, error = %e, "stopping a job failed");
             }
-        }
-        for key in fx.removals {
-            if let Some(exec) = self.executors.get(&key.target) {
-                exec.remove(&key);
-            }
-            self.hooks.ended(&key);
         }
         let mut handles = fx.handles;
         for mut launch in fx.launches {
