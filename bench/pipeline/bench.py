@@ -144,6 +144,17 @@ def api(base, token, path):
         return json.loads(r.read())
 
 
+def all_jobs(base, token):
+    """Every job of the home, page after page (a page holds at most 1000)."""
+    jobs, after = [], ""
+    while True:
+        page = api(base, token, "/api/v1/jobs?all=true&limit=1000" + (f"&after={after}" if after else ""))
+        jobs += page["jobs"]
+        if not page.get("next"):
+            return jobs
+        after = page["next"]
+
+
 def finished(base, token):
     """Jobs finished so far, from the daemon's in-memory counters (no database read)."""
     req = urllib.request.Request(base + "/metrics", headers={"Authorization": "Bearer " + token})
@@ -303,7 +314,7 @@ def main():
                   f"(the daemon's own span, run recorded to run finished: {d:.3f} s = "
                   f"{d / n * 1000:.2f} ms per step)", flush=True)
 
-        jobs = {j["id"]: j for j in api(base, token, "/api/v1/jobs?all=true&limit=100000")}
+        jobs = {j["id"]: j for j in all_jobs(base, token)}
         for form, _, _ in forms:
             print(f"where the last {form} run's time went (ms after the daemon recorded it):",
                   flush=True)

@@ -46,6 +46,17 @@ def api(base, token, path, body=None):
         return json.loads(r.read())
 
 
+def all_jobs(base, token):
+    """Every job of the home, page after page (a page holds at most 1000)."""
+    jobs, after = [], ""
+    while True:
+        page = api(base, token, "/api/v1/jobs?all=true&limit=1000" + (f"&after={after}" if after else ""))
+        jobs += page["jobs"]
+        if not page.get("next"):
+            return jobs
+        after = page["next"]
+
+
 def finished(base, token):
     req = urllib.request.Request(base + "/metrics", headers={"Authorization": "Bearer " + token})
     with urllib.request.urlopen(req) as r:
@@ -77,7 +88,7 @@ def petri_throughput(binary, n, work, round_no):
         counts = api(base, token, "/api/v1/status")["counts"]
         elapsed = time.perf_counter() - t
         assert counts.get("succeeded", 0) == n, counts
-        jobs = api(base, token, "/api/v1/jobs?all=true")
+        jobs = all_jobs(base, token)
         waits = [j["started_at_ms"] - j["submitted_at_ms"] for j in jobs]
         span = (max(j["finished_at_ms"] for j in jobs) - min(j["started_at_ms"] for j in jobs)) / 1000
         return n / elapsed, elapsed, waits, n / span

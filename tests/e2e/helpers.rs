@@ -121,7 +121,9 @@ impl Server {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice::<petri_domain::JobPage>(&out.stdout)
+            .unwrap()
+            .jobs
     }
 
     pub fn wait_state(&self, job: &Job, state: JobState) {

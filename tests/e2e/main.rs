@@ -45,6 +45,11 @@ fn jobs(out: &std::process::Output) -> Vec<Job> {
     parse(out)
 }
 
+/// The jobs of the page a `petri ls --json` printed.
+fn listed(out: &std::process::Output) -> Vec<Job> {
+    parse::<petri_domain::JobPage>(out).jobs
+}
+
 fn jobs_one(out: &std::process::Output) -> Job {
     parse(out)
 }
@@ -152,7 +157,7 @@ fn two_hundred_jobs_from_the_cli_reach_the_expected_states_in_order() {
     assert_eq!(snapshot["status"]["counts"]["running"], 1);
 
     // While gated: everything waits, with reasons and positions.
-    let waiting = jobs(&petri(home, &["ls", "--json"]));
+    let waiting = listed(&petri(home, &["ls", "--json", "--limit", "1000"]));
     assert_eq!(waiting.len(), 1 + 150 + 40 + 3 + 4);
     let first_urgent = waiting.iter().find(|j| j.id == urgent[0].id).unwrap();
     assert_eq!(first_urgent.pending.as_ref().unwrap().position, Some(1));
@@ -186,9 +191,9 @@ fn two_hundred_jobs_from_the_cli_reach_the_expected_states_in_order() {
     let total = expect.len() + 1;
     assert_eq!(total, 199);
     wait_until("every job to finish", Duration::from_secs(300), || {
-        jobs(&petri(home, &["ls", "--json"])).is_empty()
+        listed(&petri(home, &["ls", "--json"])).is_empty()
     });
-    let all: HashMap<_, _> = jobs(&petri(home, &["ls", "--all", "--json"]))
+    let all: HashMap<_, _> = listed(&petri(home, &["ls", "--all", "--json", "--limit", "1000"]))
         .into_iter()
         .map(|j| (j.id, j))
         .collect();
@@ -255,7 +260,86 @@ fn bad_specs_get_one_line_and_change_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
     }
-    assert!(jobs(&petri(home, &["ls", "--all", "--json"])).is_empty());
+    assert!(listed(&petri(home, &["ls", "--all", "--json"])).is_empty());
+}
+
+/// A big sweep is one short argument; `petri ls` prints one page and the command for the next,
+/// which prints the rest; `petri gc --dry-run` says what the home would free and changes nothing.
+#[test]
+fn a_range_sweep_and_the_pages_of_petri_ls() {
+    let server = Server::start("");
+    let home = server.home();
+    let w = server.work();
+    let text = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let queued = text(&petri(
+        home,
+        &[
+            "submit",
+            "--hold",
+            "--workdir",
+            w.to_str().unwrap(),
+            "--array",
+            "i=1..150:1",
+            "--",
+            "true",
+        ],
+    ));
+    assert!(queued.contains("150"), "{queued}");
+
+    let first = text(&petri(home, &["ls", "--limit", "100"]));
+    assert!(first.contains("held"), "{first}");
+    let more = first
+        .lines()
+        .find_map(|l| l.strip_prefix("More: "))
+        .unwrap_or_else(|| panic!("no command for the next page: {first}"));
+    assert!(more.starts_with("petri ls --limit 100 --after "), "{more}");
+    let args: Vec<&str> = more.split_whitespace().skip(1).collect();
+    let second = text(&petri(home, &args));
+    assert!(!second.contains("More:"), "the last page: {second}");
+    let numbers = |t: &str| -> Vec<u64> {
+        t.lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let mut all = numbers(&first);
+    all.extend(numbers(&second));
+    assert_eq!(
+        all,
+        (1..=150).collect::<Vec<u64>>(),
+        "each job once, in order"
+    );
+
+    // A billion jobs is refused, naming the limit; nothing is queued.
+    let out = petri(
+        home,
+        &[
+            "submit",
+            "--workdir",
+            w.to_str().unwrap(),
+            "--array",
+            "i=1..1000000000",
+            "--",
+            "true",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most 100000"), "{err}");
+    assert_eq!(
+        listed(&petri(home, &["ls", "--json", "--limit", "1000"])).len(),
+        150
+    );
+
+    let dry = text(&petri(home, &["gc", "--dry-run"]));
+    assert!(dry.contains("Job logs and outputs"), "{dry}");
+    assert!(dry.contains("nothing was changed"), "{dry}");
 }
 
 #[test]
@@ -501,7 +585,7 @@ fn tokens_are_created_scoped_expired_and_revoked_from_the_cli() {
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("submit"), "{err}");
-    assert!(jobs(&petri(home, &["ls", "--all", "--json"])).is_empty());
+    assert!(listed(&petri(home, &["ls", "--all", "--json"])).is_empty());
 
     let listed: Vec<serde_json::Value> = parse(&petri(home, &["token", "ls", "--json"]));
     assert_eq!(listed.len(), 1);

@@ -326,8 +326,8 @@ try {
     for (const nb of await api("GET", "/api/v1/notebooks")) {
       if (nb.state !== "stopped") await api("POST", `/api/v1/notebooks/${nb.name}/stop`);
     }
-    for (const j of await api("GET", "/api/v1/jobs")) await api("POST", `/api/v1/jobs/${j.id}/cancel`).catch(() => {});
-    await waitFor("the earlier jobs to stop", async () => (await api("GET", "/api/v1/jobs")).length === 0, 60000);
+    for (const j of (await api("GET", "/api/v1/jobs")).jobs) await api("POST", `/api/v1/jobs/${j.id}/cancel`).catch(() => {});
+    await waitFor("the earlier jobs to stop", async () => (await api("GET", "/api/v1/jobs")).jobs.length === 0, 60000);
     const pipelineShot = async (name) => {
       await shot(name);
       fs.mkdirSync(docs, { recursive: true });
@@ -382,8 +382,8 @@ try {
     for (const nb of await api("GET", "/api/v1/notebooks")) {
       if (nb.state !== "stopped") await api("POST", `/api/v1/notebooks/${nb.name}/stop`);
     }
-    for (const j of await api("GET", "/api/v1/jobs")) await api("POST", `/api/v1/jobs/${j.id}/cancel`).catch(() => {});
-    await waitFor("everything to stop", async () => (await api("GET", "/api/v1/jobs")).length === 0, 60000);
+    for (const j of (await api("GET", "/api/v1/jobs")).jobs) await api("POST", `/api/v1/jobs/${j.id}/cancel`).catch(() => {});
+    await waitFor("everything to stop", async () => (await api("GET", "/api/v1/jobs")).jobs.length === 0, 60000);
   } catch (e) {
     console.log(`cleanup: ${e.message}`);
   }

@@ -46,7 +46,7 @@ export function LiveProvider(props: { api: Api; onUnauthorized: () => void; sign
     try {
       const [s, j, g, n] = await Promise.all([
         api.status(),
-        api.jobs({ all: true, limit: 500 }),
+        api.jobs({ all: true, limit: 1000 }),
         api.gpus(),
         api.notebooks(),
       ]);

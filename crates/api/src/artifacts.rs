@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use petri_daemon::artifacts::{
     ArtifactError, ArtifactUsage, Content, GcReport, GcRequest, Manifest, parse_digest,
 };
-use petri_domain::{ErrorBody, ErrorCode};
+use petri_domain::{ErrorBody, ErrorCode, HomeUsage};
 
 use crate::AppState;
 use crate::error::{ApiError, parse_body};
@@ -38,7 +38,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[utoipa::path(post, path = "/api/v1/gc", tag = "artifacts", request_body = GcRequest,
-    responses((status = 200, description = "what was removed (with `dry_run`: what would be), and what is kept", body = GcReport),
+    responses((status = 200, description = "what was removed (with `dry_run`: what would be), and what is kept: the artifact store's garbage, and in `jobs` the logs and outputs of finished jobs beyond the retention limits", body = GcReport),
               (status = 400, description = "MALFORMED_SPEC: the body does not parse", body = petri_domain::ErrorBody),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
               (status = 403, description = "FORBIDDEN: the caller lacks the admin scope", body = petri_domain::ErrorBody)))]
@@ -53,8 +53,26 @@ pub(crate) async fn gc(
         parse_body(&body, "the garbage collection request")?
     };
     let a = s.daemon.artifacts().clone();
-    let report = blocking(move || a.gc(&a.policy().clone(), req.dry_run)).await?;
+    let mut report = blocking(move || a.gc(&a.policy().clone(), req.dry_run)).await?;
+    // The logs and outputs of finished jobs, within the retention limits, go too.
+    let retention = s.daemon.retention().clone();
+    let dry_run = req.dry_run;
+    let jobs = tokio::task::spawn_blocking(move || retention.run(dry_run, petri_daemon::now_ms()))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+    report.jobs = Some(jobs);
     Ok(Json(report))
+}
+
+#[utoipa::path(get, path = "/api/v1/usage", tag = "system", operation_id = "home_usage",
+    responses((status = 200, description = "what the home holds by kind, the disk it is on, the retention limits", body = HomeUsage),
+              (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
+pub(crate) async fn home_usage(State(s): State<AppState>) -> Result<Json<HomeUsage>, ApiError> {
+    let daemon = s.daemon.clone();
+    let usage = tokio::task::spawn_blocking(move || daemon.usage())
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+    Ok(Json(usage))
 }
 
 #[utoipa::path(get, path = "/api/v1/artifacts/usage", tag = "artifacts", operation_id = "artifact_usage",

@@ -1,7 +1,6 @@
 //! Server-sent events: the daemon's event bus, and a job's log as it grows.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -49,13 +48,16 @@ pub(crate) async fn follow_log(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Resolve first so an unknown job is a 404, not an empty stream.
-    let job = s.daemon.queue().resolve(&id).await?.to_string();
+    let id = s.daemon.queue().resolve(&id).await?;
+    let job = id.to_string();
     let daemon = s.daemon.queue().clone();
-    let chunks = stream::unfold(Some(0u64), move |offset| {
+    // Woken by the log file's growth (inotify) or the job's change of state, never by a timer.
+    let follower = daemon.log_follower(id);
+    let chunks = stream::unfold(Some((0u64, follower)), move |state| {
         let daemon = daemon.clone();
         let job = job.clone();
         async move {
-            let mut offset = offset?;
+            let (mut offset, mut follower) = state?;
             loop {
                 match daemon.read_log(&job, offset).await {
                     Ok(chunk) if chunk.done => {
@@ -68,9 +70,9 @@ pub(crate) async fn follow_log(
                             .event("log")
                             .json_data(serde_json::json!({ "text": text, "offset": offset }))
                             .unwrap_or_else(|_| SseEvent::default());
-                        return Some((Ok(event), Some(offset)));
+                        return Some((Ok(event), Some((offset, follower))));
                     }
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Ok(_) => follower.wait().await,
                     Err(e) => {
                         let body: petri_domain::ErrorBody = e.into();
                         let event = SseEvent::default()

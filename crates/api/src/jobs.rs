@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use petri_daemon::ListQuery;
-use petri_domain::{ErrorCode, Job, JobSpec};
+use petri_domain::{ErrorCode, Job, JobPage, JobSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -63,13 +63,13 @@ pub(crate) async fn submit(
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = Vec<Job>),
-              (status = 400, description = "BAD_REQUEST: a bad query", body = petri_domain::ErrorBody),
+    responses((status = 200, body = JobPage, description = "a page of jobs and the cursor of the next"),
+              (status = 400, description = "BAD_REQUEST: a bad query, a cursor of another list or of no job", body = petri_domain::ErrorBody),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<Job>>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     Ok(Json(s.daemon.queue().list(q).await?))
 }

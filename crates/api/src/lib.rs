@@ -100,6 +100,7 @@ fn api_router(state: AppState) -> Router {
         )
         .route("/gc", post(artifacts::gc))
         .route("/artifacts/usage", get(artifacts::usage))
+        .route("/usage", get(artifacts::home_usage))
         .route("/artifacts/{digest}", get(artifacts::get))
         .route("/pipelines", get(pipelines::list))
         .route("/pipelines/validate", post(pipelines::validate))

@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         crate::secrets::remove,
         crate::artifacts::gc,
         crate::artifacts::usage,
+        crate::artifacts::home_usage,
         crate::artifacts::get,
         crate::pipelines::list,
         crate::pipelines::show,
@@ -71,7 +72,7 @@ use utoipa::{Modify, OpenApi};
         crate::serving::unserve,
         crate::serving::stats,
     ),
-    components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode)),
+    components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode, petri_domain::ListOrder)),
     modifiers(&Bearer),
     security(("token" = []))
 )]

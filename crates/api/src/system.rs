@@ -3,7 +3,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse};
 use petri_daemon::Status;
-use petri_domain::ErrorCode;
+use petri_domain::{ErrorCode, SettingsView};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -58,21 +58,10 @@ pub(crate) async fn gpu_history(
 }
 
 #[utoipa::path(get, path = "/api/v1/settings", tag = "system",
-    responses((status = 200, description = "the daemon's settings in effect (petri.toml's shape): gpu, docker, notebooks, capacity, queues, kill_grace", body = Object),
+    responses((status = 200, description = "the daemon's settings in effect (sizes in bytes, durations in milliseconds)", body = SettingsView),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
-pub(crate) async fn settings(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let all = s.daemon.settings();
-    Json(serde_json::json!({
-        "gpu": all.gpu,
-        "docker": all.docker,
-        "notebooks": all.notebooks,
-        "capacity": s.daemon.queue().status().await.ok().map(|st| serde_json::json!({
-            "cpus": st.capacity_cpus,
-            "memory": st.capacity_memory,
-        })),
-        "queues": all.queues,
-        "kill_grace": all.kill_grace,
-    }))
+pub(crate) async fn settings(State(s): State<AppState>) -> Json<SettingsView> {
+    Json(s.daemon.settings_view().await)
 }
 
 pub(crate) async fn ui() -> Html<&'static str> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use helpers::{Fixture, wait_until};
+use petri_domain::sweep::SweepValues;
 use petri_domain::{ErrorCode, Event, JobSpec, JobState, ListQuery, PendingReason, RunOutcome};
 
 const ONE_CPU: &str = "[capacity]\ncpus = 1\n";
@@ -146,7 +147,7 @@ async fn bad_input_gets_a_code_and_changes_nothing() {
     assert_eq!(err.code(), Some(ErrorCode::JobNotFound));
 
     assert!(
-        f.client.list(&all()).await.unwrap().is_empty(),
+        f.client.list(&all()).await.unwrap().jobs.is_empty(),
         "the queue must be unchanged"
     );
     // The daemon is still healthy and accepts a good job.
@@ -345,9 +346,9 @@ async fn sweeps_give_each_job_its_values_and_environment() {
     let f = Fixture::start("").await;
     let mut spec = f.script("echo \"$lr $bs $PETRI_JOB_ID\" > \"$PETRI_OUTPUT_DIR/out.txt\"");
     spec.array
-        .insert("lr".into(), vec!["0.1".into(), "0.01".into()]);
+        .insert("lr".into(), vec!["0.1".into(), "0.01".into()].into());
     spec.array
-        .insert("bs".into(), vec!["32".into(), "64".into()]);
+        .insert("bs".into(), SweepValues::Range("32..64:32".into()));
     let jobs = f.client.submit(&[spec]).await.unwrap();
     assert_eq!(jobs.len(), 4);
     let mut seen = Vec::new();
@@ -530,6 +531,7 @@ async fn recovery_settles_every_attempt_the_database_calls_running() {
         attempts: 1,
         pending: None,
         runs: vec![],
+        pruned: None,
     };
     let never = job(1, script("echo never >> marks"));
     let finished = job(2, script("echo finished >> marks"));

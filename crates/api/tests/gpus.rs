@@ -122,7 +122,8 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert_eq!(waiting.len(), 4);
     for j in &waiting {
         let p = j.pending.as_ref().unwrap();

@@ -242,6 +242,7 @@ impl Artifacts {
             freed_bytes: plan.freed_bytes,
             dropped_holders: plan.drop_holders.clone(),
             kept: plan.kept,
+            jobs: None,
         };
         if dry_run {
             return Ok(report);

@@ -80,3 +80,9 @@ pub fn jobs_table(jobs: &[Job]) -> Table {
     }
     t
 }
+
+/// Words as a shell reads them back (quoted where they are not plain).
+pub fn shell_words(words: &[String]) -> String {
+    shlex::try_join(words.iter().map(String::as_str))
+        .unwrap_or_else(|_| words.join(" ").replace('\0', "\\0"))
+}

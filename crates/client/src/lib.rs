@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use futures_util::{Stream, StreamExt};
 use petri_domain::{
-    ErrorBody, ErrorCode, Event, Job, JobSpec, ListQuery, SecretInfo, SecretKind, SecretRequest,
-    Status,
+    ErrorBody, ErrorCode, Event, Job, JobPage, JobSpec, ListQuery, SecretInfo, SecretKind,
+    SecretRequest, Status,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -226,23 +226,9 @@ impl Client {
         Ok(self.json::<SubmitAnswer>(rb).await?.jobs)
     }
 
-    pub async fn list(&self, q: &ListQuery) -> Result<Vec<Job>> {
-        let mut params: Vec<(&str, String)> = Vec::new();
-        if q.all {
-            params.push(("all", "true".into()));
-        }
-        if let Some(s) = &q.state {
-            params.push(("state", s.clone()));
-        }
-        if let Some(s) = &q.queue {
-            params.push(("queue", s.clone()));
-        }
-        if let Some(n) = q.limit {
-            params.push(("limit", n.to_string()));
-        }
-        let rb = self
-            .request(reqwest::Method::GET, "/api/v1/jobs")
-            .query(&params);
+    /// A page of jobs; its `next` asks for the one after.
+    pub async fn list(&self, q: &ListQuery) -> Result<JobPage> {
+        let rb = self.request(reqwest::Method::GET, "/api/v1/jobs").query(q);
         self.json(rb).await
     }
 
@@ -357,6 +343,11 @@ impl Client {
                 .json(&petri_domain::artifact::GcRequest { dry_run }),
         )
         .await
+    }
+    /// What the home holds by kind, the disk it is on, the retention limits.
+    pub async fn usage(&self) -> Result<petri_domain::HomeUsage> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/usage"))
+            .await
     }
     /// How much the artifact store holds.
     pub async fn artifact_usage(&self) -> Result<petri_domain::artifact::ArtifactUsage> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use nix::fcntl::{Flock, FlockArg};
 use petri_accounts::Accounts;
 use petri_artifacts::{ArtifactStore, Artifacts};
-use petri_domain::{ErrorBody, ErrorCode, Executors, OriginKind};
+use petri_domain::{ErrorBody, ErrorCode, Executors, HomeUsage, JobFiles, OriginKind};
 use petri_notebooks::Notebooks;
 use petri_queue::{LaunchHooks, Queue, QueueError};
 use petri_secrets::Secrets;
@@ -24,7 +24,7 @@ pub use petri_artifacts as artifacts;
 pub use petri_domain::{Event, JobChange, ListQuery, Status};
 pub use petri_notebooks::{JUPYTER_PORT, Upstream};
 pub use petri_pipeline as pipeline;
-pub use petri_queue::{Home, LogChunk, Submitter};
+pub use petri_queue::{Home, LogChunk, Submitter, now_ms};
 pub use petri_registry as registry;
 pub use petri_secrets as secrets;
 pub use petri_serving as serving;
@@ -87,6 +87,7 @@ struct Inner {
     /// Where jobs reach the tracking API (set by whoever serves it).
     tracking_uri: petri_tracking::jobs::TrackingUri,
     docker: Arc<petri_runtime::DockerExecutor>,
+    retention: Arc<petri_queue::retention::Retention>,
     _lock: Flock<File>,
 }
 
@@ -173,7 +174,7 @@ impl Daemon {
             petri_pipeline::launch_hook(home.clone()),
         );
 
-        let queue = Queue::start(config, store, reads, executors, hooks)?;
+        let queue = Queue::start(config, store, reads.clone(), executors, hooks)?;
         let pipelines = petri_pipeline::Pipelines::start(
             queue.clone(),
             Store::open(&home.db())?,
@@ -228,6 +229,13 @@ impl Daemon {
         )?;
         serving.start();
         let gc_every = settings.artifacts.gc_every.as_duration();
+        let retention = Arc::new(petri_queue::retention::Retention::new(
+            home.clone(),
+            settings.retention.clone(),
+            Store::open(&home.db())?,
+            reads.clone(),
+        ));
+        let retention_every = settings.retention.every.as_duration();
         let inner = Arc::new(Inner {
             settings,
             queue,
@@ -241,7 +249,22 @@ impl Daemon {
             serving,
             tracking_uri,
             docker,
+            retention,
             _lock: lock,
+        });
+        petri_queue::service::Services::every(retention_every, Arc::downgrade(&inner), |inner| {
+            let retention = inner.retention.clone();
+            drop(inner);
+            async move {
+                let pass = tokio::task::spawn_blocking(move || {
+                    retention.run(false, petri_queue::now_ms())
+                });
+                match pass.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "the retention pass failed"),
+                    Err(e) => tracing::warn!(error = %e, "the retention pass panicked"),
+                }
+            }
         });
         petri_queue::service::Services::every(gc_every, Arc::downgrade(&inner), |inner| {
             let artifacts = inner.artifacts.clone();
@@ -268,6 +291,79 @@ impl Daemon {
     }
     pub fn queue(&self) -> &Queue {
         &self.inner.queue
+    }
+    /// Retention of finished jobs' logs and outputs.
+    pub fn retention(&self) -> &Arc<petri_queue::retention::Retention> {
+        &self.inner.retention
+    }
+
+    /// The settings in effect, typed for the Settings view.
+    pub async fn settings_view(&self) -> petri_domain::SettingsView {
+        let s = &self.inner.settings;
+        let status = self.inner.queue.status().await.ok();
+        petri_domain::SettingsView {
+            home: s.home.display().to_string(),
+            listen: s.listen.to_string(),
+            max_body: s.max_body.0,
+            kill_grace_ms: s.kill_grace.0,
+            capacity_cpus: status.as_ref().map_or(0.0, |st| st.capacity_cpus),
+            capacity_memory: status.as_ref().map_or(0, |st| st.capacity_memory),
+            queues: s
+                .queues
+                .iter()
+                .map(|(k, v)| (k.clone(), v.concurrency))
+                .collect(),
+            gpu: petri_domain::GpuPolicy {
+                reserve: s.gpu.reserve.0,
+                claim_after_ms: s.gpu.claim_after.0,
+                enforce: word(&s.gpu.enforce),
+                mps: s.gpu.mps.clone(),
+            },
+            mount_roots: s
+                .docker
+                .mount_roots
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            gpu_devices: word(&s.docker.gpu_devices),
+            notebook_image: s.notebooks.image.clone(),
+            notebook_idle_timeout_ms: s.notebooks.idle_timeout.0,
+            artifacts_max_size: s.artifacts.max_size.0,
+            artifacts_gc_every_ms: s.artifacts.gc_every.0,
+            retention: self.inner.retention.limits(),
+            retention_every_ms: s.retention.every.0,
+        }
+    }
+
+    /// What the home holds, by kind, beside the disk it is on and the retention limits.
+    /// Blocking (files, SQLite).
+    pub fn usage(&self) -> Result<HomeUsage, DaemonError> {
+        let root = self.home().root().to_path_buf();
+        let totals = self.inner.retention.totals()?;
+        let artifacts = self.inner.artifacts.usage()?;
+        let file = |name: &str| {
+            ["", "-wal", "-shm"]
+                .iter()
+                .filter_map(|suffix| std::fs::metadata(root.join(format!("{name}{suffix}"))).ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+        };
+        let (disk_free, disk_total) = petri_queue::retention::disk_space(&root).unwrap_or((0, 0));
+        Ok(HomeUsage {
+            home: root.display().to_string(),
+            job_files: JobFiles {
+                jobs: totals.jobs,
+                bytes: totals.bytes,
+                unmeasured: totals.unmeasured,
+                pruned_jobs: totals.pruned,
+            },
+            artifacts_bytes: artifacts.referenced.bytes + artifacts.unreferenced.bytes,
+            database_bytes: file("petri.db"),
+            tracking_bytes: file("tracking.db") + file("registry.db"),
+            disk_free,
+            disk_total,
+            retention: self.inner.retention.limits(),
+        })
     }
     pub fn notebooks(&self) -> &Notebooks {
         &self.inner.notebooks
@@ -433,6 +529,14 @@ async fn collect_garbage(
         Ok(Err(e)) => tracing::warn!(error = %e, "the periodic artifact garbage collection failed"),
         Err(e) => tracing::warn!(error = %e, "the periodic artifact garbage collection panicked"),
     }
+}
+
+/// A settings word as `petri.toml` spells it (`warn`, `auto`).
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// One daemon per home: an exclusive `flock` on `daemon.lock`. A daemon that is just stopping

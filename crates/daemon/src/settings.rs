@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 pub use petri_artifacts::ArtifactSettings;
 use petri_domain::{ByteSize, Millis};
 pub use petri_notebooks::NotebookSettings;
+pub use petri_queue::retention::RetentionSettings;
 pub use petri_queue::{CapacitySettings, DockerSettings, GpuSettings, QueueConfig, QueueSettings};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,8 @@ pub struct Settings {
     pub artifacts: ArtifactSettings,
     /// Pipelines.
     pub pipeline: PipelineSettings,
+    /// How long the logs and output folders of finished jobs are kept, and within what size.
+    pub retention: RetentionSettings,
     /// The desktop app.
     pub desktop: DesktopSettings,
 }
@@ -73,6 +76,7 @@ impl Default for Settings {
             notebooks: NotebookSettings::default(),
             artifacts: ArtifactSettings::default(),
             pipeline: PipelineSettings::default(),
+            retention: RetentionSettings::default(),
             desktop: DesktopSettings::default(),
         }
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{JobId, JobState};
+use crate::{Job, JobId, JobState};
 
 /// A job changed state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -86,8 +86,8 @@ impl Event {
     }
 }
 
-/// Which jobs to list.
-#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+/// Which jobs to list: a page of them, found through indexes (never a scan of every job).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListQuery {
     /// Include finished jobs.
@@ -95,8 +95,41 @@ pub struct ListQuery {
     /// Only jobs in this state (comma-separated states allowed).
     pub state: Option<String>,
     pub queue: Option<String>,
-    /// At most this many jobs (the newest when `all`).
+    /// Jobs per page: 100 unless given, at most 1,000 (a larger size is clamped, and the page
+    /// says so in `note`).
     pub limit: Option<u32>,
+    /// Where the page starts: the `next` of the page before it, for the same filters and order.
+    pub after: Option<String>,
+    /// `newest` first (the default with `all` or `state`) or `oldest` first (the default for the
+    /// jobs that are queued, held or running: the queue's own order of submission).
+    pub order: Option<ListOrder>,
+}
+
+/// The order of a job list, by submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListOrder {
+    Newest,
+    Oldest,
+}
+
+/// The most jobs one page holds.
+pub const MAX_PAGE: u32 = 1_000;
+/// The jobs a page holds when the query does not say.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// One page of a job list.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// The cursor of the next page (pass it as `after`); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// The page size used.
+    pub limit: u32,
+    /// What was changed in the query, such as a page size over the maximum clamped to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The machine at a glance, for `petri top` and dashboards.
@@ -185,4 +218,110 @@ pub struct GpuHolder {
     /// A slice whose processes use more than it reserved.
     pub over_limit: bool,
     pub pids: Vec<u32>,
+}
+
+/// What a pass removed (or, dry, would remove) and what it keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetentionReport {
+    pub dry_run: bool,
+    /// The jobs whose files went, oldest first (at most 1000 listed; see `removed_jobs`).
+    pub removed: Vec<PrunedJob>,
+    pub removed_jobs: u64,
+    pub freed_bytes: u64,
+    /// Finished jobs whose files stay, and what those hold.
+    pub kept_jobs: u64,
+    pub kept_bytes: u64,
+    pub limits: RetentionLimits,
+}
+
+/// One job whose files a pass removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PrunedJob {
+    pub id: JobId,
+    pub number: u64,
+    pub finished_at_ms: i64,
+    pub bytes: u64,
+    /// `age` or `size`: the limit that removed them.
+    pub why: String,
+}
+
+/// The limits in force, as numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetentionLimits {
+    /// Milliseconds; absent when age removes nothing.
+    pub max_age_ms: Option<u64>,
+    pub max_size: u64,
+    pub min_age_ms: u64,
+}
+
+/// What a Petri home holds on disk, by kind (the Settings view, `petri gc --dry-run`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HomeUsage {
+    /// The home folder.
+    pub home: String,
+    /// Logs and output folders of finished jobs.
+    pub job_files: JobFiles,
+    /// The artifact store (pipeline outputs, the step cache, registered models' files).
+    pub artifacts_bytes: u64,
+    /// The queue's database (with its write-ahead log).
+    pub database_bytes: u64,
+    /// The tracking and registry databases.
+    pub tracking_bytes: u64,
+    /// The disk the home is on.
+    pub disk_free: u64,
+    pub disk_total: u64,
+    /// The limits retention keeps finished jobs' files within.
+    pub retention: RetentionLimits,
+}
+
+/// The files of finished jobs, as retention last measured them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobFiles {
+    /// Finished jobs whose log or outputs are still there.
+    pub jobs: u64,
+    pub bytes: u64,
+    /// Of those, jobs that ended since the last retention pass (not measured yet).
+    pub unmeasured: u64,
+    /// Finished jobs whose files retention removed (their records stay).
+    pub pruned_jobs: u64,
+}
+
+/// The daemon's settings in effect, as the Settings view shows them (sizes in bytes, durations
+/// in milliseconds). They change in `petri.toml` and take effect at the next start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SettingsView {
+    pub home: String,
+    pub listen: String,
+    pub max_body: u64,
+    pub kill_grace_ms: u64,
+    /// What jobs may reserve.
+    pub capacity_cpus: f64,
+    pub capacity_memory: u64,
+    /// Named queues and their concurrency limits (absent: unlimited).
+    pub queues: std::collections::BTreeMap<String, Option<u32>>,
+    pub gpu: GpuPolicy,
+    /// Host folders jobs and notebooks may mount (and the Petri home).
+    pub mount_roots: Vec<String>,
+    /// `auto`, `nvidia` or `env`: how reserved GPUs reach a container.
+    pub gpu_devices: String,
+    pub notebook_image: String,
+    /// A notebook idle this long is stopped (0: never).
+    pub notebook_idle_timeout_ms: u64,
+    pub artifacts_max_size: u64,
+    pub artifacts_gc_every_ms: u64,
+    pub retention: RetentionLimits,
+    pub retention_every_ms: u64,
+}
+
+/// How GPUs are shared.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GpuPolicy {
+    /// Memory kept free on every GPU.
+    pub reserve: u64,
+    /// After this wait the first GPU job in line keeps the GPUs it waits for.
+    pub claim_after_ms: u64,
+    /// `warn` or `kill`: what happens to a job using more GPU memory than its slice.
+    pub enforce: String,
+    /// GPUs where MPS enforces each slice.
+    pub mps: Vec<u32>,
 }

@@ -180,6 +180,10 @@ pub struct GcReport {
     pub dropped_holders: Vec<String>,
     /// What the store holds afterwards (in a dry run: would hold).
     pub kept: BlobCount,
+    /// The logs and output folders of finished jobs the retention limits let go (with
+    /// `petri gc`; the daemon's periodic rounds report in its log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<crate::RetentionReport>,
 }
 
 /// One blob a garbage collection removed.

@@ -57,6 +57,9 @@ error_codes! {
     JobNotFound = "JOB_NOT_FOUND", 404;
     /// The operation does not apply to the job in its current state.
     InvalidState = "INVALID_STATE", 409;
+    /// Retention removed the finished job's log and outputs (its record stays; `petri show`
+    /// says when and why).
+    LogRemoved = "LOG_REMOVED", 410;
     /// The request has no valid token (none, unknown, revoked or expired).
     Unauthorized = "UNAUTHORIZED", 401;
     /// The token is valid but lacks the scope (or role) the action needs.

@@ -301,6 +301,20 @@ pub struct Job {
     /// Every attempt, oldest first (only in single-job answers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<Run>,
+    /// Set once retention removed the job's log and outputs; the record itself stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Pruned>,
+}
+
+/// What retention removed of a finished job, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Pruned {
+    pub at_ms: i64,
+    /// The bytes its log and output folder held.
+    pub bytes: u64,
+    /// Which limit removed them: `age` (`retention.max_age`), `size` (`retention.max_size`) or
+    /// `gc` (the user's `petri gc`, within the same limits).
+    pub why: String,
 }
 
 /// Formats unix milliseconds as RFC 3339 UTC with seconds.

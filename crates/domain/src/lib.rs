@@ -10,12 +10,15 @@ pub mod job;
 pub mod notebook;
 pub mod secret;
 pub mod spec;
+pub mod sweep;
 pub mod token;
 pub mod units;
 
 pub use api::{
-    Event, GpuHistory, GpuHolder, GpuKeptFor, GpuPoint, GpuReport, GpuView, GpusSampled, Image,
-    JobChange, ListQuery, NotebookChange, PipelineRunChange, Status,
+    DEFAULT_PAGE, Event, GpuHistory, GpuHolder, GpuKeptFor, GpuPoint, GpuPolicy, GpuReport,
+    GpuView, GpusSampled, HomeUsage, Image, JobChange, JobFiles, JobPage, ListOrder, ListQuery,
+    MAX_PAGE, NotebookChange, PipelineRunChange, PrunedJob, RetentionLimits, RetentionReport,
+    SettingsView, Status,
 };
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{
@@ -24,7 +27,7 @@ pub use executor::{
 };
 pub use ids::JobId;
 pub use job::{
-    Job, JobState, Origin, OriginKind, Pending, PendingReason, Run, RunOutcome, UserName,
+    Job, JobState, Origin, OriginKind, Pending, PendingReason, Pruned, Run, RunOutcome, UserName,
 };
 pub use notebook::{Notebook, NotebookLink, NotebookRequest, NotebookState};
 pub use secret::{SecretInfo, SecretKind, SecretRequest, SecretUse};

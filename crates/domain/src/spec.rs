@@ -63,8 +63,9 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// A sweep: one job per combination of values; each job sees its values as env variables.
+    /// A key's values are a list, or a range such as `"1..100000"` or `"0..1:0.1"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub array: BTreeMap<String, Vec<String>>,
+    pub array: BTreeMap<String, crate::sweep::SweepValues>,
     /// Submit the job held: it waits for `petri release`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub hold: bool,
@@ -457,15 +458,22 @@ impl JobSpec {
                     format!("`{k}` is not usable as an environment variable name"),
                 ));
             }
-            if values.is_empty() {
-                return Err(invalid("array", format!("`{k}` has no values")));
+            if let Err(why) = values.check() {
+                return Err(invalid("array", format!("`{k}` {why}")));
             }
         }
         let count = self.array_len();
         if count > MAX_ARRAY_JOBS {
             return Err(invalid(
                 "array",
-                format!("the sweep makes {count} jobs; at most {MAX_ARRAY_JOBS} in one submission"),
+                format!(
+                    "the sweep makes {} jobs; at most {MAX_ARRAY_JOBS} in one submission",
+                    if count == usize::MAX {
+                        "too many to count".to_string()
+                    } else {
+                        count.to_string()
+                    }
+                ),
             ));
         }
         self.validate_secrets()?;
@@ -521,7 +529,8 @@ impl JobSpec {
     pub fn array_len(&self) -> usize {
         self.array
             .values()
-            .try_fold(1usize, |acc, v| acc.checked_mul(v.len()))
+            .try_fold(1u128, |acc, v| acc.checked_mul(v.len()))
+            .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(usize::MAX)
     }
 
@@ -531,11 +540,16 @@ impl JobSpec {
         if self.array.is_empty() {
             return vec![(self.clone(), BTreeMap::new())];
         }
+        if self.array_len() > MAX_ARRAY_JOBS {
+            // Unvalidated: expanding it could take all memory. Validation refuses it by name.
+            return Vec::new();
+        }
         let mut combos: Vec<BTreeMap<String, String>> = vec![BTreeMap::new()];
         for (k, values) in &self.array {
+            let values = values.values();
             let mut next = Vec::with_capacity(combos.len() * values.len());
             for combo in &combos {
-                for v in values {
+                for v in &values {
                     let mut c = combo.clone();
                     c.insert(k.clone(), v.clone());
                     next.push(c);

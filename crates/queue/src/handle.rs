@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use petri_domain::{
-    ErrorCode, Event, Executors, Job, JobId, JobSpec, JobState, ListQuery, Origin, Pending, RunKey,
-    Status,
+    ByteSize, DEFAULT_PAGE, ErrorCode, Event, Executors, Job, JobId, JobPage, JobSpec, JobState,
+    ListOrder, ListQuery, MAX_PAGE, Origin, Pending, RunKey, Status,
 };
 use petri_sched::Capacity;
 use petri_store::{JobFilter, ReadPool, Store};
@@ -41,6 +41,8 @@ struct Inner {
     _stop_checkpoints: std::sync::mpsc::Sender<()>,
     /// Dropping it ends the GPU sampler.
     _stop_sampling: std::sync::mpsc::Sender<()>,
+    /// The watch on `logs/`, started by the first follower of a log.
+    log_watch: std::sync::OnceLock<crate::logwatch::LogWatch>,
 }
 
 impl Drop for Inner {
@@ -214,6 +216,7 @@ impl Queue {
                 engine: Mutex::new(Some(handle)),
                 _stop_checkpoints: stop_checkpoints,
                 _stop_sampling: stop_sampling,
+                log_watch: std::sync::OnceLock::new(),
                 gpu_view,
             }),
         })
@@ -232,6 +235,16 @@ impl Queue {
     }
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// What a follower of a job's log waits on: bytes arriving in the log file (inotify) or a
+    /// change of the job's state, whichever comes first. Take it before the first read.
+    pub fn log_follower(&self, job: JobId) -> crate::logwatch::LogFollower {
+        let watch = self
+            .inner
+            .log_watch
+            .get_or_init(|| crate::logwatch::LogWatch::start(&self.home().root().join("logs")));
+        crate::logwatch::LogFollower::new(job, watch.subscribe(job), self.subscribe())
     }
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render()
@@ -579,42 +592,87 @@ impl Queue {
         .await
     }
 
-    pub async fn list(&self, q: ListQuery) -> Result<Vec<Job>, QueueError> {
+    /// A page of jobs: through indexes, `limit` of them from the cursor `after` on.
+    pub async fn list(&self, q: ListQuery) -> Result<JobPage, QueueError> {
+        let bad = |message: String| QueueError::refused(ErrorCode::BadRequest, message);
         let mut states = Vec::new();
         if let Some(s) = &q.state {
             for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 states.push(JobState::parse(part).ok_or_else(|| {
-                    QueueError::refused(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "unknown state `{part}`; states are queued, held, running, succeeded, \
-                             failed, cancelled, timed_out"
-                        ),
-                    )
+                    bad(format!(
+                        "unknown state `{part}`; states are queued, held, running, succeeded, \
+                         failed, cancelled, timed_out"
+                    ))
                 })?);
             }
         } else if !q.all {
             states = vec![JobState::Queued, JobState::Held, JobState::Running];
         }
+        states.sort_by_key(|s| s.as_str());
+        states.dedup();
+        let order = q.order.unwrap_or(if q.all || q.state.is_some() {
+            ListOrder::Newest
+        } else {
+            ListOrder::Oldest
+        });
+        let (limit, note) = match q.limit {
+            None => (DEFAULT_PAGE, None),
+            Some(0) => return Err(bad("`limit` is a page size: 1 or more".into())),
+            Some(n) if n > MAX_PAGE => (
+                MAX_PAGE,
+                Some(format!(
+                    "a page holds at most {MAX_PAGE} jobs; `limit` {n} was clamped to {MAX_PAGE}"
+                )),
+            ),
+            Some(n) => (n, None),
+        };
+        let list = Cursor::list_of(&states, q.queue.as_deref(), order);
+        let after_number = match &q.after {
+            Some(text) => Some(Cursor::parse(text, &list).map_err(bad)?),
+            None => None,
+        };
         let filter = JobFilter {
             states,
             queue: q.queue.clone(),
-            newest_first: q.all && q.limit.is_some(),
-            limit: q.limit,
+            newest_first: order == ListOrder::Newest,
+            after_number,
+            limit: Some(limit + 1),
         };
+        let cursor = q.after.clone();
         let mut jobs: Vec<Job> = self
-            .read(move |s| Ok(s.list(&filter)?.into_iter().map(|j| j.job).collect()))
+            .read(move |s| {
+                if let Some(n) = after_number
+                    && !s.number_exists(n)?
+                {
+                    return Err(QueueError::refused(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "the cursor `{}` names no job; start again without `after`",
+                            cursor.unwrap_or_default()
+                        ),
+                    ));
+                }
+                Ok(s.list(&filter)?.into_iter().map(|j| j.job).collect())
+            })
             .await?;
+        let next = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|j| Cursor::make(&list, j.number))
+        } else {
+            None
+        };
         if filter_needs_pending(&jobs) {
             let mut pending = self.pending().await?;
             for job in &mut jobs {
                 job.pending = pending.remove(&job.id);
             }
         }
-        if q.all && q.limit.is_some() {
-            jobs.reverse();
-        }
-        Ok(jobs)
+        Ok(JobPage {
+            jobs,
+            next,
+            limit,
+            note,
+        })
     }
 
     /// Reads a job's log from `offset` (at most 256 KiB at a time), through the executor of its
@@ -622,12 +680,30 @@ impl Queue {
     pub async fn read_log(&self, key: &str, offset: u64) -> Result<LogChunk, QueueError> {
         let id = self.resolve(key).await?;
         let path = self.home().log(id);
-        let (state, last) = self
+        let (state, pruned, last) = self
             .read(move |s| {
-                let state = s.get(id)?.map(|j| j.job.state);
-                Ok((state, s.runs(id)?.pop()))
+                let job = s.get(id)?.map(|j| j.job);
+                let state = job.as_ref().map(|j| j.state);
+                let pruned = job.and_then(|j| j.pruned);
+                Ok((state, pruned, s.runs(id)?.pop()))
             })
             .await?;
+        if let Some(p) = pruned {
+            return Err(QueueError::refused(
+                ErrorCode::LogRemoved,
+                format!(
+                    "retention removed this job's log and outputs ({}, {}) on {}; the limits are \
+                     `[retention]` in petri.toml",
+                    ByteSize(p.bytes),
+                    match p.why.as_str() {
+                        "age" => "older than `max_age`",
+                        "size" => "the oldest beyond `max_size`",
+                        _ => "by `petri gc`",
+                    },
+                    petri_domain::job::format_ms(p.at_ms)
+                ),
+            ));
+        }
         let finished = state.is_some_and(JobState::is_terminal);
         let key = RunKey {
             job: id,
@@ -691,6 +767,44 @@ impl Queue {
             reserved_memory: mem,
             queue_limits: self.inner.config.queue_limits(),
         })
+    }
+}
+
+/// A page's cursor: the number of the last job it showed and a tag of the list it belongs to
+/// (its filters and order), so that a cursor is never taken for another list's.
+struct Cursor;
+
+impl Cursor {
+    fn list_of(states: &[JobState], queue: Option<&str>, order: ListOrder) -> String {
+        use sha2::Digest;
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let key = format!("{}\n{}\n{order:?}", states.join(","), queue.unwrap_or("\0"));
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn make(list: &str, number: u64) -> String {
+        format!("{number}-{list}")
+    }
+
+    fn parse(text: &str, list: &str) -> Result<u64, String> {
+        let Some((number, tag)) = text.split_once('-') else {
+            return Err(format!(
+                "`{text}` is not a cursor; pass the `next` of the page before"
+            ));
+        };
+        let Ok(number) = number.parse::<u64>() else {
+            return Err(format!(
+                "`{text}` is not a cursor; pass the `next` of the page before"
+            ));
+        };
+        if tag != list {
+            return Err(format!(
+                "the cursor `{text}` belongs to another list (other filters or order); \
+                 start again without `after`"
+            ));
+        }
+        Ok(number)
     }
 }
 

@@ -224,6 +224,7 @@ fn job(spec: JobSpec, user: &str) -> Job {
         attempts: 1,
         pending: None,
         runs: Vec::new(),
+        pruned: None,
     }
 }
 

@@ -8,6 +8,8 @@ use crate::{Result, Store, StoreError, Tx, corrupt};
 
 /// The unfinished states, in the order the `jobs_active` index is declared with.
 const ACTIVE: [&str; 3] = ["queued", "held", "running"];
+/// The condition of the partial index `jobs_done`, word for word (so SQLite uses it).
+const DONE: &str = "state IN ('succeeded','failed','cancelled','timed_out')";
 
 /// Why a running attempt is being stopped; kept so a restarted daemon knows what a kill meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub struct JobFilter {
     pub queue: Option<String>,
     /// Newest first when true; oldest first otherwise.
     pub newest_first: bool,
+    /// Only jobs after this number in the order (older when newest first): a page's start.
+    pub after_number: Option<u64>,
     pub limit: Option<u32>,
 }
 
@@ -220,38 +224,20 @@ impl Store {
     }
 
     pub fn list(&self, filter: &JobFilter) -> Result<Vec<StoredJob>> {
-        let mut sql = String::from("SELECT * FROM jobs");
-        let mut clauses = Vec::new();
-        let mut args: Vec<String> = Vec::new();
-        if !filter.states.is_empty() {
-            // States come from a closed enum, so they are written inline: that lets SQLite use the
-            // partial index `jobs_active` when the filter is the active set.
-            let mut states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
-            states.sort_by_key(|s| ACTIVE.iter().position(|a| a == s).unwrap_or(usize::MAX));
-            states.dedup();
-            let quoted: Vec<String> = states.iter().map(|s| format!("'{s}'")).collect();
-            clauses.push(format!("state IN ({})", quoted.join(",")));
-        }
-        if let Some(q) = &filter.queue {
-            args.push(q.clone());
-            clauses.push(format!("queue = ?{}", args.len()));
-        }
-        if !clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&clauses.join(" AND "));
-        }
-        sql.push_str(if filter.newest_first {
-            " ORDER BY number DESC"
-        } else {
-            " ORDER BY number"
-        });
-        if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
+        let (sql, args) = list_sql(filter);
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), stored_job)?;
         rows.map(|r| r.map_err(StoreError::from).and_then(|j| j))
             .collect()
+    }
+
+    /// Whether a job has this number (a page's cursor names one).
+    pub fn number_exists(&self, number: u64) -> Result<bool> {
+        let found = self
+            .conn
+            .prepare_cached("SELECT 1 FROM jobs WHERE number = ?1")?
+            .exists([number as i64])?;
+        Ok(found)
     }
 
     /// Counts of jobs per state.
@@ -271,7 +257,103 @@ impl Store {
     }
 }
 
+/// A finished job whose log and outputs are still on disk.
+#[derive(Clone, Debug)]
+pub struct Unpruned {
+    pub id: JobId,
+    pub number: u64,
+    pub finished_at_ms: i64,
+    /// What its files hold, once measured.
+    pub file_bytes: Option<u64>,
+}
+
+/// What finished jobs hold on disk, as last measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileTotals {
+    /// Finished jobs whose files are still there.
+    pub jobs: u64,
+    /// Of those, the ones not yet measured.
+    pub unmeasured: u64,
+    pub bytes: u64,
+    /// Finished jobs whose files retention removed.
+    pub pruned: u64,
+}
+
+impl Store {
+    /// Finished jobs whose files are still there, oldest first: retention's candidates.
+    pub fn unpruned(&self) -> Result<Vec<Unpruned>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, number, finished_at, file_bytes FROM jobs
+             WHERE pruned IS NULL AND finished_at IS NOT NULL
+               AND state IN ('succeeded','failed','cancelled','timed_out')
+             ORDER BY finished_at, number",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, number, finished, bytes) = row?;
+            Ok(Unpruned {
+                id: id
+                    .parse()
+                    .map_err(|e: uuid::Error| StoreError::Corrupt(format!("job id {id}: {e}")))?,
+                number: number as u64,
+                finished_at_ms: finished,
+                file_bytes: bytes.map(|b| b.max(0) as u64),
+            })
+        })
+        .collect()
+    }
+
+    pub fn file_totals(&self) -> Result<FileTotals> {
+        let (jobs, unmeasured, bytes): (i64, i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COUNT(*) - COUNT(file_bytes), COALESCE(SUM(file_bytes), 0) FROM jobs
+             WHERE pruned IS NULL AND finished_at IS NOT NULL
+               AND state IN ('succeeded','failed','cancelled','timed_out')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let pruned: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE pruned IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(FileTotals {
+            jobs: jobs as u64,
+            unmeasured: unmeasured as u64,
+            bytes: bytes.max(0) as u64,
+            pruned: pruned as u64,
+        })
+    }
+}
+
 impl Tx<'_> {
+    /// Records what a finished job's files hold.
+    pub fn set_file_bytes(&self, id: JobId, bytes: u64) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE jobs SET file_bytes = ?2 WHERE id = ?1")?
+            .execute(params![id.to_string(), bytes.min(i64::MAX as u64) as i64])?;
+        Ok(())
+    }
+
+    /// Notes that a finished job's files were removed (only a finished job's).
+    pub fn set_pruned(&self, id: JobId, note: &petri_domain::Pruned) -> Result<bool> {
+        let text = serde_json::to_string(note).map_err(corrupt)?;
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE jobs SET pruned = ?2 WHERE id = ?1 AND pruned IS NULL
+                   AND state IN ('succeeded','failed','cancelled','timed_out')",
+            )?
+            .execute(params![id.to_string(), text])?;
+        Ok(n == 1)
+    }
+
     pub fn insert_job(&self, job: &Job, not_before_ms: i64) -> Result<()> {
         let spec = serde_json::to_string(&SpecRecord::from(&job.spec)).map_err(corrupt)?;
         let values = serde_json::to_string(&job.array_values)
@@ -406,6 +488,61 @@ pub struct NewRun<'a> {
     pub mig_slot: Option<u32>,
 }
 
+/// The query of a page of jobs and its arguments: every filter is answered by an index
+/// (`jobs_active`, `jobs_state_number`, `jobs_queue_number`, or the number's own).
+fn list_sql(filter: &JobFilter) -> (String, Vec<String>) {
+    let mut sql = String::from("SELECT * FROM jobs");
+    let mut clauses = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    if !filter.states.is_empty() {
+        // States come from a closed enum, so they are written inline, in the form that lets
+        // SQLite read the right partial index: states of the active set from `jobs_active`;
+        // one finished state from `jobs_done`; several, some finished, by walking the numbers
+        // (`+state` keeps SQLite from sorting every row of those states instead).
+        let mut states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+        states.sort_by_key(|s| ACTIVE.iter().position(|a| a == s).unwrap_or(usize::MAX));
+        states.dedup();
+        let quoted = states
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if states.iter().all(|s| ACTIVE.contains(s)) {
+            clauses.push("state IN ('queued','held','running')".to_string());
+            if states.len() < ACTIVE.len() {
+                clauses.push(format!("+state IN ({quoted})"));
+            }
+        } else if let [one] = states[..] {
+            clauses.push(format!("{DONE} AND state = '{one}'"));
+        } else {
+            clauses.push(format!("+state IN ({quoted})"));
+        }
+    }
+    if let Some(q) = &filter.queue {
+        args.push(q.clone());
+        clauses.push(format!("queue = ?{}", args.len()));
+    }
+    if let Some(n) = filter.after_number {
+        clauses.push(format!(
+            "number {} {n}",
+            if filter.newest_first { "<" } else { ">" }
+        ));
+    }
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(if filter.newest_first {
+        " ORDER BY number DESC"
+    } else {
+        " ORDER BY number"
+    });
+    if let Some(limit) = filter.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    (sql, args)
+}
+
 fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
     let id: String = r.get("id")?;
     let state: String = r.get("state")?;
@@ -443,6 +580,13 @@ fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
                 attempts: r.get::<_, i64>("attempts")? as u32,
                 pending: None,
                 runs: Vec::new(),
+                pruned: match r.get::<_, Option<String>>("pruned")? {
+                    Some(text) => Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| corrupt("retention note", e.to_string()))?,
+                    ),
+                    None => None,
+                },
             },
             not_before_ms: r.get("not_before")?,
         })
@@ -477,6 +621,7 @@ mod tests {
             attempts: 0,
             pending: None,
             runs: vec![],
+            pruned: None,
         }
     }
 
@@ -589,6 +734,67 @@ mod tests {
         assert!(err.to_string().contains("upgrade Petri"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
         assert!(!dir.path().join("petri.db-wal").exists());
+    }
+
+    /// Every page a list asks for is read from an index, never by sorting a table's worth of rows.
+    #[test]
+    fn pages_are_read_from_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("petri.db")).unwrap();
+        let plan = |filter: JobFilter| {
+            let (sql, args) = list_sql(&filter);
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+        };
+        let states = |s: &[JobState]| JobFilter {
+            states: s.to_vec(),
+            newest_first: true,
+            after_number: Some(500),
+            limit: Some(100),
+            ..JobFilter::default()
+        };
+        // The index SQLite makes for `number INTEGER UNIQUE`.
+        const BY_NUMBER: &str = "USING INDEX sqlite_autoindex_jobs_2";
+        let cases = [
+            (
+                JobFilter {
+                    newest_first: true,
+                    limit: Some(100),
+                    ..JobFilter::default()
+                },
+                BY_NUMBER,
+            ),
+            (states(&[JobState::Failed]), "jobs_done"),
+            (states(&[JobState::Running]), "jobs_active"),
+            (
+                states(&[JobState::Queued, JobState::Held, JobState::Running]),
+                "jobs_active",
+            ),
+            (states(&[JobState::Held, JobState::Running]), "jobs_active"),
+            (states(&[JobState::Failed, JobState::Cancelled]), BY_NUMBER),
+            (
+                JobFilter {
+                    queue: Some("gpu".into()),
+                    limit: Some(100),
+                    ..JobFilter::default()
+                },
+                "jobs_queue_number",
+            ),
+        ];
+        for (filter, index) in cases {
+            let shown = format!("{filter:?}");
+            let plan = plan(filter);
+            assert!(plan.contains(index), "{shown}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{shown}: {plan}");
+        }
     }
 
     #[test]

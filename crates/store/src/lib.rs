@@ -22,7 +22,7 @@ use rusqlite::Connection;
 
 pub use artifacts::{ArtifactRef, ArtifactTotals, StoredArtifact};
 pub use jobs::NewRun;
-pub use jobs::{ActiveRun, JobFilter, StopIntent, StoredJob};
+pub use jobs::{ActiveRun, FileTotals, JobFilter, StopIntent, StoredJob, Unpruned};
 pub use notebooks::StoredNotebook;
 pub use pipelines::{StoredItem, StoredPipeline, StoredRun};
 pub use pool::ReadPool;
@@ -202,6 +202,21 @@ const MIGRATIONS: &[&str] = &[
         data       TEXT NOT NULL DEFAULT '{}',
         PRIMARY KEY (pipeline, trigger)
     );
+    "#,
+    // 10: pages of jobs by a filter, in submission order, read from an index (keyset paging).
+    // Finished jobs by state (a job enters this index once, when it ends), and by queue.
+    r#"
+    CREATE INDEX jobs_done ON jobs(state, number)
+        WHERE state IN ('succeeded','failed','cancelled','timed_out');
+    CREATE INDEX jobs_queue_number ON jobs(queue, number);
+    "#,
+    // 11: retention: the bytes a finished job's log and outputs hold (measured once, after it
+    // ended) and, once they are removed, a note of what went (JSON); finished jobs whose files
+    // are still there, oldest first.
+    r#"
+    ALTER TABLE jobs ADD COLUMN file_bytes INTEGER;
+    ALTER TABLE jobs ADD COLUMN pruned TEXT;
+    CREATE INDEX jobs_unpruned ON jobs(finished_at) WHERE pruned IS NULL AND finished_at IS NOT NULL;
     "#,
 ];
 

@@ -51,7 +51,7 @@ pub struct SpecRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub array: BTreeMap<String, Vec<String>>,
+    pub array: BTreeMap<String, petri_domain::sweep::SweepValues>,
     pub hold: bool,
     /// The names of the secrets the job receives (never a value).
     #[serde(skip_serializing_if = "Vec::is_empty")]

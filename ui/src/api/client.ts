@@ -62,7 +62,7 @@ export class Api {
     if (f.queue) q.set("queue", f.queue);
     if (f.limit) q.set("limit", String(f.limit));
     const s = q.toString();
-    return this.request<Job[]>("GET", `/api/v1/jobs${s ? `?${s}` : ""}`);
+    return this.request<{ jobs: Job[] }>("GET", `/api/v1/jobs${s ? `?${s}` : ""}`).then((p) => p.jobs);
   };
   job = (id: string) => this.request<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
   submit = (jobs: JobSpec[]) =>

@@ -788,6 +788,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["home_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -956,7 +972,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "LOG_REMOVED" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -990,6 +1006,7 @@ export interface components {
              * @description The bytes they held.
              */
             freed_bytes: number;
+            jobs?: null | components["schemas"]["RetentionReport"];
             /** @description What the store holds afterwards (in a dry run: would hold). */
             kept: components["schemas"]["BlobCount"];
             /** @description The blobs removed, with their sizes. */
@@ -1049,6 +1066,23 @@ export interface components {
             /** Format: int32 */
             utilization: number;
         };
+        /** @description How GPUs are shared. */
+        GpuPolicy: {
+            /**
+             * Format: int64
+             * @description After this wait the first GPU job in line keeps the GPUs it waits for.
+             */
+            claim_after_ms: number;
+            /** @description `warn` or `kill`: what happens to a job using more GPU memory than its slice. */
+            enforce: string;
+            /** @description GPUs where MPS enforces each slice. */
+            mps: number[];
+            /**
+             * Format: int64
+             * @description Memory kept free on every GPU.
+             */
+            reserve: number;
+        };
         /** @description The GPUs as `petri gpus` shows them: what NVML says, what Petri reserved, and who holds what. */
         GpuReport: {
             /** @description False when Petri sees no NVIDIA driver: CPU-only mode. */
@@ -1094,6 +1128,37 @@ export interface components {
         GpusSampled: {
             /** Format: int64 */
             at_ms: number;
+        };
+        /** @description What a Petri home holds on disk, by kind (the Settings view, `petri gc --dry-run`). */
+        HomeUsage: {
+            /**
+             * Format: int64
+             * @description The artifact store (pipeline outputs, the step cache, registered models' files).
+             */
+            artifacts_bytes: number;
+            /**
+             * Format: int64
+             * @description The queue's database (with its write-ahead log).
+             */
+            database_bytes: number;
+            /**
+             * Format: int64
+             * @description The disk the home is on.
+             */
+            disk_free: number;
+            /** Format: int64 */
+            disk_total: number;
+            /** @description The home folder. */
+            home: string;
+            /** @description Logs and output folders of finished jobs. */
+            job_files: components["schemas"]["JobFiles"];
+            /** @description The limits retention keeps finished jobs' files within. */
+            retention: components["schemas"]["RetentionLimits"];
+            /**
+             * Format: int64
+             * @description The tracking and registry databases.
+             */
+            tracking_bytes: number;
         };
         /** @description A container image the Docker engine has. */
         Image: {
@@ -1153,6 +1218,7 @@ export interface components {
             pending?: null | components["schemas"]["Pending"];
             /** Format: int32 */
             priority: number;
+            pruned?: null | components["schemas"]["Pruned"];
             queue: string;
             /** @description Why the job ended as it did (failed, cancelled, timed out), in words. */
             reason?: string | null;
@@ -1180,11 +1246,44 @@ export interface components {
             reason?: string | null;
             state: components["schemas"]["JobState"];
         };
+        /** @description The files of finished jobs, as retention last measured them. */
+        JobFiles: {
+            /** Format: int64 */
+            bytes: number;
+            /**
+             * Format: int64
+             * @description Finished jobs whose log or outputs are still there.
+             */
+            jobs: number;
+            /**
+             * Format: int64
+             * @description Finished jobs whose files retention removed (their records stay).
+             */
+            pruned_jobs: number;
+            /**
+             * Format: int64
+             * @description Of those, jobs that ended since the last retention pass (not measured yet).
+             */
+            unmeasured: number;
+        };
         /**
          * Format: uuid
          * @description A job's identity: a UUIDv7, so ids sort by submission time.
          */
         JobId: string;
+        /** @description One page of a job list. */
+        JobPage: {
+            jobs: components["schemas"]["Job"][];
+            /**
+             * Format: int32
+             * @description The page size used.
+             */
+            limit: number;
+            /** @description The cursor of the next page (pass it as `after`); absent on the last page. */
+            next?: string | null;
+            /** @description What was changed in the query, such as a page size over the maximum clamped to it. */
+            note?: string | null;
+        };
         JobRef: {
             id: string;
             /** Format: int64 */
@@ -1194,9 +1293,12 @@ export interface components {
         JobSpec: {
             /** @description Jobs (ids, numbers, or names of jobs in the same submission) that must succeed first. */
             after?: string[];
-            /** @description A sweep: one job per combination of values; each job sees its values as env variables. */
+            /**
+             * @description A sweep: one job per combination of values; each job sees its values as env variables.
+             *     A key's values are a list, or a range such as `"1..100000"` or `"0..1:0.1"`.
+             */
             array?: {
-                [key: string]: string[];
+                [key: string]: components["schemas"]["SweepValues"];
             };
             /** @description The program and its arguments, run without a shell. */
             command?: string[] | null;
@@ -1258,6 +1360,11 @@ export interface components {
             /** @description The tracking run that made it. */
             run?: string | null;
         };
+        /**
+         * @description The order of a job list, by submission.
+         * @enum {string}
+         */
+        ListOrder: "newest" | "oldest";
         /**
          * @description A folder as stored: its files (sorted by path, `/`-separated, relative), each by digest, and
          *     its empty folders. A folder's digest is the digest of this manifest's JSON, so the same files
@@ -1512,6 +1619,33 @@ export interface components {
             /** Format: int64 */
             updated_at: number;
         };
+        /** @description What retention removed of a finished job, and when. */
+        Pruned: {
+            /** Format: int64 */
+            at_ms: number;
+            /**
+             * Format: int64
+             * @description The bytes its log and output folder held.
+             */
+            bytes: number;
+            /**
+             * @description Which limit removed them: `age` (`retention.max_age`), `size` (`retention.max_size`) or
+             *     `gc` (the user's `petri gc`, within the same limits).
+             */
+            why: string;
+        };
+        /** @description One job whose files a pass removed. */
+        PrunedJob: {
+            /** Format: int64 */
+            bytes: number;
+            /** Format: int64 */
+            finished_at_ms: number;
+            id: components["schemas"]["JobId"];
+            /** Format: int64 */
+            number: number;
+            /** @description `age` or `size`: the limit that removed them. */
+            why: string;
+        };
         /** @description A new version: from `source` (a run's artifact) or from the files of `upload`. */
         RegisterRequest: {
             description?: string | null;
@@ -1573,6 +1707,36 @@ export interface components {
             memory?: null | components["schemas"]["ByteSize"];
             /** @description A MIG profile such as 1g.10gb. */
             mig?: string | null;
+        };
+        /** @description The limits in force, as numbers. */
+        RetentionLimits: {
+            /**
+             * Format: int64
+             * @description Milliseconds; absent when age removes nothing.
+             */
+            max_age_ms?: number | null;
+            /** Format: int64 */
+            max_size: number;
+            /** Format: int64 */
+            min_age_ms: number;
+        };
+        /** @description What a pass removed (or, dry, would remove) and what it keeps. */
+        RetentionReport: {
+            dry_run: boolean;
+            /** Format: int64 */
+            freed_bytes: number;
+            /** Format: int64 */
+            kept_bytes: number;
+            /**
+             * Format: int64
+             * @description Finished jobs whose files stay, and what those hold.
+             */
+            kept_jobs: number;
+            limits: components["schemas"]["RetentionLimits"];
+            /** @description The jobs whose files went, oldest first (at most 1000 listed; see `removed_jobs`). */
+            removed: components["schemas"]["PrunedJob"][];
+            /** Format: int64 */
+            removed_jobs: number;
         };
         /**
          * @description Retry policy: up to `max` more attempts after a failure, waiting `backoff`, doubling each time.
@@ -1745,6 +1909,47 @@ export interface components {
             replicas?: number | null;
         };
         /**
+         * @description The daemon's settings in effect, as the Settings view shows them (sizes in bytes, durations
+         *     in milliseconds). They change in `petri.toml` and take effect at the next start.
+         */
+        SettingsView: {
+            /** Format: int64 */
+            artifacts_gc_every_ms: number;
+            /** Format: int64 */
+            artifacts_max_size: number;
+            /**
+             * Format: double
+             * @description What jobs may reserve.
+             */
+            capacity_cpus: number;
+            /** Format: int64 */
+            capacity_memory: number;
+            gpu: components["schemas"]["GpuPolicy"];
+            /** @description `auto`, `nvidia` or `env`: how reserved GPUs reach a container. */
+            gpu_devices: string;
+            home: string;
+            /** Format: int64 */
+            kill_grace_ms: number;
+            listen: string;
+            /** Format: int64 */
+            max_body: number;
+            /** @description Host folders jobs and notebooks may mount (and the Petri home). */
+            mount_roots: string[];
+            /**
+             * Format: int64
+             * @description A notebook idle this long is stopped (0: never).
+             */
+            notebook_idle_timeout_ms: number;
+            notebook_image: string;
+            /** @description Named queues and their concurrency limits (absent: unlimited). */
+            queues: {
+                [key: string]: number | null;
+            };
+            retention: components["schemas"]["RetentionLimits"];
+            /** Format: int64 */
+            retention_every_ms: number;
+        };
+        /**
          * @description Where a component comes from.
          * @enum {string}
          */
@@ -1809,6 +2014,12 @@ export interface components {
         SubmitResponse: {
             jobs: components["schemas"]["Job"][];
         };
+        /**
+         * @description One key's values: `[a, b, c]`, or a range `"1..100000"` (both ends included) with an optional
+         *     step, `"0..1:0.25"` or `"10..1:-3"`. Decimals are exact: a range counts in units of its finest
+         *     decimal place, so `0.1..0.3:0.1` is `0.1`, `0.2`, `0.3`.
+         */
+        SweepValues: string[] | string;
         /** @description A token as shown (never its secret). */
         TokenInfo: {
             /** Format: int64 */
@@ -2382,7 +2593,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description what was removed (with `dry_run`: what would be), and what is kept */
+            /** @description what was removed (with `dry_run`: what would be), and what is kept: the artifact store's garbage, and in `jobs` the logs and outputs of finished jobs beyond the retention limits */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2564,22 +2775,33 @@ export interface operations {
                 /** @description Only jobs in this state (comma-separated states allowed). */
                 state: string | null;
                 queue: string | null;
-                /** @description At most this many jobs (the newest when `all`). */
+                /**
+                 * @description Jobs per page: 100 unless given, at most 1,000 (a larger size is clamped, and the page
+                 *     says so in `note`).
+                 */
                 limit: number | null;
+                /** @description Where the page starts: the `next` of the page before it, for the same filters and order. */
+                after: string | null;
+                /**
+                 * @description `newest` first (the default with `all` or `state`) or `oldest` first (the default for the
+                 *     jobs that are queued, held or running: the queue's own order of submission).
+                 */
+                order: null | components["schemas"]["ListOrder"];
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
+            /** @description a page of jobs and the cursor of the next */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Job"][];
+                    "application/json": components["schemas"]["JobPage"];
                 };
             };
-            /** @description BAD_REQUEST: a bad query */
+            /** @description BAD_REQUEST: a bad query, a cursor of another list or of no job */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4602,13 +4824,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description the daemon's settings in effect (petri.toml's shape): gpu, docker, notebooks, capacity, queues, kill_grace */
+            /** @description the daemon's settings in effect (sizes in bytes, durations in milliseconds) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["SettingsView"];
                 };
             };
             /** @description UNAUTHORIZED */
@@ -4798,6 +5020,35 @@ export interface operations {
             };
             /** @description TOKEN_NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    home_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description what the home holds by kind, the disk it is on, the retention limits */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HomeUsage"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -108,14 +108,23 @@ impl Fixture {
     }
 
     /// Every job of the home, finished ones too.
+    /// Every job of the home, finished ones too, oldest first (page after page).
     pub async fn all_jobs(&self) -> Vec<Job> {
-        self.client
-            .list(&petri_domain::ListQuery {
-                all: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
+        let mut query = petri_domain::ListQuery {
+            all: true,
+            order: Some(petri_domain::ListOrder::Oldest),
+            limit: Some(petri_domain::MAX_PAGE),
+            ..Default::default()
+        };
+        let mut jobs = Vec::new();
+        loop {
+            let page = self.client.list(&query).await.unwrap();
+            jobs.extend(page.jobs);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return jobs,
+            }
+        }
     }
 
     pub async fn submit(&self, spec: JobSpec) -> Job {
@@ -244,7 +253,7 @@ impl Fixture {
                         ..Default::default()
                     })
                     .await
-                    .map(|j| j.len() == n)
+                    .map(|page| page.jobs.len() == n)
                     .unwrap_or(false)
             }
         })

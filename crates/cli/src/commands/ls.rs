@@ -1,6 +1,6 @@
 use clap::Args;
 use petri_client::Client;
-use petri_domain::ListQuery;
+use petri_domain::{ListOrder, ListQuery};
 
 use crate::output;
 
@@ -15,25 +15,49 @@ pub struct LsArgs {
     /// Only jobs of this queue.
     #[arg(long)]
     pub queue: Option<String>,
-    /// At most this many (the newest).
+    /// Jobs per page (100 unless given; at most 1000).
     #[arg(long)]
     pub limit: Option<u32>,
+    /// Start after this cursor: the one printed under the page before.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+    /// Newest or oldest first (newest with --all or --state, else the queue's order).
+    #[arg(long, value_enum)]
+    pub order: Option<Order>,
     /// Print the jobs as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Order {
+    Newest,
+    Oldest,
+}
+
 pub async fn run(client: &Client, args: LsArgs) -> anyhow::Result<()> {
-    let jobs = client
-        .list(&ListQuery {
-            all: args.all,
-            state: args.state,
-            queue: args.queue,
-            limit: args.limit,
-        })
-        .await?;
+    let query = ListQuery {
+        all: args.all,
+        state: args.state,
+        queue: args.queue,
+        limit: args.limit,
+        after: args.after,
+        order: args.order.map(|o| match o {
+            Order::Newest => ListOrder::Newest,
+            Order::Oldest => ListOrder::Oldest,
+        }),
+    };
+    let page = client.list(&query).await?;
     if args.json {
-        return output::print_json(&jobs);
+        return output::print_json(&page);
+    }
+    if let Some(note) = &page.note {
+        eprintln!("note: {note}");
+    }
+    let jobs = &page.jobs;
+    if jobs.is_empty() && query.after.is_some() {
+        println!("No more jobs.");
+        return Ok(());
     }
     if jobs.is_empty() {
         if args.all {
@@ -43,6 +67,37 @@ pub async fn run(client: &Client, args: LsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    println!("{}", output::jobs_table(&jobs));
+    println!("{}", output::jobs_table(jobs));
+    if let Some(next) = &page.next {
+        println!("More: {}", next_command(&query, next));
+    }
     Ok(())
+}
+
+/// The command that prints the next page: this one's filters with the new cursor.
+fn next_command(q: &ListQuery, next: &str) -> String {
+    let mut cmd = String::from("petri ls");
+    if q.all {
+        cmd.push_str(" --all");
+    }
+    if let Some(s) = &q.state {
+        cmd.push_str(&format!(" --state {s}"));
+    }
+    if let Some(s) = &q.queue {
+        cmd.push_str(&format!(
+            " --queue {}",
+            output::shell_words(std::slice::from_ref(s))
+        ));
+    }
+    if let Some(n) = q.limit {
+        cmd.push_str(&format!(" --limit {n}"));
+    }
+    if let Some(o) = q.order {
+        cmd.push_str(match o {
+            ListOrder::Newest => " --order newest",
+            ListOrder::Oldest => " --order oldest",
+        });
+    }
+    cmd.push_str(&format!(" --after {next}"));
+    cmd
 }

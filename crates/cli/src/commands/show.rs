@@ -47,7 +47,7 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
     } else {
         println!("  origin     {origin}, for {}", job.user);
     }
-    println!("  command    {}", shell_words(&job.spec.argv()));
+    println!("  command    {}", output::shell_words(&job.spec.argv()));
     // The job's tracking run, once it has logged something (`petri run show` shows it).
     let run = job.id.0.simple().to_string();
     if client
@@ -105,6 +105,14 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
     if let Some(f) = job.finished_at_ms {
         println!("  finished   {}", format_ms(f));
     }
+    if let Some(p) = &job.pruned {
+        println!(
+            "  files      log and outputs ({}) removed by retention ({}) on {}",
+            petri_domain::ByteSize(p.bytes),
+            p.why,
+            format_ms(p.at_ms)
+        );
+    }
     if !job.runs.is_empty() {
         let mut t = output::new_table(&[
             "ATTEMPT", "TARGET", "HANDLE", "STARTED", "TIME", "EXIT", "OUTCOME",
@@ -125,20 +133,4 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
         println!("{t}");
     }
     Ok(())
-}
-
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use petri_client::Client;
+use petri_domain::sweep::SweepValues;
 use petri_domain::{ByteSize, JobSpec, Millis};
 
 use crate::mounts::parse_mount;
@@ -53,8 +54,9 @@ pub struct SubmitArgs {
     /// `image:`), and only folders the daemon allows (`docker.mount_roots`, the Petri home).
     #[arg(long, value_name = "HOST[:CONTAINER][:ro]")]
     pub mount: Vec<String>,
-    /// A sweep: one job per value, KEY=V1,V2,... (repeat for a grid).
-    #[arg(long, value_name = "KEY=V1,V2")]
+    /// A sweep: one job per value, KEY=V1,V2,... or a range KEY=FROM..TO[:STEP] (both ends
+    /// included: i=1..100000, lr=0.1..0.5:0.1); repeat for a grid.
+    #[arg(long, value_name = "KEY=V1,V2|KEY=FROM..TO[:STEP]")]
     pub array: Vec<String>,
     /// local (default), a cluster name, or auto.
     #[arg(long)]
@@ -255,10 +257,15 @@ fn overlay(spec: &mut JobSpec, a: &SubmitArgs) -> anyhow::Result<()> {
         }
     }
     for item in &a.array {
-        let (k, values) = item
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--array `{item}`: write it as KEY=V1,V2,..."))?;
-        let values: Vec<String> = values.split(',').map(str::to_string).collect();
+        let (k, values) = item.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--array `{item}`: write it as KEY=V1,V2,... or KEY=FROM..TO[:STEP]")
+        })?;
+        // A range stays one string however many jobs it makes: the daemon expands it.
+        let values = if !values.contains(',') && values.contains("..") {
+            SweepValues::Range(values.to_string())
+        } else {
+            SweepValues::List(values.split(',').map(str::to_string).collect())
+        };
         spec.array.insert(k.to_string(), values);
     }
     Ok(())

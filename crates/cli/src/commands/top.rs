@@ -32,7 +32,7 @@ pub async fn run(client: &Client, args: TopArgs) -> anyhow::Result<()> {
     if args.json {
         let snapshot = Snapshot {
             status: client.status().await?,
-            jobs: client.list(&ListQuery::default()).await?,
+            jobs: client.list(&ListQuery::default()).await?.jobs,
         };
         return output::print_json(&snapshot);
     }
@@ -75,7 +75,8 @@ pub async fn run(client: &Client, args: TopArgs) -> anyhow::Result<()> {
 
 async fn frame(client: &Client) -> anyhow::Result<String> {
     let status = client.status().await?;
-    let jobs = client.list(&ListQuery::default()).await?;
+    let active = client.list(&ListQuery::default()).await?;
+    let jobs = active.jobs;
     let recent = client
         .list(&ListQuery {
             all: true,
@@ -83,7 +84,8 @@ async fn frame(client: &Client) -> anyhow::Result<String> {
             limit: Some(5),
             ..Default::default()
         })
-        .await?;
+        .await?
+        .jobs;
     let count = |s: &str| status.counts.get(s).copied().unwrap_or(0);
     let mut s = String::new();
     s.push_str(&format!(
@@ -146,6 +148,13 @@ async fn frame(client: &Client) -> anyhow::Result<String> {
     } else {
         s.push_str(&output::jobs_table(&jobs).to_string());
         s.push('\n');
+        if active.next.is_some() {
+            let waiting = count("queued") + count("held") + count("running");
+            s.push_str(&format!(
+                "(the first {} of {waiting} jobs; `petri ls` pages through them)\n",
+                jobs.len()
+            ));
+        }
     }
     if !recent.is_empty() {
         s.push_str("\nRecently finished\n");

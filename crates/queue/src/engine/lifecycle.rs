@@ -41,6 +41,7 @@ impl State {
                 attempts: 0,
                 pending: None,
                 runs: Vec::new(),
+                pruned: None,
             };
             tx.insert_job(&job, 0)?;
             self.metrics.submitted.inc();
