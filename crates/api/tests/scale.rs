@@ -236,3 +236,37 @@ async fn retention_removes_the_oldest_files_keeps_the_record_and_spares_the_livi
     let again = f.client.gc(false).await.unwrap().jobs.unwrap();
     assert_eq!(again.removed_jobs, 0);
 }
+
+/// Only jobs that could start are walked by the scheduler's step: a job behind a dependency
+/// named later in the same submission still waits for it, and a released job joins the line.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_behind_dependencies_and_holds_start_when_they_may() {
+    let f = Fixture::start("").await;
+    let mut report = f.script("test -f trained && touch reported");
+    report.name = Some("report".into());
+    report.after = vec!["train".into()];
+    let mut train = f.script("sleep 0.3; touch trained");
+    train.name = Some("train".into());
+    let jobs = f.client.submit(&[report, train]).await.unwrap();
+    assert!(
+        jobs[0].number < jobs[1].number,
+        "the dependant is numbered first"
+    );
+    let done = f.wait_done(&jobs[0]).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.reason);
+    assert!(f.work().join("reported").exists());
+
+    // A held job with a dependant: neither starts until the release.
+    let mut gate = f.script("touch gate-ran");
+    gate.hold = true;
+    let gate = f.submit(gate).await;
+    let mut after = f.script("test -f gate-ran");
+    after.after = vec![gate.id.to_string()];
+    let after = f.submit(after).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let waiting = f.client.job(&after.id.to_string()).await.unwrap();
+    assert_eq!(waiting.state, JobState::Queued);
+    assert!(waiting.pending.is_some(), "it says why it waits");
+    f.client.release(&gate.id.to_string()).await.unwrap();
+    assert_eq!(f.wait_done(&after).await.state, JobState::Succeeded);
+}

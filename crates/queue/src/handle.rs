@@ -558,8 +558,8 @@ impl Queue {
         rx.await.map_err(|_| QueueError::ShuttingDown)
     }
 
-    async fn pending(&self) -> Result<HashMap<JobId, Pending>, QueueError> {
-        self.query(|reply| Command::Explain { reply }).await
+    async fn pending(&self, only: Vec<JobId>) -> Result<HashMap<JobId, Pending>, QueueError> {
+        self.query(|reply| Command::Explain { only, reply }).await
     }
 
     /// One job with its attempts and, when it waits, why and where in line.
@@ -576,7 +576,7 @@ impl Queue {
             })
             .await?;
         if matches!(job.state, JobState::Queued | JobState::Held) {
-            job.pending = self.pending().await?.remove(&job.id);
+            job.pending = self.pending(vec![job.id]).await?.remove(&job.id);
         }
         Ok(job)
     }
@@ -662,7 +662,12 @@ impl Queue {
             None
         };
         if filter_needs_pending(&jobs) {
-            let mut pending = self.pending().await?;
+            let waiting = jobs
+                .iter()
+                .filter(|j| matches!(j.state, JobState::Queued | JobState::Held))
+                .map(|j| j.id)
+                .collect();
+            let mut pending = self.pending(waiting).await?;
             for job in &mut jobs {
                 job.pending = pending.remove(&job.id);
             }

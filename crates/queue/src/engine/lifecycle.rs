@@ -56,6 +56,10 @@ impl State {
                 out.push(job);
             }
         }
+        // A job of this submission may depend on one numbered after it.
+        for job in &out {
+            self.refresh_ready(job.id);
+        }
         Ok(out)
     }
 
@@ -123,7 +127,9 @@ impl State {
         active.waiting.held = hold;
         tx.update_job(job, active.waiting.not_before_ms)?;
         fx.events.push(Event::JobChanged(change(job)));
-        Ok(Ok(job.clone()))
+        let job = job.clone();
+        self.refresh_ready(id);
+        Ok(Ok(job))
     }
 
     pub(super) fn not_active(&self, id: JobId) -> ErrorBody {
@@ -153,7 +159,9 @@ impl State {
             return Ok(None);
         };
         let job = &mut active.job;
-        self.order.remove(&(Reverse(job.priority), job.number, id));
+        let key = (Reverse(job.priority), job.number, id);
+        self.order.remove(&key);
+        self.ready.remove(&key);
         job.state = state;
         job.finished_at_ms = Some(now);
         job.reason = Some(reason);
@@ -190,8 +198,10 @@ impl State {
                     }
                 }
             }
-        } else {
-            self.dependants.remove(&job.id);
+        } else if let Some(users) = self.dependants.remove(&job.id) {
+            for user in users {
+                self.refresh_ready(user);
+            }
         }
         Ok(())
     }
@@ -313,6 +323,7 @@ impl State {
             tx.update_job(job, active.waiting.not_before_ms)?;
             self.order.insert((Reverse(job.priority), job.number, id));
             fx.events.push(Event::JobChanged(change(job)));
+            self.refresh_ready(id);
             return Ok(());
         }
         job.state = match outcome {

@@ -64,7 +64,9 @@ pub(crate) enum Command {
         id: JobId,
         reply: Reply<Job>,
     },
+    /// Why these jobs wait, and where in line.
     Explain {
+        only: Vec<JobId>,
         reply: oneshot::Sender<HashMap<JobId, Pending>>,
     },
     /// A fresh GPU sample.
@@ -94,6 +96,9 @@ pub(crate) enum Command {
     },
     Shutdown,
 }
+
+/// Every waiting job's reason, with the version and the time it was made at.
+type Explained = (u64, i64, std::sync::Arc<HashMap<JobId, Pending>>);
 
 /// A job that is not finished.
 struct Active {
@@ -229,6 +234,14 @@ struct State {
     jobs: HashMap<JobId, Active>,
     /// Waiting jobs in scheduling order.
     order: BTreeSet<(Reverse<i32>, u64, JobId)>,
+    /// Counts the steps that changed anything, so an explanation can be reused until then.
+    version: u64,
+    /// The last explanation of every waiting job: the version and time it was made at.
+    explained: Option<Explained>,
+    /// The part of `order` that could start if resources allow: not held, and no dependency
+    /// still active. The scheduler's step walks only these, so a hundred thousand held jobs, or
+    /// jobs behind a dependency, cost a job's start nothing.
+    ready: BTreeSet<(Reverse<i32>, u64, JobId)>,
     /// Final states of jobs that others may depend on.
     finished: HashMap<JobId, (u64, JobState)>,
     dependants: HashMap<JobId, Vec<JobId>>,
@@ -316,6 +329,9 @@ impl Engine {
                 kill_grace_ms: settings.kill_grace.0 as i64,
                 jobs: HashMap::new(),
                 order: BTreeSet::new(),
+                version: 0,
+                explained: None,
+                ready: BTreeSet::new(),
                 finished: HashMap::new(),
                 dependants: HashMap::new(),
                 next_number,
@@ -363,6 +379,11 @@ impl Engine {
         self.store.write(|tx| {
             for s in stored {
                 state.load(s.job, s.not_before_ms);
+            }
+            // A dependency loaded after its dependant made it look ready.
+            let ids: Vec<JobId> = state.jobs.keys().copied().collect();
+            for id in ids {
+                state.refresh_ready(id);
             }
             for (id, run) in runs {
                 state.recover_run(tx, id, run, now, &mut fx)?;
@@ -422,6 +443,12 @@ impl Engine {
     pub(crate) fn step(&mut self, batch: Vec<Command>) -> bool {
         let now = now_ms();
         self.state.metrics.loop_iterations.inc();
+        let changes = batch.iter().any(|c| {
+            !matches!(
+                c,
+                Command::Explain { .. } | Command::GpuReport { .. } | Command::GpuHistory { .. }
+            )
+        });
         let mut fx = Effects::default();
         let handles = std::mem::take(&mut self.state.unrecorded_handles);
         let state = &mut self.state;
@@ -436,6 +463,9 @@ impl Engine {
             state.schedule(tx, now, &mut fx)?;
             Ok(())
         });
+        if changes || !fx.events.is_empty() || !fx.launches.is_empty() {
+            self.state.version += 1;
+        }
         match result {
             Ok(()) => {
                 self.state.carry_out(fx, true);
@@ -458,6 +488,7 @@ impl Engine {
                 });
                 self.state.jobs.clear();
                 self.state.order.clear();
+                self.state.ready.clear();
                 self.state.dependants.clear();
                 self.state.running.clear();
                 match self.recover() {
@@ -519,6 +550,37 @@ impl State {
                 run: None,
             },
         );
+        self.refresh_ready(id);
+    }
+
+    /// Why every waiting job waits: the scheduler's explaining walk, reused while nothing
+    /// changed for at most a second (reasons such as a backoff's end move with the clock).
+    fn explained(&mut self, now: i64) -> std::sync::Arc<HashMap<JobId, Pending>> {
+        if let Some((version, at, all)) = &self.explained
+            && *version == self.version
+            && now.saturating_sub(*at) < 1000
+        {
+            return all.clone();
+        }
+        let all = std::sync::Arc::new(self.plan(now, true).pending);
+        self.explained = Some((self.version, now, all.clone()));
+        all
+    }
+
+    /// Puts a waiting job in `ready`, or takes it out, by whether it could start now.
+    fn refresh_ready(&mut self, id: JobId) {
+        let Some(a) = self.jobs.get(&id) else {
+            return;
+        };
+        let key = (Reverse(a.job.priority), a.job.number, id);
+        let ready = self.order.contains(&key)
+            && !a.waiting.held
+            && a.job.depends_on.iter().all(|d| !self.jobs.contains_key(d));
+        if ready {
+            self.ready.insert(key);
+        } else {
+            self.ready.remove(&key);
+        }
     }
 
     fn apply(
@@ -551,9 +613,13 @@ impl State {
                 let out = self.hold(tx, id, false, fx)?;
                 fx.reply(reply, out);
             }
-            Command::Explain { reply } => {
-                let plan = self.plan(now, true);
-                let _ = reply.send(plan.pending);
+            Command::Explain { only, reply } => {
+                let all = self.explained(now);
+                let _ = reply.send(
+                    only.into_iter()
+                        .filter_map(|id| all.get(&id).map(|p| (id, p.clone())))
+                        .collect(),
+                );
             }
             Command::Gpus { status, gpus } => self.take_gpu_sample(tx, status, gpus, now, fx)?,
             Command::GpuReport { reply } => {

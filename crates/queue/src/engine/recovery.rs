@@ -126,6 +126,7 @@ impl State {
         tx.update_job(job, active.waiting.not_before_ms)?;
         self.order.insert((Reverse(job.priority), job.number, id));
         fx.events.push(Event::JobChanged(change(job)));
+        self.refresh_ready(id);
         Ok(())
     }
 }

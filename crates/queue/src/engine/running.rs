@@ -103,8 +103,10 @@ impl State {
     }
 
     pub(super) fn plan(&self, now: i64, explain: bool) -> petri_sched::Plan {
-        let waiting = self
-            .order
+        // Explaining gives every waiting job its reason and place; starting needs only those
+        // that could start.
+        let line = if explain { &self.order } else { &self.ready };
+        let waiting = line
             .iter()
             .filter_map(|(_, _, id)| self.jobs.get(id))
             .map(|a| &a.waiting);
@@ -147,7 +149,7 @@ impl State {
         now: i64,
         fx: &mut Effects,
     ) -> Result<(), StoreError> {
-        if self.order.is_empty() {
+        if self.ready.is_empty() {
             self.backoff_wake = None;
             return Ok(());
         }
@@ -158,7 +160,9 @@ impl State {
                 continue;
             };
             let job = &mut active.job;
-            self.order.remove(&(Reverse(job.priority), job.number, id));
+            let key = (Reverse(job.priority), job.number, id);
+            self.order.remove(&key);
+            self.ready.remove(&key);
             job.attempts += 1;
             job.state = JobState::Running;
             job.started_at_ms = Some(now);
