@@ -1,6 +1,8 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { HashRouter, NavLink, Route, Routes, useNavigate } from "react-router-dom";
+import { QueryClientProvider } from "@tanstack/react-query";
 import { Api, ApiError } from "./api/client";
+import { makeQueryClient, useGpus, useStatus } from "./api/queries";
 import { LiveProvider, useLive } from "./live";
 import { Dashboard } from "./views/Dashboard";
 import { ExperimentRuns, Experiments } from "./views/experiments/Experiments";
@@ -66,8 +68,10 @@ export function App() {
     setRejected(true);
     setToken(null);
   }, []);
+  // One cache per token: another sign-in starts from nothing.
+  const queryClient = useMemo(() => (api ? makeQueryClient(onUnauthorized) : null), [api, onUnauthorized]);
 
-  if (!api) {
+  if (!api || !queryClient) {
     return (
       <SignIn
         rejected={rejected}
@@ -80,11 +84,13 @@ export function App() {
     );
   }
   return (
-    <HashRouter>
-      <LiveProvider api={api} onUnauthorized={onUnauthorized} signOut={signOut}>
-        <Shell theme={theme} setTheme={setTheme} />
-      </LiveProvider>
-    </HashRouter>
+    <QueryClientProvider client={queryClient}>
+      <HashRouter>
+        <LiveProvider api={api} signOut={signOut}>
+          <Shell theme={theme} setTheme={setTheme} />
+        </LiveProvider>
+      </HashRouter>
+    </QueryClientProvider>
   );
 }
 
@@ -121,7 +127,9 @@ function SignIn(props: { rejected: boolean; onToken: (t: string) => void }) {
 }
 
 function Shell(props: { theme: string; setTheme: (t: string) => void }) {
-  const { connected, status, gpus } = useLive();
+  const { connected } = useLive();
+  const status = useStatus().data;
+  const gpus = useGpus().data;
   const navigate = useNavigate();
   const pendingG = useRef(false);
 

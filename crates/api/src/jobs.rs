@@ -62,7 +62,7 @@ pub(crate) async fn submit(
     Ok((StatusCode::CREATED, Json(SubmitResponse { jobs })))
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", operation_id = "list_jobs", params(ListQuery),
     responses((status = 200, body = JobPage, description = "a page of jobs and the cursor of the next"),
               (status = 400, description = "BAD_REQUEST: a bad query, a cursor of another list or of no job", body = petri_domain::ErrorBody),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
@@ -74,7 +74,7 @@ pub(crate) async fn list(
     Ok(Json(s.daemon.queue().list(q).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", operation_id = "show_job",
     params(("id" = String, Path, description = "job number, id, or unique id prefix")),
     responses((status = 200, body = Job),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
@@ -86,7 +86,7 @@ pub(crate) async fn show(
     Ok(Json(s.daemon.queue().get(&id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", operation_id = "cancel_job",
     params(("id" = String, Path, description = "job number or id")),
     responses((status = 200, body = Job),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
@@ -126,6 +126,7 @@ pub(crate) async fn release(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct LogQuery {
     /// Byte offset to read from.

@@ -30,14 +30,14 @@ pub(crate) async fn start(
     Ok((StatusCode::CREATED, Json(nb)))
 }
 
-#[utoipa::path(get, path = "/api/v1/notebooks", tag = "notebooks",
+#[utoipa::path(get, path = "/api/v1/notebooks", tag = "notebooks", operation_id = "list_notebooks",
     responses((status = 200, body = Vec<Notebook>),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<Notebook>>, ApiError> {
     Ok(Json(s.daemon.notebooks().list().await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/notebooks/{name}", tag = "notebooks",
+#[utoipa::path(get, path = "/api/v1/notebooks/{name}", tag = "notebooks", operation_id = "show_notebook",
     params(("name" = String, Path, description = "the notebook's name")),
     responses((status = 200, body = Notebook),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
@@ -61,7 +61,7 @@ pub(crate) async fn stop(
     Ok(Json(s.daemon.notebooks().stop(&name).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/notebooks/{name}", tag = "notebooks",
+#[utoipa::path(delete, path = "/api/v1/notebooks/{name}", tag = "notebooks", operation_id = "remove_notebook",
     params(("name" = String, Path, description = "the notebook's name")),
     responses((status = 200, description = "the notebook as it was; its workspace is kept", body = Notebook),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
@@ -97,6 +97,7 @@ pub(crate) async fn open(
 }
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct BuildQuery {
     /// Rebuild even when an image from the same recipe exists.

@@ -20,7 +20,7 @@ use crate::jobs::body_error;
 
 type E = petri_domain::ErrorBody;
 
-#[utoipa::path(get, path = "/api/v1/pipelines", tag = "pipelines",
+#[utoipa::path(get, path = "/api/v1/pipelines", tag = "pipelines", operation_id = "list_pipelines",
     responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
               (status = 200, description = "saved pipelines, each with its newest run", body = Vec<PipelineSummary>)))]
@@ -30,7 +30,7 @@ pub(crate) async fn list(
     Ok(Json(s.daemon.pipelines().list().await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/pipelines/{name}", tag = "pipelines",
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}", tag = "pipelines", operation_id = "show_pipeline",
     params(("name" = String, Path, description = "the pipeline's name")),
     responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
@@ -64,7 +64,7 @@ pub(crate) async fn save(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/pipelines/{name}", tag = "pipelines",
+#[utoipa::path(delete, path = "/api/v1/pipelines/{name}", tag = "pipelines", operation_id = "remove_pipeline",
     params(("name" = String, Path, description = "the pipeline's name")),
     responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
@@ -160,6 +160,7 @@ pub(crate) async fn run(
 
 /// Which runs to list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunsQuery {
     /// Runs of this pipeline only.
@@ -198,7 +199,7 @@ pub(crate) async fn show_run(
     Ok(Json(s.daemon.pipelines().get_run(&id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipeline-runs/{id}/cancel", tag = "pipelines",
+#[utoipa::path(post, path = "/api/v1/pipeline-runs/{id}/cancel", tag = "pipelines", operation_id = "cancel_pipeline_run",
     params(("id" = String, Path, description = "the run's id or number")),
     responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),

@@ -28,7 +28,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError(e.into()))
 }
 
-#[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets",
+#[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets", operation_id = "list_secrets",
     responses((status = 200, description = "the caller's secrets (every one for an admin), names and metadata only", body = Vec<SecretInfo>),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn list(
@@ -66,7 +66,7 @@ pub(crate) async fn put(
     Ok((status, Json(info)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets",
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", operation_id = "remove_secret",
     params(("name" = String, Path, description = "the secret's name")),
     responses((status = 200, description = "the secret, removed", body = SecretInfo),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),

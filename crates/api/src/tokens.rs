@@ -33,7 +33,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(made)))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", operation_id = "list_tokens",
     responses((status = 200, description = "every token, never a secret", body = Vec<TokenInfo>),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
               (status = 403, description = "FORBIDDEN: the caller lacks the admin scope", body = petri_domain::ErrorBody)))]

@@ -88,6 +88,7 @@ impl Event {
 
 /// Which jobs to list: a page of them, found through indexes (never a scan of every job).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListQuery {
     /// Include finished jobs.

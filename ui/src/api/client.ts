@@ -1,99 +1,111 @@
-// A typed client of the daemon's HTTP API. Every call sends the token; errors arrive as ApiError
-// with the daemon's stable code and message (and the offending field, when there is one).
-import type {
-  ErrorBody, ErrorCode, GpuHistory, GpuReport, Image, Job, JobSpec, NewToken, Notebook, NotebookLink,
-  NotebookRequest, Status, TokenInfo, TokenRequest,
-} from "./types";
+// The daemon's HTTP API, typed from its OpenAPI document by openapi-fetch (`api.http.GET(...)`:
+// paths, query parameters, bodies and answers checked by tsc against schema.d.ts). A thin layer
+// adds the token to every call and turns refusals (`{code, message, details}`) into ApiError, so
+// views show the daemon's stable code and message (and mark the offending field, when it names one).
+import createClient from "openapi-fetch";
+import type { Client } from "openapi-fetch";
+import type { paths } from "./schema";
+import type { ErrorBody, ErrorCode } from "./types";
 
 export class ApiError extends Error {
   readonly code: ErrorCode | "NETWORK";
   readonly status: number;
   readonly field?: string;
-  constructor(code: ErrorCode | "NETWORK", message: string, status: number, field?: string) {
+  readonly details?: unknown;
+  constructor(code: ErrorCode | "NETWORK", message: string, status: number, field?: string, details?: unknown) {
     super(message);
     this.code = code;
     this.status = status;
     this.field = field;
+    this.details = details;
   }
   static from(body: ErrorBody, status: number): ApiError {
     const details = body.details as { field?: unknown } | undefined;
     const field = typeof details?.field === "string" ? details.field : undefined;
-    return new ApiError(body.code, body.message, status, field);
+    return new ApiError(body.code, body.message, status, field, body.details);
+  }
+  /** What a refusal's body says: the daemon's own shape, or its status and text. */
+  static of(status: number, body: unknown): ApiError {
+    const b = body as Partial<ErrorBody> | null | undefined;
+    if (b && typeof b === "object" && typeof b.code === "string" && typeof b.message === "string") {
+      return ApiError.from(b as ErrorBody, status);
+    }
+    const text = typeof body === "string" ? body : body === undefined ? "" : JSON.stringify(body);
+    return new ApiError("INTERNAL", `${status}: ${text.slice(0, 200)}`, status);
   }
 }
 
-export type ListFilter = { all?: boolean; state?: string; queue?: string; limit?: number };
+/** A fetch that never reached the daemon, as an ApiError (an abort stays an abort). */
+export function networkError(e: unknown): unknown {
+  if (e instanceof ApiError || (e instanceof DOMException && e.name === "AbortError")) return e;
+  if (e instanceof Error && e.name === "AbortError") return e;
+  return new ApiError("NETWORK", `the daemon does not answer (${e instanceof Error ? e.message : String(e)})`, 0);
+}
+
+type Answer = { data?: unknown; error?: unknown; response: Response };
+
+/**
+ * The data of an openapi-fetch call, or its refusal thrown as an ApiError:
+ * `const job = await ok(api.http.GET("/api/v1/jobs/{id}", { params: { path: { id } } }))`.
+ */
+export async function ok<T extends Answer>(call: Promise<T>): Promise<Exclude<T["data"], undefined>> {
+  let answer: T;
+  try {
+    answer = await call;
+  } catch (e) {
+    throw networkError(e);
+  }
+  if (!answer.response.ok) throw ApiError.of(answer.response.status, answer.error);
+  return answer.data as Exclude<T["data"], undefined>;
+}
 
 export class Api {
-  constructor(readonly base: string, readonly token: string) {}
+  /** The typed client; every call carries the token. */
+  readonly http: Client<paths>;
+
+  constructor(readonly base: string, readonly token: string) {
+    this.http = createClient<paths>({ baseUrl: base });
+    this.http.use({
+      onRequest: ({ request }) => {
+        request.headers.set("Authorization", `Bearer ${token}`);
+        return request;
+      },
+    });
+  }
 
   headers(extra: Record<string, string> = {}): Record<string, string> {
     return { Authorization: `Bearer ${this.token}`, ...extra };
   }
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** Whether the token is taken (the sign-in page's check). */
+  status = () => ok(this.http.GET("/api/v1/status"));
+
+  /**
+   * A piece of a job's log from `offset` (raw bytes with the next offset in a header, which the
+   * OpenAPI document does not describe). A job whose files retention removed answers 410
+   * LOG_REMOVED.
+   */
+  log = async (id: string, offset: number): Promise<{ text: string; next: number; done: boolean }> => {
     let resp: Response;
     try {
-      resp = await fetch(this.base + path, {
-        method,
-        headers: this.headers(body === undefined ? {} : { "Content-Type": "application/json" }),
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
+      resp = await fetch(`${this.base}/api/v1/jobs/${encodeURIComponent(id)}/log?offset=${offset}`, { headers: this.headers() });
     } catch (e) {
-      throw new ApiError("NETWORK", `the daemon does not answer (${(e as Error).message})`, 0);
+      throw networkError(e);
     }
-    const text = await resp.text();
     if (!resp.ok) {
+      const text = await resp.text();
+      let body: unknown = text;
       try {
-        throw ApiError.from(JSON.parse(text) as ErrorBody, resp.status);
-      } catch (e) {
-        if (e instanceof ApiError) throw e;
-        throw new ApiError("INTERNAL", `${resp.status}: ${text.slice(0, 200)}`, resp.status);
+        body = JSON.parse(text);
+      } catch {
+        /* not JSON */
       }
+      throw ApiError.of(resp.status, body);
     }
-    return (text ? JSON.parse(text) : undefined) as T;
-  }
-
-  status = () => this.request<Status>("GET", "/api/v1/status");
-  jobs = (f: ListFilter = {}) => {
-    const q = new URLSearchParams();
-    if (f.all) q.set("all", "true");
-    if (f.state) q.set("state", f.state);
-    if (f.queue) q.set("queue", f.queue);
-    if (f.limit) q.set("limit", String(f.limit));
-    const s = q.toString();
-    return this.request<{ jobs: Job[] }>("GET", `/api/v1/jobs${s ? `?${s}` : ""}`).then((p) => p.jobs);
-  };
-  job = (id: string) => this.request<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
-  submit = (jobs: JobSpec[]) =>
-    this.request<{ jobs: Job[] }>("POST", "/api/v1/jobs", { jobs }).then((r) => r.jobs);
-  act = (id: string, verb: "cancel" | "hold" | "release") =>
-    this.request<Job>("POST", `/api/v1/jobs/${encodeURIComponent(id)}/${verb}`);
-  log = async (id: string, offset: number): Promise<{ text: string; next: number; done: boolean }> => {
-    const resp = await fetch(`${this.base}/api/v1/jobs/${encodeURIComponent(id)}/log?offset=${offset}`, {
-      headers: this.headers(),
-    });
-    if (!resp.ok) throw ApiError.from((await resp.json()) as ErrorBody, resp.status);
     return {
       text: await resp.text(),
       next: Number(resp.headers.get("x-petri-next-offset") ?? offset),
       done: resp.headers.get("x-petri-done") === "true",
     };
   };
-  gpus = () => this.request<GpuReport>("GET", "/api/v1/gpus");
-  gpuHistory = () => this.request<GpuHistory>("GET", "/api/v1/gpus/history");
-  notebooks = () => this.request<Notebook[]>("GET", "/api/v1/notebooks");
-  startNotebook = (req: NotebookRequest) => this.request<Notebook>("POST", "/api/v1/notebooks", req);
-  stopNotebook = (name: string) =>
-    this.request<Notebook>("POST", `/api/v1/notebooks/${encodeURIComponent(name)}/stop`);
-  removeNotebook = (name: string) =>
-    this.request<Notebook>("DELETE", `/api/v1/notebooks/${encodeURIComponent(name)}`);
-  openNotebook = (name: string) =>
-    this.request<NotebookLink>("POST", `/api/v1/notebooks/${encodeURIComponent(name)}/open`);
-  images = () => this.request<Image[]>("GET", "/api/v1/images");
-  buildImage = (force: boolean) => this.request<Job>("POST", `/api/v1/images/build?force=${force}`);
-  tokens = () => this.request<TokenInfo[]>("GET", "/api/v1/tokens");
-  createToken = (req: TokenRequest) => this.request<NewToken>("POST", "/api/v1/tokens", req);
-  /** By id or name; answers the token, revoked. */
-  revokeToken = (key: string) => this.request<TokenInfo>("DELETE", `/api/v1/tokens/${encodeURIComponent(key)}`);
 }

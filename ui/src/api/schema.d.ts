@@ -219,7 +219,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["list_jobs"];
         put?: never;
         post: operations["submit"];
         delete?: never;
@@ -235,7 +235,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["show"];
+        get: operations["show_job"];
         put?: never;
         post?: never;
         delete?: never;
@@ -253,7 +253,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["cancel"];
+        post: operations["cancel_job"];
         delete?: never;
         options?: never;
         head?: never;
@@ -443,7 +443,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["list_notebooks"];
         put?: never;
         post: operations["start"];
         delete?: never;
@@ -459,10 +459,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["show"];
+        get: operations["show_notebook"];
         put?: never;
         post?: never;
-        delete: operations["remove"];
+        delete: operations["remove_notebook"];
         options?: never;
         head?: never;
         patch?: never;
@@ -541,7 +541,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["cancel"];
+        post: operations["cancel_pipeline_run"];
         delete?: never;
         options?: never;
         head?: never;
@@ -571,7 +571,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["list_pipelines"];
         put?: never;
         post?: never;
         delete?: never;
@@ -619,10 +619,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["show"];
+        get: operations["show_pipeline"];
         put: operations["save"];
         post?: never;
-        delete: operations["remove"];
+        delete: operations["remove_pipeline"];
         options?: never;
         head?: never;
         patch?: never;
@@ -699,7 +699,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["list_secrets"];
         put?: never;
         post?: never;
         delete?: never;
@@ -718,7 +718,7 @@ export interface paths {
         get?: never;
         put: operations["put"];
         post?: never;
-        delete: operations["remove"];
+        delete: operations["remove_secret"];
         options?: never;
         head?: never;
         patch?: never;
@@ -763,7 +763,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["list_tokens"];
         put?: never;
         post: operations["create"];
         delete?: never;
@@ -2726,12 +2726,12 @@ export interface operations {
     };
     build_image: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
+            query?: {
                 /** @description Rebuild even when an image from the same recipe exists. */
-                force: boolean;
+                force?: boolean;
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -2765,29 +2765,29 @@ export interface operations {
             };
         };
     };
-    list: {
+    list_jobs: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
+            query?: {
                 /** @description Include finished jobs. */
-                all: boolean;
+                all?: boolean;
                 /** @description Only jobs in this state (comma-separated states allowed). */
-                state: string | null;
-                queue: string | null;
+                state?: string;
+                queue?: string;
                 /**
                  * @description Jobs per page: 100 unless given, at most 1,000 (a larger size is clamped, and the page
                  *     says so in `note`).
                  */
-                limit: number | null;
+                limit?: number;
                 /** @description Where the page starts: the `next` of the page before it, for the same filters and order. */
-                after: string | null;
+                after?: string;
                 /**
                  * @description `newest` first (the default with `all` or `state`) or `oldest` first (the default for the
                  *     jobs that are queued, held or running: the queue's own order of submission).
                  */
-                order: null | components["schemas"]["ListOrder"];
+                order?: components["schemas"]["ListOrder"];
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -2880,7 +2880,7 @@ export interface operations {
             };
         };
     };
-    show: {
+    show_job: {
         parameters: {
             query?: never;
             header?: never;
@@ -2920,7 +2920,7 @@ export interface operations {
             };
         };
     };
-    cancel: {
+    cancel_job: {
         parameters: {
             query?: never;
             header?: never;
@@ -3020,13 +3020,14 @@ export interface operations {
     };
     log: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Byte offset to read from. */
+                offset?: number;
+            };
             header?: never;
             path: {
                 /** @description job number or id */
                 id: string;
-                /** @description Byte offset to read from. */
-                offset: number;
             };
             cookie?: never;
         };
@@ -3636,7 +3637,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    list_notebooks: {
         parameters: {
             query?: never;
             header?: never;
@@ -3732,7 +3733,7 @@ export interface operations {
             };
         };
     };
-    show: {
+    show_notebook: {
         parameters: {
             query?: never;
             header?: never;
@@ -3772,7 +3773,7 @@ export interface operations {
             };
         };
     };
-    remove: {
+    remove_notebook: {
         parameters: {
             query?: never;
             header?: never;
@@ -3914,14 +3915,14 @@ export interface operations {
     };
     runs: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
+            query?: {
                 /** @description Runs of this pipeline only. */
-                pipeline: string | null;
+                pipeline?: string;
                 /** @description At most this many (newest first; default 50). */
-                limit: number | null;
+                limit?: number;
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -4065,7 +4066,7 @@ export interface operations {
             };
         };
     };
-    cancel: {
+    cancel_pipeline_run: {
         parameters: {
             query?: never;
             header?: never;
@@ -4187,7 +4188,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    list_pipelines: {
         parameters: {
             query?: never;
             header?: never;
@@ -4305,7 +4306,7 @@ export interface operations {
             };
         };
     };
-    show: {
+    show_pipeline: {
         parameters: {
             query?: never;
             header?: never;
@@ -4409,7 +4410,7 @@ export interface operations {
             };
         };
     };
-    remove: {
+    remove_pipeline: {
         parameters: {
             query?: never;
             header?: never;
@@ -4664,7 +4665,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    list_secrets: {
         parameters: {
             query?: never;
             header?: never;
@@ -4765,7 +4766,7 @@ export interface operations {
             };
         };
     };
-    remove: {
+    remove_secret: {
         parameters: {
             query?: never;
             header?: never;
@@ -4872,7 +4873,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    list_tokens: {
         parameters: {
             query?: never;
             header?: never;

@@ -6,7 +6,21 @@ describe("splitWords", () => {
     expect(splitWords(`python train.py --lr 0.01 --name "my run" 'a b' c\\ d ""`)).toEqual([
       "python", "train.py", "--lr", "0.01", "--name", "my run", "a b", "c d", "",
     ]);
-    expect(() => splitWords(`echo "open`)).toThrow();
+    expect(() => splitWords(`echo "open`)).toThrow("double quote is not closed");
+    expect(() => splitWords(`echo it's`)).toThrow("single quote is not closed");
+    expect(splitWords(`echo "it's" 'say "hi"' a\\'b`)).toEqual(["echo", "it's", 'say "hi"', "a'b"]);
+  });
+  it("keeps what only a shell would expand as written", () => {
+    expect(splitWords(`echo $HOME "$USER" '$X' *.py`)).toEqual(["echo", "$HOME", "$USER", "$X", "*.py"]);
+    expect(splitWords(`echo "a\\"b" x=1`)).toEqual(["echo", 'a"b', "x=1"]);
+    expect(splitWords("  ")).toEqual([]);
+  });
+  it("refuses shell syntax, saying what to do", () => {
+    expect(() => splitWords("ls | wc -l")).toThrow("use a shell script");
+    expect(() => splitWords("make > out.txt")).toThrow("`>` is shell syntax");
+    expect(() => splitWords("a && b")).toThrow("`&&`");
+    expect(() => splitWords("train --tag #1")).toThrow("quote it");
+    expect(splitWords("train --tag '#1'")).toEqual(["train", "--tag", "#1"]);
   });
 });
 

@@ -1,5 +1,6 @@
 // The submit form's fields and the job spec they make. The daemon checks everything again; these
 // checks only mark obvious mistakes on their field before a round trip.
+import { parse as parseShell } from "shell-quote";
 import type { JobSpec } from "../api/types";
 
 export type SubmitForm = {
@@ -31,36 +32,38 @@ export const emptyForm: SubmitForm = {
   timeout: "", after: "", array: "", env: "", hold: false,
 };
 
-/** Splits a command line into words: spaces separate, quotes group, backslash escapes. */
+/**
+ * Splits a command line into words as a POSIX shell would (spaces separate, quotes group,
+ * backslash escapes), with shell-quote, without running a shell: `$VAR` stays as written (the
+ * job's program sees it literally), a glob is a plain word, and shell syntax that only a shell
+ * could act on (pipes, redirects, `&&`, a `#` comment) is refused with what to do instead.
+ */
 export function splitWords(line: string): string[] {
+  // shell-quote drops a quote it cannot pair (`it's` would be two words): refuse it instead.
+  const open = unclosedQuote(line);
+  if (open) throw new Error(`a ${open === '"' ? "double" : "single"} quote is not closed`);
   const words: string[] = [];
-  let cur = "";
-  let quote: string | null = null;
-  let any = false;
+  for (const entry of parseShell(line, (name: string) => `$${name}`)) {
+    if (typeof entry === "string") words.push(entry);
+    else if ("comment" in entry) throw new Error("# starts a comment here: quote it ('#1') to pass it to the program");
+    else if (entry.op === "glob") words.push(entry.pattern);
+    else throw new Error(`\`${entry.op}\` is shell syntax and a command runs without a shell: use a shell script for pipes, redirects and lists`);
+  }
+  return words;
+}
+
+/** The quote character left open at the end of `line`, if one is (a check, not a parser). */
+function unclosedQuote(line: string): string | undefined {
+  let quote: string | undefined;
   for (let i = 0; i < line.length; i++) {
     const c = line[i];
-    if (quote) {
-      if (c === quote) quote = null;
-      else if (c === "\\" && quote === '"' && i + 1 < line.length) cur += line[++i];
-      else cur += c;
-    } else if (c === "'" || c === '"') {
-      quote = c;
-      any = true;
-    } else if (c === "\\" && i + 1 < line.length) {
-      cur += line[++i];
-      any = true;
-    } else if (/\s/.test(c)) {
-      if (any || cur) words.push(cur);
-      cur = "";
-      any = false;
-    } else {
-      cur += c;
-      any = true;
-    }
+    if (quote === "'") {
+      if (c === "'") quote = undefined;
+    } else if (c === "\\") i++;
+    else if (c === quote) quote = undefined;
+    else if (!quote && (c === "'" || c === '"')) quote = c;
   }
-  if (quote) throw new Error("a quote is not closed");
-  if (any || cur) words.push(cur);
-  return words;
+  return quote;
 }
 
 const SIZE = /^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)?\s*$/i;

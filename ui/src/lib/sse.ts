@@ -1,33 +1,21 @@
-// Server-sent events over fetch (EventSource cannot send the Authorization header).
+// Server-sent events over fetch (EventSource cannot send the Authorization header), parsed by
+// eventsource-parser.
+import { createParser } from "eventsource-parser";
 
 export type SseMessage = { event: string; data: string };
 
-/** Splits a growing buffer into complete messages; returns them and the unfinished rest. */
-export function parseSse(buffer: string): { messages: SseMessage[]; rest: string } {
-  const messages: SseMessage[] = [];
-  const normalized = buffer.replace(/\r\n/g, "\n");
-  const blocks = normalized.split("\n\n");
-  const rest = blocks.pop() ?? "";
-  for (const block of blocks) {
-    let event = "message";
-    const data: string[] = [];
-    for (const line of block.split("\n")) {
-      if (line.startsWith(":")) continue;
-      const i = line.indexOf(":");
-      const field = i < 0 ? line : line.slice(0, i);
-      let value = i < 0 ? "" : line.slice(i + 1);
-      if (value.startsWith(" ")) value = value.slice(1);
-      if (field === "event") event = value;
-      else if (field === "data") data.push(value);
-    }
-    if (data.length > 0) messages.push({ event, data: data.join("\n") });
-  }
-  return { messages, rest };
+/**
+ * A parser fed with the stream's text as it arrives, in chunks cut anywhere; it calls `onMessage`
+ * for each complete event (named `message` when the stream gives no name).
+ */
+export function sseParser(onMessage: (m: SseMessage) => void): { feed: (chunk: string) => void; reset: () => void } {
+  const parser = createParser({ onEvent: (e) => onMessage({ event: e.event ?? "message", data: e.data }) });
+  return { feed: (chunk) => parser.feed(chunk), reset: () => parser.reset() };
 }
 
 /**
  * Follows an SSE stream until `signal` aborts, reconnecting with a growing pause when the
- * connection drops. `onState` hears whether the stream is up.
+ * connection drops. `onState` hears whether the stream is up. `fetchImpl` is for tests.
  */
 export async function follow(
   url: string,
@@ -35,28 +23,30 @@ export async function follow(
   onMessage: (m: SseMessage) => void,
   onState: (up: boolean) => void,
   signal: AbortSignal,
+  fetchImpl: typeof fetch = fetch,
 ): Promise<void> {
   let pause = 500;
+  const parser = sseParser((m) => {
+    if (!signal.aborted) onMessage(m);
+  });
   while (!signal.aborted) {
     try {
-      const resp = await fetch(url, { headers, signal });
+      const resp = await fetchImpl(url, { headers, signal });
       if (!resp.ok || !resp.body) throw new Error(`status ${resp.status}`);
       onState(true);
       pause = 500;
+      parser.reset();
       const reader = resp.body.getReader();
       const decoder = new TextDecoder();
-      let buffer = "";
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        const parsed = parseSse(buffer);
-        buffer = parsed.rest;
-        parsed.messages.forEach(onMessage);
+        parser.feed(decoder.decode(value, { stream: true }));
       }
     } catch {
       if (signal.aborted) return;
     }
+    if (signal.aborted) return;
     onState(false);
     await new Promise((r) => setTimeout(r, pause));
     pause = Math.min(pause * 2, 5000);

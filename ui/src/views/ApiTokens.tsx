@@ -1,8 +1,11 @@
 // Settings → API tokens: the tokens the owner made for scripts, other machines and teammates'
 // browsers; create one (its secret is shown once), revoke one (after a confirm step).
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useRef, useState } from "react";
+import { useQueryClient } from "@tanstack/react-query";
 import type { NewToken, Scope, TokenInfo } from "../api/types";
-import { ApiError } from "../api/client";
+import { ApiError, ok } from "../api/client";
+import { keys } from "../api/keys";
+import { useTokens } from "../api/queries";
 import { useLive } from "../live";
 import { Empty, ErrorNote, Field, StateBadge } from "../components/ui";
 import { ago } from "../lib/format";
@@ -13,8 +16,10 @@ const when = (ms: number | null | undefined) => (ms == null ? undefined : new Da
 
 export function ApiTokens() {
   const { api } = useLive();
-  const [tokens, setTokens] = useState<TokenInfo[]>();
-  const [listError, setListError] = useState<unknown>();
+  const client = useQueryClient();
+  const listed = useTokens();
+  const tokens = listed.data;
+  const listError = listed.error;
   const [error, setError] = useState<unknown>();
   const [name, setName] = useState("");
   const [scopes, setScopes] = useState<Scope[]>(["submit"]);
@@ -27,13 +32,7 @@ export function ApiTokens() {
   const [confirming, setConfirming] = useState<string>();
   const secret = useRef<HTMLInputElement>(null);
 
-  const load = useCallback(
-    () => api.tokens().then((t) => { setTokens(t); setListError(undefined); }, setListError),
-    [api],
-  );
-  useEffect(() => {
-    void load();
-  }, [load]);
+  const load = () => client.invalidateQueries({ queryKey: keys.tokens });
 
   const create = async (e: React.FormEvent) => {
     e.preventDefault();
@@ -44,7 +43,7 @@ export function ApiTokens() {
     if (!request) return setScopeError(refused);
     setBusy(true);
     try {
-      const answer = await api.createToken(request);
+      const answer = await ok(api.http.POST("/api/v1/tokens", { body: request }));
       setMade(answer);
       setCopied(false);
       setName("");
@@ -63,8 +62,8 @@ export function ApiTokens() {
     setError(undefined);
     setConfirming(undefined);
     try {
-      const revoked = await api.revokeToken(t.id);
-      setTokens((all) => all?.map((x) => (x.id === revoked.id ? revoked : x)));
+      const revoked = await ok(api.http.DELETE("/api/v1/tokens/{token}", { params: { path: { token: t.id } } }));
+      client.setQueryData<TokenInfo[]>(keys.tokens, (all) => all?.map((x) => (x.id === revoked.id ? revoked : x)));
       await load();
     } catch (e) {
       setError(e);

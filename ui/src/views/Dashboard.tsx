@@ -1,17 +1,19 @@
 import { Link } from "react-router-dom";
-import { useLive } from "../live";
+import { useGpus, useJobList, useNotebooks, useStatus } from "../api/queries";
 import { Empty, MemoryBar, StateBadge } from "../components/ui";
 import { bytes, jobTime } from "../lib/format";
 import { gpuSegments } from "./Gpus";
 
 export function Dashboard() {
-  const { status, jobs, gpus, notebooks } = useLive();
-  const counts = status?.counts ?? {};
-  const running = jobs.filter((j) => j.state === "running");
-  const failures = jobs
-    .filter((j) => j.state === "failed" || j.state === "timed_out")
+  const status = useStatus().data;
+  const gpus = useGpus().data;
+  const notebooks = useNotebooks().data ?? [];
+  // Short pages, not the whole queue: the counts say how many there are.
+  const running = useJobList({ state: "running", order: "oldest", limit: 20 }).data?.jobs ?? [];
+  const failures = (useJobList({ state: "failed,timed_out", limit: 10 }).data?.jobs ?? [])
     .sort((a, b) => (b.finished_at_ms ?? 0) - (a.finished_at_ms ?? 0))
     .slice(0, 5);
+  const counts = status?.counts ?? {};
   const liveNotebooks = notebooks.filter((n) => n.state !== "stopped");
   return (
     <div className="page">
@@ -66,6 +68,9 @@ export function Dashboard() {
                   <span className="muted">{jobTime(j)}</span>
                 </li>
               ))}
+              {(counts.running ?? 0) > running.length && (
+                <li><Link to="/jobs?state=running">all {counts.running} running jobs</Link></li>
+              )}
             </ul>
           )}
         </section>

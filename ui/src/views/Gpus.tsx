@@ -1,7 +1,7 @@
-import { useEffect, useMemo, useState } from "react";
+import { useMemo } from "react";
 import { Link } from "react-router-dom";
 import type { GpuHistory, GpuView } from "../api/types";
-import { useLive } from "../live";
+import { useGpuHistory, useGpus } from "../api/queries";
 import { Chart } from "../components/Chart";
 import { Empty, MemoryBar } from "../components/ui";
 import type { Segment } from "../components/ui";
@@ -22,24 +22,9 @@ export function gpuSegments(g: GpuView): Segment[] {
 }
 
 export function Gpus() {
-  const { api, gpus, gpuTick } = useLive();
-  const [history, setHistory] = useState<GpuHistory>();
-
-  // The charts follow the daemon's GPU samples: each one arrives as an event.
-  useEffect(() => {
-    let stop = false;
-    api.gpuHistory().then(
-      (h) => {
-        if (!stop) setHistory(h);
-      },
-      () => {
-        /* the connection banner says it */
-      },
-    );
-    return () => {
-      stop = true;
-    };
-  }, [api, gpuTick]);
+  const gpus = useGpus().data;
+  // The charts follow the daemon's GPU samples: each one arrives as an event that invalidates them.
+  const history = useGpuHistory().data;
 
   if (!gpus) return <div className="page"><p className="muted">Loading…</p></div>;
   if (!gpus.available || gpus.gpus.length === 0) {

@@ -1,46 +1,54 @@
 import { useEffect, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
-import type { Job } from "../api/types";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { ok } from "../api/client";
+import { keys } from "../api/keys";
 import { Mlflow, runIdOfJob } from "../api/mlflow";
-import type { TrackedRun } from "../api/mlflow";
+import { useJob } from "../api/queries";
+import type { Job, Pruned } from "../api/types";
 import { useLive } from "../live";
 import { ErrorNote, StateBadge } from "../components/ui";
 import { ago, bytes, isFinal, jobTime, runWhere } from "../lib/format";
 import { follow } from "../lib/sse";
 
+const PRUNED_BY: Record<string, string> = {
+  age: "it was older than the retention's max_age",
+  size: "the finished jobs' files were over the retention's max_size, and it was among the oldest",
+  gc: "a garbage collection (petri gc, or Free space now in the settings) let it go",
+};
+
+/** Why a job has no log any more. */
+export function prunedText(p: Pruned): string {
+  return `Retention removed this job's log and outputs (${bytes(p.bytes)}) ${ago(p.at_ms)}: ${PRUNED_BY[p.why] ?? p.why}. The record stays.`;
+}
+
 export function JobDetail() {
   const { id = "" } = useParams();
-  const { api, tick } = useLive();
-  const [job, setJob] = useState<Job>();
+  const { api } = useLive();
+  const client = useQueryClient();
+  const jobQuery = useJob(id);
+  const job = jobQuery.data;
   const [error, setError] = useState<unknown>();
   const [log, setLog] = useState("");
   const [ended, setEnded] = useState(false);
   const pre = useRef<HTMLPreElement>(null);
   const navigate = useNavigate();
 
-  useEffect(() => {
-    api.job(id).then(setJob, setError);
-  }, [api, id, tick]);
-
   // The job's tracking run (its id is the job's UUID as 32 hex digits), once the job has tracked.
-  const [tracked, setTracked] = useState<TrackedRun>();
   const jobId = job?.id;
-  useEffect(() => {
-    if (!jobId) return;
-    let live = true;
-    new Mlflow(api).run(runIdOfJob(jobId)).then(
-      (r) => live && setTracked(r),
-      () => live && setTracked(undefined),
-    );
-    return () => {
-      live = false;
-    };
-  }, [api, jobId, tick]);
+  const tracked = useQuery({
+    queryKey: keys.trackingRun(runIdOfJob(jobId ?? "")),
+    queryFn: () => new Mlflow(api).run(runIdOfJob(jobId ?? "")),
+    enabled: !!jobId,
+    retry: false,
+  }).data;
 
-  // The log, live: the daemon streams it until the job has finished.
+  // The log, live: the daemon streams it until the job has finished (not one whose files are gone).
+  const pruned = !!job?.pruned;
   useEffect(() => {
     setLog("");
     setEnded(false);
+    if (pruned) return;
     const abort = new AbortController();
     void follow(
       `${api.base}/api/v1/jobs/${encodeURIComponent(id)}/log/stream`,
@@ -56,7 +64,7 @@ export function JobDetail() {
       abort.signal,
     );
     return () => abort.abort();
-  }, [api, id]);
+  }, [api, id, pruned]);
 
   useEffect(() => {
     const el = pre.current;
@@ -66,7 +74,15 @@ export function JobDetail() {
   const act = async (verb: "cancel" | "hold" | "release") => {
     setError(undefined);
     try {
-      setJob(await api.act(id, verb));
+      const path = { params: { path: { id } } };
+      const changed: Job = await ok(
+        verb === "cancel"
+          ? api.http.POST("/api/v1/jobs/{id}/cancel", path)
+          : verb === "hold"
+            ? api.http.POST("/api/v1/jobs/{id}/hold", path)
+            : api.http.POST("/api/v1/jobs/{id}/release", path),
+      );
+      client.setQueryData(keys.job(id), changed);
     } catch (e) {
       setError(e);
     }
@@ -76,14 +92,16 @@ export function JobDetail() {
     setError(undefined);
     try {
       const spec = { ...job.spec, hold: false };
-      const [created] = await api.submit([spec]);
+      const { jobs: [created] } = await ok(api.http.POST("/api/v1/jobs", { body: { jobs: [spec] } }));
       navigate(`/jobs/${created.number}`);
     } catch (e) {
       setError(e);
     }
   };
 
-  if (!job) return <div className="page">{error ? <ErrorNote error={error} /> : <p className="muted">Loading…</p>}</div>;
+  if (!job) {
+    return <div className="page">{jobQuery.error ? <ErrorNote error={jobQuery.error} /> : <p className="muted">Loading…</p>}</div>;
+  }
   const r = job.spec.resources ?? {};
   return (
     <div className="page">
@@ -101,6 +119,7 @@ export function JobDetail() {
         </div>
       </div>
       <ErrorNote error={error} onDismiss={() => setError(undefined)} />
+      <ErrorNote error={jobQuery.error} />
       {job.pending && (
         <div className="pending" data-testid="pending">
           Waiting: {job.pending.message}
@@ -147,10 +166,14 @@ export function JobDetail() {
         <dd className="muted">{job.id}</dd>
       </dl>
       <h2>
-        Log {!ended && !isFinal(job.state) && <span className="live-dot" title="streaming" />}
-        <span className="muted small"> {bytes(log.length)}</span>
+        Log {!ended && !pruned && !isFinal(job.state) && <span className="live-dot" title="streaming" />}
+        {!pruned && <span className="muted small"> {bytes(log.length)}</span>}
       </h2>
-      <pre className="log" ref={pre} data-testid="log">{log || (isFinal(job.state) ? "(no output)" : "")}</pre>
+      {job.pruned ? (
+        <div className="pending pruned-note" data-testid="pruned">{prunedText(job.pruned)}</div>
+      ) : (
+        <pre className="log" ref={pre} data-testid="log">{log || (isFinal(job.state) ? "(no output)" : "")}</pre>
+      )}
     </div>
   );
 }

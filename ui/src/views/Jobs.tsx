@@ -1,43 +1,60 @@
-import { useMemo, useState } from "react";
+// Every job, newest first, read from the daemon a page at a time as the table scrolls: the filters
+// are the API's own (state, queue, order), the table draws only the rows on screen (TanStack
+// Virtual), and the footer says how much of the list is read. The search box looks through the
+// rows read so far.
+import { memo, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router-dom";
-import type { Job, JobState } from "../api/types";
-import { useLive } from "../live";
-import { Empty, StateBadge } from "../components/ui";
+import { useVirtualizer } from "@tanstack/react-virtual";
+import type { Job, JobState, ListOrder } from "../api/types";
+import type { JobListFilter } from "../api/keys";
+import { rowAt, useJobPages, wanted } from "../api/jobPages";
+import { totalOf, useStatus } from "../api/queries";
+import { Empty, ErrorNote, StateBadge } from "../components/ui";
 import { jobTime } from "../lib/format";
+import { searchJobs } from "../lib/jobs";
 
 const STATES: JobState[] = ["queued", "held", "running", "succeeded", "failed", "cancelled", "timed_out"];
+/** Jobs per page read, and the most pages held at once (older ones are read again if needed). */
+export const PAGE = 250;
+export const MAX_PAGES = 12;
+/** The header row's height, above the rows in the same scrolling box. */
+const HEAD = 34;
+/**
+ * Every row is one line of this height, so the table knows where each one goes without drawing it
+ * (small enough that a million rows stay within the ~33.5 million pixels a browser can lay out).
+ */
+const ROW = 30;
 
 function info(j: Job): string {
   if (j.pending) return `${j.pending.message ?? j.pending.reason}${j.pending.position ? ` · #${j.pending.position} in line` : ""}`;
+  if (j.pruned) return "log and outputs removed by retention";
   if (j.reason) return j.reason;
   if (j.exit_code != null && j.state !== "succeeded") return `exit ${j.exit_code}`;
   return "";
 }
 
 export function Jobs() {
-  const { jobs } = useLive();
   const [params, setParams] = useSearchParams();
   const [text, setText] = useState(params.get("q") ?? "");
   const state = params.get("state") ?? "";
-  const navigate = useNavigate();
-  const shown = useMemo(() => {
-    const q = text.trim().toLowerCase();
-    return jobs
-      .filter((j) => !state || j.state === state)
-      .filter(
-        (j) =>
-          !q ||
-          j.name.toLowerCase().includes(q) ||
-          String(j.number) === q ||
-          j.id.startsWith(q) ||
-          (j.spec.command ?? []).join(" ").toLowerCase().includes(q) ||
-          (j.spec.run ?? "").toLowerCase().includes(q),
-      )
-      .sort((a, b) => b.number - a.number);
-  }, [jobs, state, text]);
+  const queue = params.get("queue") ?? "";
+  const order: ListOrder = params.get("order") === "oldest" ? "oldest" : "newest";
+  const status = useStatus();
+  const queues = Object.keys(status.data?.queue_limits ?? {}).sort();
+
+  const set = (k: string, v: string | undefined) => {
+    const p = new URLSearchParams(params);
+    if (v) p.set(k, v);
+    else p.delete(k);
+    setParams(p, { replace: k === "q" });
+  };
+  const filter: JobListFilter & { limit: number } = useMemo(
+    () => ({ all: true, ...(state ? { state } : {}), ...(queue ? { queue } : {}), order, limit: PAGE }),
+    [state, queue, order],
+  );
 
   return (
-    <div className="page">
+    <div className="page jobs-page">
       <div className="row between">
         <h1>Jobs</h1>
         <Link className="button primary" to="/jobs/new" title="New job (n)">
@@ -47,70 +64,185 @@ export function Jobs() {
       <div className="filters">
         <input
           type="search"
-          placeholder="Search name, number, command… ( / )"
+          placeholder="Search the rows read: name, number, command… ( / )"
           value={text}
           id="job-search"
           onChange={(e) => {
             setText(e.target.value);
-            const p = new URLSearchParams(params);
-            if (e.target.value) p.set("q", e.target.value);
-            else p.delete("q");
-            setParams(p, { replace: true });
+            set("q", e.target.value);
           }}
         />
         <div className="chips">
-          <button className={!state ? "chip on" : "chip"} onClick={() => setParams({})}>
+          <button className={!state ? "chip on" : "chip"} onClick={() => set("state", undefined)}>
             all
           </button>
           {STATES.map((s) => (
-            <button key={s} className={state === s ? "chip on" : "chip"} onClick={() => setParams({ state: s })}>
+            <button key={s} className={state === s ? "chip on" : "chip"} onClick={() => set("state", s)}>
               {s.replace("_", " ")}
             </button>
           ))}
         </div>
-      </div>
-      {shown.length === 0 ? (
-        jobs.length === 0 ? (
-          <Empty title="No jobs yet">
-            Submit one with <Link to="/jobs/new">the form</Link>, or from a terminal:{" "}
-            <code>petri submit -- python train.py</code>
-          </Empty>
-        ) : (
-          <Empty title="No job matches">Clear the search or pick another state.</Empty>
-        )
-      ) : (
-        <table className="table" data-testid="jobs-table">
-          <thead>
-            <tr>
-              <th>#</th>
-              <th>Name</th>
-              <th>State</th>
-              <th>Queue</th>
-              <th>Prio</th>
-              <th>Time</th>
-              <th>Info</th>
-            </tr>
-          </thead>
-          <tbody>
-            {shown.map((j) => (
-              <tr key={j.id} onClick={() => navigate(`/jobs/${j.number}`)} className="clickable">
-                <td>{j.number}</td>
-                <td>
-                  <Link to={`/jobs/${j.number}`}>{j.name}</Link>
-                  {j.spec.image && <span className="tag">{j.spec.image}</span>}
-                </td>
-                <td>
-                  <StateBadge state={j.state} />
-                </td>
-                <td>{j.queue}</td>
-                <td>{j.priority}</td>
-                <td>{jobTime(j)}</td>
-                <td className="reason">{info(j)}</td>
-              </tr>
+        {queues.length > 0 && (
+          <select name="queue" value={queue} onChange={(e) => set("queue", e.target.value || undefined)} aria-label="queue">
+            <option value="">every queue</option>
+            {["default", ...queues.filter((q) => q !== "default")].map((q) => (
+              <option key={q} value={q}>{q}</option>
             ))}
-          </tbody>
-        </table>
-      )}
+          </select>
+        )}
+        <button
+          className="chip"
+          name="order"
+          onClick={() => set("order", order === "newest" ? "oldest" : undefined)}
+          title="Order by submission"
+        >
+          {order === "newest" ? "newest first ↓" : "oldest first ↑"}
+        </button>
+      </div>
+      <JobTable key={JSON.stringify(filter)} filter={filter} text={text} total={totalOf(status.data?.counts, filter)} />
     </div>
   );
 }
+
+function JobTable(props: { filter: JobListFilter & { limit: number }; text: string; total?: number }) {
+  const { filter, total } = props;
+  const pages = useJobPages(filter, MAX_PAGES, total);
+  const { view } = pages;
+  const q = props.text.trim().toLowerCase();
+  const matches = useMemo(() => (q ? searchJobs(view.rows, q) : undefined), [view.rows, q]);
+  const scroller = useRef<HTMLDivElement>(null);
+  const navigate = useNavigate();
+  // One handler for every row: a click anywhere on a row opens its job.
+  const open = useCallback(
+    (e: React.MouseEvent) => {
+      const row = (e.target as HTMLElement).closest<HTMLElement>("[data-number]");
+      if (row && !(e.target as HTMLElement).closest("a")) navigate(`/jobs/${row.dataset.number}`);
+    },
+    [navigate],
+  );
+
+  const count = matches ? matches.length : view.count;
+  const virtual = useVirtualizer({
+    count,
+    getScrollElement: () => scroller.current,
+    estimateSize: () => ROW,
+    scrollMargin: HEAD,
+    overscan: 12,
+  });
+  const items = virtual.getVirtualItems();
+  const from = items[0]?.index ?? 0;
+  const to = items.length ? items[items.length - 1].index : -1;
+
+  // Read what the rows on screen need: the next page near the end, the previous one near the
+  // start, or (after a jump of the scrollbar, once it rests) a new window where it landed. One
+  // read at a time; a refetch after an event finishes first.
+  const { fetchNextPage, fetchPreviousPage, hasPreviousPage, isFetching, jump } = pages;
+  useEffect(() => {
+    if (matches || isFetching) return;
+    const want = wanted(view, from, to, hasPreviousPage);
+    if (want === "next") void fetchNextPage({ cancelRefetch: false });
+    else if (want === "previous") void fetchPreviousPage({ cancelRefetch: false });
+    else if (want) {
+      const t = window.setTimeout(() => void jump(want.jump), 150);
+      return () => window.clearTimeout(t);
+    }
+  }, [matches, isFetching, view, from, to, hasPreviousPage, fetchNextPage, fetchPreviousPage, jump]);
+
+  if (pages.error && !pages.data) return <ErrorNote error={pages.error} />;
+  if (pages.isPending) return <p className="muted">Loading…</p>;
+  if (view.count === 0) {
+    return filter.state || filter.queue ? (
+      <Empty title="No job matches">Pick another state or queue.</Empty>
+    ) : (
+      <Empty title="No jobs yet">
+        Submit one with <Link to="/jobs/new">the form</Link>, or from a terminal: <code>petri submit -- python train.py</code>
+      </Empty>
+    );
+  }
+
+  const reached = view.reached;
+  return (
+    <>
+      <ErrorNote error={pages.error} />
+      {matches && matches.length === 0 ? (
+        <Empty title="No job matches">None of the {view.rows.length.toLocaleString()} rows read matches; clear the search or pick another state.</Empty>
+      ) : (
+        // Rows are placed absolutely, each one contained, so drawing the rows that scroll in lays
+        // out those rows and nothing else (a <table> would lay itself out again every frame).
+        <div className="jobs-scroll" ref={scroller} data-testid="jobs-scroll">
+          <div className="jobs-grid" role="table" data-testid="jobs-table" aria-rowcount={count}>
+            <div className="jobs-row jobs-head" role="row">
+              <span role="columnheader">#</span>
+              <span role="columnheader">Name</span>
+              <span role="columnheader">State</span>
+              <span role="columnheader">Queue</span>
+              <span role="columnheader">Prio</span>
+              <span role="columnheader">Time</span>
+              <span role="columnheader">Info</span>
+            </div>
+            <div className="jobs-body" role="rowgroup" style={{ height: virtual.getTotalSize() }} onClick={open}>
+              {items.map((v) => {
+                const job = matches ? matches[v.index] : rowAt(view, v.index);
+                return job ? (
+                  <JobRow key={job.id} job={job} index={v.index} top={v.start - HEAD} />
+                ) : (
+                  <div key={`at-${v.index}`} className="jobs-row placeholder" role="row" aria-rowindex={v.index + 2} style={{ transform: `translateY(${v.start - HEAD}px)` }}>
+                    <span role="cell" className="muted">…</span>
+                  </div>
+                );
+              })}
+            </div>
+          </div>
+        </div>
+      )}
+      <div className="jobs-foot muted small" data-testid="jobs-footer" role="status">
+        {matches ? (
+          <>
+            {matches.length.toLocaleString()} of the {view.rows.length.toLocaleString()} rows read match
+            {pages.hasNextPage && (
+              <>
+                {" · "}
+                <button className="link" onClick={() => void fetchNextPage({ cancelRefetch: false })} disabled={isFetching}>
+                  read {filter.limit} more
+                </button>
+              </>
+            )}
+          </>
+        ) : (
+          <>
+            {reached.toLocaleString()}
+            {total !== undefined ? ` of ${Math.max(total, reached).toLocaleString()}` : ""} loaded
+            {!pages.hasNextPage && " · the end of the list"}
+          </>
+        )}
+        {isFetching && " · reading…"}
+      </div>
+    </>
+  );
+}
+
+const JobRow = memo(function JobRow(props: { job: Job; index: number; top: number }) {
+  const j = props.job;
+  const why = info(j);
+  return (
+    <div className="jobs-row" role="row" data-number={j.number} aria-rowindex={props.index + 2} style={{ transform: `translateY(${props.top}px)` }}>
+      <span role="cell">{j.number}</span>
+      <span role="cell" title={j.name}>
+        {/* A plain link: the router reads the address (`#/jobs/N`); cheaper than a Link per row. */}
+        <a href={`#/jobs/${j.number}`}>{j.name}</a>
+        {j.array_values &&
+          Object.entries(j.array_values).map(([k, v]) => (
+            <span key={k} className="muted small"> {k}={v}</span>
+          ))}
+        {j.spec.image && <span className="tag">{j.spec.image}</span>}
+      </span>
+      <span role="cell">
+        <StateBadge state={j.state} />
+      </span>
+      <span role="cell">{j.queue}</span>
+      <span role="cell">{j.priority}</span>
+      <span role="cell">{jobTime(j)}</span>
+      <span role="cell" className="reason" title={why}>{why}</span>
+    </div>
+  );
+});

@@ -1,6 +1,9 @@
 import { useState } from "react";
+import { useQueryClient } from "@tanstack/react-query";
 import type { Notebook, NotebookRequest } from "../api/types";
-import { ApiError } from "../api/client";
+import { ApiError, ok } from "../api/client";
+import { keys } from "../api/keys";
+import { useNotebooks } from "../api/queries";
 import { useLive } from "../live";
 import { Empty, ErrorNote, Field, StateBadge } from "../components/ui";
 import { duration } from "../lib/format";
@@ -9,7 +12,12 @@ import { parseMounts } from "../lib/spec";
 const TONE: Record<string, string> = { running: "ok", starting: "busy", queued: "idle", stopping: "busy", stopped: "muted" };
 
 export function Notebooks() {
-  const { api, notebooks, refresh } = useLive();
+  const { api } = useLive();
+  const client = useQueryClient();
+  const listed = useNotebooks();
+  const notebooks = listed.data ?? [];
+  // What an action answers is shown at once; the event that follows brings the rest.
+  const refresh = () => void client.invalidateQueries({ queryKey: keys.notebooks });
   const [name, setName] = useState("");
   const [image, setImage] = useState("");
   const [gpuMem, setGpuMem] = useState("");
@@ -24,7 +32,7 @@ export function Notebooks() {
     setError(undefined);
     setFieldError(undefined);
     try {
-      await api.startNotebook(req);
+      await ok(api.http.POST("/api/v1/notebooks", { body: req }));
       refresh();
     } catch (e) {
       if (e instanceof ApiError && e.code === "MOUNT_NOT_ALLOWED") setMountError(e.message);
@@ -44,7 +52,7 @@ export function Notebooks() {
   const openIt = async (nb: Notebook) => {
     setError(undefined);
     try {
-      const link = await api.openNotebook(nb.name);
+      const link = await ok(api.http.POST("/api/v1/notebooks/{name}/open", { params: { path: { name: nb.name } } }));
       setOpen({ name: nb.name, url: link.url });
     } catch (e) {
       setError(e);
@@ -55,6 +63,7 @@ export function Notebooks() {
     <div className="page">
       <h1>Notebooks</h1>
       <ErrorNote error={error} onDismiss={() => setError(undefined)} />
+      <ErrorNote error={listed.error} />
       <form
         className="form inline"
         onSubmit={(e) => {
@@ -82,7 +91,9 @@ export function Notebooks() {
         </Field>
         <button className="primary" type="submit">Start</button>
       </form>
-      {notebooks.length === 0 ? (
+      {listed.isPending ? (
+        <p className="muted">Loading…</p>
+      ) : notebooks.length === 0 ? (
         <Empty title="No notebooks">
           Start one above, or with <code>petri notebook start NAME --gpu-mem 4GiB</code>. It runs JupyterLab in a
           container, reached through Petri: no port, no Jupyter token.
@@ -108,9 +119,9 @@ export function Notebooks() {
                 <td className="muted small">{nb.workspace}</td>
                 <td className="actions">
                   {nb.state === "running" && <button onClick={() => openIt(nb)}>Open</button>}
-                  {nb.state !== "stopped" && <button onClick={() => act(() => api.stopNotebook(nb.name))}>Stop</button>}
+                  {nb.state !== "stopped" && <button onClick={() => act(() => ok(api.http.POST("/api/v1/notebooks/{name}/stop", { params: { path: { name: nb.name } } })))}>Stop</button>}
                   {nb.state === "stopped" && <button onClick={() => start({ name: nb.name })}>Resume</button>}
-                  {nb.state === "stopped" && <button className="danger" onClick={() => act(() => api.removeNotebook(nb.name))}>Remove</button>}
+                  {nb.state === "stopped" && <button className="danger" onClick={() => act(() => ok(api.http.DELETE("/api/v1/notebooks/{name}", { params: { path: { name: nb.name } } })))}>Remove</button>}
                 </td>
               </tr>
             ))}

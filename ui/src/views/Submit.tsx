@@ -1,7 +1,7 @@
 import { useState } from "react";
 import type { ChangeEvent } from "react";
 import { useNavigate } from "react-router-dom";
-import { ApiError } from "../api/client";
+import { ApiError, ok } from "../api/client";
 import { useLive } from "../live";
 import { ErrorNote, Field } from "../components/ui";
 import { buildSpec, emptyForm, formField } from "../lib/spec";
@@ -29,7 +29,7 @@ export function Submit() {
     if (!spec) return;
     setBusy(true);
     try {
-      const jobs = await api.submit([spec]);
+      const { jobs } = await ok(api.http.POST("/api/v1/jobs", { body: { jobs: [spec] } }));
       navigate(jobs.length === 1 ? `/jobs/${jobs[0].number}` : "/jobs");
     } catch (e) {
       const field = e instanceof ApiError ? formField(e.field) : undefined;

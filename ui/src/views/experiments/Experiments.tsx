@@ -1,9 +1,12 @@
 // Experiments: the list, and one experiment's runs (filter in MLflow's grammar, order by a header
 // click, metric/param columns picked and remembered, runs selected and compared).
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { Link, useParams } from "react-router-dom";
+import { keepPreviousData, useQuery } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
+import { useJob } from "../../api/queries";
 import { Mlflow } from "../../api/mlflow";
-import type { Experiment, TrackedRun } from "../../api/mlflow";
+import type { TrackedRun } from "../../api/mlflow";
 import { jobOf, latestMetrics, paramsOf } from "../../api/mlflow";
 import { Empty, ErrorNote } from "../../components/ui";
 import { useLive } from "../../live";
@@ -22,35 +25,27 @@ export function useMlflow(): Mlflow {
 
 export function Experiments() {
   const ml = useMlflow();
-  const { tick } = useLive();
-  const [experiments, setExperiments] = useState<Experiment[]>();
-  const [counts, setCounts] = useState<Record<string, string>>({});
-  const [error, setError] = useState<unknown>();
-
-  useEffect(() => {
-    let live = true;
-    ml.searchExperiments().then(
-      async (list) => {
-        if (!live) return;
-        setExperiments(list);
-        setError(undefined);
-        // How many runs each has (up to a thousand are counted).
-        const pairs = await Promise.all(
-          list.slice(0, 200).map((e) =>
-            ml.searchRuns({ experimentIds: [e.experiment_id], maxResults: 1000 }).then(
-              (r) => [e.experiment_id, r.next ? "1000+" : String(r.runs.length)] as const,
-              () => [e.experiment_id, "?"] as const,
+  const listed = useQuery({ queryKey: keys.experiments, queryFn: () => ml.searchExperiments() });
+  const experiments = listed.data;
+  const error = listed.error;
+  // How many runs each has (up to a thousand are counted).
+  const ids = (experiments ?? []).slice(0, 200).map((e) => e.experiment_id);
+  const counts =
+    useQuery({
+      queryKey: keys.runCounts(ids),
+      queryFn: async () =>
+        Object.fromEntries(
+          await Promise.all(
+            ids.map((id) =>
+              ml.searchRuns({ experimentIds: [id], maxResults: 1000 }).then(
+                (r) => [id, r.next ? "1000+" : String(r.runs.length)] as const,
+                () => [id, "?"] as const,
+              ),
             ),
           ),
-        );
-        if (live) setCounts(Object.fromEntries(pairs));
-      },
-      (e) => live && setError(e),
-    );
-    return () => {
-      live = false;
-    };
-  }, [ml, tick]);
+        ) as Record<string, string>,
+      enabled: ids.length > 0,
+    }).data ?? {};
 
   return (
     <div className="page">
@@ -99,9 +94,8 @@ export function runDuration(r: TrackedRun, now = Date.now()): string {
 }
 
 export function JobLink(props: { id?: string }) {
-  const { jobs } = useLive();
+  const job = useJob(props.id).data;
   if (!props.id) return <span className="muted">–</span>;
-  const job = jobs.find((j) => j.id === props.id);
   return <Link to={`/jobs/${props.id}`} data-testid="job-link">{job ? `#${job.number} ${job.name}` : props.id.slice(0, 8)}</Link>;
 }
 
@@ -113,12 +107,6 @@ export function ExperimentRuns() {
 
 function RunsOf({ id }: { id: string }) {
   const ml = useMlflow();
-  const { tick } = useLive();
-  const [experiment, setExperiment] = useState<Experiment>();
-  const [runs, setRuns] = useState<TrackedRun[]>();
-  const [more, setMore] = useState(false);
-  const [error, setError] = useState<unknown>();
-  const [filterError, setFilterError] = useState<unknown>();
   const [text, setText] = useState("");
   const [filter, setFilter] = useState("");
   const [sort, setSort] = useState<Sort>();
@@ -126,26 +114,28 @@ function RunsOf({ id }: { id: string }) {
   const [selected, setSelected] = useState<string[]>([]);
   const [comparing, setComparing] = useState(false);
 
+  const experimentQuery = useQuery({ queryKey: keys.experiment(id), queryFn: () => ml.experiment(id) });
+  const experiment = experimentQuery.data;
+  const error = experimentQuery.error;
   useEffect(() => {
-    ml.experiment(id).then(setExperiment, setError);
     setStored(loadColumns(localStorage, id));
-  }, [ml, id]);
+  }, [id]);
 
-  const load = useCallback(() => {
-    const order = orderBy(sort);
-    ml.searchRuns({ experimentIds: [id], filter, orderBy: order.length ? order : ["attributes.start_time DESC"], maxResults: 1000 }).then(
-      (r) => {
-        setRuns(r.runs);
-        setMore(!!r.next);
-        setFilterError(undefined);
-      },
-      (e) => {
-        setFilterError(e);
-        setRuns((old) => old ?? []);
-      },
-    );
-  }, [ml, id, filter, sort]);
-  useEffect(load, [load, tick]);
+  // A refused filter keeps the runs shown before under its error.
+  const order = orderBy(sort);
+  const search = useQuery({
+    queryKey: keys.runSearch(id, filter, order),
+    queryFn: () => ml.searchRuns({ experimentIds: [id], filter, orderBy: order.length ? order : ["attributes.start_time DESC"], maxResults: 1000 }),
+    placeholderData: keepPreviousData,
+    retry: false,
+  });
+  const [lastRuns, setLastRuns] = useState<TrackedRun[]>();
+  useEffect(() => {
+    if (search.data) setLastRuns(search.data.runs);
+  }, [search.data]);
+  const runs = search.data?.runs ?? lastRuns ?? (search.error ? [] : undefined);
+  const more = !!search.data?.next;
+  const filterError = search.error;
 
   // The keys come from every run seen unfiltered too, so a filter that hides all runs keeps the picker.
   const [allKeys, setAllKeys] = useState<Columns>({ metrics: [], params: [] });

@@ -2,10 +2,11 @@
 // and its artifacts (a tree; text and images previewed, anything downloadable).
 import { useEffect, useMemo, useState } from "react";
 import { Link, useParams } from "react-router-dom";
-import type { ArtifactFile, Experiment, TrackedRun } from "../../api/mlflow";
+import { useQuery } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
+import type { ArtifactFile } from "../../api/mlflow";
 import { artifactRoot, jobOf } from "../../api/mlflow";
 import { ErrorNote } from "../../components/ui";
-import { useLive } from "../../live";
 import { ago, bytes } from "../../lib/format";
 import { MetricChart, name } from "./Compare";
 import { JobLink, runDuration, statusTone, useMlflow } from "./Experiments";
@@ -15,24 +16,15 @@ import "./experiments.css";
 export function RunDetail() {
   const { id = "" } = useParams();
   const ml = useMlflow();
-  const { tick } = useLive();
-  const [run, setRun] = useState<TrackedRun>();
-  const [experiment, setExperiment] = useState<Experiment>();
-  const [error, setError] = useState<unknown>();
-
-  useEffect(() => {
-    ml.run(id).then(
-      (r) => {
-        setRun(r);
-        setError(undefined);
-      },
-      setError,
-    );
-  }, [ml, id, tick]);
+  const runQuery = useQuery({ queryKey: keys.trackingRun(id), queryFn: () => ml.run(id) });
+  const run = runQuery.data;
+  const error = runQuery.error;
   const experimentId = run?.info.experiment_id;
-  useEffect(() => {
-    if (experimentId != null) ml.experiment(experimentId).then(setExperiment, () => {});
-  }, [ml, experimentId]);
+  const experiment = useQuery({
+    queryKey: keys.experiment(experimentId ?? ""),
+    queryFn: () => ml.experiment(experimentId ?? ""),
+    enabled: experimentId != null,
+  }).data;
 
   const metricKeys = useMemo(() => [...new Set((run?.data?.metrics ?? []).map((m) => m.key))].sort(), [run]);
   const one = useMemo(() => (run ? [run] : []), [run]);

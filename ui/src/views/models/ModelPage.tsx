@@ -3,6 +3,8 @@
 // for one version: files (downloaded with the token), tags, description and where it came from.
 import { useEffect, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router-dom";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
 import { ApiError } from "../../api/client";
 import { Empty, ErrorNote, Field } from "../../components/ui";
 import { useLive } from "../../live";
@@ -22,31 +24,17 @@ export function ModelPage() {
 }
 
 function ModelOf({ name }: { name: string }) {
-  const { api, tick } = useLive();
+  const { api } = useLive();
+  const client = useQueryClient();
   const [params, setParams] = useSearchParams();
-  const [detail, setDetail] = useState<ModelDetail>();
-  const [error, setError] = useState<unknown>();
-  // Bumped after a change made here, so the page reads the model again.
-  const [reload, setReload] = useState(0);
+  const query = useQuery({ queryKey: keys.model(name), queryFn: ({ signal }) => models.get(api, name, signal) });
+  const detail = query.data;
+  const error = query.error;
 
-  useEffect(() => {
-    let live = true;
-    models.get(api, name).then(
-      (d) => {
-        if (!live) return;
-        setDetail(d);
-        setError(undefined);
-      },
-      (e) => live && setError(e),
-    );
-    return () => {
-      live = false;
-    };
-  }, [api, name, tick, reload]);
-
+  // A change made here: the answer shows at once, and the model (and the list) are read again.
   const changed = (d?: ModelDetail) => {
-    if (d) setDetail(d);
-    setReload((r) => r + 1);
+    if (d) client.setQueryData(keys.model(name), d);
+    void client.invalidateQueries({ queryKey: keys.models });
   };
 
   if (!detail)

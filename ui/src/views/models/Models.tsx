@@ -2,21 +2,20 @@
 // filter in MLflow's grammar.
 import { useEffect, useState } from "react";
 import { Link } from "react-router-dom";
+import { keepPreviousData, useQuery } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
 import { Empty, ErrorNote } from "../../components/ui";
 import { useLive } from "../../live";
 import { ago } from "../../lib/format";
 import { models } from "./api";
-import type { RegisteredModel } from "./api";
 import { aliasChips, filterOf, nameMatches, v } from "./model";
 import "../experiments/experiments.css";
 import "./models.css";
 
 export function Models() {
-  const { api, tick } = useLive();
+  const { api } = useLive();
   const [text, setText] = useState("");
   const [filter, setFilter] = useState("");
-  const [list, setList] = useState<RegisteredModel[]>();
-  const [error, setError] = useState<unknown>();
 
   // The box filters as one types, a moment after the last key.
   useEffect(() => {
@@ -25,24 +24,15 @@ export function Models() {
   }, [text]);
 
   const { server, local } = filterOf(filter);
-  useEffect(() => {
-    let live = true;
-    models.list(api, server).then(
-      (l) => {
-        if (!live) return;
-        setList(l);
-        setError(undefined);
-      },
-      (e) => {
-        if (!live) return;
-        setError(e);
-        setList((old) => old ?? []);
-      },
-    );
-    return () => {
-      live = false;
-    };
-  }, [api, server, tick]);
+  // A refused filter keeps the last list on screen under its error.
+  const query = useQuery({
+    queryKey: keys.modelList(server ?? ""),
+    queryFn: ({ signal }) => models.list(api, server, signal),
+    placeholderData: keepPreviousData,
+    retry: false,
+  });
+  const list = query.data ?? (query.error ? [] : undefined);
+  const error = query.error;
 
   const shown = (list ?? []).filter((m) => nameMatches(m.name, local));
   return (

@@ -1,7 +1,7 @@
 // The model registry's routes (`/api/v1/models/...`), typed from the daemon's OpenAPI document.
 // The token and the error handling are the app's own `Api`'s: a refusal arrives as an ApiError
 // with the daemon's code (RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE…) and message.
-import { Api, ApiError } from "../../api/client";
+import { Api, ApiError, ok } from "../../api/client";
 import type { components } from "../../api/schema";
 import type { ErrorBody } from "../../api/types";
 import { fileRoute } from "./model";
@@ -15,18 +15,16 @@ export type VersionFile = S["VersionFile"];
 export type AliasEvent = S["AliasEvent"];
 export type Lineage = S["Lineage"];
 
-const enc = encodeURIComponent;
-
 export const models = {
   /** Every registered model, by name; `filter` in MLflow's grammar (`name LIKE 'iris%'`). */
-  list: (api: Api, filter?: string) =>
-    api.request<RegisteredModel[]>("GET", `/api/v1/models${filter ? `?filter=${enc(filter)}` : ""}`),
-  get: (api: Api, name: string) => api.request<ModelDetail>("GET", `/api/v1/models/${enc(name)}`),
+  list: (api: Api, filter?: string, signal?: AbortSignal) =>
+    ok(api.http.GET("/api/v1/models", { params: { query: filter ? { filter } : {} }, signal })),
+  get: (api: Api, name: string, signal?: AbortSignal) => ok(api.http.GET("/api/v1/models/{name}", { params: { path: { name } }, signal })),
   /** Points `alias` at `version`; answers the model after the move. */
   setAlias: (api: Api, name: string, alias: string, version: number) =>
-    api.request<ModelDetail>("PUT", `/api/v1/models/${enc(name)}/aliases/${enc(alias)}`, { version } satisfies S["AliasRequest"]),
+    ok(api.http.PUT("/api/v1/models/{name}/aliases/{alias}", { params: { path: { name, alias } }, body: { version } })),
   removeAlias: (api: Api, name: string, alias: string) =>
-    api.request<void>("DELETE", `/api/v1/models/${enc(name)}/aliases/${enc(alias)}`),
+    ok(api.http.DELETE("/api/v1/models/{name}/aliases/{alias}", { params: { path: { name, alias } } })),
   /** One file of a version, as bytes (the token travels in a header, so a plain link cannot fetch it). */
   file: async (api: Api, name: string, version: string, path: string): Promise<Blob> => {
     let resp: Response;

@@ -8,6 +8,8 @@ import { Background, Controls, MarkerType, ReactFlow, ReactFlowProvider, applyNo
 import type { Connection, Edge, EdgeChange, NodeChange, OnBeforeDelete } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
 import type { Document } from "yaml";
+import { useQueryClient } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
 import { useLive } from "../../live";
 import { ErrorNote } from "../../components/ui";
 import { PipelineError, layoutNodes, pipelines } from "./api";
@@ -43,6 +45,7 @@ export function PipelineEditor() {
 function Editor() {
   const { name: routeName } = useParams();
   const { api } = useLive();
+  const client = useQueryClient();
   const navigate = useNavigate();
   const flow = useReactFlow();
 
@@ -378,6 +381,8 @@ function Editor() {
       const layout = { nodes: Object.fromEntries(nodes.map((n) => [n.id, { x: Math.round(n.position.x), y: Math.round(n.position.y) }])) };
       // A pipeline saved from a file keeps the folder its relative paths are read from.
       await pipelines.save(api, target, current, layout, baseDir);
+      // No event announces a save: the list and this pipeline's document are read again.
+      void client.invalidateQueries({ queryKey: keys.pipelines });
       setSavedText(current);
       setLayoutDirty(false);
       setNotice(undefined);
@@ -388,7 +393,7 @@ function Editor() {
     } finally {
       setBusy(false);
     }
-  }, [api, baseDir, name, navigate, nodes, overwrite, routeName, savedPipelines]);
+  }, [api, baseDir, client, name, navigate, nodes, overwrite, routeName, savedPipelines]);
 
   // Ctrl+S saves; leaving with unsaved changes asks.
   useEffect(() => {

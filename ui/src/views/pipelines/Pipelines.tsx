@@ -1,6 +1,9 @@
 // The saved pipelines, each with its last runs; a new one; a run with params.
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useState } from "react";
 import { Link, useNavigate } from "react-router-dom";
+import { useQueries, useQuery, useQueryClient } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
+import { LIVE } from "../../api/queries";
 import { useLive } from "../../live";
 import { Empty, ErrorNote, StateBadge } from "../../components/ui";
 import { ago } from "../../lib/format";
@@ -25,42 +28,36 @@ function triggerText(t: unknown): string {
 }
 
 export function Pipelines() {
-  const { api, tick } = useLive();
+  const { api } = useLive();
+  const client = useQueryClient();
   const navigate = useNavigate();
-  const [list, setList] = useState<PipelineSummary[]>();
-  const [runs, setRuns] = useState<Record<string, PipelineRun[]>>({});
-  const [error, setError] = useState<unknown>();
+  const [actionError, setActionError] = useState<unknown>();
   const [runFor, setRunFor] = useState<string>();
   const [confirm, setConfirm] = useState<string>();
-  const last = useRef(0);
 
-  const load = useCallback(async () => {
-    last.current = Date.now();
-    try {
-      const ps = await pipelines.list(api);
-      setList(ps);
-      setError(undefined);
-      const pairs = await Promise.all(
-        ps.map(async (p) => [p.name, await pipelines.runs(api, p.name, 5).catch(() => undefined)] as const),
-      );
-      setRuns(Object.fromEntries(pairs.filter((x): x is readonly [string, PipelineRun[]] => x[1] !== undefined)));
-    } catch (e) {
-      setError(e);
-    }
-  }, [api]);
-
-  // Events come in bursts while pipelines run: refresh at most every two seconds.
-  useEffect(() => {
-    const wait = Math.max(0, 2000 - (Date.now() - last.current));
-    const t = window.setTimeout(() => void load(), last.current === 0 ? 0 : wait);
-    return () => window.clearTimeout(t);
-  }, [load, tick]);
+  // The list and each pipeline's last runs; a run's events invalidate its pipeline's.
+  const listed = useQuery({ queryKey: keys.pipelineList, queryFn: ({ signal }) => pipelines.list(api, signal), ...LIVE });
+  const list = listed.data;
+  const lastRuns = useQueries({
+    queries: (list ?? []).map((p) => ({
+      queryKey: keys.pipelineRunList(p.name, 5),
+      queryFn: ({ signal }: { signal: AbortSignal }) => pipelines.runs(api, p.name, 5, signal),
+      ...LIVE,
+    })),
+  });
+  const runs: Record<string, PipelineRun[]> = {};
+  (list ?? []).forEach((p, i) => {
+    const r = lastRuns[i]?.data;
+    if (r) runs[p.name] = r;
+  });
+  const error = actionError ?? listed.error;
+  const setError = setActionError;
 
   const remove = async (name: string) => {
     setConfirm(undefined);
     try {
       await pipelines.remove(api, name);
-      void load();
+      void client.invalidateQueries({ queryKey: keys.pipelines });
     } catch (e) {
       setError(e);
     }

@@ -1,7 +1,10 @@
 // One pipeline run: the pipeline's graph, read-only, with each step's state live; the selected
 // step's log, outputs and reason; retry from a step; cancel; the run's params and trigger.
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
+import { LIVE, useJob } from "../../api/queries";
 import { Background, Controls, MarkerType, ReactFlow, ReactFlowProvider } from "@xyflow/react";
 import type { Edge } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
@@ -20,7 +23,7 @@ import { STATE_TONE, nodeTypes } from "./StepNode";
 import type { StepFlowNode } from "./StepNode";
 import "./pipelines.css";
 
-const LIVE = new Set(["queued", "running"]);
+const LIVE_STATES = new Set(["queued", "running"]);
 const STEP_DONE = new Set(["succeeded", "cached", "failed", "skipped", "canceled"]);
 
 export function RunView() {
@@ -40,62 +43,46 @@ export function stepTime(s: Pick<StepRun, "started_at" | "finished_at">, now = D
 
 function Run() {
   const { id = "" } = useParams();
-  const { api, tick } = useLive();
+  const { api } = useLive();
+  const client = useQueryClient();
   const navigate = useNavigate();
-  const [run, setRun] = useState<PipelineRun>();
-  const [error, setError] = useState<unknown>();
   const [actionError, setActionError] = useState<unknown>();
-  const [yaml, setYaml] = useState<string>();
-  const [positions, setPositions] = useState<Positions>();
   const [selected, setSelected] = useState<string>();
   const [now, setNow] = useState(() => Date.now());
 
-  const load = useCallback(() => {
-    pipelines.runById(api, id).then(
-      (r) => {
-        setRun(r);
-        setError(undefined);
-        setNow(Date.now());
-      },
-      setError,
-    );
-  }, [api, id]);
-  // Every event may be this run's (`pipeline_run_changed`, or one of its steps' jobs): refetch.
-  useEffect(load, [load, tick]);
-  // And a refetch every few seconds while it is live, should events be missed.
-  const live = run ? LIVE.has(run.state) : false;
+  // The run follows its events (`pipeline_run_changed`), and is read every few seconds while it
+  // is live, should events be missed.
+  const runQuery = useQuery({
+    queryKey: keys.pipelineRun(id),
+    queryFn: ({ signal }) => pipelines.runById(api, id, signal),
+    ...LIVE,
+    refetchInterval: (q) => (q.state.data && LIVE_STATES.has(q.state.data.state) ? 3000 : false),
+  });
+  const run = runQuery.data;
+  const error = runQuery.error;
+  const setRun = (r: PipelineRun) => client.setQueryData(keys.pipelineRun(id), r);
+  const live = run ? LIVE_STATES.has(run.state) : false;
   useEffect(() => {
+    setNow(Date.now());
     if (!live) return;
-    const t = window.setInterval(load, 3000);
     const clock = window.setInterval(() => setNow(Date.now()), 1000);
-    return () => {
-      window.clearInterval(t);
-      window.clearInterval(clock);
-    };
-  }, [live, load]);
+    return () => window.clearInterval(clock);
+  }, [live, run]);
 
   // The graph: the YAML the run was made from when the daemon gives it, else the saved pipeline's.
   const pipelineName = run?.pipeline;
   const runYaml = run?.yaml ?? undefined;
-  useEffect(() => {
-    if (!pipelineName) return;
-    let gone = false;
-    pipelines.get(api, pipelineName).then(
-      (p) => {
-        if (gone) return;
-        setYaml(runYaml ?? p.yaml);
-        setPositions(layoutNodes(p.layout));
-      },
-      () => {
-        if (gone) return;
-        setYaml(runYaml ?? "");
-        setPositions({});
-      },
-    );
-    return () => {
-      gone = true;
-    };
-  }, [api, pipelineName, runYaml]);
+  const saved = useQuery({
+    queryKey: keys.pipeline(pipelineName ?? ""),
+    queryFn: ({ signal }) => pipelines.get(api, pipelineName ?? "", signal),
+    enabled: !!pipelineName,
+    retry: false,
+  });
+  const yaml = pipelineName && (saved.data || saved.error) ? runYaml ?? saved.data?.yaml ?? "" : undefined;
+  const positions = useMemo<Positions | undefined>(
+    () => (saved.data ? layoutNodes(saved.data.layout) : saved.error ? {} : undefined),
+    [saved.data, saved.error],
+  );
 
   const graph: PipelineGraph = useMemo(() => {
     const parsed = yaml ? parse(yaml) : undefined;
@@ -197,7 +184,8 @@ function Run() {
     try {
       const r = await f();
       if (r?.id && r.id !== id) navigate(`/pipeline-runs/${r.id}`);
-      else load();
+      else if (r?.id) setRun(r);
+      else void runQuery.refetch();
     } catch (e) {
       setActionError(e);
     }
@@ -340,12 +328,11 @@ function OutputValue(props: { api: Api; value: unknown }) {
 
 function StepDetail(props: { api: Api; name: string; step?: StepRun; runFinal: boolean; now: number; onRetry: () => void }) {
   const { step } = props;
-  const { jobs } = useLive();
   const items = step?.items ?? [];
   const [item, setItem] = useState(0);
   const job = items.length ? items[item]?.job ?? null : step?.job ?? null;
   // A queued step's job says what it waits for (CPUs, a GPU, its place in line).
-  const waiting = job ? jobs.find((j) => j.id === job.id)?.pending : undefined;
+  const waiting = useJob(job && step?.state === "queued" ? job.id : undefined).data?.pending;
   return (
     <div className="step-panel" data-testid="step-detail">
       <div className="row between">

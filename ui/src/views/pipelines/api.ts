@@ -1,6 +1,8 @@
-// Every call the pipeline views make to the daemon, in one place (the routes are young; their
-// shapes are read tolerantly). The token and error handling are the app's own `Api`'s.
-import { Api, ApiError } from "../../api/client";
+// Every call the pipeline views make to the daemon, in one place, through the typed client (paths
+// and bodies checked against the OpenAPI document; answers read through the tolerant shapes below,
+// which `DaemonShapesFit` keeps in step with the document). The token and error handling are the
+// app's own `Api`'s.
+import { Api, ApiError, ok } from "../../api/client";
 import type { ErrorCode } from "../../api/types";
 import type { components } from "../../api/schema";
 
@@ -103,35 +105,28 @@ export class PipelineError extends ApiError {
   }
 }
 
-async function call<T>(api: Api, method: string, path: string, body?: unknown): Promise<T> {
-  let resp: Response;
+/**
+ * A typed call's answer; a refusal that names problems with the YAML (`details.errors`) arrives as
+ * a PipelineError, so the editor can mark them.
+ */
+async function call<T>(answer: Promise<{ data?: unknown; error?: unknown; response: Response }>): Promise<T> {
   try {
-    resp = await fetch(api.base + path, {
-      method,
-      headers: api.headers(body === undefined ? {} : { "Content-Type": "application/json" }),
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    return (await ok(answer)) as T;
   } catch (e) {
-    throw new ApiError("NETWORK", `the daemon does not answer (${(e as Error).message})`, 0);
+    if (!(e instanceof ApiError) || e.code === "NETWORK") throw e;
+    const problems = (e.details as { errors?: PipelineProblem[] } | undefined)?.errors ?? [];
+    if (e.code === "INTERNAL" && (e.status === 404 || e.status === 405)) {
+      throw new ApiError("NOT_FOUND", `this daemon has no pipelines yet (the route answered ${e.status}); update Petri`, e.status);
+    }
+    throw new PipelineError(e.code, e.message, e.status, problems);
   }
-  const text = await resp.text();
-  if (!resp.ok) {
-    let parsed: { code?: string; message?: string; details?: { errors?: PipelineProblem[] } } | undefined;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* not the daemon's error shape */
-    }
-    if (parsed?.code && parsed.message) {
-      throw new PipelineError(parsed.code, parsed.message, resp.status, parsed.details?.errors ?? []);
-    }
-    if (resp.status === 404 || resp.status === 405) {
-      throw new ApiError("NOT_FOUND", `this daemon has no pipelines yet (${method} ${path} answered ${resp.status}); update Petri`, resp.status);
-    }
-    throw new ApiError("INTERNAL", `${resp.status}: ${text.slice(0, 200)}`, resp.status);
-  }
-  return (text ? JSON.parse(text) : undefined) as T;
 }
+
+/**
+ * Fields the document types as objects with no known keys (a JSON value the daemon keeps as it is:
+ * a run's params, the canvas layout): openapi-typescript reads them as `Record<string, never>`.
+ */
+const asJson = (v: unknown) => v as Record<string, never>;
 
 const enc = encodeURIComponent;
 
@@ -154,22 +149,29 @@ async function artifactBlob(api: Api, digest: string): Promise<Blob> {
 }
 
 export const pipelines = {
-  list: (api: Api) => call<PipelineSummary[]>(api, "GET", "/api/v1/pipelines"),
-  get: (api: Api, name: string) => call<Pipeline>(api, "GET", `/api/v1/pipelines/${enc(name)}`),
+  list: (api: Api, signal?: AbortSignal) => call<PipelineSummary[]>(api.http.GET("/api/v1/pipelines", { signal })),
+  get: (api: Api, name: string, signal?: AbortSignal) =>
+    call<Pipeline>(api.http.GET("/api/v1/pipelines/{name}", { params: { path: { name } }, signal })),
   save: (api: Api, name: string, yaml: string, layout: Layout | null, baseDir?: string | null) =>
-    call<Pipeline>(api, "PUT", `/api/v1/pipelines/${enc(name)}`, baseDir ? { yaml, layout, base_dir: baseDir } : { yaml, layout }),
-  remove: (api: Api, name: string) => call<unknown>(api, "DELETE", `/api/v1/pipelines/${enc(name)}`),
-  validate: (api: Api, yaml: string) => call<Validation>(api, "POST", "/api/v1/pipelines/validate", { yaml }),
-  schema: (api: Api) => call<JsonSchema>(api, "GET", "/api/v1/pipelines/schema"),
-  components: (api: Api) => call<Component[]>(api, "GET", "/api/v1/components"),
+    call<Pipeline>(
+      api.http.PUT("/api/v1/pipelines/{name}", {
+        params: { path: { name } },
+        body: baseDir ? { yaml, layout: asJson(layout), base_dir: baseDir } : { yaml, layout: asJson(layout) },
+      }),
+    ),
+  remove: (api: Api, name: string) => call<unknown>(api.http.DELETE("/api/v1/pipelines/{name}", { params: { path: { name } } })),
+  validate: (api: Api, yaml: string) => call<Validation>(api.http.POST("/api/v1/pipelines/validate", { body: { yaml } })),
+  schema: (api: Api) => call<JsonSchema>(api.http.GET("/api/v1/pipelines/schema")),
+  components: (api: Api) => call<Component[]>(api.http.GET("/api/v1/components")),
   run: (api: Api, pipeline: string, params: Record<string, unknown>, cache = true) =>
-    call<PipelineRun>(api, "POST", "/api/v1/pipeline-runs", { pipeline, params, cache }),
-  runs: (api: Api, pipeline: string, limit = 50) =>
-    call<PipelineRun[]>(api, "GET", `/api/v1/pipeline-runs?pipeline=${enc(pipeline)}&limit=${limit}`),
-  runById: (api: Api, id: string) => call<PipelineRun>(api, "GET", `/api/v1/pipeline-runs/${enc(id)}`),
+    call<PipelineRun>(api.http.POST("/api/v1/pipeline-runs", { body: { pipeline, params: asJson(params), cache } })),
+  runs: (api: Api, pipeline: string, limit = 50, signal?: AbortSignal) =>
+    call<PipelineRun[]>(api.http.GET("/api/v1/pipeline-runs", { params: { query: { pipeline, limit } }, signal })),
+  runById: (api: Api, id: string, signal?: AbortSignal) =>
+    call<PipelineRun>(api.http.GET("/api/v1/pipeline-runs/{id}", { params: { path: { id } }, signal })),
   retry: (api: Api, id: string, from?: string) =>
-    call<PipelineRun>(api, "POST", `/api/v1/pipeline-runs/${enc(id)}/retry`, from ? { from } : {}),
-  cancel: (api: Api, id: string) => call<PipelineRun>(api, "POST", `/api/v1/pipeline-runs/${enc(id)}/cancel`),
+    call<PipelineRun>(api.http.POST("/api/v1/pipeline-runs/{id}/retry", { params: { path: { id } }, body: from ? { from } : {} })),
+  cancel: (api: Api, id: string) => call<PipelineRun>(api.http.POST("/api/v1/pipeline-runs/{id}/cancel", { params: { path: { id } } })),
   artifact: artifactBlob,
 };
 

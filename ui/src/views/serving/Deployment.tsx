@@ -1,8 +1,10 @@
 // One deployment: its state and why, the version serving, each replica (its job, its state), the
 // live traffic (requests and errors per second over the last minute, from the stats) and latency
 // (p50/p99 as the page polls them, collected here), the try-it form, and Unserve (after a confirm).
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
+import { useQuery } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
 import { ApiError } from "../../api/client";
 import { Chart } from "../../components/Chart";
 import type { Series } from "../../components/Chart";
@@ -15,7 +17,6 @@ import type { Deployment, DeploymentStats } from "./api";
 import { addSample, canInfer, lastMinute, latencySeries, ms, rate, replicaCounts, sum } from "./model";
 import type { Sample } from "./model";
 import { DeploymentState } from "./parts";
-import { usePoll } from "./poll";
 import { TryIt } from "./TryIt";
 import "../experiments/experiments.css";
 import "./serving.css";
@@ -29,29 +30,32 @@ export function DeploymentPage() {
 function DeploymentOf({ name }: { name: string }) {
   const { api } = useLive();
   const navigate = useNavigate();
-  const [d, setD] = useState<Deployment>();
-  const [stats, setStats] = useState<{ at: number; s: DeploymentStats }>();
   const [samples, setSamples] = useState<Sample[]>([]);
-  const [error, setError] = useState<unknown>();
-  const [gone, setGone] = useState(false);
   const [confirming, setConfirming] = useState(false);
   const [unserving, setUnserving] = useState(false);
+  const [actionError, setActionError] = useState<unknown>();
 
-  usePoll(async (alive) => {
-    try {
-      const [dd, ss] = await Promise.all([deployments.get(api, name), deployments.stats(api, name)]);
-      if (!alive()) return;
-      const at = Date.now();
-      setD(dd);
-      setStats({ at, s: ss });
-      setSamples((old) => addSample(old, ss, at));
-      setError(undefined);
-    } catch (e) {
-      if (!alive()) return;
-      if (e instanceof ApiError && e.status === 404) setGone(true);
-      else setError(e);
-    }
-  }, [api, name], !gone && !unserving);
+  // Read every second while shown (no event announces these figures); a deployment that is gone
+  // (404) is not asked again.
+  const [gone, setGone] = useState(false);
+  const poll = { refetchInterval: 1000, enabled: !gone && !unserving, retry: false } as const;
+  const dq = useQuery({ queryKey: keys.deployment(name), queryFn: ({ signal }) => deployments.get(api, name, signal), ...poll });
+  const sq = useQuery({
+    queryKey: keys.deploymentStats(name),
+    queryFn: async ({ signal }) => ({ at: Date.now(), s: await deployments.stats(api, name, signal) }),
+    ...poll,
+  });
+  const d: Deployment | undefined = dq.data;
+  const stats: { at: number; s: DeploymentStats } | undefined = sq.data;
+  const failure = dq.error ?? sq.error;
+  useEffect(() => {
+    if (failure instanceof ApiError && failure.status === 404) setGone(true);
+  }, [failure]);
+  useEffect(() => {
+    if (stats) setSamples((old) => addSample(old, stats.s, stats.at));
+  }, [stats]);
+  const error = actionError ?? (failure instanceof ApiError && failure.status === 404 ? undefined : failure);
+  const setError = setActionError;
 
   const unserve = async () => {
     setUnserving(true);

@@ -4,6 +4,8 @@
 // opens the form on that choice (the Models view's "Serve" links here).
 import { useEffect, useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { keys } from "../../api/keys";
 import { Empty, ErrorNote, Field } from "../../components/ui";
 import { useLive } from "../../live";
 import { ago } from "../../lib/format";
@@ -12,7 +14,6 @@ import type { ModelDetail, RegisteredModel } from "../models/api";
 import { deployments } from "./api";
 import type { Deployment, DeploymentStats } from "./api";
 import { defaultChoice, ms, optionalCount, rate, replicaCounts, servableChoices, serveRef } from "./model";
-import { usePoll } from "./poll";
 import { DeploymentState } from "./parts";
 import "../experiments/experiments.css";
 import "./serving.css";
@@ -20,32 +21,33 @@ import "./serving.css";
 export function Serving() {
   const { api } = useLive();
   const [params, setParams] = useSearchParams();
-  const [list, setList] = useState<Deployment[]>();
-  const [stats, setStats] = useState<Record<string, DeploymentStats | undefined>>({});
-  const [error, setError] = useState<unknown>();
+  const client = useQueryClient();
   const [formOpen, setFormOpen] = useState(() => params.has("model"));
   const [served, setServed] = useState<Deployment>();
 
-  usePoll(async (alive) => {
-    try {
-      const l = await deployments.list(api);
-      const s = await Promise.all(l.map((d) => deployments.stats(api, d.name).catch(() => undefined)));
-      if (!alive()) return;
-      setList(l);
-      setStats(Object.fromEntries(l.map((d, i) => [d.name, s[i]])));
-      setError(undefined);
-    } catch (e) {
-      if (!alive()) return;
-      setError(e);
-      setList((old) => old ?? []);
-    }
-  }, [api]);
+  // No event announces serving's figures: the list and its stats are read every second while shown
+  // (and the tab is visible).
+  const query = useQuery({
+    queryKey: keys.deploymentList,
+    queryFn: async ({ signal }) => {
+      const l = await deployments.list(api, signal);
+      const s = await Promise.all(l.map((d) => deployments.stats(api, d.name, signal).catch(() => undefined)));
+      return { list: l, stats: Object.fromEntries(l.map((d, i) => [d.name, s[i]])) as Record<string, DeploymentStats | undefined> };
+    },
+    refetchInterval: 1000,
+  });
+  const list = query.data?.list ?? (query.error ? [] : undefined);
+  const stats = query.data?.stats ?? {};
+  const error = query.error;
 
   const onServed = (d: Deployment) => {
     setServed(d);
     setFormOpen(false);
     setParams({}, { replace: true });
-    setList((old) => [...(old ?? []).filter((x) => x.name !== d.name), d].sort((a, b) => a.name.localeCompare(b.name)));
+    client.setQueryData<{ list: Deployment[]; stats: Record<string, DeploymentStats | undefined> }>(keys.deploymentList, (old) => ({
+      list: [...(old?.list ?? []).filter((x) => x.name !== d.name), d].sort((a, b) => a.name.localeCompare(b.name)),
+      stats: old?.stats ?? {},
+    }));
   };
 
   const open = formOpen || (list !== undefined && list.length === 0 && !error);

@@ -3,7 +3,7 @@
 // the Open Inference Protocol v2 routes a deployment answers on (`/v2/models/{name}...`), which the
 // OpenAPI document leaves out: they are typed here by hand, and their errors are the protocol's
 // `{"error": "..."}`.
-import { Api } from "../../api/client";
+import { Api, ok } from "../../api/client";
 import type { components } from "../../api/schema";
 import { models } from "../models/api";
 import { protocolMessage } from "./model";
@@ -19,13 +19,15 @@ export type ServeRequest = S["ServeRequest"];
 const enc = encodeURIComponent;
 
 export const deployments = {
-  list: (api: Api) => api.request<Deployment[]>("GET", "/api/v1/deployments"),
-  get: (api: Api, name: string) => api.request<Deployment>("GET", `/api/v1/deployments/${enc(name)}`),
+  list: (api: Api, signal?: AbortSignal) => ok(api.http.GET("/api/v1/deployments", { signal })),
+  get: (api: Api, name: string, signal?: AbortSignal) =>
+    ok(api.http.GET("/api/v1/deployments/{name}", { params: { path: { name } }, signal })),
   /** 201 with the replicas starting; DEPLOYMENT_NAME_TAKEN, UNSUPPORTED_MODEL, INVALID_MODEL, RESOURCE_DOES_NOT_EXIST… */
-  serve: (api: Api, req: ServeRequest) => api.request<Deployment>("POST", "/api/v1/deployments", req),
+  serve: (api: Api, req: ServeRequest) => ok(api.http.POST("/api/v1/deployments", { body: req })),
   /** Its replicas stop after the requests they hold; answers it as it was. */
-  unserve: (api: Api, name: string) => api.request<Deployment>("DELETE", `/api/v1/deployments/${enc(name)}`),
-  stats: (api: Api, name: string) => api.request<DeploymentStats>("GET", `/api/v1/deployments/${enc(name)}/stats`),
+  unserve: (api: Api, name: string) => ok(api.http.DELETE("/api/v1/deployments/{name}", { params: { path: { name } } })),
+  stats: (api: Api, name: string, signal?: AbortSignal) =>
+    ok(api.http.GET("/api/v1/deployments/{name}/stats", { params: { path: { name } }, signal })),
 };
 
 // ---- Open Inference Protocol v2 (by hand) -----------------------------------------------------
