@@ -231,7 +231,8 @@ struct State {
     /// Bounded history of GPU samples.
     gpu_history: std::collections::VecDeque<petri_domain::GpuPoint>,
     kill_grace_ms: i64,
-    jobs: HashMap<JobId, Active>,
+    /// Boxed: an `Active` is large, and a map's empty slots would each hold one.
+    jobs: HashMap<JobId, Box<Active>>,
     /// Waiting jobs in scheduling order.
     order: BTreeSet<(Reverse<i32>, u64, JobId)>,
     /// Counts the steps that changed anything, so an explanation can be reused until then.
@@ -544,11 +545,11 @@ impl State {
         };
         self.jobs.insert(
             id,
-            Active {
+            Box::new(Active {
                 job,
                 waiting,
                 run: None,
-            },
+            }),
         );
         self.refresh_ready(id);
     }
