@@ -303,9 +303,16 @@ fn a_range_sweep_and_the_pages_of_petri_ls() {
     let args: Vec<&str> = more.split_whitespace().skip(1).collect();
     let second = text(&petri(home, &args));
     assert!(!second.contains("More:"), "the last page: {second}");
+    // The job number is the first number on each row of the table (rows say `held`).
     let numbers = |t: &str| -> Vec<u64> {
         t.lines()
-            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .filter(|l| l.contains("held"))
+            .filter_map(|l| {
+                l.split(|c: char| !c.is_ascii_digit())
+                    .find(|w| !w.is_empty())?
+                    .parse()
+                    .ok()
+            })
             .collect()
     };
     let mut all = numbers(&first);
