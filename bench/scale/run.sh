@@ -1,0 +1,17 @@
+#!/bin/sh
+# P1b of bench/RESULTS.md: builds Petri (release), installs pueue from crates.io when missing, and
+# runs bench.py (a million finished jobs beside pueue's status with 10,000 tasks; about 40 minutes,
+# most of it pueue adding its tasks). Usage: bench/scale/run.sh [bench.py options]
+set -eu
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+ensure_toolchain
+apt_install python3
+say "building petri (release)"
+cargo build --release --locked -p petri
+tools="${PETRI_BENCH_TOOLS:-$(dirname "$CARGO_TARGET_DIR")/tools}"
+if [ ! -x "$tools/bin/pueued" ]; then
+    say "installing pueue from crates.io into $tools"
+    cargo install pueue --locked --root "$tools"
+fi
+exec python3 bench/scale/bench.py --petri "$CARGO_TARGET_DIR/release/petri" --pueue-dir "$tools/bin" "$@"
