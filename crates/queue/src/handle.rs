@@ -661,12 +661,12 @@ impl Queue {
         } else {
             None
         };
-        if filter_needs_pending(&jobs) {
-            let waiting = jobs
-                .iter()
-                .filter(|j| matches!(j.state, JobState::Queued | JobState::Held))
-                .map(|j| j.id)
-                .collect();
+        let waiting: Vec<JobId> = jobs
+            .iter()
+            .filter(|j| matches!(j.state, JobState::Queued | JobState::Held))
+            .map(|j| j.id)
+            .collect();
+        if !waiting.is_empty() {
             let mut pending = self.pending(waiting).await?;
             for job in &mut jobs {
                 job.pending = pending.remove(&job.id);
@@ -793,12 +793,10 @@ impl Cursor {
     }
 
     fn parse(text: &str, list: &str) -> Result<u64, String> {
-        let Some((number, tag)) = text.split_once('-') else {
-            return Err(format!(
-                "`{text}` is not a cursor; pass the `next` of the page before"
-            ));
-        };
-        let Ok(number) = number.parse::<u64>() else {
+        let parsed = text
+            .split_once('-')
+            .and_then(|(number, tag)| Some((number.parse::<u64>().ok()?, tag)));
+        let Some((number, tag)) = parsed else {
             return Err(format!(
                 "`{text}` is not a cursor; pass the `next` of the page before"
             ));
@@ -811,9 +809,4 @@ impl Cursor {
         }
         Ok(number)
     }
-}
-
-fn filter_needs_pending(jobs: &[Job]) -> bool {
-    jobs.iter()
-        .any(|j| matches!(j.state, JobState::Queued | JobState::Held))
 }

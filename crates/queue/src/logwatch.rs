@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
-
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -20,7 +19,7 @@ const FALLBACK: Duration = Duration::from_secs(2);
 pub struct LogWatch {
     waiters: Arc<Mutex<HashMap<String, Vec<Weak<Notify>>>>>,
     /// `None` when the kernel refused a watch: followers then wake on their fallback timer.
-    _watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl LogWatch {
@@ -60,10 +59,7 @@ impl LogWatch {
                 None
             }
         };
-        LogWatch {
-            waiters,
-            _watcher: watcher,
-        }
+        LogWatch { waiters, watcher }
     }
 
     /// What wakes when the job's log grows. Keep it for as long as the log is followed.
@@ -78,7 +74,7 @@ impl LogWatch {
 
     /// Whether the kernel's watch is in place (else followers poll on their timer).
     pub fn is_watching(&self) -> bool {
-        self._watcher.is_some()
+        self.watcher.is_some()
     }
 }
 
