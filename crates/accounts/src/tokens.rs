@@ -78,7 +78,7 @@ fn is_token_name(name: &str) -> bool {
 }
 
 impl Accounts {
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&petri_store::Store) -> Result<T, petri_store::StoreError>,
     ) -> Result<T, AccountsError> {
@@ -166,16 +166,39 @@ impl Accounts {
         })
     }
 
-    /// Every token (never a secret), oldest first.
-    pub fn tokens(&self) -> Result<Vec<TokenInfo>, AccountsError> {
+    /// The tokens `caller` may see (never a secret), oldest first: an admin's, every token;
+    /// anyone else's, their own.
+    pub fn tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>, AccountsError> {
         let now = now_ms();
         let all = self.inner.reads.read(|s| s.tokens())?;
-        Ok(all.into_iter().map(|t| info(t, now)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|t| caller.is_admin() || t.user == caller.user)
+            .map(|t| info(t, now))
+            .collect())
     }
 
-    /// Revokes a token by id or name; it is refused from the next request on.
-    pub fn revoke_token(&self, key: &str) -> Result<TokenInfo, AccountsError> {
+    /// Revokes a token by id or name; it is refused from the next request on. Only its user
+    /// or an admin may.
+    pub fn revoke_token(&self, caller: &Caller, key: &str) -> Result<TokenInfo, AccountsError> {
         let now = now_ms();
+        let theirs = self
+            .inner
+            .reads
+            .read(|s| s.tokens())?
+            .into_iter()
+            .find(|t| t.id == key || t.name == key);
+        if let Some(t) = &theirs {
+            crate::authorize(
+                caller,
+                crate::Action::Tokens,
+                crate::Resource::Owned {
+                    user: &t.user,
+                    what: &format!("the token `{}`", t.name),
+                },
+            )
+            .map_err(AccountsError::Refused)?;
+        }
         let revoked = self.write(|s| s.revoke_token(key, now))?;
         if let Ok(mut known) = self.inner.known.lock() {
             known.clear();
@@ -260,8 +283,10 @@ impl Accounts {
             let expected = self.job_mac(job);
             if mac.len() == expected.len() && bool::from(mac.as_bytes().ct_eq(expected.as_bytes()))
             {
+                // The API's auth layer names the job's user once it has read the job.
                 return Ok(Caller {
                     user: self.inner.owner.clone(),
+                    role: petri_domain::Role::Member,
                     credential: Credential::Job(job),
                     scopes: vec![Scope::Tracking],
                 });
@@ -309,6 +334,7 @@ impl Accounts {
         }
         let caller = Caller {
             scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+            role: self.role_for(&t.user),
             user: t.user,
             credential: Credential::Token {
                 id: t.id,
@@ -352,7 +378,7 @@ mod tests {
         let db = dir.join("petri.db");
         let store = petri_store::Store::open(&db).unwrap();
         let reads = petri_store::ReadPool::open(&db, 2).unwrap();
-        Accounts::open(dir, store, reads).unwrap()
+        Accounts::open(dir, store, reads, crate::Join::Member).unwrap()
     }
 
     #[test]
@@ -407,13 +433,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(ErrorBody::from(dup).code, ErrorCode::TokenNameTaken);
         // Revoked: 401 from then on.
-        let revoked = acc.revoke_token("ci").unwrap();
+        let revoked = acc.revoke_token(&owner, "ci").unwrap();
         assert_eq!(revoked.state, "revoked");
         let err = acc.authenticate(&reader.token).unwrap_err();
         assert_eq!(err.code, ErrorCode::Unauthorized);
         assert!(err.message.contains("revoked"), "{}", err.message);
         assert_eq!(
-            ErrorBody::from(acc.revoke_token("nope").unwrap_err()).code,
+            ErrorBody::from(acc.revoke_token(&owner, "nope").unwrap_err()).code,
             ErrorCode::TokenNotFound
         );
         assert_eq!(
@@ -440,7 +466,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         let err = acc.authenticate(&t.token).unwrap_err();
         assert!(err.message.contains("expired"), "{}", err.message);
-        assert_eq!(acc.tokens().unwrap()[0].state, "expired");
+        assert_eq!(acc.tokens(&owner).unwrap()[0].state, "expired");
     }
 
     #[test]

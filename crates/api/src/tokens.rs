@@ -1,4 +1,5 @@
-//! `/api/v1/tokens`: create, list and revoke API tokens (admin scope).
+//! `/api/v1/tokens`: create, list and revoke API tokens (the admin scope; a member manages their
+//! own, an admin everyone's).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -37,9 +38,12 @@ pub(crate) async fn create(
     responses((status = 200, description = "every token, never a secret", body = Vec<TokenInfo>),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
               (status = 403, description = "FORBIDDEN: the caller lacks the admin scope", body = petri_domain::ErrorBody)))]
-pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     let accounts = s.daemon.accounts().clone();
-    let all = tokio::task::spawn_blocking(move || accounts.tokens())
+    let all = tokio::task::spawn_blocking(move || accounts.tokens(&caller))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
     Ok(Json(all))
@@ -53,10 +57,11 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<TokenInfo
               (status = 404, description = "TOKEN_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn revoke(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(token): Path<String>,
 ) -> Result<Json<TokenInfo>, ApiError> {
     let accounts = s.daemon.accounts().clone();
-    let revoked = tokio::task::spawn_blocking(move || accounts.revoke_token(&token))
+    let revoked = tokio::task::spawn_blocking(move || accounts.revoke_token(&caller, &token))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
     Ok(Json(revoked))

@@ -112,7 +112,12 @@ impl Daemon {
         let lock = lock_home(&home)?;
         let store = Store::open(&home.db())?;
         let reads = ReadPool::open(&home.db(), READERS)?;
-        let accounts = Accounts::open(home.root(), Store::open(&home.db())?, reads.clone())?;
+        let accounts = Accounts::open(
+            home.root(),
+            Store::open(&home.db())?,
+            reads.clone(),
+            settings.team.join,
+        )?;
         let artifacts = Artifacts::new(
             ArtifactStore::open(&home.root().join("artifacts"))?,
             Store::open(&home.db())?,
@@ -175,6 +180,9 @@ impl Daemon {
         );
 
         let queue = Queue::start(config, store, reads.clone(), executors, hooks)?;
+        // Quotas live with the accounts; the engine applies them.
+        let quotas_to = queue.clone();
+        accounts.on_quotas(Box::new(move |book| quotas_to.set_quotas(book)));
         let pipelines = petri_pipeline::Pipelines::start(
             queue.clone(),
             Store::open(&home.db())?,

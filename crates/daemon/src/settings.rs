@@ -46,6 +46,21 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// The desktop app.
     pub desktop: DesktopSettings,
+    /// Team mode: who may join, fair share, the Unix socket.
+    pub team: TeamSettings,
+}
+
+/// A shared machine's settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamSettings {
+    /// A Unix user who calls over the socket for the first time: added as a `member` (the
+    /// default), as a `viewer`, or refused (`none`) with how an admin adds them.
+    pub join: petri_accounts::Join,
+    /// Fair share among users.
+    pub fair_share: petri_queue::FairShareSettings,
+    /// Where the daemon's Unix socket is. Default: `petri.sock` in the home.
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +93,7 @@ impl Default for Settings {
             pipeline: PipelineSettings::default(),
             retention: RetentionSettings::default(),
             desktop: DesktopSettings::default(),
+            team: TeamSettings::default(),
         }
     }
 }
@@ -100,7 +116,9 @@ const DAEMON_KEYS: &[&str] = &[
     "notebooks",
     "artifacts",
     "pipeline",
+    "retention",
     "desktop",
+    "team",
 ];
 
 /// The platform data folder, e.g. `~/.local/share/petri`.
@@ -158,7 +176,16 @@ impl Settings {
             queues: self.queues.clone(),
             gpu: self.gpu.clone(),
             docker: self.docker.clone(),
+            fair_share: self.team.fair_share.clone(),
         }
+    }
+
+    /// Where the daemon's Unix socket is.
+    pub fn socket(&self) -> PathBuf {
+        self.team
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.home.join("petri.sock"))
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {

@@ -123,6 +123,12 @@ error_codes! {
     DeploymentNotReady = "DEPLOYMENT_NOT_READY", 503;
     /// The model is registered but Petri cannot serve it (its runtime is not available).
     UnsupportedModel = "UNSUPPORTED_MODEL", 422;
+    /// No Petri user has this name (`petri user ls` lists them).
+    UserNotFound = "USER_NOT_FOUND", 404;
+    /// Quota values that make no sense (a negative cpu count, zero running jobs).
+    InvalidQuota = "INVALID_QUOTA", 422;
+    /// The job asks for more than its user's (or group's) quota allows, so it could never start.
+    QuotaExceeded = "QUOTA_EXCEEDED", 422;
 }
 
 /// The JSON body of every error response: `{code, message, details}`.

@@ -28,6 +28,19 @@ pub struct Launch {
     /// Byte strings (secrets) the executor replaces with `***` in the attempt's output before
     /// it reaches the log. Empty for most jobs, which then pay nothing for masking.
     pub mask: Vec<Vec<u8>>,
+    /// Run as this Unix user (a daemon running as root runs each job as its owner); `None`:
+    /// as the daemon's own user.
+    pub run_as: Option<RunAs>,
+}
+
+/// A Unix account a job runs as: its uid, primary gid, supplementary groups and home folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: PathBuf,
 }
 
 /// What a container attempt needs beyond a process: the image, what to mount, what to publish.

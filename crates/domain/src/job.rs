@@ -100,6 +100,8 @@ pub enum PendingReason {
         behind: JobId,
         max_timeout: Option<crate::Millis>,
     },
+    /// Its user (or the user's Unix group) already holds what their quota allows.
+    Quota { user: String, limit: String },
 }
 
 impl std::fmt::Display for PendingReason {
@@ -145,6 +147,12 @@ impl std::fmt::Display for PendingReason {
             ),
             PendingReason::GpuKept { .. } => {
                 f.write_str("waiting for a GPU kept for a job ahead in line")
+            }
+            PendingReason::Quota { user, limit } => {
+                write!(
+                    f,
+                    "quota: {user} already holds what their quota allows ({limit})"
+                )
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Petri's vocabulary: identifiers, the job spec, job states and their rules, and the error codes
 //! every boundary speaks. No IO and no async runtime live here, so every other crate can share it.
 
+pub mod account;
 pub mod api;
 pub mod artifact;
 pub mod error;
@@ -14,6 +15,10 @@ pub mod sweep;
 pub mod token;
 pub mod units;
 
+pub use account::{
+    AuditEntry, AuditQuery, GroupQuota, Me, Quota, QuotaBook, Role, UserInfo, UserRequest,
+    UserShare,
+};
 pub use api::{
     DEFAULT_PAGE, Event, GpuHistory, GpuHolder, GpuKeptFor, GpuPoint, GpuPolicy, GpuReport,
     GpuView, GpusSampled, HomeUsage, Image, JobChange, JobFiles, JobPage, ListOrder, ListQuery,
@@ -22,8 +27,8 @@ pub use api::{
 };
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{
-    BindMount, ContainerLaunch, ExecError, Executor, Executors, ExitReport, Launch, RunHandle,
-    RunKey, RunProbe, StopSignal, TARGET_DOCKER, TARGET_LOCAL,
+    BindMount, ContainerLaunch, ExecError, Executor, Executors, ExitReport, Launch, RunAs,
+    RunHandle, RunKey, RunProbe, StopSignal, TARGET_DOCKER, TARGET_LOCAL,
 };
 pub use ids::JobId;
 pub use job::{

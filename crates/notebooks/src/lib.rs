@@ -264,6 +264,19 @@ impl Notebooks {
                     workspace.display()
                 ))
             })?;
+            // On a shared machine the notebook runs as its user, who owns its workspace.
+            if nix::unistd::geteuid().is_root()
+                && let Some(u) = nix::unistd::User::from_name(user).ok().flatten()
+                && !u.uid.is_root()
+            {
+                std::os::unix::fs::chown(&workspace, Some(u.uid.as_raw()), Some(u.gid.as_raw()))
+                    .map_err(|e| {
+                        QueueError::Io(format!(
+                            "handing the workspace {} to {user}: {e}",
+                            workspace.display()
+                        ))
+                    })?;
+            }
         }
         let settings = Asked {
             image: req

@@ -739,6 +739,16 @@ impl Queue {
         self.query(|reply| Command::GpuReport { reply }).await
     }
 
+    /// Each user's running and waiting jobs and recent usage (fair share).
+    pub async fn shares(&self) -> Result<Vec<petri_domain::UserShare>, QueueError> {
+        self.query(|reply| Command::Shares { reply }).await
+    }
+
+    /// Hands the engine new quotas; they apply from its next step.
+    pub fn set_quotas(&self, book: petri_domain::QuotaBook) {
+        let _ = self.inner.tx.send(Command::Quotas(book));
+    }
+
     /// GPU figures over the last hour or so.
     pub async fn gpu_history(&self) -> Result<petri_domain::GpuHistory, QueueError> {
         self.query(|reply| Command::GpuHistory { reply }).await

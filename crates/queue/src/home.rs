@@ -43,11 +43,40 @@ impl Home {
         self.root.join("outputs").join(id.to_string())
     }
     /// Creates the folders (the home itself private to its owner).
+    ///
+    /// A home of the system service (the daemon runs as root) is shared: its users' jobs reach
+    /// their own output folders and notebook workspaces below it, and the socket is in it. So
+    /// the home, `outputs/` and `notebooks/` may be passed through (mode 0711: no listing),
+    /// everything else stays the daemon's, and what the daemon creates from then on is private
+    /// to it unless handed over (umask 077).
     pub fn prepare(&self) -> std::io::Result<()> {
         fs::create_dir_all(&self.root)?;
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))?;
-        for sub in ["logs", "runs", "outputs"] {
+        let shared = nix::unistd::geteuid().is_root();
+        if shared {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        }
+        let through = if shared { 0o711 } else { 0o700 };
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(through))?;
+        for sub in ["logs", "runs", "outputs", "notebooks"] {
             fs::create_dir_all(self.root.join(sub))?;
+        }
+        if shared {
+            for sub in ["outputs", "notebooks"] {
+                fs::set_permissions(self.root.join(sub), fs::Permissions::from_mode(0o711))?;
+            }
+            // Databases written before the umask was set keep their old modes: close them.
+            for db in [
+                "petri.db",
+                "petri.db-wal",
+                "petri.db-shm",
+                "tracking.db",
+                "registry.db",
+            ] {
+                let path = self.root.join(db);
+                if path.exists() {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+                }
+            }
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ mod keys;
 mod launch;
 pub mod logwatch;
 mod metrics;
+mod owners;
 pub mod retention;
 pub mod service;
 mod settings;
@@ -27,7 +28,8 @@ pub use home::Home;
 pub use keys::ServiceKeys;
 pub use launch::{AdmissionHook, AttemptHook, LaunchExtras, LaunchHook, LaunchHooks, Submitter};
 pub use settings::{
-    CapacitySettings, DockerSettings, Enforce, GpuDevices, GpuSettings, QueueConfig, QueueSettings,
+    CapacitySettings, DockerSettings, Enforce, FairShareSettings, GpuDevices, GpuSettings,
+    QueueConfig, QueueSettings,
 };
 pub use submit::check_mount;
 

@@ -17,6 +17,27 @@ pub struct QueueConfig {
     pub queues: BTreeMap<String, QueueSettings>,
     pub gpu: GpuSettings,
     pub docker: DockerSettings,
+    pub fair_share: FairShareSettings,
+}
+
+/// Fair share among users (team mode): among waiting jobs of the same priority, the user with
+/// the least recent usage goes first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FairShareSettings {
+    /// Off: jobs of the same priority start in submission order, whoever's they are.
+    pub enabled: bool,
+    /// How fast past usage is forgotten: usage this long ago counts half.
+    pub half_life: Millis,
+}
+
+impl Default for FairShareSettings {
+    fn default() -> Self {
+        FairShareSettings {
+            enabled: true,
+            half_life: Millis(24 * 3600 * 1000),
+        }
+    }
 }
 
 impl QueueConfig {

@@ -369,7 +369,11 @@ impl DockerExecutor {
             cmd: (!launch.argv.is_empty()).then(|| launch.argv.clone()),
             env: Some(env),
             working_dir: Some(launch.workdir.display().to_string()),
-            user: Some(self.user.clone()),
+            // A job of another user runs as that user, with its groups.
+            user: Some(match &launch.run_as {
+                Some(to) => format!("{}:{}", to.uid, to.gid),
+                None => self.user.clone(),
+            }),
             labels: Some(labels),
             exposed_ports: (!spec.ports.is_empty())
                 .then(|| spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
@@ -382,6 +386,13 @@ impl DockerExecutor {
                 ipc_mode: spec.host_ipc.then(|| "host".to_string()),
                 // The daemon (tracking, the registry) at the bridge's gateway, by name.
                 extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
+                group_add: launch.run_as.as_ref().map(|to| {
+                    to.groups
+                        .iter()
+                        .filter(|g| **g != to.gid)
+                        .map(u32::to_string)
+                        .collect()
+                }),
                 ..Default::default()
             }),
             ..Default::default()

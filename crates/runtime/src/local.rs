@@ -121,13 +121,23 @@ impl Executor for LocalExecutor {
                 }
             }
         }
-        cmd.arg(MARKER)
-            .args(&launch.argv)
+        cmd.arg(MARKER);
+        // A job of another user runs as that user: the supervisor stays the daemon's (it
+        // writes the status file), the job drops to the account through util-linux's setpriv.
+        if let Some(to) = &launch.run_as {
+            cmd.args(setpriv(to));
+        }
+        cmd.args(&launch.argv)
             .current_dir(&launch.workdir)
             .env("PETRI_STATUS_FILE", &launch.status_file)
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .process_group(0);
+        if let Some(to) = &launch.run_as {
+            cmd.env("HOME", &to.home)
+                .env("USER", &to.user)
+                .env("LOGNAME", &to.user);
+        }
 
         let program = launch.argv.first().cloned().unwrap_or_default();
         let mut cmd = tokio::process::Command::from(cmd);
@@ -245,6 +255,25 @@ impl Executor for LocalExecutor {
     }
 }
 
+/// The words that run what follows as `to`: its uid, primary gid and supplementary groups,
+/// with no capability kept.
+fn setpriv(to: &petri_domain::RunAs) -> Vec<String> {
+    let mut words = vec![
+        "setpriv".to_string(),
+        format!("--reuid={}", to.uid),
+        format!("--regid={}", to.gid),
+    ];
+    if to.groups.is_empty() {
+        words.push("--clear-groups".into());
+    } else {
+        let groups: Vec<String> = to.groups.iter().map(u32::to_string).collect();
+        words.push(format!("--groups={}", groups.join(",")));
+    }
+    words.push("--inh-caps=-all".into());
+    words.push("--".into());
+    words
+}
+
 /// Puts each descriptor at its number in a child about to exec (without close-on-exec there),
 /// by way of copies above the numbers asked for, so that no move overwrites another's source.
 fn place(fds: &[(RawFd, RawFd)]) -> std::io::Result<()> {
@@ -351,6 +380,7 @@ mod tests {
             status_file: dir.join("runs").join("job.1"),
             container: None,
             mask: Vec::new(),
+            run_as: None,
         }
     }
 

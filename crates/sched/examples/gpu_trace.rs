@@ -160,6 +160,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
         })
         .collect();
     let queue_limits = HashMap::new();
+    let no_quotas = petri_domain::QuotaBook::default();
     let limits = Limits {
         capacity: Capacity {
             cpu_millis: 1_000_000,
@@ -170,6 +171,8 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
         gpu_reserve: 0,
         gpu_claim_after_ms: claim_after_s * 1000,
         kill_grace_ms: 0,
+        quotas: &no_quotas,
+        usage: None,
     };
     let ask = |j: &TraceJob| match policy {
         Policy::Petri { .. } if j.plan_gpu < 100 => GpuAsk::Memory(j.declared),
@@ -244,6 +247,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                                 mig_slot: None,
                             },
                             deadline_ms: limit_ms(l.job).map(|d| (l.start * 1000.0) as i64 + d),
+                            user: String::new(),
                         })
                         .collect();
                     let w: Vec<Waiting> = waiting
@@ -263,6 +267,7 @@ fn simulate(jobs: &[TraceJob], policy: Policy, claim_after_s: i64) -> Outcome {
                             not_before_ms: 0,
                             since_ms: (jobs[j].arrival * 1000.0) as i64,
                             time_limit_ms: limit_ms(j),
+                            user: String::new(),
                         })
                         .collect();
                     let plan = petri_sched::plan(

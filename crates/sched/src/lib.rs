@@ -16,11 +16,16 @@
 //! - Backfill (as Slurm's, by time limits): a claimed GPU still takes a job behind the claimant
 //!   when that job's time limit makes it end before the running jobs' time limits free the GPU
 //!   for the claimant, so the claimant starts no later than those limits promise.
+//! - Quotas (see [`fair`]): a job whose user, or one of whose user's Unix groups, already holds
+//!   what the quota allows waits with the reason `quota` and claims nothing.
+//! - Fair share: with `usage` given, waiting jobs of the same priority go by their user's recent
+//!   usage (least first), then submission order.
 
 use std::collections::HashMap;
 
-use petri_domain::{JobId, Pending, PendingReason};
+use petri_domain::{JobId, Pending, PendingReason, QuotaBook};
 
+pub mod fair;
 pub mod gpu;
 
 use gpu::GpuBook;
@@ -63,6 +68,8 @@ pub struct Waiting {
     pub since_ms: i64,
     /// Its time limit per attempt, if it has one.
     pub time_limit_ms: Option<i64>,
+    /// Whose it is (quotas and fair share).
+    pub user: String,
 }
 
 /// A job that runs and holds its reservation.
@@ -74,6 +81,8 @@ pub struct Running {
     pub gpu: GpuPlacement,
     /// When its time limit is reached, if it has one.
     pub deadline_ms: Option<i64>,
+    /// Whose it is.
+    pub user: String,
 }
 
 /// How a dependency stands.
@@ -127,6 +136,11 @@ pub struct Limits<'a> {
     pub gpu_claim_after_ms: i64,
     /// How long a job at its time limit may take to stop before it is killed.
     pub kill_grace_ms: i64,
+    /// Per-user and per-group limits (empty: none).
+    pub quotas: &'a QuotaBook,
+    /// Each user's recent usage: when given, jobs of the same priority go least-used user
+    /// first (fair share); when not, in submission order.
+    pub usage: Option<&'a HashMap<String, f64>>,
 }
 
 /// Decides what starts now. `waiting` must come in scheduling order (priority, then number).
@@ -158,11 +172,33 @@ pub fn plan<'w>(
         }),
     );
     let mut per_queue: HashMap<&str, u32> = HashMap::new();
-    for r in running {
+    // What each user holds, when quotas apply.
+    let quotas = !limits.quotas.is_empty();
+    let mut held: HashMap<&str, fair::Held> = HashMap::new();
+    for r in &running {
         free.cpu_millis = free.cpu_millis.saturating_sub(r.request.cpu_millis);
         free.memory = free.memory.saturating_sub(r.request.memory);
         *per_queue.entry(r.queue.as_str()).or_default() += 1;
+        if quotas {
+            held.entry(r.user.as_str())
+                .or_default()
+                .add(&r.request, limits.gpus);
+        }
     }
+    let waiting: Box<dyn Iterator<Item = &'w Waiting>> = match limits.usage {
+        None => Box::new(waiting.into_iter()),
+        Some(usage) => {
+            let mut line: Vec<&Waiting> = waiting.into_iter().collect();
+            let of = |w: &Waiting| usage.get(&w.user).copied().unwrap_or(0.0);
+            line.sort_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then(of(a).total_cmp(&of(b)))
+                    .then(a.number.cmp(&b.number))
+            });
+            Box::new(line.into_iter())
+        }
+    };
     // `unclaimed` is what is free before reservations by blocked jobs; `free` is after them.
     let mut unclaimed = free;
     let mut blocker: Option<JobId> = None;
@@ -242,6 +278,38 @@ pub fn plan<'w>(
             );
             continue;
         }
+        if quotas {
+            let over = fair::quotas_of(limits.quotas, &w.user).find_map(|(who, quota)| {
+                let holds = match who.strip_prefix("group ") {
+                    // A group's members hold together.
+                    Some(group) => limits
+                        .quotas
+                        .groups
+                        .iter()
+                        .find(|g| g.group == group)
+                        .map(|g| {
+                            g.members.iter().fold(fair::Held::default(), |mut sum, m| {
+                                if let Some(h) = held.get(m.as_str()) {
+                                    sum.gpus += h.gpus;
+                                    sum.gpu_memory += h.gpu_memory;
+                                    sum.cpu_millis += h.cpu_millis;
+                                    sum.running += h.running;
+                                }
+                                sum
+                            })
+                        })
+                        .unwrap_or_default(),
+                    None => held.get(w.user.as_str()).copied().unwrap_or_default(),
+                };
+                holds
+                    .over(&w.request, limits.gpus, quota)
+                    .map(|limit| (who, limit))
+            });
+            if let Some((who, limit)) = over {
+                wait(PendingReason::Quota { user: who, limit }, &mut position);
+                continue;
+            }
+        }
         if w.request.fits(&free) {
             // When it would be gone at the latest: its limit, then the grace before the kill.
             let gone_by = w.time_limit_ms.map(|d| {
@@ -283,6 +351,11 @@ pub fn plan<'w>(
             unclaimed.cpu_millis = unclaimed.cpu_millis.saturating_sub(w.request.cpu_millis);
             unclaimed.memory = unclaimed.memory.saturating_sub(w.request.memory);
             *per_queue.entry(w.queue.as_str()).or_default() += 1;
+            if quotas {
+                held.entry(w.user.as_str())
+                    .or_default()
+                    .add(&w.request, limits.gpus);
+            }
             continue;
         }
         let reason = match blocker {

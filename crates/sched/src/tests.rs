@@ -14,6 +14,8 @@ struct World {
     gpu_claim_after_ms: i64,
     /// The time of the last plan.
     now: i64,
+    quotas: QuotaBook,
+    usage: Option<HashMap<String, f64>>,
 }
 
 impl World {
@@ -31,6 +33,8 @@ impl World {
             gpu_reserve: 0,
             gpu_claim_after_ms: 0,
             now: 0,
+            quotas: QuotaBook::default(),
+            usage: None,
         }
     }
 
@@ -51,6 +55,7 @@ impl World {
             not_before_ms: 0,
             since_ms: 0,
             time_limit_ms: None,
+            user: "me".into(),
         });
         id
     }
@@ -66,6 +71,8 @@ impl World {
             gpu_reserve: self.gpu_reserve,
             gpu_claim_after_ms: self.gpu_claim_after_ms,
             kill_grace_ms: 0,
+            quotas: &self.quotas,
+            usage: self.usage.as_ref(),
         };
         let done = &self.done;
         let numbers: HashMap<JobId, u64> = self.waiting.iter().map(|w| (w.id, w.number)).collect();
@@ -114,6 +121,7 @@ fn a_big_job_is_not_starved_by_small_ones() {
         },
         gpu: GpuPlacement::default(),
         deadline_ms: None,
+        user: "me".into(),
     });
     let big = w.submit(0, 4, "default");
     let small = w.submit(0, 1, "default");
@@ -224,6 +232,7 @@ fn the_walk_is_deterministic_under_a_simulated_clock() {
                 },
                 gpu: GpuPlacement::default(),
                 deadline_ms: None,
+                user: "me".into(),
             })
             .collect();
         let p = w.plan(clock, false);
@@ -271,6 +280,7 @@ impl World {
                 request: w.request,
                 gpu: plan.placements.get(id).cloned().unwrap_or_default(),
                 deadline_ms: w.time_limit_ms.map(|d| self.now + d),
+                user: w.user,
             });
         }
     }
@@ -593,4 +603,85 @@ fn a_slice_claim_keeps_the_gpu_where_time_limits_free_its_memory_first() {
     // The unlimited slice may only go to GPU 1; the short one may use GPU 0 meanwhile.
     assert_eq!(placed_on(&p, unlimited), vec![1]);
     assert_eq!(placed_on(&p, short), vec![0]);
+}
+
+#[test]
+fn a_user_at_their_quota_waits_with_the_reason_and_claims_nothing() {
+    let mut w = World::new(8, 64);
+    w.quotas.users.insert(
+        "alice".into(),
+        petri_domain::Quota {
+            running: Some(1),
+            ..Default::default()
+        },
+    );
+    let a1 = w.submit(0, 1, "default");
+    let a2 = w.submit(0, 1, "default");
+    let b1 = w.submit(0, 1, "default");
+    for (i, w) in w.waiting.iter_mut().enumerate() {
+        w.user = if i < 2 { "alice" } else { "bob" }.into();
+    }
+    let p = w.plan(0, true);
+    assert_eq!(p.start, vec![a1, b1]);
+    match &p.pending[&a2].reason {
+        PendingReason::Quota { user, limit } => {
+            assert_eq!((user.as_str(), limit.as_str()), ("alice", "1 running job"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.pending[&a2].message.starts_with("quota:"));
+    // A group's members hold together.
+    let mut w = World::new(8, 64);
+    w.quotas.groups.push(petri_domain::GroupQuota {
+        group: "ml".into(),
+        quota: petri_domain::Quota {
+            cpus: Some(2.0),
+            ..Default::default()
+        },
+        members: ["alice".to_string(), "bob".to_string()].into(),
+    });
+    w.running.push(Running {
+        queue: "default".into(),
+        request: Request {
+            cpu_millis: 2000,
+            ..Default::default()
+        },
+        gpu: GpuPlacement::default(),
+        deadline_ms: None,
+        user: "alice".into(),
+    });
+    let b = w.submit(0, 1, "default");
+    let c = w.submit(0, 1, "default");
+    w.waiting[0].user = "bob".into();
+    w.waiting[1].user = "carol".into();
+    let p = w.plan(0, true);
+    assert_eq!(p.start, vec![c]);
+    assert!(
+        matches!(&p.pending[&b].reason, PendingReason::Quota { user, .. } if user == "group ml")
+    );
+}
+
+#[test]
+fn fair_share_lets_the_least_used_user_go_first_within_a_priority() {
+    let mut w = World::new(1, 8);
+    let heavy: Vec<JobId> = (0..5).map(|_| w.submit(0, 1, "default")).collect();
+    let light = w.submit(0, 1, "default");
+    let urgent = w.submit(5, 1, "default");
+    for (i, job) in w.waiting.iter_mut().enumerate() {
+        job.user = match i {
+            0..=4 => "heavy",
+            5 => "light",
+            _ => "heavy",
+        }
+        .into();
+    }
+    // Without usage: submission order.
+    assert_eq!(w.plan(0, false).start, vec![urgent]);
+    w.waiting.retain(|j| j.id != urgent);
+    assert_eq!(w.plan(0, false).start, vec![heavy[0]]);
+    // With usage: the light user's job passes the heavy user's backlog, not a higher priority.
+    w.usage = Some([("heavy".to_string(), 5000.0)].into());
+    let p = w.plan(0, true);
+    assert_eq!(p.start, vec![light]);
+    assert_eq!(p.pending[&heavy[0]].position, Some(1));
 }

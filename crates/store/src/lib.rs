@@ -8,6 +8,7 @@
 //! table family: `jobs` (jobs and their attempts), `notebooks`, `tokens`, `artifacts` (blobs and
 //! who holds them); `pool` holds the read connections.
 
+mod accounts;
 mod artifacts;
 mod jobs;
 mod notebooks;
@@ -20,6 +21,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+pub use accounts::{StoredAudit, StoredUser};
 pub use artifacts::{ArtifactRef, ArtifactTotals, StoredArtifact};
 pub use jobs::NewRun;
 pub use jobs::{ActiveRun, FileTotals, JobFilter, StopIntent, StoredJob, Unpruned};
@@ -217,6 +219,36 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN file_bytes INTEGER;
     ALTER TABLE jobs ADD COLUMN pruned TEXT;
     CREATE INDEX jobs_unpruned ON jobs(finished_at) WHERE pruned IS NULL AND finished_at IS NOT NULL;
+    "#,
+    // 12: team mode: users and their roles; quotas by user or by Unix group (`user:NAME`,
+    // `group:NAME`); the audit log, appended only (no statement of Petri updates or deletes it).
+    r#"
+    CREATE TABLE users (
+        name        TEXT PRIMARY KEY,
+        uid         INTEGER,
+        role        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE quotas (
+        subject     TEXT PRIMARY KEY,
+        quota       TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        user        TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        status      INTEGER,
+        detail      TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_user ON audit(user, id);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
 ];
 

@@ -158,6 +158,7 @@ impl State {
         let Some(mut active) = self.jobs.remove(&id) else {
             return Ok(None);
         };
+        self.forget_user(&active.job.user);
         let job = &mut active.job;
         let key = (Reverse(job.priority), job.number, id);
         self.order.remove(&key);
@@ -338,6 +339,7 @@ impl State {
         let Some(active) = self.jobs.remove(&id) else {
             return Ok(());
         };
+        self.forget_user(&active.job.user);
         self.terminal(tx, &active.job, now, fx)
     }
 }

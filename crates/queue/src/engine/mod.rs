@@ -94,6 +94,12 @@ pub(crate) enum Command {
         attempt: u32,
         message: String,
     },
+    /// The quotas changed.
+    Quotas(petri_domain::QuotaBook),
+    /// Each user's recent usage (fair share) and what they run and wait for.
+    Shares {
+        reply: oneshot::Sender<Vec<petri_domain::UserShare>>,
+    },
     Shutdown,
 }
 
@@ -256,6 +262,16 @@ struct State {
     /// Handles of attempts started after the last commit; written with the next transaction
     /// (recovery asks the executor when one is missing, so they need no wake-up of their own).
     unrecorded_handles: Vec<(JobId, u32, RunHandle)>,
+    /// Per-user and per-group limits.
+    quotas: petri_domain::QuotaBook,
+    /// Each user's recent usage, for fair share.
+    usage: petri_sched::fair::Usage,
+    /// Whether waiting jobs go by their users' usage (with more than one user).
+    fair_share: bool,
+    /// Unfinished jobs by user: fair share orders the line only when there are two or more.
+    users: HashMap<String, u32>,
+    /// Jobs run as their owners' Unix accounts (the daemon runs as root).
+    switch_users: bool,
 }
 
 /// What a transaction decided, carried out after it commits.
@@ -340,6 +356,14 @@ impl Engine {
                 backoff_wake: None,
                 last_finished: None,
                 unrecorded_handles: Vec::new(),
+                quotas: petri_domain::QuotaBook::default(),
+                usage: petri_sched::fair::Usage::new(
+                    settings.fair_share.half_life.0 as i64,
+                    now_ms(),
+                ),
+                fair_share: settings.fair_share.enabled,
+                users: HashMap::new(),
+                switch_users: crate::owners::switches_users(),
             },
         })
     }
@@ -447,9 +471,14 @@ impl Engine {
         let changes = batch.iter().any(|c| {
             !matches!(
                 c,
-                Command::Explain { .. } | Command::GpuReport { .. } | Command::GpuHistory { .. }
+                Command::Explain { .. }
+                    | Command::GpuReport { .. }
+                    | Command::GpuHistory { .. }
+                    | Command::Shares { .. }
             )
         });
+        // Usage is brought up to now before anything starts or ends.
+        self.state.accrue(now);
         let mut fx = Effects::default();
         let handles = std::mem::take(&mut self.state.unrecorded_handles);
         let state = &mut self.state;
@@ -488,6 +517,7 @@ impl Engine {
                     Ok(())
                 });
                 self.state.jobs.clear();
+                self.state.users.clear();
                 self.state.order.clear();
                 self.state.ready.clear();
                 self.state.dependants.clear();
@@ -542,7 +572,9 @@ impl State {
             not_before_ms,
             since_ms: eligible_ms,
             time_limit_ms: job.spec.timeout.map(|t| t.0 as i64),
+            user: job.user.clone(),
         };
+        *self.users.entry(job.user.clone()).or_default() += 1;
         self.jobs.insert(
             id,
             Box::new(Active {
@@ -595,7 +627,12 @@ impl State {
             Command::Submit { jobs, by, reply } => {
                 // The capabilities' checks (a secret must exist and be the submitter's), all
                 // before anything is inserted: a refused submission changes nothing.
-                if let Err(body) = jobs.iter().try_for_each(|p| self.hooks.admit(&p.spec, &by)) {
+                let admitted = jobs.iter().try_for_each(|p| {
+                    self.hooks.admit(&p.spec, &by)?;
+                    self.admit_quota(&p.spec, &by.user)?;
+                    self.admit_owner(&by)
+                });
+                if let Err(body) = admitted {
                     fx.reply(reply, Err(body));
                     return Ok(());
                 }
@@ -659,14 +696,130 @@ impl State {
                 }
                 self.finish(tx, job, attempt, Some(127), now, fx)?;
             }
+            Command::Quotas(book) => self.quotas = book,
+            Command::Shares { reply } => {
+                let _ = reply.send(self.shares());
+            }
             Command::Shutdown => {}
         }
         Ok(())
     }
 }
 
+/// The sum of a user's running and waiting jobs, and their usage.
+impl State {
+    fn accrue(&mut self, now: i64) {
+        let (capacity, gpus) = (self.capacity, &self.gpus);
+        self.usage.accrue(
+            self.running.values().map(|r| {
+                (
+                    r.user.as_str(),
+                    petri_sched::fair::share(&r.request, capacity, gpus),
+                )
+            }),
+            now,
+        );
+    }
+
+    /// Refuses a job that could never start under its user's (or a group's) quota.
+    fn admit_quota(&self, spec: &petri_domain::JobSpec, user: &str) -> Result<(), ErrorBody> {
+        if self.quotas.is_empty() {
+            return Ok(());
+        }
+        let request = request_of_spec(spec);
+        for (who, quota) in petri_sched::fair::quotas_of(&self.quotas, user) {
+            if let Some(limit) = petri_sched::fair::fits_quota(&request, &self.gpus, quota) {
+                return Err(ErrorBody::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "this job asks for more than the quota of {who} allows ({limit}), so it \
+                         could never start; ask for less, or ask an admin to raise it with \
+                         `petri user quota`"
+                    ),
+                )
+                .with_details(serde_json::json!({ "quota_of": who, "limit": limit })));
+            }
+        }
+        Ok(())
+    }
+
+    /// On a daemon that runs jobs as their owners, a job's user must have an account here.
+    fn admit_owner(&self, by: &crate::launch::Submitter) -> Result<(), ErrorBody> {
+        if self.switch_users && runs_as_owner(by.origin.kind()) {
+            crate::owners::account(&by.user)?;
+        }
+        Ok(())
+    }
+
+    /// The account an attempt of `job` runs as (none: the daemon's own).
+    pub(super) fn run_as(&self, job: &Job) -> Option<petri_domain::RunAs> {
+        if !self.switch_users || !runs_as_owner(job.origin.kind()) {
+            return None;
+        }
+        crate::owners::account(&job.user).ok().flatten()
+    }
+
+    /// What each user runs, waits for, and their recent usage.
+    fn shares(&self) -> Vec<petri_domain::UserShare> {
+        let mut by: std::collections::BTreeMap<String, petri_domain::UserShare> =
+            std::collections::BTreeMap::new();
+        for a in self.jobs.values() {
+            let share = by
+                .entry(a.job.user.clone())
+                .or_insert_with(|| petri_domain::UserShare {
+                    user: a.job.user.clone(),
+                    ..Default::default()
+                });
+            if a.run.is_some() {
+                share.running += 1;
+            } else {
+                share.waiting += 1;
+            }
+        }
+        for (user, used) in self.usage.by_user() {
+            by.entry(user.clone())
+                .or_insert_with(|| petri_domain::UserShare {
+                    user: user.clone(),
+                    ..Default::default()
+                })
+                .usage_hours = used / 3600.0;
+        }
+        let (capacity, gpus) = (self.capacity, &self.gpus);
+        for r in self.running.values() {
+            if let Some(share) = by.get_mut(&r.user) {
+                share.share_now += petri_sched::fair::share(&r.request, capacity, gpus);
+            }
+        }
+        for share in by.values_mut() {
+            share.quota = self.quotas.users.get(&share.user).cloned();
+        }
+        by.into_values().collect()
+    }
+
+    /// A user's job left the engine's map.
+    fn forget_user(&mut self, user: &str) {
+        if let Some(n) = self.users.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.users.remove(user);
+            }
+        }
+    }
+}
+
 fn request_of(job: &Job) -> Request {
-    let r = &job.spec.resources;
+    request_of_spec(&job.spec)
+}
+
+/// Whether jobs of this origin run as their user: everything that runs the user's code. A
+/// model deployment runs Petri's own model server, which reads the registry's files in the home,
+/// so it runs as the daemon.
+fn runs_as_owner(kind: petri_domain::OriginKind) -> bool {
+    kind != petri_domain::OriginKind::Deployment
+}
+
+fn request_of_spec(spec: &petri_domain::JobSpec) -> Request {
+    let r = &spec.resources;
     let gpu = match (r.gpus, r.gpu_memory) {
         (Some(n), _) if n > 0 => petri_sched::GpuAsk::Whole(n),
         (_, Some(bytes)) => petri_sched::GpuAsk::Memory(bytes.0),
@@ -674,8 +827,8 @@ fn request_of(job: &Job) -> Request {
     };
     Request {
         gpu,
-        cpu_millis: job.spec.resources.cpu_millis().max(1),
-        memory: job.spec.resources.memory_bytes(),
+        cpu_millis: spec.resources.cpu_millis().max(1),
+        memory: spec.resources.memory_bytes(),
     }
 }
 

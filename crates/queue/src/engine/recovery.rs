@@ -70,6 +70,7 @@ impl State {
                     mig_slot: run.mig_slot,
                 },
                 deadline_ms: timeout.map(|t| run.started_at_ms + t),
+                user: active.job.user.clone(),
             },
         );
         match probe {

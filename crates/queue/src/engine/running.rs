@@ -117,6 +117,8 @@ impl State {
             gpu_reserve: self.gpu_reserve,
             gpu_claim_after_ms: self.gpu_claim_after_ms,
             kill_grace_ms: self.kill_grace_ms,
+            quotas: &self.quotas,
+            usage: (self.fair_share && self.users.len() > 1).then(|| self.usage.by_user()),
         };
         petri_sched::plan(
             &limits,
@@ -203,6 +205,7 @@ impl State {
                     request: active.waiting.request,
                     gpu: placement,
                     deadline_ms: active.waiting.time_limit_ms.map(|d| now + d),
+                    user: job.user.clone(),
                 },
             );
             fx.events.push(Event::JobChanged(change(job)));
@@ -269,6 +272,7 @@ impl State {
             status_file: self.home.run_file(job.id, attempt),
             container,
             mask: Vec::new(),
+            run_as: self.run_as(job),
         }
     }
 
@@ -322,6 +326,17 @@ impl State {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                 other => other,
+            };
+            // The job's user owns its output folder and its log.
+            let made = match (made, &launch.run_as) {
+                (Ok(()), Some(to)) => crate::owners::hand_over(&output, to).and_then(|()| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&launch.log_path)?;
+                    crate::owners::hand_over(&launch.log_path, to)
+                }),
+                (made, _) => made,
             };
             let exec = self.executors.get(&launch.key.target).cloned();
             let failed = match (&made, &exec) {
