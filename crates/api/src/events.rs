@@ -9,6 +9,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 fn closing(s: &AppState) -> impl std::future::Future<Output = ()> + Send + 'static + use<> {
@@ -42,13 +43,17 @@ pub(crate) async fn stream(
     params(("id" = String, Path, description = "job number or id")),
     responses((status = 200, description = "SSE stream of `log` events (data: {\"text\": ...}) ending with an `end` event when the job has finished", content_type = "text/event-stream"),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the job is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn follow_log(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Resolve first so an unknown job is a 404, not an empty stream.
-    let id = s.daemon.queue().resolve(&id).await?;
+    let found = s.daemon.queue().get(&id).await?;
+    crate::jobs::owns(&caller, petri_daemon::accounts::Action::ReadPrivate, &found)?;
+    let id = found.id;
     let job = id.to_string();
     let daemon = s.daemon.queue().clone();
     // Woken by the log file's growth (inotify) or the job's change of state, never by a timer.

@@ -11,8 +11,9 @@ use petri_domain::{ErrorCode, Job, JobPage, JobSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{AuditNote, Caller, allow};
 use crate::error::{ApiError, parse_body};
+use petri_daemon::accounts::{Action, Caller as Who};
 
 /// A submission: one or more job specs, accepted all together or not at all.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -25,6 +26,11 @@ pub struct SubmitRequest {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
     pub jobs: Vec<Job>,
+}
+
+/// Whether `caller` may do `action` to `job` (its user's, or an admin's to do).
+pub(crate) fn owns(caller: &Who, action: Action, job: &Job) -> Result<(), ApiError> {
+    allow(caller, action, &job.user, &format!("job {}", job.number))
 }
 
 pub(crate) fn body_error(e: BytesRejection) -> ApiError {
@@ -52,14 +58,21 @@ pub(crate) async fn submit(
     State(s): State<AppState>,
     Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let req: SubmitRequest = parse_body(&body.map_err(body_error)?, "the submission")?;
     let by = petri_daemon::Submitter {
         origin: petri_domain::Origin::Submission,
         user: caller.user,
     };
     let jobs = s.daemon.queue().submit(req.jobs, by).await?;
-    Ok((StatusCode::CREATED, Json(SubmitResponse { jobs })))
+    let note = match jobs.as_slice() {
+        [one] => format!("job {}", one.number),
+        [first, .., last] => format!("{} jobs, {} to {}", jobs.len(), first.number, last.number),
+        [] => String::new(),
+    };
+    let mut answer = (StatusCode::CREATED, Json(SubmitResponse { jobs })).into_response();
+    answer.extensions_mut().insert(AuditNote(note));
+    Ok(answer)
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", operation_id = "list_jobs", params(ListQuery),
@@ -90,39 +103,51 @@ pub(crate) async fn show(
     params(("id" = String, Path, description = "job number or id")),
     responses((status = 200, body = Job),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the job is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody),
               (status = 409, description = "INVALID_STATE: not possible in the job's state", body = petri_domain::ErrorBody)))]
 pub(crate) async fn cancel(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.queue().cancel(&id).await?))
+    let job = s.daemon.queue().get(&id).await?;
+    owns(&caller, Action::Submit, &job)?;
+    Ok(Json(s.daemon.queue().cancel(&job.id.to_string()).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/hold", tag = "jobs",
     params(("id" = String, Path, description = "job number or id")),
     responses((status = 200, body = Job),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the job is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody),
               (status = 409, description = "INVALID_STATE: not possible in the job's state", body = petri_domain::ErrorBody)))]
 pub(crate) async fn hold(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.queue().hold(&id).await?))
+    let job = s.daemon.queue().get(&id).await?;
+    owns(&caller, Action::Submit, &job)?;
+    Ok(Json(s.daemon.queue().hold(&job.id.to_string()).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/release", tag = "jobs",
     params(("id" = String, Path, description = "job number or id")),
     responses((status = 200, body = Job),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the job is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody),
               (status = 409, description = "INVALID_STATE: not possible in the job's state", body = petri_domain::ErrorBody)))]
 pub(crate) async fn release(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.queue().release(&id).await?))
+    let job = s.daemon.queue().get(&id).await?;
+    owns(&caller, Action::Submit, &job)?;
+    Ok(Json(s.daemon.queue().release(&job.id.to_string()).await?))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -138,14 +163,22 @@ pub(crate) struct LogQuery {
     responses((status = 200, description = "log bytes from `offset`; headers `x-petri-next-offset` and `x-petri-done`", content_type = "text/plain"),
               (status = 400, description = "BAD_REQUEST: a bad query", body = petri_domain::ErrorBody),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the job is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn log(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    let chunk = s.daemon.queue().read_log(&id, q.offset).await?;
+    let job = s.daemon.queue().get(&id).await?;
+    owns(&caller, Action::ReadPrivate, &job)?;
+    let chunk = s
+        .daemon
+        .queue()
+        .read_log(&job.id.to_string(), q.offset)
+        .await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         "content-type",

@@ -24,6 +24,7 @@ mod serving;
 mod system;
 mod tokens;
 mod tracking;
+mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -98,6 +99,12 @@ fn api_router(state: AppState) -> Router {
             "/secrets/{name}",
             axum::routing::put(secrets::put).delete(secrets::remove),
         )
+        .route("/me", get(users::me))
+        .route("/users", get(users::list))
+        .route("/users/{name}", axum::routing::put(users::put))
+        .route("/quotas/{subject}", axum::routing::put(users::set_quota))
+        .route("/shares", get(users::shares))
+        .route("/audit", get(users::audit))
         .route("/gc", post(artifacts::gc))
         .route("/artifacts/usage", get(artifacts::usage))
         .route("/usage", get(artifacts::home_usage))
@@ -252,6 +259,34 @@ fn notebook_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The daemon's Unix socket, where the kernel says who calls (no token needed). Open to every
+/// local user when the daemon runs as root (the system service of a shared machine: each user
+/// is themselves), else to the daemon's own user alone. `None`, loudly, when it cannot be made:
+/// the TCP address still serves.
+fn bind_socket(path: &std::path::Path) -> Option<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = match tokio::net::UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "cannot listen on the Unix socket; local callers need a token");
+            return None;
+        }
+    };
+    let mode = if nix::unistd::geteuid().is_root() {
+        0o666
+    } else {
+        0o600
+    };
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!(socket = %path.display(), error = %e, "cannot set the socket's mode; not serving on it");
+        let _ = std::fs::remove_file(path);
+        return None;
+    }
+    tracing::info!(socket = %path.display(), "local callers are known by their uid on this socket");
+    Some(listener)
+}
+
 /// Starts the daemon and serves it on `listener` until `shutdown` resolves. Running jobs are left
 /// running; the next start re-adopts them.
 pub async fn run(
@@ -274,7 +309,10 @@ pub async fn run(
             ))
         })?;
     let notebooks_addr = notebooks.local_addr().map_err(io)?;
+    let socket_path = settings.socket();
     let daemon = Daemon::start(settings)?;
+    // The daemon holds its home now: a socket file left there is a dead daemon's.
+    let socket = bind_socket(&socket_path);
     // Jobs reach the daemon on this machine: loopback when it listens on every interface.
     let reachable = if addr.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
@@ -301,13 +339,27 @@ pub async fn run(
     tokio::spawn(serve_bridge(state.clone(), addr.port(), close_rx.clone()));
     let notebooks_served = axum::serve(notebooks, notebook_router(state.clone()))
         .with_graceful_shutdown(closed(close_rx.clone()));
+    let socket_state = state.clone();
+    let socket_closed = closed(close_rx.clone());
+    let socket_served = async move {
+        let Some(socket) = socket else {
+            return Ok(());
+        };
+        let app =
+            api_router(socket_state).into_make_service_with_connect_info::<auth::SocketPeer>();
+        axum::serve(socket, app)
+            .with_graceful_shutdown(socket_closed)
+            .await
+    };
     let api_served = axum::serve(listener, api_router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = close_tx.send(true);
     });
-    let (served, notebooks_served) = tokio::join!(api_served, notebooks_served);
-    let served = served.and(notebooks_served);
+    let (served, notebooks_served, socket_served) =
+        tokio::join!(api_served, notebooks_served, socket_served);
+    let served = served.and(notebooks_served).and(socket_served);
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&addr_file);
+    let _ = std::fs::remove_file(&socket_path);
     served.map_err(|e| petri_daemon::DaemonError::Io(format!("serving HTTP: {e}")))
 }

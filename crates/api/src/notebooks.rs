@@ -9,7 +9,19 @@ use axum::http::StatusCode;
 use petri_domain::{ErrorCode, Image, Notebook, NotebookLink, NotebookRequest};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, allow};
+use petri_daemon::accounts::{Action, Caller as Who};
+
+/// Whether `caller` may change or sign in to the notebook `name` (its user's, or an admin's).
+async fn theirs(s: &AppState, caller: &Who, name: &str) -> Result<(), ApiError> {
+    let nb = s.daemon.notebooks().get(name).await?;
+    allow(
+        caller,
+        Action::Submit,
+        &nb.user,
+        &format!("notebook {name}"),
+    )
+}
 use crate::error::{ApiError, parse_body};
 use crate::jobs::body_error;
 
@@ -26,6 +38,15 @@ pub(crate) async fn start(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Notebook>), ApiError> {
     let req: NotebookRequest = parse_body(&body.map_err(body_error)?, "the notebook request")?;
+    // Starting a stopped notebook again is changing it: its user's, or an admin's, to do.
+    if let Ok(nb) = s.daemon.notebooks().get(&req.name).await {
+        allow(
+            &caller,
+            Action::Submit,
+            &nb.user,
+            &format!("notebook {}", nb.name),
+        )?;
+    }
     let nb = s.daemon.notebooks().start(req, &caller.user).await?;
     Ok((StatusCode::CREATED, Json(nb)))
 }
@@ -53,11 +74,14 @@ pub(crate) async fn show(
     params(("name" = String, Path, description = "the notebook's name")),
     responses((status = 200, body = Notebook),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the notebook is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn stop(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Notebook>, ApiError> {
+    theirs(&s, &caller, &name).await?;
     Ok(Json(s.daemon.notebooks().stop(&name).await?))
 }
 
@@ -65,12 +89,15 @@ pub(crate) async fn stop(
     params(("name" = String, Path, description = "the notebook's name")),
     responses((status = 200, description = "the notebook as it was; its workspace is kept", body = Notebook),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the notebook is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody),
               (status = 409, description = "INVALID_STATE: it still runs", body = petri_domain::ErrorBody)))]
 pub(crate) async fn remove(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Notebook>, ApiError> {
+    theirs(&s, &caller, &name).await?;
     Ok(Json(s.daemon.notebooks().remove(&name).await?))
 }
 
@@ -78,13 +105,16 @@ pub(crate) async fn remove(
     params(("name" = String, Path, description = "the notebook's name")),
     responses((status = 200, description = "a one-time link that signs a browser in", body = NotebookLink),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
+              (status = 403, description = "FORBIDDEN: the notebook is another user's", body = petri_domain::ErrorBody),
               (status = 404, description = "NOTEBOOK_NOT_FOUND", body = petri_domain::ErrorBody),
               (status = 409, description = "NOTEBOOK_NOT_READY: it does not run", body = petri_domain::ErrorBody)))]
 pub(crate) async fn open(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<NotebookLink>, ApiError> {
+    theirs(&s, &caller, &name).await?;
     let link = s.daemon.notebooks().link(&name).await?;
     // On the notebooks' own address, as this caller reaches it.
     Ok(Json(NotebookLink {

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Petri API", description = "The daemon's HTTP API. Every route but /healthz needs `Authorization: Bearer <token>`: the owner's (the file `token` in the Petri home) or one made with `petri token create`, whose scopes (read, submit, admin, tracking) decide what it may do."),
+    info(title = "Petri API", description = "The daemon's HTTP API. Every route but /healthz needs `Authorization: Bearer <token>`: the owner's (the file `token` in the Petri home) or one made with `petri token create`, whose scopes (read, submit, admin, tracking) decide what it may do; over the daemon's Unix socket no token is needed, the kernel says who calls. The caller's role (admin, member, viewer) and whose a job, notebook or secret is decide the rest."),
     paths(
         crate::jobs::submit,
         crate::jobs::list,
@@ -71,6 +71,12 @@ use utoipa::{Modify, OpenApi};
         crate::serving::show,
         crate::serving::unserve,
         crate::serving::stats,
+        crate::users::me,
+        crate::users::list,
+        crate::users::put,
+        crate::users::set_quota,
+        crate::users::shares,
+        crate::users::audit,
     ),
     components(schemas(petri_daemon::Event, petri_daemon::JobChange, petri_domain::ErrorCode, petri_domain::ListOrder)),
     modifiers(&Bearer),

@@ -14,7 +14,22 @@ use petri_daemon::pipeline::service::{
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, allow};
+
+/// Whether `caller` may change the pipeline run `id` (its user's, or an admin's).
+async fn run_of(
+    s: &AppState,
+    caller: &petri_daemon::accounts::Caller,
+    id: &str,
+) -> Result<(), ApiError> {
+    let run = s.daemon.pipelines().get_run(id).await?;
+    allow(
+        caller,
+        petri_daemon::accounts::Action::Submit,
+        &run.user,
+        &format!("pipeline run {}", run.number),
+    )
+}
 use crate::error::{ApiError, parse_body};
 use crate::jobs::body_error;
 
@@ -203,13 +218,16 @@ pub(crate) async fn show_run(
     params(("id" = String, Path, description = "the run's id or number")),
     responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 403, description = "FORBIDDEN: the run is another user's", body = E),
               (status = 200, description = "the run, canceling", body = RunInfo),
               (status = 404, description = "PIPELINE_RUN_NOT_FOUND", body = E),
               (status = 409, description = "INVALID_STATE: it is over", body = E)))]
 pub(crate) async fn cancel(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RunInfo>, ApiError> {
+    run_of(&s, &caller, &id).await?;
     Ok(Json(s.daemon.pipelines().cancel(&id).await?))
 }
 
@@ -217,14 +235,17 @@ pub(crate) async fn cancel(
     params(("id" = String, Path, description = "the run's id or number")),
     responses((status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a malformed request", body = E),
               (status = 401, description = "UNAUTHORIZED", body = E),
+              (status = 403, description = "FORBIDDEN: the run is another user's", body = E),
               (status = 200, description = "the run, running again", body = RunInfo),
               (status = 404, description = "PIPELINE_RUN_NOT_FOUND", body = E),
               (status = 409, description = "INVALID_STATE: it is still running", body = E)))]
 pub(crate) async fn retry(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RunInfo>, ApiError> {
+    run_of(&s, &caller, &id).await?;
     let bytes = body.map_err(body_error)?;
     let req: RetryRequest = if bytes.is_empty() {
         RetryRequest::default()

@@ -56,17 +56,10 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
         return ApiError::new(ErrorCode::NotFound, "no such route").into_response();
     };
     if let Some(code) = query_value(req.uri(), "petri_link") {
-        return sign_in(&s, req.uri(), &code);
+        return sign_in(&s, req.uri(), &code, &name);
     }
-    if !authorized(&s, req.headers()).await {
-        return ApiError::new(
-            ErrorCode::Unauthorized,
-            format!(
-                "sign in to this notebook with a link from `petri notebook open {name}` (or send \
-                 `Authorization: Bearer <token>`)"
-            ),
-        )
-        .into_response();
+    if let Err(refused) = authorized(&s, req.headers(), &name).await {
+        return refused;
     }
     let upstream = match s.daemon.notebooks().upstream(&name).await {
         Ok(u) => u,
@@ -189,9 +182,9 @@ pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
     )
 }
 
-/// A bearer token that may run code (a notebook runs whatever its user types: `submit`), or a
-/// browser's notebook session.
-async fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
+/// A bearer token that may run code as the notebook's user (a notebook runs whatever its user
+/// types: `submit` on a thing of theirs), or a browser's session for this notebook.
+async fn authorized(s: &AppState, headers: &HeaderMap, name: &str) -> Result<(), Response> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -199,22 +192,41 @@ async fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
         .map(|t| t.trim().to_string());
     if let Some(t) = bearer {
         let accounts = s.daemon.accounts().clone();
-        let caller = tokio::task::spawn_blocking(move || accounts.authenticate(&t)).await;
-        return matches!(caller, Ok(Ok(c)) if petri_daemon::accounts::authorize(
-            &c,
+        let caller = tokio::task::spawn_blocking(move || accounts.authenticate(&t))
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()).into_response())?
+            .map_err(|e| ApiError(e).into_response())?;
+        let owner = match s.daemon.notebooks().get(name).await {
+            Ok(nb) => nb.user,
+            Err(e) => return Err(ApiError::from(e).into_response()),
+        };
+        return crate::auth::allow(
+            &caller,
             petri_daemon::accounts::Action::Submit,
-            petri_daemon::accounts::Resource::System,
+            &owner,
+            &format!("notebook {name}"),
         )
-        .is_ok());
+        .map_err(IntoResponse::into_response);
     }
-    cookies(headers)
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .is_some_and(|(_, v)| s.daemon.notebooks().session_valid(v))
+    let signed_in = cookies(headers)
+        .filter(|(k, _)| *k == SESSION_COOKIE)
+        .any(|(_, v)| s.daemon.notebooks().session_valid(v, name));
+    if signed_in {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Unauthorized,
+        format!(
+            "sign in to this notebook with a link from `petri notebook open {name}` (or send \
+             `Authorization: Bearer <token>`)"
+        ),
+    )
+    .into_response())
 }
 
 /// A one-time link: set the session cookie and send the browser on without the code.
-fn sign_in(s: &AppState, uri: &Uri, code: &str) -> Response {
-    let Some(session) = s.daemon.notebooks().redeem_link(code) else {
+fn sign_in(s: &AppState, uri: &Uri, code: &str, name: &str) -> Response {
+    let Some(session) = s.daemon.notebooks().redeem_link(code, name) else {
         return ApiError::new(
             ErrorCode::Unauthorized,
             "this sign-in link was used already or has expired; get a new one with `petri \

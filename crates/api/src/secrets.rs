@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use petri_daemon::accounts::{Caller as Who, Scope};
+use petri_daemon::accounts::Caller as Who;
 use petri_domain::{ErrorCode, SecretInfo, SecretRequest};
 
 use crate::AppState;
@@ -13,9 +13,10 @@ use crate::auth::Caller;
 use crate::error::{ApiError, parse_body};
 use crate::jobs::body_error;
 
-/// Whether the caller may act on other users' secrets.
+/// Whether the caller may act on other users' secrets: an admin, with a credential that has
+/// the admin scope.
 fn is_admin(caller: &Who) -> bool {
-    caller.scopes.iter().any(|s| s.grants(Scope::Admin))
+    caller.is_admin()
 }
 
 /// Runs a secrets call off the async threads (it reads and writes files).

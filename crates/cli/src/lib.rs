@@ -40,7 +40,9 @@ pub fn parse(desktop: bool) -> Cli {
     about = "An AI lab that fits on one workstation"
 )]
 pub struct Cli {
-    /// The daemon to talk to (default: the one of --home, else http://127.0.0.1:7878).
+    /// The daemon to talk to: a URL, or unix:PATH for a socket (default: the socket of --home,
+    /// else the address its daemon wrote, else the system service's socket, else
+    /// http://127.0.0.1:7878).
     #[arg(long, global = true, env = "PETRI_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// The Petri home: state, logs, token (default: ~/.local/share/petri).
@@ -94,6 +96,12 @@ pub enum Command {
     ModelServer(ModelServerArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
+    /// Who the daemon takes you for (your user, role, and how you signed in).
+    Whoami(commands::user::WhoamiArgs),
+    /// The users of a shared machine: roles, quotas, fair-share usage.
+    User(commands::user::UserArgs),
+    /// The log of every change: who, when, from where, what (admins).
+    Audit(commands::user::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +161,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_completions(a.shell);
             Ok(())
         }
+        Some(Command::Whoami(a)) => commands::user::whoami(&client, a).await,
+        Some(Command::User(a)) => commands::user::run(&client, a).await,
+        Some(Command::Audit(a)) => commands::user::audit(&client, a).await,
     }
 }
 

@@ -1,8 +1,11 @@
 //! A typed HTTP client for Petri's API, used by the CLI, the desktop shell and the tests.
 //!
-//! [`Client::discover`] finds the daemon the way users expect: `--server`/`PETRI_SERVER` first,
-//! else the address the daemon of the chosen home (`--home`/`PETRI_HOME`/default) wrote at
-//! start, else `http://127.0.0.1:7878`; the token comes from `PETRI_TOKEN` or the home's `token`.
+//! [`Client::discover`] finds the daemon the way users expect: `--server`/`PETRI_SERVER` first
+//! (`unix:PATH` names a socket); else `PETRI_SOCKET`; else the Unix socket of the chosen home
+//! (`--home`/`PETRI_HOME`/default), where the kernel tells the daemon who calls and no token is
+//! needed; else the address that home's daemon wrote at start; else the system service's socket
+//! (`/var/lib/petri/petri.sock`, a shared machine's daemon); else `http://127.0.0.1:7878`. The
+//! token comes from `PETRI_TOKEN` or the home's `token`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +18,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
+
+/// The socket of the system service (`packaging/systemd`): a shared machine's daemon.
+pub const SYSTEM_SOCKET: &str = "/var/lib/petri/petri.sock";
 
 /// HTTP methods, for [`Client::call`].
 pub use reqwest::Method;
@@ -58,6 +64,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// The daemon's Unix socket, when that is how this client reaches it.
+    socket: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Client {
@@ -65,6 +73,7 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base", &self.base)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("socket", &self.socket)
             .finish()
     }
 }
@@ -85,12 +94,35 @@ pub struct LogText {
     pub text: String,
 }
 
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
 impl Client {
     pub fn new(base: impl Into<String>, token: Option<String>) -> Client {
         Client {
             base: base.into().trim_end_matches('/').to_string(),
             token,
             http: reqwest::Client::new(),
+            socket: None,
+        }
+    }
+
+    /// A client of the daemon on the Unix socket `path`: the daemon knows the caller by their
+    /// uid, so `token` may be `None`.
+    pub fn on_socket(path: impl Into<PathBuf>, token: Option<String>) -> Client {
+        let path = path.into();
+        let http = reqwest::Client::builder()
+            .unix_socket(path.clone())
+            .build()
+            .unwrap_or_default();
+        Client {
+            // The host is what the daemon sees in `Host` (links it builds name it).
+            base: "http://localhost".into(),
+            token,
+            http,
+            socket: Some(path),
         }
     }
 
@@ -100,25 +132,46 @@ impl Client {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("PETRI_HOME").map(PathBuf::from))
             .unwrap_or_else(default_home);
-        let server = server
+        let given = std::env::var("PETRI_TOKEN").ok().filter(|s| !s.is_empty());
+        let token = given.clone().or_else(|| {
+            std::fs::read_to_string(home.join("token"))
+                .ok()
+                .map(|s| s.trim().to_string())
+        });
+        let named = server
             .map(str::to_string)
-            .or_else(|| std::env::var("PETRI_SERVER").ok().filter(|s| !s.is_empty()))
-            .or_else(|| {
-                std::fs::read_to_string(home.join("daemon.addr"))
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-            })
-            .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-        let token = std::env::var("PETRI_TOKEN")
+            .or_else(|| std::env::var("PETRI_SERVER").ok().filter(|s| !s.is_empty()));
+        if let Some(server) = named {
+            return match server.strip_prefix("unix:") {
+                Some(path) => Client::on_socket(path, given),
+                None => Client::new(server, token),
+            };
+        }
+        if let Some(path) = std::env::var_os("PETRI_SOCKET").filter(|s| !s.is_empty()) {
+            return Client::on_socket(path, given);
+        }
+        // Over a socket the kernel says who calls: only a token asked for is sent (a home's
+        // token file may be an old daemon's).
+        let own = home.join("petri.sock");
+        if is_socket(&own) {
+            return Client::on_socket(own, given);
+        }
+        if let Some(addr) = std::fs::read_to_string(home.join("daemon.addr"))
             .ok()
+            .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string(home.join("token"))
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            });
-        Client::new(server, token)
+        {
+            return Client::new(addr, token);
+        }
+        if is_socket(Path::new(SYSTEM_SOCKET)) {
+            return Client::on_socket(SYSTEM_SOCKET, given);
+        }
+        Client::new(DEFAULT_SERVER, token)
+    }
+
+    /// The Unix socket this client speaks over, if any.
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
     }
 
     pub fn base(&self) -> &str {
@@ -136,7 +189,10 @@ impl Client {
     fn transport(&self, e: reqwest::Error) -> ClientError {
         if e.is_connect() {
             ClientError::NoDaemon {
-                url: self.base.clone(),
+                url: match &self.socket {
+                    Some(p) => format!("the socket {}", p.display()),
+                    None => self.base.clone(),
+                },
             }
         } else {
             ClientError::Http {
@@ -334,6 +390,60 @@ impl Client {
             &format!("/api/v1/tokens/{}", enc(key)),
         ))
         .await
+    }
+
+    /// Who the daemon takes this client for.
+    pub async fn me(&self) -> Result<petri_domain::Me> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/me"))
+            .await
+    }
+    /// Every user, with their role and own quota.
+    pub async fn users(&self) -> Result<Vec<petri_domain::UserInfo>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/users"))
+            .await
+    }
+    /// Adds a user, or sets their role (admins).
+    pub async fn user_put(
+        &self,
+        name: &str,
+        role: petri_domain::Role,
+    ) -> Result<petri_domain::UserInfo> {
+        self.json(
+            self.request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/users/{}", enc(name)),
+            )
+            .json(&petri_domain::UserRequest { role }),
+        )
+        .await
+    }
+    /// Sets the quota of a user or `group:NAME` (admins); an empty one removes it.
+    pub async fn quota_set(
+        &self,
+        subject: &str,
+        quota: &petri_domain::Quota,
+    ) -> Result<petri_domain::Quota> {
+        self.json(
+            self.request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/quotas/{}", enc(subject)),
+            )
+            .json(quota),
+        )
+        .await
+    }
+    /// What each user runs, waits for and has used lately.
+    pub async fn shares(&self) -> Result<Vec<petri_domain::UserShare>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/shares"))
+            .await
+    }
+    /// The audit log, newest first (admins).
+    pub async fn audit(
+        &self,
+        q: &petri_domain::AuditQuery,
+    ) -> Result<Vec<petri_domain::AuditEntry>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/audit").query(q))
+            .await
     }
 
     /// Collects the artifact store's garbage (admin); with `dry_run`, only says what would go.

@@ -164,6 +164,11 @@ impl Daemon {
             .map_err(|e| DaemonError::Io(format!("opening the secrets: {e}")))?;
         hooks.register_admission(secrets.admission_hook());
         hooks.register_every(secrets.attempt_hook());
+        // ... and each attempt given a secret is a read of it, in the audit log.
+        hooks.register_every(Arc::new(SecretReads {
+            accounts: accounts.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }));
 
         // Every job's tracking environment (MLFLOW_TRACKING_URI, its token, MLFLOW_RUN_ID);
         // the address is filled in once the API listens.
@@ -569,4 +574,34 @@ fn lock_home(home: &Home) -> Result<Flock<File>, DaemonError> {
         "another Petri daemon already uses {}; stop it, or choose another home with --home",
         home.root().display()
     )))
+}
+
+/// Writes to the audit log that a job was given secrets: a read of them by the job's user.
+struct SecretReads {
+    accounts: Accounts,
+    runtime: tokio::runtime::Handle,
+}
+
+impl petri_queue::AttemptHook for SecretReads {
+    fn launch(
+        &self,
+        job: &petri_domain::Job,
+        attempt: u32,
+    ) -> Result<petri_queue::LaunchExtras, String> {
+        if !job.spec.secrets.is_empty() {
+            let names: Vec<&str> = job.spec.secrets.iter().map(|s| s.name.as_str()).collect();
+            let record = petri_accounts::AuditRecord {
+                user: job.user.clone(),
+                origin: format!("job {}", job.number),
+                action: "secret.read".into(),
+                target: format!("secret {}", names.join(", ")),
+                status: None,
+                detail: format!("given to job {} (attempt {attempt})", job.number),
+            };
+            let accounts = self.accounts.clone();
+            // The engine's thread does not wait for the write.
+            self.runtime.spawn_blocking(move || accounts.record(record));
+        }
+        Ok(petri_queue::LaunchExtras::default())
+    }
 }

@@ -60,6 +60,9 @@ pub enum NotebookState {
 pub struct Notebook {
     pub id: String,
     pub name: String,
+    /// Whose it is: only they (and admins) open, stop or remove it.
+    #[serde(default)]
+    pub user: String,
     pub state: NotebookState,
     /// Its path on the notebooks' own address (`POST .../open` gives a full sign-in link).
     pub url: String,

@@ -100,6 +100,9 @@ struct Asked {
     #[serde(default)]
     mounts: Vec<Mount>,
     idle_timeout: Millis,
+    /// Whose it is (empty in a notebook from before team mode: its first job's user).
+    #[serde(default)]
+    user: String,
 }
 
 /// Notebooks on the queue: Jupyter servers as service jobs, sign-in links, browser sessions,
@@ -116,8 +119,10 @@ struct Inner {
     /// Writes of the notebooks table (jobs are written by the queue's engine alone).
     store: Mutex<Store>,
     services: Services,
+    /// Sign-in codes: the notebook each is for, and when it was made.
     links: Mutex<HashMap<String, (String, Instant)>>,
-    sessions: Mutex<HashMap<String, Instant>>,
+    /// Browser sessions: the one notebook each signs in to, and since when.
+    sessions: Mutex<HashMap<String, (String, Instant)>>,
     /// Starts go one at a time: two starts of one stopped notebook would both find it stopped
     /// and both queue a server.
     starting: tokio::sync::Mutex<()>,
@@ -303,6 +308,11 @@ impl Notebooks {
                 .idle_timeout
                 .or(earlier.as_ref().map(|e| e.idle_timeout))
                 .unwrap_or(defaults.idle_timeout),
+            user: earlier
+                .as_ref()
+                .map(|e| e.user.clone())
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| user.to_string()),
         };
         let mut command = vec![
             "jupyter".to_string(),
@@ -473,8 +483,14 @@ impl Notebooks {
             }),
             _ => None,
         };
+        let user = if settings.user.is_empty() {
+            job.as_ref().map(|j| j.user.clone()).unwrap_or_default()
+        } else {
+            settings.user.clone()
+        };
         Ok(Notebook {
             url: format!("/notebooks/{}/lab", nb.name),
+            user,
             id: nb.id,
             name: nb.name,
             state,
@@ -617,26 +633,35 @@ impl Notebooks {
         })
     }
 
-    /// Trades a sign-in link's code for a browser session (a cookie value).
-    pub fn redeem_link(&self, code: &str) -> Option<String> {
-        let (_, made) = self.inner.links.lock().ok()?.remove(code)?;
+    /// Trades a sign-in link's code for a browser session (a cookie value) to the notebook
+    /// `name` the link was made for; a link for another notebook is no use here.
+    pub fn redeem_link(&self, code: &str, name: &str) -> Option<String> {
+        let mut links = self.inner.links.lock().ok()?;
+        if links.get(code).is_none_or(|(for_name, _)| for_name != name) {
+            return None;
+        }
+        let (for_name, made) = links.remove(code)?;
         if made.elapsed() > LINK_LIFETIME {
             return None;
         }
         let session = random_hex();
         let mut sessions = self.inner.sessions.lock().ok()?;
-        sessions.retain(|_, t| t.elapsed() < SESSION_LIFETIME);
-        sessions.insert(session.clone(), Instant::now());
+        sessions.retain(|_, (_, t)| t.elapsed() < SESSION_LIFETIME);
+        sessions.insert(session.clone(), (for_name, Instant::now()));
         Some(session)
     }
 
-    /// Whether a browser session cookie is valid.
-    pub fn session_valid(&self, session: &str) -> bool {
+    /// Whether a browser session cookie is valid for the notebook `name` (a session signs in
+    /// to the one notebook its link was for).
+    pub fn session_valid(&self, session: &str, name: &str) -> bool {
         self.inner
             .sessions
             .lock()
             .ok()
-            .and_then(|s| s.get(session).map(|t| t.elapsed() < SESSION_LIFETIME))
+            .and_then(|s| {
+                s.get(session)
+                    .map(|(n, t)| n == name && t.elapsed() < SESSION_LIFETIME)
+            })
             .unwrap_or(false)
     }
 

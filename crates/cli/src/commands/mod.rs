@@ -14,3 +14,4 @@ pub mod show;
 pub mod submit;
 pub mod token;
 pub mod top;
+pub mod user;

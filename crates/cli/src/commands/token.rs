@@ -18,7 +18,7 @@ pub struct TokenArgs {
 pub enum TokenCommand {
     /// Create a token; its secret is printed this once (Petri keeps only a hash).
     Create(CreateArgs),
-    /// List the tokens (never their secrets).
+    /// List your tokens (an admin sees everyone's; never their secrets).
     Ls(LsArgs),
     /// Revoke a token (by name or id): it is refused from the next request on.
     Revoke(RevokeArgs),
@@ -89,12 +89,20 @@ pub async fn run(client: &Client, args: TokenArgs) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let mut t =
-                output::new_table(&["NAME", "SCOPES", "STATE", "CREATED", "EXPIRES", "LAST USED"]);
+            let mut t = output::new_table(&[
+                "NAME",
+                "USER",
+                "SCOPES",
+                "STATE",
+                "CREATED",
+                "EXPIRES",
+                "LAST USED",
+            ]);
             for tok in all {
                 let when = |ms: Option<i64>| ms.map(format_ms).unwrap_or_else(|| "-".into());
                 t.add_row(vec![
                     tok.name,
+                    tok.user,
                     scopes(&tok.scopes),
                     tok.state,
                     format_ms(tok.created_at_ms),
