@@ -6,6 +6,7 @@ mod helpers;
 mod pipelines;
 mod secrets;
 mod serving;
+mod team;
 
 use std::collections::HashMap;
 use std::time::Duration;

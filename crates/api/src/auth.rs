@@ -133,7 +133,8 @@ pub(crate) fn audited(method: &Method, path: &str) -> Option<(String, String)> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let parts: Vec<&str> = decoded.trim_matches('/').split('/').collect();
     let verb = |m: &Method| match *m {
         Method::PUT => "set",
         Method::DELETE => "remove",

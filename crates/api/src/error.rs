@@ -69,7 +69,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0)).into_response()
+        // A refused change says why in the audit log too.
+        let note = crate::auth::AuditNote(self.0.message.clone());
+        let mut answer = (status, Json(self.0)).into_response();
+        answer.extensions_mut().insert(note);
+        answer
     }
 }
 

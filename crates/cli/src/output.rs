@@ -64,11 +64,18 @@ pub fn timing(job: &Job, now: i64) -> String {
     }
 }
 
+/// The jobs as a table; with a USER column when they are more than one user's (a shared
+/// machine).
 pub fn jobs_table(jobs: &[Job]) -> Table {
     let now = now_ms();
-    let mut t = new_table(&["#", "NAME", "STATE", "QUEUE", "PRIO", "TIME", "INFO"]);
+    let shared = jobs.iter().any(|j| j.user != jobs[0].user);
+    let mut header = vec!["#", "NAME", "STATE", "QUEUE", "PRIO", "TIME", "INFO"];
+    if shared {
+        header.insert(2, "USER");
+    }
+    let mut t = new_table(&header);
     for j in jobs {
-        t.add_row(vec![
+        let mut row = vec![
             j.number.to_string(),
             j.name.clone(),
             j.state.to_string(),
@@ -76,7 +83,11 @@ pub fn jobs_table(jobs: &[Job]) -> Table {
             j.priority.to_string(),
             timing(j, now),
             info(j),
-        ]);
+        ];
+        if shared {
+            row.insert(2, j.user.clone());
+        }
+        t.add_row(row);
     }
     t
 }
