@@ -125,6 +125,15 @@ impl Accounts {
                 ),
             ));
         }
+        // A token for someone else: an admin's to make, for a user this Petri knows.
+        let user = match req.user.as_deref() {
+            Some(u) if u != caller.user => {
+                crate::authorize(caller, crate::Action::Admin, crate::Resource::System)
+                    .map_err(AccountsError::Refused)?;
+                self.user(u)?.name
+            }
+            _ => caller.user.clone(),
+        };
         let now = now_ms();
         let expires_at_ms = match req.expires_in {
             Some(Millis(0)) => {
@@ -142,7 +151,7 @@ impl Accounts {
             name: req.name.clone(),
             hash: hash(&secret),
             scopes: scopes.iter().map(|s| s.as_str().to_string()).collect(),
-            user: caller.user.clone(),
+            user,
             created_at_ms: now,
             expires_at_ms,
             last_used_at_ms: None,
@@ -394,6 +403,7 @@ mod tests {
                     name: "ci".into(),
                     scopes: vec![Scope::Read],
                     expires_in: None,
+                    user: None,
                 },
             )
             .unwrap();
@@ -416,6 +426,7 @@ mod tests {
                     name: "more".into(),
                     scopes: vec![Scope::Submit],
                     expires_in: None,
+                    user: None,
                 },
             )
             .unwrap_err();
@@ -428,6 +439,7 @@ mod tests {
                     name: "ci".into(),
                     scopes: vec![],
                     expires_in: None,
+                    user: None,
                 },
             )
             .unwrap_err();
@@ -460,6 +472,7 @@ mod tests {
                     name: "short".into(),
                     scopes: vec![],
                     expires_in: Some(Millis(1)),
+                    user: None,
                 },
             )
             .unwrap();

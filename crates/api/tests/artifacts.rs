@@ -172,6 +172,7 @@ async fn collecting_garbage_is_the_admins_business() {
             name: "dashboard".into(),
             scopes: vec![Scope::Submit],
             expires_in: None,
+            user: None,
         })
         .await
         .unwrap();

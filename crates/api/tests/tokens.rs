@@ -21,6 +21,7 @@ async fn tokens_are_scoped_expire_and_are_revoked() {
             name: "dashboard".into(),
             scopes: vec![Scope::Read],
             expires_in: None,
+            user: None,
         })
         .await
         .unwrap();
@@ -48,6 +49,7 @@ async fn tokens_are_scoped_expire_and_are_revoked() {
             name: "laptop".into(),
             scopes: vec![],
             expires_in: Some(Millis(30 * 86_400_000)),
+            user: None,
         })
         .await
         .unwrap();
@@ -69,6 +71,7 @@ async fn tokens_are_scoped_expire_and_are_revoked() {
             name: "mlflow".into(),
             scopes: vec![Scope::Tracking],
             expires_in: None,
+            user: None,
         })
         .await
         .unwrap();
@@ -100,6 +103,7 @@ async fn tokens_are_scoped_expire_and_are_revoked() {
             name: "short".into(),
             scopes: vec![Scope::Read],
             expires_in: Some(Millis(1)),
+            user: None,
         })
         .await
         .unwrap();
@@ -131,6 +135,7 @@ async fn tokens_are_scoped_expire_and_are_revoked() {
                 name: bad.into(),
                 scopes: vec![],
                 expires_in: None,
+                user: None,
             })
             .await
             .unwrap_err();
@@ -142,6 +147,7 @@ async fn tokens_are_scoped_expire_and_are_revoked() {
             name: "laptop".into(),
             scopes: vec![],
             expires_in: None,
+            user: None,
         })
         .await
         .unwrap_err();

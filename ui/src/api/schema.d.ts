@@ -36,6 +36,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/components": {
         parameters: {
             query?: never;
@@ -318,6 +334,22 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["release"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["me"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -644,6 +676,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/quotas/{subject}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["set_quota"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs": {
         parameters: {
             query?: never;
@@ -740,6 +788,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["shares"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/status": {
         parameters: {
             query?: never;
@@ -804,6 +868,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_users"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -850,6 +946,31 @@ export interface components {
              *     period has passed.
              */
             unreferenced: components["schemas"]["BlobCount"];
+        };
+        /** @description One change, as the audit log keeps it. Appended only; nothing in the API edits it. */
+        AuditEntry: {
+            /**
+             * @description What kind of change, e.g. `job.submit`, `job.cancel`, `token.create`, `user.role`,
+             *     `notebook.open`, `secret.read`.
+             */
+            action: string;
+            /** Format: int64 */
+            at_ms: number;
+            /** @description More about it, in words. */
+            detail?: string;
+            /** Format: int64 */
+            id: number;
+            /** @description From where: `socket uid=1001`, an IP address, `job 42`, `daemon`. */
+            origin: string;
+            /**
+             * Format: int32
+             * @description The answer's HTTP status, for changes made through the API.
+             */
+            status?: number | null;
+            /** @description What it was done to (a job, a notebook, a token, a user). */
+            target: string;
+            /** @description Who did it. */
+            user: string;
         };
         /** @description Start one run per cron fire between two instants. */
         BackfillRequest: {
@@ -972,7 +1093,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "LOG_REMOVED" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "LOG_REMOVED" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL" | "USER_NOT_FOUND" | "INVALID_QUOTA" | "QUOTA_EXCEEDED";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -1389,6 +1510,19 @@ export interface components {
             /** Format: int64 */
             size: number;
         };
+        /** @description Who the caller is, as the daemon sees them. */
+        Me: {
+            /**
+             * @description How they proved it: `socket` (the kernel said), `owner` (the home's token file), `token`
+             *     (an API token, named in `token`), `job` (a job's own token).
+             */
+            credential: string;
+            name: string;
+            role: components["schemas"]["Role"];
+            /** @description Whether more than one user uses this daemon (team mode). */
+            team: boolean;
+            token?: string | null;
+        };
         /**
          * @description A duration written like "30s", "5m", "2h 30m"; stored and compared in milliseconds.
          * @example 30s
@@ -1462,6 +1596,8 @@ export interface components {
             state: components["schemas"]["NotebookState"];
             /** @description Its path on the notebooks' own address (`POST .../open` gives a full sign-in link). */
             url: string;
+            /** @description Whose it is: only they (and admins) open, stop or remove it. */
+            user?: string;
             workspace: string;
         };
         /** @description A notebook changed state. */
@@ -1586,6 +1722,11 @@ export interface components {
             /** @enum {string} */
             kind: "gpu_kept";
             max_timeout?: null | components["schemas"]["Millis"];
+        } | {
+            /** @enum {string} */
+            kind: "quota";
+            limit: string;
+            user: string;
         };
         /** @description A saved pipeline, as written. */
         PipelineDoc: {
@@ -1645,6 +1786,29 @@ export interface components {
             number: number;
             /** @description `age` or `size`: the limit that removed them. */
             why: string;
+        };
+        /**
+         * @description What one user (or the members of one Unix group, together) may hold at once. An absent limit
+         *     is no limit.
+         */
+        Quota: {
+            /**
+             * Format: double
+             * @description Cpus (fractions allowed).
+             */
+            cpus?: number | null;
+            /** @description GPU memory, slices and whole GPUs together (a whole GPU counts its memory). */
+            gpu_memory?: string | null;
+            /**
+             * Format: int32
+             * @description Whole GPUs.
+             */
+            gpus?: number | null;
+            /**
+             * Format: int32
+             * @description Jobs running at once.
+             */
+            running?: number | null;
         };
         /** @description A new version: from `source` (a run's artifact) or from the files of `upload`. */
         RegisterRequest: {
@@ -1757,6 +1921,11 @@ export interface components {
             /** @description Rerun this step and what depends on it; without it, the failed and canceled steps. */
             from?: string | null;
         };
+        /**
+         * @description What a user may do on a shared machine.
+         * @enum {string}
+         */
+        Role: "admin" | "member" | "viewer";
         /** @description One attempt at running a job. */
         Run: {
             /** Format: int32 */
@@ -2045,6 +2214,11 @@ export interface components {
             name: string;
             /** @description What it may do (default: `submit`, which includes `read`). */
             scopes?: components["schemas"]["Scope"][];
+            /**
+             * @description Whose it is (admins only; default: the caller's): how a team member who has no account
+             *     on this machine, or signs in from a browser, gets a token of their own.
+             */
+            user?: string | null;
         };
         /**
          * @description A dataset as MLflow describes it (`mlflow.data`): a name and digest that identify it, where
@@ -2131,6 +2305,46 @@ export interface components {
         TrackingRuns: {
             next_page_token?: string | null;
             runs?: components["schemas"]["TrackingRun"][];
+        };
+        /** @description A user of this Petri. */
+        UserInfo: {
+            /** Format: int64 */
+            created_at_ms: number;
+            /** @description The Unix user name (on a shared machine the Unix user *is* the Petri user). */
+            name: string;
+            /** @description Its own limits (group limits apply beside them). */
+            quota: components["schemas"]["Quota"];
+            role: components["schemas"]["Role"];
+            /**
+             * Format: int32
+             * @description The Unix uid, when the name is a user of this machine.
+             */
+            uid?: number | null;
+        };
+        /** @description What `PUT /api/v1/users/{name}` sets. */
+        UserRequest: {
+            role: components["schemas"]["Role"];
+        };
+        /** @description What one user runs and waits for, and their recent usage (fair share's measure). */
+        UserShare: {
+            quota?: null | components["schemas"]["Quota"];
+            /** Format: int32 */
+            running: number;
+            /**
+             * Format: double
+             * @description The part of the machine their running jobs hold now (0 to 1: a job's GPUs' part of all
+             *     GPUs, or its cpus' part of all cpus).
+             */
+            share_now: number;
+            /**
+             * Format: double
+             * @description Recent usage in machine-hours, decayed by the fair-share half-life: among waiting jobs
+             *     of the same priority, the user with the least goes first.
+             */
+            usage_hours: number;
+            user: string;
+            /** Format: int32 */
+            waiting: number;
         };
         /** @description A pipeline text to check. */
         ValidateRequest: {
@@ -2254,6 +2468,62 @@ export interface operations {
             };
             /** @description ARTIFACT_CORRUPT: the stored copy no longer matches its digest; nothing was sent */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    audit: {
+        parameters: {
+            query?: {
+                /** @description Only what this user did. */
+                user?: string;
+                /** @description Only from this time on (Unix ms). */
+                since_ms?: number;
+                /** @description Only this action (e.g. `job.cancel`). */
+                action?: string;
+                /** @description At most this many, newest first (default 200, at most 5000). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the audit log, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntry"][];
+                };
+            };
+            /** @description BAD_REQUEST: a bad query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: admins only */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2949,6 +3219,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description FORBIDDEN: the job is another user's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description JOB_NOT_FOUND */
             404: {
                 headers: {
@@ -2991,6 +3270,15 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the job is another user's */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3060,6 +3348,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description FORBIDDEN: the job is another user's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description JOB_NOT_FOUND */
             404: {
                 headers: {
@@ -3094,6 +3391,15 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the job is another user's */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3141,6 +3447,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description FORBIDDEN: the job is another user's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description JOB_NOT_FOUND */
             404: {
                 headers: {
@@ -3152,6 +3467,35 @@ export interface operations {
             };
             /** @description INVALID_STATE: not possible in the job's state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description who the caller is: name, role, how they proved it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3803,6 +4147,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description FORBIDDEN: the notebook is another user's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description NOTEBOOK_NOT_FOUND */
             404: {
                 headers: {
@@ -3853,6 +4206,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description FORBIDDEN: the notebook is another user's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description NOTEBOOK_NOT_FOUND */
             404: {
                 headers: {
@@ -3895,6 +4257,15 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the notebook is another user's */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4105,6 +4476,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description FORBIDDEN: the run is another user's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description PIPELINE_RUN_NOT_FOUND */
             404: {
                 headers: {
@@ -4161,6 +4541,15 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: the run is another user's */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4523,6 +4912,78 @@ export interface operations {
             };
         };
     };
+    set_quota: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a user's name, `user:NAME`, or `group:NAME` (a Unix group: its members together) */
+                subject: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Quota"];
+            };
+        };
+        responses: {
+            /** @description the quota as set; an empty one removes it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quota"];
+                };
+            };
+            /** @description MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description USER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_QUOTA: a value that makes no sense, or no such group */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     runs_list: {
         parameters: {
             query?: {
@@ -4845,6 +5306,35 @@ export interface operations {
             };
         };
     };
+    shares: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description each user's running and waiting jobs, part of the machine now, and decayed recent usage */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserShare"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     status: {
         parameters: {
             query?: never;
@@ -5050,6 +5540,89 @@ export interface operations {
             };
             /** @description UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_users: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every user, with their role and own quota */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserInfo"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the Unix user's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserRequest"];
+            };
+        };
+        responses: {
+            /** @description the user, added or with the new role */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserInfo"];
+                };
+            };
+            /** @description BAD_REQUEST or MALFORMED_SPEC: a bad name or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: admins only; the daemon's own user stays an admin */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

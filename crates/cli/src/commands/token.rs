@@ -35,6 +35,10 @@ pub struct CreateArgs {
     /// How long it stays valid, e.g. 30d or 12h (default: until revoked).
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<Millis>,
+    /// Make it for another user (admins): a team member without an account on this machine,
+    /// or who signs in from a browser.
+    #[arg(long)]
+    pub user: Option<String>,
     /// Print the token and its details as JSON.
     #[arg(long)]
     pub json: bool,
@@ -61,14 +65,16 @@ pub async fn run(client: &Client, args: TokenArgs) -> anyhow::Result<()> {
                     name: a.name,
                     scopes: a.scope,
                     expires_in: a.expires,
+                    user: a.user,
                 })
                 .await?;
             if a.json {
                 return output::print_json(&made);
             }
             eprintln!(
-                "Token `{}` ({}){}. It is shown this once; Petri keeps only its hash:",
+                "Token `{}` for {} ({}){}. It is shown this once; Petri keeps only its hash:",
                 made.info.name,
+                made.info.user,
                 scopes(&made.info.scopes),
                 made.info
                     .expires_at_ms
