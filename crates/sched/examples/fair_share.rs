@@ -175,7 +175,8 @@ fn simulate(jobs: &[Job], fair: bool, half_life_ms: i64) -> Outcome {
             let j = index[id];
             waiting.retain(|w| *w != j);
             if jobs[j].user == "leo" && jobs[j].arrival < DAY {
-                out.leo_waits.push((now - jobs[j].arrival) as f64 / 60_000.0);
+                out.leo_waits
+                    .push((now - jobs[j].arrival) as f64 / 60_000.0);
             }
             live.push(Live {
                 job: j,
@@ -187,7 +188,8 @@ fn simulate(jobs: &[Job], fair: bool, half_life_ms: i64) -> Outcome {
     // Leo's first-day jobs that never started wait until the day's end, at least.
     for &j in &waiting {
         if jobs[j].user == "leo" && jobs[j].arrival < DAY {
-            out.leo_waits.push((DAY - jobs[j].arrival) as f64 / 60_000.0);
+            out.leo_waits
+                .push((DAY - jobs[j].arrival) as f64 / 60_000.0);
         }
     }
     out

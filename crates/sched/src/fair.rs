@@ -151,6 +151,21 @@ impl Usage {
         }
     }
 
+    /// Usage as it was kept at `at_ms` (after a restart): it decays from then on, as if the
+    /// daemon had run on with nothing running.
+    pub fn restored(half_life_ms: i64, by_user: HashMap<String, f64>, at_ms: i64) -> Usage {
+        Usage {
+            half_life_ms: half_life_ms.max(1),
+            by_user,
+            at_ms,
+        }
+    }
+
+    /// As of when the usage is.
+    pub fn at_ms(&self) -> i64 {
+        self.at_ms
+    }
+
     /// Brings the usage up to `now_ms`: what was there decays, and each running job adds its
     /// share for the time since the last call. Call it before the set of running jobs changes.
     pub fn accrue<'a>(&mut self, running: impl IntoIterator<Item = (&'a str, f64)>, now_ms: i64) {

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::{Result, Store};
+use crate::{Result, Store, Tx};
 
 /// A user as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +145,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn usage_is_kept_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("petri.db")).unwrap();
+        assert_eq!(store.usage().unwrap(), (Default::default(), None));
+        let first =
+            std::collections::HashMap::from([("alice".to_string(), 10.0), ("bob".into(), 2.5)]);
+        store.write(|tx| tx.save_usage(&first, 1_000)).unwrap();
+        assert_eq!(store.usage().unwrap(), (first, Some(1_000)));
+        let second = std::collections::HashMap::from([("bob".to_string(), 1.0)]);
+        store.write(|tx| tx.save_usage(&second, 2_000)).unwrap();
+        assert_eq!(store.usage().unwrap(), (second, Some(2_000)));
+    }
+
+    #[test]
     fn users_quotas_and_an_audit_log_that_cannot_be_edited() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("petri.db")).unwrap();
@@ -193,5 +207,48 @@ mod tests {
                 .is_err()
         );
         assert_eq!(store.audit(None, None, None, 10).unwrap().len(), 3);
+    }
+}
+
+impl Tx<'_> {
+    /// Keeps each user's decayed usage (fair share's measure) as of `at_ms`, in place of what
+    /// was kept.
+    pub fn save_usage(
+        &self,
+        by_user: &std::collections::HashMap<String, f64>,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.tx.execute("DELETE FROM usage", [])?;
+        let mut insert = self
+            .tx
+            .prepare_cached("INSERT INTO usage (user, machine_seconds, at) VALUES (?1, ?2, ?3)")?;
+        for (user, used) in by_user {
+            insert.execute(params![user, used, at_ms])?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The usage kept by [`Tx::save_usage`], and as of when (`None` when none was kept).
+    pub fn usage(&self) -> Result<(std::collections::HashMap<String, f64>, Option<i64>)> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user, machine_seconds, at FROM usage")?;
+        let mut at = None;
+        let mut by_user = std::collections::HashMap::new();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (user, used, when) = row?;
+            by_user.insert(user, used);
+            at = Some(when);
+        }
+        Ok((by_user, at))
     }
 }

@@ -266,6 +266,9 @@ struct State {
     quotas: petri_domain::QuotaBook,
     /// Each user's recent usage, for fair share.
     usage: petri_sched::fair::Usage,
+    usage_half_life_ms: i64,
+    /// When the usage was last written to the database (every minute, so a restart keeps it).
+    usage_saved_ms: i64,
     /// Whether waiting jobs go by their users' usage (with more than one user).
     fair_share: bool,
     /// Unfinished jobs by user: fair share orders the line only when there are two or more.
@@ -361,6 +364,8 @@ impl Engine {
                     settings.fair_share.half_life.0 as i64,
                     now_ms(),
                 ),
+                usage_half_life_ms: settings.fair_share.half_life.0 as i64,
+                usage_saved_ms: now_ms(),
                 fair_share: settings.fair_share.enabled,
                 users: HashMap::new(),
                 switch_users: crate::owners::switches_users(),
@@ -380,6 +385,13 @@ impl Engine {
 
     /// Loads unfinished jobs and settles every attempt the database says is running.
     pub(crate) fn recover(&mut self) -> Result<(), StoreError> {
+        // Fair share's measure, as last kept: it decays over the time the daemon was down.
+        if let (by_user, Some(at)) = self.store.usage()? {
+            let half_life = self.state.usage_half_life_ms;
+            self.state.usage =
+                petri_sched::fair::Usage::restored(half_life, by_user, at.min(now_ms()));
+            self.state.usage_saved_ms = now_ms();
+        }
         let stored = self.store.active_jobs()?;
         let mut runs = Vec::new();
         for s in &stored {
@@ -460,6 +472,14 @@ impl Engine {
                 break;
             }
         }
+        // Fair share's measure, as of now, for the next start.
+        let usage = &self.state.usage;
+        if let Err(e) = self
+            .store
+            .write(|tx| tx.save_usage(usage.by_user(), usage.at_ms()))
+        {
+            tracing::warn!(error = %e, "could not keep the users' usage; fair share starts even");
+        }
         tracing::info!("engine stopped; running jobs go on and are re-adopted at the next start");
     }
 
@@ -491,6 +511,10 @@ impl Engine {
             }
             state.timers(tx, now, &mut fx)?;
             state.schedule(tx, now, &mut fx)?;
+            if now - state.usage_saved_ms >= USAGE_SAVE_MS {
+                tx.save_usage(state.usage.by_user(), state.usage.at_ms())?;
+                state.usage_saved_ms = now;
+            }
             Ok(())
         });
         if changes || !fx.events.is_empty() || !fx.launches.is_empty() {
@@ -705,6 +729,9 @@ impl State {
         Ok(())
     }
 }
+
+/// How often fair share's usage is written to the database.
+const USAGE_SAVE_MS: i64 = 60_000;
 
 /// The sum of a user's running and waiting jobs, and their usage.
 impl State {
