@@ -38,6 +38,8 @@ pub struct Server {
     child: Option<Child>,
     /// Extra environment for the daemon.
     env: Vec<(String, String)>,
+    /// Where it listens.
+    listen: String,
 }
 
 impl Server {
@@ -48,6 +50,21 @@ impl Server {
             dir,
             child: None,
             env: Vec::new(),
+            listen: "127.0.0.1:0".into(),
+        };
+        s.restart();
+        s
+    }
+
+    /// Like `start`, listening on `listen` (an address beyond loopback means TLS).
+    pub fn start_on(toml: &str, listen: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("petri.toml"), toml).unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            env: Vec::new(),
+            listen: listen.into(),
         };
         s.restart();
         s
@@ -64,6 +81,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            listen: "127.0.0.1:0".into(),
         };
         s.restart();
         s
@@ -90,7 +108,7 @@ impl Server {
             .unwrap();
         let child = petri_cmd(self.home())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", &self.listen])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -7,6 +7,7 @@ mod pipelines;
 mod secrets;
 mod serving;
 mod team;
+mod tls;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -22,6 +22,7 @@ mod proxy;
 mod secrets;
 mod serving;
 mod system;
+mod tls;
 mod tokens;
 mod tracking;
 mod users;
@@ -66,6 +67,8 @@ pub(crate) struct Shared {
     pub api_addr: SocketAddr,
     /// Where the notebooks are served.
     pub notebooks_addr: SocketAddr,
+    /// `https` beyond loopback, else `http`.
+    pub scheme: &'static str,
 }
 
 /// The API and the web UI over a started daemon.
@@ -259,6 +262,28 @@ fn notebook_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Serves `router` on `listener`, through TLS when `tls` is given, until `shutdown`.
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    tls: Option<&tls::Tls>,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
 /// The daemon's Unix socket, where the kernel says who calls (no token needed). Open to every
 /// local user when the daemon runs as root (the system service of a shared machine: each user
 /// is themselves), else to the daemon's own user alone. `None`, loudly, when it cannot be made:
@@ -310,21 +335,54 @@ pub async fn run(
         })?;
     let notebooks_addr = notebooks.local_addr().map_err(io)?;
     let socket_path = settings.socket();
+    // Beyond loopback, TLS: the user's certificate or a generated one.
+    let tls = if addr.ip().is_loopback() && notebooks_addr.ip().is_loopback() {
+        None
+    } else {
+        let tls = tls::load(
+            &settings.home,
+            settings.tls.cert.as_deref(),
+            settings.tls.key.as_deref(),
+            addr,
+        )
+        .map_err(|e| petri_daemon::DaemonError::Io(format!("TLS: {e}")))?;
+        Some(tls)
+    };
+    // With TLS, jobs (and the stock mlflow client in them) reach the API on a plain loopback
+    // address of their own.
+    let jobs_listener = match &tls {
+        Some(_) => Some(
+            tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(io)?,
+        ),
+        None => None,
+    };
     let daemon = Daemon::start(settings)?;
     // The daemon holds its home now: a socket file left there is a dead daemon's.
     let socket = bind_socket(&socket_path);
     // Jobs reach the daemon on this machine: loopback when it listens on every interface.
-    let reachable = if addr.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
+    let reachable = match &jobs_listener {
+        Some(l) => l.local_addr().map_err(io)?,
+        None if addr.ip().is_unspecified() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        None => addr,
     };
     daemon.set_tracking_uri(format!("http://{reachable}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let addr_file = daemon.home().address_file();
-    std::fs::write(&addr_file, format!("http://{addr}\n")).map_err(|e| {
+    std::fs::write(&addr_file, format!("{scheme}://{addr}\n")).map_err(|e| {
         petri_daemon::DaemonError::Io(format!("writing {}: {e}", addr_file.display()))
     })?;
-    tracing::info!(%addr, %notebooks_addr, home = %daemon.home().root().display(), "Petri is listening");
+    match &tls {
+        Some(t) => {
+            tracing::info!(%addr, %notebooks_addr, fingerprint = %t.fingerprint, home = %daemon.home().root().display(), "Petri is listening with TLS; clients trust it by this fingerprint (PETRI_FINGERPRINT)")
+        }
+        None => {
+            tracing::info!(%addr, %notebooks_addr, home = %daemon.home().root().display(), "Petri is listening")
+        }
+    }
     let (close_tx, close_rx) = watch::channel(false);
     let state = AppState(std::sync::Arc::new(Shared {
         daemon: daemon.clone(),
@@ -332,13 +390,18 @@ pub async fn run(
         proxy: proxy::client(),
         api_addr: addr,
         notebooks_addr,
+        scheme,
     }));
     let closed = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|closing| *closing).await;
     };
     tokio::spawn(serve_bridge(state.clone(), addr.port(), close_rx.clone()));
-    let notebooks_served = axum::serve(notebooks, notebook_router(state.clone()))
-        .with_graceful_shutdown(closed(close_rx.clone()));
+    let notebooks_served = serve_tcp(
+        notebooks,
+        tls.as_ref(),
+        notebook_router(state.clone()),
+        closed(close_rx.clone()),
+    );
     let socket_state = state.clone();
     let socket_closed = closed(close_rx.clone());
     let socket_served = async move {
@@ -351,13 +414,24 @@ pub async fn run(
             .with_graceful_shutdown(socket_closed)
             .await
     };
-    let api_served = axum::serve(listener, api_router(state)).with_graceful_shutdown(async move {
+    let jobs_state = state.clone();
+    let jobs_closed = closed(close_rx.clone());
+    let jobs_served = async move {
+        match jobs_listener {
+            Some(l) => serve_tcp(l, None, api_router(jobs_state), jobs_closed).await,
+            None => Ok(()),
+        }
+    };
+    let api_served = serve_tcp(listener, tls.as_ref(), api_router(state), async move {
         shutdown.await;
         let _ = close_tx.send(true);
     });
-    let (served, notebooks_served, socket_served) =
-        tokio::join!(api_served, notebooks_served, socket_served);
-    let served = served.and(notebooks_served).and(socket_served);
+    let (served, notebooks_served, socket_served, jobs_served) =
+        tokio::join!(api_served, notebooks_served, socket_served, jobs_served);
+    let served = served
+        .and(notebooks_served)
+        .and(socket_served)
+        .and(jobs_served);
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&addr_file);
     let _ = std::fs::remove_file(&socket_path);

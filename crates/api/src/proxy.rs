@@ -70,7 +70,8 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     let (parts, body) = req.into_parts();
     // Jupyter lets only its own origin frame its pages; the web UI, on its own origin, may too.
     let frame_policy = format!(
-        "frame-ancestors 'self' http://{}:{}",
+        "frame-ancestors 'self' {}://{}:{}",
+        s.scheme,
         caller_host(&s, &parts.headers),
         s.api_addr.port()
     );
@@ -176,7 +177,8 @@ fn caller_host(s: &AppState, headers: &HeaderMap) -> String {
 /// Where a caller who reached the API with `headers` finds the notebooks.
 pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
     format!(
-        "http://{}:{}",
+        "{}://{}:{}",
+        s.scheme,
         caller_host(s, headers),
         s.notebooks_addr.port()
     )

@@ -7,6 +7,8 @@
 //! (`/var/lib/petri/petri.sock`, a shared machine's daemon); else `http://127.0.0.1:7878`. The
 //! token comes from `PETRI_TOKEN` or the home's `token`.
 
+mod tls;
+
 use std::path::{Path, PathBuf};
 
 use futures_util::{Stream, StreamExt};
@@ -94,6 +96,22 @@ pub struct LogText {
     pub text: String,
 }
 
+/// The fingerprint to trust an `https` daemon by: `PETRI_FINGERPRINT`, else the home's
+/// `tls/fingerprint` (the daemon's own, on its machine, or one copied from it).
+fn fingerprint(home: &Path) -> Option<String> {
+    std::env::var("PETRI_FINGERPRINT")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string(
+                home.join(petri_domain::tls::TLS_DIR)
+                    .join(petri_domain::tls::FINGERPRINT_FILE),
+            )
+            .ok()
+        })
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+}
+
 fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
@@ -101,10 +119,29 @@ fn is_socket(path: &Path) -> bool {
 
 impl Client {
     pub fn new(base: impl Into<String>, token: Option<String>) -> Client {
+        Client::pinned(base, token, None)
+    }
+
+    /// A client of a daemon over HTTPS whose certificate is trusted by its fingerprint (as
+    /// `petri serve` logs it, and writes to `tls/fingerprint` in its home) rather than by an
+    /// authority: how the generated, self-signed certificate is trusted. Without one, an
+    /// `https` address is checked against the system's authorities.
+    pub fn pinned(
+        base: impl Into<String>,
+        token: Option<String>,
+        fingerprint: Option<String>,
+    ) -> Client {
+        let http = match fingerprint {
+            Some(f) => reqwest::Client::builder()
+                .use_preconfigured_tls(tls::pinned(&f))
+                .build()
+                .unwrap_or_default(),
+            None => reqwest::Client::new(),
+        };
         Client {
             base: base.into().trim_end_matches('/').to_string(),
             token,
-            http: reqwest::Client::new(),
+            http,
             socket: None,
         }
     }
@@ -144,7 +181,7 @@ impl Client {
         if let Some(server) = named {
             return match server.strip_prefix("unix:") {
                 Some(path) => Client::on_socket(path, given),
-                None => Client::new(server, token),
+                None => Client::pinned(server, token, fingerprint(&home)),
             };
         }
         if let Some(path) = std::env::var_os("PETRI_SOCKET").filter(|s| !s.is_empty()) {
@@ -161,7 +198,7 @@ impl Client {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
         {
-            return Client::new(addr, token);
+            return Client::pinned(addr, token, fingerprint(&home));
         }
         if is_socket(Path::new(SYSTEM_SOCKET)) {
             return Client::on_socket(SYSTEM_SOCKET, given);
@@ -187,6 +224,19 @@ impl Client {
     }
 
     fn transport(&self, e: reqwest::Error) -> ClientError {
+        // A certificate refused is not a daemon missing: say what was refused.
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain = format!("{chain}: {s}");
+            source = s.source();
+        }
+        if chain.contains("fingerprint") || chain.contains("certificate") {
+            return ClientError::Http {
+                url: self.base.clone(),
+                message: chain,
+            };
+        }
         if e.is_connect() {
             ClientError::NoDaemon {
                 url: match &self.socket {

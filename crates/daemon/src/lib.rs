@@ -29,7 +29,9 @@ pub use petri_registry as registry;
 pub use petri_secrets as secrets;
 pub use petri_serving as serving;
 pub use petri_tracking as tracking;
-pub use settings::{ArtifactSettings, GpuSettings, QueueSettings, Settings, SettingsError};
+pub use settings::{
+    ArtifactSettings, GpuSettings, QueueSettings, Settings, SettingsError, TlsSettings,
+};
 
 /// Why the daemon did not start.
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,17 @@ pub struct Settings {
     pub desktop: DesktopSettings,
     /// Team mode: who may join, fair share, the Unix socket.
     pub team: TeamSettings,
+    /// TLS, which an address beyond loopback requires: your certificate and key, or (neither
+    /// set) one generated at first start into the home's `tls/`.
+    pub tls: TlsSettings,
+}
+
+/// Your own certificate for an address beyond loopback (both PEM files, or neither).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// A shared machine's settings.
@@ -94,6 +105,7 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             desktop: DesktopSettings::default(),
             team: TeamSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -106,6 +118,7 @@ pub enum SettingsError {
 
 const DAEMON_KEYS: &[&str] = &[
     "listen",
+    "tls",
     "max_body",
     "kill_grace",
     "capacity",

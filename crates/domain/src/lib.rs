@@ -12,6 +12,7 @@ pub mod notebook;
 pub mod secret;
 pub mod spec;
 pub mod sweep;
+pub mod tls;
 pub mod token;
 pub mod units;
 

@@ -140,6 +140,49 @@ impl Store {
     }
 }
 
+impl Tx<'_> {
+    /// Keeps each user's decayed usage (fair share's measure) as of `at_ms`, in place of what
+    /// was kept.
+    pub fn save_usage(
+        &self,
+        by_user: &std::collections::HashMap<String, f64>,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.tx.execute("DELETE FROM usage", [])?;
+        let mut insert = self
+            .tx
+            .prepare_cached("INSERT INTO usage (user, machine_seconds, at) VALUES (?1, ?2, ?3)")?;
+        for (user, used) in by_user {
+            insert.execute(params![user, used, at_ms])?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The usage kept by [`Tx::save_usage`], and as of when (`None` when none was kept).
+    pub fn usage(&self) -> Result<(std::collections::HashMap<String, f64>, Option<i64>)> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user, machine_seconds, at FROM usage")?;
+        let mut at = None;
+        let mut by_user = std::collections::HashMap::new();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (user, used, when) = row?;
+            by_user.insert(user, used);
+            at = Some(when);
+        }
+        Ok((by_user, at))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,48 +250,5 @@ mod tests {
                 .is_err()
         );
         assert_eq!(store.audit(None, None, None, 10).unwrap().len(), 3);
-    }
-}
-
-impl Tx<'_> {
-    /// Keeps each user's decayed usage (fair share's measure) as of `at_ms`, in place of what
-    /// was kept.
-    pub fn save_usage(
-        &self,
-        by_user: &std::collections::HashMap<String, f64>,
-        at_ms: i64,
-    ) -> Result<()> {
-        self.tx.execute("DELETE FROM usage", [])?;
-        let mut insert = self
-            .tx
-            .prepare_cached("INSERT INTO usage (user, machine_seconds, at) VALUES (?1, ?2, ?3)")?;
-        for (user, used) in by_user {
-            insert.execute(params![user, used, at_ms])?;
-        }
-        Ok(())
-    }
-}
-
-impl Store {
-    /// The usage kept by [`Tx::save_usage`], and as of when (`None` when none was kept).
-    pub fn usage(&self) -> Result<(std::collections::HashMap<String, f64>, Option<i64>)> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT user, machine_seconds, at FROM usage")?;
-        let mut at = None;
-        let mut by_user = std::collections::HashMap::new();
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, f64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (user, used, when) = row?;
-            by_user.insert(user, used);
-            at = Some(when);
-        }
-        Ok((by_user, at))
     }
 }
