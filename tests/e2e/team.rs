@@ -182,6 +182,9 @@ fn three_unix_users_share_one_daemon_running_as_root() {
     // Everyone sees the queue: names, owners, resources.
     let seen = ok(&as_user(home, BEN, &["ls", "--all"]));
     assert!(seen.contains(ANN) && seen.contains("USER"), "{seen}");
+    let mine: petri_domain::JobPage =
+        parse(&as_user(home, BEN, &["ls", "--all", "--mine", "--json"]));
+    assert!(!mine.jobs.is_empty() && mine.jobs.iter().all(|j| j.user == BEN));
     assert!(ok(&petri(home, &["logs", &a.number.to_string()])).contains("/home/"));
     ok(&petri(home, &["cancel", &long.number.to_string()]));
     server.wait_state(&long, JobState::Cancelled);

@@ -96,6 +96,8 @@ pub struct ListQuery {
     /// Only jobs in this state (comma-separated states allowed).
     pub state: Option<String>,
     pub queue: Option<String>,
+    /// Only this user's jobs (on a shared machine: "mine").
+    pub user: Option<String>,
     /// Jobs per page: 100 unless given, at most 1,000 (a larger size is clamped, and the page
     /// says so in `note`).
     pub limit: Option<u32>,

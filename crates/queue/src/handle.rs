@@ -626,7 +626,7 @@ impl Queue {
             ),
             Some(n) => (n, None),
         };
-        let list = Cursor::list_of(&states, q.queue.as_deref(), order);
+        let list = Cursor::list_of(&states, q.queue.as_deref(), q.user.as_deref(), order);
         let after_number = match &q.after {
             Some(text) => Some(Cursor::parse(text, &list).map_err(bad)?),
             None => None,
@@ -634,6 +634,7 @@ impl Queue {
         let filter = JobFilter {
             states,
             queue: q.queue.clone(),
+            user: q.user.clone(),
             newest_first: order == ListOrder::Newest,
             after_number,
             limit: Some(limit + 1),
@@ -790,10 +791,20 @@ impl Queue {
 struct Cursor;
 
 impl Cursor {
-    fn list_of(states: &[JobState], queue: Option<&str>, order: ListOrder) -> String {
+    fn list_of(
+        states: &[JobState],
+        queue: Option<&str>,
+        user: Option<&str>,
+        order: ListOrder,
+    ) -> String {
         use sha2::Digest;
         let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let key = format!("{}\n{}\n{order:?}", states.join(","), queue.unwrap_or("\0"));
+        let key = format!(
+            "{}\n{}\n{order:?}\n{}",
+            states.join(","),
+            queue.unwrap_or("\0"),
+            user.unwrap_or("\0")
+        );
         let digest = sha2::Sha256::digest(key.as_bytes());
         digest[..4].iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -67,6 +67,8 @@ pub struct JobFilter {
     /// Only these states (all when empty).
     pub states: Vec<JobState>,
     pub queue: Option<String>,
+    /// Only this user's jobs.
+    pub user: Option<String>,
     /// Newest first when true; oldest first otherwise.
     pub newest_first: bool,
     /// Only jobs after this number in the order (older when newest first): a page's start.
@@ -489,7 +491,8 @@ pub struct NewRun<'a> {
 }
 
 /// The query of a page of jobs and its arguments: every filter is answered by an index
-/// (`jobs_active`, `jobs_state_number`, `jobs_queue_number`, or the number's own).
+/// (`jobs_active`, `jobs_state_number`, `jobs_queue_number`, `jobs_user_number`, or the
+/// number's own).
 fn list_sql(filter: &JobFilter) -> (String, Vec<String>) {
     let mut sql = String::from("SELECT * FROM jobs");
     let mut clauses = Vec::new();
@@ -521,6 +524,10 @@ fn list_sql(filter: &JobFilter) -> (String, Vec<String>) {
     if let Some(q) = &filter.queue {
         args.push(q.clone());
         clauses.push(format!("queue = ?{}", args.len()));
+    }
+    if let Some(u) = &filter.user {
+        args.push(u.clone());
+        clauses.push(format!("user = ?{}", args.len()));
     }
     if let Some(n) = filter.after_number {
         clauses.push(format!(
@@ -787,6 +794,16 @@ mod tests {
                     ..JobFilter::default()
                 },
                 "jobs_queue_number",
+            ),
+            (
+                JobFilter {
+                    user: Some("alice".into()),
+                    newest_first: true,
+                    after_number: Some(500),
+                    limit: Some(100),
+                    ..JobFilter::default()
+                },
+                "jobs_user_number",
             ),
         ];
         for (filter, index) in cases {

@@ -249,6 +249,7 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE INDEX jobs_user_number ON jobs(user, number);
     CREATE TABLE usage (
         user            TEXT PRIMARY KEY,
         machine_seconds REAL NOT NULL,

@@ -3043,6 +3043,8 @@ export interface operations {
                 /** @description Only jobs in this state (comma-separated states allowed). */
                 state?: string;
                 queue?: string;
+                /** @description Only this user's jobs (on a shared machine: "mine"). */
+                user?: string;
                 /**
                  * @description Jobs per page: 100 unless given, at most 1,000 (a larger size is clamped, and the page
                  *     says so in `note`).

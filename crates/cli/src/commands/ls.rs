@@ -15,6 +15,12 @@ pub struct LsArgs {
     /// Only jobs of this queue.
     #[arg(long)]
     pub queue: Option<String>,
+    /// Only this user's jobs.
+    #[arg(long, conflicts_with = "mine")]
+    pub user: Option<String>,
+    /// Only your own jobs (on a shared machine).
+    #[arg(long)]
+    pub mine: bool,
     /// Jobs per page (100 unless given; at most 1000).
     #[arg(long)]
     pub limit: Option<u32>,
@@ -36,10 +42,16 @@ pub enum Order {
 }
 
 pub async fn run(client: &Client, args: LsArgs) -> anyhow::Result<()> {
+    let user = match (args.user, args.mine) {
+        (Some(u), _) => Some(u),
+        (None, true) => Some(client.me().await?.name),
+        (None, false) => None,
+    };
     let query = ListQuery {
         all: args.all,
         state: args.state,
         queue: args.queue,
+        user,
         limit: args.limit,
         after: args.after,
         order: args.order.map(|o| match o {
@@ -87,6 +99,12 @@ fn next_command(q: &ListQuery, next: &str) -> String {
         cmd.push_str(&format!(
             " --queue {}",
             output::shell_words(std::slice::from_ref(s))
+        ));
+    }
+    if let Some(u) = &q.user {
+        cmd.push_str(&format!(
+            " --user {}",
+            output::shell_words(std::slice::from_ref(u))
         ));
     }
     if let Some(n) = q.limit {
