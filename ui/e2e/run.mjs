@@ -11,6 +11,7 @@
 // Chromium: $CHROMIUM, else /usr/bin/chromium. The pipeline canvas's screenshots also go to
 // --docs (default: docs/screenshots in the repository).
 import { spawn, execFileSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -422,6 +423,75 @@ try {
 
   await step("the Serving view serves a registered model, answers its try-it form, charts its traffic and unserves it", async () => {
     await servingViews({ page, base, token, shot });
+  });
+
+  await step("the Team view: who you are, the users with their roles and quotas, and the audit log", async () => {
+    await api("PUT", "/api/v1/users/ada", { role: "member" });
+    await page.goto(`${base}/#/team`);
+    const me = await page.locator("[data-testid=signed-in-as]").textContent();
+    if (!/· admin$/.test(me ?? "")) throw new Error(`signed in as "${me}", not an admin`);
+    const users = page.locator("[data-testid=users-table]");
+    await expectText(users.locator("tr"), "ada");
+    await page.fill("form[aria-label=quota] input[name=subject]", "ada");
+    await page.fill("form[aria-label=quota] input[name=gpus]", "1");
+    await page.fill("form[aria-label=quota] input[name=running]", "2");
+    await page.click("form[aria-label=quota] button[type=submit]");
+    await expectText(users.locator("tr", { hasText: "ada" }), "1 GPU, 2 running jobs");
+    await page.selectOption("select[aria-label='role of ada']", "viewer");
+    await expectText(page.locator("[data-testid=audit-table] tr"), "user.role");
+    await expectText(page.locator("[data-testid=audit-table] tr"), "quota.set");
+    await shot("team");
+    // The jobs view tells whose each job is, and shows mine or everyone's.
+    await api("POST", "/api/v1/jobs", { jobs: [{ name: "mine", command: ["true"], workdir: work }] });
+    await page.goto(`${base}/#/jobs`);
+    await page.locator("button[name=mine]").click();
+    await page.locator("[data-testid=jobs-table] [role=columnheader]", { hasText: "User" }).waitFor();
+    await page.locator("button[name=everyone]").click();
+  });
+
+  await step("a browser signs in over TLS to a daemon beyond loopback, trusting its certificate by fingerprint", async () => {
+    const tlsHome = fs.mkdtempSync(path.join(os.tmpdir(), "petri-ui-tls-"));
+    const tlsPort = await new Promise((resolve) => {
+      const s = net.createServer();
+      s.listen(0, "127.0.0.1", () => {
+        const p = s.address().port;
+        s.close(() => resolve(p));
+      });
+    });
+    const tlsDaemon = spawn(petri, ["serve", "--listen", `0.0.0.0:${tlsPort}`], {
+      env: { ...process.env, PETRI_HOME: tlsHome },
+      stdio: ["ignore", "ignore", fs.openSync(path.join(tlsHome, "daemon.log"), "a")],
+    });
+    let tlsBrowser;
+    try {
+      await waitFor("the TLS daemon's certificate", async () => fs.existsSync(path.join(tlsHome, "tls/fingerprint")) && fs.existsSync(path.join(tlsHome, "daemon.addr")));
+      const addr = fs.readFileSync(path.join(tlsHome, "daemon.addr"), "utf8").trim();
+      if (!addr.startsWith("https://")) throw new Error(`the daemon beyond loopback says ${addr}`);
+      // Chromium trusts the certificate by the SHA-256 of its public key, as the CLI does by its fingerprint.
+      const cert = new crypto.X509Certificate(fs.readFileSync(path.join(tlsHome, "tls/cert.pem")));
+      const spki = crypto.createHash("sha256").update(cert.publicKey.export({ type: "spki", format: "der" })).digest("base64");
+      tlsBrowser = await chromium.launch({
+        executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+        args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", `--ignore-certificate-errors-spki-list=${spki}`],
+      });
+      const tlsPage = await (await tlsBrowser.newContext({ viewport: { width: 1360, height: 860 } })).newPage();
+      const secure = `https://127.0.0.1:${tlsPort}`;
+      await tlsPage.goto(secure + "/");
+      await tlsPage.locator("input[name=token]").waitFor();
+      await tlsPage.fill("input[name=token]", fs.readFileSync(path.join(tlsHome, "token"), "utf8").trim());
+      await tlsPage.click("button[type=submit]");
+      await tlsPage.locator("[data-testid=signed-in-as]").waitFor({ timeout: 30000 });
+      if (!(await tlsPage.evaluate(() => window.isSecureContext && location.protocol === "https:"))) throw new Error("the page is not on https");
+      await tlsPage.screenshot({ path: path.join(out, "tls-dashboard.png") });
+      // Plain HTTP on that address is not served.
+      const plain = await fetch(`http://127.0.0.1:${tlsPort}/healthz`).then((r) => r.status).catch(() => "refused");
+      if (plain === 200) throw new Error("plain HTTP answered beyond loopback");
+    } finally {
+      await tlsBrowser?.close();
+      tlsDaemon.kill("SIGTERM");
+      await new Promise((r) => tlsDaemon.once("exit", r));
+      fs.rmSync(tlsHome, { recursive: true, force: true });
+    }
   });
 
   await step("a lost daemon is shown and recovered from", async () => {

@@ -2,7 +2,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { HashRouter, NavLink, Route, Routes, useNavigate } from "react-router-dom";
 import { QueryClientProvider } from "@tanstack/react-query";
 import { Api, ApiError } from "./api/client";
-import { makeQueryClient, useGpus, useStatus } from "./api/queries";
+import { makeQueryClient, useGpus, useMe, useStatus } from "./api/queries";
 import { LiveProvider, useLive } from "./live";
 import { Dashboard } from "./views/Dashboard";
 import { ExperimentRuns, Experiments } from "./views/experiments/Experiments";
@@ -20,6 +20,7 @@ import { Pipelines } from "./views/pipelines/Pipelines";
 import { RunView } from "./views/pipelines/RunView";
 import { Settings } from "./views/Settings";
 import { Submit } from "./views/Submit";
+import { Team } from "./views/Team";
 import { ErrorNote } from "./components/ui";
 import { ErrorBoundary } from "./components/ErrorBoundary";
 
@@ -117,7 +118,7 @@ function SignIn(props: { rejected: boolean; onToken: (t: string) => void }) {
     <div className="signin">
       <form onSubmit={submit} className="card">
         <h1><span className="logo" /> Petri</h1>
-        <p>Sign in with a token. The owner's token is in the file <code>token</code> in the Petri home (<code>~/.local/share/petri/token</code>), or run <code>cat "$PETRI_HOME/token"</code>.</p>
+        <p>Sign in with a token. Your own: run <code>petri token create browser</code> on the machine (on a shared machine it is yours, with your role). The owner's is in the file <code>token</code> in the Petri home (<code>~/.local/share/petri/token</code>).</p>
         <ErrorNote error={error} />
         <input type="password" name="token" autoFocus placeholder="token" value={value} onChange={(e) => setValue(e.target.value)} />
         <button className="primary" type="submit" disabled={busy || !value.trim()}>Sign in</button>
@@ -130,6 +131,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
   const { connected } = useLive();
   const status = useStatus().data;
   const gpus = useGpus().data;
+  const me = useMe().data;
   const navigate = useNavigate();
   const pendingG = useRef(false);
 
@@ -139,7 +141,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
       if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) return;
       if (pendingG.current) {
         pendingG.current = false;
-        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", e: "/experiments", m: "/models", v: "/serving", s: "/settings" }[e.key];
+        const to = { d: "/", j: "/jobs", g: "/gpus", n: "/notebooks", p: "/pipelines", e: "/experiments", m: "/models", v: "/serving", t: "/team", s: "/settings" }[e.key];
         if (to) navigate(to);
         return;
       }
@@ -170,8 +172,10 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
         <NavLink to="/experiments">Experiments</NavLink>
         <NavLink to="/models">Models</NavLink>
         <NavLink to="/serving">Serving</NavLink>
+        <NavLink to="/team">Team</NavLink>
         <NavLink to="/settings">Settings</NavLink>
         <div className="nav-foot">
+          {me && <div data-testid="signed-in-as">{me.name} · {me.role}</div>}
           <div>{running} running · {queued} queued</div>
           <div>{gpus?.available ? `${gpus.gpus.length} GPU${gpus.gpus.length === 1 ? "" : "s"}` : "CPU only"}</div>
           <div className="muted">v{status?.version ?? "…"}</div>
@@ -202,6 +206,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
           <Route path="/models/:name" element={<ModelPage />} />
           <Route path="/serving" element={<Serving />} />
           <Route path="/serving/:name" element={<DeploymentPage />} />
+          <Route path="/team" element={<Team />} />
           <Route path="/settings" element={<Settings theme={props.theme} setTheme={props.setTheme} />} />
           <Route path="*" element={<div className="page"><h1>Not found</h1><p>There is no such view. <NavLink to="/">Go to the dashboard</NavLink>.</p></div>} />
         </Routes>

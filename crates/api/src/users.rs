@@ -47,7 +47,7 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<UserInfo>
     Ok(Json(blocking(move || accounts.users()).await?))
 }
 
-#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", request_body = UserRequest,
+#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", operation_id = "put_user", request_body = UserRequest,
     params(("name" = String, Path, description = "the Unix user's name")),
     responses((status = 200, description = "the user, added or with the new role", body = UserInfo),
               (status = 400, description = "BAD_REQUEST or MALFORMED_SPEC: a bad name or body", body = E),

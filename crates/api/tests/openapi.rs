@@ -23,3 +23,18 @@ fn the_ui_is_generated_from_the_document_the_daemon_serves() {
          petri-api --test openapi`, then `npm run gen` in ui/"
     );
 }
+
+/// Generated clients name each operation by its id: two alike would share one request type.
+#[test]
+fn every_operation_has_its_own_id() {
+    let doc = serde_json::to_value(petri_api::openapi()).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap().to_string();
+            if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                panic!("`{id}` names both {other} and {method} {path}");
+            }
+        }
+    }
+}

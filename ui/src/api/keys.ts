@@ -9,12 +9,21 @@ export type JobListFilter = {
   /** One state, or several comma-separated. */
   state?: JobState | string;
   queue?: string;
+  /** One user's jobs ("mine" on a shared machine). */
+  user?: string;
   order?: ListOrder;
   limit?: number;
 };
 
 export const keys = {
   status: ["status"] as const,
+  /** Who the daemon takes this browser for. */
+  me: ["me"] as const,
+  /** The users, their roles and quotas, what each runs and has used; the audit log. */
+  team: ["team"] as const,
+  users: ["team", "users"] as const,
+  shares: ["team", "shares"] as const,
+  audit: (user: string) => ["team", "audit", user] as const,
   /** Every job list (the Jobs view's pages, the dashboard's short lists). */
   jobLists: ["jobs"] as const,
   jobList: (f: JobListFilter) => ["jobs", "list", f] as const,

@@ -39,6 +39,7 @@ export function fetchJobPage(api: Api, f: JobListFilter, after: string | undefin
     ...(f.all ? { all: true } : {}),
     ...(f.state ? { state: f.state } : {}),
     ...(f.queue ? { queue: f.queue } : {}),
+    ...(f.user ? { user: f.user } : {}),
     ...(f.order ? { order: f.order } : {}),
     ...(f.limit ? { limit: f.limit } : {}),
     ...(after ? { after } : {}),
@@ -93,6 +94,32 @@ export function useTokens() {
   return useQuery({ queryKey: keys.tokens, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/tokens", { signal })) });
 }
 
+export function useMe() {
+  const { api } = useLive();
+  return useQuery({ queryKey: keys.me, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/me", { signal })), staleTime: Infinity });
+}
+
+export function useUsers() {
+  const { api } = useLive();
+  return useQuery({ queryKey: keys.users, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/users", { signal })) });
+}
+
+/** What each user runs, waits for and has used lately: it moves with the queue. */
+export function useShares() {
+  const { api } = useLive();
+  return useQuery({ queryKey: keys.shares, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/shares", { signal })), refetchInterval: 5000 });
+}
+
+/** The audit log, newest first (admins), optionally one user's. */
+export function useAudit(user: string, enabled: boolean) {
+  const { api } = useLive();
+  return useQuery({
+    queryKey: keys.audit(user),
+    queryFn: ({ signal }) => ok(api.http.GET("/api/v1/audit", { params: { query: { limit: 500, ...(user ? { user } : {}) } }, signal })),
+    enabled,
+  });
+}
+
 export function useSettings() {
   const { api } = useLive();
   return useQuery({ queryKey: keys.settings, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/settings", { signal })), staleTime: Infinity });
@@ -105,7 +132,7 @@ export function useUsage() {
 
 /** How many jobs a list holds, from the status counts (unknown for a queue's list). */
 export function totalOf(counts: Record<string, number> | undefined, f: JobListFilter): number | undefined {
-  if (!counts || f.queue) return undefined;
+  if (!counts || f.queue || f.user) return undefined;
   if (f.state) return f.state.split(",").reduce((n, s) => n + (counts[s.trim()] ?? 0), 0);
   const states = f.all ? Object.keys(counts) : ["queued", "held", "running"];
   return states.reduce((n, s) => n + (counts[s] ?? 0), 0);

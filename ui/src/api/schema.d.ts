@@ -892,7 +892,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        put: operations["put"];
+        put: operations["put_user"];
         post?: never;
         delete?: never;
         options?: never;
@@ -5580,7 +5580,7 @@ export interface operations {
             };
         };
     };
-    put: {
+    put_user: {
         parameters: {
             query?: never;
             header?: never;

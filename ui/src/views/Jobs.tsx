@@ -8,7 +8,7 @@ import { useVirtualizer } from "@tanstack/react-virtual";
 import type { Job, JobState, ListOrder } from "../api/types";
 import type { JobListFilter } from "../api/keys";
 import { rowAt, useJobPages, wanted } from "../api/jobPages";
-import { totalOf, useStatus } from "../api/queries";
+import { totalOf, useMe, useStatus } from "../api/queries";
 import { Empty, ErrorNote, StateBadge } from "../components/ui";
 import { jobTime } from "../lib/format";
 import { searchJobs } from "../lib/jobs";
@@ -39,6 +39,9 @@ export function Jobs() {
   const state = params.get("state") ?? "";
   const queue = params.get("queue") ?? "";
   const order: ListOrder = params.get("order") === "oldest" ? "oldest" : "newest";
+  // On a shared machine: everyone's jobs (the default), or only mine.
+  const me = useMe().data;
+  const user = params.get("mine") && me ? me.name : "";
   const status = useStatus();
   const queues = Object.keys(status.data?.queue_limits ?? {}).sort();
 
@@ -49,8 +52,8 @@ export function Jobs() {
     setParams(p, { replace: k === "q" });
   };
   const filter: JobListFilter & { limit: number } = useMemo(
-    () => ({ all: true, ...(state ? { state } : {}), ...(queue ? { queue } : {}), order, limit: PAGE }),
-    [state, queue, order],
+    () => ({ all: true, ...(state ? { state } : {}), ...(queue ? { queue } : {}), ...(user ? { user } : {}), order, limit: PAGE }),
+    [state, queue, user, order],
   );
 
   return (
@@ -89,6 +92,16 @@ export function Jobs() {
               <option key={q} value={q}>{q}</option>
             ))}
           </select>
+        )}
+        {me?.team && (
+          <div className="chips" role="group" aria-label="whose jobs">
+            <button className={!user ? "chip on" : "chip"} name="everyone" onClick={() => set("mine", undefined)}>
+              everyone's
+            </button>
+            <button className={user ? "chip on" : "chip"} name="mine" onClick={() => set("mine", "1")}>
+              mine
+            </button>
+          </div>
         )}
         <button
           className="chip"
@@ -151,8 +164,8 @@ function JobTable(props: { filter: JobListFilter & { limit: number }; text: stri
   if (pages.error && !pages.data) return <ErrorNote error={pages.error} />;
   if (pages.isPending) return <p className="muted">Loading…</p>;
   if (view.count === 0) {
-    return filter.state || filter.queue ? (
-      <Empty title="No job matches">Pick another state or queue.</Empty>
+    return filter.state || filter.queue || filter.user ? (
+      <Empty title="No job matches">Pick another state or queue{filter.user ? ", or everyone's jobs" : ""}.</Empty>
     ) : (
       <Empty title="No jobs yet">
         Submit one with <Link to="/jobs/new">the form</Link>, or from a terminal: <code>petri submit -- python train.py</code>
@@ -174,6 +187,7 @@ function JobTable(props: { filter: JobListFilter & { limit: number }; text: stri
             <div className="jobs-row jobs-head" role="row">
               <span role="columnheader">#</span>
               <span role="columnheader">Name</span>
+              <span role="columnheader">User</span>
               <span role="columnheader">State</span>
               <span role="columnheader">Queue</span>
               <span role="columnheader">Prio</span>
@@ -236,6 +250,7 @@ const JobRow = memo(function JobRow(props: { job: Job; index: number; top: numbe
           ))}
         {j.spec.image && <span className="tag">{j.spec.image}</span>}
       </span>
+      <span role="cell" title={j.user}>{j.user}</span>
       <span role="cell">
         <StateBadge state={j.state} />
       </span>

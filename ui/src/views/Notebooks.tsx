@@ -101,12 +101,13 @@ export function Notebooks() {
       ) : (
         <table className="table" data-testid="notebooks-table">
           <thead>
-            <tr><th>Name</th><th>State</th><th>Image</th><th>GPU</th><th>Idle</th><th>Workspace</th><th /></tr>
+            <tr><th>Name</th><th>User</th><th>State</th><th>Image</th><th>GPU</th><th>Idle</th><th>Workspace</th><th /></tr>
           </thead>
           <tbody>
             {notebooks.map((nb) => (
               <tr key={nb.id}>
                 <td>{nb.name}</td>
+                <td>{nb.user}</td>
                 <td>
                   <StateBadge state={nb.state} tone={TONE[nb.state]} />
                   {nb.state === "stopped" && nb.reason && <div className="reason small">{nb.reason}</div>}
