@@ -268,6 +268,9 @@ try {
     await expectText(page.locator("[data-testid=gpu-0], [data-testid=gpu-1]"), "train-a");
     await expectText(page.locator("[data-testid=gpu-0], [data-testid=gpu-1]"), "train-b");
     await expectText(page.locator("[data-testid=gpu-0]"), "not Petri's");
+    // Local jobs reach their GPUs by CUDA_VISIBLE_DEVICES alone: the view says so.
+    await expectText(page.locator("[data-testid=gpu-0], [data-testid=gpu-1]"), "advisory");
+    await expectText(page.locator("[data-testid=device-isolation]"), "advisory");
     // A job that needs both GPUs keeps them (aging is immediate here): the view says so.
     const { jobs: [big] } = await api("POST", "/api/v1/jobs", {
       jobs: [{ name: "big", run: "true", workdir: work, resources: { cpus: 0.25, gpus: 2 } }],

@@ -155,6 +155,11 @@ pub struct GpuReport {
     /// Why there are no GPUs.
     pub reason: Option<String>,
     pub gpus: Vec<GpuView>,
+    /// Which GPUs a job can open, in words: a container gets the device files of the GPUs it
+    /// reserved and no others; a local job is pointed at its GPUs by `CUDA_VISIBLE_DEVICES`, which
+    /// it could ignore (advisory).
+    #[serde(default)]
+    pub device_isolation: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -215,6 +220,10 @@ pub struct GpuHolder {
     pub name: Option<String>,
     /// `exclusive` (a whole GPU), `shared-unenforced` (a memory slice), or `none` (foreign).
     pub isolation: String,
+    /// Whether it can open only its own GPUs: `enforced` (a container, given only their device
+    /// files), `advisory` (a local job: `CUDA_VISIBLE_DEVICES` only), or `none` (foreign).
+    #[serde(default)]
+    pub devices: String,
     pub reserved: u64,
     /// Memory its processes use now.
     pub used: u64,

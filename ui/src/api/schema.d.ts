@@ -1144,6 +1144,11 @@ export interface components {
         };
         /** @description A job or a foreign process on a GPU. */
         GpuHolder: {
+            /**
+             * @description Whether it can open only its own GPUs: `enforced` (a container, given only their device
+             *     files), `advisory` (a local job: `CUDA_VISIBLE_DEVICES` only), or `none` (foreign).
+             */
+            devices?: string;
             /** @description `exclusive` (a whole GPU), `shared-unenforced` (a memory slice), or `none` (foreign). */
             isolation: string;
             job?: null | components["schemas"]["JobId"];
@@ -1208,6 +1213,12 @@ export interface components {
         GpuReport: {
             /** @description False when Petri sees no NVIDIA driver: CPU-only mode. */
             available: boolean;
+            /**
+             * @description Which GPUs a job can open, in words: a container gets the device files of the GPUs it
+             *     reserved and no others; a local job is pointed at its GPUs by `CUDA_VISIBLE_DEVICES`, which
+             *     it could ignore (advisory).
+             */
+            device_isolation?: string;
             gpus: components["schemas"]["GpuView"][];
             /** @description Why there are no GPUs. */
             reason?: string | null;

@@ -41,6 +41,7 @@ export function Gpus() {
   return (
     <div className="page">
       <h1>GPUs</h1>
+      {gpus.device_isolation && <p className="muted small" data-testid="device-isolation">Isolation: {gpus.device_isolation}</p>}
       {gpus.gpus.map((g) => (
         <GpuCard key={g.uuid} g={g} history={history} />
       ))}
@@ -87,7 +88,7 @@ function GpuCard(props: { g: GpuView; history?: GpuHistory }) {
       {g.holders.length > 0 ? (
         <table className="table compact">
           <thead>
-            <tr><th>Holder</th><th>Kind</th><th>Isolation</th><th>Reserved</th><th>Used</th><th>Pids</th></tr>
+            <tr><th>Holder</th><th>Kind</th><th>Isolation</th><th>Devices</th><th>Reserved</th><th>Used</th><th>Pids</th></tr>
           </thead>
           <tbody>
             {g.holders.map((h, i) => (
@@ -97,6 +98,7 @@ function GpuCard(props: { g: GpuView; history?: GpuHistory }) {
                 </td>
                 <td>{h.kind}</td>
                 <td>{h.isolation}</td>
+                <td title={h.devices === "advisory" ? "a local job: CUDA_VISIBLE_DEVICES points it at its GPUs, nothing stops it opening others" : undefined}>{h.devices}</td>
                 <td>{bytes(h.reserved)}</td>
                 <td>{bytes(h.used)}{h.over_limit && <span className="badge tone-bad">over its slice</span>}</td>
                 <td className="muted">{h.pids.join(", ")}</td>

@@ -42,10 +42,11 @@ pub async fn run(client: &Client, args: GpusArgs) -> anyhow::Result<()> {
             .iter()
             .map(|h| match (&h.kind[..], h.number) {
                 ("job" | "notebook", Some(n)) => format!(
-                    "#{n} {} {} ({})",
+                    "#{n} {} {} ({}, devices {})",
                     h.name.as_deref().unwrap_or(""),
                     ByteSize(h.reserved),
-                    h.isolation
+                    h.isolation,
+                    h.devices
                 ),
                 _ => format!(
                     "pid {} {} (not Petri's)",
@@ -81,5 +82,8 @@ pub async fn run(client: &Client, args: GpusArgs) -> anyhow::Result<()> {
         ]);
     }
     println!("{t}");
+    if !report.device_isolation.is_empty() {
+        println!("Isolation: {}", report.device_isolation);
+    }
     Ok(())
 }

@@ -345,6 +345,12 @@ impl State {
                         number: Some(active.job.number),
                         name: Some(active.job.name.clone()),
                         isolation: isolation.into(),
+                        devices: if active.job.spec.image.is_some() {
+                            "enforced"
+                        } else {
+                            "advisory"
+                        }
+                        .into(),
                         reserved,
                         used: procs.iter().map(|p| p.used_memory).sum(),
                         over_limit: matches!(isolation, "shared-unenforced" | "mps-enforced")
@@ -362,6 +368,7 @@ impl State {
                             number: None,
                             name: None,
                             isolation: "none".into(),
+                            devices: "none".into(),
                             reserved: 0,
                             used: p.used_memory,
                             over_limit: false,
@@ -405,6 +412,13 @@ impl State {
             available: self.gpu_status.available,
             reason: self.gpu_status.reason.clone(),
             gpus,
+            device_isolation: DEVICE_ISOLATION.into(),
         }
     }
 }
+
+/// What keeps a job to its GPUs, as `petri gpus` and the GPU view say it.
+const DEVICE_ISOLATION: &str = "containers see only the GPUs they reserved (the NVIDIA runtime gives them \
+    those device files alone); local jobs are pointed at theirs by CUDA_VISIBLE_DEVICES, which is \
+    advisory: a local job could open another GPU's device. On a shared machine, run GPU work in \
+    containers (--image).";
