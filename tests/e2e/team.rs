@@ -168,8 +168,30 @@ fn three_unix_users_share_one_daemon_running_as_root() {
     let meta = std::fs::metadata(home.join("outputs").join(b.id.to_string())).unwrap();
     assert_eq!(meta.uid(), ben_uid);
 
-    // Cancel: not another's job; an admin may.
-    let long = submit(home, ANN, &["--", "sleep", "300"]);
+    // Cancel: not another's job; an admin may. Ben sees the job, not the values of its
+    // environment.
+    let long = submit(
+        home,
+        ANN,
+        &["--env", "WANDB_KEY=k3y-of-ann", "--", "sleep", "300"],
+    );
+    let seen_by_ben: Job = parse(&as_user(
+        home,
+        BEN,
+        &["show", "--json", &long.number.to_string()],
+    ));
+    assert_eq!(seen_by_ben.user, ANN);
+    assert!(
+        !seen_by_ben.spec.env["WANDB_KEY"].contains("k3y"),
+        "{:?}",
+        seen_by_ben.spec.env
+    );
+    let seen_by_ann: Job = parse(&as_user(
+        home,
+        ANN,
+        &["show", "--json", &long.number.to_string()],
+    ));
+    assert_eq!(seen_by_ann.spec.env["WANDB_KEY"], "k3y-of-ann");
     server.wait_state(&long, JobState::Running);
     refused_for(
         &as_user(home, BEN, &["cancel", &long.number.to_string()]),
@@ -278,6 +300,15 @@ fn three_unix_users_share_one_daemon_running_as_root() {
     };
     let me: Me = parse(&over_tcp(&["whoami", "--json"]));
     assert_eq!((me.name.as_str(), me.credential.as_str()), (ANN, "token"));
+    let via_tcp: Vec<Job> = parse(&over_tcp(&[
+        "submit",
+        "--json",
+        "--workdir",
+        "/tmp",
+        "--",
+        "true",
+    ]));
+    assert_eq!(via_tcp[0].user, ANN);
     refused_for(&as_user(home, BEN, &["token", "revoke", "laptop"]), ANN);
     ok(&as_user(home, ANN, &["token", "revoke", "laptop"]));
     let gone = over_tcp(&["ls"]);
@@ -307,6 +338,12 @@ fn three_unix_users_share_one_daemon_running_as_root() {
         audit
             .iter()
             .any(|e| e.user == ANN && e.origin == format!("socket uid={ann_uid}"))
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.user == ANN && e.origin == "token laptop from 127.0.0.1"),
+        "{audit:?}"
     );
     let by_ann: Vec<AuditEntry> = parse(&petri(
         home,

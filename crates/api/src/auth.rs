@@ -58,6 +58,22 @@ impl Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for So
     }
 }
 
+/// Where a TCP (or TLS) caller called from, for the audit log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TcpPeer(pub std::net::SocketAddr);
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for TcpPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        TcpPeer(*stream.remote_addr())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for TcpPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        TcpPeer(*stream.remote_addr())
+    }
+}
+
 /// What a request does, by its method and path: reading is `read`, managing one's API tokens
 /// is `tokens`, users, quotas, the audit log, image builds and garbage collection are `admin`,
 /// the tracking API is `track`, every other change is `submit`.
@@ -291,7 +307,12 @@ pub(crate) async fn require_token(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let change = audited(&method, &path);
-    let who = (caller.user.clone(), caller.origin());
+    let from = req
+        .extensions()
+        .get::<ConnectInfo<TcpPeer>>()
+        .map(|ConnectInfo(TcpPeer(a))| format!(" from {}", a.ip()))
+        .unwrap_or_default();
+    let who = (caller.user.clone(), format!("{}{from}", caller.origin()));
     let action = action_of(&method, &path);
     if let Err(body) = accounts::authorize(&caller, action, Resource::System) {
         if let Some(what) = change {

@@ -81,10 +81,15 @@ pub(crate) async fn submit(
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    Ok(Json(s.daemon.queue().list(q).await?))
+    let mut page = s.daemon.queue().list(q).await?;
+    for job in &mut page.jobs {
+        hide_private(&caller, job);
+    }
+    Ok(Json(page))
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", operation_id = "show_job",
@@ -94,9 +99,23 @@ pub(crate) async fn list(
               (status = 404, description = "JOB_NOT_FOUND", body = petri_domain::ErrorBody)))]
 pub(crate) async fn show(
     State(s): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.daemon.queue().get(&id).await?))
+    let mut job = s.daemon.queue().get(&id).await?;
+    hide_private(&caller, &mut job);
+    Ok(Json(job))
+}
+
+/// Everyone sees the whole queue (names, owners, resources, commands), but the values of a job's
+/// environment are its user's and admins' alone: people put keys there.
+fn hide_private(caller: &Who, job: &mut Job) {
+    if caller.is_admin() || caller.user == job.user {
+        return;
+    }
+    for value in job.spec.env.values_mut() {
+        *value = format!("(hidden: {}'s)", job.user);
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", operation_id = "cancel_job",

@@ -269,15 +269,17 @@ async fn serve_tcp(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The caller's address goes with each request (the audit log says where a change came from).
+    let app = router.into_make_service_with_connect_info::<auth::TcpPeer>();
     match tls {
         Some(tls) => {
             let listener = tls::TlsListener::new(listener, tls)?;
-            axum::serve(listener, router)
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         None => {
-            axum::serve(listener, router)
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }

@@ -64,8 +64,8 @@ pub struct TokenRequest {
     /// How long it is valid from now, e.g. `30d` (default: until revoked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<Millis>,
-    /// Whose it is (admins only; default: the caller's): how a team member who has no account
-    /// on this machine, or signs in from a browser, gets a token of their own.
+    /// Whose it is (admins only; default: the caller's): how a team member who signs in from a
+    /// browser or another machine gets a token of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }

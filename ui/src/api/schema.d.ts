@@ -2226,8 +2226,8 @@ export interface components {
             /** @description What it may do (default: `submit`, which includes `read`). */
             scopes?: components["schemas"]["Scope"][];
             /**
-             * @description Whose it is (admins only; default: the caller's): how a team member who has no account
-             *     on this machine, or signs in from a browser, gets a token of their own.
+             * @description Whose it is (admins only; default: the caller's): how a team member who signs in from a
+             *     browser or another machine gets a token of their own.
              */
             user?: string | null;
         };

@@ -28,6 +28,25 @@ pub async fn run(client: &Client, args: ShowArgs) -> anyhow::Result<()> {
         if let Some(n) = p.position {
             println!("  position   {n} in line");
         }
+        // On a shared machine, fair share decides among jobs of the same priority: say where
+        // this job's user stands.
+        if let Ok(shares) = client.shares().await
+            && shares.len() > 1
+            && let Some(mine) = shares.iter().find(|s| s.user == job.user)
+        {
+            let less = shares
+                .iter()
+                .filter(|s| s.waiting > 0 && s.usage_hours < mine.usage_hours)
+                .count();
+            println!(
+                "  fair share {} used {:.2} machine-hours lately (decayed); among waiting jobs of \
+                 the same priority, those of users who used less go first ({less} such user{} \
+                 waiting)",
+                job.user,
+                mine.usage_hours,
+                if less == 1 { "" } else { "s" }
+            );
+        }
     }
     if let Some(r) = &job.reason {
         println!("  reason     {r}");

@@ -35,8 +35,9 @@ pub struct CreateArgs {
     /// How long it stays valid, e.g. 30d or 12h (default: until revoked).
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<Millis>,
-    /// Make it for another user (admins): a team member without an account on this machine,
-    /// or who signs in from a browser.
+    /// Make it for another user (admins): a team member who signs in from a browser or
+    /// another machine. On a daemon running as root, their jobs still run as their Unix
+    /// account here, so they need one to submit.
     #[arg(long)]
     pub user: Option<String>,
     /// Print the token and its details as JSON.
