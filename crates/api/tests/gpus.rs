@@ -115,6 +115,15 @@ async fn slices_pack_two_per_gpu_whole_gpus_wait_and_foreign_use_counts() {
     .await;
     let history: petri_domain::GpuHistory = f.get_json("/api/v1/gpus/history").await;
     assert!(history.points.iter().any(|p| p.index == 1));
+    // Per user over time: the owner's four 7 GiB slices of 16 GiB GPUs are 1.75 GPUs.
+    let owner = jobs[0].user.clone();
+    let last = history
+        .users
+        .iter()
+        .rev()
+        .find(|p| p.user == owner)
+        .expect("the owner's part of the GPUs over time");
+    assert!((last.gpus - 4.0 * 7.0 / 16.0).abs() < 1e-9, "{last:?}");
     let waiting = f
         .client
         .list(&ListQuery {

@@ -199,6 +199,20 @@ pub struct GpuKeptFor {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GpuHistory {
     pub points: Vec<GpuPoint>,
+    /// What each user's jobs held, sample by sample (users with nothing on a GPU are left out).
+    #[serde(default)]
+    pub users: Vec<UserGpuPoint>,
+}
+
+/// One user's part of the GPUs at one sample.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserGpuPoint {
+    pub at_ms: i64,
+    pub user: String,
+    /// GPUs held, a slice counting its part of its GPU's memory (a whole GPU counts 1).
+    pub gpus: f64,
+    /// GPU memory their jobs' processes use.
+    pub memory_used: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -24,7 +24,7 @@ pub use api::{
     DEFAULT_PAGE, Event, GpuHistory, GpuHolder, GpuKeptFor, GpuPoint, GpuPolicy, GpuReport,
     GpuView, GpusSampled, HomeUsage, Image, JobChange, JobFiles, JobPage, ListOrder, ListQuery,
     MAX_PAGE, NotebookChange, PipelineRunChange, PrunedJob, RetentionLimits, RetentionReport,
-    SettingsView, Status,
+    SettingsView, Status, UserGpuPoint,
 };
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{

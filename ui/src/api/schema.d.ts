@@ -1141,6 +1141,8 @@ export interface components {
         /** @description GPU figures over time (oldest first), sampled every `gpu.sample_every`. */
         GpuHistory: {
             points: components["schemas"]["GpuPoint"][];
+            /** @description What each user's jobs held, sample by sample (users with nothing on a GPU are left out). */
+            users?: components["schemas"]["UserGpuPoint"][];
         };
         /** @description A job or a foreign process on a GPU. */
         GpuHolder: {
@@ -2316,6 +2318,22 @@ export interface components {
         TrackingRuns: {
             next_page_token?: string | null;
             runs?: components["schemas"]["TrackingRun"][];
+        };
+        /** @description One user's part of the GPUs at one sample. */
+        UserGpuPoint: {
+            /** Format: int64 */
+            at_ms: number;
+            /**
+             * Format: double
+             * @description GPUs held, a slice counting its part of its GPU's memory (a whole GPU counts 1).
+             */
+            gpus: number;
+            /**
+             * Format: int64
+             * @description GPU memory their jobs' processes use.
+             */
+            memory_used: number;
+            user: string;
         };
         /** @description A user of this Petri. */
         UserInfo: {

@@ -40,3 +40,4 @@ export type Quota = S["Quota"];
 export type UserInfo = S["UserInfo"];
 export type UserShare = S["UserShare"];
 export type AuditEntry = S["AuditEntry"];
+export type UserGpuPoint = S["UserGpuPoint"];

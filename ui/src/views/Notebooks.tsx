@@ -3,7 +3,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import type { Notebook, NotebookRequest } from "../api/types";
 import { ApiError, ok } from "../api/client";
 import { keys } from "../api/keys";
-import { useNotebooks } from "../api/queries";
+import { useMe, useNotebooks } from "../api/queries";
 import { useLive } from "../live";
 import { Empty, ErrorNote, Field, StateBadge } from "../components/ui";
 import { duration } from "../lib/format";
@@ -15,7 +15,10 @@ export function Notebooks() {
   const { api } = useLive();
   const client = useQueryClient();
   const listed = useNotebooks();
-  const notebooks = listed.data ?? [];
+  // On a shared machine: everyone's notebooks, or only mine.
+  const me = useMe().data;
+  const [mine, setMine] = useState(false);
+  const notebooks = (listed.data ?? []).filter((nb) => !mine || nb.user === me?.name);
   // What an action answers is shown at once; the event that follows brings the rest.
   const refresh = () => void client.invalidateQueries({ queryKey: keys.notebooks });
   const [name, setName] = useState("");
@@ -91,6 +94,12 @@ export function Notebooks() {
         </Field>
         <button className="primary" type="submit">Start</button>
       </form>
+      {me?.team && (
+        <div className="chips" role="group" aria-label="whose notebooks">
+          <button className={!mine ? "chip on" : "chip"} onClick={() => setMine(false)}>everyone's</button>
+          <button className={mine ? "chip on" : "chip"} onClick={() => setMine(true)}>mine</button>
+        </div>
+      )}
       {listed.isPending ? (
         <p className="muted">Loading…</p>
       ) : notebooks.length === 0 ? (

@@ -1,15 +1,17 @@
 // Team: the users of a shared machine, their roles and quotas, what each runs and waits for and
 // their recent usage (fair share's measure: among waiting jobs of the same priority, the user who
 // used least goes first). Admins change roles and quotas here, and read the audit log.
-import { useState } from "react";
+import { useMemo, useState } from "react";
 import { useQueryClient } from "@tanstack/react-query";
 import { ok } from "../api/client";
 import { keys } from "../api/keys";
-import { useAudit, useMe, useShares, useUsers } from "../api/queries";
+import { useAudit, useGpuHistory, useMe, useShares, useUsers } from "../api/queries";
 import type { Role } from "../api/types";
 import { useLive } from "../live";
 import { Empty, ErrorNote, Field } from "../components/ui";
 import { quotaFrom, quotaText } from "../lib/team";
+import { userGpuSeries } from "../lib/userGpus";
+import { Chart } from "../components/Chart";
 
 const ROLES: Role[] = ["admin", "member", "viewer"];
 
@@ -26,6 +28,8 @@ export function Team() {
   const [quotaError, setQuotaError] = useState<string>();
   const [auditUser, setAuditUser] = useState("");
   const audit = useAudit(auditUser, admin);
+  const history = useGpuHistory().data;
+  const perUser = useMemo(() => userGpuSeries(history?.users ?? []), [history]);
 
   const act = async (f: () => Promise<unknown>) => {
     setError(undefined);
@@ -92,6 +96,12 @@ export function Team() {
             })}
           </tbody>
         </table>
+      )}
+      {perUser.series.length > 0 && (
+        <section data-testid="user-gpus">
+          <h2>GPUs by user, the last hour</h2>
+          <Chart times={perUser.times} series={perUser.series} yLabel="GPUs" steps />
+        </section>
       )}
       {admin && (
         <>

@@ -134,6 +134,34 @@ impl State {
         while self.gpu_history.len() > cap {
             self.gpu_history.pop_front();
         }
+        // Each user's part of the GPUs at this sample (team mode's view over time).
+        let mut by_user: std::collections::BTreeMap<&str, (f64, u64)> = Default::default();
+        for g in &report.gpus {
+            for h in &g.holders {
+                let Some(active) = h.job.and_then(|id| self.jobs.get(&id)) else {
+                    continue;
+                };
+                let part = if g.memory_total == 0 {
+                    0.0
+                } else {
+                    (h.reserved as f64 / g.memory_total as f64).min(1.0)
+                };
+                let entry = by_user.entry(active.job.user.as_str()).or_default();
+                entry.0 += part;
+                entry.1 += h.used;
+            }
+        }
+        for (user, (gpus, memory_used)) in by_user {
+            self.gpu_user_history.push_back(petri_domain::UserGpuPoint {
+                at_ms: now,
+                user: user.to_string(),
+                gpus,
+                memory_used,
+            });
+        }
+        while self.gpu_user_history.len() > KEEP * 16 {
+            self.gpu_user_history.pop_front();
+        }
     }
 
     /// A job whose processes use more GPU memory than its slice is flagged, and with

@@ -236,6 +236,8 @@ struct State {
     mps: HashMap<u32, petri_gpu::mps::Mps>,
     /// Bounded history of GPU samples.
     gpu_history: std::collections::VecDeque<petri_domain::GpuPoint>,
+    /// Each user's part of the GPUs, sample by sample.
+    gpu_user_history: std::collections::VecDeque<petri_domain::UserGpuPoint>,
     kill_grace_ms: i64,
     /// Boxed: an `Active` is large, and a map's empty slots would each hold one.
     jobs: HashMap<JobId, Box<Active>>,
@@ -346,6 +348,7 @@ impl Engine {
                 mig_profiles: Vec::new(),
                 mps: HashMap::new(),
                 gpu_history: std::collections::VecDeque::new(),
+                gpu_user_history: std::collections::VecDeque::new(),
                 kill_grace_ms: settings.kill_grace.0 as i64,
                 jobs: HashMap::new(),
                 order: BTreeSet::new(),
@@ -691,6 +694,7 @@ impl State {
             Command::GpuHistory { reply } => {
                 let _ = reply.send(petri_domain::GpuHistory {
                     points: self.gpu_history.iter().cloned().collect(),
+                    users: self.gpu_user_history.iter().cloned().collect(),
                 });
             }
             Command::Exited(report) => {
