@@ -115,8 +115,11 @@ pub enum Action {
     Tokens,
     /// Manage the daemon itself (users, roles, quotas, the audit log, gc).
     Admin,
-    /// Use the tracking API.
+    /// Change through the tracking API (log, create, delete).
     Track,
+    /// Read through the tracking API (get, search, download): what a job's tracking token and
+    /// anyone who may read (a viewer's dashboards) may do.
+    TrackRead,
 }
 
 impl Action {
@@ -127,12 +130,23 @@ impl Action {
             Action::Submit => Scope::Submit,
             Action::Tokens | Action::Admin => Scope::Admin,
             Action::Track => Scope::Tracking,
+            // Either `read` or `tracking` (see `granted`).
+            Action::TrackRead => Scope::Read,
+        }
+    }
+
+    /// Whether `scopes` hold what the action needs.
+    fn granted(self, scopes: &[Scope]) -> bool {
+        let has = |needed: Scope| scopes.iter().any(|s| s.grants(needed));
+        match self {
+            Action::TrackRead => has(Scope::Read) || has(Scope::Tracking),
+            other => has(other.scope()),
         }
     }
 
     fn roles(self) -> &'static [Role] {
         match self {
-            Action::Read | Action::ReadPrivate | Action::Tokens => {
+            Action::Read | Action::ReadPrivate | Action::Tokens | Action::TrackRead => {
                 &[Role::Admin, Role::Member, Role::Viewer]
             }
             Action::Submit | Action::Track => &[Role::Admin, Role::Member],
@@ -148,6 +162,7 @@ impl Action {
             Action::Tokens => "manage tokens of",
             Action::Admin => "administer",
             Action::Track => "track",
+            Action::TrackRead => "read",
         }
     }
 }
@@ -165,7 +180,7 @@ pub enum Resource<'a> {
 /// whose the resource is.
 pub fn authorize(caller: &Caller, action: Action, resource: Resource<'_>) -> Result<(), ErrorBody> {
     let needed = action.scope();
-    if !caller.scopes.iter().any(|s| s.grants(needed)) {
+    if !action.granted(&caller.scopes) {
         let have: Vec<&str> = caller.scopes.iter().map(|s| s.as_str()).collect();
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,
@@ -195,7 +210,7 @@ pub fn authorize(caller: &Caller, action: Action, resource: Resource<'_>) -> Res
         .with_details(serde_json::json!({ "role": caller.role })));
     }
     if let Resource::Owned { user, what } = resource
-        && action != Action::Read
+        && !matches!(action, Action::Read | Action::TrackRead)
         && user != caller.user
         && caller.role != Role::Admin
     {

@@ -76,7 +76,8 @@ impl Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for Tcp
 
 /// What a request does, by its method and path: reading is `read`, managing one's API tokens
 /// is `tokens`, users, quotas, the audit log, image builds and garbage collection are `admin`,
-/// the tracking API is `track`, every other change is `submit`.
+/// the tracking API's changes are `track` and its reads `track-read`, every other change is
+/// `submit`.
 pub(crate) fn action_of(method: &Method, path: &str) -> Action {
     let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if path.starts_with("/api/v1/tokens") {
@@ -89,7 +90,13 @@ pub(crate) fn action_of(method: &Method, path: &str) -> Action {
     {
         Action::Admin
     } else if path.starts_with("/api/2.0/mlflow") || path.starts_with("/api/3.0/mlflow") {
-        Action::Track
+        // Reading (gets, searches, downloads) is for anyone who may read or track; changing is
+        // tracking, a member's or a job's.
+        if reads || path.ends_with("/search") {
+            Action::TrackRead
+        } else {
+            Action::Track
+        }
     } else if path == "/v2" || path.starts_with("/v2/") {
         // Inference changes nothing: any valid token may ask a served model.
         Action::Read
@@ -375,15 +382,29 @@ mod tests {
             Action::Submit
         );
         assert_eq!(action_of(&Method::POST, "/api/v1/gc"), Action::Admin);
-        // The MLflow API, reads and changes alike, is tracking: a job's tracking-only token
-        // may use it, and nothing else.
+        // The MLflow API: changes are tracking (a job's tracking-only token, a member); reads are
+        // for a tracking token or anyone who may read (a viewer's dashboards).
         for (method, path) in [
-            (Method::GET, "/api/2.0/mlflow/runs/get"),
             (Method::POST, "/api/2.0/mlflow/runs/log-batch"),
             (Method::POST, "/api/2.0/mlflow/experiments/create"),
-            (Method::GET, "/api/2.0/mlflow/metrics/get-history"),
+            (
+                Method::PUT,
+                "/api/2.0/mlflow-artifacts/artifacts/1/a/model.json",
+            ),
         ] {
             assert_eq!(action_of(&method, path), Action::Track, "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/api/2.0/mlflow/runs/get"),
+            (Method::GET, "/api/2.0/mlflow/metrics/get-history"),
+            (Method::POST, "/api/2.0/mlflow/runs/search"),
+            (Method::GET, "/api/2.0/mlflow-artifacts/artifacts"),
+        ] {
+            assert_eq!(
+                action_of(&method, path),
+                Action::TrackRead,
+                "{method} {path}"
+            );
         }
         assert_eq!(
             action_of(&Method::GET, "/api/v1/artifacts/usage"),

@@ -1,6 +1,6 @@
 //! Every route, walked as each role: the OpenAPI document's (read from the running daemon), and
-//! the MLflow, Open Inference Protocol and notebook routes that are not in it. A viewer changes
-//! nothing; a member does not administer, and is refused (naming the owner) what is another
+//! the MLflow, Open Inference Protocol and notebook routes that are not in it. A viewer reads
+//! (MLflow's dashboards too) and changes nothing; a member does not administer, and is refused (naming the owner) what is another
 //! member's; an admin is refused nothing; nobody without a credential gets past 401.
 
 mod helpers;
@@ -77,13 +77,16 @@ fn mias(method: &Method, template: &str) -> bool {
 /// Mia, `None` for anything but 403.
 fn expected(who: Who, method: &Method, template: &str, path: &str) -> Option<&'static str> {
     let mlflow = path.starts_with("/api/2.0/mlflow");
+    let mlflow_read = mlflow && (reads(method) || path.contains("/search"));
     let tokens = path.starts_with("/api/v1/tokens");
     let inference = path.starts_with("/v2");
     match who {
         Who::Admin => None,
         _ if admin_only(method, path) => Some("role"),
-        Who::Viewer if mlflow => Some("role"),
-        Who::Viewer if !reads(method) && !tokens && !inference => Some("role"),
+        // A viewer reads MLflow's API (the dashboards: gets and searches) but changes nothing
+        // through it.
+        Who::Viewer if mlflow && !mlflow_read => Some("role"),
+        Who::Viewer if !reads(method) && !tokens && !inference && !mlflow_read => Some("role"),
         Who::Viewer | Who::Other if mias(method, template) => Some("owner"),
         _ => None,
     }
