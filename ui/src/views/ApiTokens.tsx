@@ -1,5 +1,6 @@
-// Settings → API tokens: the tokens the owner made for scripts, other machines and teammates'
-// browsers; create one (its secret is shown once), revoke one (after a confirm step).
+// Settings → API tokens: your tokens (an admin sees everyone's, with whose each is) for scripts,
+// other machines and browsers; create one (its secret is shown once), revoke one (after a
+// confirm step).
 import { useRef, useState } from "react";
 import { useQueryClient } from "@tanstack/react-query";
 import type { NewToken, Scope, TokenInfo } from "../api/types";
@@ -165,12 +166,13 @@ export function ApiTokens() {
           {shown.length > 0 && (
             <table className="table compact" data-testid="tokens-table">
               <thead>
-                <tr><th>Name</th><th>Scopes</th><th>State</th><th>Created</th><th>Expires</th><th>Last used</th><th /></tr>
+                <tr><th>Name</th><th>User</th><th>Scopes</th><th>State</th><th>Created</th><th>Expires</th><th>Last used</th><th /></tr>
               </thead>
               <tbody>
                 {shown.map((t) => (
                   <tr key={t.id} data-token={t.name}>
                     <td>{t.name}</td>
+                    <td>{t.user}</td>
                     <td>{t.scopes.map((s) => <span key={s} className="tag">{s}</span>)}</td>
                     <td><StateBadge state={t.state} tone={tokenTone(t.state)} /></td>
                     <td title={when(t.created_at_ms)}>{ago(t.created_at_ms)}</td>
