@@ -44,34 +44,20 @@ pub struct Server {
 
 impl Server {
     pub fn start(toml: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("petri.toml"), toml).unwrap();
-        let mut s = Server {
-            dir,
-            child: None,
-            env: Vec::new(),
-            listen: "127.0.0.1:0".into(),
-        };
-        s.restart();
-        s
+        Server::start_in(toml, &[], "127.0.0.1:0")
     }
 
     /// Like `start`, listening on `listen` (an address beyond loopback means TLS).
     pub fn start_on(toml: &str, listen: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("petri.toml"), toml).unwrap();
-        let mut s = Server {
-            dir,
-            child: None,
-            env: Vec::new(),
-            listen: listen.into(),
-        };
-        s.restart();
-        s
+        Server::start_in(toml, &[], listen)
     }
 
     /// Like `start`, with extra environment for the daemon (written into the home first).
     pub fn start_with(toml: &str, env: &[(&str, String)]) -> Server {
+        Server::start_in(toml, env, "127.0.0.1:0")
+    }
+
+    fn start_in(toml: &str, env: &[(&str, String)], listen: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("petri.toml"), toml).unwrap();
         let mut s = Server {
@@ -81,7 +67,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
-            listen: "127.0.0.1:0".into(),
+            listen: listen.into(),
         };
         s.restart();
         s

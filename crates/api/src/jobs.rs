@@ -7,13 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use petri_daemon::ListQuery;
+use petri_daemon::accounts::{Action, Caller as Who};
 use petri_domain::{ErrorCode, Job, JobPage, JobSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::{AuditNote, Caller, allow};
 use crate::error::{ApiError, parse_body};
-use petri_daemon::accounts::{Action, Caller as Who};
 
 /// A submission: one or more job specs, accepted all together or not at all.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]

@@ -6,24 +6,19 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use petri_daemon::accounts::{Action, Caller as Who};
 use petri_domain::{ErrorCode, Image, Notebook, NotebookLink, NotebookRequest};
 
 use crate::AppState;
 use crate::auth::{Caller, allow};
-use petri_daemon::accounts::{Action, Caller as Who};
+use crate::error::{ApiError, parse_body};
+use crate::jobs::body_error;
 
 /// Whether `caller` may change or sign in to the notebook `name` (its user's, or an admin's).
 async fn theirs(s: &AppState, caller: &Who, name: &str) -> Result<(), ApiError> {
-    let nb = s.daemon.notebooks().get(name).await?;
-    allow(
-        caller,
-        Action::Submit,
-        &nb.user,
-        &format!("notebook {name}"),
-    )
+    let owner = s.daemon.notebooks().owner(name).await?;
+    allow(caller, Action::Submit, &owner, &format!("notebook {name}"))
 }
-use crate::error::{ApiError, parse_body};
-use crate::jobs::body_error;
 
 #[utoipa::path(post, path = "/api/v1/notebooks", tag = "notebooks", request_body = NotebookRequest,
     responses((status = 201, body = Notebook),
@@ -39,12 +34,12 @@ pub(crate) async fn start(
 ) -> Result<(StatusCode, Json<Notebook>), ApiError> {
     let req: NotebookRequest = parse_body(&body.map_err(body_error)?, "the notebook request")?;
     // Starting a stopped notebook again is changing it: its user's, or an admin's, to do.
-    if let Ok(nb) = s.daemon.notebooks().get(&req.name).await {
+    if let Ok(owner) = s.daemon.notebooks().owner(&req.name).await {
         allow(
             &caller,
             Action::Submit,
-            &nb.user,
-            &format!("notebook {}", nb.name),
+            &owner,
+            &format!("notebook {}", req.name),
         )?;
     }
     let nb = s.daemon.notebooks().start(req, &caller.user).await?;

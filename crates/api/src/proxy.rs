@@ -198,8 +198,9 @@ async fn authorized(s: &AppState, headers: &HeaderMap, name: &str) -> Result<(),
             .await
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()).into_response())?
             .map_err(|e| ApiError(e).into_response())?;
-        let owner = match s.daemon.notebooks().get(name).await {
-            Ok(nb) => nb.user,
+        // Every proxied request with a bearer token asks: the stored owner, no probe of Jupyter.
+        let owner = match s.daemon.notebooks().owner(name).await {
+            Ok(user) => user,
             Err(e) => return Err(ApiError::from(e).into_response()),
         };
         return crate::auth::allow(

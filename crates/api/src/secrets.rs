@@ -5,19 +5,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use petri_daemon::accounts::Caller as Who;
 use petri_domain::{ErrorCode, SecretInfo, SecretRequest};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, parse_body};
 use crate::jobs::body_error;
-
-/// Whether the caller may act on other users' secrets: an admin, with a credential that has
-/// the admin scope.
-fn is_admin(caller: &Who) -> bool {
-    caller.is_admin()
-}
 
 /// Runs a secrets call off the async threads (it reads and writes files).
 async fn blocking<T: Send + 'static>(
@@ -37,7 +30,7 @@ pub(crate) async fn list(
     Caller(caller): Caller,
 ) -> Result<Json<Vec<SecretInfo>>, ApiError> {
     Ok(Json(
-        s.daemon.secrets().list(&caller.user, is_admin(&caller)),
+        s.daemon.secrets().list(&caller.user, caller.is_admin()),
     ))
 }
 
@@ -58,7 +51,7 @@ pub(crate) async fn put(
     let req: SecretRequest = parse_body(&body.map_err(body_error)?, "the secret")?;
     let secrets = s.daemon.secrets().clone();
     let (info, created) =
-        blocking(move || secrets.put(&name, req, &caller.user, is_admin(&caller))).await?;
+        blocking(move || secrets.put(&name, req, &caller.user, caller.is_admin())).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -79,6 +72,6 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
 ) -> Result<Json<SecretInfo>, ApiError> {
     let secrets = s.daemon.secrets().clone();
-    let info = blocking(move || secrets.remove(&name, &caller.user, is_admin(&caller))).await?;
+    let info = blocking(move || secrets.remove(&name, &caller.user, caller.is_admin())).await?;
     Ok(Json(info))
 }

@@ -436,6 +436,25 @@ impl Notebooks {
     }
 
     /// One notebook; a starting one is asked whether it answers yet.
+    /// Whose the notebook `name` is: from its stored settings (no probe of Jupyter, unlike
+    /// [`Notebooks::get`]); a notebook from before team mode is its job's user's.
+    pub async fn owner(&self, name: &str) -> Result<String, QueueError> {
+        let nb = self.stored_notebook(name).await?;
+        let settings = parse_settings(&nb)?;
+        if !settings.user.is_empty() {
+            return Ok(settings.user);
+        }
+        Ok(match nb.job {
+            Some(id) => self
+                .queue()
+                .stored_job(id)
+                .await
+                .map(|j| j.user)
+                .unwrap_or_default(),
+            None => String::new(),
+        })
+    }
+
     pub async fn get(&self, name: &str) -> Result<Notebook, QueueError> {
         let nb = self.stored_notebook(name).await?;
         self.view(nb).await
