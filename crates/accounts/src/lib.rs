@@ -277,8 +277,6 @@ struct Inner {
 
 /// The secret in a file of the home: read it, or create it (mode 0600) at first start.
 fn secret_file(path: &Path, make: impl FnOnce() -> String) -> std::io::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Ok(text) = std::fs::read_to_string(path) {
         let secret = text.trim().to_string();
         if secret.len() >= 32 {
@@ -286,15 +284,8 @@ fn secret_file(path: &Path, make: impl FnOnce() -> String) -> std::io::Result<St
         }
     }
     let secret = make();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
+    // Whole or not at all: a CLI started beside the daemon may read it this very moment.
+    petri_domain::files::write_private(path, format!("{secret}\n").as_bytes())?;
     Ok(secret)
 }
 

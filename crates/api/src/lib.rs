@@ -374,9 +374,10 @@ pub async fn run(
     daemon.set_tracking_uri(format!("http://{reachable}"));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr_file = daemon.home().address_file();
-    std::fs::write(&addr_file, format!("{scheme}://{addr}\n")).map_err(|e| {
-        petri_daemon::DaemonError::Io(format!("writing {}: {e}", addr_file.display()))
-    })?;
+    petri_domain::files::write_atomic(&addr_file, format!("{scheme}://{addr}\n").as_bytes(), 0o644)
+        .map_err(|e| {
+            petri_daemon::DaemonError::Io(format!("writing {}: {e}", addr_file.display()))
+        })?;
     match &tls {
         Some(t) => {
             tracing::info!(%addr, %notebooks_addr, fingerprint = %t.fingerprint, home = %daemon.home().root().display(), "Petri is listening with TLS; clients trust it by this fingerprint (PETRI_FINGERPRINT)")

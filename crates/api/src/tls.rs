@@ -66,7 +66,8 @@ pub(crate) fn load(
     let dir = home.join(TLS_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| read_err(&dir, e))?;
     let file = dir.join(FINGERPRINT_FILE);
-    std::fs::write(&file, format!("{fingerprint}\n")).map_err(|e| read_err(&file, e))?;
+    petri_domain::files::write_atomic(&file, format!("{fingerprint}\n").as_bytes(), 0o644)
+        .map_err(|e| read_err(&file, e))?;
     Ok(Tls {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         fingerprint,
@@ -76,8 +77,6 @@ pub(crate) fn load(
 /// The home's generated certificate and key; made (self-signed, for `localhost`, this host's
 /// name and the listening address) when missing. The key is the daemon's alone (mode 0600).
 fn generated(home: &Path, addr: SocketAddr) -> Result<(PathBuf, PathBuf), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = home.join(TLS_DIR);
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     if cert.exists() && key.exists() {
@@ -100,16 +99,10 @@ fn generated(home: &Path, addr: SocketAddr) -> Result<(PathBuf, PathBuf), String
         .push(rcgen::DnType::CommonName, "Petri daemon");
     let pair = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let made = params.self_signed(&pair).map_err(|e| e.to_string())?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&key)
+    petri_domain::files::write_private(&key, pair.serialize_pem().as_bytes())
         .map_err(|e| read_err(&key, e))?;
-    f.write_all(pair.serialize_pem().as_bytes())
-        .map_err(|e| read_err(&key, e))?;
-    std::fs::write(&cert, made.pem()).map_err(|e| read_err(&cert, e))?;
+    petri_domain::files::write_atomic(&cert, made.pem().as_bytes(), 0o644)
+        .map_err(|e| read_err(&cert, e))?;
     tracing::info!(cert = %cert.display(), "generated a TLS certificate for this daemon");
     Ok((cert, key))
 }

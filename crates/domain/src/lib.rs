@@ -6,6 +6,7 @@ pub mod api;
 pub mod artifact;
 pub mod error;
 pub mod executor;
+pub mod files;
 pub mod ids;
 pub mod job;
 pub mod notebook;

@@ -18,7 +18,7 @@ impl ServiceKeys {
             Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
             _ => {
                 rand::fill(&mut key);
-                write_private(path, &key)?;
+                petri_domain::files::write_private(path, &key)?;
             }
         }
         Ok(ServiceKeys { key })
@@ -33,21 +33,6 @@ impl ServiceKeys {
         mac.update(id.as_bytes());
         hex(&mac.finalize().into_bytes())
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -3,8 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -164,15 +163,7 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SecretsErr
     let io = |e: std::io::Error| SecretsError::Io(format!("writing {}: {e}", path.display()));
     fs::create_dir_all(dir).map_err(io)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    Ok(())
+    petri_domain::files::write_private(path, bytes).map_err(io)
 }
 
 fn is_env_name(s: &str) -> bool {

@@ -22,8 +22,7 @@ mod hooks;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -471,22 +470,7 @@ fn write_stored(dir: &Path, path: &Path, stored: &StoredSecret) -> Result<(), Se
     fs::create_dir_all(dir).map_err(io)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
     let text = serde_json::to_string(stored).map_err(|e| SecretsError::Io(e.to_string()))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("secret");
-    // Names never start with a dot, so this cannot be another secret's file.
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
+    petri_domain::files::write_private(path, text.as_bytes()).map_err(io)?;
     Ok(())
 }
 
