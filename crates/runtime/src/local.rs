@@ -151,7 +151,12 @@ impl Executor for LocalExecutor {
         self.runtime.spawn(async move {
             let mut child = child;
             let exit_code = match child.wait().await {
-                Ok(status) => status.code().or_else(|| status.signal().map(|s| 128 + s)),
+                Ok(status) => {
+                    if status.signal().is_some() {
+                        end_orphans(pid);
+                    }
+                    status.code().or_else(|| status.signal().map(|s| 128 + s))
+                }
                 Err(e) => {
                     tracing::warn!(job.id = %job, error = %e, "waiting for a job failed");
                     None
@@ -251,6 +256,28 @@ impl Executor for LocalExecutor {
                 Status::Exited(code) => RunProbe::Exited(code),
                 _ => RunProbe::Lost,
             },
+        }
+    }
+}
+
+/// Ends what is left of a job whose supervisor was killed (SIGKILL from outside, the OOM
+/// killer): the job and its children stay in the supervisor's process group, and without this
+/// a server among them would keep its port and make the next attempt fail with "address in
+/// use". The group's number cannot have been given to another process while any member lives;
+/// it is signalled just after the supervisor is reaped, before the kernel could hand the
+/// number round again.
+fn end_orphans(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    if raw > 1 {
+        match killpg(Pid::from_raw(raw), Signal::SIGKILL) {
+            Ok(()) => tracing::warn!(
+                pid,
+                "a job's supervisor was killed; the processes it left were ended"
+            ),
+            Err(Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(pid, error = %e, "ending what a killed supervisor left"),
         }
     }
 }
@@ -516,6 +543,48 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(fs::read_to_string(&log).unwrap(), "first\nlate ***\n");
+    }
+
+    #[test]
+    fn a_killed_supervisor_takes_its_job_with_it() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = LocalExecutor::new(rt.handle().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let l = launch(
+            dir.path(),
+            &["/bin/sh", "-c", "echo $$ > job.pid; exec sleep 300"],
+        );
+        let (tx, rx) = mpsc::channel();
+        let started = exec
+            .start(l, Box::new(move |r| tx.send(r).unwrap()))
+            .unwrap();
+        let pid_file = dir.path().join("job.pid");
+        let mut job = None;
+        for _ in 0..500 {
+            job = fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            if job.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let job = Pid::from_raw(job.expect("the job wrote its pid"));
+        let supervisor = Pid::from_raw(started.as_str().parse().unwrap());
+        kill(supervisor, Signal::SIGKILL).unwrap();
+        let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(report.exit_code, Some(137));
+        // Gone, or a zombie waiting for whoever adopted it: not running either way.
+        let mut alive = true;
+        for _ in 0..500 {
+            let state = fs::read_to_string(format!("/proc/{job}/stat")).ok();
+            alive = state.is_some_and(|s| !s.contains(") Z "));
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!alive, "the job outlived its supervisor");
     }
 
     #[test]
