@@ -32,6 +32,15 @@ fn main() -> ExitCode {
 }
 
 fn client(cli: Cli) -> anyhow::Result<()> {
+    // A CLI whose reader went away (`petri ls | head`) ends quietly, as `ls` does, instead of
+    // panicking on its next line. Only the CLI: the daemon keeps ignoring SIGPIPE.
+    // SAFETY: setting a signal's disposition to its default before any thread is started.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

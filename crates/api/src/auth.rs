@@ -179,6 +179,8 @@ pub(crate) fn audited(method: &Method, path: &str) -> Option<(String, String)> {
         ["api", "v1", "tokens"] => ("token.create".into(), "tokens".into()),
         ["api", "v1", "tokens", t] => ("token.revoke".into(), format!("token {t}")),
         ["api", "v1", "secrets", n] => (format!("secret.{}", verb(method)), format!("secret {n}")),
+        ["api", "v1", "clusters"] => ("cluster.add".into(), "clusters".into()),
+        ["api", "v1", "clusters", n] => ("cluster.remove".into(), format!("cluster {n}")),
         ["api", "v1", "users", n] => ("user.role".into(), format!("user {n}")),
         ["api", "v1", "quotas", n] => ("quota.set".into(), format!("quota {n}")),
         ["api", "v1", "gc"] => ("gc".into(), "home".into()),

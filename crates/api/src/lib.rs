@@ -14,6 +14,7 @@ mod mlflow_artifacts;
 mod mlflow_registry;
 mod model_server;
 pub use model_server::{ModelServerOptions, run as run_model_server};
+mod clusters;
 mod models;
 mod notebooks;
 mod openapi;
@@ -97,6 +98,9 @@ fn api_router(state: AppState) -> Router {
         .route("/notebooks/{name}/open", post(notebooks::open))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{token}", axum::routing::delete(tokens::revoke))
+        .route("/clusters", get(clusters::list).post(clusters::add))
+        .route("/clusters/{name}", axum::routing::delete(clusters::remove))
+        .route("/clusters/{name}/check", get(clusters::check))
         .route("/secrets", get(secrets::list))
         .route(
             "/secrets/{name}",

@@ -82,6 +82,10 @@ pub enum Command {
     Token(commands::token::TokenArgs),
     /// Secrets jobs receive at launch (API keys, config files): set, list, remove.
     Secret(commands::secret::SecretArgs),
+    /// Clusters jobs can be sent to (`--target NAME`): add, list, remove, check.
+    Cluster(commands::cluster::ClusterArgs),
+    /// Submit a job's own spec again, to run on a cluster.
+    Push(commands::cluster::PushArgs),
     /// Collect the artifact store's garbage now: what nothing holds, old cache entries.
     Gc(commands::gc::GcArgs),
     /// Pipelines: validate, run, show, retry, cancel, backfill, save; the components.
@@ -152,6 +156,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Top(a)) => commands::top::run(&client, a).await,
         Some(Command::Token(a)) => commands::token::run(&client, a).await,
         Some(Command::Secret(a)) => commands::secret::run(&client, a).await,
+        Some(Command::Cluster(a)) => commands::cluster::run(&client, a).await,
+        Some(Command::Push(a)) => commands::cluster::push(&client, a).await,
         Some(Command::Gpus(a)) => commands::gpus::run(&client, a).await,
         Some(Command::Gc(a)) => commands::gc::run(&client, a).await,
         Some(Command::Pipeline(a)) => commands::pipeline::run(&client, a).await,

@@ -575,6 +575,37 @@ impl Client {
         .await
     }
 
+    /// Every cluster, without credentials.
+    pub async fn clusters(&self) -> Result<Vec<petri_domain::ClusterInfo>> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/clusters"))
+            .await
+    }
+    /// Adds a cluster, or the caller's own credential for one that exists.
+    pub async fn cluster_add(
+        &self,
+        req: &petri_domain::ClusterRequest,
+    ) -> Result<petri_domain::ClusterInfo> {
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/clusters")
+                .json(req),
+        )
+        .await
+    }
+    pub async fn cluster_remove(&self, name: &str) -> Result<petri_domain::ClusterInfo> {
+        self.json(self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/clusters/{}", enc(name)),
+        ))
+        .await
+    }
+    pub async fn cluster_check(&self, name: &str) -> Result<petri_domain::ClusterCheck> {
+        self.json(self.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/clusters/{}/check", enc(name)),
+        ))
+        .await
+    }
+
     pub async fn gpus(&self) -> Result<petri_domain::GpuReport> {
         self.json(self.request(reqwest::Method::GET, "/api/v1/gpus"))
             .await

@@ -78,6 +78,7 @@ pub struct Daemon {
 struct Inner {
     settings: Settings,
     queue: Queue,
+    clusters: petri_cluster::Clusters,
     notebooks: Notebooks,
     accounts: Accounts,
     secrets: Secrets,
@@ -138,7 +139,7 @@ impl Daemon {
             )
             .map_err(|e| DaemonError::Io(format!("starting the Docker client: {e}")))?,
         );
-        let mut executors = Executors::default();
+        let executors = Executors::default();
         executors.register(
             petri_domain::TARGET_LOCAL,
             Arc::new(petri_runtime::LocalExecutor::new(
@@ -185,6 +186,17 @@ impl Daemon {
             OriginKind::PipelineStep,
             petri_pipeline::launch_hook(home.clone()),
         );
+
+        // Clusters register their executors before the queue starts, so that it re-attaches
+        // to the jobs running there.
+        let clusters = petri_cluster::Clusters::open(
+            home.root(),
+            secrets.clone(),
+            executors.clone(),
+            std::time::Duration::from_secs(1),
+        )
+        .map_err(|e| DaemonError::Io(format!("the clusters: {e}")))?;
+        hooks.register_admission(clusters.admission_hook());
 
         let queue = Queue::start(config, store, reads.clone(), executors, hooks)?;
         // Quotas live with the accounts; the engine applies them.
@@ -254,6 +266,7 @@ impl Daemon {
         let inner = Arc::new(Inner {
             settings,
             queue,
+            clusters,
             notebooks,
             accounts,
             secrets,
@@ -388,6 +401,10 @@ impl Daemon {
     }
     pub fn secrets(&self) -> &Secrets {
         &self.inner.secrets
+    }
+    /// Clusters: the targets beyond this machine and each user's credentials for them.
+    pub fn clusters(&self) -> &petri_cluster::Clusters {
+        &self.inner.clusters
     }
     /// Pipelines: saved pipelines, runs, components, triggers.
     pub fn pipelines(&self) -> &petri_pipeline::Pipelines {

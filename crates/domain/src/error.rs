@@ -53,6 +53,17 @@ error_codes! {
     ContainersUnavailable = "CONTAINERS_UNAVAILABLE", 422;
     /// The target is not `local` or a known cluster.
     UnknownTarget = "UNKNOWN_TARGET", 422;
+    /// The cluster cannot run what the job asks for (an image on Slurm, more cpus than its
+    /// largest node, a partition it lacks), or the caller has no credential for it.
+    TargetRefused = "TARGET_REFUSED", 422;
+    /// The cluster did not answer, or answered with an error (its own words are in the message).
+    ClusterUnavailable = "CLUSTER_UNAVAILABLE", 502;
+    /// No cluster has this name.
+    ClusterNotFound = "CLUSTER_NOT_FOUND", 404;
+    /// A cluster with this name exists (and the request would change more than a credential).
+    ClusterExists = "CLUSTER_EXISTS", 409;
+    /// The cluster's settings are not usable (a bad name, URL, shared folder or version).
+    InvalidCluster = "INVALID_CLUSTER", 422;
     /// No job has this id or number.
     JobNotFound = "JOB_NOT_FOUND", 404;
     /// The operation does not apply to the job in its current state.
@@ -170,7 +181,9 @@ pub enum SpecError {
     Syntax(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    #[error("unknown target `{0}`: only `local` exists until clusters are added")]
+    #[error(
+        "unknown target `{0}`: a target is `local`, `auto` or a cluster's name (`petri cluster ls`)"
+    )]
     UnknownTarget(String),
 }
 

@@ -31,6 +31,12 @@ pub struct Launch {
     /// Run as this Unix user (a daemon running as root runs each job as its owner); `None`:
     /// as the daemon's own user.
     pub run_as: Option<RunAs>,
+    /// The Petri user whose job this is (a cluster sends it with that user's credentials).
+    pub user: String,
+    /// What the spec asks for (a cluster's scheduler reserves it there).
+    pub resources: crate::Resources,
+    /// The spec's time limit.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A Unix account a job runs as: its uid, primary gid, supplementary groups and home folder.
@@ -161,6 +167,9 @@ pub enum ExecError {
     /// The container engine is unreachable or refused the request.
     #[error("{0}")]
     Container(String),
+    /// A cluster is unreachable or refused the request (its own words).
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// Runs attempts somewhere. Every call returns promptly or says it does not
@@ -238,22 +247,78 @@ pub trait Executor: Send + Sync {
 
 /// The executors of one daemon by target name. The daemon fills it; the queue looks a job's
 /// target up here, so `runtime` never depends on a cluster crate and the queue on neither.
+/// Clones share one table: a cluster added while the daemon runs is a target at once.
 #[derive(Clone, Default)]
 pub struct Executors {
-    by_target: std::collections::BTreeMap<String, std::sync::Arc<dyn Executor>>,
+    by_target: std::sync::Arc<
+        std::sync::RwLock<std::collections::BTreeMap<String, std::sync::Arc<dyn Executor>>>,
+    >,
 }
 
 impl Executors {
-    pub fn register(&mut self, target: impl Into<String>, exec: std::sync::Arc<dyn Executor>) {
-        self.by_target.insert(target.into(), exec);
+    pub fn register(&self, target: impl Into<String>, exec: std::sync::Arc<dyn Executor>) {
+        self.write().insert(target.into(), exec);
     }
-    pub fn get(&self, target: &str) -> Option<&std::sync::Arc<dyn Executor>> {
-        self.by_target.get(target)
+    /// Takes a target out (a cluster removed); attempts already on it keep their executor.
+    pub fn unregister(&self, target: &str) -> Option<std::sync::Arc<dyn Executor>> {
+        self.write().remove(target)
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &std::sync::Arc<dyn Executor>)> {
-        self.by_target.iter().map(|(k, v)| (k.as_str(), v))
+    pub fn get(&self, target: &str) -> Option<std::sync::Arc<dyn Executor>> {
+        self.read().get(target).cloned()
     }
-    pub fn targets(&self) -> impl Iterator<Item = &str> {
-        self.by_target.keys().map(String::as_str)
+    /// Every executor by target (a snapshot).
+    pub fn all(&self) -> Vec<(String, std::sync::Arc<dyn Executor>)> {
+        self.read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
+    pub fn targets(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+    fn read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<
+        '_,
+        std::collections::BTreeMap<String, std::sync::Arc<dyn Executor>>,
+    > {
+        self.by_target.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<
+        '_,
+        std::collections::BTreeMap<String, std::sync::Arc<dyn Executor>>,
+    > {
+        self.by_target.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether `target` names a cluster rather than this machine (`local`, `docker`, `auto`).
+pub fn is_remote_target(target: &str) -> bool {
+    !matches!(target, TARGET_LOCAL | TARGET_DOCKER | TARGET_AUTO)
+}
+
+/// The target that runs a job where it can start soonest (this machine first).
+pub const TARGET_AUTO: &str = "auto";
+
+/// A cluster's name: what `target:` says to send a job there. Lower-case letters, digits, `-`
+/// and `_`, starting with a letter, at most 63 characters, and not one of this machine's own
+/// targets.
+pub fn check_cluster_name(name: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a cluster name: lower-case letters, digits, `-` and `_`, starting \
+             with a letter, at most 63 characters"
+        ));
+    }
+    if !is_remote_target(name) {
+        return Err(format!("`{name}` is one of this machine's own targets"));
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod api;
 pub mod artifact;
+pub mod cluster;
 pub mod error;
 pub mod executor;
 pub mod files;
@@ -27,10 +28,12 @@ pub use api::{
     MAX_PAGE, NotebookChange, PipelineRunChange, PrunedJob, RetentionLimits, RetentionReport,
     SettingsView, Status, UserGpuPoint,
 };
+pub use cluster::{ClusterCapacity, ClusterCheck, ClusterInfo, ClusterKind, ClusterRequest};
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{
     BindMount, ContainerLaunch, ExecError, Executor, Executors, ExitReport, Launch, RunAs,
-    RunHandle, RunKey, RunProbe, StopSignal, TARGET_DOCKER, TARGET_LOCAL,
+    RunHandle, RunKey, RunProbe, StopSignal, TARGET_AUTO, TARGET_DOCKER, TARGET_LOCAL,
+    check_cluster_name, is_remote_target,
 };
 pub use ids::JobId;
 pub use job::{

@@ -59,7 +59,7 @@ pub struct JobSpec {
     /// Paths (relative to the output dir) the job promises to write.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
-    /// Where to run: `local` (the default) or `auto` (local until clusters exist).
+    /// Where to run: `local` (the default), a cluster's name (`petri cluster ls`), or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// A sweep: one job per combination of values; each job sees its values as env variables.
@@ -445,9 +445,11 @@ impl JobSpec {
         if self.ports.contains(&0) {
             return Err(invalid("ports", "port 0 is not a port".into()));
         }
+        // A cluster's existence is the queue's to check: clusters come and go.
         if let Some(target) = &self.target
-            && target != "local"
-            && target != "auto"
+            && target != crate::TARGET_LOCAL
+            && target != crate::executor::TARGET_AUTO
+            && crate::executor::check_cluster_name(target).is_err()
         {
             return Err(SpecError::UnknownTarget(target.clone()));
         }
@@ -783,7 +785,7 @@ target: local
             "command: [a]\narray: {lr: []}",
             "command: [a]\nenv: {'1X': y}",
             "command: [a]\noutputs: [../x]",
-            "command: [a]\ntarget: mars",
+            "command: [a]\ntarget: 'Mars!'",
             "command: [a]\nsecrets: [../key]",
             "command: [a]\nsecrets: [A, A]",
             "command: [a]\nsecrets: [{name: a, env: 'not a name'}]",

@@ -114,7 +114,7 @@ impl Queue {
         // What the executors left of attempts that no longer run (a container whose engine died
         // mid-job, a crash between an exit and its removal) goes now.
         let live = engine.live_runs();
-        for (target, exec) in executors.iter() {
+        for (target, exec) in executors.all() {
             let keep: Vec<RunKey> = live
                 .iter()
                 .filter(|k| k.target == target)
@@ -716,7 +716,7 @@ impl Queue {
             attempt: last.as_ref().map_or(0, |r| r.attempt),
             target: last.map_or_else(|| petri_domain::TARGET_LOCAL.to_string(), |r| r.target),
         };
-        let exec = self.inner.executors.get(&key.target).cloned();
+        let exec = self.inner.executors.get(&key.target);
         tokio::task::spawn_blocking(move || {
             let exec = exec.ok_or_else(|| {
                 QueueError::Io(format!("no executor for the target `{}`", key.target))

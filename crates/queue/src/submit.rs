@@ -172,19 +172,28 @@ fn check(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
             check_mount(&m.source, &machine.mount_roots)?;
         }
     }
-    let target = if spec.image.is_some() {
-        petri_domain::TARGET_DOCKER
-    } else {
-        petri_domain::TARGET_LOCAL
-    };
+    let target = crate::engine::target_of_spec(spec);
     match machine.executors.get(target) {
         Some(exec) => exec.admit(spec)?,
+        None if petri_domain::is_remote_target(target) => {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownTarget,
+                format!(
+                    "no cluster is called `{target}` (`petri cluster ls` lists them; `petri \
+                     cluster add` adds one)"
+                ),
+            ));
+        }
         None => {
             return Err(ErrorBody::new(
                 ErrorCode::UnknownTarget,
                 format!("this daemon has no executor for `{target}` jobs"),
             ));
         }
+    }
+    // The cluster checked what it can run; this machine's limits are not its.
+    if petri_domain::is_remote_target(target) {
+        return check_workdir(spec);
     }
     if spec.resources.wants_gpu() {
         check_gpus(spec, machine)?;
@@ -213,21 +222,7 @@ fn check(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
             "max_memory": petri_domain::ByteSize(capacity.memory).to_string(),
         })));
     }
-    if let Some(dir) = &spec.workdir {
-        if !dir.is_absolute() {
-            return Err(ErrorBody::new(
-                ErrorCode::InvalidSpec,
-                format!("workdir `{}` must be an absolute path", dir.display()),
-            )
-            .with_details(serde_json::json!({ "field": "workdir" })));
-        }
-        if !dir.is_dir() {
-            return Err(ErrorBody::new(
-                ErrorCode::WorkdirNotFound,
-                format!("the working directory {} does not exist", dir.display()),
-            ));
-        }
-    }
+    check_workdir(spec)?;
     // A container job's command is looked up in its image (the engine says if it is missing).
     if let Some(program) = spec
         .command
@@ -251,6 +246,26 @@ fn check(spec: &JobSpec, machine: &Machine) -> Result<(), ErrorBody> {
                 },
             )
             .with_details(serde_json::json!({ "command": program })));
+        }
+    }
+    Ok(())
+}
+
+/// The working directory, when the spec names one, is an absolute path to a folder.
+fn check_workdir(spec: &JobSpec) -> Result<(), ErrorBody> {
+    if let Some(dir) = &spec.workdir {
+        if !dir.is_absolute() {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidSpec,
+                format!("workdir `{}` must be an absolute path", dir.display()),
+            )
+            .with_details(serde_json::json!({ "field": "workdir" })));
+        }
+        if !dir.is_dir() {
+            return Err(ErrorBody::new(
+                ErrorCode::WorkdirNotFound,
+                format!("the working directory {} does not exist", dir.display()),
+            ));
         }
     }
     Ok(())
@@ -391,7 +406,7 @@ mod tests {
             mig_profiles: Vec::new(),
             mount_roots: Vec::new(),
             executors: {
-                let mut e = petri_domain::Executors::default();
+                let e = petri_domain::Executors::default();
                 e.register(petri_domain::TARGET_LOCAL, std::sync::Arc::new(AdmitAll));
                 e
             },

@@ -408,6 +408,9 @@ mod tests {
             container: None,
             mask: Vec::new(),
             run_as: None,
+            user: "ada".into(),
+            resources: Default::default(),
+            timeout_ms: None,
         }
     }
 

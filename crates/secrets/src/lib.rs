@@ -228,6 +228,33 @@ impl Secrets {
         Ok(slot.clone())
     }
 
+    /// Encrypts a credential another capability keeps (a cluster's token) under the home's
+    /// secrets key; `label` (what it is, whose it is) is bound to it, so a sealed value moved to
+    /// another label no longer opens. The answer is text, safe to store anywhere.
+    pub fn seal(&self, label: &str, plain: &[u8]) -> Result<String, SecretsError> {
+        let key = self
+            .key(true)?
+            .ok_or_else(|| SecretsError::Io("the secrets key could not be made".into()))?;
+        let (nonce, sealed) = key.seal(plain, label.as_bytes())?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        Ok(BASE64.encode(bytes))
+    }
+
+    /// Opens what [`Secrets::seal`] made for `label`; an error when it was made for another
+    /// label, under another key, or damaged.
+    pub fn unseal(&self, label: &str, text: &str) -> Result<Vec<u8>, SecretsError> {
+        let damaged = || SecretsError::Io(format!("the sealed value of {label} does not open"));
+        let bytes = BASE64.decode(text.trim()).map_err(|_| damaged())?;
+        let key = self.key(false)?.ok_or_else(damaged)?;
+        if bytes.len() < crypto::NONCE_LEN {
+            return Err(damaged());
+        }
+        let (nonce, sealed) = bytes.split_at(crypto::NONCE_LEN);
+        key.open(nonce, sealed, label.as_bytes())
+            .ok_or_else(damaged)
+    }
+
     /// A secret's metadata.
     pub fn info(&self, name: &str) -> Option<SecretInfo> {
         self.inner.index.read().ok()?.get(name).cloned()

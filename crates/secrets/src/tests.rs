@@ -311,3 +311,18 @@ fn short_lines_are_not_masked_alone() {
     assert_eq!(m, vec![b"ab".to_vec()]);
     assert_eq!(SecretUse::named("x").variable(SecretKind::File), "X");
 }
+
+#[test]
+fn a_sealed_credential_opens_under_its_label_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Secrets::open(dir.path()).unwrap();
+    let sealed = s.seal("cluster hpc for ada", b"jwt-123").unwrap();
+    assert!(!sealed.contains("jwt-123"));
+    let again = Secrets::open(dir.path()).unwrap();
+    assert_eq!(
+        again.unseal("cluster hpc for ada", &sealed).unwrap(),
+        b"jwt-123"
+    );
+    assert!(again.unseal("cluster hpc for eve", &sealed).is_err());
+    assert!(again.unseal("cluster hpc for ada", "not base64!").is_err());
+}

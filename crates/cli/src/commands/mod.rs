@@ -1,4 +1,5 @@
 pub mod act;
+pub mod cluster;
 pub mod completions;
 pub mod gc;
 pub mod gpus;

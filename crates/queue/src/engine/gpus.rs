@@ -23,11 +23,12 @@ impl State {
             })
             .collect();
         let mut owners = HashMap::new();
+        let executors = self.executors.all();
         for info in &self.gpu_info {
             for p in &info.processes {
-                let owner = self.executors.iter().find_map(|(target, exec)| {
+                let owner = executors.iter().find_map(|(target, exec)| {
                     let handle = exec.owner_of_process(p.pid)?;
-                    runs.get(&(target, &handle)).copied()
+                    runs.get(&(target.as_str(), &handle)).copied()
                 });
                 owners.insert(p.pid, owner);
             }

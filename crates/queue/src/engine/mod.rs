@@ -181,13 +181,17 @@ impl RunState {
     }
 }
 
-/// The executor a job's attempts go to: containers to `docker`, the rest to `local` (cluster
-/// targets join here when they exist).
-fn target_of(job: &Job) -> &'static str {
-    if job.spec.image.is_some() {
-        petri_domain::TARGET_DOCKER
-    } else {
-        petri_domain::TARGET_LOCAL
+/// The executor a job's attempts go to: a cluster when the spec names one, containers to
+/// `docker`, the rest to `local`.
+pub(crate) fn target_of(job: &Job) -> &str {
+    target_of_spec(&job.spec)
+}
+
+pub(crate) fn target_of_spec(spec: &petri_domain::JobSpec) -> &str {
+    match spec.target.as_deref() {
+        Some(t) if petri_domain::is_remote_target(t) => t,
+        _ if spec.image.is_some() => petri_domain::TARGET_DOCKER,
+        _ => petri_domain::TARGET_LOCAL,
     }
 }
 
@@ -850,6 +854,14 @@ fn runs_as_owner(kind: petri_domain::OriginKind) -> bool {
 }
 
 fn request_of_spec(spec: &petri_domain::JobSpec) -> Request {
+    // A cluster's job takes nothing of this machine: the cluster's scheduler places it.
+    if petri_domain::is_remote_target(target_of_spec(spec)) {
+        return Request {
+            gpu: petri_sched::GpuAsk::None,
+            cpu_millis: 0,
+            memory: 0,
+        };
+    }
     let r = &spec.resources;
     let gpu = match (r.gpus, r.gpu_memory) {
         (Some(n), _) if n > 0 => petri_sched::GpuAsk::Whole(n),

@@ -106,9 +106,12 @@ impl State {
         // Explaining gives every waiting job its reason and place; starting needs only those
         // that could start.
         let line = if explain { &self.order } else { &self.ready };
+        // A cluster's jobs are the cluster's to schedule: one that could start goes at once.
+        let remote = |a: &&Box<Active>| petri_domain::is_remote_target(target_of(&a.job));
         let waiting = line
             .iter()
             .filter_map(|(_, _, id)| self.jobs.get(id))
+            .filter(|a| explain || !remote(a))
             .map(|a| &a.waiting);
         let limits = petri_sched::Limits {
             capacity: self.capacity,
@@ -120,14 +123,30 @@ impl State {
             quotas: &self.quotas,
             usage: (self.fair_share && self.users.len() > 1).then(|| self.usage.by_user()),
         };
-        petri_sched::plan(
+        let mut plan = petri_sched::plan(
             &limits,
             self.running.values(),
             waiting,
             |dep| self.dep_state(dep),
             now,
             explain,
-        )
+        );
+        if !explain {
+            for a in self
+                .ready
+                .iter()
+                .filter_map(|(_, _, id)| self.jobs.get(id))
+                .filter(remote)
+            {
+                if a.waiting.not_before_ms <= now {
+                    plan.start.push(a.job.id);
+                } else {
+                    let at = a.waiting.not_before_ms;
+                    plan.next_wake_ms = Some(plan.next_wake_ms.map_or(at, |w| w.min(at)));
+                }
+            }
+        }
+        plan
     }
 
     pub(super) fn dep_state(&self, dep: JobId) -> DepState {
@@ -273,6 +292,9 @@ impl State {
             container,
             mask: Vec::new(),
             run_as: self.run_as(job),
+            user: job.user.clone(),
+            resources: job.spec.resources.clone(),
+            timeout_ms: job.spec.timeout.map(|t| t.0),
         }
     }
 
@@ -338,7 +360,7 @@ impl State {
                 }),
                 (made, _) => made,
             };
-            let exec = self.executors.get(&launch.key.target).cloned();
+            let exec = self.executors.get(&launch.key.target);
             let failed = match (&made, &exec) {
                 (Err(e), _) => Some(format!(
                     "cannot create the output folder {}: {e}",

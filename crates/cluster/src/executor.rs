@@ -1,0 +1,993 @@
+//! A Slurm cluster as an executor: each attempt is a batch job whose script, working copy, log,
+//! outputs and exit status live in a folder of its own under the cluster's shared path.
+//!
+//! - `start` claims the attempt's status file in the home (`submitting`), prepares the folder,
+//!   submits, and writes the Slurm job id over the claim; a daemon that died in between finds
+//!   the job again by its name (`petri-<job>-<attempt>`), so nothing runs twice.
+//! - The job's own wrapper writes its exit code into the folder (`exit`), so it survives the
+//!   daemon's absence and Slurm forgetting the job (`MinJobAge`, after which slurmrestd answers
+//!   500 for its id).
+//! - One poller per cluster, on a runtime of its own, copies each running attempt's log into the
+//!   job's log as it grows, asks the cluster for its jobs once a round (one request per user,
+//!   never one per job), and when an attempt ends (its `exit` file, or the cluster's final state
+//!   for one whose wrapper never wrote: cancelled while pending, killed), copies the last of the
+//!   log and the outputs back and writes the end into the status file. The engine thread never
+//!   waits on the cluster: `probe` answers from the status file, `stop` sends the cancel from
+//!   the poller's runtime.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use petri_domain::{
+    ErrorBody, ErrorCode, ExecError, Executor, ExitReport, JobSpec, Launch, RunHandle, RunKey,
+    RunProbe, StopSignal,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::slurm::{Api, BatchJob, Credential};
+
+/// Finds a user's credential for this cluster; `None` asks for anyone's (capacity checks).
+pub type Keyring = Arc<dyn Fn(Option<&str>) -> Option<Credential> + Send + Sync>;
+
+/// The most a working directory may hold to be copied to the cluster; beyond it, the job's
+/// working directory must be under the shared path already.
+pub const MAX_STAGED_BYTES: u64 = 1 << 30;
+
+/// How long the cluster's own view counts after the wrapper should have written its exit code
+/// (a shared file system may show it late).
+const END_GRACE: u32 = 3;
+
+/// What the attempt's folder says about it, for a daemon that adopts it after a restart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Attempt {
+    log_path: PathBuf,
+    output_dir: Option<PathBuf>,
+    user: String,
+    name: String,
+}
+
+struct Watch {
+    id: Option<u64>,
+    name: String,
+    user: String,
+    dir: PathBuf,
+    log_path: PathBuf,
+    output_dir: Option<PathBuf>,
+    status_file: PathBuf,
+    copied: u64,
+    on_exit: Option<Box<dyn FnOnce(ExitReport) + Send>>,
+    /// Rounds since the cluster called it ended (or stopped knowing it).
+    ended_rounds: u32,
+    missing_rounds: u32,
+    cluster_code: Option<i32>,
+    /// A cancel was asked for while the job id was not known yet.
+    cancel: bool,
+    /// How the cluster said it ended (`FAILED (JobLaunchFailure)`), for the log when the
+    /// wrapper left no exit code.
+    cluster_words: Option<String>,
+}
+
+/// The executor of one Slurm cluster.
+pub struct SlurmExecutor {
+    name: String,
+    partition: Option<String>,
+    shared: PathBuf,
+    api: Arc<Api>,
+    keys: Keyring,
+    watches: Arc<Mutex<HashMap<RunKey, Watch>>>,
+    capacity: Mutex<Option<(Instant, petri_domain::ClusterCapacity, Vec<String>)>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for SlurmExecutor {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl SlurmExecutor {
+    pub fn new(
+        name: &str,
+        url: &str,
+        api_version: &str,
+        partition: Option<String>,
+        shared: PathBuf,
+        keys: Keyring,
+        poll: Duration,
+    ) -> Result<Arc<SlurmExecutor>, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("petri-slurm-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let api = Arc::new(Api::new(url, api_version)?);
+        let exec = Arc::new(SlurmExecutor {
+            name: name.to_string(),
+            partition,
+            shared,
+            api,
+            keys,
+            watches: Arc::default(),
+            capacity: Mutex::default(),
+            runtime: Some(runtime),
+        });
+        let weak = Arc::downgrade(&exec);
+        exec.rt().spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(exec) = weak.upgrade() else {
+                    return;
+                };
+                let (api, keys, watches) =
+                    (exec.api.clone(), exec.keys.clone(), exec.watches.clone());
+                drop(exec);
+                poll_round(&api, &keys, &watches).await;
+            }
+        });
+        Ok(exec)
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
+    }
+
+    /// Runs a future from synchronous code on a thread of its own (never inside a runtime).
+    fn block_on<F: std::future::Future + Send>(&self, fut: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        let rt = self.rt();
+        std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(fut))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// The folder of one attempt on the shared path.
+    pub fn attempt_dir(&self, run: &RunKey) -> PathBuf {
+        self.shared
+            .join("petri")
+            .join(format!("{}.{}", run.job, run.attempt))
+    }
+
+    /// How many attempts this executor follows now.
+    pub fn running(&self) -> usize {
+        self.watches.lock().unwrap().len()
+    }
+
+    /// The cluster's size and partitions, asked at most every 30 s.
+    fn capacity(&self) -> Result<(petri_domain::ClusterCapacity, Vec<String>), String> {
+        if let Some((at, c, p)) = self.capacity.lock().unwrap().as_ref()
+            && at.elapsed() < Duration::from_secs(30)
+        {
+            return Ok((c.clone(), p.clone()));
+        }
+        let cred = (self.keys)(None)
+            .ok_or_else(|| format!("nobody has a credential for cluster `{}`", self.name))?;
+        let api = self.api.clone();
+        let (c, p) = self.block_on(async move {
+            let c = api.capacity(&cred).await?;
+            let p = api.partitions(&cred).await?;
+            Ok::<_, String>((c, p))
+        })?;
+        *self.capacity.lock().unwrap() = Some((Instant::now(), c.clone(), p.clone()));
+        Ok((c, p))
+    }
+
+    fn prepare(&self, launch: &Launch, cred: &Credential) -> Result<(PathBuf, BatchJob), String> {
+        let dir = self.attempt_dir(&launch.key);
+        let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+        if dir.exists() {
+            // An earlier try of this very attempt got as far as the folder: start afresh.
+            std::fs::remove_dir_all(&dir).map_err(|e| io(&dir.display().to_string(), e))?;
+        }
+        // The parent is passable for the cluster's account, never listable.
+        let parent = self.shared.join("petri");
+        std::fs::create_dir_all(&parent)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o711))
+            })
+            .map_err(|e| io(&format!("cannot create {}", parent.display()), e))?;
+        std::fs::create_dir_all(dir.join("output"))
+            .map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
+        // The job runs in its working directory when the nodes see it, else in a copy.
+        let workdir = if launch.workdir.starts_with(&self.shared) {
+            launch.workdir.clone()
+        } else {
+            let copy = dir.join("work");
+            let size = tree_size(&launch.workdir)
+                .map_err(|e| io(&format!("reading {}", launch.workdir.display()), e))?;
+            if size > MAX_STAGED_BYTES {
+                return Err(format!(
+                    "the working directory {} holds {} MiB, more than the {} MiB Petri copies to \
+                     a cluster; put it under the cluster's shared path {}",
+                    launch.workdir.display(),
+                    size >> 20,
+                    MAX_STAGED_BYTES >> 20,
+                    self.shared.display()
+                ));
+            }
+            copy_tree(&launch.workdir, &copy)
+                .map_err(|e| io(&format!("copying {}", launch.workdir.display()), e))?;
+            copy
+        };
+        let output_dir = launch
+            .env
+            .iter()
+            .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
+            .map(|(_, v)| PathBuf::from(v));
+        let attempt = Attempt {
+            log_path: launch.log_path.clone(),
+            output_dir: output_dir.clone(),
+            user: launch.user.clone(),
+            name: job_name(&launch.key),
+        };
+        petri_domain::files::write_atomic(
+            &dir.join("petri.json"),
+            &serde_json::to_vec(&attempt).map_err(|e| e.to_string())?,
+            0o644,
+        )
+        .map_err(|e| io("writing the attempt's record", e))?;
+        // The job runs as the cluster's account: on this machine (a cluster on loopback, a
+        // shared home) that account must be able to write the folder.
+        hand_over(&dir, &cred.user);
+
+        let mut env: Vec<(String, String)> = launch
+            .env
+            .iter()
+            .map(|(k, v)| {
+                if k == "PETRI_OUTPUT_DIR" {
+                    (k.clone(), dir.join("output").display().to_string())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push((
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ));
+        }
+        let script = wrapper(&launch.key, &dir, &workdir, &launch.argv);
+        let res = &launch.resources;
+        Ok((
+            dir.clone(),
+            BatchJob {
+                name: job_name(&launch.key),
+                script,
+                partition: self.partition.clone(),
+                workdir: workdir.display().to_string(),
+                output: dir.join("log").display().to_string(),
+                environment: env,
+                cpus: res.cpus.map(|c| c.ceil().max(1.0) as u32),
+                memory_mb: res.memory.map(|m| m.0.div_ceil(1 << 20).max(1)),
+                time_limit_min: launch.timeout_ms.map(|t| t.div_ceil(60_000).max(1)),
+                gpus: res.gpus.filter(|g| *g > 0),
+            },
+        ))
+    }
+
+    fn watch(&self, key: RunKey, watch: Watch) {
+        self.watches.lock().unwrap().insert(key, watch);
+    }
+
+    fn adopt(&self, run: &RunKey, status_file: &Path, id: Option<u64>) -> Result<Watch, String> {
+        let dir = self.attempt_dir(run);
+        let text =
+            std::fs::read(dir.join("petri.json")).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let a: Attempt = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+        let copied = std::fs::metadata(&a.log_path).map(|m| m.len()).unwrap_or(0);
+        Ok(Watch {
+            id,
+            name: a.name,
+            user: a.user,
+            dir,
+            log_path: a.log_path,
+            output_dir: a.output_dir,
+            status_file: status_file.to_path_buf(),
+            copied,
+            on_exit: None,
+            ended_rounds: 0,
+            missing_rounds: 0,
+            cluster_code: None,
+            cancel: false,
+            cluster_words: None,
+        })
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn start(
+        &self,
+        launch: Launch,
+        on_exit: Box<dyn FnOnce(ExitReport) + Send>,
+    ) -> Result<RunHandle, ExecError> {
+        let remote = ExecError::Remote;
+        let cred = (self.keys)(Some(&launch.user)).ok_or_else(|| {
+            remote(format!(
+                "{} has no credential for cluster `{}` (`petri cluster add {}` with their own \
+                 token)",
+                launch.user, self.name, self.name
+            ))
+        })?;
+        let status = launch.status_file.clone();
+        if let Some(dir) = status.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ExecError::Prepare {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        // The claim: a second start of the same attempt (after a crash) adopts the first.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&status)
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(b"submitting\n")
+                    .map_err(|source| ExecError::Prepare {
+                        path: status.clone(),
+                        source,
+                    })?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return match read_status(&status) {
+                    Status::Submitted(id) | Status::Ended(id, _) => {
+                        let mut w = self.adopt(&launch.key, &status, id).map_err(remote)?;
+                        w.on_exit = Some(on_exit);
+                        self.watch(launch.key.clone(), w);
+                        Ok(handle(id, &launch.key))
+                    }
+                    _ => Err(remote("this attempt was claimed by a recovery".into())),
+                };
+            }
+            Err(source) => {
+                return Err(ExecError::Prepare {
+                    path: status,
+                    source,
+                });
+            }
+        }
+        let (dir, job) = self.prepare(&launch, &cred).map_err(remote)?;
+        let api = self.api.clone();
+        let id = self
+            .block_on(async move { api.submit(&cred, &job).await })
+            .map_err(|e| remote(format!("cluster `{}`: {e}", self.name)))?;
+        petri_domain::files::write_atomic(&status, format!("{id}\n").as_bytes(), 0o644).map_err(
+            |source| ExecError::Prepare {
+                path: status.clone(),
+                source,
+            },
+        )?;
+        tracing::info!(job.id = %launch.key.job, cluster = %self.name, slurm.job = id, "submitted to Slurm");
+        self.watch(
+            launch.key.clone(),
+            Watch {
+                id: Some(id),
+                name: job_name(&launch.key),
+                user: launch.user.clone(),
+                dir,
+                log_path: launch.log_path.clone(),
+                output_dir: launch
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
+                    .map(|(_, v)| PathBuf::from(v)),
+                status_file: status,
+                copied: 0,
+                on_exit: Some(on_exit),
+                ended_rounds: 0,
+                missing_rounds: 0,
+                cluster_code: None,
+                cancel: false,
+                cluster_words: None,
+            },
+        );
+        Ok(RunHandle(id.to_string()))
+    }
+
+    fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
+        let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
+        let name = &self.name;
+        if spec.image.is_some() {
+            return refuse(format!(
+                "cluster `{name}` is Slurm, which runs commands, not images: drop `image` (the \
+                 nodes' own software runs it)"
+            ));
+        }
+        if !spec.ports.is_empty() {
+            return refuse(format!(
+                "cluster `{name}` cannot publish ports back to this machine: drop `ports`"
+            ));
+        }
+        if !spec.secrets.is_empty() {
+            return refuse(format!(
+                "Petri does not send secrets to a cluster: drop `secrets` to run on `{name}`, \
+                 or run the job here"
+            ));
+        }
+        if spec.resources.gpu_memory.is_some() || spec.resources.mig.is_some() {
+            return refuse(format!(
+                "Slurm hands out whole GPUs: ask `gpus: N` instead of `gpu_memory` or `mig` to \
+                 run on `{name}`"
+            ));
+        }
+        if !spec.mounts.is_empty() {
+            return refuse(format!(
+                "mounts are for containers; on `{name}` the job sees the nodes' own file systems"
+            ));
+        }
+        let (cap, partitions) = self.capacity().map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::ClusterUnavailable,
+                format!("cluster `{name}`: {e}"),
+            )
+        })?;
+        if let Some(p) = &self.partition
+            && !partitions.contains(p)
+        {
+            return refuse(format!(
+                "cluster `{name}` has no partition `{p}` (it has {})",
+                partitions.join(", ")
+            ));
+        }
+        let cpus = spec.resources.cpus.unwrap_or(1.0).ceil() as u64;
+        let memory = spec.resources.memory.map_or(0, |m| m.0);
+        let gpus = u64::from(spec.resources.gpus.unwrap_or(0));
+        let mut over = Vec::new();
+        if cpus > cap.max_node_cpus {
+            over.push(format!(
+                "{cpus} cpus (its largest node has {})",
+                cap.max_node_cpus
+            ));
+        }
+        if memory > cap.max_node_memory {
+            over.push(format!(
+                "{} of memory (its largest node has {})",
+                petri_domain::ByteSize(memory),
+                petri_domain::ByteSize(cap.max_node_memory)
+            ));
+        }
+        if gpus > cap.max_node_gpus {
+            over.push(format!(
+                "{gpus} GPUs (its largest node has {})",
+                cap.max_node_gpus
+            ));
+        }
+        if !over.is_empty() {
+            return refuse(format!(
+                "cluster `{name}` can never run this job: it asks for {}",
+                over.join(" and ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn stop(&self, run: &RunKey, handle: &RunHandle, _signal: StopSignal) -> Result<(), ExecError> {
+        let (id, user) = {
+            let mut w = self.watches.lock().unwrap();
+            match w.get_mut(run) {
+                Some(watch) => {
+                    if watch.id.is_none() {
+                        watch.cancel = true;
+                    }
+                    (watch.id, watch.user.clone())
+                }
+                None => (handle.as_str().parse().ok(), String::new()),
+            }
+        };
+        let Some(id) = id else {
+            return Ok(());
+        };
+        let Some(cred) = (self.keys)(Some(&user)).or_else(|| (self.keys)(None)) else {
+            return Err(ExecError::Remote(format!(
+                "nobody has a credential for cluster `{}` to cancel Slurm job {id}",
+                self.name
+            )));
+        };
+        let api = self.api.clone();
+        let cluster = self.name.clone();
+        self.rt().spawn(async move {
+            if let Err(e) = api.cancel(&cred, id).await {
+                tracing::warn!(%cluster, slurm.job = id, error = %e, "cancelling a Slurm job");
+            }
+        });
+        Ok(())
+    }
+
+    fn probe(&self, run: &RunKey, status_file: &Path) -> RunProbe {
+        let id = match read_status(status_file) {
+            Status::Missing => {
+                // Never submitted, and now never will be.
+                if let Some(dir) = status_file.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let claimed = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(status_file)
+                    .and_then(|mut f| {
+                        use std::io::Write;
+                        f.write_all(b"recovered\n")
+                    });
+                return match claimed {
+                    Ok(()) => RunProbe::NeverStarted,
+                    Err(_) => self.probe(run, status_file),
+                };
+            }
+            Status::Recovered => return RunProbe::NeverStarted,
+            Status::Ended(_, Some(code)) => return RunProbe::Exited(code),
+            Status::Ended(_, None) => return RunProbe::Lost,
+            Status::Submitted(id) => id,
+        };
+        if let Some(w) = self.watches.lock().unwrap().get(run) {
+            return RunProbe::Alive {
+                handle: handle(w.id, run),
+            };
+        }
+        match self.adopt(run, status_file, id) {
+            Ok(w) => {
+                self.watch(run.clone(), w);
+                RunProbe::Alive {
+                    handle: handle(id, run),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job.id = %run.job, cluster = %self.name, error = %e, "cannot adopt a Slurm attempt");
+                RunProbe::Lost
+            }
+        }
+    }
+
+    fn remove(&self, run: &RunKey) {
+        if self.watches.lock().unwrap().contains_key(run) {
+            return;
+        }
+        let dir = self.attempt_dir(run);
+        self.rt().spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing an attempt's folder");
+            }
+        });
+    }
+
+    fn read_log(
+        &self,
+        _run: &RunKey,
+        log_path: &Path,
+        offset: u64,
+        max: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match std::fs::File::open(log_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        f.seek(SeekFrom::Start(offset))?;
+        let mut out = Vec::new();
+        f.take(max).read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// One round of the poller: logs, exit files, then the cluster's view.
+async fn poll_round(api: &Api, keys: &Keyring, watches: &Arc<Mutex<HashMap<RunKey, Watch>>>) {
+    // Files first (no lock held across I/O of the cluster).
+    let mut ended: Vec<(RunKey, Option<i32>)> = Vec::new();
+    let mut ask: HashMap<String, Vec<RunKey>> = HashMap::new();
+    {
+        let mut all = watches.lock().unwrap();
+        for (key, w) in all.iter_mut() {
+            copy_log(w);
+            if let Some(code) = read_exit(&w.dir) {
+                ended.push((key.clone(), Some(code)));
+            } else {
+                ask.entry(w.user.clone()).or_default().push(key.clone());
+            }
+        }
+    }
+    for (key, code) in ended {
+        finish(watches, &key, code, false);
+    }
+    for (user, keys_of_user) in ask {
+        let Some(cred) = keys(Some(&user)) else {
+            continue;
+        };
+        let jobs = match api.jobs(&cred).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::debug!(error = %e, "asking a cluster for its jobs");
+                continue;
+            }
+        };
+        let mut cancels = Vec::new();
+        let mut done = Vec::new();
+        {
+            let mut all = watches.lock().unwrap();
+            for key in keys_of_user {
+                let Some(w) = all.get_mut(&key) else {
+                    continue;
+                };
+                let found = jobs.iter().find(|j| match w.id {
+                    Some(id) => j.id == id,
+                    None => j.name == w.name,
+                });
+                match found {
+                    Some(j) => {
+                        w.missing_rounds = 0;
+                        if w.id.is_none() {
+                            // Found again by its name after a crash mid-submit.
+                            w.id = Some(j.id);
+                            let _ = petri_domain::files::write_atomic(
+                                &w.status_file,
+                                format!("{}\n", j.id).as_bytes(),
+                                0o644,
+                            );
+                            if w.cancel {
+                                cancels.push(j.id);
+                            }
+                        }
+                        if j.is_final() {
+                            w.ended_rounds += 1;
+                            w.cluster_words = Some(match &j.reason {
+                                Some(r) => format!("{} ({r})", j.state),
+                                None => j.state.clone(),
+                            });
+                            w.cluster_code = match j.state.as_str() {
+                                "CANCELLED" => Some(143),
+                                "TIMEOUT" | "DEADLINE" => Some(124),
+                                "OUT_OF_MEMORY" => Some(137),
+                                _ => j.exit_code,
+                            };
+                            if w.ended_rounds > END_GRACE {
+                                done.push((key.clone(), w.cluster_code, false));
+                            }
+                        }
+                    }
+                    None => {
+                        w.missing_rounds += 1;
+                        if w.missing_rounds > END_GRACE {
+                            // Not submitted at all (crash before the cluster took it), or
+                            // forgotten by the cluster with no exit file: never twice, so lost.
+                            let never = w.id.is_none();
+                            done.push((key.clone(), None, never));
+                        }
+                    }
+                }
+            }
+        }
+        for id in cancels {
+            let _ = api.cancel(&cred, id).await;
+        }
+        for (key, code, never) in done {
+            // The wrapper may have written its code since: it wins over the cluster's view.
+            let dir = watches.lock().unwrap().get(&key).map(|w| w.dir.clone());
+            let code = dir.and_then(|d| read_exit(&d)).or(code);
+            finish(watches, &key, code, never);
+        }
+    }
+}
+
+/// The end of an attempt: the rest of its log, its outputs back, its status written, told.
+fn finish(
+    watches: &Arc<Mutex<HashMap<RunKey, Watch>>>,
+    key: &RunKey,
+    code: Option<i32>,
+    never_started: bool,
+) {
+    let Some(mut w) = watches.lock().unwrap().remove(key) else {
+        return;
+    };
+    copy_log(&mut w);
+    // The job's own wrapper left no exit code: say in its log what the cluster said.
+    if read_exit(&w.dir).is_none() && !never_started {
+        let words = match (&w.cluster_words, w.id) {
+            (Some(words), Some(id)) => format!("the cluster ended Slurm job {id} as {words}"),
+            (None, Some(id)) => {
+                format!("the cluster no longer knows Slurm job {id}, and it left no exit code")
+            }
+            _ => "the cluster never took the job".to_string(),
+        };
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&w.log_path)
+            .and_then(|mut f| writeln!(f, "petri: {words}"));
+    }
+    if let Some(out) = &w.output_dir
+        && let Err(e) = copy_tree(&w.dir.join("output"), out)
+    {
+        tracing::warn!(job.id = %key.job, error = %e, "bringing a cluster job's outputs back");
+    }
+    let line = match (never_started, code, w.id) {
+        (true, _, _) => "recovered\n".to_string(),
+        (false, Some(c), Some(id)) => format!("{id}\n{c}\n"),
+        (false, Some(c), None) => format!("0\n{c}\n"),
+        (false, None, id) => format!("{}\nlost\n", id.unwrap_or(0)),
+    };
+    if let Err(e) = petri_domain::files::write_atomic(&w.status_file, line.as_bytes(), 0o644) {
+        tracing::warn!(file = %w.status_file.display(), error = %e, "writing a cluster job's end");
+    }
+    if let Some(tell) = w.on_exit.take() {
+        tell(ExitReport {
+            job: key.job,
+            attempt: key.attempt,
+            exit_code: if never_started { None } else { code },
+        });
+    }
+}
+
+/// Appends what the cluster's log gained since the last round to the job's log.
+fn copy_log(w: &mut Watch) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let Ok(mut from) = std::fs::File::open(w.dir.join("log")) else {
+        return;
+    };
+    let Ok(len) = from.metadata().map(|m| m.len()) else {
+        return;
+    };
+    if len <= w.copied {
+        return;
+    }
+    if from.seek(SeekFrom::Start(w.copied)).is_err() {
+        return;
+    }
+    let mut bytes = Vec::new();
+    if from.take(len - w.copied).read_to_end(&mut bytes).is_err() {
+        return;
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&w.log_path)
+        .and_then(|mut to| to.write_all(&bytes));
+    if written.is_ok() {
+        w.copied += bytes.len() as u64;
+    }
+}
+
+fn read_exit(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("exit"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What a Slurm attempt's status file in the home says: `submitting`, then the job id, then
+/// (on a second line) the exit code or `lost`; `recovered` when a restart claimed it first.
+enum Status {
+    Missing,
+    Recovered,
+    Submitted(Option<u64>),
+    Ended(Option<u64>, Option<i32>),
+}
+
+fn read_status(path: &Path) -> Status {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Status::Missing;
+    };
+    let mut lines = text.lines();
+    let id = match lines.next().map(str::trim) {
+        None => return Status::Submitted(None),
+        Some("recovered") => return Status::Recovered,
+        Some("submitting") => None,
+        Some(n) => n.parse().ok().filter(|n| *n > 0),
+    };
+    match lines.next().map(str::trim) {
+        Some("lost") => Status::Ended(id, None),
+        Some(c) => match c.parse() {
+            Ok(code) => Status::Ended(id, Some(code)),
+            Err(_) => Status::Submitted(id),
+        },
+        None => Status::Submitted(id),
+    }
+}
+
+fn handle(id: Option<u64>, run: &RunKey) -> RunHandle {
+    RunHandle(id.map_or_else(|| job_name(run), |i| i.to_string()))
+}
+
+/// The Slurm job name of an attempt: how a daemon that crashed mid-submit finds it again.
+fn job_name(run: &RunKey) -> String {
+    format!("petri-{}-{}", run.job, run.attempt)
+}
+
+/// Single quotes for a POSIX shell.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The batch script: enter the working directory, run the job, leave its exit code in the
+/// attempt's folder (written aside and renamed, so it is read whole or not at all).
+fn wrapper(run: &RunKey, dir: &Path, workdir: &Path, argv: &[String]) -> String {
+    let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
+    format!(
+        "#!/bin/sh\n\
+         # Petri job {job}, attempt {attempt}\n\
+         dir={dir}\n\
+         done_with() {{ echo \"$1\" > \"$dir/exit.tmp\" && mv \"$dir/exit.tmp\" \"$dir/exit\"; exit \"$1\"; }}\n\
+         cd {workdir} || {{ echo \"petri: cannot enter {workdir_plain}\" >&2; done_with 126; }}\n\
+         {command}\n\
+         done_with $?\n",
+        job = run.job,
+        attempt = run.attempt,
+        dir = quote(&dir.display().to_string()),
+        workdir = quote(&workdir.display().to_string()),
+        workdir_plain = workdir
+            .display()
+            .to_string()
+            .replace(['"', '$', '`', '\\'], "_"),
+        command = words.join(" "),
+    )
+}
+
+fn tree_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += tree_size(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Copies a folder's files, folders and links into `to` (made when missing).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path())?;
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(link, &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives the attempt's folder to the cluster account when that account exists here and this
+/// daemon may (it runs as root); otherwise the daemon's own user is the account.
+fn hand_over(dir: &Path, account: &str) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let Ok(Some(user)) = nix::unistd::User::from_name(account) else {
+        return;
+    };
+    if user.uid.is_root() {
+        return;
+    }
+    fn walk(p: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) {
+        let _ = nix::unistd::chown(p, Some(uid), Some(gid));
+        if let Ok(entries) = std::fs::read_dir(p) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), uid, gid);
+                } else {
+                    let _ = nix::unistd::fchownat(
+                        nix::fcntl::AT_FDCWD,
+                        &e.path(),
+                        Some(uid),
+                        Some(gid),
+                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                    );
+                }
+            }
+        }
+    }
+    walk(dir, user.uid, user.gid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> RunKey {
+        RunKey {
+            job: petri_domain::JobId::new(),
+            attempt: 2,
+            target: "hpc".into(),
+        }
+    }
+
+    #[test]
+    fn the_wrapper_quotes_every_word_and_leaves_the_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = key();
+        let script = wrapper(
+            &run,
+            dir.path(),
+            dir.path(),
+            &["/bin/sh".into(), "-c".into(), "echo 'it''s'; exit 4".into()],
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "its\n");
+        assert_eq!(read_exit(dir.path()), Some(4));
+    }
+
+    #[test]
+    fn a_missing_workdir_ends_with_126_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = wrapper(
+            &key(),
+            dir.path(),
+            &dir.path().join("gone"),
+            &["true".into()],
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(126));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot enter"));
+        assert_eq!(read_exit(dir.path()), Some(126));
+    }
+
+    #[test]
+    fn status_files_read_in_every_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        assert!(matches!(read_status(&p), Status::Missing));
+        std::fs::write(&p, "submitting\n").unwrap();
+        assert!(matches!(read_status(&p), Status::Submitted(None)));
+        std::fs::write(&p, "42\n").unwrap();
+        assert!(matches!(read_status(&p), Status::Submitted(Some(42))));
+        std::fs::write(&p, "42\n3\n").unwrap();
+        assert!(matches!(read_status(&p), Status::Ended(Some(42), Some(3))));
+        std::fs::write(&p, "42\nlost\n").unwrap();
+        assert!(matches!(read_status(&p), Status::Ended(Some(42), None)));
+        std::fs::write(&p, "recovered\n").unwrap();
+        assert!(matches!(read_status(&p), Status::Recovered));
+    }
+
+    #[test]
+    fn a_tree_is_copied_with_its_folders_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("a");
+        std::fs::create_dir_all(from.join("sub")).unwrap();
+        std::fs::write(from.join("sub/x.txt"), "x").unwrap();
+        std::os::unix::fs::symlink("sub/x.txt", from.join("link")).unwrap();
+        copy_tree(&from, &dir.path().join("b")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("b/sub/x.txt")).unwrap(),
+            "x"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("b/link")).unwrap(),
+            "x"
+        );
+        assert_eq!(tree_size(&from).unwrap(), 1);
+    }
+}
