@@ -3,6 +3,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. scripts/slurm.sh
 
 ensure_toolchain
 # No incremental compilation: a clean clone gains nothing from it and it fills the disk.
@@ -23,6 +24,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 say "the Docker engine and Petri's default image (container and notebook tests)"
 ensure_docker
 stop_engine() {
+    stop_slurm
     if [ -n "$STARTED_DOCKERD" ]; then
         say "stopping the Docker engine this script started"
         as_root kill "$STARTED_DOCKERD" 2>/dev/null || true
@@ -35,6 +37,9 @@ ensure_default_image "$PETRI_TEST_IMAGE"
 test_tmp="$(dirname "$CARGO_TARGET_DIR")/test-tmp"
 rm -rf "$test_tmp" && mkdir -p "$test_tmp"
 export TMPDIR="$test_tmp"
+
+# Slurm 22.05 on loopback for the cluster tests (tests/e2e/slurm.rs).
+start_slurm "$test_tmp/slurm"
 
 say "building the fake libnvidia-ml the GPU tests load"
 cargo build --locked -p petri-fake-nvml

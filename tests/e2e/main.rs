@@ -6,6 +6,7 @@ mod helpers;
 mod pipelines;
 mod secrets;
 mod serving;
+mod slurm;
 mod team;
 mod tls;
 

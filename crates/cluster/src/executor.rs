@@ -237,19 +237,29 @@ impl SlurmExecutor {
             0o644,
         )
         .map_err(|e| io("writing the attempt's record", e))?;
-        // The job runs as the cluster's account: on this machine (a cluster on loopback, a
-        // shared home) that account must be able to write the folder.
-        hand_over(&dir, &cred.user);
-
+        // What the launch prepared in the output folder (a pipeline step's `.outputs`) is
+        // there on the cluster too, and every variable naming a path in it names the copy.
+        let remote_out = dir.join("output");
+        if let Some(out) = &output_dir
+            && out.is_dir()
+        {
+            copy_tree(out, &remote_out).map_err(|e| io("copying the output folder", e))?;
+        }
         let mut env: Vec<(String, String)> = launch
             .env
             .iter()
             .map(|(k, v)| {
-                if k == "PETRI_OUTPUT_DIR" {
-                    (k.clone(), dir.join("output").display().to_string())
-                } else {
-                    (k.clone(), v.clone())
-                }
+                let moved = output_dir
+                    .as_ref()
+                    .and_then(|out| Path::new(v).strip_prefix(out).ok())
+                    .map(|rest| {
+                        if rest.as_os_str().is_empty() {
+                            remote_out.display().to_string()
+                        } else {
+                            remote_out.join(rest).display().to_string()
+                        }
+                    });
+                (k.clone(), moved.unwrap_or_else(|| v.clone()))
             })
             .collect();
         if !env.iter().any(|(k, _)| k == "PATH") {
@@ -258,6 +268,9 @@ impl SlurmExecutor {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             ));
         }
+        // The job runs as the cluster's account: on this machine (a cluster on loopback, a
+        // shared home) that account must be able to write the folder.
+        hand_over(&dir, &cred.user);
         let script = wrapper(&launch.key, &dir, &workdir, &launch.argv);
         let res = &launch.resources;
         Ok((

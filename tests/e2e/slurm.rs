@@ -1,0 +1,394 @@
+//! Jobs on a real Slurm 22.05 (one node on loopback, slurmrestd with JWT, started by
+//! `scripts/test.sh`): the samples run there as they run here, a failure keeps its exit code, a
+//! cancel reaches Slurm, a daemon killed while a Slurm job runs re-attaches and records its end,
+//! a pipeline step on Slurm passes values across, and what the cluster cannot do is refused at
+//! submit.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use petri_domain::{Job, JobState};
+
+use crate::helpers::{Server, petri, wait_until};
+use crate::{jobs, jobs_one, parse};
+
+struct Slurm {
+    url: String,
+    user: String,
+    token_file: PathBuf,
+    shared: PathBuf,
+}
+
+/// The cluster `scripts/test.sh` started; under `CI=true` a missing one fails the test.
+fn slurm() -> Option<Slurm> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("PETRI_TEST_SLURM_URL"),
+        var("PETRI_TEST_SLURM_USER"),
+        var("PETRI_TEST_SLURM_TOKEN_FILE"),
+        var("PETRI_TEST_SLURM_SHARED"),
+    ) {
+        (Some(url), Some(user), Some(token), Some(shared)) => Some(Slurm {
+            url,
+            user,
+            token_file: token.into(),
+            shared: shared.into(),
+        }),
+        _ => {
+            let why = "no Slurm to test against (scripts/test.sh starts a one-node cluster and \
+                       sets PETRI_TEST_SLURM_*)";
+            assert!(std::env::var("CI").is_err(), "{why}");
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+/// A daemon with the cluster added as `hpc`.
+fn server_with_cluster(s: &Slurm) -> Server {
+    let server = Server::start("");
+    let out = petri(
+        server.home(),
+        &[
+            "cluster",
+            "add",
+            "hpc",
+            "--kind",
+            "slurm",
+            "--url",
+            &s.url,
+            "--user",
+            &s.user,
+            "--token-file",
+            s.token_file.to_str().unwrap(),
+            "--shared",
+            s.shared.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server
+}
+
+fn wait_final(server: &Server, job: &Job) -> Job {
+    let mut last = None;
+    wait_until(
+        &format!("job #{} to end", job.number),
+        Duration::from_secs(120),
+        || {
+            let out = petri(server.home(), &["show", "--json", &job.id.to_string()]);
+            let j: Option<Job> = serde_json::from_slice(&out.stdout).ok();
+            let done = j.as_ref().is_some_and(|j| j.state.is_terminal());
+            last = j;
+            done
+        },
+    );
+    last.unwrap()
+}
+
+fn log_of(home: &Path, job: &Job) -> String {
+    let out = petri(home, &["logs", &job.id.to_string()]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn output_of(home: &Path, job: &Job, file: &str) -> String {
+    std::fs::read_to_string(home.join("outputs").join(job.id.to_string()).join(file))
+        .unwrap_or_else(|e| panic!("job #{}'s {file}: {e}", job.number))
+}
+
+/// What Slurm itself says of one of its jobs (`scontrol show job`, while it remembers it).
+fn slurm_state(id: &str) -> String {
+    let out = std::process::Command::new("scontrol")
+        .args(["show", "job", id])
+        .output()
+        .expect("scontrol");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("JobState="))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples")
+}
+
+#[test]
+fn the_samples_run_on_slurm_as_they_run_here() {
+    let Some(s) = slurm() else {
+        return;
+    };
+    let server = server_with_cluster(&s);
+    let home = server.home();
+    let check = petri(home, &["cluster", "check", "hpc", "--json"]);
+    let check: serde_json::Value = parse(&check);
+    assert_eq!(check["reachable"], true, "{check:#}");
+    assert_eq!(check["credentials_valid"], true, "{check:#}");
+    assert!(
+        check["version"].as_str().unwrap().starts_with("22.05"),
+        "{check:#}"
+    );
+    assert!(
+        check["capacity"]["cpus"].as_u64().unwrap() >= 1,
+        "{check:#}"
+    );
+
+    let work = server.work();
+    let w = work.to_str().unwrap();
+    let train = samples().join("train.yaml");
+    let train = train.to_str().unwrap();
+    let here = jobs(&petri(
+        home,
+        &["submit", "--json", "--workdir", w, "-f", train],
+    ));
+    let there = jobs(&petri(
+        home,
+        &[
+            "submit",
+            "--json",
+            "--workdir",
+            w,
+            "--target",
+            "hpc",
+            "-f",
+            train,
+        ],
+    ));
+    assert_eq!(here.len(), 3);
+    assert_eq!(there.len(), 3);
+    for (a, b) in here.iter().zip(&there) {
+        let (a, b) = (wait_final(&server, a), wait_final(&server, b));
+        assert_eq!(a.state, JobState::Succeeded, "{a:?}");
+        assert_eq!(
+            b.state,
+            JobState::Succeeded,
+            "{:?}\n{}",
+            b,
+            log_of(home, &b)
+        );
+        assert_eq!(b.runs.last().unwrap().target, "hpc");
+        // The same output file, and the same log but for the job's own id.
+        assert_eq!(
+            output_of(home, &a, "metrics.txt"),
+            output_of(home, &b, "metrics.txt")
+        );
+        assert_eq!(
+            log_of(home, &a).replace(&a.id.to_string(), "ID"),
+            log_of(home, &b).replace(&b.id.to_string(), "ID")
+        );
+    }
+
+    // A chain: each step after the one before, on the cluster.
+    let chain = samples().join("chain.yaml");
+    let chain = jobs(&petri(
+        home,
+        &[
+            "submit",
+            "--json",
+            "--workdir",
+            w,
+            "--target",
+            "hpc",
+            "-f",
+            chain.to_str().unwrap(),
+        ],
+    ));
+    let ended: Vec<Job> = chain.iter().map(|j| wait_final(&server, j)).collect();
+    for j in &ended {
+        assert_eq!(j.state, JobState::Succeeded, "{j:?}");
+    }
+    assert!(ended[0].finished_at_ms.unwrap() <= ended[1].started_at_ms.unwrap());
+    assert!(ended[1].finished_at_ms.unwrap() <= ended[2].started_at_ms.unwrap());
+    assert_eq!(log_of(home, &ended[2]), "done\n");
+}
+
+#[test]
+fn a_failure_a_cancel_and_a_daemon_restart_on_slurm() {
+    let Some(s) = slurm() else {
+        return;
+    };
+    let mut server = server_with_cluster(&s);
+    let work = server.work();
+    let w = work.to_str().unwrap().to_string();
+    let submit = |home: &Path, run: &str| {
+        jobs(&petri(
+            home,
+            &[
+                "submit",
+                "--json",
+                "--workdir",
+                &w,
+                "--target",
+                "hpc",
+                "--run",
+                run,
+            ],
+        ))
+        .remove(0)
+    };
+    let home = server.home().to_path_buf();
+
+    // A failure keeps its exit code and its output.
+    let failing = submit(&home, "echo about to fail; exit 3");
+    let failed = wait_final(&server, &failing);
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.exit_code, Some(3));
+    assert_eq!(log_of(&home, &failed), "about to fail\n");
+
+    // A cancel from Petri cancels the Slurm job.
+    let long = submit(&home, "echo started; sleep 300");
+    wait_until(
+        "the Slurm job's first line",
+        Duration::from_secs(60),
+        || log_of(&home, &long).contains("started"),
+    );
+    let running: Job = jobs_one(&petri(&home, &["show", "--json", &long.id.to_string()]));
+    let slurm_id = running.runs.last().unwrap().handle.clone().unwrap();
+    assert_eq!(slurm_state(&slurm_id), "RUNNING");
+    assert!(
+        petri(&home, &["cancel", &long.id.to_string()])
+            .status
+            .success()
+    );
+    let cancelled = wait_final(&server, &long);
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    wait_until("Slurm to say CANCELLED", Duration::from_secs(30), || {
+        slurm_state(&slurm_id) == "CANCELLED"
+    });
+
+    // The daemon dies (SIGKILL) while a Slurm job runs; the job goes on, and the next daemon
+    // re-attaches and records how it ended, once.
+    let gated = submit(
+        &home,
+        "echo waiting; while [ ! -f go ]; do sleep 0.1; done; echo went; exit 7",
+    );
+    wait_until("the gated job to start", Duration::from_secs(60), || {
+        log_of(&home, &gated).contains("waiting")
+    });
+    server.kill9();
+    // The job runs in a copy of the working directory on the shared path: open its gate there.
+    let copy = s
+        .shared
+        .join("petri")
+        .join(format!("{}.1", gated.id))
+        .join("work");
+    std::fs::write(copy.join("go"), "").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart();
+    let ended = wait_final(&server, &gated);
+    assert_eq!(ended.state, JobState::Failed);
+    assert_eq!(ended.exit_code, Some(7));
+    assert_eq!(ended.runs.len(), 1, "ran once: {:?}", ended.runs);
+    assert_eq!(log_of(&home, &ended), "waiting\nwent\n");
+}
+
+#[test]
+fn what_slurm_cannot_do_is_refused_at_submit() {
+    let Some(s) = slurm() else {
+        return;
+    };
+    let server = server_with_cluster(&s);
+    let home = server.home();
+    let refused = |args: &[&str], code: &str, words: &str| {
+        let mut all = vec!["submit", "--target", "hpc"];
+        all.extend_from_slice(args);
+        let out = petri(home, &all);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(code) && err.contains(words), "{err}");
+    };
+    refused(
+        &["--image", "debian", "--", "true"],
+        "TARGET_REFUSED",
+        "image",
+    );
+    refused(
+        &["--cpus", "4096", "--", "true"],
+        "TARGET_REFUSED",
+        "4096 cpus",
+    );
+    let out = petri(home, &["submit", "--target", "mars", "--", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN_TARGET"));
+    // Nothing was queued by any of them.
+    assert!(server.client_jobs(&["--all"]).is_empty());
+
+    // A token the cluster refuses is not kept, and says what to do.
+    let bad = server.home().join("bad.jwt");
+    std::fs::write(&bad, "not-a-token").unwrap();
+    let out = petri(
+        home,
+        &[
+            "cluster",
+            "add",
+            "hpc2",
+            "--kind",
+            "slurm",
+            "--url",
+            &s.url,
+            "--user",
+            &s.user,
+            "--token-file",
+            bad.to_str().unwrap(),
+            "--shared",
+            s.shared.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the credential"), "{err}");
+    let listed: Vec<serde_json::Value> = parse(&petri(home, &["cluster", "ls", "--json"]));
+    assert_eq!(listed.len(), 1);
+    // The token is nowhere in the home in clear.
+    let token = std::fs::read_to_string(&s.token_file).unwrap();
+    let stored = std::fs::read_to_string(home.join("clusters.json")).unwrap();
+    assert!(!stored.contains(token.trim()));
+}
+
+#[test]
+fn a_pipeline_step_on_slurm_passes_values_across() {
+    let Some(s) = slurm() else {
+        return;
+    };
+    let server = server_with_cluster(&s);
+    let home = server.home();
+    let file = server.work().join("mixed.yaml");
+    std::fs::write(
+        &file,
+        r#"
+name: mixed
+steps:
+  count:
+    run: echo 21 > "$PETRI_OUTPUTS/n"
+    outputs: {n: {type: value}}
+  double:
+    target: hpc
+    with: {n: "${{ steps.count.outputs.n }}"}
+    run: echo $((INPUT_N * 2)) > "$PETRI_OUTPUTS/twice"; echo "::set-output where=$(hostname)"
+    outputs: {twice: {type: value}, where: {type: value}}
+  report:
+    with: {twice: "${{ steps.double.outputs.twice }}"}
+    run: echo "got $INPUT_TWICE"
+"#,
+    )
+    .unwrap();
+    let run: serde_json::Value = parse(&petri(
+        home,
+        &[
+            "pipeline",
+            "run",
+            "--json",
+            "--wait",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let steps = run["steps"].as_array().unwrap();
+    let double = steps.iter().find(|s| s["name"] == "double").unwrap();
+    assert_eq!(
+        double["outputs"]["twice"],
+        serde_json::json!("42"),
+        "{run:#}"
+    );
+}
