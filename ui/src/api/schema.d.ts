@@ -52,6 +52,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/clusters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_clusters"];
+        put?: never;
+        post: operations["add_cluster"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/clusters/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["remove_cluster"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/clusters/{name}/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["check_cluster"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/components": {
         parameters: {
             query?: never;
@@ -994,6 +1042,92 @@ export interface components {
          * @example 4GiB
          */
         ByteSize: string;
+        /** @description A cluster's size. */
+        ClusterCapacity: {
+            /** Format: int64 */
+            cpus: number;
+            /** Format: int64 */
+            gpus: number;
+            /**
+             * Format: int64
+             * @description The largest node: what one job can ask for at most.
+             */
+            max_node_cpus: number;
+            /** Format: int64 */
+            max_node_gpus: number;
+            /** Format: int64 */
+            max_node_memory: number;
+            /**
+             * Format: int64
+             * @description Bytes, summed over the nodes.
+             */
+            memory: number;
+            /** Format: int32 */
+            nodes: number;
+        };
+        /** @description What `petri cluster check` found. */
+        ClusterCheck: {
+            capacity?: null | components["schemas"]["ClusterCapacity"];
+            /** @description Whether it took the caller's credential. */
+            credentials_valid: boolean;
+            name: string;
+            /** @description The partitions it offers. */
+            partitions?: string[];
+            /** @description What went wrong, in words, when anything did. */
+            problem?: string | null;
+            /** @description Whether its API answered at all. */
+            reachable: boolean;
+            /** @description The engine's version (`22.05.8`). */
+            version?: string | null;
+        };
+        /** @description A cluster as listed: everything but credentials. */
+        ClusterInfo: {
+            api_version: string;
+            /** Format: int64 */
+            created_at_ms: number;
+            kind: components["schemas"]["ClusterKind"];
+            name: string;
+            /** @description Who added it. */
+            owner: string;
+            partition?: string | null;
+            shared: string;
+            url: string;
+            /** @description The users who have a credential for it (each one's jobs go with their own). */
+            users: string[];
+        };
+        /**
+         * @description The engines Petri hands jobs to.
+         * @enum {string}
+         */
+        ClusterKind: "slurm" | "kubernetes" | "ray";
+        /**
+         * @description The body of `POST /api/v1/clusters`: a cluster to add (or, with the name of one that
+         *     exists, the caller's own credential for it).
+         */
+        ClusterRequest: {
+            /** @description The slurmrestd OpenAPI version (`v0.0.38`, Slurm 22.05, is the one spoken now). */
+            api_version?: string | null;
+            kind: components["schemas"]["ClusterKind"];
+            /** @description What `target:` will say: lower-case letters, digits, `-` and `_`. */
+            name: string;
+            /** @description The partition jobs go to; the cluster's default when none. */
+            partition?: string | null;
+            /**
+             * @description A folder this machine and the cluster's nodes both see under this path (NFS, or this
+             *     machine's disk for a cluster on this machine). Each attempt's script, working copy,
+             *     log, outputs and exit status live in a folder of their own under it.
+             */
+            shared: string;
+            /** @description The credential: a Slurm JWT (`scontrol token`). Kept encrypted, per user; never shown. */
+            token: string;
+            /** @description Where its API answers: `http://host:6820` for slurmrestd. */
+            url: string;
+            /**
+             * @description The account the cluster knows the caller by (Slurm's `X-SLURM-USER-NAME`); by default
+             *     the caller's own user name.
+             */
+            user?: string | null;
+        };
         /** @description What the API lists: a component or why it could not be read. */
         ComponentInfo: {
             description?: string | null;
@@ -1093,7 +1227,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "JOB_NOT_FOUND" | "INVALID_STATE" | "LOG_REMOVED" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL" | "USER_NOT_FOUND" | "INVALID_QUOTA" | "QUOTA_EXCEEDED";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "TARGET_REFUSED" | "CLUSTER_UNAVAILABLE" | "CLUSTER_NOT_FOUND" | "CLUSTER_EXISTS" | "INVALID_CLUSTER" | "JOB_NOT_FOUND" | "INVALID_STATE" | "LOG_REMOVED" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL" | "USER_NOT_FOUND" | "INVALID_QUOTA" | "QUOTA_EXCEEDED";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -1472,7 +1606,7 @@ export interface components {
              *     file a private file whose path is in one. The job holds only the names.
              */
             secrets?: components["schemas"]["SecretUse"][];
-            /** @description Where to run: `local` (the default) or `auto` (local until clusters exist). */
+            /** @description Where to run: `local` (the default), a cluster's name (`petri cluster ls`), or `auto`. */
             target?: string | null;
             timeout?: null | components["schemas"]["Millis"];
             /** @description The working directory; relative paths are resolved by the client that submits. */
@@ -2553,6 +2687,204 @@ export interface operations {
             };
             /** @description FORBIDDEN: admins only */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_clusters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every cluster, without credentials */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterInfo"][];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    add_cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClusterRequest"];
+            };
+        };
+        responses: {
+            /** @description added (or the caller's credential for it kept); the credential was tried first */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterInfo"];
+                };
+            };
+            /** @description MALFORMED_SPEC: the body does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description CLUSTER_EXISTS: another cluster has the name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_CLUSTER: a bad name, address, shared folder, kind or version */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description CLUSTER_UNAVAILABLE: it does not answer, or refused the credential */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove_cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the cluster's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description removed, with every credential for it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterInfo"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description FORBIDDEN: another user's cluster */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description CLUSTER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_STATE: jobs of this daemon run there */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    check_cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the cluster's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description whether it answers and takes the caller's credential, its version, size and partitions */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterCheck"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description CLUSTER_NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

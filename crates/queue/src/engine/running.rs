@@ -107,7 +107,7 @@ impl State {
         // that could start.
         let line = if explain { &self.order } else { &self.ready };
         // A cluster's jobs are the cluster's to schedule: one that could start goes at once.
-        let remote = |a: &&Box<Active>| petri_domain::is_remote_target(target_of(&a.job));
+        let remote = |a: &Active| petri_domain::is_remote_target(target_of(&a.job));
         let waiting = line
             .iter()
             .filter_map(|(_, _, id)| self.jobs.get(id))
@@ -136,7 +136,7 @@ impl State {
                 .ready
                 .iter()
                 .filter_map(|(_, _, id)| self.jobs.get(id))
-                .filter(remote)
+                .filter(|a| remote(a))
             {
                 if a.waiting.not_before_ms <= now {
                     plan.start.push(a.job.id);
