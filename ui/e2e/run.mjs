@@ -452,6 +452,47 @@ try {
     await page.locator("button[name=everyone]").click();
   });
 
+  // The one-node Slurm scripts/test.sh starts (PETRI_TEST_SLURM_*); outside CI without it, skipped.
+  const slurm = process.env.PETRI_TEST_SLURM_URL
+    ? {
+        url: process.env.PETRI_TEST_SLURM_URL,
+        user: process.env.PETRI_TEST_SLURM_USER,
+        token: fs.readFileSync(process.env.PETRI_TEST_SLURM_TOKEN_FILE, "utf8").trim(),
+        shared: process.env.PETRI_TEST_SLURM_SHARED,
+      }
+    : undefined;
+  if (!slurm && process.env.CI) throw new Error("no Slurm to test against (scripts/test.sh starts one and sets PETRI_TEST_SLURM_*)");
+  await step("the Clusters view adds a Slurm cluster, shows its health and size, and a job sent there from the form runs on it", async () => {
+    await page.goto(`${base}/#/clusters`);
+    await page.locator("h1", { hasText: "Clusters" }).waitFor();
+    // A refused token is marked on its field and nothing is added.
+    await page.fill("input[name=cluster-name]", "hpc");
+    await page.fill("input[name=cluster-url]", slurm.url);
+    await page.fill("input[name=cluster-token]", "not-a-token");
+    await page.fill("input[name=cluster-user]", slurm.user);
+    await page.fill("input[name=cluster-shared]", slurm.shared);
+    await page.click("form button[type=submit]");
+    await expectText(page.locator(".field.has-error .field-error"), "refused the credential");
+    await page.fill("input[name=cluster-token]", slurm.token);
+    await page.click("form button[type=submit]");
+    await page.locator("[data-testid=cluster-added]").waitFor();
+    const card = page.locator("[data-cluster=hpc]");
+    await expectText(card.locator("[data-testid=cluster-health]"), "healthy");
+    await expectText(card.locator("[data-testid=cluster-capacity]"), "1 node");
+    // The new job form offers it; the job runs there and its log comes back.
+    await page.goto(`${base}/#/jobs/new`);
+    await page.fill("input[name=command]", `sh -c 'echo on the cluster; sleep 3'`);
+    await page.fill("input[name=name]", "to-slurm");
+    await page.fill("input[name=workdir]", work);
+    await page.selectOption("select[name=target]", "hpc");
+    await page.click("button[type=submit]");
+    await expectText(page.locator("[data-testid=log]"), "on the cluster");
+    await page.goto(`${base}/#/clusters`);
+    await expectText(page.locator("[data-cluster=hpc] [data-testid=cluster-jobs] tr"), "to-slurm");
+    await shot("clusters");
+    await page.locator("[data-cluster=hpc] [data-testid=cluster-jobs-none]").waitFor({ timeout: 60000 });
+  }, slurm ? undefined : "no Slurm (PETRI_TEST_SLURM_URL unset, and CI is not set)");
+
   await step("a browser signs in over TLS to a daemon beyond loopback, trusting its certificate by fingerprint", async () => {
     const tlsHome = fs.mkdtempSync(path.join(os.tmpdir(), "petri-ui-tls-"));
     const tlsPort = await new Promise((resolve) => {

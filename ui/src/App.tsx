@@ -21,6 +21,7 @@ import { RunView } from "./views/pipelines/RunView";
 import { Settings } from "./views/Settings";
 import { Submit } from "./views/Submit";
 import { Team } from "./views/Team";
+import { Clusters } from "./views/Clusters";
 import { ErrorNote } from "./components/ui";
 import { ErrorBoundary } from "./components/ErrorBoundary";
 
@@ -172,6 +173,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
         <NavLink to="/experiments">Experiments</NavLink>
         <NavLink to="/models">Models</NavLink>
         <NavLink to="/serving">Serving</NavLink>
+        <NavLink to="/clusters">Clusters</NavLink>
         <NavLink to="/team">Team</NavLink>
         <NavLink to="/settings">Settings</NavLink>
         <div className="nav-foot">
@@ -206,6 +208,7 @@ function Shell(props: { theme: string; setTheme: (t: string) => void }) {
           <Route path="/models/:name" element={<ModelPage />} />
           <Route path="/serving" element={<Serving />} />
           <Route path="/serving/:name" element={<DeploymentPage />} />
+          <Route path="/clusters" element={<Clusters />} />
           <Route path="/team" element={<Team />} />
           <Route path="/settings" element={<Settings theme={props.theme} setTheme={props.setTheme} />} />
           <Route path="*" element={<div className="page"><h1>Not found</h1><p>There is no such view. <NavLink to="/">Go to the dashboard</NavLink>.</p></div>} />

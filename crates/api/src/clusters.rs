@@ -26,8 +26,8 @@ pub(crate) async fn list(State(s): State<AppState>) -> Json<Vec<ClusterInfo>> {
               (status = 400, description = "MALFORMED_SPEC: the body does not parse", body = petri_domain::ErrorBody),
               (status = 401, description = "UNAUTHORIZED", body = petri_domain::ErrorBody),
               (status = 409, description = "CLUSTER_EXISTS: another cluster has the name", body = petri_domain::ErrorBody),
-              (status = 422, description = "INVALID_CLUSTER: a bad name, address, shared folder, kind or version", body = petri_domain::ErrorBody),
-              (status = 502, description = "CLUSTER_UNAVAILABLE: it does not answer, or refused the credential", body = petri_domain::ErrorBody)))]
+              (status = 422, description = "INVALID_CLUSTER: a bad name, address, shared folder, kind or version; CREDENTIAL_REFUSED: the cluster refused the token", body = petri_domain::ErrorBody),
+              (status = 502, description = "CLUSTER_UNAVAILABLE: it does not answer, or answers with an error", body = petri_domain::ErrorBody)))]
 pub(crate) async fn add(
     State(s): State<AppState>,
     Caller(caller): Caller,

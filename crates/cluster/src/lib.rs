@@ -243,10 +243,11 @@ impl Clusters {
             token: token.clone(),
         };
         api.ping(&cred).await.map_err(|e| {
-            ErrorBody::new(
-                ErrorCode::ClusterUnavailable,
-                format!("cluster `{}`: {e}", req.name),
-            )
+            let code = match e {
+                slurm::PingError::Refused(_) => ErrorCode::CredentialRefused,
+                _ => ErrorCode::ClusterUnavailable,
+            };
+            ErrorBody::new(code, format!("cluster `{}`: {e}", req.name))
         })?;
         let sealed = Sealed {
             account,
@@ -355,8 +356,8 @@ impl Clusters {
                 out.version = Some(release);
             }
             Err(e) => {
-                out.reachable = !e.contains("does not answer");
-                out.problem = Some(e);
+                out.reachable = !matches!(e, slurm::PingError::Unreachable(_));
+                out.problem = Some(e.to_string());
                 return Ok(out);
             }
         }

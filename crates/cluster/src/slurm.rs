@@ -239,6 +239,27 @@ fn gres_gpus(gres: &str) -> u64 {
         .sum()
 }
 
+/// Why a ping failed.
+#[derive(Debug)]
+pub enum PingError {
+    /// Nothing answered at the address.
+    Unreachable(String),
+    /// It answered, and refused the credential.
+    Refused(String),
+    /// It answered with another error.
+    Other(String),
+}
+
+impl std::fmt::Display for PingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PingError::Unreachable(m) | PingError::Refused(m) | PingError::Other(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
 /// A slurmrestd at `base`, spoken to in one dialect.
 pub struct Api {
     http: reqwest::Client,
@@ -367,12 +388,21 @@ impl Api {
             .map(|_| ())
     }
 
-    /// The release (`22.05.8`); an error names a refused credential as such.
-    pub async fn ping(&self, cred: &Credential) -> Result<String, String> {
+    /// The release (`22.05.8`); an error tells a refused credential from the rest.
+    pub async fn ping(&self, cred: &Credential) -> Result<String, PingError> {
         let v = self
             .call(cred, reqwest::Method::GET, "ping", None)
             .await
-            .map_err(|e| credential_words(&[e]))?;
+            .map_err(|e| {
+                let words = credential_words(std::slice::from_ref(&e));
+                if words != e {
+                    PingError::Refused(words)
+                } else if e.contains("does not answer") {
+                    PingError::Unreachable(e)
+                } else {
+                    PingError::Other(e)
+                }
+            })?;
         Ok(self.dialect.release(&v).unwrap_or_default())
     }
 

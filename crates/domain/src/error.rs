@@ -58,6 +58,8 @@ error_codes! {
     TargetRefused = "TARGET_REFUSED", 422;
     /// The cluster did not answer, or answered with an error (its own words are in the message).
     ClusterUnavailable = "CLUSTER_UNAVAILABLE", 502;
+    /// The cluster answered and refused the credential (expired, wrong, another account's).
+    CredentialRefused = "CREDENTIAL_REFUSED", 422;
     /// No cluster has this name.
     ClusterNotFound = "CLUSTER_NOT_FOUND", 404;
     /// A cluster with this name exists (and the request would change more than a credential).

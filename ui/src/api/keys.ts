@@ -39,6 +39,9 @@ export const keys = {
   images: ["images"] as const,
   tokens: ["tokens"] as const,
   secrets: ["secrets"] as const,
+  /** The clusters, and each one's health (asked of the cluster, so only on demand). */
+  clusters: ["clusters"] as const,
+  clusterCheck: (name: string) => ["clusters", "check", name] as const,
   settings: ["settings"] as const,
   usage: ["usage"] as const,
   /** The saved pipelines, their documents, the palette and the schema. */

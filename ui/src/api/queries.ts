@@ -94,6 +94,22 @@ export function useTokens() {
   return useQuery({ queryKey: keys.tokens, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/tokens", { signal })) });
 }
 
+export function useClusters() {
+  const { api } = useLive();
+  return useQuery({ queryKey: keys.clusters, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/clusters", { signal })) });
+}
+
+/** Whether a cluster answers and takes this user's credential: asked of the cluster itself. */
+export function useClusterCheck(name: string) {
+  const { api } = useLive();
+  return useQuery({
+    queryKey: keys.clusterCheck(name),
+    queryFn: ({ signal }) => ok(api.http.GET("/api/v1/clusters/{name}/check", { params: { path: { name } }, signal })),
+    staleTime: 30_000,
+    retry: false,
+  });
+}
+
 export function useMe() {
   const { api } = useLive();
   return useQuery({ queryKey: keys.me, queryFn: ({ signal }) => ok(api.http.GET("/api/v1/me", { signal })), staleTime: Infinity });

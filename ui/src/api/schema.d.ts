@@ -1227,7 +1227,7 @@ export interface components {
          *     `as_str` needs no allocation, and a test holds the two equal.
          * @enum {string}
          */
-        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "TARGET_REFUSED" | "CLUSTER_UNAVAILABLE" | "CLUSTER_NOT_FOUND" | "CLUSTER_EXISTS" | "INVALID_CLUSTER" | "JOB_NOT_FOUND" | "INVALID_STATE" | "LOG_REMOVED" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL" | "USER_NOT_FOUND" | "INVALID_QUOTA" | "QUOTA_EXCEEDED";
+        ErrorCode: "MALFORMED_SPEC" | "INVALID_SPEC" | "RESOURCES_UNAVAILABLE" | "NO_GPUS" | "UNKNOWN_DEPENDENCY" | "DEPENDENCY_CYCLE" | "COMMAND_NOT_FOUND" | "WORKDIR_NOT_FOUND" | "CONTAINERS_UNAVAILABLE" | "UNKNOWN_TARGET" | "TARGET_REFUSED" | "CLUSTER_UNAVAILABLE" | "CREDENTIAL_REFUSED" | "CLUSTER_NOT_FOUND" | "CLUSTER_EXISTS" | "INVALID_CLUSTER" | "JOB_NOT_FOUND" | "INVALID_STATE" | "LOG_REMOVED" | "UNAUTHORIZED" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL" | "UNAVAILABLE" | "IMAGE_NOT_FOUND" | "MOUNT_NOT_ALLOWED" | "NOTEBOOK_NOT_FOUND" | "NOTEBOOK_NAME_TAKEN" | "NOTEBOOK_NOT_READY" | "TOKEN_NOT_FOUND" | "TOKEN_NAME_TAKEN" | "SECRET_NOT_FOUND" | "INVALID_SECRET" | "ARTIFACT_NOT_FOUND" | "ARTIFACT_CORRUPT" | "INVALID_DIGEST" | "INVALID_PIPELINE" | "PIPELINE_NOT_FOUND" | "PIPELINE_RUN_NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" | "RESOURCE_ALREADY_EXISTS" | "INVALID_PARAMETER_VALUE" | "INVALID_MODEL" | "DEPLOYMENT_NOT_FOUND" | "DEPLOYMENT_NAME_TAKEN" | "DEPLOYMENT_NOT_READY" | "UNSUPPORTED_MODEL" | "USER_NOT_FOUND" | "INVALID_QUOTA" | "QUOTA_EXCEEDED";
         /** @description Everything the daemon announces. Adding a variant must be handled by every consumer. */
         Event: (components["schemas"]["JobChange"] & {
             /** @enum {string} */
@@ -2774,7 +2774,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INVALID_CLUSTER: a bad name, address, shared folder, kind or version */
+            /** @description INVALID_CLUSTER: a bad name, address, shared folder, kind or version; CREDENTIAL_REFUSED: the cluster refused the token */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2783,7 +2783,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description CLUSTER_UNAVAILABLE: it does not answer, or refused the credential */
+            /** @description CLUSTER_UNAVAILABLE: it does not answer, or answers with an error */
             502: {
                 headers: {
                     [name: string]: unknown;

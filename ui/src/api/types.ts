@@ -41,3 +41,6 @@ export type UserInfo = S["UserInfo"];
 export type UserShare = S["UserShare"];
 export type AuditEntry = S["AuditEntry"];
 export type UserGpuPoint = S["UserGpuPoint"];
+export type ClusterInfo = S["ClusterInfo"];
+export type ClusterCheck = S["ClusterCheck"];
+export type ClusterRequest = S["ClusterRequest"];

@@ -24,12 +24,14 @@ export type SubmitForm = {
   array: string;
   env: string;
   hold: boolean;
+  /** "" or "local": this machine; else a cluster's name. */
+  target: string;
 };
 
 export const emptyForm: SubmitForm = {
   name: "", mode: "command", command: "", script: "", workdir: "", image: "", cpus: "", memory: "",
   gpu: "none", gpuMemory: "", gpus: "1", priority: "", queue: "", retries: "", backoff: "",
-  timeout: "", after: "", array: "", env: "", hold: false,
+  timeout: "", after: "", array: "", env: "", hold: false, target: "",
 };
 
 /**
@@ -94,6 +96,7 @@ export function buildSpec(f: SubmitForm): { spec?: JobSpec; errors: FieldErrors 
     else spec.workdir = f.workdir.trim();
   }
   if (f.image.trim()) spec.image = f.image.trim();
+  if (f.target && f.target !== "local") spec.target = f.target;
   const resources: NonNullable<JobSpec["resources"]> = {};
   if (f.cpus.trim()) {
     const n = Number(f.cpus);
@@ -167,7 +170,7 @@ export function formField(field: string | undefined): keyof SubmitForm | undefin
     "resources.cpus": "cpus", "resources.memory": "memory", "resources.gpu_memory": "gpuMemory",
     "resources.gpus": "gpus", resources: "gpuMemory", priority: "priority", queue: "queue",
     "retries.max": "retries", timeout: "timeout", after: "after", array: "array", env: "env",
-    mounts: "image", ports: "image",
+    mounts: "image", ports: "image", target: "target",
   };
   return map[field.replace(/^jobs\[\d+\]\./, "")];
 }

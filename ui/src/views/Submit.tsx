@@ -3,6 +3,7 @@ import type { ChangeEvent } from "react";
 import { useNavigate } from "react-router-dom";
 import { ApiError, ok } from "../api/client";
 import { useLive } from "../live";
+import { useClusters } from "../api/queries";
 import { ErrorNote, Field } from "../components/ui";
 import { buildSpec, emptyForm, formField } from "../lib/spec";
 import type { FieldErrors, SubmitForm } from "../lib/spec";
@@ -14,6 +15,7 @@ export function Submit() {
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
   const navigate = useNavigate();
+  const clusters = useClusters().data ?? [];
 
   const set = (k: keyof SubmitForm) => (e: ChangeEvent<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>) => {
     const v = e.target.type === "checkbox" ? (e.target as HTMLInputElement).checked : e.target.value;
@@ -70,6 +72,14 @@ export function Submit() {
           </Field>
           <Field label="Container image" error={errors.image} hint="empty: a local process">
             {input("image", "petri/python:3.11")}
+          </Field>
+          <Field label="Run on" error={errors.target} hint={clusters.length ? "this machine, or a cluster (Clusters view)" : "add a cluster to send jobs beyond this machine"}>
+            <select name="target" value={form.target} onChange={set("target")}>
+              <option value="">this machine</option>
+              {clusters.map((c) => (
+                <option key={c.name} value={c.name}>{c.name} ({c.kind})</option>
+              ))}
+            </select>
           </Field>
         </fieldset>
         <fieldset>
