@@ -10,6 +10,7 @@ import { FALLBACK_FIELDS } from "./schema";
 import type { FieldSpec } from "./schema";
 import { Draft, numberOrText, quoteWord } from "./fields";
 import { splitWords } from "../../lib/spec";
+import { useClusters } from "../../api/queries";
 
 type Apply = (change: (doc: Document) => void) => boolean;
 
@@ -27,7 +28,7 @@ type Props = {
 };
 
 /** Keys the panel shows in sections of their own. */
-const OWN = new Set(["uses", "with", "needs"]);
+const OWN = new Set(["uses", "with", "needs", "target"]);
 /** What a command step runs: one of the two. */
 const RUNS = new Set(["command", "run"]);
 
@@ -64,6 +65,9 @@ export function StepPanel(props: Props) {
     ...props.params.map((p) => ({ value: `\${{ params.${p.name} }}`, label: `param ${p.name}` })),
   ];
 
+  const clusters = useClusters().data ?? [];
+  const target = value(["target"]);
+  const targets = [...clusters.map((c) => c.name), ...(typeof target === "string" && target && target !== "local" && !clusters.some((c) => c.name === target) ? [target] : [])];
   const withKeys = Object.keys((value(["with"]) as Record<string, unknown> | undefined) ?? {});
   const declared = Object.entries(component?.inputs ?? {});
   const undeclared = withKeys.filter((k) => !component?.inputs || !(k in component.inputs));
@@ -112,6 +116,19 @@ export function StepPanel(props: Props) {
           {component?.error && <div className="field-error">{component.error}</div>}
         </div>
       </div>
+      {step.kind !== "pipeline" && (
+        <label className="field">
+          <span className="label">Run on</span>
+          <select
+            name="step-target"
+            value={typeof target === "string" && target !== "local" ? target : ""}
+            onChange={(e) => set(["target"], e.target.value || undefined)}
+          >
+            <option value="">this machine</option>
+            {targets.map((t) => <option key={t} value={t}>{clusters.some((c) => c.name === t) ? t : `${t} (no such cluster)`}</option>)}
+          </select>
+        </label>
+      )}
       <div className="field">
         <span className="label">Needs</span>
         <div className="chips">
