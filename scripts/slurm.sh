@@ -67,6 +67,9 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOW
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
     as_root chmod 644 "$dir/slurm.conf"
+    if ! as_root setpriv --reuid=petri-slurm --regid=petri-slurm --clear-groups test -r "$dir/slurm.conf"; then
+        die "petri-slurm cannot read $dir/slurm.conf (slurmrestd runs as that user): let others pass through $(dirname "$dir")"
+    fi
     export SLURM_CONF="$dir/slurm.conf"
     say "starting a one-node Slurm on loopback (munged, slurmctld, slurmd; slurmrestd as petri-slurm on port $rest_port; logs in $dir/log)"
     as_root munged --force --socket="$dir/run/munge.socket" --key-file="$dir/munge/munge.key" \

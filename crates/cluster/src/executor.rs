@@ -118,8 +118,11 @@ impl SlurmExecutor {
         });
         let weak = Arc::downgrade(&exec);
         exec.rt().spawn(async move {
-            let mut tick = tokio::time::interval(poll);
+            // The shared folder (logs, exit files) is read four times a round; the cluster is
+            // asked once a round.
+            let mut tick = tokio::time::interval(poll / 4);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: u64 = 0;
             loop {
                 tick.tick().await;
                 let Some(exec) = weak.upgrade() else {
@@ -128,7 +131,8 @@ impl SlurmExecutor {
                 let (api, keys, watches) =
                     (exec.api.clone(), exec.keys.clone(), exec.watches.clone());
                 drop(exec);
-                poll_round(&api, &keys, &watches).await;
+                poll_round(&api, &keys, &watches, n.is_multiple_of(4)).await;
+                n += 1;
             }
         });
         Ok(exec)
@@ -597,8 +601,13 @@ impl Executor for SlurmExecutor {
     }
 }
 
-/// One round of the poller: logs, exit files, then the cluster's view.
-async fn poll_round(api: &Api, keys: &Keyring, watches: &Arc<Mutex<HashMap<RunKey, Watch>>>) {
+/// One round of the poller: logs, exit files, then (when `ask_cluster`) the cluster's view.
+async fn poll_round(
+    api: &Api,
+    keys: &Keyring,
+    watches: &Arc<Mutex<HashMap<RunKey, Watch>>>,
+    ask_cluster: bool,
+) {
     // Files first (no lock held across I/O of the cluster).
     let mut ended: Vec<(RunKey, Option<i32>)> = Vec::new();
     let mut ask: HashMap<String, Vec<RunKey>> = HashMap::new();
@@ -615,6 +624,9 @@ async fn poll_round(api: &Api, keys: &Keyring, watches: &Arc<Mutex<HashMap<RunKe
     }
     for (key, code) in ended {
         finish(watches, &key, code, false);
+    }
+    if !ask_cluster {
+        return;
     }
     for (user, keys_of_user) in ask {
         let Some(cred) = keys(Some(&user)) else {

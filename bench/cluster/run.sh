@@ -1,0 +1,34 @@
+#!/bin/sh
+# P8 of bench/RESULTS.md: submit-to-start and end-to-seen through Petri to a one-node Slurm 22.05
+# on loopback, beside sbatch and squeue in the same run. Usage: bench/cluster/run.sh [JOBS]
+set -eu
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+. scripts/slurm.sh
+ensure_toolchain
+ensure_ui
+jobs="${1:-10}"
+say "building petri (the server build, debug: the overheads measured are waits, not CPU)"
+cargo build --locked -q -p petri --no-default-features
+petri="$CARGO_TARGET_DIR/debug/petri"
+work="$(mktemp -d)"
+daemon_pid=""
+cleanup() {
+    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+    stop_slurm
+    sleep 1
+    if [ -n "${BENCH_KEEP:-}" ]; then say "kept $work"; else rm -rf "$work" || true; fi
+}
+trap cleanup EXIT
+# slurmrestd runs as petri-slurm: it must reach its configuration.
+chmod 755 "$work"
+start_slurm "$work/slurm"
+mkdir -p "$work/stamps" "$work/jobdir" && chmod 777 "$work/stamps" && echo "input" > "$work/jobdir/data.txt"
+port=$(free_port)
+PETRI_HOME="$work/home" "$petri" serve --listen "127.0.0.1:$port" 2>"$work/daemon.log" &
+daemon_pid=$!
+until PETRI_HOME="$work/home" "$petri" ls >/dev/null 2>&1; do sleep 0.2; done
+PETRI_HOME="$work/home" "$petri" cluster add hpc --kind slurm --url "$PETRI_TEST_SLURM_URL" \
+    --user petri-slurm --token-file "$PETRI_TEST_SLURM_TOKEN_FILE" --shared "$PETRI_TEST_SLURM_SHARED"
+python3 bench/cluster/bench.py --petri "$petri" --home "$work/home" --url "http://127.0.0.1:$port" \
+    --dir "$work/stamps" --work "$work/jobdir" --jobs "$jobs"
