@@ -46,6 +46,10 @@ struct Attempt {
     output_dir: Option<PathBuf>,
     user: String,
     name: String,
+    /// The Unix uid and gid the job's outputs belong to here (a root daemon's jobs run as their
+    /// owners); the copies brought back are handed to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<(u32, u32)>,
 }
 
 struct Watch {
@@ -55,6 +59,7 @@ struct Watch {
     dir: PathBuf,
     log_path: PathBuf,
     output_dir: Option<PathBuf>,
+    owner: Option<(u32, u32)>,
     status_file: PathBuf,
     copied: u64,
     on_exit: Option<Box<dyn FnOnce(ExitReport) + Send>>,
@@ -234,6 +239,7 @@ impl SlurmExecutor {
             output_dir: output_dir.clone(),
             user: launch.user.clone(),
             name: job_name(&launch.key),
+            owner: launch.run_as.as_ref().map(|r| (r.uid, r.gid)),
         };
         petri_domain::files::write_atomic(
             &dir.join("petri.json"),
@@ -311,6 +317,7 @@ impl SlurmExecutor {
             dir,
             log_path: a.log_path,
             output_dir: a.output_dir,
+            owner: a.owner,
             status_file: status_file.to_path_buf(),
             copied,
             on_exit: None,
@@ -401,6 +408,7 @@ impl Executor for SlurmExecutor {
                     .iter()
                     .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
                     .map(|(_, v)| PathBuf::from(v)),
+                owner: launch.run_as.as_ref().map(|r| (r.uid, r.gid)),
                 status_file: status,
                 copied: 0,
                 on_exit: Some(on_exit),
@@ -623,7 +631,7 @@ async fn poll_round(
         }
     }
     for (key, code) in ended {
-        finish(watches, &key, code, false);
+        finish_off(watches, key, code, false).await;
     }
     if !ask_cluster {
         return;
@@ -702,8 +710,23 @@ async fn poll_round(
             // The wrapper may have written its code since: it wins over the cluster's view.
             let dir = watches.lock().unwrap().get(&key).map(|w| w.dir.clone());
             let code = dir.and_then(|d| read_exit(&d)).or(code);
-            finish(watches, &key, code, never);
+            finish_off(watches, key, code, never).await;
         }
+    }
+}
+
+/// [`finish`] on a blocking thread: copying a large output folder back must not hold the
+/// poller (and with it every other job's log) on its runtime's one thread.
+async fn finish_off(
+    watches: &Arc<Mutex<HashMap<RunKey, Watch>>>,
+    key: RunKey,
+    code: Option<i32>,
+    never_started: bool,
+) {
+    let watches = watches.clone();
+    let done = tokio::task::spawn_blocking(move || finish(&watches, &key, code, never_started));
+    if let Err(e) = done.await {
+        tracing::warn!(error = %e, "ending a cluster attempt panicked");
     }
 }
 
@@ -734,10 +757,22 @@ fn finish(
             .open(&w.log_path)
             .and_then(|mut f| writeln!(f, "petri: {words}"));
     }
-    if let Some(out) = &w.output_dir
-        && let Err(e) = copy_tree(&w.dir.join("output"), out)
-    {
-        tracing::warn!(job.id = %key.job, error = %e, "bringing a cluster job's outputs back");
+    if let Some(out) = &w.output_dir {
+        match copy_tree(&w.dir.join("output"), out) {
+            // The copies are the job's owner's, as the job's own files are on this machine.
+            Ok(()) => {
+                if let Some((uid, gid)) = w.owner {
+                    chown_tree(
+                        out,
+                        nix::unistd::Uid::from_raw(uid),
+                        nix::unistd::Gid::from_raw(gid),
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job.id = %key.job, error = %e, "bringing a cluster job's outputs back")
+            }
+        }
     }
     let line = match (never_started, code, w.id) {
         (true, _, _) => "recovered\n".to_string(),
@@ -908,25 +943,30 @@ fn hand_over(dir: &Path, account: &str) {
     if user.uid.is_root() {
         return;
     }
-    fn walk(p: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) {
-        let _ = nix::unistd::chown(p, Some(uid), Some(gid));
-        if let Ok(entries) = std::fs::read_dir(p) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&e.path(), uid, gid);
-                } else {
-                    let _ = nix::unistd::fchownat(
-                        nix::fcntl::AT_FDCWD,
-                        &e.path(),
-                        Some(uid),
-                        Some(gid),
-                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                    );
-                }
+    chown_tree(dir, user.uid, user.gid);
+}
+
+/// Gives a folder and all it holds to `uid:gid` (links themselves, not what they point to).
+fn chown_tree(p: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let _ = nix::unistd::chown(p, Some(uid), Some(gid));
+    if let Ok(entries) = std::fs::read_dir(p) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                chown_tree(&e.path(), uid, gid);
+            } else {
+                let _ = nix::unistd::fchownat(
+                    nix::fcntl::AT_FDCWD,
+                    &e.path(),
+                    Some(uid),
+                    Some(gid),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                );
             }
         }
     }
-    walk(dir, user.uid, user.gid);
 }
 
 #[cfg(test)]
@@ -995,6 +1035,26 @@ mod tests {
         assert!(matches!(read_status(&p), Status::Ended(Some(42), None)));
         std::fs::write(&p, "recovered\n").unwrap();
         assert!(matches!(read_status(&p), Status::Recovered));
+    }
+
+    #[test]
+    fn outputs_brought_back_are_handed_to_the_jobs_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // only a root daemon runs jobs as their owners
+        }
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("out/sub")).unwrap();
+        std::fs::write(dir.path().join("out/sub/x"), "x").unwrap();
+        let (uid, gid) = (
+            nix::unistd::Uid::from_raw(65534),
+            nix::unistd::Gid::from_raw(65534),
+        );
+        chown_tree(&dir.path().join("out"), uid, gid);
+        for p in ["out", "out/sub", "out/sub/x"] {
+            let m = std::fs::metadata(dir.path().join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{p}");
+        }
     }
 
     #[test]
