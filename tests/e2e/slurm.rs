@@ -44,15 +44,14 @@ fn slurm() -> Option<Slurm> {
     }
 }
 
-/// A daemon with the cluster added as `hpc`.
-fn server_with_cluster(s: &Slurm) -> Server {
-    let server = Server::start("");
-    let out = petri(
-        server.home(),
+/// `petri cluster add NAME` for the test cluster, with the token in `token_file`.
+fn cluster_add(home: &Path, s: &Slurm, name: &str, token_file: &Path) -> std::process::Output {
+    petri(
+        home,
         &[
             "cluster",
             "add",
-            "hpc",
+            name,
             "--kind",
             "slurm",
             "--url",
@@ -60,11 +59,17 @@ fn server_with_cluster(s: &Slurm) -> Server {
             "--user",
             &s.user,
             "--token-file",
-            s.token_file.to_str().unwrap(),
+            token_file.to_str().unwrap(),
             "--shared",
             s.shared.to_str().unwrap(),
         ],
-    );
+    )
+}
+
+/// A daemon with the cluster added as `hpc`.
+fn server_with_cluster(s: &Slurm) -> Server {
+    let server = Server::start("");
+    let out = cluster_add(server.home(), s, "hpc", &s.token_file);
     assert!(
         out.status.success(),
         "{}",
@@ -318,24 +323,7 @@ fn what_slurm_cannot_do_is_refused_at_submit() {
     // A token the cluster refuses is not kept, and says what to do.
     let bad = server.home().join("bad.jwt");
     std::fs::write(&bad, "not-a-token").unwrap();
-    let out = petri(
-        home,
-        &[
-            "cluster",
-            "add",
-            "hpc2",
-            "--kind",
-            "slurm",
-            "--url",
-            &s.url,
-            "--user",
-            &s.user,
-            "--token-file",
-            bad.to_str().unwrap(),
-            "--shared",
-            s.shared.to_str().unwrap(),
-        ],
-    );
+    let out = cluster_add(home, &s, "hpc2", &bad);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the credential"), "{err}");
     let listed: Vec<serde_json::Value> = parse(&petri(home, &["cluster", "ls", "--json"]));

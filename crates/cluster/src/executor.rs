@@ -52,6 +52,29 @@ struct Attempt {
     owner: Option<(u32, u32)>,
 }
 
+impl Attempt {
+    /// What the poller follows of this attempt, from its first round.
+    fn watch(self, dir: PathBuf, status_file: PathBuf, id: Option<u64>, copied: u64) -> Watch {
+        Watch {
+            id,
+            name: self.name,
+            user: self.user,
+            dir,
+            log_path: self.log_path,
+            output_dir: self.output_dir,
+            owner: self.owner,
+            status_file,
+            copied,
+            on_exit: None,
+            ended_rounds: 0,
+            missing_rounds: 0,
+            cluster_code: None,
+            cancel: false,
+            cluster_words: None,
+        }
+    }
+}
+
 struct Watch {
     id: Option<u64>,
     name: String,
@@ -191,7 +214,11 @@ impl SlurmExecutor {
         Ok((c, p))
     }
 
-    fn prepare(&self, launch: &Launch, cred: &Credential) -> Result<(PathBuf, BatchJob), String> {
+    fn prepare(
+        &self,
+        launch: &Launch,
+        cred: &Credential,
+    ) -> Result<(PathBuf, Attempt, BatchJob), String> {
         let dir = self.attempt_dir(&launch.key);
         let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
         if dir.exists() {
@@ -285,6 +312,7 @@ impl SlurmExecutor {
         let res = &launch.resources;
         Ok((
             dir.clone(),
+            attempt,
             BatchJob {
                 name: job_name(&launch.key),
                 script,
@@ -310,23 +338,7 @@ impl SlurmExecutor {
             std::fs::read(dir.join("petri.json")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let a: Attempt = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
         let copied = std::fs::metadata(&a.log_path).map(|m| m.len()).unwrap_or(0);
-        Ok(Watch {
-            id,
-            name: a.name,
-            user: a.user,
-            dir,
-            log_path: a.log_path,
-            output_dir: a.output_dir,
-            owner: a.owner,
-            status_file: status_file.to_path_buf(),
-            copied,
-            on_exit: None,
-            ended_rounds: 0,
-            missing_rounds: 0,
-            cluster_code: None,
-            cancel: false,
-            cluster_words: None,
-        })
+        Ok(a.watch(dir, status_file.to_path_buf(), id, copied))
     }
 }
 
@@ -383,7 +395,7 @@ impl Executor for SlurmExecutor {
                 });
             }
         }
-        let (dir, job) = self.prepare(&launch, &cred).map_err(remote)?;
+        let (dir, attempt, job) = self.prepare(&launch, &cred).map_err(remote)?;
         let api = self.api.clone();
         let id = self
             .block_on(async move { api.submit(&cred, &job).await })
@@ -395,30 +407,9 @@ impl Executor for SlurmExecutor {
             },
         )?;
         tracing::info!(job.id = %launch.key.job, cluster = %self.name, slurm.job = id, "submitted to Slurm");
-        self.watch(
-            launch.key.clone(),
-            Watch {
-                id: Some(id),
-                name: job_name(&launch.key),
-                user: launch.user.clone(),
-                dir,
-                log_path: launch.log_path.clone(),
-                output_dir: launch
-                    .env
-                    .iter()
-                    .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
-                    .map(|(_, v)| PathBuf::from(v)),
-                owner: launch.run_as.as_ref().map(|r| (r.uid, r.gid)),
-                status_file: status,
-                copied: 0,
-                on_exit: Some(on_exit),
-                ended_rounds: 0,
-                missing_rounds: 0,
-                cluster_code: None,
-                cancel: false,
-                cluster_words: None,
-            },
-        );
+        let mut watch = attempt.watch(dir, status, Some(id), 0);
+        watch.on_exit = Some(on_exit);
+        self.watch(launch.key.clone(), watch);
         Ok(RunHandle(id.to_string()))
     }
 

@@ -285,13 +285,15 @@ impl Api {
         format!("{}/slurm/{}/{path}", self.base, self.dialect.version())
     }
 
-    async fn call(
+    /// One request, its answer parsed; a body that is not JSON is an error naming the status
+    /// and the body's first words.
+    async fn send(
         &self,
         cred: &Credential,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, String> {
+    ) -> Result<(reqwest::StatusCode, Value), String> {
         let mut req = self
             .http
             .request(method, self.url(path))
@@ -318,6 +320,17 @@ impl Api {
                 words.trim()
             ));
         };
+        Ok((status, value))
+    }
+
+    /// A request whose answer must hold no error.
+    async fn call(
+        &self,
+        cred: &Credential,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<Value, String> {
+        let (status, value) = self.send(cred, method, path, None).await?;
         let errors = errors_of(&value);
         if !errors.is_empty() {
             return Err(errors.join("; "));
@@ -337,25 +350,9 @@ impl Api {
     /// cancelled and refused.
     pub async fn submit(&self, cred: &Credential, job: &BatchJob) -> Result<u64, String> {
         let body = self.dialect.submit_body(job);
-        let answer = self
-            .http
-            .post(self.url("job/submit"))
-            .header("X-SLURM-USER-NAME", &cred.user)
-            .header("X-SLURM-USER-TOKEN", &cred.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| format!("slurmrestd at {} does not answer: {e}", self.base))?;
-        let status = answer.status();
-        let text = answer.text().await.map_err(|e| e.to_string())?;
-        let Ok(value) = serde_json::from_str::<Value>(&text) else {
-            let words: String = text.chars().take(200).collect();
-            return Err(format!(
-                "slurmrestd answered HTTP {} with a body that is not JSON: {}",
-                status.as_u16(),
-                words.trim()
-            ));
-        };
+        let (status, value) = self
+            .send(cred, reqwest::Method::POST, "job/submit", Some(&body))
+            .await?;
         let errors = errors_of(&value);
         let id = self.dialect.submitted_id(&value).filter(|id| *id > 0);
         match (id, errors.is_empty()) {
@@ -377,13 +374,13 @@ impl Api {
     /// Every job the cluster still knows (Slurm without slurmdbd forgets ended ones after
     /// `MinJobAge`).
     pub async fn jobs(&self, cred: &Credential) -> Result<Vec<JobState>, String> {
-        let v = self.call(cred, reqwest::Method::GET, "jobs", None).await?;
+        let v = self.call(cred, reqwest::Method::GET, "jobs").await?;
         Ok(self.dialect.jobs(&v))
     }
 
     /// Cancels (scancel: SIGTERM, then SIGKILL after the cluster's `KillWait`).
     pub async fn cancel(&self, cred: &Credential, id: u64) -> Result<(), String> {
-        self.call(cred, reqwest::Method::DELETE, &format!("job/{id}"), None)
+        self.call(cred, reqwest::Method::DELETE, &format!("job/{id}"))
             .await
             .map(|_| ())
     }
@@ -391,7 +388,7 @@ impl Api {
     /// The release (`22.05.8`); an error tells a refused credential from the rest.
     pub async fn ping(&self, cred: &Credential) -> Result<String, PingError> {
         let v = self
-            .call(cred, reqwest::Method::GET, "ping", None)
+            .call(cred, reqwest::Method::GET, "ping")
             .await
             .map_err(|e| {
                 let words = credential_words(std::slice::from_ref(&e));
@@ -407,14 +404,12 @@ impl Api {
     }
 
     pub async fn capacity(&self, cred: &Credential) -> Result<ClusterCapacity, String> {
-        let v = self.call(cred, reqwest::Method::GET, "nodes", None).await?;
+        let v = self.call(cred, reqwest::Method::GET, "nodes").await?;
         Ok(self.dialect.capacity(&v))
     }
 
     pub async fn partitions(&self, cred: &Credential) -> Result<Vec<String>, String> {
-        let v = self
-            .call(cred, reqwest::Method::GET, "partitions", None)
-            .await?;
+        let v = self.call(cred, reqwest::Method::GET, "partitions").await?;
         Ok(self.dialect.partitions(&v))
     }
 }
