@@ -191,3 +191,8 @@ prune_build_cache() {
             while read -r f; do rm -f "$dir/$f"; done
     done
 }
+
+# A TCP port nothing listens on now, on loopback.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

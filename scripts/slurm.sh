@@ -13,10 +13,6 @@
 
 SLURM_PIDS=""
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 start_slurm() {
     dir="$1"
     for tool in slurmctld slurmd slurmrestd munged scontrol; do

@@ -4,6 +4,7 @@
 mod containers;
 mod helpers;
 mod pipelines;
+mod ray;
 mod secrets;
 mod serving;
 mod slurm;

@@ -1,14 +1,17 @@
-//! A Slurm cluster as an executor: each attempt is a batch job whose script, working copy, log,
-//! outputs and exit status live in a folder of its own under the cluster's shared path.
+//! A cluster reached through a shared path (Slurm, Ray) as an executor: each attempt is a job
+//! of the engine whose script, working copy, log, outputs and exit status live in a folder of
+//! its own under the cluster's shared path.
 //!
 //! - `start` claims the attempt's status file in the home (`submitting`), prepares the folder,
-//!   submits, and writes the Slurm job id over the claim; a daemon that died in between finds
-//!   the job again by its name (`petri-<job>-<attempt>`), so nothing runs twice.
+//!   submits, and writes the engine's job id over the claim; a daemon that died in between
+//!   finds the job again by its name (Slurm's `petri-<job>-<attempt>`, Ray's `submission_id`),
+//!   so nothing runs twice.
 //! - The job's own wrapper writes its exit code into the folder (`exit`), so it survives the
 //!   daemon's absence and Slurm forgetting the job (`MinJobAge`, after which slurmrestd answers
 //!   500 for its id).
 //! - One poller per cluster, on a runtime of its own, copies each running attempt's log into the
-//!   job's log as it grows, asks the cluster for its jobs once a round (one request per user,
+//!   job's log as it grows (from the shared path, or from the engine for one that keeps the
+//!   log itself: Ray), asks the cluster for its jobs once a round (one request per user,
 //!   never one per job), and when an attempt ends (its `exit` file, or the cluster's final state
 //!   for one whose wrapper never wrote: cancelled while pending, killed), copies the last of the
 //!   log and the outputs back and writes the end into the status file. The engine thread never
@@ -26,7 +29,7 @@ use petri_domain::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::slurm::{Api, BatchJob, Credential};
+use crate::engine::{BatchJob, Credential, Engine};
 
 /// Finds a user's credential for this cluster; `None` asks for anyone's (capacity checks).
 pub type Keyring = Arc<dyn Fn(Option<&str>) -> Option<Credential> + Send + Sync>;
@@ -54,7 +57,7 @@ struct Attempt {
 
 impl Attempt {
     /// What the poller follows of this attempt, from its first round.
-    fn watch(self, dir: PathBuf, status_file: PathBuf, id: Option<u64>, copied: u64) -> Watch {
+    fn watch(self, dir: PathBuf, status_file: PathBuf, id: Option<String>, copied: u64) -> Watch {
         Watch {
             id,
             name: self.name,
@@ -76,7 +79,7 @@ impl Attempt {
 }
 
 struct Watch {
-    id: Option<u64>,
+    id: Option<String>,
     name: String,
     user: String,
     dir: PathBuf,
@@ -97,19 +100,19 @@ struct Watch {
     cluster_words: Option<String>,
 }
 
-/// The executor of one Slurm cluster.
-pub struct SlurmExecutor {
+/// The executor of one cluster reached through a shared path (Slurm, Ray).
+pub struct ClusterExecutor {
     name: String,
     partition: Option<String>,
     shared: PathBuf,
-    api: Arc<Api>,
+    engine: Arc<Engine>,
     keys: Keyring,
     watches: Arc<Mutex<HashMap<RunKey, Watch>>>,
     capacity: Mutex<Option<(Instant, petri_domain::ClusterCapacity, Vec<String>)>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl Drop for SlurmExecutor {
+impl Drop for ClusterExecutor {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
@@ -117,28 +120,29 @@ impl Drop for SlurmExecutor {
     }
 }
 
-impl SlurmExecutor {
+impl ClusterExecutor {
+    /// An executor for the cluster `name`, whose engine is `engine`; `poll`: how often it is
+    /// asked about its jobs.
     pub fn new(
         name: &str,
-        url: &str,
-        api_version: &str,
+        engine: Engine,
         partition: Option<String>,
         shared: PathBuf,
         keys: Keyring,
         poll: Duration,
-    ) -> Result<Arc<SlurmExecutor>, String> {
+    ) -> Result<Arc<ClusterExecutor>, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name(format!("petri-slurm-{name}"))
+            .thread_name(format!("petri-cluster-{name}"))
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let api = Arc::new(Api::new(url, api_version)?);
-        let exec = Arc::new(SlurmExecutor {
+        let engine = Arc::new(engine);
+        let exec = Arc::new(ClusterExecutor {
             name: name.to_string(),
             partition,
             shared,
-            api,
+            engine,
             keys,
             watches: Arc::default(),
             capacity: Mutex::default(),
@@ -156,10 +160,10 @@ impl SlurmExecutor {
                 let Some(exec) = weak.upgrade() else {
                     return;
                 };
-                let (api, keys, watches) =
-                    (exec.api.clone(), exec.keys.clone(), exec.watches.clone());
+                let (engine, keys, watches) =
+                    (exec.engine.clone(), exec.keys.clone(), exec.watches.clone());
                 drop(exec);
-                poll_round(&api, &keys, &watches, n.is_multiple_of(4)).await;
+                poll_round(&engine, &keys, &watches, n.is_multiple_of(4)).await;
                 n += 1;
             }
         });
@@ -204,13 +208,15 @@ impl SlurmExecutor {
         }
         let cred = (self.keys)(None)
             .ok_or_else(|| format!("nobody has a credential for cluster `{}`", self.name))?;
-        let api = self.api.clone();
+        let engine = self.engine.clone();
         let (c, p) = self.block_on(async move {
-            let c = api.capacity(&cred).await?;
-            let p = api.partitions(&cred).await?;
+            let c = engine.capacity(&cred).await?;
+            let p = engine.partitions(&cred).await?;
             Ok::<_, String>((c, p))
         })?;
-        *self.capacity.lock().unwrap() = Some((Instant::now(), c.clone(), p.clone()));
+        if c.nodes > 0 {
+            *self.capacity.lock().unwrap() = Some((Instant::now(), c.clone(), p.clone()));
+        }
         Ok((c, p))
     }
 
@@ -265,7 +271,7 @@ impl SlurmExecutor {
             log_path: launch.log_path.clone(),
             output_dir: output_dir.clone(),
             user: launch.user.clone(),
-            name: job_name(&launch.key),
+            name: self.job_name(&launch.key),
             owner: launch.run_as.as_ref().map(|r| (r.uid, r.gid)),
         };
         petri_domain::files::write_atomic(
@@ -305,34 +311,54 @@ impl SlurmExecutor {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             ));
         }
+        let script = wrapper(&launch.key, &dir, &workdir, &launch.argv);
+        let script_file = dir.join("job.sh");
+        petri_domain::files::write_atomic(&script_file, script.as_bytes(), 0o755)
+            .map_err(|e| io("writing the job's script", e))?;
         // The job runs as the cluster's account: on this machine (a cluster on loopback, a
         // shared home) that account must be able to write the folder.
         hand_over(&dir, &cred.user);
-        let script = wrapper(&launch.key, &dir, &workdir, &launch.argv);
         let res = &launch.resources;
         Ok((
             dir.clone(),
             attempt,
             BatchJob {
-                name: job_name(&launch.key),
+                name: self.job_name(&launch.key),
                 script,
+                script_file: script_file.display().to_string(),
                 partition: self.partition.clone(),
                 workdir: workdir.display().to_string(),
                 output: dir.join("log").display().to_string(),
                 environment: env,
-                cpus: res.cpus.map(|c| c.ceil().max(1.0) as u32),
-                memory_mb: res.memory.map(|m| m.0.div_ceil(1 << 20).max(1)),
+                cpus: res.cpus,
+                memory: res.memory.map(|m| m.0),
                 time_limit_min: launch.timeout_ms.map(|t| t.div_ceil(60_000).max(1)),
                 gpus: res.gpus.filter(|g| *g > 0),
+                labels: vec![
+                    ("petri.job".into(), launch.key.job.to_string()),
+                    ("petri.attempt".into(), launch.key.attempt.to_string()),
+                    ("petri.user".into(), launch.user.clone()),
+                ],
             },
         ))
+    }
+
+    /// The engine's name of an attempt: how a daemon that crashed mid-submit finds it again.
+    /// Slurm: `petri-<job>-<attempt>`; Ray: the job id itself (`<job>-<attempt>` for a retry),
+    /// as its `submission_id`.
+    fn job_name(&self, run: &RunKey) -> String {
+        match (self.engine.kind(), run.attempt) {
+            (petri_domain::ClusterKind::Ray, 1) => run.job.to_string(),
+            (petri_domain::ClusterKind::Ray, n) => format!("{}-{n}", run.job),
+            _ => format!("petri-{}-{}", run.job, run.attempt),
+        }
     }
 
     fn watch(&self, key: RunKey, watch: Watch) {
         self.watches.lock().unwrap().insert(key, watch);
     }
 
-    fn adopt(&self, run: &RunKey, status_file: &Path, id: Option<u64>) -> Result<Watch, String> {
+    fn adopt(&self, run: &RunKey, status_file: &Path, id: Option<String>) -> Result<Watch, String> {
         let dir = self.attempt_dir(run);
         let text =
             std::fs::read(dir.join("petri.json")).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -342,7 +368,7 @@ impl SlurmExecutor {
     }
 }
 
-impl Executor for SlurmExecutor {
+impl Executor for ClusterExecutor {
     fn start(
         &self,
         launch: Launch,
@@ -380,10 +406,13 @@ impl Executor for SlurmExecutor {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return match read_status(&status) {
                     Status::Submitted(id) | Status::Ended(id, _) => {
-                        let mut w = self.adopt(&launch.key, &status, id).map_err(remote)?;
+                        let mut w = self
+                            .adopt(&launch.key, &status, id.clone())
+                            .map_err(remote)?;
                         w.on_exit = Some(on_exit);
+                        let h = handle(id, &w.name);
                         self.watch(launch.key.clone(), w);
-                        Ok(handle(id, &launch.key))
+                        Ok(h)
                     }
                     _ => Err(remote("this attempt was claimed by a recovery".into())),
                 };
@@ -396,9 +425,9 @@ impl Executor for SlurmExecutor {
             }
         }
         let (dir, attempt, job) = self.prepare(&launch, &cred).map_err(remote)?;
-        let api = self.api.clone();
+        let engine = self.engine.clone();
         let id = self
-            .block_on(async move { api.submit(&cred, &job).await })
+            .block_on(async move { engine.submit(&cred, &job).await })
             .map_err(|e| remote(format!("cluster `{}`: {e}", self.name)))?;
         petri_domain::files::write_atomic(&status, format!("{id}\n").as_bytes(), 0o644).map_err(
             |source| ExecError::Prepare {
@@ -406,19 +435,20 @@ impl Executor for SlurmExecutor {
                 source,
             },
         )?;
-        tracing::info!(job.id = %launch.key.job, cluster = %self.name, slurm.job = id, "submitted to Slurm");
-        let mut watch = attempt.watch(dir, status, Some(id), 0);
+        tracing::info!(job.id = %launch.key.job, cluster = %self.name, remote.job = %id, "submitted to a cluster");
+        let mut watch = attempt.watch(dir, status, Some(id.clone()), 0);
         watch.on_exit = Some(on_exit);
         self.watch(launch.key.clone(), watch);
-        Ok(RunHandle(id.to_string()))
+        Ok(RunHandle(id))
     }
 
     fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
         let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
         let name = &self.name;
+        let kind = self.engine.kind().title();
         if spec.image.is_some() {
             return refuse(format!(
-                "cluster `{name}` is Slurm, which runs commands, not images: drop `image` (the \
+                "cluster `{name}` is {kind}, which runs commands, not images: drop `image` (the \
                  nodes' own software runs it)"
             ));
         }
@@ -435,8 +465,8 @@ impl Executor for SlurmExecutor {
         }
         if spec.resources.gpu_memory.is_some() || spec.resources.mig.is_some() {
             return refuse(format!(
-                "Slurm hands out whole GPUs: ask `gpus: N` instead of `gpu_memory` or `mig` to \
-                 run on `{name}`"
+                "{kind} hands out GPUs by count: ask `gpus: N` instead of `gpu_memory` or `mig` \
+                 to run on `{name}`"
             ));
         }
         if !spec.mounts.is_empty() {
@@ -457,6 +487,11 @@ impl Executor for SlurmExecutor {
                 "cluster `{name}` has no partition `{p}` (it has {})",
                 partitions.join(", ")
             ));
+        }
+        if cap.nodes == 0 {
+            // No node now (one still joining, an autoscaler that adds them): nothing to
+            // measure the job against; the engine says later whether it can run it.
+            return Ok(());
         }
         let cpus = spec.resources.cpus.unwrap_or(1.0).ceil() as u64;
         let memory = spec.resources.memory.map_or(0, |m| m.0);
@@ -498,9 +533,9 @@ impl Executor for SlurmExecutor {
                     if watch.id.is_none() {
                         watch.cancel = true;
                     }
-                    (watch.id, watch.user.clone())
+                    (watch.id.clone(), watch.user.clone())
                 }
-                None => (handle.as_str().parse().ok(), String::new()),
+                None => (Some(handle.as_str().to_string()), String::new()),
             }
         };
         let Some(id) = id else {
@@ -508,15 +543,16 @@ impl Executor for SlurmExecutor {
         };
         let Some(cred) = (self.keys)(Some(&user)).or_else(|| (self.keys)(None)) else {
             return Err(ExecError::Remote(format!(
-                "nobody has a credential for cluster `{}` to cancel Slurm job {id}",
-                self.name
+                "nobody has a credential for cluster `{}` to cancel {}",
+                self.name,
+                self.engine.job_words(&id)
             )));
         };
-        let api = self.api.clone();
+        let engine = self.engine.clone();
         let cluster = self.name.clone();
         self.rt().spawn(async move {
-            if let Err(e) = api.cancel(&cred, id).await {
-                tracing::warn!(%cluster, slurm.job = id, error = %e, "cancelling a Slurm job");
+            if let Err(e) = engine.cancel(&cred, &id).await {
+                tracing::warn!(%cluster, remote.job = %id, error = %e, "cancelling a cluster job");
             }
         });
         Ok(())
@@ -549,18 +585,17 @@ impl Executor for SlurmExecutor {
         };
         if let Some(w) = self.watches.lock().unwrap().get(run) {
             return RunProbe::Alive {
-                handle: handle(w.id, run),
+                handle: handle(w.id.clone(), &w.name),
             };
         }
-        match self.adopt(run, status_file, id) {
+        match self.adopt(run, status_file, id.clone()) {
             Ok(w) => {
+                let h = handle(id, &w.name);
                 self.watch(run.clone(), w);
-                RunProbe::Alive {
-                    handle: handle(id, run),
-                }
+                RunProbe::Alive { handle: h }
             }
             Err(e) => {
-                tracing::warn!(job.id = %run.job, cluster = %self.name, error = %e, "cannot adopt a Slurm attempt");
+                tracing::warn!(job.id = %run.job, cluster = %self.name, error = %e, "cannot adopt a cluster attempt");
                 RunProbe::Lost
             }
         }
@@ -602,7 +637,7 @@ impl Executor for SlurmExecutor {
 
 /// One round of the poller: logs, exit files, then (when `ask_cluster`) the cluster's view.
 async fn poll_round(
-    api: &Api,
+    engine: &Engine,
     keys: &Keyring,
     watches: &Arc<Mutex<HashMap<RunKey, Watch>>>,
     ask_cluster: bool,
@@ -622,7 +657,8 @@ async fn poll_round(
         }
     }
     for (key, code) in ended {
-        finish_off(watches, key, code, false).await;
+        fetch_log(engine, keys, watches, &key, true).await;
+        finish_off(engine, watches, key, code, false).await;
     }
     if !ask_cluster {
         return;
@@ -631,7 +667,7 @@ async fn poll_round(
         let Some(cred) = keys(Some(&user)) else {
             continue;
         };
-        let jobs = match api.jobs(&cred).await {
+        let jobs = match engine.jobs(&cred).await {
             Ok(j) => j,
             Err(e) => {
                 tracing::debug!(error = %e, "asking a cluster for its jobs");
@@ -642,12 +678,12 @@ async fn poll_round(
         let mut done = Vec::new();
         {
             let mut all = watches.lock().unwrap();
-            for key in keys_of_user {
-                let Some(w) = all.get_mut(&key) else {
+            for key in &keys_of_user {
+                let Some(w) = all.get_mut(key) else {
                     continue;
                 };
-                let found = jobs.iter().find(|j| match w.id {
-                    Some(id) => j.id == id,
+                let found = jobs.iter().find(|j| match &w.id {
+                    Some(id) => j.id == *id,
                     None => j.name == w.name,
                 });
                 match found {
@@ -655,17 +691,17 @@ async fn poll_round(
                         w.missing_rounds = 0;
                         if w.id.is_none() {
                             // Found again by its name after a crash mid-submit.
-                            w.id = Some(j.id);
+                            w.id = Some(j.id.clone());
                             let _ = petri_domain::files::write_atomic(
                                 &w.status_file,
                                 format!("{}\n", j.id).as_bytes(),
                                 0o644,
                             );
                             if w.cancel {
-                                cancels.push(j.id);
+                                cancels.push(j.id.clone());
                             }
                         }
-                        if j.is_final() {
+                        if j.ended {
                             w.ended_rounds += 1;
                             w.cluster_words = Some(match &j.reason {
                                 Some(r) => format!("{} ({r})", j.state),
@@ -695,27 +731,84 @@ async fn poll_round(
             }
         }
         for id in cancels {
-            let _ = api.cancel(&cred, id).await;
+            let _ = engine.cancel(&cred, &id).await;
+        }
+        // An engine that keeps the log itself is asked for it once a round.
+        let ending: Vec<&RunKey> = done.iter().map(|(k, _, _)| k).collect();
+        for key in &keys_of_user {
+            fetch_log(engine, keys, watches, key, ending.contains(&key)).await;
         }
         for (key, code, never) in done {
             // The wrapper may have written its code since: it wins over the cluster's view.
             let dir = watches.lock().unwrap().get(&key).map(|w| w.dir.clone());
             let code = dir.and_then(|d| read_exit(&d)).or(code);
-            finish_off(watches, key, code, never).await;
+            finish_off(engine, watches, key, code, never).await;
         }
+    }
+}
+
+/// Appends what an engine that keeps the job's log itself (Ray) holds beyond what was copied.
+async fn fetch_log(
+    engine: &Engine,
+    keys: &Keyring,
+    watches: &Arc<Mutex<HashMap<RunKey, Watch>>>,
+    key: &RunKey,
+    ended: bool,
+) {
+    let Some((id, user, copied)) = watches
+        .lock()
+        .unwrap()
+        .get(key)
+        .and_then(|w| Some((w.id.clone()?, w.user.clone(), w.copied)))
+    else {
+        return;
+    };
+    let Some(cred) = keys(Some(&user)) else {
+        return;
+    };
+    let text = match engine.log(&cred, &id, ended).await {
+        None => return,
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            tracing::debug!(remote.job = %id, error = %e, "fetching a cluster job's log");
+            return;
+        }
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() as u64 <= copied {
+        return;
+    }
+    let mut all = watches.lock().unwrap();
+    let Some(w) = all.get_mut(key) else {
+        return;
+    };
+    if w.copied != copied {
+        return;
+    }
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&w.log_path)
+        .and_then(|mut to| to.write_all(&bytes[copied as usize..]));
+    if written.is_ok() {
+        w.copied = bytes.len() as u64;
     }
 }
 
 /// [`finish`] on a blocking thread: copying a large output folder back must not hold the
 /// poller (and with it every other job's log) on its runtime's one thread.
 async fn finish_off(
+    engine: &Engine,
     watches: &Arc<Mutex<HashMap<RunKey, Watch>>>,
     key: RunKey,
     code: Option<i32>,
     never_started: bool,
 ) {
     let watches = watches.clone();
-    let done = tokio::task::spawn_blocking(move || finish(&watches, &key, code, never_started));
+    let kind = engine.kind().title();
+    let done =
+        tokio::task::spawn_blocking(move || finish(kind, &watches, &key, code, never_started));
     if let Err(e) = done.await {
         tracing::warn!(error = %e, "ending a cluster attempt panicked");
     }
@@ -723,6 +816,7 @@ async fn finish_off(
 
 /// The end of an attempt: the rest of its log, its outputs back, its status written, told.
 fn finish(
+    kind: &str,
     watches: &Arc<Mutex<HashMap<RunKey, Watch>>>,
     key: &RunKey,
     code: Option<i32>,
@@ -734,10 +828,10 @@ fn finish(
     copy_log(&mut w);
     // The job's own wrapper left no exit code: say in its log what the cluster said.
     if read_exit(&w.dir).is_none() && !never_started {
-        let words = match (&w.cluster_words, w.id) {
-            (Some(words), Some(id)) => format!("the cluster ended Slurm job {id} as {words}"),
+        let words = match (&w.cluster_words, &w.id) {
+            (Some(words), Some(id)) => format!("the cluster ended {kind} job {id} as {words}"),
             (None, Some(id)) => {
-                format!("the cluster no longer knows Slurm job {id}, and it left no exit code")
+                format!("the cluster no longer knows {kind} job {id}, and it left no exit code")
             }
             _ => "the cluster never took the job".to_string(),
         };
@@ -769,7 +863,7 @@ fn finish(
         (true, _, _) => "recovered\n".to_string(),
         (false, Some(c), Some(id)) => format!("{id}\n{c}\n"),
         (false, Some(c), None) => format!("0\n{c}\n"),
-        (false, None, id) => format!("{}\nlost\n", id.unwrap_or(0)),
+        (false, None, id) => format!("{}\nlost\n", id.as_deref().unwrap_or("0")),
     };
     if let Err(e) = petri_domain::files::write_atomic(&w.status_file, line.as_bytes(), 0o644) {
         tracing::warn!(file = %w.status_file.display(), error = %e, "writing a cluster job's end");
@@ -825,8 +919,8 @@ fn read_exit(dir: &Path) -> Option<i32> {
 enum Status {
     Missing,
     Recovered,
-    Submitted(Option<u64>),
-    Ended(Option<u64>, Option<i32>),
+    Submitted(Option<String>),
+    Ended(Option<String>, Option<i32>),
 }
 
 fn read_status(path: &Path) -> Status {
@@ -838,7 +932,8 @@ fn read_status(path: &Path) -> Status {
         None => return Status::Submitted(None),
         Some("recovered") => return Status::Recovered,
         Some("submitting") => None,
-        Some(n) => n.parse().ok().filter(|n| *n > 0),
+        Some("0" | "") => None,
+        Some(n) => Some(n.to_string()),
     };
     match lines.next().map(str::trim) {
         Some("lost") => Status::Ended(id, None),
@@ -850,13 +945,8 @@ fn read_status(path: &Path) -> Status {
     }
 }
 
-fn handle(id: Option<u64>, run: &RunKey) -> RunHandle {
-    RunHandle(id.map_or_else(|| job_name(run), |i| i.to_string()))
-}
-
-/// The Slurm job name of an attempt: how a daemon that crashed mid-submit finds it again.
-fn job_name(run: &RunKey) -> String {
-    format!("petri-{}-{}", run.job, run.attempt)
+fn handle(id: Option<String>, name: &str) -> RunHandle {
+    RunHandle(id.unwrap_or_else(|| name.to_string()))
 }
 
 /// Single quotes for a POSIX shell.
@@ -1019,11 +1109,11 @@ mod tests {
         std::fs::write(&p, "submitting\n").unwrap();
         assert!(matches!(read_status(&p), Status::Submitted(None)));
         std::fs::write(&p, "42\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Submitted(Some(42))));
+        assert!(matches!(read_status(&p), Status::Submitted(Some(ref id)) if id == "42"));
         std::fs::write(&p, "42\n3\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Ended(Some(42), Some(3))));
+        assert!(matches!(read_status(&p), Status::Ended(Some(ref id), Some(3)) if id == "42"));
         std::fs::write(&p, "42\nlost\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Ended(Some(42), None)));
+        assert!(matches!(read_status(&p), Status::Ended(Some(ref id), None) if id == "42"));
         std::fs::write(&p, "recovered\n").unwrap();
         assert!(matches!(read_status(&p), Status::Recovered));
     }

@@ -7,10 +7,13 @@
 //! credential for each, encrypted under the home's secrets key, and registers one executor per
 //! cluster in the daemon's table of executors, so the queue finds it by name. With team mode,
 //! every member's jobs go with that member's own credential; a member without one is refused at
-//! submit. Slurm (slurmrestd, JWT) is spoken now ([`slurm`], [`executor`]); Kubernetes and Ray
-//! are refused with a clear error until they land.
+//! submit. Slurm (slurmrestd, JWT, [`slurm`]) and Ray (its Jobs API with a token, [`ray`]) are
+//! spoken through one executor that works on a shared path ([`executor`]); Kubernetes is
+//! refused with a clear error until it lands.
 
+pub mod engine;
 pub mod executor;
+pub mod ray;
 pub mod slurm;
 
 use std::collections::BTreeMap;
@@ -24,11 +27,14 @@ use petri_domain::{
 use petri_secrets::Secrets;
 use serde::{Deserialize, Serialize};
 
-pub use executor::SlurmExecutor;
-use slurm::Credential;
+use engine::{Credential, Engine, PingError};
+pub use executor::ClusterExecutor;
 
 /// The OpenAPI version of slurmrestd spoken when none is given (Slurm 22.05, Debian 12).
 pub const DEFAULT_SLURM_API: &str = "v0.0.38";
+
+/// What a Ray cluster's `api_version` says: its Jobs REST API, which is not versioned by path.
+pub const RAY_API: &str = "jobs";
 
 /// The clusters of one home; cheap to clone.
 #[derive(Clone)]
@@ -42,7 +48,7 @@ struct Inner {
     executors: Executors,
     poll: Duration,
     clusters: RwLock<BTreeMap<String, Stored>>,
-    live: Mutex<BTreeMap<String, Arc<SlurmExecutor>>>,
+    live: Mutex<BTreeMap<String, Arc<ClusterExecutor>>>,
     /// One writer of the file at a time.
     writing: Mutex<()>,
 }
@@ -148,10 +154,9 @@ impl Clusters {
         let name = c.name.clone();
         let keys: executor::Keyring =
             Arc::new(move |user: Option<&str>| credential(&weak, &name, user));
-        let exec = SlurmExecutor::new(
+        let exec = ClusterExecutor::new(
             &c.name,
-            &c.url,
-            &c.api_version,
+            Engine::new(c.kind, &c.url, &c.api_version)?,
             c.partition.clone(),
             c.shared.clone(),
             keys,
@@ -191,15 +196,37 @@ impl Clusters {
     pub async fn add(&self, req: ClusterRequest, user: &str) -> Result<ClusterInfo, ErrorBody> {
         let invalid = |m: String| ErrorBody::new(ErrorCode::InvalidCluster, m);
         petri_domain::check_cluster_name(&req.name).map_err(invalid)?;
-        if req.kind != ClusterKind::Slurm {
-            return Err(invalid(format!(
-                "{} clusters are not supported by this Petri yet; Slurm is",
-                req.kind
-            )));
-        }
+        let (api_what, version) = match req.kind {
+            ClusterKind::Slurm => (
+                "slurmrestd",
+                req.api_version
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SLURM_API.to_string()),
+            ),
+            ClusterKind::Ray => {
+                if let Some(v) = &req.api_version {
+                    return Err(invalid(format!(
+                        "a Ray cluster is spoken to through its Jobs API, which has no versions \
+                         to choose from: drop the API version `{v}`"
+                    )));
+                }
+                if let Some(p) = &req.partition {
+                    return Err(invalid(format!(
+                        "Ray has no partitions: drop the partition `{p}`"
+                    )));
+                }
+                ("Ray's dashboard (its Jobs API)", RAY_API.to_string())
+            }
+            ClusterKind::Kubernetes => {
+                return Err(invalid(
+                    "Kubernetes clusters are not supported by this Petri yet; Slurm and Ray are"
+                        .into(),
+                ));
+            }
+        };
         if !(req.url.starts_with("http://") || req.url.starts_with("https://")) {
             return Err(invalid(format!(
-                "`{}` is not an address Petri can call: give http://HOST:PORT of slurmrestd",
+                "`{}` is not an address Petri can call: give http://HOST:PORT of {api_what}",
                 req.url
             )));
         }
@@ -214,14 +241,11 @@ impl Clusters {
             .token
             .trim()
             .trim_start_matches("SLURM_JWT=")
+            .trim_start_matches("RAY_AUTH_TOKEN=")
             .to_string();
         if token.is_empty() {
             return Err(invalid("the token is empty".into()));
         }
-        let version = req
-            .api_version
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SLURM_API.to_string());
         let account = req.user.clone().unwrap_or_else(|| user.to_string());
         let existing = self.read().get(&req.name).cloned();
         if let Some(c) = &existing
@@ -237,14 +261,14 @@ impl Clusters {
             ));
         }
         // Try the credential before keeping anything.
-        let api = slurm::Api::new(&req.url, &version).map_err(invalid)?;
+        let api = Engine::new(req.kind, &req.url, &version).map_err(invalid)?;
         let cred = Credential {
             user: account.clone(),
             token: token.clone(),
         };
         api.ping(&cred).await.map_err(|e| {
             let code = match e {
-                slurm::PingError::Refused(_) => ErrorCode::CredentialRefused,
+                PingError::Refused(_) => ErrorCode::CredentialRefused,
                 _ => ErrorCode::ClusterUnavailable,
             };
             ErrorBody::new(code, format!("cluster `{}`: {e}", req.name))
@@ -340,14 +364,15 @@ impl Clusters {
         };
         let Some(cred) = credential(&Arc::downgrade(&self.inner), name, Some(user)) else {
             out.problem = Some(format!(
-                "{user} has no credential for `{name}`: `petri cluster add {name} --kind slurm \
+                "{user} has no credential for `{name}`: `petri cluster add {name} --kind {} \
                  --url {} --shared {} --token-file FILE`",
+                c.kind,
                 c.url,
                 c.shared.display()
             ));
             return Ok(out);
         };
-        let api = slurm::Api::new(&c.url, &c.api_version)
+        let api = Engine::new(c.kind, &c.url, &c.api_version)
             .map_err(|e| ErrorBody::new(ErrorCode::InvalidCluster, e))?;
         match api.ping(&cred).await {
             Ok(release) => {
@@ -356,7 +381,7 @@ impl Clusters {
                 out.version = Some(release);
             }
             Err(e) => {
-                out.reachable = !matches!(e, slurm::PingError::Unreachable(_));
+                out.reachable = !matches!(e, PingError::Unreachable(_));
                 out.problem = Some(e.to_string());
                 return Ok(out);
             }
@@ -402,9 +427,10 @@ impl Clusters {
                     ErrorCode::TargetRefused,
                     format!(
                         "{} has no credential for cluster `{target}`; each user's jobs go with \
-                         their own: `petri cluster add {target} --kind slurm --url {} --shared \
+                         their own: `petri cluster add {target} --kind {} --url {} --shared \
                          {} --token-file FILE`",
                         by.user,
+                        c.kind,
                         c.url,
                         c.shared.display()
                     ),

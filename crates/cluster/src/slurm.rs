@@ -13,70 +13,7 @@ use serde_json::{Value, json};
 
 use petri_domain::ClusterCapacity;
 
-/// Who calls: the account the cluster knows and its token.
-#[derive(Clone)]
-pub struct Credential {
-    pub user: String,
-    pub token: String,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A batch job as Petri asks for it, whatever the version.
-#[derive(Clone, Debug, Default)]
-pub struct BatchJob {
-    pub name: String,
-    pub script: String,
-    pub partition: Option<String>,
-    pub workdir: String,
-    pub output: String,
-    pub environment: Vec<(String, String)>,
-    pub cpus: Option<u32>,
-    /// Megabytes.
-    pub memory_mb: Option<u64>,
-    /// Minutes.
-    pub time_limit_min: Option<u64>,
-    pub gpus: Option<u32>,
-}
-
-/// A job as the cluster reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobState {
-    pub id: u64,
-    pub name: String,
-    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `CANCELLED`, `TIMEOUT`, …
-    pub state: String,
-    /// The exit code as a shell reports it (128+N for signal N), once ended.
-    pub exit_code: Option<i32>,
-    pub reason: Option<String>,
-}
-
-impl JobState {
-    /// Whether the cluster is done with it.
-    pub fn is_final(&self) -> bool {
-        !matches!(
-            self.state.as_str(),
-            "PENDING"
-                | "RUNNING"
-                | "SUSPENDED"
-                | "CONFIGURING"
-                | "COMPLETING"
-                | "REQUEUED"
-                | "REQUEUE_HOLD"
-                | "REQUEUE_FED"
-                | "RESIZING"
-                | "SIGNALING"
-                | "STAGE_OUT"
-                | "STOPPED"
-        )
-    }
-}
+use crate::engine::{BatchJob, Credential, JobState, PingError};
 
 /// What differs between slurmrestd's OpenAPI versions.
 pub trait Dialect: Send + Sync {
@@ -119,10 +56,10 @@ impl Dialect for V0038 {
             p.insert("partition".into(), json!(part));
         }
         if let Some(c) = job.cpus {
-            p.insert("cpus_per_task".into(), json!(c));
+            p.insert("cpus_per_task".into(), json!(c.ceil().max(1.0) as u32));
         }
-        if let Some(m) = job.memory_mb {
-            p.insert("memory_per_node".into(), json!(m));
+        if let Some(m) = job.memory {
+            p.insert("memory_per_node".into(), json!(m.div_ceil(1 << 20).max(1)));
         }
         if let Some(t) = job.time_limit_min {
             p.insert("time_limit".into(), json!(t));
@@ -146,7 +83,8 @@ impl Dialect for V0038 {
                 let state = j.get("job_state")?.as_str()?.to_string();
                 let ended = !matches!(state.as_str(), "PENDING" | "RUNNING");
                 Some(JobState {
-                    id: j.get("job_id")?.as_u64()?,
+                    id: j.get("job_id")?.as_u64()?.to_string(),
+                    ended: is_final(&state),
                     name: j.get("name").and_then(Value::as_str)?.to_string(),
                     exit_code: j
                         .get("exit_code")
@@ -218,6 +156,25 @@ pub fn dialect(version: &str) -> Result<Box<dyn Dialect>, String> {
     }
 }
 
+/// Whether Slurm is done with a job in this state.
+fn is_final(state: &str) -> bool {
+    !matches!(
+        state,
+        "PENDING"
+            | "RUNNING"
+            | "SUSPENDED"
+            | "CONFIGURING"
+            | "COMPLETING"
+            | "REQUEUED"
+            | "REQUEUE_HOLD"
+            | "REQUEUE_FED"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
+    )
+}
+
 /// A wait status as Slurm keeps it (`exit_code`) as a shell's exit code.
 fn shell_code(status: i32) -> i32 {
     let signal = status & 0x7f;
@@ -237,27 +194,6 @@ fn gres_gpus(gres: &str) -> u64 {
             g.rsplit(':').next()?.parse::<u64>().ok()
         })
         .sum()
-}
-
-/// Why a ping failed.
-#[derive(Debug)]
-pub enum PingError {
-    /// Nothing answered at the address.
-    Unreachable(String),
-    /// It answered, and refused the credential.
-    Refused(String),
-    /// It answered with another error.
-    Other(String),
-}
-
-impl std::fmt::Display for PingError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PingError::Unreachable(m) | PingError::Refused(m) | PingError::Other(m) => {
-                f.write_str(m)
-            }
-        }
-    }
 }
 
 /// A slurmrestd at `base`, spoken to in one dialect.
@@ -475,10 +411,11 @@ mod tests {
             workdir: "/shared/w".into(),
             output: "/shared/log".into(),
             environment: vec![("A".into(), "b".into())],
-            cpus: Some(2),
-            memory_mb: Some(512),
+            cpus: Some(1.5),
+            memory: Some(512 << 20),
             time_limit_min: Some(3),
             gpus: Some(1),
+            ..BatchJob::default()
         });
         let job = &body["job"];
         assert_eq!(job["partition"], "gpu");
@@ -498,10 +435,10 @@ mod tests {
         ]});
         let jobs = V0038.jobs(&answer);
         assert_eq!(jobs[0].exit_code, Some(3));
-        assert!(jobs[0].is_final());
+        assert!(jobs[0].ended);
         assert_eq!(jobs[1].exit_code, None);
         assert_eq!(jobs[1].reason, None);
-        assert!(!jobs[1].is_final());
+        assert!(!jobs[1].ended);
     }
 
     #[test]

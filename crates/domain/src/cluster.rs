@@ -17,6 +17,15 @@ pub enum ClusterKind {
 }
 
 impl ClusterKind {
+    /// The engine's own name, for sentences (`Slurm job 12`).
+    pub fn title(self) -> &'static str {
+        match self {
+            ClusterKind::Slurm => "Slurm",
+            ClusterKind::Kubernetes => "Kubernetes",
+            ClusterKind::Ray => "Ray",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ClusterKind::Slurm => "slurm",
@@ -40,9 +49,11 @@ pub struct ClusterRequest {
     /// What `target:` will say: lower-case letters, digits, `-` and `_`.
     pub name: String,
     pub kind: ClusterKind,
-    /// Where its API answers: `http://host:6820` for slurmrestd.
+    /// Where its API answers: `http://host:6820` for slurmrestd, `http://head:8265` for Ray's
+    /// Jobs API.
     pub url: String,
-    /// The credential: a Slurm JWT (`scontrol token`). Kept encrypted, per user; never shown.
+    /// The credential: a Slurm JWT (`scontrol token`), or a Ray cluster's token
+    /// (`RAY_AUTH_MODE=token`). Kept encrypted, per user; never shown.
     pub token: String,
     /// The account the cluster knows the caller by (Slurm's `X-SLURM-USER-NAME`); by default
     /// the caller's own user name.
@@ -56,7 +67,8 @@ pub struct ClusterRequest {
     /// log, outputs and exit status live in a folder of their own under it.
     #[schema(value_type = String)]
     pub shared: std::path::PathBuf,
-    /// The slurmrestd OpenAPI version (`v0.0.38`, Slurm 22.05, is the one spoken now).
+    /// The slurmrestd OpenAPI version (`v0.0.38`, Slurm 22.05, is the one spoken now); none
+    /// for Ray.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
 }

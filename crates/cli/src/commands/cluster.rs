@@ -43,13 +43,16 @@ pub struct AddArgs {
     pub name: String,
     #[arg(long, value_enum)]
     pub kind: Kind,
-    /// Where its API answers: slurmrestd's http://HOST:PORT.
+    /// Where its API answers: slurmrestd's http://HOST:PORT, or a Ray head's dashboard
+    /// (http://HOST:8265, where its Jobs API answers).
     #[arg(long)]
     pub url: String,
-    /// A file holding your token (Slurm: what `scontrol token` prints, `SLURM_JWT=` or not).
+    /// A file holding your token (Slurm: what `scontrol token` prints, `SLURM_JWT=` or not;
+    /// Ray: the cluster's `RAY_AUTH_TOKEN`, from ~/.ray/auth_token on its head).
     #[arg(long, value_name = "FILE")]
     pub token_file: PathBuf,
-    /// The account the cluster knows you by (default: your user name here).
+    /// The account the cluster knows you by (default: your user name here). On a cluster
+    /// running on this machine, the attempt's folder on the shared path is handed to it.
     #[arg(long)]
     pub user: Option<String>,
     /// The partition jobs go to (default: the cluster's own default).
@@ -59,9 +62,9 @@ pub struct AddArgs {
     /// working copy, log, outputs and exit status live there.
     #[arg(long, value_name = "DIR")]
     pub shared: PathBuf,
-    /// slurmrestd's OpenAPI version.
-    #[arg(long, default_value = "v0.0.38")]
-    pub api_version: String,
+    /// slurmrestd's OpenAPI version (default: v0.0.38, Slurm 22.05). Ray's Jobs API has none.
+    #[arg(long)]
+    pub api_version: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +107,7 @@ pub async fn run(client: &Client, args: ClusterArgs) -> anyhow::Result<()> {
                     user: a.user,
                     partition: a.partition,
                     shared,
-                    api_version: Some(a.api_version),
+                    api_version: a.api_version,
                 })
                 .await?;
             println!(
