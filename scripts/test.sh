@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/slurm.sh
 . scripts/ray.sh
+. scripts/kube.sh
 
 ensure_toolchain
 # No incremental compilation: a clean clone gains nothing from it and it fills the disk.
@@ -25,6 +26,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 say "the Docker engine and Petri's default image (container and notebook tests)"
 ensure_docker
 stop_engine() {
+    stop_kube
     stop_ray
     stop_slurm
     if [ -n "$STARTED_DOCKERD" ]; then
@@ -40,9 +42,11 @@ test_tmp="$(dirname "$CARGO_TARGET_DIR")/test-tmp"
 rm -rf "$test_tmp" && mkdir -p "$test_tmp"
 export TMPDIR="$test_tmp"
 
-# Slurm 22.05 and Ray on loopback for the cluster tests (tests/e2e/slurm.rs, tests/e2e/ray.rs).
+# Slurm 22.05, Ray and a Kubernetes API server on loopback for the cluster tests
+# (tests/e2e/slurm.rs, ray.rs, kubernetes.rs).
 start_slurm "$test_tmp/slurm"
 start_ray "$test_tmp/ray"
+start_kube "$test_tmp/kube"
 
 say "building the fake libnvidia-ml the GPU tests load"
 cargo build --locked -p petri-fake-nvml

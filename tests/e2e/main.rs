@@ -3,6 +3,7 @@
 
 mod containers;
 mod helpers;
+mod kubernetes;
 mod pipelines;
 mod ray;
 mod secrets;

@@ -8,11 +8,12 @@
 //! cluster in the daemon's table of executors, so the queue finds it by name. With team mode,
 //! every member's jobs go with that member's own credential; a member without one is refused at
 //! submit. Slurm (slurmrestd, JWT, [`slurm`]) and Ray (its Jobs API with a token, [`ray`]) are
-//! spoken through one executor that works on a shared path ([`executor`]); Kubernetes is
-//! refused with a clear error until it lands.
+//! spoken through one executor that works on a shared path ([`executor`]); Kubernetes through
+//! kube-rs, with `batch/v1` Jobs and a watcher ([`kube`]).
 
 pub mod engine;
 pub mod executor;
+pub mod kube;
 pub mod ray;
 pub mod slurm;
 
@@ -29,12 +30,16 @@ use serde::{Deserialize, Serialize};
 
 use engine::{Credential, Engine, PingError};
 pub use executor::ClusterExecutor;
+pub use kube::KubeExecutor;
 
 /// The OpenAPI version of slurmrestd spoken when none is given (Slurm 22.05, Debian 12).
 pub const DEFAULT_SLURM_API: &str = "v0.0.38";
 
 /// What a Ray cluster's `api_version` says: its Jobs REST API, which is not versioned by path.
 pub const RAY_API: &str = "jobs";
+
+/// What a Kubernetes cluster's `api_version` says: the Jobs API group spoken.
+pub const KUBE_API: &str = "batch/v1";
 
 /// The clusters of one home; cheap to clone.
 #[derive(Clone)]
@@ -48,7 +53,7 @@ struct Inner {
     executors: Executors,
     poll: Duration,
     clusters: RwLock<BTreeMap<String, Stored>>,
-    live: Mutex<BTreeMap<String, Arc<ClusterExecutor>>>,
+    live: Mutex<BTreeMap<String, Live>>,
     /// One writer of the file at a time.
     writing: Mutex<()>,
 }
@@ -92,6 +97,21 @@ impl Stored {
             owner: self.owner.clone(),
             users: self.credentials.keys().cloned().collect(),
             created_at_ms: self.created_at_ms,
+        }
+    }
+}
+
+/// A cluster's executor, as the table of live ones keeps it.
+enum Live {
+    Shared(Arc<ClusterExecutor>),
+    Kube(Arc<KubeExecutor>),
+}
+
+impl Live {
+    fn running(&self) -> usize {
+        match self {
+            Live::Shared(e) => e.running(),
+            Live::Kube(e) => e.running(),
         }
     }
 }
@@ -154,16 +174,23 @@ impl Clusters {
         let name = c.name.clone();
         let keys: executor::Keyring =
             Arc::new(move |user: Option<&str>| credential(&weak, &name, user));
-        let exec = ClusterExecutor::new(
-            &c.name,
-            Engine::new(c.kind, &c.url, &c.api_version)?,
-            c.partition.clone(),
-            c.shared.clone(),
-            keys,
-            self.inner.poll,
-        )?;
-        self.inner.executors.register(c.name.clone(), exec.clone());
-        self.inner.live.lock().unwrap().insert(c.name.clone(), exec);
+        let live = if c.kind == ClusterKind::Kubernetes {
+            let exec = KubeExecutor::new(&c.name, &c.url, c.partition.clone(), keys)?;
+            self.inner.executors.register(c.name.clone(), exec.clone());
+            Live::Kube(exec)
+        } else {
+            let exec = ClusterExecutor::new(
+                &c.name,
+                Engine::new(c.kind, &c.url, &c.api_version)?,
+                c.partition.clone(),
+                c.shared.clone(),
+                keys,
+                self.inner.poll,
+            )?;
+            self.inner.executors.register(c.name.clone(), exec.clone());
+            Live::Shared(exec)
+        };
+        self.inner.live.lock().unwrap().insert(c.name.clone(), live);
         Ok(())
     }
 
@@ -218,10 +245,12 @@ impl Clusters {
                 ("Ray's dashboard (its Jobs API)", RAY_API.to_string())
             }
             ClusterKind::Kubernetes => {
-                return Err(invalid(
-                    "Kubernetes clusters are not supported by this Petri yet; Slurm and Ray are"
-                        .into(),
-                ));
+                if let Some(v) = &req.api_version {
+                    return Err(invalid(format!(
+                        "Petri speaks batch/v1 to every Kubernetes: drop the API version `{v}`"
+                    )));
+                }
+                ("the Kubernetes API server", KUBE_API.to_string())
             }
         };
         if !(req.url.starts_with("http://") || req.url.starts_with("https://")) {
@@ -230,7 +259,8 @@ impl Clusters {
                 req.url
             )));
         }
-        if !req.shared.is_absolute() || !req.shared.is_dir() {
+        let needs_shared = req.kind != ClusterKind::Kubernetes;
+        if needs_shared && (!req.shared.is_absolute() || !req.shared.is_dir()) {
             return Err(invalid(format!(
                 "the shared path {} is not a folder on this machine: give a folder the cluster's \
                  nodes see under the same path",
@@ -261,12 +291,17 @@ impl Clusters {
             ));
         }
         // Try the credential before keeping anything.
-        let api = Engine::new(req.kind, &req.url, &version).map_err(invalid)?;
         let cred = Credential {
             user: account.clone(),
             token: token.clone(),
         };
-        api.ping(&cred).await.map_err(|e| {
+        let c = Reach {
+            kind: req.kind,
+            url: req.url.trim_end_matches('/'),
+            version: &version,
+            partition: req.partition.as_deref(),
+        };
+        c.ping(&cred).await.map_err(|e| {
             let code = match e {
                 PingError::Refused(_) => ErrorCode::CredentialRefused,
                 _ => ErrorCode::ClusterUnavailable,
@@ -372,8 +407,12 @@ impl Clusters {
             ));
             return Ok(out);
         };
-        let api = Engine::new(c.kind, &c.url, &c.api_version)
-            .map_err(|e| ErrorBody::new(ErrorCode::InvalidCluster, e))?;
+        let api = Reach {
+            kind: c.kind,
+            url: &c.url,
+            version: &c.api_version,
+            partition: c.partition.as_deref(),
+        };
         match api.ping(&cred).await {
             Ok(release) => {
                 out.reachable = true;
@@ -386,11 +425,12 @@ impl Clusters {
                 return Ok(out);
             }
         }
-        match api.capacity(&cred).await {
+        let (capacity, partitions) = api.size(&cred).await;
+        match capacity {
             Ok(cap) => out.capacity = Some(cap),
             Err(e) => out.problem = Some(e),
         }
-        match api.partitions(&cred).await {
+        match partitions {
             Ok(p) => {
                 if let Some(want) = &c.partition
                     && !p.contains(want)
@@ -438,6 +478,55 @@ impl Clusters {
                 _ => Ok(()),
             }
         })
+    }
+}
+
+/// How to reach a cluster for a check: its engine, address and (Kubernetes) namespace.
+struct Reach<'a> {
+    kind: ClusterKind,
+    url: &'a str,
+    version: &'a str,
+    partition: Option<&'a str>,
+}
+
+impl Reach<'_> {
+    /// Whether it answers and takes the credential: its release.
+    async fn ping(&self, cred: &Credential) -> Result<String, PingError> {
+        match self.kind {
+            ClusterKind::Kubernetes => {
+                kube::ping(self.url, self.partition.unwrap_or("default"), cred).await
+            }
+            kind => {
+                Engine::new(kind, self.url, self.version)
+                    .map_err(PingError::Other)?
+                    .ping(cred)
+                    .await
+            }
+        }
+    }
+
+    /// Its size, and the partitions a job may name (a Kubernetes cluster's jobs go to the
+    /// one namespace configured).
+    async fn size(
+        &self,
+        cred: &Credential,
+    ) -> (
+        Result<petri_domain::ClusterCapacity, String>,
+        Result<Vec<String>, String>,
+    ) {
+        match self.kind {
+            ClusterKind::Kubernetes => {
+                let ns = self.partition.unwrap_or("default");
+                match kube::client(self.url, ns, cred).await {
+                    Ok(client) => (kube::capacity(&client).await, Ok(vec![ns.to_string()])),
+                    Err(e) => (Err(e.clone()), Err(e)),
+                }
+            }
+            kind => match Engine::new(kind, self.url, self.version) {
+                Ok(engine) => (engine.capacity(cred).await, engine.partitions(cred).await),
+                Err(e) => (Err(e.clone()), Err(e)),
+            },
+        }
     }
 }
 

@@ -52,20 +52,25 @@ pub struct ClusterRequest {
     /// Where its API answers: `http://host:6820` for slurmrestd, `http://head:8265` for Ray's
     /// Jobs API.
     pub url: String,
-    /// The credential: a Slurm JWT (`scontrol token`), or a Ray cluster's token
-    /// (`RAY_AUTH_MODE=token`). Kept encrypted, per user; never shown.
+    /// The credential: a Slurm JWT (`scontrol token`), a Ray cluster's token
+    /// (`RAY_AUTH_MODE=token`), or for Kubernetes a bearer token or a whole kubeconfig (its
+    /// current context's user and certificate authority). Kept encrypted, per user; never
+    /// shown.
     pub token: String,
     /// The account the cluster knows the caller by (Slurm's `X-SLURM-USER-NAME`); by default
     /// the caller's own user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// The partition jobs go to; the cluster's default when none.
+    /// The partition jobs go to; the cluster's default when none. For Kubernetes, the
+    /// namespace (`default` when none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
     /// A folder this machine and the cluster's nodes both see under this path (NFS, or this
     /// machine's disk for a cluster on this machine). Each attempt's script, working copy,
-    /// log, outputs and exit status live in a folder of their own under it.
+    /// log, outputs and exit status live in a folder of their own under it. Slurm and Ray
+    /// need one; Kubernetes does not (its pods run images).
     #[schema(value_type = String)]
+    #[serde(default)]
     pub shared: std::path::PathBuf,
     /// The slurmrestd OpenAPI version (`v0.0.38`, Slurm 22.05, is the one spoken now); none
     /// for Ray.

@@ -12,7 +12,13 @@ import { useLive } from "../live";
 import { Empty, ErrorNote, Field, StateBadge } from "../components/ui";
 import { ago, bytes } from "../lib/format";
 
-const emptyForm = { name: "", url: "", token: "", user: "", partition: "", shared: "" };
+const emptyForm = { name: "", kind: "slurm", url: "", token: "", user: "", partition: "", shared: "" };
+
+// What the form says for each engine it can add.
+const engines = {
+  slurm: { title: "Slurm", url: "slurmrestd address", placeholder: "http://login-node:6820", token: "a JWT from scontrol token" },
+  ray: { title: "Ray", url: "Ray dashboard address (its Jobs API)", placeholder: "http://ray-head:8265", token: "the cluster's RAY_AUTH_TOKEN" },
+} as const;
 
 export function Clusters() {
   const { api } = useLive();
@@ -25,7 +31,8 @@ export function Clusters() {
   const [busy, setBusy] = useState(false);
   const [added, setAdded] = useState<string>();
 
-  const set = (k: keyof typeof emptyForm) => (e: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) => {
+  const engine = engines[form.kind as keyof typeof engines];
+  const set = (k: keyof typeof emptyForm) => (e: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>) => {
     setForm((f) => ({ ...f, [k]: e.target.value }));
     setFieldError(undefined);
   };
@@ -39,19 +46,19 @@ export function Clusters() {
     }
     const body: ClusterRequest = {
       name: form.name.trim(),
-      kind: "slurm",
+      kind: form.kind as ClusterRequest["kind"],
       url: form.url.trim(),
       token: form.token.trim(),
       shared: form.shared.trim(),
       ...(form.user.trim() ? { user: form.user.trim() } : {}),
-      ...(form.partition.trim() ? { partition: form.partition.trim() } : {}),
+      ...(form.partition.trim() && form.kind === "slurm" ? { partition: form.partition.trim() } : {}),
     };
     setBusy(true);
     try {
       const info = await ok(api.http.POST("/api/v1/clusters", { body }));
       setAdded(info.name);
       // The token leaves the page as soon as it was sent.
-      setForm(emptyForm);
+      setForm({ ...emptyForm, kind: form.kind });
       await client.invalidateQueries({ queryKey: keys.clusters });
     } catch (e) {
       if (e instanceof ApiError && e.code === "INVALID_CLUSTER") setFieldError({ field: /shared/.test(e.message) ? "shared" : /address|http/.test(e.message) ? "url" : "name", message: e.message });
@@ -77,10 +84,10 @@ export function Clusters() {
       {clusters?.map((c) => <ClusterCard key={c.name} cluster={c} />)}
 
       <section className="card">
-        <h2>Add a Slurm cluster</h2>
+        <h2>Add a cluster</h2>
         <p className="muted small">
-          Or your own credential for one that exists (the same name and address). The token is tried first, kept encrypted,
-          and never shown again. Make one with <code>scontrol token</code>.
+          Slurm (through slurmrestd) or Ray (through its Jobs API). Or your own credential for one that exists (the same
+          name and address). The token is tried first, kept encrypted, and never shown again.
         </p>
         <ErrorNote error={error} onDismiss={() => setError(undefined)} />
         {added && <p className="ok" role="status" data-testid="cluster-added">Cluster “{added}” is ready.</p>}
@@ -88,18 +95,25 @@ export function Clusters() {
           <Field label="Name" error={fieldError?.field === "name" ? fieldError.message : undefined} hint="what target: says">
             <input name="cluster-name" value={form.name} onChange={set("name")} placeholder="hpc" />
           </Field>
-          <Field label="slurmrestd address" error={fieldError?.field === "url" ? fieldError.message : undefined}>
-            <input name="cluster-url" value={form.url} onChange={set("url")} placeholder="http://login-node:6820" />
+          <Field label="Engine">
+            <select name="cluster-kind" value={form.kind} onChange={set("kind")}>
+              {Object.entries(engines).map(([k, e]) => <option key={k} value={k}>{e.title}</option>)}
+            </select>
           </Field>
-          <Field label="Token" error={fieldError?.field === "token" ? fieldError.message : undefined} hint="a JWT from scontrol token" wide>
+          <Field label={engine.url} error={fieldError?.field === "url" ? fieldError.message : undefined}>
+            <input name="cluster-url" value={form.url} onChange={set("url")} placeholder={engine.placeholder} />
+          </Field>
+          <Field label="Token" error={fieldError?.field === "token" ? fieldError.message : undefined} hint={engine.token} wide>
             <input name="cluster-token" type="password" value={form.token} onChange={set("token")} autoComplete="off" />
           </Field>
           <Field label="Account" hint="default: your user name">
             <input name="cluster-user" value={form.user} onChange={set("user")} />
           </Field>
-          <Field label="Partition" hint="default: the cluster's">
-            <input name="cluster-partition" value={form.partition} onChange={set("partition")} />
-          </Field>
+          {form.kind === "slurm" && (
+            <Field label="Partition" hint="default: the cluster's">
+              <input name="cluster-partition" value={form.partition} onChange={set("partition")} />
+            </Field>
+          )}
           <Field label="Shared folder" error={fieldError?.field === "shared" ? fieldError.message : undefined} hint="seen by this machine and the nodes under the same path" wide>
             <input name="cluster-shared" value={form.shared} onChange={set("shared")} placeholder="/shared/petri" />
           </Field>
@@ -167,7 +181,7 @@ function ClusterCard(props: { cluster: ClusterInfo }) {
         <p className="muted" data-testid="cluster-jobs-none">None. Send one with “Run on: {c.name}” in the new job form.</p>
       ) : (
         <table className="table compact" data-testid="cluster-jobs">
-          <thead><tr><th>#</th><th>Name</th><th>State</th><th>User</th><th>Slurm job</th></tr></thead>
+          <thead><tr><th>#</th><th>Name</th><th>State</th><th>User</th><th>{c.kind === "ray" ? "Ray job" : "Slurm job"}</th></tr></thead>
           <tbody>
             {jobs.map((j) => (
               <tr key={j.id}>

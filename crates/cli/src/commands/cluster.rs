@@ -49,19 +49,24 @@ pub struct AddArgs {
     pub url: String,
     /// A file holding your token (Slurm: what `scontrol token` prints, `SLURM_JWT=` or not;
     /// Ray: the cluster's `RAY_AUTH_TOKEN`, from ~/.ray/auth_token on its head).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "kubeconfig")]
+    pub token_file: Option<PathBuf>,
+    /// Kubernetes: a kubeconfig whose current context holds your credential and the server's
+    /// certificate authority (instead of `--token-file`); kept encrypted like a token.
+    #[arg(long, value_name = "FILE", conflicts_with = "token_file")]
+    pub kubeconfig: Option<PathBuf>,
     /// The account the cluster knows you by (default: your user name here). On a cluster
     /// running on this machine, the attempt's folder on the shared path is handed to it.
     #[arg(long)]
     pub user: Option<String>,
-    /// The partition jobs go to (default: the cluster's own default).
-    #[arg(long)]
+    /// The partition jobs go to (default: the cluster's own default); for Kubernetes, the
+    /// namespace (default: `default`).
+    #[arg(long, visible_alias = "namespace")]
     pub partition: Option<String>,
     /// A folder this machine and the cluster's nodes see under the same path; each attempt's
-    /// working copy, log, outputs and exit status live there.
+    /// working copy, log, outputs and exit status live there (Slurm, Ray; not Kubernetes).
     #[arg(long, value_name = "DIR")]
-    pub shared: PathBuf,
+    pub shared: Option<PathBuf>,
     /// slurmrestd's OpenAPI version (default: v0.0.38, Slurm 22.05). Ray's Jobs API has none.
     #[arg(long)]
     pub api_version: Option<String>,
@@ -90,10 +95,17 @@ pub struct CheckArgs {
 pub async fn run(client: &Client, args: ClusterArgs) -> anyhow::Result<()> {
     match args.command {
         ClusterCommand::Add(a) => {
-            let token = std::fs::read_to_string(&a.token_file)
-                .with_context(|| format!("reading {}", a.token_file.display()))?;
-            let shared = std::path::absolute(&a.shared)
-                .with_context(|| format!("{}", a.shared.display()))?;
+            let file = a
+                .kubeconfig
+                .as_ref()
+                .or(a.token_file.as_ref())
+                .context("give --token-file FILE (or --kubeconfig FILE for Kubernetes)")?;
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let shared = match &a.shared {
+                Some(s) => std::path::absolute(s).with_context(|| format!("{}", s.display()))?,
+                None => PathBuf::new(),
+            };
             let info = client
                 .cluster_add(&ClusterRequest {
                     name: a.name,

@@ -1,0 +1,1195 @@
+//! A Kubernetes cluster as an executor, through kube-rs: each attempt is a `batch/v1` Job
+//! (`petri-<job>-<attempt>` in the cluster's namespace) whose one container runs the job's
+//! image and command with its environment, cpu and memory requests and limits and
+//! `nvidia.com/gpu` limits, labelled with the Petri job, attempt and user.
+//!
+//! - `start` claims the attempt's status file (`submitting`), writes what a restarted daemon
+//!   needs beside it, and creates the Job. The name is fixed by the attempt, so a second create
+//!   (a daemon that died before it wrote down the answer) finds the first: `AlreadyExists`
+//!   counts as created, and nothing runs twice.
+//! - One watcher per cluster follows the Jobs Petri made there (label
+//!   `app.kubernetes.io/managed-by=petri`); a Job that ends (its `Complete` or `Failed`
+//!   condition, or `succeeded`/`failed` counts) ends its attempt with the exit code of its
+//!   pod's container (1 when no pod says; 124 past its deadline). Kubernetes keeps a Job until
+//!   it is deleted, so its end outlives a daemon outage without a file of the job's own.
+//! - The log comes from the Job's pod (`pods/log`) once a second while it runs, and once more
+//!   at its end.
+//! - A cancel deletes the Job with background propagation (its pods go with it).
+//! - The job's working directory on this machine is not copied (the image holds the code);
+//!   `PETRI_OUTPUT_DIR` is an `emptyDir` in the pod, whose files stay there. The log says both.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::batch::v1::{Job, JobSpec as KubeJobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, Node, Pod, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use petri_domain::{
+    ClusterCapacity, ErrorBody, ErrorCode, ExecError, Executor, ExitReport, JobSpec, Launch,
+    RunHandle, RunKey, RunProbe, StopSignal,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Credential, PingError};
+use crate::executor::Keyring;
+
+/// The label every Job Petri makes carries.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=petri";
+/// Where a pod's job writes its outputs (an `emptyDir`).
+const OUTPUT_MOUNT: &str = "/petri/output";
+/// Rounds (of 250 ms) a Job may be missing from the watcher's view before its attempt counts
+/// as ended without a word from the cluster.
+const MISSING_ROUNDS: u32 = 8;
+
+/// Whether a credential is a whole kubeconfig (YAML with clusters and users) rather than a
+/// bearer token.
+pub fn is_kubeconfig(text: &str) -> bool {
+    text.contains("apiVersion") && text.contains("clusters")
+}
+
+/// A client for the API server at `url` with one user's credential: a bearer token, or a
+/// kubeconfig (its current context's certificate authority and user; the address is `url`).
+pub async fn client(url: &str, namespace: &str, cred: &Credential) -> Result<kube::Client, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not an address: {e}"))?;
+    let mut config = if is_kubeconfig(&cred.token) {
+        let kc = kube::config::Kubeconfig::from_yaml(&cred.token)
+            .map_err(|e| format!("the kubeconfig does not parse: {e}"))?;
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("the kubeconfig cannot be used: {e}"))?
+    } else {
+        let mut c = kube::Config::new(uri.clone());
+        c.auth_info.token = Some(cred.token.trim().to_string().into());
+        c
+    };
+    config.cluster_url = uri;
+    config.default_namespace = namespace.to_string();
+    config.connect_timeout = Some(Duration::from_secs(3));
+    config.read_timeout = Some(Duration::from_secs(15));
+    config.write_timeout = Some(Duration::from_secs(15));
+    kube::Client::try_from(config).map_err(|e| format!("a client for {url}: {e}"))
+}
+
+/// What a kube error means for the user.
+fn words(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => format!(
+            "the cluster refused the credential ({} {}: {}); give a valid token or kubeconfig \
+             with `petri cluster add`",
+            s.code, s.reason, s.message
+        ),
+        kube::Error::Api(s) => format!(
+            "the API server answered {} {}: {}",
+            s.code, s.reason, s.message
+        ),
+        other => format!("the API server does not answer: {other}"),
+    }
+}
+
+fn is_refused(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 401 || s.code == 403)
+}
+
+/// The server's version (`v1.20.2`), telling a refused credential from the rest. The version
+/// itself answers anyone, so the namespace is read too.
+pub async fn ping(url: &str, namespace: &str, cred: &Credential) -> Result<String, PingError> {
+    let client = client(url, namespace, cred)
+        .await
+        .map_err(PingError::Other)?;
+    let info = client.apiserver_version().await.map_err(|e| match e {
+        e if is_refused(&e) => PingError::Refused(words(&e)),
+        kube::Error::Api(_) => PingError::Other(words(&e)),
+        e => PingError::Unreachable(words(&e)),
+    })?;
+    let jobs: Api<Job> = Api::namespaced(client, namespace);
+    jobs.list(&ListParams::default().limit(1))
+        .await
+        .map_err(|e| {
+            if is_refused(&e) {
+                PingError::Refused(words(&e))
+            } else if matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                PingError::Other(format!("the namespace `{namespace}` does not exist there"))
+            } else {
+                PingError::Other(words(&e))
+            }
+        })?;
+    Ok(info.git_version)
+}
+
+/// The nodes' allocatable cpus, memory and GPUs.
+pub async fn capacity(client: &kube::Client) -> Result<ClusterCapacity, String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| words(&e))?;
+    let mut c = ClusterCapacity::default();
+    for n in &list.items {
+        let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let get = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.as_str());
+        let cpus = get("cpu").map_or(0, |q| parse_cpu(q) / 1000);
+        let memory = get("memory").map_or(0, parse_bytes);
+        let gpus = get("nvidia.com/gpu")
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(0);
+        c.nodes += 1;
+        c.cpus += cpus;
+        c.memory += memory;
+        c.gpus += gpus;
+        c.max_node_cpus = c.max_node_cpus.max(cpus);
+        c.max_node_memory = c.max_node_memory.max(memory);
+        c.max_node_gpus = c.max_node_gpus.max(gpus);
+    }
+    Ok(c)
+}
+
+/// Millicores of a cpu quantity (`2`, `500m`).
+fn parse_cpu(q: &str) -> u64 {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap_or(0),
+        None => q.parse::<f64>().map_or(0, |c| (c * 1000.0) as u64),
+    }
+}
+
+/// Bytes of a memory quantity (`16Gi`, `512Mi`, `1000000k`, `123`).
+fn parse_bytes(q: &str) -> u64 {
+    let units: [(&str, u64); 8] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    for (suffix, factor) in units {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<u64>().map_or(0, |n| n * factor);
+        }
+    }
+    q.parse().unwrap_or(0)
+}
+
+/// The Job of one attempt: the spec lowered to what a 1.20 server knows.
+pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        "petri".to_string(),
+    );
+    labels.insert("petri.dev/job".to_string(), launch.key.job.to_string());
+    labels.insert(
+        "petri.dev/attempt".to_string(),
+        launch.key.attempt.to_string(),
+    );
+    labels.insert("petri.dev/run".to_string(), name.to_string());
+    if is_label_value(&launch.user) {
+        labels.insert("petri.dev/user".to_string(), launch.user.clone());
+    }
+    let output = launch
+        .env
+        .iter()
+        .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
+        .map(|(_, v)| v.clone());
+    let env: Vec<EnvVar> = launch
+        .env
+        .iter()
+        .map(|(k, v)| {
+            // Paths in this machine's output folder name the pod's.
+            let v = match &output {
+                Some(out) if v.starts_with(out.as_str()) => {
+                    format!("{OUTPUT_MOUNT}{}", &v[out.len()..])
+                }
+                _ => v.clone(),
+            };
+            EnvVar {
+                name: k.clone(),
+                value: Some(v),
+                ..EnvVar::default()
+            }
+        })
+        .collect();
+    let mut amounts = BTreeMap::new();
+    if let Some(c) = launch.resources.cpus {
+        amounts.insert(
+            "cpu".to_string(),
+            Quantity(format!("{}m", (c * 1000.0).ceil() as u64)),
+        );
+    }
+    if let Some(m) = launch.resources.memory {
+        amounts.insert("memory".to_string(), Quantity(m.0.to_string()));
+    }
+    let mut limits = amounts.clone();
+    if let Some(g) = launch.resources.gpus.filter(|g| *g > 0) {
+        limits.insert("nvidia.com/gpu".to_string(), Quantity(g.to_string()));
+    }
+    let container = Container {
+        name: "job".to_string(),
+        image: Some(image.to_string()),
+        command: Some(launch.argv.clone()),
+        env: Some(env),
+        resources: Some(ResourceRequirements {
+            requests: (!amounts.is_empty()).then_some(amounts),
+            limits: (!limits.is_empty()).then_some(limits),
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "output".to_string(),
+            mount_path: OUTPUT_MOUNT.to_string(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(KubeJobSpec {
+            // An attempt is one run: Petri retries, not the Job controller.
+            backoff_limit: Some(0),
+            active_deadline_seconds: launch.timeout_ms.map(|t| t.div_ceil(1000) as i64),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_string()),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "output".to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..KubeJobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// Whether a string can be a label's value (63 characters of `[A-Za-z0-9._-]`, alphanumeric at
+/// both ends).
+fn is_label_value(s: &str) -> bool {
+    s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// How a Job ended, from its status: `Some(Ok(()))` succeeded, `Some(Err(reason))` failed,
+/// `None` not yet.
+pub fn job_end(job: &Job) -> Option<Result<(), String>> {
+    let status = job.status.as_ref()?;
+    for c in status.conditions.iter().flatten() {
+        if c.status != "True" {
+            continue;
+        }
+        match c.type_.as_str() {
+            "Complete" => return Some(Ok(())),
+            "Failed" => {
+                return Some(Err(c
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "Failed".to_string())));
+            }
+            _ => {}
+        }
+    }
+    if status.succeeded.unwrap_or(0) > 0 {
+        return Some(Ok(()));
+    }
+    if status.failed.unwrap_or(0) > 0 {
+        return Some(Err("BackoffLimitExceeded".to_string()));
+    }
+    None
+}
+
+/// The exit code of the job's container in the newest of the Job's pods.
+pub fn pod_exit_code(pods: &[Pod]) -> Option<i32> {
+    newest(pods)?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == "job")?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .map(|t| t.exit_code)
+}
+
+fn newest(pods: &[Pod]) -> Option<&Pod> {
+    pods.iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The attempt's record beside its status file in the home, for a daemon that adopts it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Record {
+    name: String,
+    user: String,
+    log_path: PathBuf,
+}
+
+fn record_path(status_file: &Path) -> PathBuf {
+    let mut p = status_file.as_os_str().to_owned();
+    p.push(".kube.json");
+    PathBuf::from(p)
+}
+
+struct Watch {
+    name: String,
+    user: String,
+    log_path: PathBuf,
+    status_file: PathBuf,
+    copied: u64,
+    on_exit: Option<Box<dyn FnOnce(ExitReport) + Send>>,
+    missing_rounds: u32,
+    cancelled: bool,
+    last_log: Option<Instant>,
+}
+
+impl Record {
+    fn watch(self, status_file: PathBuf, copied: u64) -> Watch {
+        Watch {
+            name: self.name,
+            user: self.user,
+            log_path: self.log_path,
+            status_file,
+            copied,
+            on_exit: None,
+            missing_rounds: 0,
+            cancelled: false,
+            last_log: None,
+        }
+    }
+}
+
+/// What the watcher has seen: every Job of Petri in the namespace, by name, once it listed them.
+#[derive(Default)]
+struct Seen {
+    ready: bool,
+    jobs: HashMap<String, Job>,
+    buffer: HashMap<String, Job>,
+}
+
+/// The executor of one Kubernetes cluster.
+pub struct KubeExecutor {
+    name: String,
+    url: String,
+    namespace: String,
+    keys: Keyring,
+    clients: Arc<Mutex<HashMap<String, kube::Client>>>,
+    watches: Arc<Mutex<HashMap<RunKey, Watch>>>,
+    seen: Arc<Mutex<Seen>>,
+    watching: Mutex<bool>,
+    capacity: Mutex<Option<(Instant, ClusterCapacity)>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for KubeExecutor {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl KubeExecutor {
+    pub fn new(
+        name: &str,
+        url: &str,
+        namespace: Option<String>,
+        keys: Keyring,
+    ) -> Result<Arc<KubeExecutor>, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("petri-cluster-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let exec = Arc::new(KubeExecutor {
+            name: name.to_string(),
+            url: url.to_string(),
+            namespace: namespace.unwrap_or_else(|| "default".to_string()),
+            keys,
+            clients: Arc::default(),
+            watches: Arc::default(),
+            seen: Arc::default(),
+            watching: Mutex::new(false),
+            capacity: Mutex::default(),
+            runtime: Some(runtime),
+        });
+        let weak = Arc::downgrade(&exec);
+        exec.rt().spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(exec) = weak.upgrade() else {
+                    return;
+                };
+                exec.round().await;
+            }
+        });
+        Ok(exec)
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
+    }
+
+    fn block_on<F: std::future::Future + Send>(&self, fut: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        let rt = self.rt();
+        std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(fut))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// How many attempts this executor follows now.
+    pub fn running(&self) -> usize {
+        self.watches.lock().unwrap().len()
+    }
+
+    /// The Job name of an attempt.
+    pub fn job_name(run: &RunKey) -> String {
+        format!("petri-{}-{}", run.job, run.attempt).to_ascii_lowercase()
+    }
+
+    async fn client_for(&self, user: Option<&str>) -> Result<kube::Client, String> {
+        let key = user.unwrap_or("").to_string();
+        if let Some(c) = self.clients.lock().unwrap().get(&key) {
+            return Ok(c.clone());
+        }
+        let cred = (self.keys)(user).ok_or_else(|| match user {
+            Some(u) => format!(
+                "{u} has no credential for cluster `{}` (`petri cluster add {}` with their own)",
+                self.name, self.name
+            ),
+            None => format!("nobody has a credential for cluster `{}`", self.name),
+        })?;
+        let c = client(&self.url, &self.namespace, &cred).await?;
+        self.clients.lock().unwrap().insert(key, c.clone());
+        Ok(c)
+    }
+
+    /// Starts the watcher once (with the owner's credential: it reads Petri's Jobs there).
+    async fn ensure_watcher(self: &Arc<Self>) {
+        if *self.watching.lock().unwrap() {
+            return;
+        }
+        let Ok(client) = self.client_for(None).await else {
+            return;
+        };
+        *self.watching.lock().unwrap() = true;
+        let jobs: Api<Job> = Api::namespaced(client, &self.namespace);
+        let seen = self.seen.clone();
+        let cluster = self.name.clone();
+        tokio::spawn(async move {
+            use kube::runtime::WatchStreamExt;
+            use kube::runtime::watcher::{self, Event};
+            let stream = watcher::watcher(jobs, watcher::Config::default().labels(MANAGED_BY))
+                .default_backoff();
+            futures_util::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                let mut s = seen.lock().unwrap();
+                match event {
+                    Ok(Event::Init) => s.buffer.clear(),
+                    Ok(Event::InitApply(j)) => {
+                        if let Some(n) = j.metadata.name.clone() {
+                            s.buffer.insert(n, j);
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        s.jobs = std::mem::take(&mut s.buffer);
+                        s.ready = true;
+                    }
+                    Ok(Event::Apply(j)) => {
+                        if let Some(n) = j.metadata.name.clone() {
+                            s.jobs.insert(n, j);
+                        }
+                    }
+                    Ok(Event::Delete(j)) => {
+                        if let Some(n) = &j.metadata.name {
+                            s.jobs.remove(n);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(%cluster, error = %e, "watching a cluster's Jobs");
+                    }
+                }
+            }
+        });
+    }
+
+    /// One round: each attempt's Job as the watcher saw it; logs once a second; the ends.
+    async fn round(self: &Arc<Self>) {
+        if self.watches.lock().unwrap().is_empty() {
+            return;
+        }
+        self.ensure_watcher().await;
+        let mut ended: Vec<(RunKey, Option<i32>, Option<String>)> = Vec::new();
+        let mut logs: Vec<RunKey> = Vec::new();
+        {
+            let seen = self.seen.lock().unwrap();
+            if !seen.ready {
+                return;
+            }
+            let mut all = self.watches.lock().unwrap();
+            for (key, w) in all.iter_mut() {
+                match seen.jobs.get(&w.name) {
+                    Some(job) => {
+                        w.missing_rounds = 0;
+                        match job_end(job) {
+                            Some(Ok(())) => ended.push((key.clone(), Some(0), None)),
+                            Some(Err(reason)) => ended.push((key.clone(), None, Some(reason))),
+                            None => {
+                                if w.last_log
+                                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                                {
+                                    w.last_log = Some(Instant::now());
+                                    logs.push(key.clone());
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        w.missing_rounds += 1;
+                        if w.missing_rounds > MISSING_ROUNDS {
+                            let words = if w.cancelled {
+                                None
+                            } else {
+                                Some("the Job was deleted".to_string())
+                            };
+                            let code = w.cancelled.then_some(143);
+                            ended.push((key.clone(), code, words));
+                        }
+                    }
+                }
+            }
+        }
+        for key in logs {
+            self.fetch_log(&key).await;
+        }
+        for (key, code, reason) in ended {
+            self.fetch_log(&key).await;
+            let code = match (code, &reason) {
+                (Some(c), _) => Some(c),
+                (None, Some(r)) if r == "DeadlineExceeded" => Some(124),
+                (None, Some(r)) if r == "the Job was deleted" => None,
+                (None, _) => Some(self.exit_code_of(&key).await.unwrap_or(1)),
+            };
+            self.finish(&key, code, reason);
+        }
+    }
+
+    async fn pods_of(&self, user: &str, name: &str) -> Result<(Api<Pod>, Vec<Pod>), String> {
+        let client = self.client_for(Some(user)).await?;
+        let pods: Api<Pod> = Api::namespaced(client, &self.namespace);
+        let list = pods
+            .list(&ListParams::default().labels(&format!("petri.dev/run={name}")))
+            .await
+            .map_err(|e| words(&e))?;
+        Ok((pods, list.items))
+    }
+
+    async fn exit_code_of(&self, key: &RunKey) -> Option<i32> {
+        let (user, name) = {
+            let all = self.watches.lock().unwrap();
+            let w = all.get(key)?;
+            (w.user.clone(), w.name.clone())
+        };
+        let (_, pods) = self.pods_of(&user, &name).await.ok()?;
+        pod_exit_code(&pods)
+    }
+
+    /// Appends what the pod's log holds beyond what was copied.
+    async fn fetch_log(&self, key: &RunKey) {
+        let Some((user, name, copied)) = self
+            .watches
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|w| (w.user.clone(), w.name.clone(), w.copied))
+        else {
+            return;
+        };
+        let text = match fetch_pod_log(self.pods_of(&user, &name).await).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(cluster = %self.name, job = %name, error = %e, "fetching a pod's log");
+                return;
+            }
+        };
+        let mut all = self.watches.lock().unwrap();
+        if let Some(w) = all.get_mut(key)
+            && w.copied == copied
+        {
+            append_beyond(w, text.as_bytes());
+        }
+    }
+
+    fn finish(&self, key: &RunKey, code: Option<i32>, reason: Option<String>) {
+        let Some(mut w) = self.watches.lock().unwrap().remove(key) else {
+            return;
+        };
+        if let Some(r) = &reason
+            && code != Some(0)
+        {
+            append_line(
+                &w.log_path,
+                &format!("petri: Kubernetes ended Job {} as {r}", w.name),
+            );
+        }
+        let line = match code {
+            Some(c) => format!("{}\n{c}\n", w.name),
+            None => format!("{}\nlost\n", w.name),
+        };
+        if let Err(e) = petri_domain::files::write_atomic(&w.status_file, line.as_bytes(), 0o644) {
+            tracing::warn!(file = %w.status_file.display(), error = %e, "writing a cluster job's end");
+        }
+        if let Some(tell) = w.on_exit.take() {
+            tell(ExitReport {
+                job: key.job,
+                attempt: key.attempt,
+                exit_code: code,
+            });
+        }
+    }
+
+    fn adopt(&self, status_file: &Path) -> Result<Watch, String> {
+        let p = record_path(status_file);
+        let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let r: Record = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let copied = std::fs::metadata(&r.log_path).map(|m| m.len()).unwrap_or(0);
+        Ok(r.watch(status_file.to_path_buf(), copied))
+    }
+}
+
+/// The log of the newest of a Job's pods; `None` while it has none (not scheduled yet, or no
+/// node to run it).
+pub async fn fetch_pod_log(
+    pods: Result<(Api<Pod>, Vec<Pod>), String>,
+) -> Result<Option<String>, String> {
+    let (api, pods) = pods?;
+    let Some(pod) = newest(&pods).and_then(|p| p.metadata.name.clone()) else {
+        return Ok(None);
+    };
+    api.logs(
+        &pod,
+        &LogParams {
+            container: Some("job".to_string()),
+            ..LogParams::default()
+        },
+    )
+    .await
+    .map(Some)
+    .map_err(|e| words(&e))
+}
+
+fn append_beyond(w: &mut Watch, bytes: &[u8]) {
+    if bytes.len() as u64 <= w.copied {
+        return;
+    }
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&w.log_path)
+        .and_then(|mut f| f.write_all(&bytes[w.copied as usize..]));
+    if written.is_ok() {
+        w.copied = bytes.len() as u64;
+    }
+}
+
+fn append_line(path: &Path, line: &str) {
+    use std::io::Write;
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+}
+
+enum Status {
+    Missing,
+    Recovered,
+    Submitted,
+    Ended(Option<i32>),
+}
+
+fn read_status(path: &Path) -> Status {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Status::Missing;
+    };
+    let mut lines = text.lines().map(str::trim);
+    match lines.next() {
+        Some("recovered") => return Status::Recovered,
+        None | Some("submitting") => return Status::Submitted,
+        Some(_) => {}
+    }
+    match lines.next() {
+        Some("lost") => Status::Ended(None),
+        Some(c) => c
+            .parse()
+            .map_or(Status::Submitted, |c| Status::Ended(Some(c))),
+        None => Status::Submitted,
+    }
+}
+
+impl Executor for KubeExecutor {
+    fn start(
+        &self,
+        launch: Launch,
+        on_exit: Box<dyn FnOnce(ExitReport) + Send>,
+    ) -> Result<RunHandle, ExecError> {
+        let remote = ExecError::Remote;
+        let name = Self::job_name(&launch.key);
+        let image = launch
+            .container
+            .as_ref()
+            .map(|c| c.image.clone())
+            .ok_or_else(|| {
+                remote(format!(
+                    "cluster `{}` runs images: the job has none",
+                    self.name
+                ))
+            })?;
+        let status = launch.status_file.clone();
+        if let Some(dir) = status.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ExecError::Prepare {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let record = Record {
+            name: name.clone(),
+            user: launch.user.clone(),
+            log_path: launch.log_path.clone(),
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&status)
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(b"submitting\n")
+                    .map_err(|source| ExecError::Prepare {
+                        path: status.clone(),
+                        source,
+                    })?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return match read_status(&status) {
+                    Status::Submitted | Status::Ended(_) => {
+                        let mut w = self.adopt(&status).map_err(remote)?;
+                        w.on_exit = Some(on_exit);
+                        self.watches.lock().unwrap().insert(launch.key.clone(), w);
+                        Ok(RunHandle(name))
+                    }
+                    _ => Err(remote("this attempt was claimed by a recovery".into())),
+                };
+            }
+            Err(source) => {
+                return Err(ExecError::Prepare {
+                    path: status,
+                    source,
+                });
+            }
+        }
+        petri_domain::files::write_atomic(
+            &record_path(&status),
+            &serde_json::to_vec(&record).map_err(|e| remote(e.to_string()))?,
+            0o644,
+        )
+        .map_err(|source| ExecError::Prepare {
+            path: record_path(&status),
+            source,
+        })?;
+        append_line(
+            &launch.log_path,
+            &format!(
+                "petri: on Kubernetes the job runs in its image's working directory ({} is not \
+                 copied) and its outputs stay in the pod's {OUTPUT_MOUNT}",
+                launch.workdir.display()
+            ),
+        );
+        let job = job_object(&name, &launch, &image);
+        let user = launch.user.clone();
+        let created = self.block_on(async {
+            let client = self.client_for(Some(&user)).await?;
+            let jobs: Api<Job> = Api::namespaced(client, &self.namespace);
+            match jobs.create(&PostParams::default(), &job).await {
+                Ok(_) => Ok(()),
+                // The same attempt, created before a crash: it is the one.
+                Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+                Err(e) => Err(words(&e)),
+            }
+        });
+        if let Err(e) = created {
+            // Nothing was created: the claim ends here, and the attempt failed to start.
+            let _ = std::fs::remove_file(record_path(&status));
+            return Err(remote(format!("cluster `{}`: {e}", self.name)));
+        }
+        petri_domain::files::write_atomic(&status, format!("{name}\n").as_bytes(), 0o644).map_err(
+            |source| ExecError::Prepare {
+                path: status.clone(),
+                source,
+            },
+        )?;
+        tracing::info!(job.id = %launch.key.job, cluster = %self.name, kube.job = %name, "created a Kubernetes Job");
+        let copied = std::fs::metadata(&launch.log_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let mut w = record.watch(status, copied);
+        w.on_exit = Some(on_exit);
+        self.watches.lock().unwrap().insert(launch.key, w);
+        Ok(RunHandle(name))
+    }
+
+    fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
+        let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
+        let name = &self.name;
+        if spec.image.is_none() {
+            return refuse(format!(
+                "cluster `{name}` is Kubernetes, which runs images: give the job an `image` its \
+                 nodes can pull"
+            ));
+        }
+        if !spec.ports.is_empty() {
+            return refuse(format!(
+                "cluster `{name}` cannot publish ports back to this machine: drop `ports`"
+            ));
+        }
+        if !spec.secrets.is_empty() {
+            return refuse(format!(
+                "Petri does not send secrets to a cluster: drop `secrets` to run on `{name}`, \
+                 or run the job here"
+            ));
+        }
+        if spec.resources.gpu_memory.is_some() || spec.resources.mig.is_some() {
+            return refuse(format!(
+                "Kubernetes hands out whole GPUs (`nvidia.com/gpu`): ask `gpus: N` instead of \
+                 `gpu_memory` or `mig` to run on `{name}`"
+            ));
+        }
+        if !spec.mounts.is_empty() {
+            return refuse(format!(
+                "mounts name folders of this machine, which `{name}`'s pods do not see"
+            ));
+        }
+        let cap = self.capacity().map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::ClusterUnavailable,
+                format!("cluster `{name}`: {e}"),
+            )
+        })?;
+        if cap.nodes == 0 {
+            return Ok(());
+        }
+        let cpus = spec.resources.cpus.unwrap_or(0.0).ceil() as u64;
+        let memory = spec.resources.memory.map_or(0, |m| m.0);
+        let gpus = u64::from(spec.resources.gpus.unwrap_or(0));
+        let mut over = Vec::new();
+        if cpus > cap.max_node_cpus {
+            over.push(format!(
+                "{cpus} cpus (its largest node has {})",
+                cap.max_node_cpus
+            ));
+        }
+        if memory > cap.max_node_memory {
+            over.push(format!(
+                "{} of memory (its largest node has {})",
+                petri_domain::ByteSize(memory),
+                petri_domain::ByteSize(cap.max_node_memory)
+            ));
+        }
+        if gpus > cap.max_node_gpus {
+            over.push(format!(
+                "{gpus} GPUs (its largest node has {})",
+                cap.max_node_gpus
+            ));
+        }
+        if !over.is_empty() {
+            return refuse(format!(
+                "cluster `{name}` can never run this job: it asks for {}",
+                over.join(" and ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn stop(&self, run: &RunKey, handle: &RunHandle, _signal: StopSignal) -> Result<(), ExecError> {
+        let user = {
+            let mut all = self.watches.lock().unwrap();
+            all.get_mut(run).map(|w| {
+                w.cancelled = true;
+                w.user.clone()
+            })
+        };
+        let name = handle.as_str().to_string();
+        let cluster = self.name.clone();
+        let namespace = self.namespace.clone();
+        let clients = self.clients.clone();
+        let keys = self.keys.clone();
+        let url = self.url.clone();
+        self.rt().spawn(async move {
+            let key = user.clone().unwrap_or_default();
+            let cached = clients.lock().unwrap().get(&key).cloned();
+            let client = match cached {
+                Some(c) => c,
+                None => {
+                    let Some(cred) = keys(user.as_deref()).or_else(|| keys(None)) else {
+                        return;
+                    };
+                    match client(&url, &namespace, &cred).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(%cluster, error = %e, "cancelling a Kubernetes Job");
+                            return;
+                        }
+                    }
+                }
+            };
+            let jobs: Api<Job> = Api::namespaced(client, &namespace);
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            };
+            match jobs.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => {
+                    tracing::warn!(%cluster, job = %name, error = %e, "cancelling a Kubernetes Job")
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn probe(&self, run: &RunKey, status_file: &Path) -> RunProbe {
+        match read_status(status_file) {
+            Status::Missing => {
+                if let Some(dir) = status_file.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let claimed = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(status_file)
+                    .and_then(|mut f| {
+                        use std::io::Write;
+                        f.write_all(b"recovered\n")
+                    });
+                match claimed {
+                    Ok(()) => RunProbe::NeverStarted,
+                    Err(_) => self.probe(run, status_file),
+                }
+            }
+            Status::Recovered => RunProbe::NeverStarted,
+            Status::Ended(Some(code)) => RunProbe::Exited(code),
+            Status::Ended(None) => RunProbe::Lost,
+            Status::Submitted => {
+                if let Some(w) = self.watches.lock().unwrap().get(run) {
+                    return RunProbe::Alive {
+                        handle: RunHandle(w.name.clone()),
+                    };
+                }
+                // Claimed, then the daemon died: created or not, the watcher tells (a Job
+                // that never came counts as ended without a code).
+                match self.adopt(status_file) {
+                    Ok(w) => {
+                        let h = RunHandle(w.name.clone());
+                        self.watches.lock().unwrap().insert(run.clone(), w);
+                        RunProbe::Alive { handle: h }
+                    }
+                    Err(_) => RunProbe::Lost,
+                }
+            }
+        }
+    }
+
+    /// The Job stays in the cluster (its owner's to inspect or delete); the attempt's record
+    /// in the home goes with the job's.
+    fn remove(&self, _run: &RunKey) {}
+
+    fn read_log(
+        &self,
+        _run: &RunKey,
+        log_path: &Path,
+        offset: u64,
+        max: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match std::fs::File::open(log_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        f.seek(SeekFrom::Start(offset))?;
+        let mut out = Vec::new();
+        f.take(max).read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl KubeExecutor {
+    fn capacity(&self) -> Result<ClusterCapacity, String> {
+        if let Some((at, c)) = self.capacity.lock().unwrap().as_ref()
+            && at.elapsed() < Duration::from_secs(30)
+        {
+            return Ok(c.clone());
+        }
+        let c = self.block_on(async {
+            let client = self.client_for(None).await?;
+            capacity(&client).await
+        })?;
+        if c.nodes > 0 {
+            *self.capacity.lock().unwrap() = Some((Instant::now(), c.clone()));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pod list and a pod's log as a 1.20 API server answers them (recorded: the test server
+    /// has no kubelet, so no pod ever runs there).
+    const PODS: &str = r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"812"},"items":[
+      {"metadata":{"name":"petri-x-1-abcde","namespace":"default","creationTimestamp":"2026-12-03T10:00:00Z",
+        "labels":{"petri.dev/run":"petri-x-1"}},
+       "spec":{"containers":[{"name":"job","image":"busybox"}]},
+       "status":{"phase":"Failed","containerStatuses":[{"name":"job","ready":false,"restartCount":0,
+         "image":"busybox:latest","imageID":"","started":false,
+         "state":{"terminated":{"exitCode":3,"reason":"Error","startedAt":"2026-12-03T10:00:01Z","finishedAt":"2026-12-03T10:00:02Z"}}}]}},
+      {"metadata":{"name":"petri-x-1-older","namespace":"default","creationTimestamp":"2026-12-03T09:00:00Z",
+        "labels":{"petri.dev/run":"petri-x-1"}},
+       "spec":{"containers":[{"name":"job","image":"busybox"}]},
+       "status":{"phase":"Succeeded"}}]}"#;
+    const LOG: &str = "about to fail\nfailed\n";
+
+    /// Answers the pod list and the newest pod's log, then reports the paths it was asked.
+    async fn recorded_server() -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move {
+            let mut paths = Vec::new();
+            for _ in 0..2 {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap();
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (kind, body) = if path.contains("/log") {
+                    ("text/plain", LOG)
+                } else {
+                    ("application/json", PODS)
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(answer.as_bytes()).await.unwrap();
+                paths.push(path);
+            }
+            paths
+        });
+        (url, served)
+    }
+
+    #[tokio::test]
+    async fn a_pods_log_and_exit_code_are_read_from_the_api_servers_answers() {
+        let (url, served) = recorded_server().await;
+        let cred = Credential {
+            user: "u".into(),
+            token: "t".into(),
+        };
+        let client = client(&url, "default", &cred).await.unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let list = pods
+            .list(&ListParams::default().labels("petri.dev/run=petri-x-1"))
+            .await
+            .unwrap();
+        assert_eq!(pod_exit_code(&list.items), Some(3));
+        let log = fetch_pod_log(Ok((pods, list.items))).await.unwrap();
+        assert_eq!(log.as_deref(), Some(LOG));
+        let paths = served.await.unwrap();
+        assert!(
+            paths[0].contains("labelSelector=petri.dev%2Frun%3Dpetri-x-1"),
+            "{paths:?}"
+        );
+        // The newest pod's log, of the job's container.
+        assert!(
+            paths[1].starts_with("/api/v1/namespaces/default/pods/petri-x-1-abcde/log")
+                && paths[1].contains("container=job"),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn quantities_and_labels_read_as_kubernetes_writes_them() {
+        assert_eq!(parse_cpu("2"), 2000);
+        assert_eq!(parse_cpu("500m"), 500);
+        assert_eq!(parse_bytes("16Gi"), 16 << 30);
+        assert_eq!(parse_bytes("1000k"), 1_000_000);
+        assert_eq!(parse_bytes("123"), 123);
+        assert!(is_label_value("alice"));
+        assert!(!is_label_value("alice@lab"));
+        assert!(!is_label_value("-x"));
+        assert!(is_kubeconfig("apiVersion: v1\nclusters: []\n"));
+        assert!(!is_kubeconfig("eyJhbGciOi"));
+    }
+
+    #[test]
+    fn a_jobs_end_reads_from_its_conditions_and_counts() {
+        let job = |status: serde_json::Value| -> Job {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "j"}, "status": status}))
+                .unwrap()
+        };
+        assert_eq!(job_end(&job(serde_json::json!({"active": 1}))), None);
+        assert_eq!(
+            job_end(&job(
+                serde_json::json!({"conditions": [{"type": "Complete", "status": "True"}]})
+            )),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            job_end(&job(serde_json::json!({"conditions": [
+                {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}))),
+            Some(Err("DeadlineExceeded".into()))
+        );
+        assert_eq!(
+            job_end(&job(serde_json::json!({"failed": 1}))),
+            Some(Err("BackoffLimitExceeded".into()))
+        );
+    }
+}
