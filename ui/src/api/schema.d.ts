@@ -1105,22 +1105,37 @@ export interface components {
          *     exists, the caller's own credential for it).
          */
         ClusterRequest: {
-            /** @description The slurmrestd OpenAPI version (`v0.0.38`, Slurm 22.05, is the one spoken now). */
+            /**
+             * @description The slurmrestd OpenAPI version (`v0.0.38`, Slurm 22.05, is the one spoken now); none
+             *     for Ray.
+             */
             api_version?: string | null;
             kind: components["schemas"]["ClusterKind"];
             /** @description What `target:` will say: lower-case letters, digits, `-` and `_`. */
             name: string;
-            /** @description The partition jobs go to; the cluster's default when none. */
+            /**
+             * @description The partition jobs go to; the cluster's default when none. For Kubernetes, the
+             *     namespace (`default` when none).
+             */
             partition?: string | null;
             /**
              * @description A folder this machine and the cluster's nodes both see under this path (NFS, or this
              *     machine's disk for a cluster on this machine). Each attempt's script, working copy,
-             *     log, outputs and exit status live in a folder of their own under it.
+             *     log, outputs and exit status live in a folder of their own under it. Slurm and Ray
+             *     need one; Kubernetes does not (its pods run images).
              */
-            shared: string;
-            /** @description The credential: a Slurm JWT (`scontrol token`). Kept encrypted, per user; never shown. */
+            shared?: string;
+            /**
+             * @description The credential: a Slurm JWT (`scontrol token`), a Ray cluster's token
+             *     (`RAY_AUTH_MODE=token`), or for Kubernetes a bearer token or a whole kubeconfig (its
+             *     current context's user and certificate authority). Kept encrypted, per user; never
+             *     shown.
+             */
             token: string;
-            /** @description Where its API answers: `http://host:6820` for slurmrestd. */
+            /**
+             * @description Where its API answers: `http://host:6820` for slurmrestd, `http://head:8265` for Ray's
+             *     Jobs API.
+             */
             url: string;
             /**
              * @description The account the cluster knows the caller by (Slurm's `X-SLURM-USER-NAME`); by default

@@ -18,6 +18,7 @@ const emptyForm = { name: "", kind: "slurm", url: "", token: "", user: "", parti
 const engines = {
   slurm: { title: "Slurm", url: "slurmrestd address", placeholder: "http://login-node:6820", token: "a JWT from scontrol token" },
   ray: { title: "Ray", url: "Ray dashboard address (its Jobs API)", placeholder: "http://ray-head:8265", token: "the cluster's RAY_AUTH_TOKEN" },
+  kubernetes: { title: "Kubernetes", url: "API server address", placeholder: "https://api.cluster:6443", token: "a bearer token, or a whole kubeconfig" },
 } as const;
 
 export function Clusters() {
@@ -41,7 +42,7 @@ export function Clusters() {
     e.preventDefault();
     setError(undefined);
     setAdded(undefined);
-    for (const k of ["name", "url", "token", "shared"] as const) {
+    for (const k of ["name", "url", "token", ...(form.kind === "kubernetes" ? [] : ["shared" as const])] as const) {
       if (!form[k].trim()) return setFieldError({ field: k, message: "required" });
     }
     const body: ClusterRequest = {
@@ -49,9 +50,9 @@ export function Clusters() {
       kind: form.kind as ClusterRequest["kind"],
       url: form.url.trim(),
       token: form.token.trim(),
-      shared: form.shared.trim(),
+      ...(form.kind === "kubernetes" ? {} : { shared: form.shared.trim() }),
       ...(form.user.trim() ? { user: form.user.trim() } : {}),
-      ...(form.partition.trim() && form.kind === "slurm" ? { partition: form.partition.trim() } : {}),
+      ...(form.partition.trim() && form.kind !== "ray" ? { partition: form.partition.trim() } : {}),
     };
     setBusy(true);
     try {
@@ -104,19 +105,25 @@ export function Clusters() {
             <input name="cluster-url" value={form.url} onChange={set("url")} placeholder={engine.placeholder} />
           </Field>
           <Field label="Token" error={fieldError?.field === "token" ? fieldError.message : undefined} hint={engine.token} wide>
-            <input name="cluster-token" type="password" value={form.token} onChange={set("token")} autoComplete="off" />
+            {form.kind === "kubernetes" ? (
+              <textarea name="cluster-token" value={form.token} onChange={set("token")} rows={4} autoComplete="off" spellCheck={false} />
+            ) : (
+              <input name="cluster-token" type="password" value={form.token} onChange={set("token")} autoComplete="off" />
+            )}
           </Field>
           <Field label="Account" hint="default: your user name">
             <input name="cluster-user" value={form.user} onChange={set("user")} />
           </Field>
-          {form.kind === "slurm" && (
-            <Field label="Partition" hint="default: the cluster's">
+          {form.kind !== "ray" && (
+            <Field label={form.kind === "kubernetes" ? "Namespace" : "Partition"} hint={form.kind === "kubernetes" ? "default: default" : "default: the cluster's"}>
               <input name="cluster-partition" value={form.partition} onChange={set("partition")} />
             </Field>
           )}
-          <Field label="Shared folder" error={fieldError?.field === "shared" ? fieldError.message : undefined} hint="seen by this machine and the nodes under the same path" wide>
-            <input name="cluster-shared" value={form.shared} onChange={set("shared")} placeholder="/shared/petri" />
-          </Field>
+          {form.kind !== "kubernetes" && (
+            <Field label="Shared folder" error={fieldError?.field === "shared" ? fieldError.message : undefined} hint="seen by this machine and the nodes under the same path" wide>
+              <input name="cluster-shared" value={form.shared} onChange={set("shared")} placeholder="/shared/petri" />
+            </Field>
+          )}
           <div className="actions">
             <button className="primary" type="submit" disabled={busy}>{busy ? "Trying the credential…" : "Add"}</button>
           </div>
@@ -181,7 +188,7 @@ function ClusterCard(props: { cluster: ClusterInfo }) {
         <p className="muted" data-testid="cluster-jobs-none">None. Send one with “Run on: {c.name}” in the new job form.</p>
       ) : (
         <table className="table compact" data-testid="cluster-jobs">
-          <thead><tr><th>#</th><th>Name</th><th>State</th><th>User</th><th>{c.kind === "ray" ? "Ray job" : "Slurm job"}</th></tr></thead>
+          <thead><tr><th>#</th><th>Name</th><th>State</th><th>User</th><th>{c.kind === "ray" ? "Ray job" : c.kind === "kubernetes" ? "Kubernetes Job" : "Slurm job"}</th></tr></thead>
           <tbody>
             {jobs.map((j) => (
               <tr key={j.id}>
