@@ -380,3 +380,50 @@ steps:
         "{run:#}"
     );
 }
+
+#[test]
+fn an_auto_job_runs_here_when_it_can_and_bursts_to_slurm_once_it_has_waited() {
+    let Some(s) = slurm() else {
+        return;
+    };
+    let server = Server::start("[capacity]\ncpus = 1\n[burst]\nto = \"hpc\"\nafter = \"2s\"\n");
+    let out = cluster_add(server.home(), &s, "hpc", &s.token_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = server.home();
+    let work = server.work();
+    let w = work.to_str().unwrap();
+    let submit = |extra: &[&str], run: &str| {
+        let mut args = vec!["submit", "--json", "--workdir", w, "--cpus", "1"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--run", run]);
+        jobs(&petri(home, &args)).remove(0)
+    };
+    // The machine is free: an auto job runs here.
+    let here = wait_final(&server, &submit(&["--target", "auto"], "echo here"));
+    assert_eq!(here.state, JobState::Succeeded);
+    assert_eq!(here.runs.last().unwrap().target, "local");
+
+    // The machine is busy: the next auto job waits here, then bursts to Slurm.
+    let blocker = submit(&[], "sleep 60");
+    wait_until("the blocker to run", Duration::from_secs(30), || {
+        let j: Job = jobs_one(&petri(home, &["show", "--json", &blocker.id.to_string()]));
+        j.state == JobState::Running
+    });
+    let burst = wait_final(&server, &submit(&["--target", "auto"], "echo there"));
+    assert_eq!(burst.state, JobState::Succeeded, "{}", log_of(home, &burst));
+    assert_eq!(burst.runs.last().unwrap().target, "hpc");
+    assert_eq!(log_of(home, &burst), "there\n");
+    // What Slurm cannot run (an image) does not burst: it waits here for the machine.
+    let image = std::env::var("PETRI_TEST_IMAGE").unwrap_or_else(|_| "petri/python:3.11".into());
+    let boxed = submit(&["--target", "auto", "--image", &image], "true");
+    std::thread::sleep(Duration::from_secs(4));
+    let still: Job = jobs_one(&petri(home, &["show", "--json", &boxed.id.to_string()]));
+    assert_eq!(still.state, JobState::Queued, "{still:?}");
+    for j in [&blocker, &boxed] {
+        assert!(petri(home, &["cancel", &j.id.to_string()]).status.success());
+    }
+}

@@ -442,7 +442,7 @@ impl Executor for ClusterExecutor {
         Ok(RunHandle(id))
     }
 
-    fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
+    fn accepts(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
         let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
         let name = &self.name;
         let kind = self.engine.kind().title();
@@ -474,6 +474,13 @@ impl Executor for ClusterExecutor {
                 "mounts are for containers; on `{name}` the job sees the nodes' own file systems"
             ));
         }
+        Ok(())
+    }
+
+    fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
+        self.accepts(spec)?;
+        let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
+        let name = &self.name;
         let (cap, partitions) = self.capacity().map_err(|e| {
             ErrorBody::new(
                 ErrorCode::ClusterUnavailable,

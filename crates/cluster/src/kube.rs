@@ -873,7 +873,7 @@ impl Executor for KubeExecutor {
         Ok(RunHandle(name))
     }
 
-    fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
+    fn accepts(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
         let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
         let name = &self.name;
         if spec.image.is_none() {
@@ -904,6 +904,13 @@ impl Executor for KubeExecutor {
                 "mounts name folders of this machine, which `{name}`'s pods do not see"
             ));
         }
+        Ok(())
+    }
+
+    fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
+        self.accepts(spec)?;
+        let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
+        let name = &self.name;
         let cap = self.capacity().map_err(|e| {
             ErrorBody::new(
                 ErrorCode::ClusterUnavailable,

@@ -48,6 +48,8 @@ pub struct Settings {
     pub desktop: DesktopSettings,
     /// Team mode: who may join, fair share, the Unix socket.
     pub team: TeamSettings,
+    /// `target: auto`: which cluster a job bursts to, and after how long a wait here.
+    pub burst: petri_queue::BurstSettings,
     /// TLS, which an address beyond loopback requires: your certificate and key, or (neither
     /// set) one generated at first start into the home's `tls/`.
     pub tls: TlsSettings,
@@ -106,6 +108,7 @@ impl Default for Settings {
             desktop: DesktopSettings::default(),
             team: TeamSettings::default(),
             tls: TlsSettings::default(),
+            burst: petri_queue::BurstSettings::default(),
         }
     }
 }
@@ -132,6 +135,7 @@ const DAEMON_KEYS: &[&str] = &[
     "retention",
     "desktop",
     "team",
+    "burst",
 ];
 
 /// The platform data folder, e.g. `~/.local/share/petri`.
@@ -190,6 +194,7 @@ impl Settings {
             gpu: self.gpu.clone(),
             docker: self.docker.clone(),
             fair_share: self.team.fair_share.clone(),
+            burst: self.burst.clone(),
         }
     }
 

@@ -200,6 +200,12 @@ pub trait Executor: Send + Sync {
         Ok(())
     }
 
+    /// What `admit` can tell without asking anyone (no I/O): whether this target can express
+    /// the spec at all. The engine thread asks it before it bursts an `auto` job here.
+    fn accepts(&self, _spec: &crate::JobSpec) -> Result<(), crate::ErrorBody> {
+        Ok(())
+    }
+
     /// Signals the whole attempt (its process group, its container, its remote job).
     fn stop(&self, run: &RunKey, handle: &RunHandle, signal: StopSignal) -> Result<(), ExecError>;
 

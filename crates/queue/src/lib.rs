@@ -28,8 +28,8 @@ pub use home::Home;
 pub use keys::ServiceKeys;
 pub use launch::{AdmissionHook, AttemptHook, LaunchExtras, LaunchHook, LaunchHooks, Submitter};
 pub use settings::{
-    CapacitySettings, DockerSettings, Enforce, FairShareSettings, GpuDevices, GpuSettings,
-    QueueConfig, QueueSettings,
+    BurstSettings, CapacitySettings, DockerSettings, Enforce, FairShareSettings, GpuDevices,
+    GpuSettings, QueueConfig, QueueSettings,
 };
 pub use submit::check_mount;
 

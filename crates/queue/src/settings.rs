@@ -18,6 +18,27 @@ pub struct QueueConfig {
     pub gpu: GpuSettings,
     pub docker: DockerSettings,
     pub fair_share: FairShareSettings,
+    pub burst: BurstSettings,
+}
+
+/// `target: auto`: a job runs here when it can start within `after`; once it has waited that
+/// long, it goes to the cluster `to` instead (when that cluster takes what it asks for).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BurstSettings {
+    /// The cluster `auto` jobs burst to; none: they always run here.
+    pub to: Option<String>,
+    /// How long an `auto` job waits here before it bursts.
+    pub after: Millis,
+}
+
+impl Default for BurstSettings {
+    fn default() -> Self {
+        BurstSettings {
+            to: None,
+            after: Millis(10 * 60 * 1000),
+        }
+    }
 }
 
 /// Fair share among users (team mode): among waiting jobs of the same priority, the user with

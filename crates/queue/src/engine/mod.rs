@@ -231,6 +231,9 @@ struct State {
     gpu_view: Arc<std::sync::Mutex<GpuView>>,
     gpu_reserve: u64,
     gpu_claim_after_ms: i64,
+    /// `target: auto`: the cluster a job bursts to, and how long it waits here first.
+    burst_to: Option<String>,
+    burst_after_ms: i64,
     gpu_enforce: crate::settings::Enforce,
     gpu_status: petri_gpu::NvmlStatus,
     gpu_info: Vec<petri_gpu::GpuInfo>,
@@ -343,6 +346,8 @@ impl Engine {
                 gpu_view,
                 gpu_reserve: settings.gpu.reserve.0,
                 gpu_claim_after_ms: settings.gpu.claim_after.0 as i64,
+                burst_to: settings.burst.to.clone(),
+                burst_after_ms: settings.burst.after.0 as i64,
                 gpu_enforce: settings.gpu.enforce,
                 gpu_status: petri_gpu::NvmlStatus {
                     available: false,

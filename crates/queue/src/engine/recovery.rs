@@ -64,7 +64,16 @@ impl State {
             id,
             SchedRunning {
                 queue: active.job.queue.clone(),
-                request: active.waiting.request,
+                // A burst attempt (an `auto` job on a cluster) takes nothing here.
+                request: if petri_domain::is_remote_target(&run.target) {
+                    Request {
+                        gpu: petri_sched::GpuAsk::None,
+                        cpu_millis: 0,
+                        memory: 0,
+                    }
+                } else {
+                    active.waiting.request
+                },
                 gpu: petri_sched::GpuPlacement {
                     gpus: run.gpus.clone(),
                     mig_slot: run.mig_slot,

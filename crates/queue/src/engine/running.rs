@@ -149,6 +149,35 @@ impl State {
         plan
     }
 
+    /// `target: auto` jobs that waited here for `burst.after` and were not picked to start here:
+    /// they start on the burst cluster now, when it can express what they ask for (a check
+    /// without I/O: the engine thread never waits on a cluster). One still waiting makes the
+    /// engine wake when its wait is up.
+    fn bursts(&self, now: i64, plan: &mut petri_sched::Plan) -> std::collections::HashSet<JobId> {
+        let mut out = std::collections::HashSet::new();
+        let Some(exec) = self.burst_to.as_ref().and_then(|to| self.executors.get(to)) else {
+            return out;
+        };
+        for a in self.ready.iter().filter_map(|(_, _, id)| self.jobs.get(id)) {
+            if a.job.spec.target.as_deref() != Some(petri_domain::TARGET_AUTO)
+                || a.waiting.not_before_ms > now
+                || plan.start.contains(&a.job.id)
+            {
+                continue;
+            }
+            let at = a.waiting.since_ms + self.burst_after_ms;
+            if at > now {
+                plan.next_wake_ms = Some(plan.next_wake_ms.map_or(at, |w| w.min(at)));
+                continue;
+            }
+            if exec.accepts(&a.job.spec).is_ok() {
+                out.insert(a.job.id);
+                plan.start.push(a.job.id);
+            }
+        }
+        out
+    }
+
     pub(super) fn dep_state(&self, dep: JobId) -> DepState {
         if let Some(a) = self.jobs.get(&dep) {
             return DepState::Waiting {
@@ -175,6 +204,7 @@ impl State {
             return Ok(());
         }
         let mut plan = self.plan(now, false);
+        let bursts = self.bursts(now, &mut plan);
         self.backoff_wake = plan.next_wake_ms;
         for id in std::mem::take(&mut plan.start) {
             let Some(active) = self.jobs.get_mut(&id) else {
@@ -193,7 +223,14 @@ impl State {
             job.reason = None;
             let attempt = job.attempts;
             let placement = plan.placements.remove(&id).unwrap_or_default();
-            let target = target_of(job);
+            let burst = bursts.contains(&id);
+            let target = match (&self.burst_to, burst) {
+                (Some(to), true) => to.as_str(),
+                _ => target_of(job),
+            };
+            if burst {
+                tracing::info!(job.id = %id, cluster = %target, "an auto job waited long enough here: it bursts");
+            }
             tx.begin_run(&petri_store::NewRun {
                 job: id,
                 attempt,
@@ -221,7 +258,16 @@ impl State {
                 id,
                 SchedRunning {
                     queue: job.queue.clone(),
-                    request: active.waiting.request,
+                    // A burst job takes nothing of this machine.
+                    request: if burst {
+                        Request {
+                            gpu: petri_sched::GpuAsk::None,
+                            cpu_millis: 0,
+                            memory: 0,
+                        }
+                    } else {
+                        active.waiting.request
+                    },
                     gpu: placement,
                     deadline_ms: active.waiting.time_limit_ms.map(|d| now + d),
                     user: job.user.clone(),
@@ -282,7 +328,11 @@ impl State {
             key: RunKey {
                 job: job.id,
                 attempt,
-                target: target_of(job).to_string(),
+                // A burst attempt goes where its run says.
+                target: active
+                    .run
+                    .as_ref()
+                    .map_or_else(|| target_of(job).to_string(), |r| r.target.clone()),
             },
             argv: job.spec.argv(),
             workdir,
