@@ -102,7 +102,7 @@ def via_ray(i):
 
 
 def via_petri(i):
-    stamp = os.path.join(a.dir, f"petri-{i}")
+    stamp = os.path.join(a.dir, f"petri-{a.engine}-{i}")
     t0 = time.time()
     out = subprocess.run(
         # A small working directory: Petri copies it to the shared path for each attempt.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # P8 of bench/RESULTS.md: submit-to-start and end-to-seen through Petri to a one-node Slurm 22.05
 # and a one-node Ray on loopback, beside sbatch and squeue and beside `ray job submit`, in the same
-# run. Usage: bench/cluster/run.sh [JOBS]
+# run. Usage: bench/cluster/run.sh [JOBS] [ENGINES]   (ENGINES: "slurm ray", the default, or one)
 set -eu
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 ensure_toolchain
 ensure_ui
 jobs="${1:-10}"
+engines="${2:-slurm ray}"
 say "building petri (the server build, debug: the overheads measured are waits, not CPU)"
 cargo build --locked -q -p petri --no-default-features
 petri="$CARGO_TARGET_DIR/debug/petri"
@@ -36,9 +37,13 @@ PETRI_HOME="$work/home" "$petri" cluster add hpc --kind slurm --url "$PETRI_TEST
     --user petri-slurm --token-file "$PETRI_TEST_SLURM_TOKEN_FILE" --shared "$PETRI_TEST_SLURM_SHARED"
 PETRI_HOME="$work/home" "$petri" cluster add ray --kind ray --url "$PETRI_TEST_RAY_URL" \
     --user petri-ray --token-file "$PETRI_TEST_RAY_TOKEN_FILE" --shared "$PETRI_TEST_RAY_SHARED"
+case " $engines " in *" slurm "*)
 python3 bench/cluster/bench.py --engine slurm --petri "$petri" --home "$work/home" --url "http://127.0.0.1:$port" \
     --dir "$work/stamps" --work "$work/jobdir" --jobs "$jobs"
+;; esac
+case " $engines " in *" ray "*)
 # The Ray CLI as a user runs it: the cluster's address and token from the environment.
 RAY_API_SERVER_ADDRESS="$PETRI_TEST_RAY_URL" RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$PETRI_TEST_RAY_TOKEN_FILE")" \
     python3 bench/cluster/bench.py --engine ray --ray "$PETRI_TEST_RAY_BIN" --petri "$petri" --home "$work/home" \
     --url "http://127.0.0.1:$port" --dir "$work/stamps" --work "$work/jobdir" --jobs "$jobs"
+;; esac
