@@ -423,7 +423,9 @@ fn an_auto_job_runs_here_when_it_can_and_bursts_to_slurm_once_it_has_waited() {
     std::thread::sleep(Duration::from_secs(4));
     let still: Job = jobs_one(&petri(home, &["show", "--json", &boxed.id.to_string()]));
     assert_eq!(still.state, JobState::Queued, "{still:?}");
-    for j in [&blocker, &boxed] {
+    // The queued one first: cancelling the blocker first would free the machine for it.
+    for j in [&boxed, &blocker] {
         assert!(petri(home, &["cancel", &j.id.to_string()]).status.success());
+        assert_eq!(wait_final(&server, j).state, JobState::Cancelled);
     }
 }

@@ -1036,6 +1036,15 @@ impl Executor for KubeExecutor {
                         self.watches.lock().unwrap().insert(run.clone(), w);
                         RunProbe::Alive { handle: h }
                     }
+                    // Claimed, and the daemon died before it wrote the record (so before it
+                    // created the Job): the attempt never began.
+                    Err(_) if !record_path(status_file).exists() => {
+                        match petri_domain::files::write_atomic(status_file, b"recovered\n", 0o644)
+                        {
+                            Ok(()) => RunProbe::NeverStarted,
+                            Err(_) => RunProbe::Lost,
+                        }
+                    }
                     Err(_) => RunProbe::Lost,
                 }
             }
@@ -1160,6 +1169,33 @@ mod tests {
                 && paths[1].contains("container=job"),
             "{paths:?}"
         );
+    }
+
+    #[test]
+    fn an_attempt_claimed_before_its_job_was_made_never_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Keyring = Arc::new(|_: Option<&str>| None);
+        let exec = KubeExecutor::new("k", "https://127.0.0.1:1", None, keys).unwrap();
+        let run = RunKey {
+            job: petri_domain::JobId::new(),
+            attempt: 1,
+            target: "k".into(),
+        };
+        let status = dir.path().join("run");
+        std::fs::write(&status, "submitting\n").unwrap();
+        assert!(matches!(exec.probe(&run, &status), RunProbe::NeverStarted));
+        assert!(matches!(exec.probe(&run, &status), RunProbe::NeverStarted));
+        // With its record written, it is followed (the watcher decides how it ended).
+        let status = dir.path().join("run2");
+        std::fs::write(&status, "petri-x-1\n").unwrap();
+        let record = Record {
+            name: "petri-x-1".into(),
+            user: "u".into(),
+            log_path: dir.path().join("log"),
+        };
+        std::fs::write(record_path(&status), serde_json::to_vec(&record).unwrap()).unwrap();
+        assert!(matches!(exec.probe(&run, &status), RunProbe::Alive { .. }));
+        assert_eq!(exec.running(), 1);
     }
 
     #[test]
