@@ -142,13 +142,7 @@ pub async fn capacity(client: &kube::Client) -> Result<ClusterCapacity, String> 
         let gpus = get("nvidia.com/gpu")
             .and_then(|q| q.parse().ok())
             .unwrap_or(0);
-        c.nodes += 1;
-        c.cpus += cpus;
-        c.memory += memory;
-        c.gpus += gpus;
-        c.max_node_cpus = c.max_node_cpus.max(cpus);
-        c.max_node_memory = c.max_node_memory.max(memory);
-        c.max_node_gpus = c.max_node_gpus.max(gpus);
+        c.add_node(cpus, memory, gpus);
     }
     Ok(c)
 }

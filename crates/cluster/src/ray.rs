@@ -300,13 +300,7 @@ fn capacity_of(v: &Value) -> ClusterCapacity {
                 .unwrap_or(0.0)
         };
         let (cpus, memory, gpus) = (res("CPU") as u64, res("memory") as u64, res("GPU") as u64);
-        c.nodes += 1;
-        c.cpus += cpus;
-        c.memory += memory;
-        c.gpus += gpus;
-        c.max_node_cpus = c.max_node_cpus.max(cpus);
-        c.max_node_memory = c.max_node_memory.max(memory);
-        c.max_node_gpus = c.max_node_gpus.max(gpus);
+        c.add_node(cpus, memory, gpus);
     }
     c
 }

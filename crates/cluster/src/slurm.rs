@@ -117,13 +117,7 @@ impl Dialect for V0038 {
                 .and_then(Value::as_str)
                 .map(gres_gpus)
                 .unwrap_or(0);
-            c.nodes += 1;
-            c.cpus += cpus;
-            c.memory += memory;
-            c.gpus += gpus;
-            c.max_node_cpus = c.max_node_cpus.max(cpus);
-            c.max_node_memory = c.max_node_memory.max(memory);
-            c.max_node_gpus = c.max_node_gpus.max(gpus);
+            c.add_node(cpus, memory, gpus);
         }
         c
     }

@@ -144,3 +144,16 @@ pub struct ClusterCapacity {
     pub max_node_memory: u64,
     pub max_node_gpus: u64,
 }
+
+impl ClusterCapacity {
+    /// Counts one node of this size (bytes of memory).
+    pub fn add_node(&mut self, cpus: u64, memory: u64, gpus: u64) {
+        self.nodes += 1;
+        self.cpus += cpus;
+        self.memory += memory;
+        self.gpus += gpus;
+        self.max_node_cpus = self.max_node_cpus.max(cpus);
+        self.max_node_memory = self.max_node_memory.max(memory);
+        self.max_node_gpus = self.max_node_gpus.max(gpus);
+    }
+}
