@@ -317,3 +317,81 @@ fn a_cancel_deletes_the_job_and_what_kubernetes_cannot_do_is_refused() {
     assert!(!stored.contains(token.trim()) && !stored.contains("certificate-authority-data"));
     assert!(kc.contains(token.trim()));
 }
+
+#[test]
+fn secrets_go_in_a_secret_of_the_attempt_that_leaves_with_it() {
+    let Some(k) = kube() else {
+        return;
+    };
+    let server = server_with_cluster(&k);
+    let home = server.home();
+    let private = home.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    crate::secrets::set_both(home, &private);
+    let submitted = jobs(&petri(
+        home,
+        &[
+            "submit",
+            "--json",
+            "--target",
+            "k8s",
+            "--image",
+            "busybox",
+            "--secret",
+            "HF_TOKEN",
+            "--secret",
+            "kaggle.json",
+            "--run",
+            "echo \"$HF_TOKEN\"; cat \"$KAGGLE_JSON\"",
+        ],
+    ))
+    .remove(0);
+    let running = wait_state(home, &submitted, JobState::Running);
+    let name = running.runs.last().unwrap().handle.clone().unwrap();
+    let job = kubectl(&k, "GET", &job_path(&name), None);
+    assert!(
+        !job.to_string().contains(crate::secrets::VALUE),
+        "no secret in the Job: {job:#}"
+    );
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let env = c["env"].as_array().unwrap();
+    let var = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
+    assert_eq!(
+        var("HF_TOKEN")["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": name, "key": "HF_TOKEN", "optional": false})
+    );
+    assert_eq!(var("KAGGLE_JSON")["value"], "/petri/secrets/KAGGLE_JSON");
+    assert_eq!(c["volumeMounts"][1]["mountPath"], "/petri/secrets");
+
+    let secret_path = format!("/api/v1/namespaces/default/secrets/{name}");
+    let secret = kubectl(&k, "GET", &secret_path, None);
+    assert_eq!(secret["type"], "Opaque", "{secret:#}");
+    let decoded = |key: &str| {
+        let b64 = secret["data"][key].as_str().unwrap().to_string();
+        let out = std::process::Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(b64.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(decoded("HF_TOKEN"), crate::secrets::VALUE);
+    assert!(decoded("KAGGLE_JSON").contains("\"username\""));
+    // Owned by the Job: deleting the Job (a cancel, its owner) deletes the Secret too.
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Job", "{secret:#}");
+    assert_eq!(owner["uid"], job["metadata"]["uid"]);
+
+    // The attempt ends: its Secret leaves the cluster.
+    patch_end(&k, &name, true);
+    wait_state(home, &submitted, JobState::Succeeded);
+    wait_until("the Secret to be deleted", Duration::from_secs(30), || {
+        kubectl(&k, "GET", &secret_path, None)["code"] == 404
+    });
+}

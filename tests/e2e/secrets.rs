@@ -3,6 +3,7 @@
 //! they ran.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,10 +12,12 @@ use petri_domain::{Job, JobState, SecretInfo, SecretKind};
 use crate::helpers::{Server, petri, petri_cmd, wait_until};
 use crate::{jobs_one, parse};
 
-const VALUE: &str = "hf_e2eQ7wV4nM2kX8pR5tZ1";
+pub const VALUE: &str = "hf_e2eQ7wV4nM2kX8pR5tZ1";
 const FILE: &str = "{\n  \"username\": \"ada\",\n  \"key\": \"e2e0f9e8d7c6b5\"\n}\n";
+/// What `echo "$HF_TOKEN"; cat "$KAGGLE_JSON"` leaves in a job's log: every secret masked.
+pub const EXPECTED: &str = "***\n{\n  ***\n  ***\n}\n";
 
-fn log_of(home: &std::path::Path, job: &Job) -> String {
+fn log_of(home: &Path, job: &Job) -> String {
     let out = petri(home, &["logs", &job.id.to_string()]);
     assert!(
         out.status.success(),
@@ -24,14 +27,11 @@ fn log_of(home: &std::path::Path, job: &Job) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn secrets_from_the_cli_reach_jobs_masked_across_a_sigkill_of_the_daemon() {
-    let mut server = Server::start("");
-    let home = server.home().to_path_buf();
-    let work = server.work();
-
-    // The value comes on stdin (never as an argument), the file by its path.
-    let mut set = petri_cmd(&home)
+/// Sets the secrets `HF_TOKEN` ([`VALUE`], from stdin, never as an argument) and `kaggle.json`
+/// ([`FILE`], by its path) for the home's user; a job that names both sees `$HF_TOKEN` and
+/// `$KAGGLE_JSON`, and its log shows [`EXPECTED`] for `echo "$HF_TOKEN"; cat "$KAGGLE_JSON"`.
+pub fn set_both(home: &Path, work: &Path) {
+    let mut set = petri_cmd(home)
         .args(["secret", "set", "HF_TOKEN"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -48,7 +48,7 @@ fn secrets_from_the_cli_reach_jobs_masked_across_a_sigkill_of_the_daemon() {
     std::fs::write(work.join("kaggle.json"), FILE).unwrap();
     let file = work.join("kaggle.json");
     let out = petri(
-        &home,
+        home,
         &[
             "secret",
             "set",
@@ -62,6 +62,15 @@ fn secrets_from_the_cli_reach_jobs_masked_across_a_sigkill_of_the_daemon() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn secrets_from_the_cli_reach_jobs_masked_across_a_sigkill_of_the_daemon() {
+    let mut server = Server::start("");
+    let home = server.home().to_path_buf();
+    let work = server.work();
+
+    set_both(&home, &work);
     let listed: Vec<SecretInfo> = parse(&petri(&home, &["secret", "ls", "--json"]));
     let kinds: Vec<(&str, SecretKind)> = listed.iter().map(|s| (s.name.as_str(), s.kind)).collect();
     assert_eq!(

@@ -429,3 +429,78 @@ fn an_auto_job_runs_here_when_it_can_and_bursts_to_slurm_once_it_has_waited() {
         assert_eq!(wait_final(&server, j).state, JobState::Cancelled);
     }
 }
+
+#[test]
+fn secrets_reach_a_slurm_job_masked_and_never_slurms_record_of_it() {
+    let Some(s) = slurm() else {
+        return;
+    };
+    let mut server = server_with_cluster(&s);
+    let home = server.home().to_path_buf();
+    let work = server.work();
+    let private = home.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    crate::secrets::set_both(&home, &private);
+    let job = jobs(&petri(
+        &home,
+        &[
+            "submit",
+            "--json",
+            "--workdir",
+            work.to_str().unwrap(),
+            "--target",
+            "hpc",
+            "--secret",
+            "HF_TOKEN",
+            "--secret",
+            "kaggle.json",
+            "--run",
+            "echo \"$HF_TOKEN\"; cat \"$KAGGLE_JSON\"; while [ ! -f go ]; do sleep 0.1; done; \
+             echo \"again $HF_TOKEN\"",
+        ],
+    ))
+    .remove(0);
+    wait_until("the secrets in the log", Duration::from_secs(60), || {
+        log_of(&home, &job) == crate::secrets::EXPECTED
+    });
+    let running: Job = jobs_one(&petri(&home, &["show", "--json", &job.id.to_string()]));
+    let slurm_id = running.runs.last().unwrap().handle.clone().unwrap();
+    // Slurm's own record of the job (its description, its script) holds no secret.
+    for args in [
+        vec!["show", "job", "-dd", slurm_id.as_str()],
+        vec!["write", "batch_script", slurm_id.as_str(), "-"],
+    ] {
+        let out = std::process::Command::new("scontrol")
+            .args(&args)
+            .output()
+            .expect("scontrol");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.is_empty(), "scontrol {args:?} said nothing");
+        assert!(!text.contains(crate::secrets::VALUE), "{text}");
+    }
+    let attempt = s.shared.join("petri").join(format!("{}.1", job.id));
+    assert!(
+        !attempt.join("secrets/env").exists(),
+        "the wrapper removed the file it read"
+    );
+
+    // Masked also by the daemon that adopts the job after a SIGKILL.
+    server.kill9();
+    server.restart();
+    std::fs::write(attempt.join("work/go"), "").unwrap();
+    let ended = wait_final(&server, &job);
+    assert_eq!(
+        ended.state,
+        JobState::Succeeded,
+        "{}",
+        log_of(&home, &ended)
+    );
+    assert_eq!(
+        log_of(&home, &ended),
+        format!("{}again ***\n", crate::secrets::EXPECTED)
+    );
+    assert!(
+        !attempt.join("secrets").exists(),
+        "the job's secret files left the shared path with it"
+    );
+}

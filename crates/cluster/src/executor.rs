@@ -17,6 +17,9 @@
 //!   log and the outputs back and writes the end into the status file. The engine thread never
 //!   waits on the cluster: `probe` answers from the status file, `stop` sends the cancel from
 //!   the poller's runtime.
+//! - Secrets never go into the engine's description of the job: they wait in the attempt's
+//!   private `secrets/` folder, which the wrapper reads (and removes the variables' file) before
+//!   the job starts; the log is masked as it is copied.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,12 @@ use petri_domain::{
 };
 use serde::{Deserialize, Serialize};
 
+use petri_runtime::SideRuntime;
+
+use crate::attempt::{
+    Claim, LogCopy, Status, append_line, claim, claim_for_recovery, read_status, refuse_oversized,
+    refuse_unexpressible,
+};
 use crate::engine::{BatchJob, Credential, Engine};
 
 /// Finds a user's credential for this cluster; `None` asks for anyone's (capacity checks).
@@ -56,18 +65,24 @@ struct Attempt {
 }
 
 impl Attempt {
-    /// What the poller follows of this attempt, from its first round.
-    fn watch(self, dir: PathBuf, status_file: PathBuf, id: Option<String>, copied: u64) -> Watch {
+    /// What the poller follows of this attempt, from its first round (or from where an earlier
+    /// daemon left it); `mask`: the attempt's secrets.
+    fn watch(
+        self,
+        dir: PathBuf,
+        status_file: PathBuf,
+        id: Option<String>,
+        mask: &[Vec<u8>],
+    ) -> Watch {
         Watch {
             id,
             name: self.name,
             user: self.user,
             dir,
-            log_path: self.log_path,
+            log: LogCopy::resume(self.log_path, &status_file, mask),
             output_dir: self.output_dir,
             owner: self.owner,
             status_file,
-            copied,
             on_exit: None,
             ended_rounds: 0,
             missing_rounds: 0,
@@ -83,11 +98,10 @@ struct Watch {
     name: String,
     user: String,
     dir: PathBuf,
-    log_path: PathBuf,
+    log: LogCopy,
     output_dir: Option<PathBuf>,
     owner: Option<(u32, u32)>,
     status_file: PathBuf,
-    copied: u64,
     on_exit: Option<Box<dyn FnOnce(ExitReport) + Send>>,
     /// Rounds since the cluster called it ended (or stopped knowing it).
     ended_rounds: u32,
@@ -109,15 +123,9 @@ pub struct ClusterExecutor {
     keys: Keyring,
     watches: Arc<Mutex<HashMap<RunKey, Watch>>>,
     capacity: Mutex<Option<(Instant, petri_domain::ClusterCapacity, Vec<String>)>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for ClusterExecutor {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
+    /// The secrets to mask of attempts a restarted daemon adopts, until it does.
+    adopted_masks: Mutex<HashMap<RunKey, Vec<Vec<u8>>>>,
+    poller: SideRuntime,
 }
 
 impl ClusterExecutor {
@@ -131,12 +139,8 @@ impl ClusterExecutor {
         keys: Keyring,
         poll: Duration,
     ) -> Result<Arc<ClusterExecutor>, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("petri-cluster-{name}"))
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let poller =
+            SideRuntime::new(&format!("petri-cluster-{name}")).map_err(|e| e.to_string())?;
         let engine = Arc::new(engine);
         let exec = Arc::new(ClusterExecutor {
             name: name.to_string(),
@@ -146,7 +150,8 @@ impl ClusterExecutor {
             keys,
             watches: Arc::default(),
             capacity: Mutex::default(),
-            runtime: Some(runtime),
+            adopted_masks: Mutex::default(),
+            poller,
         });
         let weak = Arc::downgrade(&exec);
         exec.rt().spawn(async move {
@@ -171,20 +176,14 @@ impl ClusterExecutor {
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("the runtime lives until drop")
+        self.poller.rt()
     }
 
-    /// Runs a future from synchronous code on a thread of its own (never inside a runtime).
     fn block_on<F: std::future::Future + Send>(&self, fut: F) -> F::Output
     where
         F::Output: Send,
     {
-        let rt = self.rt();
-        std::thread::scope(|s| {
-            s.spawn(|| rt.block_on(fut))
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
+        self.poller.block_on(fut)
     }
 
     /// The folder of one attempt on the shared path.
@@ -311,7 +310,26 @@ impl ClusterExecutor {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             ));
         }
-        let script = wrapper(&launch.key, &dir, &workdir, &launch.argv);
+        // Secrets never go into the engine's description of the job (which its users and its
+        // logs can read): they wait in a private file the job's wrapper reads and removes.
+        let (secret, env): (Vec<_>, Vec<_>) = env
+            .into_iter()
+            .partition(|(k, _)| launch.secrets.iter().any(|s| s.name == *k));
+        let secrets = if secret.is_empty() {
+            None
+        } else {
+            Some(
+                stage_secrets(&dir.join(SECRETS), &secret, &launch.secrets)
+                    .map_err(|e| io("writing the job's secrets", e))?,
+            )
+        };
+        let script = wrapper(
+            &launch.key,
+            &dir,
+            &workdir,
+            secrets.as_deref(),
+            &launch.argv,
+        );
         let script_file = dir.join("job.sh");
         petri_domain::files::write_atomic(&script_file, script.as_bytes(), 0o755)
             .map_err(|e| io("writing the job's script", e))?;
@@ -358,13 +376,20 @@ impl ClusterExecutor {
         self.watches.lock().unwrap().insert(key, watch);
     }
 
-    fn adopt(&self, run: &RunKey, status_file: &Path, id: Option<String>) -> Result<Watch, String> {
+    fn adopt(
+        &self,
+        run: &RunKey,
+        status_file: &Path,
+        id: Option<String>,
+        mask: &[Vec<u8>],
+    ) -> Result<Watch, String> {
         let dir = self.attempt_dir(run);
         let text =
             std::fs::read(dir.join("petri.json")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let a: Attempt = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
-        let copied = std::fs::metadata(&a.log_path).map(|m| m.len()).unwrap_or(0);
-        Ok(a.watch(dir, status_file.to_path_buf(), id, copied))
+        let adopted = self.adopted_masks.lock().unwrap().remove(run);
+        let mask = adopted.as_deref().unwrap_or(mask);
+        Ok(a.watch(dir, status_file.to_path_buf(), id, mask))
     }
 }
 
@@ -383,45 +408,19 @@ impl Executor for ClusterExecutor {
             ))
         })?;
         let status = launch.status_file.clone();
-        if let Some(dir) = status.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| ExecError::Prepare {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        // The claim: a second start of the same attempt (after a crash) adopts the first.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&status)
-        {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(b"submitting\n")
-                    .map_err(|source| ExecError::Prepare {
-                        path: status.clone(),
-                        source,
-                    })?;
+        match claim(&status)? {
+            Claim::Mine => {}
+            Claim::Earlier(Status::Submitted(id) | Status::Ended(id, _)) => {
+                let mut w = self
+                    .adopt(&launch.key, &status, id.clone(), &launch.mask)
+                    .map_err(remote)?;
+                w.on_exit = Some(on_exit);
+                let h = handle(id, &w.name);
+                self.watch(launch.key.clone(), w);
+                return Ok(h);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return match read_status(&status) {
-                    Status::Submitted(id) | Status::Ended(id, _) => {
-                        let mut w = self
-                            .adopt(&launch.key, &status, id.clone())
-                            .map_err(remote)?;
-                        w.on_exit = Some(on_exit);
-                        let h = handle(id, &w.name);
-                        self.watch(launch.key.clone(), w);
-                        Ok(h)
-                    }
-                    _ => Err(remote("this attempt was claimed by a recovery".into())),
-                };
-            }
-            Err(source) => {
-                return Err(ExecError::Prepare {
-                    path: status,
-                    source,
-                });
+            Claim::Earlier(_) => {
+                return Err(remote("this attempt was claimed by a recovery".into()));
             }
         }
         let (dir, attempt, job) = self.prepare(&launch, &cred).map_err(remote)?;
@@ -436,7 +435,7 @@ impl Executor for ClusterExecutor {
             },
         )?;
         tracing::info!(job.id = %launch.key.job, cluster = %self.name, remote.job = %id, "submitted to a cluster");
-        let mut watch = attempt.watch(dir, status, Some(id.clone()), 0);
+        let mut watch = attempt.watch(dir, status, Some(id.clone()), &launch.mask);
         watch.on_exit = Some(on_exit);
         self.watch(launch.key.clone(), watch);
         Ok(RunHandle(id))
@@ -452,29 +451,7 @@ impl Executor for ClusterExecutor {
                  nodes' own software runs it)"
             ));
         }
-        if !spec.ports.is_empty() {
-            return refuse(format!(
-                "cluster `{name}` cannot publish ports back to this machine: drop `ports`"
-            ));
-        }
-        if !spec.secrets.is_empty() {
-            return refuse(format!(
-                "Petri does not send secrets to a cluster: drop `secrets` to run on `{name}`, \
-                 or run the job here"
-            ));
-        }
-        if spec.resources.gpu_memory.is_some() || spec.resources.mig.is_some() {
-            return refuse(format!(
-                "{kind} hands out GPUs by count: ask `gpus: N` instead of `gpu_memory` or `mig` \
-                 to run on `{name}`"
-            ));
-        }
-        if !spec.mounts.is_empty() {
-            return refuse(format!(
-                "mounts are for containers; on `{name}` the job sees the nodes' own file systems"
-            ));
-        }
-        Ok(())
+        refuse_unexpressible(name, kind, spec)
     }
 
     fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
@@ -495,41 +472,7 @@ impl Executor for ClusterExecutor {
                 partitions.join(", ")
             ));
         }
-        if cap.nodes == 0 {
-            // No node now (one still joining, an autoscaler that adds them): nothing to
-            // measure the job against; the engine says later whether it can run it.
-            return Ok(());
-        }
-        let cpus = spec.resources.cpus.unwrap_or(1.0).ceil() as u64;
-        let memory = spec.resources.memory.map_or(0, |m| m.0);
-        let gpus = u64::from(spec.resources.gpus.unwrap_or(0));
-        let mut over = Vec::new();
-        if cpus > cap.max_node_cpus {
-            over.push(format!(
-                "{cpus} cpus (its largest node has {})",
-                cap.max_node_cpus
-            ));
-        }
-        if memory > cap.max_node_memory {
-            over.push(format!(
-                "{} of memory (its largest node has {})",
-                petri_domain::ByteSize(memory),
-                petri_domain::ByteSize(cap.max_node_memory)
-            ));
-        }
-        if gpus > cap.max_node_gpus {
-            over.push(format!(
-                "{gpus} GPUs (its largest node has {})",
-                cap.max_node_gpus
-            ));
-        }
-        if !over.is_empty() {
-            return refuse(format!(
-                "cluster `{name}` can never run this job: it asks for {}",
-                over.join(" and ")
-            ));
-        }
-        Ok(())
+        refuse_oversized(name, spec, &cap, 1.0)
     }
 
     fn stop(&self, run: &RunKey, handle: &RunHandle, _signal: StopSignal) -> Result<(), ExecError> {
@@ -569,20 +512,9 @@ impl Executor for ClusterExecutor {
         let id = match read_status(status_file) {
             Status::Missing => {
                 // Never submitted, and now never will be.
-                if let Some(dir) = status_file.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let claimed = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(status_file)
-                    .and_then(|mut f| {
-                        use std::io::Write;
-                        f.write_all(b"recovered\n")
-                    });
-                return match claimed {
-                    Ok(()) => RunProbe::NeverStarted,
-                    Err(_) => self.probe(run, status_file),
+                return match claim_for_recovery(status_file) {
+                    true => RunProbe::NeverStarted,
+                    false => self.probe(run, status_file),
                 };
             }
             Status::Recovered => return RunProbe::NeverStarted,
@@ -595,7 +527,7 @@ impl Executor for ClusterExecutor {
                 handle: handle(w.id.clone(), &w.name),
             };
         }
-        match self.adopt(run, status_file, id.clone()) {
+        match self.adopt(run, status_file, id.clone(), &[]) {
             Ok(w) => {
                 let h = handle(id, &w.name);
                 self.watch(run.clone(), w);
@@ -606,6 +538,11 @@ impl Executor for ClusterExecutor {
                 RunProbe::Lost
             }
         }
+    }
+
+    /// Kept until `probe` adopts the attempt, whose log copy masks with it.
+    fn mask_adopted(&self, run: &RunKey, mask: Vec<Vec<u8>>) {
+        self.adopted_masks.lock().unwrap().insert(run.clone(), mask);
     }
 
     fn remove(&self, run: &RunKey) {
@@ -620,25 +557,6 @@ impl Executor for ClusterExecutor {
                 tracing::warn!(dir = %dir.display(), error = %e, "removing an attempt's folder");
             }
         });
-    }
-
-    fn read_log(
-        &self,
-        _run: &RunKey,
-        log_path: &Path,
-        offset: u64,
-        max: u64,
-    ) -> std::io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = match std::fs::File::open(log_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        f.seek(SeekFrom::Start(offset))?;
-        let mut out = Vec::new();
-        f.take(max).read_to_end(&mut out)?;
-        Ok(out)
     }
 }
 
@@ -766,7 +684,7 @@ async fn fetch_log(
         .lock()
         .unwrap()
         .get(key)
-        .and_then(|w| Some((w.id.clone()?, w.user.clone(), w.copied)))
+        .and_then(|w| Some((w.id.clone()?, w.user.clone(), w.log.copied)))
     else {
         return;
     };
@@ -781,25 +699,11 @@ async fn fetch_log(
             return;
         }
     };
-    let bytes = text.as_bytes();
-    if bytes.len() as u64 <= copied {
-        return;
-    }
     let mut all = watches.lock().unwrap();
-    let Some(w) = all.get_mut(key) else {
-        return;
-    };
-    if w.copied != copied {
-        return;
-    }
-    use std::io::Write;
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&w.log_path)
-        .and_then(|mut to| to.write_all(&bytes[copied as usize..]));
-    if written.is_ok() {
-        w.copied = bytes.len() as u64;
+    if let Some(w) = all.get_mut(key)
+        && w.log.copied == copied
+    {
+        w.log.append_beyond(text.as_bytes());
     }
 }
 
@@ -833,6 +737,9 @@ fn finish(
         return;
     };
     copy_log(&mut w);
+    w.log.finish();
+    // The job's secret files go as soon as it has ended.
+    let _ = std::fs::remove_dir_all(w.dir.join(SECRETS));
     // The job's own wrapper left no exit code: say in its log what the cluster said.
     if read_exit(&w.dir).is_none() && !never_started {
         let words = match (&w.cluster_words, &w.id) {
@@ -842,12 +749,7 @@ fn finish(
             }
             _ => "the cluster never took the job".to_string(),
         };
-        use std::io::Write;
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&w.log_path)
-            .and_then(|mut f| writeln!(f, "petri: {words}"));
+        append_line(&w.log.path, &format!("petri: {words}"));
     }
     if let Some(out) = &w.output_dir {
         match copy_tree(&w.dir.join("output"), out) {
@@ -886,30 +788,20 @@ fn finish(
 
 /// Appends what the cluster's log gained since the last round to the job's log.
 fn copy_log(w: &mut Watch) {
-    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::io::{Read, Seek, SeekFrom};
     let Ok(mut from) = std::fs::File::open(w.dir.join("log")) else {
         return;
     };
     let Ok(len) = from.metadata().map(|m| m.len()) else {
         return;
     };
-    if len <= w.copied {
-        return;
-    }
-    if from.seek(SeekFrom::Start(w.copied)).is_err() {
+    let copied = w.log.copied;
+    if len <= copied || from.seek(SeekFrom::Start(copied)).is_err() {
         return;
     }
     let mut bytes = Vec::new();
-    if from.take(len - w.copied).read_to_end(&mut bytes).is_err() {
-        return;
-    }
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&w.log_path)
-        .and_then(|mut to| to.write_all(&bytes));
-    if written.is_ok() {
-        w.copied += bytes.len() as u64;
+    if from.take(len - copied).read_to_end(&mut bytes).is_ok() {
+        w.log.append(&bytes);
     }
 }
 
@@ -921,35 +813,37 @@ fn read_exit(dir: &Path) -> Option<i32> {
         .ok()
 }
 
-/// What a Slurm attempt's status file in the home says: `submitting`, then the job id, then
-/// (on a second line) the exit code or `lost`; `recovered` when a restart claimed it first.
-enum Status {
-    Missing,
-    Recovered,
-    Submitted(Option<String>),
-    Ended(Option<String>, Option<i32>),
-}
+/// The folder of an attempt's secrets on the shared path: `env` for the wrapper to read (and
+/// remove), and a copy of each file secret. Private to the cluster's account, removed when the
+/// attempt ends.
+const SECRETS: &str = "secrets";
 
-fn read_status(path: &Path) -> Status {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Status::Missing;
-    };
-    let mut lines = text.lines();
-    let id = match lines.next().map(str::trim) {
-        None => return Status::Submitted(None),
-        Some("recovered") => return Status::Recovered,
-        Some("submitting") => None,
-        Some("0" | "") => None,
-        Some(n) => Some(n.to_string()),
-    };
-    match lines.next().map(str::trim) {
-        Some("lost") => Status::Ended(id, None),
-        Some(c) => match c.parse() {
-            Ok(code) => Status::Ended(id, Some(code)),
-            Err(_) => Status::Submitted(id),
-        },
-        None => Status::Submitted(id),
+/// Writes an attempt's secrets into `folder`: each file secret copied there (its variable then
+/// names the copy), and every variable into `env`, as `export NAME='value'` lines. Returns the
+/// path of `env`.
+fn stage_secrets(
+    folder: &Path,
+    vars: &[(String, String)],
+    kinds: &[petri_domain::SecretVar],
+) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(folder)?;
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+    let mut lines = String::new();
+    for (name, value) in vars {
+        let file = kinds.iter().any(|k| k.name == *name && k.file);
+        let value = if file {
+            let copy = folder.join(name);
+            petri_domain::files::write_private(&copy, &std::fs::read(value)?)?;
+            copy.display().to_string()
+        } else {
+            value.clone()
+        };
+        lines.push_str(&format!("export {name}={}\n", quote(&value)));
     }
+    let env = folder.join("env");
+    petri_domain::files::write_private(&env, lines.as_bytes())?;
+    Ok(env)
 }
 
 fn handle(id: Option<String>, name: &str) -> RunHandle {
@@ -961,15 +855,34 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The batch script: enter the working directory, run the job, leave its exit code in the
-/// attempt's folder (written aside and renamed, so it is read whole or not at all).
-fn wrapper(run: &RunKey, dir: &Path, workdir: &Path, argv: &[String]) -> String {
+/// The batch script: read the job's secrets (and remove the file that held them), enter the
+/// working directory, run the job, leave its exit code in the attempt's folder (written aside
+/// and renamed, so it is read whole or not at all).
+fn wrapper(
+    run: &RunKey,
+    dir: &Path,
+    workdir: &Path,
+    secrets: Option<&Path>,
+    argv: &[String],
+) -> String {
     let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
+    let secrets = match secrets {
+        None => String::new(),
+        Some(env) => {
+            let env = quote(&env.display().to_string());
+            format!(
+                "if [ -r {env} ]; then . {env}; rm -f {env}; else echo \"petri: the job's \
+                 secrets are gone (read by an earlier start of this attempt)\" >&2; done_with \
+                 126; fi\n"
+            )
+        }
+    };
     format!(
         "#!/bin/sh\n\
          # Petri job {job}, attempt {attempt}\n\
          dir={dir}\n\
          done_with() {{ echo \"$1\" > \"$dir/exit.tmp\" && mv \"$dir/exit.tmp\" \"$dir/exit\"; exit \"$1\"; }}\n\
+         {secrets}\
          cd {workdir} || {{ echo \"petri: cannot enter {workdir_plain}\" >&2; done_with 126; }}\n\
          {command}\n\
          done_with $?\n",
@@ -1077,6 +990,7 @@ mod tests {
             &run,
             dir.path(),
             dir.path(),
+            None,
             &["/bin/sh".into(), "-c".into(), "echo 'it''s'; exit 4".into()],
         );
         let out = std::process::Command::new("/bin/sh")
@@ -1096,6 +1010,7 @@ mod tests {
             &key(),
             dir.path(),
             &dir.path().join("gone"),
+            None,
             &["true".into()],
         );
         let out = std::process::Command::new("/bin/sh")
@@ -1109,20 +1024,61 @@ mod tests {
     }
 
     #[test]
-    fn status_files_read_in_every_state() {
+    fn secrets_reach_the_job_through_a_file_it_reads_once_and_never_its_description() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s");
-        assert!(matches!(read_status(&p), Status::Missing));
-        std::fs::write(&p, "submitting\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Submitted(None)));
-        std::fs::write(&p, "42\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Submitted(Some(ref id)) if id == "42"));
-        std::fs::write(&p, "42\n3\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Ended(Some(ref id), Some(3)) if id == "42"));
-        std::fs::write(&p, "42\nlost\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Ended(Some(ref id), None) if id == "42"));
-        std::fs::write(&p, "recovered\n").unwrap();
-        assert!(matches!(read_status(&p), Status::Recovered));
+        let key_file = dir.path().join("key.pem");
+        std::fs::write(&key_file, "-----KEY-----\n").unwrap();
+        let vars = vec![
+            ("TOKEN".to_string(), "it's a\nsecret $HOME `x`".to_string()),
+            ("KEY".to_string(), key_file.display().to_string()),
+        ];
+        let kinds = vec![
+            petri_domain::SecretVar {
+                name: "TOKEN".into(),
+                file: false,
+            },
+            petri_domain::SecretVar {
+                name: "KEY".into(),
+                file: true,
+            },
+        ];
+        let folder = dir.path().join(SECRETS);
+        let env = stage_secrets(&folder, &vars, &kinds).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(mode(&env), 0o600);
+        assert_eq!(mode(&folder.join("KEY")), 0o600);
+        let script = wrapper(
+            &key(),
+            dir.path(),
+            dir.path(),
+            Some(&env),
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "printf '%s|' \"$TOKEN\"; cat \"$KEY\"".into(),
+            ],
+        );
+        let run = || {
+            std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap()
+        };
+        let out = run();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "it's a\nsecret $HOME `x`|-----KEY-----\n"
+        );
+        assert!(!env.exists(), "the wrapper removes the file it read");
+        assert!(!script.contains("secret $HOME"));
+        // A second start of the same script finds no secrets and says so.
+        let again = run();
+        assert_eq!(again.status.code(), Some(126));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("secrets are gone"));
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - The log comes from the Job's pod (`pods/log`) once a second while it runs, and once more
 //!   at its end.
 //! - A cancel deletes the Job with background propagation (its pods go with it).
+//! - An attempt with secrets has a Secret of the Job's name (one key per variable, made the
+//!   Job's own), deleted when the attempt ends; the Job only refers to it.
 //! - The job's working directory on this machine is not copied (the image holds the code);
 //!   `PETRI_OUTPUT_DIR` is an `emptyDir` in the pod, whose files stay there. The log says both.
 
@@ -24,20 +26,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::{Job, JobSpec as KubeJobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, Node, Pod, PodSpec, PodTemplateSpec,
-    ResourceRequirements, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, Node, Pod, PodSpec,
+    PodTemplateSpec, ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use petri_domain::{
     ClusterCapacity, ErrorBody, ErrorCode, ExecError, Executor, ExitReport, JobSpec, Launch,
     RunHandle, RunKey, RunProbe, StopSignal,
 };
 use serde::{Deserialize, Serialize};
 
+use petri_runtime::SideRuntime;
+
+use crate::attempt::{
+    Claim, LogCopy, Status, append_line, claim, claim_for_recovery, read_status, refuse_oversized,
+    refuse_unexpressible,
+};
 use crate::engine::{Credential, PingError};
 use crate::executor::Keyring;
 
@@ -45,6 +57,8 @@ use crate::executor::Keyring;
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=petri";
 /// Where a pod's job writes its outputs (an `emptyDir`).
 const OUTPUT_MOUNT: &str = "/petri/output";
+/// Where a pod sees its attempt's secret files (from the attempt's Secret).
+const SECRETS_MOUNT: &str = "/petri/secrets";
 /// Rounds (of 250 ms) a Job may be missing from the watcher's view before its attempt counts
 /// as ended without a word from the cluster.
 const MISSING_ROUNDS: u32 = 8;
@@ -175,8 +189,8 @@ fn parse_bytes(q: &str) -> u64 {
     q.parse().unwrap_or(0)
 }
 
-/// The Job of one attempt: the spec lowered to what a 1.20 server knows.
-pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
+/// What ties a Job (and its pods and Secret) to the Petri job, attempt and user.
+fn job_labels(name: &str, launch: &Launch) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     labels.insert(
         "app.kubernetes.io/managed-by".to_string(),
@@ -191,29 +205,95 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
     if is_label_value(&launch.user) {
         labels.insert("petri.dev/user".to_string(), launch.user.clone());
     }
+    labels
+}
+
+/// The Job of one attempt: the spec lowered to what a 1.20 server knows.
+pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
+    let labels = job_labels(name, launch);
     let output = launch
         .env
         .iter()
         .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
         .map(|(_, v)| v.clone());
+    let secret = |k: &str| launch.secrets.iter().find(|s| s.name == k);
     let env: Vec<EnvVar> = launch
         .env
         .iter()
-        .map(|(k, v)| {
-            // Paths in this machine's output folder name the pod's.
-            let v = match &output {
-                Some(out) if v.starts_with(out.as_str()) => {
-                    format!("{OUTPUT_MOUNT}{}", &v[out.len()..])
-                }
-                _ => v.clone(),
-            };
-            EnvVar {
+        .map(|(k, v)| match secret(k) {
+            // A secret's value comes from the attempt's Secret, never from the Job itself.
+            Some(s) if !s.file => EnvVar {
                 name: k.clone(),
-                value: Some(v),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: name.to_string(),
+                        key: k.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
                 ..EnvVar::default()
+            },
+            // A secret file is the Secret's key of that name, mounted read-only.
+            Some(_) => EnvVar {
+                name: k.clone(),
+                value: Some(format!("{SECRETS_MOUNT}/{k}")),
+                ..EnvVar::default()
+            },
+            None => {
+                // Paths in this machine's output folder name the pod's.
+                let v = match &output {
+                    Some(out) if v.starts_with(out.as_str()) => {
+                        format!("{OUTPUT_MOUNT}{}", &v[out.len()..])
+                    }
+                    _ => v.clone(),
+                };
+                EnvVar {
+                    name: k.clone(),
+                    value: Some(v),
+                    ..EnvVar::default()
+                }
             }
         })
         .collect();
+    let files: Vec<KeyToPath> = launch
+        .secrets
+        .iter()
+        .filter(|s| s.file)
+        .map(|s| KeyToPath {
+            key: s.name.clone(),
+            path: s.name.clone(),
+            mode: None,
+        })
+        .collect();
+    let mut mounts = vec![VolumeMount {
+        name: "output".to_string(),
+        mount_path: OUTPUT_MOUNT.to_string(),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: "output".to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    if !files.is_empty() {
+        mounts.push(VolumeMount {
+            name: "secrets".to_string(),
+            mount_path: SECRETS_MOUNT.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "secrets".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(name.to_string()),
+                items: Some(files),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     let mut amounts = BTreeMap::new();
     if let Some(c) = launch.resources.cpus {
         amounts.insert(
@@ -238,11 +318,7 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
             limits: (!limits.is_empty()).then_some(limits),
             ..ResourceRequirements::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "output".to_string(),
-            mount_path: OUTPUT_MOUNT.to_string(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     Job {
@@ -263,11 +339,7 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_string()),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "output".to_string(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },
@@ -275,6 +347,37 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
         }),
         ..Job::default()
     }
+}
+
+/// The Secret of an attempt that has secrets: the same name and labels as its Job, one key per
+/// variable (a value secret's value, a file secret's content). `None` for an attempt without.
+pub fn secret_object(name: &str, launch: &Launch) -> std::io::Result<Option<Secret>> {
+    if launch.secrets.is_empty() {
+        return Ok(None);
+    }
+    let mut data = BTreeMap::new();
+    for s in &launch.secrets {
+        let Some((_, v)) = launch.env.iter().find(|(k, _)| *k == s.name) else {
+            continue;
+        };
+        let bytes = if s.file {
+            std::fs::read(v)?
+        } else {
+            v.as_bytes().to_vec()
+        };
+        data.insert(s.name.clone(), ByteString(bytes));
+    }
+    let labels = job_labels(name, launch);
+    Ok(Some(Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".to_string()),
+        ..Secret::default()
+    }))
 }
 
 /// Whether a string can be a label's value (63 characters of `[A-Za-z0-9._-]`, alphanumeric at
@@ -342,6 +445,9 @@ struct Record {
     name: String,
     user: String,
     log_path: PathBuf,
+    /// The attempt has a Secret of the same name, deleted when it ends.
+    #[serde(default)]
+    secret: bool,
 }
 
 fn record_path(status_file: &Path) -> PathBuf {
@@ -353,9 +459,9 @@ fn record_path(status_file: &Path) -> PathBuf {
 struct Watch {
     name: String,
     user: String,
-    log_path: PathBuf,
+    log: LogCopy,
+    secret: bool,
     status_file: PathBuf,
-    copied: u64,
     on_exit: Option<Box<dyn FnOnce(ExitReport) + Send>>,
     missing_rounds: u32,
     cancelled: bool,
@@ -363,13 +469,13 @@ struct Watch {
 }
 
 impl Record {
-    fn watch(self, status_file: PathBuf, copied: u64) -> Watch {
+    fn watch(self, status_file: PathBuf, mask: &[Vec<u8>]) -> Watch {
         Watch {
             name: self.name,
             user: self.user,
-            log_path: self.log_path,
+            log: LogCopy::resume(self.log_path, &status_file, mask),
+            secret: self.secret,
             status_file,
-            copied,
             on_exit: None,
             missing_rounds: 0,
             cancelled: false,
@@ -397,15 +503,9 @@ pub struct KubeExecutor {
     seen: Arc<Mutex<Seen>>,
     watching: Mutex<bool>,
     capacity: Mutex<Option<(Instant, ClusterCapacity)>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for KubeExecutor {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
+    /// The secrets to mask of attempts a restarted daemon adopts, until it does.
+    adopted_masks: Mutex<HashMap<RunKey, Vec<Vec<u8>>>>,
+    poller: SideRuntime,
 }
 
 impl KubeExecutor {
@@ -415,12 +515,8 @@ impl KubeExecutor {
         namespace: Option<String>,
         keys: Keyring,
     ) -> Result<Arc<KubeExecutor>, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("petri-cluster-{name}"))
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let poller =
+            SideRuntime::new(&format!("petri-cluster-{name}")).map_err(|e| e.to_string())?;
         let exec = Arc::new(KubeExecutor {
             name: name.to_string(),
             url: url.to_string(),
@@ -431,7 +527,8 @@ impl KubeExecutor {
             seen: Arc::default(),
             watching: Mutex::new(false),
             capacity: Mutex::default(),
-            runtime: Some(runtime),
+            adopted_masks: Mutex::default(),
+            poller,
         });
         let weak = Arc::downgrade(&exec);
         exec.rt().spawn(async move {
@@ -449,19 +546,14 @@ impl KubeExecutor {
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("the runtime lives until drop")
+        self.poller.rt()
     }
 
     fn block_on<F: std::future::Future + Send>(&self, fut: F) -> F::Output
     where
         F::Output: Send,
     {
-        let rt = self.rt();
-        std::thread::scope(|s| {
-            s.spawn(|| rt.block_on(fut))
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
+        self.poller.block_on(fut)
     }
 
     /// How many attempts this executor follows now.
@@ -597,7 +689,7 @@ impl KubeExecutor {
                 (None, Some(r)) if r == "the Job was deleted" => None,
                 (None, _) => Some(self.exit_code_of(&key).await.unwrap_or(1)),
             };
-            self.finish(&key, code, reason);
+            self.finish(&key, code, reason).await;
         }
     }
 
@@ -628,7 +720,7 @@ impl KubeExecutor {
             .lock()
             .unwrap()
             .get(key)
-            .map(|w| (w.user.clone(), w.name.clone(), w.copied))
+            .map(|w| (w.user.clone(), w.name.clone(), w.log.copied))
         else {
             return;
         };
@@ -642,21 +734,26 @@ impl KubeExecutor {
         };
         let mut all = self.watches.lock().unwrap();
         if let Some(w) = all.get_mut(key)
-            && w.copied == copied
+            && w.log.copied == copied
         {
-            append_beyond(w, text.as_bytes());
+            w.log.append_beyond(text.as_bytes());
         }
     }
 
-    fn finish(&self, key: &RunKey, code: Option<i32>, reason: Option<String>) {
+    async fn finish(&self, key: &RunKey, code: Option<i32>, reason: Option<String>) {
         let Some(mut w) = self.watches.lock().unwrap().remove(key) else {
             return;
         };
+        w.log.finish();
+        if w.secret {
+            // The attempt's secrets leave the cluster with it.
+            self.delete_secret(&w.user, &w.name).await;
+        }
         if let Some(r) = &reason
             && code != Some(0)
         {
             append_line(
-                &w.log_path,
+                &w.log.path,
                 &format!("petri: Kubernetes ended Job {} as {r}", w.name),
             );
         }
@@ -676,12 +773,32 @@ impl KubeExecutor {
         }
     }
 
-    fn adopt(&self, status_file: &Path) -> Result<Watch, String> {
+    async fn delete_secret(&self, user: &str, name: &str) {
+        let deleted = match self.client_for(Some(user)).await {
+            Ok(client) => {
+                let secrets: Api<Secret> = Api::namespaced(client, &self.namespace);
+                match secrets.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+                    Err(e) => Err(words(&e)),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            tracing::warn!(cluster = %self.name, secret = %name, error = %e, "deleting an attempt's Secret");
+        }
+    }
+
+    fn adopt(&self, run: &RunKey, status_file: &Path, mask: &[Vec<u8>]) -> Result<Watch, String> {
         let p = record_path(status_file);
         let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         let r: Record = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        let copied = std::fs::metadata(&r.log_path).map(|m| m.len()).unwrap_or(0);
-        Ok(r.watch(status_file.to_path_buf(), copied))
+        let adopted = self.adopted_masks.lock().unwrap().remove(run);
+        Ok(r.watch(
+            status_file.to_path_buf(),
+            adopted.as_deref().unwrap_or(mask),
+        ))
     }
 }
 
@@ -706,56 +823,6 @@ pub async fn fetch_pod_log(
     .map_err(|e| words(&e))
 }
 
-fn append_beyond(w: &mut Watch, bytes: &[u8]) {
-    if bytes.len() as u64 <= w.copied {
-        return;
-    }
-    use std::io::Write;
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&w.log_path)
-        .and_then(|mut f| f.write_all(&bytes[w.copied as usize..]));
-    if written.is_ok() {
-        w.copied = bytes.len() as u64;
-    }
-}
-
-fn append_line(path: &Path, line: &str) {
-    use std::io::Write;
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| writeln!(f, "{line}"));
-}
-
-enum Status {
-    Missing,
-    Recovered,
-    Submitted,
-    Ended(Option<i32>),
-}
-
-fn read_status(path: &Path) -> Status {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Status::Missing;
-    };
-    let mut lines = text.lines().map(str::trim);
-    match lines.next() {
-        Some("recovered") => return Status::Recovered,
-        None | Some("submitting") => return Status::Submitted,
-        Some(_) => {}
-    }
-    match lines.next() {
-        Some("lost") => Status::Ended(None),
-        Some(c) => c
-            .parse()
-            .map_or(Status::Submitted, |c| Status::Ended(Some(c))),
-        None => Status::Submitted,
-    }
-}
-
 impl Executor for KubeExecutor {
     fn start(
         &self,
@@ -775,46 +842,24 @@ impl Executor for KubeExecutor {
                 ))
             })?;
         let status = launch.status_file.clone();
-        if let Some(dir) = status.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| ExecError::Prepare {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
         let record = Record {
             name: name.clone(),
             user: launch.user.clone(),
             log_path: launch.log_path.clone(),
+            secret: !launch.secrets.is_empty(),
         };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&status)
-        {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(b"submitting\n")
-                    .map_err(|source| ExecError::Prepare {
-                        path: status.clone(),
-                        source,
-                    })?;
+        match claim(&status)? {
+            Claim::Mine => {}
+            Claim::Earlier(Status::Submitted(_) | Status::Ended(..)) => {
+                let mut w = self
+                    .adopt(&launch.key, &status, &launch.mask)
+                    .map_err(remote)?;
+                w.on_exit = Some(on_exit);
+                self.watches.lock().unwrap().insert(launch.key.clone(), w);
+                return Ok(RunHandle(name));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return match read_status(&status) {
-                    Status::Submitted | Status::Ended(_) => {
-                        let mut w = self.adopt(&status).map_err(remote)?;
-                        w.on_exit = Some(on_exit);
-                        self.watches.lock().unwrap().insert(launch.key.clone(), w);
-                        Ok(RunHandle(name))
-                    }
-                    _ => Err(remote("this attempt was claimed by a recovery".into())),
-                };
-            }
-            Err(source) => {
-                return Err(ExecError::Prepare {
-                    path: status,
-                    source,
-                });
+            Claim::Earlier(_) => {
+                return Err(remote("this attempt was claimed by a recovery".into()));
             }
         }
         petri_domain::files::write_atomic(
@@ -835,16 +880,52 @@ impl Executor for KubeExecutor {
             ),
         );
         let job = job_object(&name, &launch, &image);
+        let secret = secret_object(&name, &launch).map_err(|e| {
+            let _ = std::fs::remove_file(record_path(&status));
+            remote(format!("reading the job's secrets: {e}"))
+        })?;
         let user = launch.user.clone();
         let created = self.block_on(async {
             let client = self.client_for(Some(&user)).await?;
-            let jobs: Api<Job> = Api::namespaced(client, &self.namespace);
-            match jobs.create(&PostParams::default(), &job).await {
-                Ok(_) => Ok(()),
-                // The same attempt, created before a crash: it is the one.
-                Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
-                Err(e) => Err(words(&e)),
+            // The Secret first, so the pod never waits for it; then the Job; then the Secret
+            // is made the Job's, so deleting the Job (a cancel, its owner) deletes it too.
+            if let Some(secret) = &secret {
+                let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
+                match secrets.create(&PostParams::default(), secret).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                    Err(e) => return Err(format!("creating the job's Secret: {}", words(&e))),
+                }
             }
+            let jobs: Api<Job> = Api::namespaced(client.clone(), &self.namespace);
+            let made = match jobs.create(&PostParams::default(), &job).await {
+                Ok(made) => made,
+                // The same attempt, created before a crash: it is the one.
+                Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                    jobs.get(&name).await.map_err(|e| words(&e))?
+                }
+                Err(e) => {
+                    if secret.is_some() {
+                        self.delete_secret(&user, &name).await;
+                    }
+                    return Err(words(&e));
+                }
+            };
+            if secret.is_some()
+                && let Some(uid) = made.metadata.uid
+            {
+                let owner = serde_json::json!({ "metadata": { "ownerReferences": [{
+                    "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
+                }]}});
+                let secrets: Api<Secret> = Api::namespaced(client, &self.namespace);
+                if let Err(e) = secrets
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&owner))
+                    .await
+                {
+                    tracing::warn!(cluster = %self.name, secret = %name, error = %e, "making a Secret its Job's");
+                }
+            }
+            Ok(())
         });
         if let Err(e) = created {
             // Nothing was created: the claim ends here, and the attempt failed to start.
@@ -858,10 +939,7 @@ impl Executor for KubeExecutor {
             },
         )?;
         tracing::info!(job.id = %launch.key.job, cluster = %self.name, kube.job = %name, "created a Kubernetes Job");
-        let copied = std::fs::metadata(&launch.log_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        let mut w = record.watch(status, copied);
+        let mut w = record.watch(status, &launch.mask);
         w.on_exit = Some(on_exit);
         self.watches.lock().unwrap().insert(launch.key, w);
         Ok(RunHandle(name))
@@ -876,34 +954,11 @@ impl Executor for KubeExecutor {
                  nodes can pull"
             ));
         }
-        if !spec.ports.is_empty() {
-            return refuse(format!(
-                "cluster `{name}` cannot publish ports back to this machine: drop `ports`"
-            ));
-        }
-        if !spec.secrets.is_empty() {
-            return refuse(format!(
-                "Petri does not send secrets to a cluster: drop `secrets` to run on `{name}`, \
-                 or run the job here"
-            ));
-        }
-        if spec.resources.gpu_memory.is_some() || spec.resources.mig.is_some() {
-            return refuse(format!(
-                "Kubernetes hands out whole GPUs (`nvidia.com/gpu`): ask `gpus: N` instead of \
-                 `gpu_memory` or `mig` to run on `{name}`"
-            ));
-        }
-        if !spec.mounts.is_empty() {
-            return refuse(format!(
-                "mounts name folders of this machine, which `{name}`'s pods do not see"
-            ));
-        }
-        Ok(())
+        refuse_unexpressible(name, "Kubernetes (`nvidia.com/gpu`)", spec)
     }
 
     fn admit(&self, spec: &JobSpec) -> Result<(), ErrorBody> {
         self.accepts(spec)?;
-        let refuse = |m: String| Err(ErrorBody::new(ErrorCode::TargetRefused, m));
         let name = &self.name;
         let cap = self.capacity().map_err(|e| {
             ErrorBody::new(
@@ -911,39 +966,7 @@ impl Executor for KubeExecutor {
                 format!("cluster `{name}`: {e}"),
             )
         })?;
-        if cap.nodes == 0 {
-            return Ok(());
-        }
-        let cpus = spec.resources.cpus.unwrap_or(0.0).ceil() as u64;
-        let memory = spec.resources.memory.map_or(0, |m| m.0);
-        let gpus = u64::from(spec.resources.gpus.unwrap_or(0));
-        let mut over = Vec::new();
-        if cpus > cap.max_node_cpus {
-            over.push(format!(
-                "{cpus} cpus (its largest node has {})",
-                cap.max_node_cpus
-            ));
-        }
-        if memory > cap.max_node_memory {
-            over.push(format!(
-                "{} of memory (its largest node has {})",
-                petri_domain::ByteSize(memory),
-                petri_domain::ByteSize(cap.max_node_memory)
-            ));
-        }
-        if gpus > cap.max_node_gpus {
-            over.push(format!(
-                "{gpus} GPUs (its largest node has {})",
-                cap.max_node_gpus
-            ));
-        }
-        if !over.is_empty() {
-            return refuse(format!(
-                "cluster `{name}` can never run this job: it asks for {}",
-                over.join(" and ")
-            ));
-        }
-        Ok(())
+        refuse_oversized(name, spec, &cap, 0.0)
     }
 
     fn stop(&self, run: &RunKey, handle: &RunHandle, _signal: StopSignal) -> Result<(), ExecError> {
@@ -996,27 +1019,14 @@ impl Executor for KubeExecutor {
 
     fn probe(&self, run: &RunKey, status_file: &Path) -> RunProbe {
         match read_status(status_file) {
-            Status::Missing => {
-                if let Some(dir) = status_file.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let claimed = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(status_file)
-                    .and_then(|mut f| {
-                        use std::io::Write;
-                        f.write_all(b"recovered\n")
-                    });
-                match claimed {
-                    Ok(()) => RunProbe::NeverStarted,
-                    Err(_) => self.probe(run, status_file),
-                }
-            }
+            Status::Missing => match claim_for_recovery(status_file) {
+                true => RunProbe::NeverStarted,
+                false => self.probe(run, status_file),
+            },
             Status::Recovered => RunProbe::NeverStarted,
-            Status::Ended(Some(code)) => RunProbe::Exited(code),
-            Status::Ended(None) => RunProbe::Lost,
-            Status::Submitted => {
+            Status::Ended(_, Some(code)) => RunProbe::Exited(code),
+            Status::Ended(_, None) => RunProbe::Lost,
+            Status::Submitted(_) => {
                 if let Some(w) = self.watches.lock().unwrap().get(run) {
                     return RunProbe::Alive {
                         handle: RunHandle(w.name.clone()),
@@ -1024,7 +1034,7 @@ impl Executor for KubeExecutor {
                 }
                 // Claimed, then the daemon died: created or not, the watcher tells (a Job
                 // that never came counts as ended without a code).
-                match self.adopt(status_file) {
+                match self.adopt(run, status_file, &[]) {
                     Ok(w) => {
                         let h = RunHandle(w.name.clone());
                         self.watches.lock().unwrap().insert(run.clone(), w);
@@ -1049,23 +1059,9 @@ impl Executor for KubeExecutor {
     /// in the home goes with the job's.
     fn remove(&self, _run: &RunKey) {}
 
-    fn read_log(
-        &self,
-        _run: &RunKey,
-        log_path: &Path,
-        offset: u64,
-        max: u64,
-    ) -> std::io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = match std::fs::File::open(log_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        f.seek(SeekFrom::Start(offset))?;
-        let mut out = Vec::new();
-        f.take(max).read_to_end(&mut out)?;
-        Ok(out)
+    /// Kept until `probe` adopts the attempt, whose log copy masks with it.
+    fn mask_adopted(&self, run: &RunKey, mask: Vec<Vec<u8>>) {
+        self.adopted_masks.lock().unwrap().insert(run.clone(), mask);
     }
 }
 
@@ -1186,10 +1182,96 @@ mod tests {
             name: "petri-x-1".into(),
             user: "u".into(),
             log_path: dir.path().join("log"),
+            secret: false,
         };
         std::fs::write(record_path(&status), serde_json::to_vec(&record).unwrap()).unwrap();
         assert!(matches!(exec.probe(&run, &status), RunProbe::Alive { .. }));
         assert_eq!(exec.running(), 1);
+    }
+
+    #[test]
+    fn secrets_go_in_the_attempts_secret_and_the_job_only_refers_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "-----KEY-----\n").unwrap();
+        let out = dir.path().join("out");
+        let launch = Launch {
+            key: RunKey {
+                job: petri_domain::JobId::new(),
+                attempt: 1,
+                target: "k".into(),
+            },
+            argv: vec!["python".into(), "train.py".into()],
+            workdir: dir.path().into(),
+            env: vec![
+                ("MODE".into(), "fast".into()),
+                ("TOKEN".into(), "hunter2-value".into()),
+                ("KEY".into(), key_file.display().to_string()),
+                ("PETRI_OUTPUT_DIR".into(), out.display().to_string()),
+            ],
+            log_path: dir.path().join("log"),
+            status_file: dir.path().join("run"),
+            container: None,
+            mask: vec![b"hunter2-value".to_vec()],
+            secrets: vec![
+                petri_domain::SecretVar {
+                    name: "TOKEN".into(),
+                    file: false,
+                },
+                petri_domain::SecretVar {
+                    name: "KEY".into(),
+                    file: true,
+                },
+            ],
+            run_as: None,
+            user: "alice".into(),
+            resources: petri_domain::Resources::default(),
+            timeout_ms: None,
+        };
+        let job = job_object("petri-x-1", &launch, "python:3.11");
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(!text.contains("hunter2"), "no secret in the Job: {text}");
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let env = pod.containers[0].env.clone().unwrap();
+        let var = |n: &str| env.iter().find(|e| e.name == n).unwrap().clone();
+        assert_eq!(var("MODE").value.as_deref(), Some("fast"));
+        let from = var("TOKEN").value_from.unwrap().secret_key_ref.unwrap();
+        assert_eq!(
+            (from.name.as_str(), from.key.as_str()),
+            ("petri-x-1", "TOKEN")
+        );
+        assert_eq!(var("KEY").value.as_deref(), Some("/petri/secrets/KEY"));
+        assert_eq!(
+            var("PETRI_OUTPUT_DIR").value.as_deref(),
+            Some("/petri/output")
+        );
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "secrets")
+            .unwrap()
+            .secret
+            .unwrap();
+        assert_eq!(volume.secret_name.as_deref(), Some("petri-x-1"));
+        assert_eq!(
+            volume.items.unwrap()[0].key,
+            "KEY",
+            "only the files are mounted"
+        );
+        let secret = secret_object("petri-x-1", &launch).unwrap().unwrap();
+        let data = secret.data.unwrap();
+        assert_eq!(data["TOKEN"].0, b"hunter2-value");
+        assert_eq!(data["KEY"].0, b"-----KEY-----\n");
+        assert_eq!(
+            secret.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+            "petri"
+        );
+        let plain = Launch {
+            secrets: Vec::new(),
+            ..launch
+        };
+        assert!(secret_object("petri-x-1", &plain).unwrap().is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! spoken through one executor that works on a shared path ([`executor`]); Kubernetes through
 //! kube-rs, with `batch/v1` Jobs and a watcher ([`kube`]).
 
+mod attempt;
 pub mod engine;
 pub mod executor;
 pub mod kube;

@@ -28,6 +28,10 @@ pub struct Launch {
     /// Byte strings (secrets) the executor replaces with `***` in the attempt's output before
     /// it reaches the log. Empty for most jobs, which then pay nothing for masking.
     pub mask: Vec<Vec<u8>>,
+    /// Which variables of `env` carry secrets. A local or container job just gets them; an
+    /// executor that sends the job elsewhere (a cluster) carries them apart from the rest of
+    /// the environment, never in the engine's own description of the job.
+    pub secrets: Vec<SecretVar>,
     /// Run as this Unix user (a daemon running as root runs each job as its owner); `None`:
     /// as the daemon's own user.
     pub run_as: Option<RunAs>,
@@ -37,6 +41,15 @@ pub struct Launch {
     pub resources: crate::Resources,
     /// The spec's time limit.
     pub timeout_ms: Option<u64>,
+}
+
+/// A variable of an attempt's environment that carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretVar {
+    pub name: String,
+    /// The variable names a private file holding the secret (on this machine), not the secret
+    /// itself: an executor that runs the job elsewhere copies the file there and names the copy.
+    pub file: bool,
 }
 
 /// A Unix account a job runs as: its uid, primary gid, supplementary groups and home folder.
@@ -117,6 +130,7 @@ impl fmt::Debug for Launch {
                 &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             )
             .field("masked", &self.mask.len())
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -229,15 +243,19 @@ pub trait Executor: Send + Sync {
         Ok(0)
     }
 
-    /// Reads the attempt's log from `offset`, at most `max` bytes. Local executors write the
-    /// log at `log_path` as the job runs; remote ones fetch it.
+    /// Reads the attempt's log from `offset`, at most `max` bytes. Every executor keeps the log
+    /// at `log_path` as the job runs (a local one writes it, a container's watcher and a
+    /// cluster's poller copy into it), which is what this reads unless an executor says
+    /// otherwise.
     fn read_log(
         &self,
-        run: &RunKey,
+        _run: &RunKey,
         log_path: &Path,
         offset: u64,
         max: u64,
-    ) -> std::io::Result<Vec<u8>>;
+    ) -> std::io::Result<Vec<u8>> {
+        crate::files::read_at(log_path, offset, max)
+    }
 
     /// The run that a process of this machine belongs to (to tell whose a GPU process is), as
     /// this executor's handle; None when it is not one of this executor's kind.

@@ -38,6 +38,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     written
 }
 
+/// At most `max` bytes of the file at `path` from `offset`; nothing for a file not there yet.
+pub fn read_at(path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut data = Vec::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            f.seek(SeekFrom::Start(offset))?;
+            f.take(max).read_to_end(&mut data)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

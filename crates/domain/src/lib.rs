@@ -32,7 +32,7 @@ pub use cluster::{ClusterCapacity, ClusterCheck, ClusterInfo, ClusterKind, Clust
 pub use error::{ErrorBody, ErrorCode, SpecError};
 pub use executor::{
     BindMount, ContainerLaunch, ExecError, Executor, Executors, ExitReport, Launch, RunAs,
-    RunHandle, RunKey, RunProbe, StopSignal, TARGET_AUTO, TARGET_DOCKER, TARGET_LOCAL,
+    RunHandle, RunKey, RunProbe, SecretVar, StopSignal, TARGET_AUTO, TARGET_DOCKER, TARGET_LOCAL,
     check_cluster_name, is_remote_target,
 };
 pub use ids::JobId;

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use petri_domain::{BindMount, ErrorBody, Job, JobSpec, Launch, Origin, OriginKind, RunKey};
+use petri_domain::{
+    BindMount, ErrorBody, Job, JobSpec, Launch, Origin, OriginKind, RunKey, SecretVar,
+};
 
 /// What the capability that made a job adds to its environment when an attempt launches.
 pub type LaunchHook = Arc<dyn Fn(&Job) -> Vec<(String, String)> + Send + Sync>;
@@ -24,6 +26,9 @@ pub struct LaunchExtras {
     pub mounts: Vec<BindMount>,
     /// Byte strings to replace with `***` in the attempt's output before it reaches the log.
     pub mask: Vec<Vec<u8>>,
+    /// Which of `env` carry secrets (an executor that runs the job elsewhere carries them
+    /// apart).
+    pub secrets: Vec<SecretVar>,
 }
 
 impl std::fmt::Debug for LaunchExtras {
@@ -36,6 +41,7 @@ impl std::fmt::Debug for LaunchExtras {
             )
             .field("mounts", &self.mounts)
             .field("masked", &self.mask.len())
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -100,6 +106,7 @@ impl LaunchHooks {
                 container.mounts.extend(extras.mounts);
             }
             launch.mask.extend(extras.mask);
+            launch.secrets.extend(extras.secrets);
         }
         Ok(())
     }

@@ -435,15 +435,6 @@ mod tests {
         fn probe(&self, _: &petri_domain::RunKey, _: &Path) -> petri_domain::RunProbe {
             unreachable!("admission probes nothing")
         }
-        fn read_log(
-            &self,
-            _: &petri_domain::RunKey,
-            _: &Path,
-            _: u64,
-            _: u64,
-        ) -> std::io::Result<Vec<u8>> {
-            unreachable!("admission reads no log")
-        }
     }
 
     fn code(r: Result<Vec<Prepared>, QueueError>) -> ErrorCode {

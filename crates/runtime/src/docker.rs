@@ -69,7 +69,7 @@ type OnExit = Box<dyn FnOnce(ExitReport) + Send>;
 pub struct DockerExecutor {
     /// Its own small runtime: the engine thread blocks on Docker calls from any context, and the
     /// watchers of containers live here.
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: crate::SideRuntime,
     client: tokio::sync::Mutex<Option<Docker>>,
     home_label: String,
     user: String,
@@ -116,13 +116,8 @@ impl DockerExecutor {
     /// `home` labels the containers of this Petri home.
     pub fn new(home: &Path, gpu_devices: GpuDevices) -> std::io::Result<Self> {
         let user = format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("petri-docker")
-            .enable_all()
-            .build()?;
         Ok(DockerExecutor {
-            runtime: Some(runtime),
+            runtime: crate::SideRuntime::new("petri-docker")?,
             client: tokio::sync::Mutex::new(None),
             home_label: home.display().to_string(),
             user,
@@ -133,21 +128,14 @@ impl DockerExecutor {
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("the runtime lives until drop")
+        self.runtime.rt()
     }
 
-    /// Runs a future to its end from synchronous code, in whatever context that code runs (on a
-    /// thread of its own, so that it never blocks a runtime from inside).
     fn block_on<F: std::future::Future + Send>(&self, fut: F) -> F::Output
     where
         F::Output: Send,
     {
-        let rt = self.rt();
-        std::thread::scope(|s| {
-            s.spawn(|| rt.block_on(fut))
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
+        self.runtime.block_on(fut)
     }
 
     /// A client with the API version negotiated (Docker 20.10 / API 1.41 and newer), connected
@@ -920,17 +908,6 @@ impl Executor for DockerExecutor {
         }
     }
 
-    fn read_log(
-        &self,
-        _: &RunKey,
-        log_path: &Path,
-        offset: u64,
-        max: u64,
-    ) -> std::io::Result<Vec<u8>> {
-        // The watcher copies the container's output into the job's log as it comes.
-        self.read_log_impl(log_path, offset, max)
-    }
-
     /// The watcher removes a container once its exit code is on disk; this covers the ones whose
     /// end was recorded otherwise (after a restart, say). Not waited for.
     fn remove(&self, run: &RunKey) {
@@ -994,20 +971,6 @@ impl Executor for DockerExecutor {
             ),
         )
         .with_details(serde_json::json!({ "field": "image", "image": image })))
-    }
-}
-
-impl DockerExecutor {
-    fn read_log_impl(&self, log_path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {
-        crate::read_log_file(log_path, offset, max)
-    }
-}
-
-impl Drop for DockerExecutor {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 

@@ -7,29 +7,14 @@ mod docker;
 mod filter;
 mod local;
 mod mask;
-
-use std::path::Path;
+mod side;
 
 pub use docker::{
     DockerExecutor, GpuDevices, LABEL_ATTEMPT, LABEL_HOME, LABEL_JOB, container_name,
 };
 pub use local::LocalExecutor;
-pub use mask::Masker;
-
-/// Reads at most `max` bytes of a job's log from `offset`; a log not written yet reads empty.
-fn read_log_file(path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut data = Vec::new();
-    match std::fs::File::open(path) {
-        Ok(mut f) => {
-            f.seek(SeekFrom::Start(offset))?;
-            f.take(max).read_to_end(&mut data)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    Ok(data)
-}
+pub use mask::{MaskStream, Masker};
+pub use side::SideRuntime;
 
 /// The process group of `pid` (Linux: from `/proc/<pid>/stat`), to tell whose a GPU process is.
 pub fn process_group(pid: u32) -> Option<u32> {

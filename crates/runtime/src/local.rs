@@ -176,16 +176,6 @@ impl Executor for LocalExecutor {
         true
     }
 
-    fn read_log(
-        &self,
-        _: &RunKey,
-        log_path: &Path,
-        offset: u64,
-        max: u64,
-    ) -> std::io::Result<Vec<u8>> {
-        crate::read_log_file(log_path, offset, max)
-    }
-
     /// A local job owns its process group (the supervisor leads it).
     fn owner_of_process(&self, pid: u32) -> Option<RunHandle> {
         crate::process_group(pid).map(|g| RunHandle(g.to_string()))
@@ -407,6 +397,7 @@ mod tests {
             status_file: dir.join("runs").join("job.1"),
             container: None,
             mask: Vec::new(),
+            secrets: Vec::new(),
             run_as: None,
             user: "ada".into(),
             resources: Default::default(),

@@ -114,7 +114,7 @@ impl Masker {
 
 /// Masks a stream of pieces: keeps what a piece leaves unsettled for the next.
 #[derive(Debug)]
-pub(crate) struct MaskStream {
+pub struct MaskStream {
     masker: std::sync::Arc<Masker>,
     kept: Vec<u8>,
 }

@@ -47,6 +47,13 @@ pub struct Request {
 }
 
 impl Request {
+    /// What a job that runs elsewhere (on a cluster) takes of this machine.
+    pub const NOTHING: Request = Request {
+        cpu_millis: 0,
+        memory: 0,
+        gpu: GpuAsk::None,
+    };
+
     fn fits(&self, free: &Request) -> bool {
         self.cpu_millis <= free.cpu_millis && self.memory <= free.memory
     }

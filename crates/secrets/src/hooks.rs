@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use petri_domain::{BindMount, ErrorBody, ErrorCode, Job, JobId, JobSpec, RunKey, SecretKind};
+use petri_domain::{
+    BindMount, ErrorBody, ErrorCode, Job, JobId, JobSpec, RunKey, SecretKind, SecretVar,
+};
 use petri_queue::{AdmissionHook, AttemptHook, LaunchExtras, Submitter};
 
 use crate::{Secrets, SecretsError};
@@ -104,6 +106,10 @@ impl Secrets {
             match info.kind {
                 SecretKind::Value => {
                     let text = String::from_utf8_lossy(bytes).into_owned();
+                    extras.secrets.push(SecretVar {
+                        name: variable.clone(),
+                        file: false,
+                    });
                     extras.env.push((variable, text));
                 }
                 SecretKind::File => {
@@ -112,6 +118,10 @@ impl Secrets {
                     if write_files {
                         write_private(&dir, &path, bytes)?;
                     }
+                    extras.secrets.push(SecretVar {
+                        name: variable.clone(),
+                        file: true,
+                    });
                     extras.env.push((variable, path.display().to_string()));
                 }
             }

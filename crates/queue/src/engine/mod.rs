@@ -861,11 +861,7 @@ fn runs_as_owner(kind: petri_domain::OriginKind) -> bool {
 fn request_of_spec(spec: &petri_domain::JobSpec) -> Request {
     // A cluster's job takes nothing of this machine: the cluster's scheduler places it.
     if petri_domain::is_remote_target(target_of_spec(spec)) {
-        return Request {
-            gpu: petri_sched::GpuAsk::None,
-            cpu_millis: 0,
-            memory: 0,
-        };
+        return Request::NOTHING;
     }
     let r = &spec.resources;
     let gpu = match (r.gpus, r.gpu_memory) {

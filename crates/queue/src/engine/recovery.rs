@@ -66,11 +66,7 @@ impl State {
                 queue: active.job.queue.clone(),
                 // A burst attempt (an `auto` job on a cluster) takes nothing here.
                 request: if petri_domain::is_remote_target(&run.target) {
-                    Request {
-                        gpu: petri_sched::GpuAsk::None,
-                        cpu_millis: 0,
-                        memory: 0,
-                    }
+                    Request::NOTHING
                 } else {
                     active.waiting.request
                 },

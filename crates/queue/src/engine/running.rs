@@ -260,11 +260,7 @@ impl State {
                     queue: job.queue.clone(),
                     // A burst job takes nothing of this machine.
                     request: if burst {
-                        Request {
-                            gpu: petri_sched::GpuAsk::None,
-                            cpu_millis: 0,
-                            memory: 0,
-                        }
+                        Request::NOTHING
                     } else {
                         active.waiting.request
                     },
@@ -341,6 +337,7 @@ impl State {
             status_file: self.home.run_file(job.id, attempt),
             container,
             mask: Vec::new(),
+            secrets: Vec::new(),
             run_as: self.run_as(job),
             user: job.user.clone(),
             resources: job.spec.resources.clone(),
