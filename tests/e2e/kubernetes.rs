@@ -177,6 +177,16 @@ fn a_job_becomes_a_kubernetes_job_and_follows_its_status() {
     let running = wait_state(&home, &submitted, JobState::Running);
     let name = running.runs.last().unwrap().handle.clone().unwrap();
     assert_eq!(name, format!("petri-{}-1", submitted.id));
+    // No controller makes a pod here: the Job waits, and Petri says so.
+    wait_until(
+        "the Job to show as waiting",
+        Duration::from_secs(30),
+        || {
+            show(&home, &submitted).remote.is_some_and(|r| {
+                r.waiting && r.state == "Pending" && r.reason.as_deref() == Some("no pod yet")
+            })
+        },
+    );
 
     // The Job as the API server validated and keeps it.
     let job = kubectl(&k, "GET", &job_path(&name), None);

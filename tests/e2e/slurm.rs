@@ -19,6 +19,14 @@ struct Slurm {
     shared: PathBuf,
 }
 
+/// The one node of the test cluster: each test shares it, but the one that fills it on purpose
+/// has it alone (the others' jobs would queue behind its blocker).
+static NODE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn share_node() -> std::sync::RwLockReadGuard<'static, ()> {
+    NODE.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The cluster `scripts/test.sh` started; under `CI=true` a missing one fails the test.
 fn slurm() -> Option<Slurm> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -126,6 +134,7 @@ fn the_samples_run_on_slurm_as_they_run_here() {
     let Some(s) = slurm() else {
         return;
     };
+    let _node = share_node();
     let server = server_with_cluster(&s);
     let home = server.home();
     let check = petri(home, &["cluster", "check", "hpc", "--json"]);
@@ -215,6 +224,7 @@ fn a_failure_a_cancel_and_a_daemon_restart_on_slurm() {
     let Some(s) = slurm() else {
         return;
     };
+    let _node = share_node();
     let mut server = server_with_cluster(&s);
     let work = server.work();
     let w = work.to_str().unwrap().to_string();
@@ -295,6 +305,7 @@ fn what_slurm_cannot_do_is_refused_at_submit() {
     let Some(s) = slurm() else {
         return;
     };
+    let _node = share_node();
     let server = server_with_cluster(&s);
     let home = server.home();
     let refused = |args: &[&str], code: &str, words: &str| {
@@ -339,6 +350,7 @@ fn a_pipeline_step_on_slurm_passes_values_across() {
     let Some(s) = slurm() else {
         return;
     };
+    let _node = share_node();
     let server = server_with_cluster(&s);
     let home = server.home();
     let file = server.work().join("mixed.yaml");
@@ -386,6 +398,7 @@ fn an_auto_job_runs_here_when_it_can_and_bursts_to_slurm_once_it_has_waited() {
     let Some(s) = slurm() else {
         return;
     };
+    let _node = share_node();
     let server = Server::start("[capacity]\ncpus = 1\n[burst]\nto = \"hpc\"\nafter = \"2s\"\n");
     let out = cluster_add(server.home(), &s, "hpc", &s.token_file);
     assert!(
@@ -435,6 +448,7 @@ fn secrets_reach_a_slurm_job_masked_and_never_slurms_record_of_it() {
     let Some(s) = slurm() else {
         return;
     };
+    let _node = share_node();
     let mut server = server_with_cluster(&s);
     let home = server.home().to_path_buf();
     let work = server.work();
@@ -503,4 +517,81 @@ fn secrets_reach_a_slurm_job_masked_and_never_slurms_record_of_it() {
         !attempt.join("secrets").exists(),
         "the job's secret files left the shared path with it"
     );
+}
+
+#[test]
+fn a_job_waiting_in_slurms_queue_shows_so() {
+    let Some(s) = slurm() else {
+        return;
+    };
+    let _node = NODE.write().unwrap_or_else(|p| p.into_inner());
+    let server = server_with_cluster(&s);
+    let home = server.home();
+    let check: serde_json::Value = parse(&petri(home, &["cluster", "check", "hpc", "--json"]));
+    let cpus = check["capacity"]["max_node_cpus"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let submit = |cpus: &str| {
+        jobs(&petri(
+            home,
+            &[
+                "submit", "--json", "--target", "hpc", "--cpus", cpus, "--", "sleep", "300",
+            ],
+        ))
+        .remove(0)
+    };
+    let show =
+        |job: &Job| -> Job { jobs_one(&petri(home, &["show", "--json", &job.id.to_string()])) };
+    // The whole node for one job; the next waits in Slurm's queue for it. Both are cancelled
+    // whatever happens, so that the other tests' jobs get the node back at once.
+    struct Cancel<'a>(&'a Path, Vec<String>);
+    impl Drop for Cancel<'_> {
+        fn drop(&mut self) {
+            for id in &self.1 {
+                petri(self.0, &["cancel", id]);
+            }
+        }
+    }
+    let blocker = submit(&cpus);
+    let mut cancel = Cancel(home, vec![blocker.id.to_string()]);
+    wait_until(
+        "the blocker to run in Slurm",
+        Duration::from_secs(120),
+        || {
+            show(&blocker)
+                .remote
+                .is_some_and(|r| r.state == "RUNNING" && !r.waiting)
+        },
+    );
+    let waiter = submit("1");
+    cancel.1.insert(0, waiter.id.to_string());
+    let mut seen = None;
+    // Slurm gives its reason once its scheduler has looked at the job.
+    wait_until(
+        "Slurm to hold the second job",
+        Duration::from_secs(60),
+        || {
+            seen = show(&waiter).remote;
+            seen.as_ref()
+                .is_some_and(|r| r.state == "PENDING" && r.reason.is_some())
+        },
+    );
+    let remote = seen.unwrap();
+    assert_eq!(show(&waiter).state, JobState::Running, "Slurm took it");
+    assert!(remote.waiting, "{remote:?}");
+    assert_eq!(remote.cluster, "hpc");
+    assert!(
+        remote
+            .id
+            .as_ref()
+            .is_some_and(|id| slurm_state(id) == "PENDING")
+    );
+    // `petri ls` says where it waits.
+    let table = String::from_utf8_lossy(&petri(home, &["ls"]).stdout).into_owned();
+    assert!(table.contains("waits on hpc: PENDING"), "{table}");
+    drop(cancel);
+    for job in [&waiter, &blocker] {
+        assert_eq!(wait_final(&server, job).state, JobState::Cancelled);
+    }
 }

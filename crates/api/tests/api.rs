@@ -532,6 +532,7 @@ async fn recovery_settles_every_attempt_the_database_calls_running() {
         pending: None,
         runs: vec![],
         pruned: None,
+        remote: None,
     };
     let never = job(1, script("echo never >> marks"));
     let finished = job(2, script("echo finished >> marks"));

@@ -48,7 +48,11 @@ pub fn info(job: &Job) -> String {
             })
             .or_else(|| job.reason.clone())
             .unwrap_or_default(),
-        JobState::Running => String::new(),
+        JobState::Running => job
+            .remote
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
         JobState::Succeeded => String::new(),
         _ => job.reason.clone().unwrap_or_default(),
     }

@@ -60,6 +60,55 @@ pub struct JobState {
     pub reason: Option<String>,
 }
 
+impl JobState {
+    /// Still in the engine's own queue: taken, not running yet.
+    pub fn waiting(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
+        )
+    }
+
+    /// What the engine says of the job, as Petri shows it.
+    pub fn view(&self) -> EngineView {
+        EngineView {
+            state: self.state.clone(),
+            waiting: self.waiting(),
+            reason: self.reason.clone().filter(|r| !r.is_empty() && r != "None"),
+        }
+    }
+}
+
+/// What an engine said of a job at the last look (its queue, a pod's phase).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineView {
+    /// The engine's own word (`PENDING`, `RUNNING`, a pod's `Pending`).
+    pub state: String,
+    pub waiting: bool,
+    pub reason: Option<String>,
+}
+
+impl EngineView {
+    /// Taken by the engine, and nothing heard of it yet.
+    pub fn waiting(state: &str) -> EngineView {
+        EngineView {
+            state: state.to_string(),
+            waiting: true,
+            reason: None,
+        }
+    }
+
+    pub fn status(self, cluster: &str, id: Option<String>) -> petri_domain::RemoteStatus {
+        petri_domain::RemoteStatus {
+            cluster: cluster.to_string(),
+            id,
+            state: self.state,
+            waiting: self.waiting,
+            reason: self.reason,
+        }
+    }
+}
+
 /// Why a ping failed.
 #[derive(Debug)]
 pub enum PingError {

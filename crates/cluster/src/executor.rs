@@ -38,7 +38,7 @@ use crate::attempt::{
     Claim, LogCopy, Status, append_line, claim, claim_for_recovery, read_status, refuse_oversized,
     refuse_unexpressible,
 };
-use crate::engine::{BatchJob, Credential, Engine};
+use crate::engine::{BatchJob, Credential, Engine, EngineView};
 
 /// Finds a user's credential for this cluster; `None` asks for anyone's (capacity checks).
 pub type Keyring = Arc<dyn Fn(Option<&str>) -> Option<Credential> + Send + Sync>;
@@ -88,6 +88,7 @@ impl Attempt {
             missing_rounds: 0,
             cluster_code: None,
             cancel: false,
+            seen: None,
             cluster_words: None,
         }
     }
@@ -109,6 +110,8 @@ struct Watch {
     cluster_code: Option<i32>,
     /// A cancel was asked for while the job id was not known yet.
     cancel: bool,
+    /// What the cluster said of it at the last look.
+    seen: Option<EngineView>,
     /// How the cluster said it ended (`FAILED (JobLaunchFailure)`), for the log when the
     /// wrapper left no exit code.
     cluster_words: Option<String>,
@@ -540,6 +543,16 @@ impl Executor for ClusterExecutor {
         }
     }
 
+    fn remote_status(&self, job: petri_domain::JobId) -> Option<petri_domain::RemoteStatus> {
+        let all = self.watches.lock().unwrap();
+        let w = all.iter().find(|(k, _)| k.job == job)?.1;
+        let seen = w
+            .seen
+            .clone()
+            .unwrap_or_else(|| EngineView::waiting("SUBMITTED"));
+        Some(seen.status(&self.name, w.id.clone()))
+    }
+
     /// Kept until `probe` adopts the attempt, whose log copy masks with it.
     fn mask_adopted(&self, run: &RunKey, mask: Vec<Vec<u8>>) {
         self.adopted_masks.lock().unwrap().insert(run.clone(), mask);
@@ -614,6 +627,7 @@ async fn poll_round(
                 match found {
                     Some(j) => {
                         w.missing_rounds = 0;
+                        w.seen = Some(j.view());
                         if w.id.is_none() {
                             // Found again by its name after a crash mid-submit.
                             w.id = Some(j.id.clone());

@@ -50,7 +50,7 @@ use crate::attempt::{
     Claim, LogCopy, Status, append_line, claim, claim_for_recovery, read_status, refuse_oversized,
     refuse_unexpressible,
 };
-use crate::engine::{Credential, PingError};
+use crate::engine::{Credential, EngineView, PingError};
 use crate::executor::Keyring;
 
 /// The label every Job Petri makes carries.
@@ -466,6 +466,8 @@ struct Watch {
     missing_rounds: u32,
     cancelled: bool,
     last_log: Option<Instant>,
+    /// What its pod said at the last look.
+    seen: Option<EngineView>,
 }
 
 impl Record {
@@ -480,6 +482,7 @@ impl Record {
             missing_rounds: 0,
             cancelled: false,
             last_log: None,
+            seen: None,
         }
     }
 }
@@ -724,7 +727,19 @@ impl KubeExecutor {
         else {
             return;
         };
-        let text = match fetch_pod_log(self.pods_of(&user, &name).await).await {
+        let pods = self.pods_of(&user, &name).await;
+        if let Ok((_, list)) = &pods {
+            let seen = pod_state(list);
+            let waiting = seen.waiting;
+            if let Some(w) = self.watches.lock().unwrap().get_mut(key) {
+                w.seen = Some(seen);
+            }
+            if waiting {
+                // A pod not started has no log yet.
+                return;
+            }
+        }
+        let text = match fetch_pod_log(pods).await {
             Ok(Some(t)) => t,
             Ok(None) => return,
             Err(e) => {
@@ -799,6 +814,48 @@ impl KubeExecutor {
             status_file.to_path_buf(),
             adopted.as_deref().unwrap_or(mask),
         ))
+    }
+}
+
+/// What the newest of a Job's pods says: its phase, and why it waits (its container's waiting
+/// reason such as `ErrImagePull`, or why it is not scheduled). No pod yet waits too.
+pub fn pod_state(pods: &[Pod]) -> EngineView {
+    let Some(pod) = newest(pods) else {
+        return EngineView {
+            state: "Pending".to_string(),
+            waiting: true,
+            reason: Some("no pod yet".to_string()),
+        };
+    };
+    let status = pod.status.as_ref();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".to_string());
+    let container = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == "job"))
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref())
+        .map(|w| match &w.message {
+            Some(m) => format!("{}: {m}", w.reason.clone().unwrap_or_default()),
+            None => w.reason.clone().unwrap_or_default(),
+        });
+    let unscheduled = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
+        .map(|c| match (&c.reason, &c.message) {
+            (Some(r), Some(m)) => format!("{r}: {m}"),
+            (r, m) => r.clone().or(m.clone()).unwrap_or_default(),
+        });
+    EngineView {
+        waiting: phase == "Pending",
+        reason: container
+            .or(unscheduled)
+            .or_else(|| status.and_then(|s| s.reason.clone()))
+            .filter(|r| !r.is_empty()),
+        state: phase,
     }
 }
 
@@ -1059,6 +1116,16 @@ impl Executor for KubeExecutor {
     /// in the home goes with the job's.
     fn remove(&self, _run: &RunKey) {}
 
+    fn remote_status(&self, job: petri_domain::JobId) -> Option<petri_domain::RemoteStatus> {
+        let all = self.watches.lock().unwrap();
+        let w = all.iter().find(|(k, _)| k.job == job)?.1;
+        let seen = w
+            .seen
+            .clone()
+            .unwrap_or_else(|| EngineView::waiting("Created"));
+        Some(seen.status(&self.name, Some(w.name.clone())))
+    }
+
     /// Kept until `probe` adopts the attempt, whose log copy masks with it.
     fn mask_adopted(&self, run: &RunKey, mask: Vec<Vec<u8>>) {
         self.adopted_masks.lock().unwrap().insert(run.clone(), mask);
@@ -1272,6 +1339,44 @@ mod tests {
             ..launch
         };
         assert!(secret_object("petri-x-1", &plain).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_pod_that_waits_says_why() {
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "creationTimestamp": "2026-12-03T10:00:00Z"},
+                "status": status}))
+            .unwrap()
+        };
+        assert_eq!(
+            pod_state(&[]),
+            EngineView {
+                state: "Pending".into(),
+                waiting: true,
+                reason: Some("no pod yet".into())
+            }
+        );
+        let pulling = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "job", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+            "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}]}),
+        );
+        let seen = pod_state(&[pulling]);
+        assert!(seen.waiting);
+        assert_eq!(seen.reason.as_deref(), Some("ErrImagePull: not found"));
+        let unscheduled = pod(serde_json::json!({"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]}));
+        assert_eq!(
+            pod_state(&[unscheduled]).reason.as_deref(),
+            Some("Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+        );
+        let running = pod_state(&[pod(serde_json::json!({"phase": "Running"}))]);
+        assert_eq!(
+            (running.state.as_str(), running.waiting),
+            ("Running", false)
+        );
     }
 
     #[test]

@@ -426,6 +426,7 @@ mod tests {
         let answer = json!({"jobs": [
             {"job_id": 7, "name": "a", "job_state": "FAILED", "exit_code": 768, "state_reason": "NonZeroExitCode"},
             {"job_id": 8, "name": "b", "job_state": "RUNNING", "exit_code": 0, "state_reason": "None"},
+            {"job_id": 9, "name": "c", "job_state": "PENDING", "exit_code": 0, "state_reason": "Resources"},
         ]});
         let jobs = V0038.jobs(&answer);
         assert_eq!(jobs[0].exit_code, Some(3));
@@ -433,6 +434,10 @@ mod tests {
         assert_eq!(jobs[1].exit_code, None);
         assert_eq!(jobs[1].reason, None);
         assert!(!jobs[1].ended);
+        assert!(!jobs[1].view().waiting);
+        let pending = jobs[2].view();
+        assert!(pending.waiting && !jobs[2].ended);
+        assert_eq!(pending.reason.as_deref(), Some("Resources"));
     }
 
     #[test]

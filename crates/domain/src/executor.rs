@@ -263,6 +263,13 @@ pub trait Executor: Send + Sync {
         None
     }
 
+    /// What a remote engine says of the attempt of `job` it runs now (it may still wait in the
+    /// engine's own queue); `None` for a job not on this executor. From memory: it is asked for
+    /// every running job a list shows.
+    fn remote_status(&self, _job: crate::JobId) -> Option<crate::RemoteStatus> {
+        None
+    }
+
     /// Where a port of a running attempt is reachable from the daemon (service jobs).
     fn endpoint(&self, _run: &RunKey, _port: u16) -> Option<std::net::SocketAddr> {
         None
@@ -296,6 +303,13 @@ impl Executors {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+    /// What the cluster running `job` says of it (see [`Executor::remote_status`]).
+    pub fn remote_status(&self, job: crate::JobId) -> Option<crate::RemoteStatus> {
+        self.read()
+            .iter()
+            .filter(|(target, _)| is_remote_target(target))
+            .find_map(|(_, exec)| exec.remote_status(job))
     }
     pub fn targets(&self) -> Vec<String> {
         self.read().keys().cloned().collect()

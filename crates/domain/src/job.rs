@@ -312,6 +312,38 @@ pub struct Job {
     /// Set once retention removed the job's log and outputs; the record itself stays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned: Option<Pruned>,
+    /// For a job running on a cluster: what the engine says of it (it may still wait in the
+    /// engine's own queue). Never stored; filled as the job is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteStatus>,
+}
+
+/// What a cluster's engine says of a job's current attempt there. Petri calls a job running
+/// once the engine took it; the engine may still hold it in its own queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RemoteStatus {
+    /// The cluster: the attempt's target.
+    pub cluster: String,
+    /// The engine's name for the job: Slurm's job id, Ray's submission id, the Kubernetes Job.
+    pub id: Option<String>,
+    /// The engine's own word: `PENDING`, `RUNNING`, a pod's phase.
+    pub state: String,
+    /// Still waiting in the engine's queue: not running yet.
+    pub waiting: bool,
+    /// Why, in the engine's words (Slurm's `Resources`, a pod's `ErrImagePull`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for RemoteStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.waiting { "waits on" } else { "runs on" };
+        write!(f, "{what} {}", self.cluster)?;
+        match &self.reason {
+            Some(r) => write!(f, ": {} ({r})", self.state),
+            None => write!(f, ": {}", self.state),
+        }
+    }
 }
 
 /// What retention removed of a finished job, and when.

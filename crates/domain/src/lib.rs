@@ -37,7 +37,8 @@ pub use executor::{
 };
 pub use ids::JobId;
 pub use job::{
-    Job, JobState, Origin, OriginKind, Pending, PendingReason, Pruned, Run, RunOutcome, UserName,
+    Job, JobState, Origin, OriginKind, Pending, PendingReason, Pruned, RemoteStatus, Run,
+    RunOutcome, UserName,
 };
 pub use notebook::{Notebook, NotebookLink, NotebookRequest, NotebookState};
 pub use secret::{SecretInfo, SecretKind, SecretRequest, SecretUse};

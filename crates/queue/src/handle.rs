@@ -578,6 +578,9 @@ impl Queue {
         if matches!(job.state, JobState::Queued | JobState::Held) {
             job.pending = self.pending(vec![job.id]).await?.remove(&job.id);
         }
+        if job.state == JobState::Running {
+            job.remote = self.inner.executors.remote_status(job.id);
+        }
         Ok(job)
     }
 
@@ -672,6 +675,9 @@ impl Queue {
             for job in &mut jobs {
                 job.pending = pending.remove(&job.id);
             }
+        }
+        for job in jobs.iter_mut().filter(|j| j.state == JobState::Running) {
+            job.remote = self.inner.executors.remote_status(job.id);
         }
         Ok(JobPage {
             jobs,

@@ -225,6 +225,7 @@ fn job(spec: JobSpec, user: &str) -> Job {
         pending: None,
         runs: Vec::new(),
         pruned: None,
+        remote: None,
     }
 }
 

@@ -594,6 +594,7 @@ fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
                     ),
                     None => None,
                 },
+                remote: None,
             },
             not_before_ms: r.get("not_before")?,
         })
@@ -629,6 +630,7 @@ mod tests {
             pending: None,
             runs: vec![],
             pruned: None,
+            remote: None,
         }
     }
 

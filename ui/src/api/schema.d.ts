@@ -1505,6 +1505,7 @@ export interface components {
             queue: string;
             /** @description Why the job ended as it did (failed, cancelled, timed out), in words. */
             reason?: string | null;
+            remote?: null | components["schemas"]["RemoteStatus"];
             /** @description Every attempt, oldest first (only in single-job answers). */
             runs?: components["schemas"]["Run"][];
             spec: components["schemas"]["JobSpec"];
@@ -1998,6 +1999,22 @@ export interface components {
             latest_versions?: components["schemas"]["ModelVersion"][];
             name: string;
             tags?: components["schemas"]["TrackingKeyValue"][];
+        };
+        /**
+         * @description What a cluster's engine says of a job's current attempt there. Petri calls a job running
+         *     once the engine took it; the engine may still hold it in its own queue.
+         */
+        RemoteStatus: {
+            /** @description The cluster: the attempt's target. */
+            cluster: string;
+            /** @description The engine's name for the job: Slurm's job id, Ray's submission id, the Kubernetes Job. */
+            id?: string | null;
+            /** @description Why, in the engine's words (Slurm's `Resources`, a pod's `ErrImagePull`). */
+            reason?: string | null;
+            /** @description The engine's own word: `PENDING`, `RUNNING`, a pod's phase. */
+            state: string;
+            /** @description Still waiting in the engine's queue: not running yet. */
+            waiting: boolean;
         };
         /** @description One blob a garbage collection removed. */
         RemovedBlob: {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bytes, duration, isFinal, jobTime, runWhere, stateTone } from "./format";
+import { bytes, duration, isFinal, jobTime, remoteWords, runWhere, stateTone } from "./format";
 
 describe("format", () => {
   it("bytes in binary units", () => {
@@ -29,5 +29,11 @@ describe("format", () => {
     expect(runWhere({ target: "docker", handle: "0123456789abcdef".repeat(4) })).toBe("docker · 0123456789ab");
     expect(runWhere({ target: "local", handle: null })).toBe("local");
     expect(runWhere({ target: "local" })).toBe("local");
+  });
+  it("a job on a cluster says whether it waits there, and why", () => {
+    expect(remoteWords({ cluster: "hpc", state: "PENDING", waiting: true, reason: "Resources" })).toBe(
+      "waits on hpc: PENDING (Resources)",
+    );
+    expect(remoteWords({ cluster: "k8s", state: "Running", waiting: false })).toBe("runs on k8s: Running");
   });
 });

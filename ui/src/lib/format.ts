@@ -1,5 +1,5 @@
 // How numbers, times and states read in the UI.
-import type { JobState, Run } from "../api/types";
+import type { Job, JobState, Run } from "../api/types";
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
@@ -64,6 +64,11 @@ export function jobTime(job: { started_at_ms?: number | null; finished_at_ms?: n
 export function runWhere(run: Pick<Run, "target" | "handle">): string {
   const handle = run.handle ? shortHandle(run.target, run.handle) : undefined;
   return handle ? `${run.target} · ${handle}` : run.target;
+}
+
+/** Where a job on a cluster is, in its engine's words: "waits on hpc: PENDING (Resources)". */
+export function remoteWords(r: NonNullable<Job["remote"]>): string {
+  return `${r.waiting ? "waits on" : "runs on"} ${r.cluster}: ${r.state}${r.reason ? ` (${r.reason})` : ""}`;
 }
 
 /** A container id reads as Docker prints it: its first 12 characters. */

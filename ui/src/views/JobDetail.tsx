@@ -8,7 +8,7 @@ import { useJob } from "../api/queries";
 import type { Job, Pruned } from "../api/types";
 import { useLive } from "../live";
 import { ErrorNote, StateBadge } from "../components/ui";
-import { ago, bytes, isFinal, jobTime, runWhere } from "../lib/format";
+import { ago, bytes, isFinal, jobTime, remoteWords, runWhere } from "../lib/format";
 import { follow } from "../lib/sse";
 
 const PRUNED_BY: Record<string, string> = {
@@ -124,6 +124,12 @@ export function JobDetail() {
         <div className="pending" data-testid="pending">
           Waiting: {job.pending.message}
           {job.pending.position != null && <> · number {job.pending.position} in line</>}
+        </div>
+      )}
+      {job.remote && (
+        <div className="pending" data-testid="remote">
+          {remoteWords(job.remote)}
+          {job.remote.id && <> · {job.remote.cluster}'s id {job.remote.id}</>}
         </div>
       )}
       {job.reason && (

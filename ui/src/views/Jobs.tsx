@@ -10,7 +10,7 @@ import type { JobListFilter } from "../api/keys";
 import { rowAt, useJobPages, wanted } from "../api/jobPages";
 import { totalOf, useMe, useStatus } from "../api/queries";
 import { Empty, ErrorNote, StateBadge } from "../components/ui";
-import { jobTime } from "../lib/format";
+import { jobTime, remoteWords } from "../lib/format";
 import { searchJobs } from "../lib/jobs";
 
 const STATES: JobState[] = ["queued", "held", "running", "succeeded", "failed", "cancelled", "timed_out"];
@@ -26,6 +26,7 @@ const HEAD = 34;
 const ROW = 30;
 
 function info(j: Job): string {
+  if (j.remote) return remoteWords(j.remote);
   if (j.pending) return `${j.pending.message ?? j.pending.reason}${j.pending.position ? ` · #${j.pending.position} in line` : ""}`;
   if (j.pruned) return "log and outputs removed by retention";
   if (j.reason) return j.reason;

@@ -42,6 +42,7 @@ impl State {
                 pending: None,
                 runs: Vec::new(),
                 pruned: None,
+                remote: None,
             };
             tx.insert_job(&job, 0)?;
             self.metrics.submitted.inc();
