@@ -64,21 +64,25 @@ fn kubectl(k: &Kube, method: &str, path: &str, body: Option<&str>) -> serde_json
 }
 
 fn server_with_cluster(k: &Kube) -> Server {
+    server_with_cluster_and(k, &[])
+}
+
+/// A daemon with the test server added as `k8s`, with `extra` arguments to `cluster add`.
+fn server_with_cluster_and(k: &Kube, extra: &[&str]) -> Server {
     let server = Server::start("");
-    let out = petri(
-        server.home(),
-        &[
-            "cluster",
-            "add",
-            "k8s",
-            "--kind",
-            "kubernetes",
-            "--url",
-            &k.url,
-            "--kubeconfig",
-            k.kubeconfig.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "cluster",
+        "add",
+        "k8s",
+        "--kind",
+        "kubernetes",
+        "--url",
+        &k.url,
+        "--kubeconfig",
+        k.kubeconfig.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = petri(server.home(), &args);
     assert!(
         out.status.success(),
         "{}",
@@ -404,4 +408,94 @@ fn secrets_go_in_a_secret_of_the_attempt_that_leaves_with_it() {
     wait_until("the Secret to be deleted", Duration::from_secs(30), || {
         kubectl(&k, "GET", &secret_path, None)["code"] == 404
     });
+}
+
+#[test]
+fn with_a_shared_path_the_pod_works_in_a_copy_and_its_outputs_come_back() {
+    let Some(k) = kube() else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let server = server_with_cluster_and(&k, &["--shared", shared.path().to_str().unwrap()]);
+    let home = server.home();
+    let work = server.work();
+    std::fs::write(work.join("train.py"), "print('hi')\n").unwrap();
+    let submitted = jobs(&petri(
+        home,
+        &[
+            "submit",
+            "--json",
+            "--workdir",
+            work.to_str().unwrap(),
+            "--target",
+            "k8s",
+            "--image",
+            "python:3.11-slim",
+            "--",
+            "python",
+            "train.py",
+        ],
+    ))
+    .remove(0);
+    let running = wait_state(home, &submitted, JobState::Running);
+    let name = running.runs.last().unwrap().handle.clone().unwrap();
+    let attempt = shared
+        .path()
+        .join("petri")
+        .join(format!("{}.1", submitted.id));
+    assert_eq!(
+        std::fs::read_to_string(attempt.join("work/train.py")).unwrap(),
+        "print('hi')\n",
+        "the working directory is copied to the shared path"
+    );
+    let job = kubectl(&k, "GET", &job_path(&name), None);
+    let pod = &job["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["workingDir"],
+        attempt.join("work").to_str().unwrap(),
+        "{c:#}"
+    );
+    assert_eq!(
+        pod["volumes"][0]["hostPath"]["path"],
+        shared.path().to_str().unwrap()
+    );
+    assert_eq!(pod["volumes"][0]["hostPath"]["type"], "Directory");
+    assert_eq!(
+        c["volumeMounts"][0]["mountPath"],
+        shared.path().to_str().unwrap()
+    );
+    let env = c["env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e["name"] == "PETRI_OUTPUT_DIR"
+            && e["value"] == attempt.join("output").to_str().unwrap()),
+        "{env:?}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(home).unwrap().uid();
+    assert_eq!(
+        pod["securityContext"]["runAsUser"], uid,
+        "the pod runs as the job's owner"
+    );
+
+    // The pod's part (no kubelet here): it writes its outputs, and the controller says done.
+    std::fs::write(attempt.join("output/metrics.txt"), "accuracy=0.9\n").unwrap();
+    patch_end(&k, &name, true);
+    let done = wait_state(home, &submitted, JobState::Succeeded);
+    let back = home
+        .join("outputs")
+        .join(done.id.to_string())
+        .join("metrics.txt");
+    assert_eq!(std::fs::read_to_string(back).unwrap(), "accuracy=0.9\n");
+    let log = petri(home, &["logs", &done.id.to_string()]);
+    assert!(
+        !String::from_utf8_lossy(&log.stdout).contains("not copied"),
+        "{}",
+        String::from_utf8_lossy(&log.stdout)
+    );
+    wait_until(
+        "the attempt's folder to go",
+        Duration::from_secs(30),
+        || !attempt.exists(),
+    );
 }

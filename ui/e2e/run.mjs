@@ -493,6 +493,62 @@ try {
     await page.locator("[data-cluster=hpc] [data-testid=cluster-jobs-none]").waitFor({ timeout: 60000 });
   }, slurm ? undefined : "no Slurm (PETRI_TEST_SLURM_URL unset, and CI is not set)");
 
+  // The Ray head and the Kubernetes API server scripts/test.sh starts (PETRI_TEST_RAY_*,
+  // PETRI_TEST_KUBE_*); outside CI without them, skipped.
+  const ray = process.env.PETRI_TEST_RAY_URL
+    ? {
+        url: process.env.PETRI_TEST_RAY_URL,
+        user: process.env.PETRI_TEST_RAY_USER,
+        token: fs.readFileSync(process.env.PETRI_TEST_RAY_TOKEN_FILE, "utf8").trim(),
+        shared: process.env.PETRI_TEST_RAY_SHARED,
+      }
+    : undefined;
+  const kube = process.env.PETRI_TEST_KUBE_URL
+    ? { url: process.env.PETRI_TEST_KUBE_URL, kubeconfig: fs.readFileSync(process.env.PETRI_TEST_KUBE_KUBECONFIG, "utf8") }
+    : undefined;
+  if ((!ray || !kube) && process.env.CI) throw new Error("no Ray or Kubernetes to test against (scripts/test.sh starts them)");
+  await step("the Clusters view adds a Ray cluster and a Kubernetes one; a job runs on Ray, and one waiting on Kubernetes says so", async () => {
+    const addCluster = async (fields) => {
+      await page.goto(`${base}/#/clusters`);
+      await page.locator("h1", { hasText: "Clusters" }).waitFor();
+      await page.selectOption("select[name=cluster-kind]", fields.kind);
+      for (const [name, value] of Object.entries(fields)) {
+        if (name !== "kind") await page.fill(`[name=cluster-${name}]`, value);
+      }
+      await page.click("form button[type=submit]");
+      await page.locator("[data-testid=cluster-added]").waitFor();
+      await expectText(page.locator(`[data-cluster=${fields.name}] [data-testid=cluster-health]`), "healthy");
+    };
+    await addCluster({ kind: "ray", name: "ray", url: ray.url, token: ray.token, user: ray.user, shared: ray.shared });
+    await page.goto(`${base}/#/jobs/new`);
+    await page.fill("input[name=command]", `sh -c 'echo on ray'`);
+    await page.fill("input[name=name]", "to-ray");
+    await page.fill("input[name=workdir]", work);
+    await page.selectOption("select[name=target]", "ray");
+    await page.click("button[type=submit]");
+    await expectText(page.locator("[data-testid=log]"), "on ray");
+    await page.locator("h1 [data-state=succeeded]").waitFor({ timeout: 60000 });
+
+    // A kubeconfig pasted whole; no shared folder, so the card says what that means.
+    await addCluster({ kind: "kubernetes", name: "k8s", url: kube.url, token: kube.kubeconfig, partition: "default" });
+    await expectText(page.locator("[data-cluster=k8s]"), "outputs stay in the pod");
+    await page.goto(`${base}/#/jobs/new`);
+    await page.fill("input[name=command]", "sleep 30");
+    await page.fill("input[name=name]", "to-k8s");
+    await page.fill("input[name=workdir]", work);
+    await page.fill("input[name=image]", "busybox");
+    await page.selectOption("select[name=target]", "k8s");
+    await page.click("button[type=submit]");
+    // No kubelet here: the Job is accepted and waits for a pod, and the job's page says so.
+    await expectText(page.locator("[data-testid=remote]"), "waits on k8s: Pending (no pod yet)");
+    await page.goto(`${base}/#/clusters`);
+    await expectText(page.locator("[data-cluster=k8s] [data-testid=cluster-job-remote]"), "Pending (no pod yet)");
+    await shot("clusters-k8s");
+    await page.locator("[data-cluster=k8s] [data-testid=cluster-jobs] a").first().click();
+    await page.locator("button", { hasText: "Cancel" }).click();
+    await page.locator("h1 [data-state=cancelled]").waitFor({ timeout: 30000 });
+  }, ray && kube ? undefined : "no Ray or Kubernetes (PETRI_TEST_RAY_URL or PETRI_TEST_KUBE_URL unset, and CI is not set)");
+
   await step("a browser signs in over TLS to a daemon beyond loopback, trusting its certificate by fingerprint", async () => {
     const tlsHome = fs.mkdtempSync(path.join(os.tmpdir(), "petri-ui-tls-"));
     const tlsPort = await new Promise((resolve) => {

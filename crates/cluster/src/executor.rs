@@ -39,13 +39,10 @@ use crate::attempt::{
     refuse_unexpressible,
 };
 use crate::engine::{BatchJob, Credential, Engine, EngineView};
+use crate::staging::{Staged, bring_back, hand_over, stage};
 
 /// Finds a user's credential for this cluster; `None` asks for anyone's (capacity checks).
 pub type Keyring = Arc<dyn Fn(Option<&str>) -> Option<Credential> + Send + Sync>;
-
-/// The most a working directory may hold to be copied to the cluster; beyond it, the job's
-/// working directory must be under the shared path already.
-pub const MAX_STAGED_BYTES: u64 = 1 << 30;
 
 /// How long the cluster's own view counts after the wrapper should have written its exit code
 /// (a shared file system may show it late).
@@ -191,9 +188,7 @@ impl ClusterExecutor {
 
     /// The folder of one attempt on the shared path.
     pub fn attempt_dir(&self, run: &RunKey) -> PathBuf {
-        self.shared
-            .join("petri")
-            .join(format!("{}.{}", run.job, run.attempt))
+        crate::staging::attempt_dir(&self.shared, run)
     }
 
     /// How many attempts this executor follows now.
@@ -229,49 +224,14 @@ impl ClusterExecutor {
     ) -> Result<(PathBuf, Attempt, BatchJob), String> {
         let dir = self.attempt_dir(&launch.key);
         let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
-        if dir.exists() {
-            // An earlier try of this very attempt got as far as the folder: start afresh.
-            std::fs::remove_dir_all(&dir).map_err(|e| io(&dir.display().to_string(), e))?;
-        }
-        // The parent is passable for the cluster's account, never listable.
-        let parent = self.shared.join("petri");
-        std::fs::create_dir_all(&parent)
-            .and_then(|()| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o711))
-            })
-            .map_err(|e| io(&format!("cannot create {}", parent.display()), e))?;
-        std::fs::create_dir_all(dir.join("output"))
-            .map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
-        // The job runs in its working directory when the nodes see it, else in a copy.
-        let workdir = if launch.workdir.starts_with(&self.shared) {
-            launch.workdir.clone()
-        } else {
-            let copy = dir.join("work");
-            let size = tree_size(&launch.workdir)
-                .map_err(|e| io(&format!("reading {}", launch.workdir.display()), e))?;
-            if size > MAX_STAGED_BYTES {
-                return Err(format!(
-                    "the working directory {} holds {} MiB, more than the {} MiB Petri copies to \
-                     a cluster; put it under the cluster's shared path {}",
-                    launch.workdir.display(),
-                    size >> 20,
-                    MAX_STAGED_BYTES >> 20,
-                    self.shared.display()
-                ));
-            }
-            copy_tree(&launch.workdir, &copy)
-                .map_err(|e| io(&format!("copying {}", launch.workdir.display()), e))?;
-            copy
-        };
-        let output_dir = launch
-            .env
-            .iter()
-            .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
-            .map(|(_, v)| PathBuf::from(v));
+        let Staged {
+            workdir,
+            output_dir,
+            env,
+        } = stage(&self.shared, &dir, launch)?;
         let attempt = Attempt {
             log_path: launch.log_path.clone(),
-            output_dir: output_dir.clone(),
+            output_dir,
             user: launch.user.clone(),
             name: self.job_name(&launch.key),
             owner: launch.run_as.as_ref().map(|r| (r.uid, r.gid)),
@@ -282,31 +242,7 @@ impl ClusterExecutor {
             0o644,
         )
         .map_err(|e| io("writing the attempt's record", e))?;
-        // What the launch prepared in the output folder (a pipeline step's `.outputs`) is
-        // there on the cluster too, and every variable naming a path in it names the copy.
-        let remote_out = dir.join("output");
-        if let Some(out) = &output_dir
-            && out.is_dir()
-        {
-            copy_tree(out, &remote_out).map_err(|e| io("copying the output folder", e))?;
-        }
-        let mut env: Vec<(String, String)> = launch
-            .env
-            .iter()
-            .map(|(k, v)| {
-                let moved = output_dir
-                    .as_ref()
-                    .and_then(|out| Path::new(v).strip_prefix(out).ok())
-                    .map(|rest| {
-                        if rest.as_os_str().is_empty() {
-                            remote_out.display().to_string()
-                        } else {
-                            remote_out.join(rest).display().to_string()
-                        }
-                    });
-                (k.clone(), moved.unwrap_or_else(|| v.clone()))
-            })
-            .collect();
+        let mut env = env;
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push((
                 "PATH".into(),
@@ -765,22 +701,10 @@ fn finish(
         };
         append_line(&w.log.path, &format!("petri: {words}"));
     }
-    if let Some(out) = &w.output_dir {
-        match copy_tree(&w.dir.join("output"), out) {
-            // The copies are the job's owner's, as the job's own files are on this machine.
-            Ok(()) => {
-                if let Some((uid, gid)) = w.owner {
-                    chown_tree(
-                        out,
-                        nix::unistd::Uid::from_raw(uid),
-                        nix::unistd::Gid::from_raw(gid),
-                    );
-                }
-            }
-            Err(e) => {
-                tracing::warn!(job.id = %key.job, error = %e, "bringing a cluster job's outputs back")
-            }
-        }
+    if let Some(out) = &w.output_dir
+        && let Err(e) = bring_back(&w.dir, out, w.owner)
+    {
+        tracing::warn!(job.id = %key.job, error = %e, "bringing a cluster job's outputs back");
     }
     let line = match (never_started, code, w.id) {
         (true, _, _) => "recovered\n".to_string(),
@@ -912,78 +836,6 @@ fn wrapper(
     )
 }
 
-fn tree_size(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            total += tree_size(&entry.path())?;
-        } else if kind.is_file() {
-            total += entry.metadata()?.len();
-        }
-    }
-    Ok(total)
-}
-
-/// Copies a folder's files, folders and links into `to` (made when missing).
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let target = to.join(entry.file_name());
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else if kind.is_symlink() {
-            let link = std::fs::read_link(entry.path())?;
-            let _ = std::fs::remove_file(&target);
-            std::os::unix::fs::symlink(link, &target)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
-/// Gives the attempt's folder to the cluster account when that account exists here and this
-/// daemon may (it runs as root); otherwise the daemon's own user is the account.
-fn hand_over(dir: &Path, account: &str) {
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    let Ok(Some(user)) = nix::unistd::User::from_name(account) else {
-        return;
-    };
-    if user.uid.is_root() {
-        return;
-    }
-    chown_tree(dir, user.uid, user.gid);
-}
-
-/// Gives a folder and all it holds to `uid:gid` (links themselves, not what they point to).
-fn chown_tree(p: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) {
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    let _ = nix::unistd::chown(p, Some(uid), Some(gid));
-    if let Ok(entries) = std::fs::read_dir(p) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                chown_tree(&e.path(), uid, gid);
-            } else {
-                let _ = nix::unistd::fchownat(
-                    nix::fcntl::AT_FDCWD,
-                    &e.path(),
-                    Some(uid),
-                    Some(gid),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                );
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1093,44 +945,5 @@ mod tests {
         let again = run();
         assert_eq!(again.status.code(), Some(126));
         assert!(String::from_utf8_lossy(&again.stderr).contains("secrets are gone"));
-    }
-
-    #[test]
-    fn outputs_brought_back_are_handed_to_the_jobs_owner() {
-        if !nix::unistd::geteuid().is_root() {
-            return; // only a root daemon runs jobs as their owners
-        }
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("out/sub")).unwrap();
-        std::fs::write(dir.path().join("out/sub/x"), "x").unwrap();
-        let (uid, gid) = (
-            nix::unistd::Uid::from_raw(65534),
-            nix::unistd::Gid::from_raw(65534),
-        );
-        chown_tree(&dir.path().join("out"), uid, gid);
-        for p in ["out", "out/sub", "out/sub/x"] {
-            let m = std::fs::metadata(dir.path().join(p)).unwrap();
-            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{p}");
-        }
-    }
-
-    #[test]
-    fn a_tree_is_copied_with_its_folders_and_links() {
-        let dir = tempfile::tempdir().unwrap();
-        let from = dir.path().join("a");
-        std::fs::create_dir_all(from.join("sub")).unwrap();
-        std::fs::write(from.join("sub/x.txt"), "x").unwrap();
-        std::os::unix::fs::symlink("sub/x.txt", from.join("link")).unwrap();
-        copy_tree(&from, &dir.path().join("b")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("b/sub/x.txt")).unwrap(),
-            "x"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("b/link")).unwrap(),
-            "x"
-        );
-        assert_eq!(tree_size(&from).unwrap(), 1);
     }
 }

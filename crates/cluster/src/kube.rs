@@ -29,9 +29,9 @@ use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::{Job, JobSpec as KubeJobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, Node, Pod, PodSpec,
-    PodTemplateSpec, ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, Volume,
-    VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource, KeyToPath, Node,
+    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, Secret,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -52,6 +52,7 @@ use crate::attempt::{
 };
 use crate::engine::{Credential, EngineView, PingError};
 use crate::executor::Keyring;
+use crate::staging::{attempt_dir, bring_back, hand_over_to, stage};
 
 /// The label every Job Petri makes carries.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=petri";
@@ -208,8 +209,21 @@ fn job_labels(name: &str, launch: &Launch) -> BTreeMap<String, String> {
     labels
 }
 
-/// The Job of one attempt: the spec lowered to what a 1.20 server knows.
-pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
+/// Where an attempt runs on a cluster with a shared path: the path (a `hostPath` volume at the
+/// same path in the pod), the copy of the working directory, the environment with the output
+/// folder moved there, and whom the pod runs as (the job's owner, so that its files on the
+/// shared path are theirs).
+pub struct OnShared<'a> {
+    pub shared: &'a Path,
+    pub workdir: &'a Path,
+    pub env: &'a [(String, String)],
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The Job of one attempt: the spec lowered to what a 1.20 server knows. With a shared path its
+/// pod works there; without, its outputs go to an `emptyDir` (and stay in the pod).
+pub fn job_object(name: &str, launch: &Launch, image: &str, on: Option<OnShared<'_>>) -> Job {
     let labels = job_labels(name, launch);
     let output = launch
         .env
@@ -217,8 +231,9 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
         .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
         .map(|(_, v)| v.clone());
     let secret = |k: &str| launch.secrets.iter().find(|s| s.name == k);
-    let env: Vec<EnvVar> = launch
-        .env
+    let env: Vec<EnvVar> = on
+        .as_ref()
+        .map_or(&launch.env[..], |on| on.env)
         .iter()
         .map(|(k, v)| match secret(k) {
             // A secret's value comes from the attempt's Secret, never from the Job itself.
@@ -243,7 +258,7 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
             None => {
                 // Paths in this machine's output folder name the pod's.
                 let v = match &output {
-                    Some(out) if v.starts_with(out.as_str()) => {
+                    Some(out) if on.is_none() && v.starts_with(out.as_str()) => {
                         format!("{OUTPUT_MOUNT}{}", &v[out.len()..])
                     }
                     _ => v.clone(),
@@ -266,16 +281,35 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
             mode: None,
         })
         .collect();
-    let mut mounts = vec![VolumeMount {
-        name: "output".to_string(),
-        mount_path: OUTPUT_MOUNT.to_string(),
-        ..VolumeMount::default()
-    }];
-    let mut volumes = vec![Volume {
-        name: "output".to_string(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }];
+    let (mut mounts, mut volumes) = match &on {
+        Some(on) => (
+            vec![VolumeMount {
+                name: "shared".to_string(),
+                mount_path: on.shared.display().to_string(),
+                ..VolumeMount::default()
+            }],
+            vec![Volume {
+                name: "shared".to_string(),
+                host_path: Some(HostPathVolumeSource {
+                    path: on.shared.display().to_string(),
+                    type_: Some("Directory".to_string()),
+                }),
+                ..Volume::default()
+            }],
+        ),
+        None => (
+            vec![VolumeMount {
+                name: "output".to_string(),
+                mount_path: OUTPUT_MOUNT.to_string(),
+                ..VolumeMount::default()
+            }],
+            vec![Volume {
+                name: "output".to_string(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }],
+        ),
+    };
     if !files.is_empty() {
         mounts.push(VolumeMount {
             name: "secrets".to_string(),
@@ -319,6 +353,7 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
             ..ResourceRequirements::default()
         }),
         volume_mounts: Some(mounts),
+        working_dir: on.as_ref().map(|on| on.workdir.display().to_string()),
         ..Container::default()
     };
     Job {
@@ -338,6 +373,11 @@ pub fn job_object(name: &str, launch: &Launch, image: &str) -> Job {
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_string()),
+                    security_context: on.as_ref().map(|on| PodSecurityContext {
+                        run_as_user: Some(i64::from(on.uid)),
+                        run_as_group: Some(i64::from(on.gid)),
+                        ..PodSecurityContext::default()
+                    }),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()
@@ -448,6 +488,14 @@ struct Record {
     /// The attempt has a Secret of the same name, deleted when it ends.
     #[serde(default)]
     secret: bool,
+    /// On a cluster with a shared path: the attempt's folder there, whose `output/` comes back
+    /// to `output_dir` (handed to `owner`) when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<(u32, u32)>,
 }
 
 fn record_path(status_file: &Path) -> PathBuf {
@@ -461,6 +509,8 @@ struct Watch {
     user: String,
     log: LogCopy,
     secret: bool,
+    /// The attempt's folder on the shared path, its output folder here, its owner.
+    staged: Option<(PathBuf, Option<PathBuf>, Option<(u32, u32)>)>,
     status_file: PathBuf,
     on_exit: Option<Box<dyn FnOnce(ExitReport) + Send>>,
     missing_rounds: u32,
@@ -477,6 +527,7 @@ impl Record {
             user: self.user,
             log: LogCopy::resume(self.log_path, &status_file, mask),
             secret: self.secret,
+            staged: self.dir.map(|d| (d, self.output_dir, self.owner)),
             status_file,
             on_exit: None,
             missing_rounds: 0,
@@ -500,6 +551,8 @@ pub struct KubeExecutor {
     name: String,
     url: String,
     namespace: String,
+    /// A folder this machine and the nodes see at the same path, when the cluster has one.
+    shared: Option<PathBuf>,
     keys: Keyring,
     clients: Arc<Mutex<HashMap<String, kube::Client>>>,
     watches: Arc<Mutex<HashMap<RunKey, Watch>>>,
@@ -516,6 +569,7 @@ impl KubeExecutor {
         name: &str,
         url: &str,
         namespace: Option<String>,
+        shared: Option<PathBuf>,
         keys: Keyring,
     ) -> Result<Arc<KubeExecutor>, String> {
         let poller =
@@ -524,6 +578,7 @@ impl KubeExecutor {
             name: name.to_string(),
             url: url.to_string(),
             namespace: namespace.unwrap_or_else(|| "default".to_string()),
+            shared,
             keys,
             clients: Arc::default(),
             watches: Arc::default(),
@@ -760,6 +815,12 @@ impl KubeExecutor {
             return;
         };
         w.log.finish();
+        if let Some((dir, Some(out), owner)) = w.staged.clone() {
+            let back = tokio::task::spawn_blocking(move || bring_back(&dir, &out, owner)).await;
+            if let Ok(Err(e)) = back {
+                tracing::warn!(job.id = %key.job, error = %e, "bringing a Kubernetes job's outputs back");
+            }
+        }
         if w.secret {
             // The attempt's secrets leave the cluster with it.
             self.delete_secret(&w.user, &w.name).await;
@@ -899,11 +960,26 @@ impl Executor for KubeExecutor {
                 ))
             })?;
         let status = launch.status_file.clone();
+        let dir = self.shared.as_ref().map(|s| attempt_dir(s, &launch.key));
+        let owner = match &launch.run_as {
+            Some(r) => (r.uid, r.gid),
+            None => (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            ),
+        };
         let record = Record {
             name: name.clone(),
             user: launch.user.clone(),
             log_path: launch.log_path.clone(),
             secret: !launch.secrets.is_empty(),
+            dir: dir.clone(),
+            output_dir: launch
+                .env
+                .iter()
+                .find(|(k, _)| k == "PETRI_OUTPUT_DIR")
+                .map(|(_, v)| PathBuf::from(v)),
+            owner: launch.run_as.as_ref().map(|r| (r.uid, r.gid)),
         };
         match claim(&status)? {
             Claim::Mine => {}
@@ -928,15 +1004,47 @@ impl Executor for KubeExecutor {
             path: record_path(&status),
             source,
         })?;
-        append_line(
-            &launch.log_path,
-            &format!(
-                "petri: on Kubernetes the job runs in its image's working directory ({} is not \
-                 copied) and its outputs stay in the pod's {OUTPUT_MOUNT}",
-                launch.workdir.display()
-            ),
+        let staged = match (&self.shared, &dir) {
+            (Some(shared), Some(dir)) => {
+                let staged = stage(shared, dir, &launch).map_err(|e| {
+                    let _ = std::fs::remove_file(record_path(&status));
+                    remote(e)
+                })?;
+                // The pod runs as the job's owner: its files on the shared path are theirs.
+                if launch.run_as.is_some() {
+                    hand_over_to(dir, owner);
+                }
+                Some(staged)
+            }
+            _ => {
+                append_line(
+                    &launch.log_path,
+                    &format!(
+                        "petri: on Kubernetes the job runs in its image's working directory ({} \
+                         is not copied: cluster `{}` has no shared path) and its outputs stay in \
+                         the pod's {OUTPUT_MOUNT}",
+                        launch.workdir.display(),
+                        self.name
+                    ),
+                );
+                None
+            }
+        };
+        let job = job_object(
+            &name,
+            &launch,
+            &image,
+            match (&self.shared, &staged) {
+                (Some(shared), Some(staged)) => Some(OnShared {
+                    shared,
+                    workdir: &staged.workdir,
+                    env: &staged.env,
+                    uid: owner.0,
+                    gid: owner.1,
+                }),
+                _ => None,
+            },
         );
-        let job = job_object(&name, &launch, &image);
         let secret = secret_object(&name, &launch).map_err(|e| {
             let _ = std::fs::remove_file(record_path(&status));
             remote(format!("reading the job's secrets: {e}"))
@@ -1113,8 +1221,23 @@ impl Executor for KubeExecutor {
     }
 
     /// The Job stays in the cluster (its owner's to inspect or delete); the attempt's record
-    /// in the home goes with the job's.
-    fn remove(&self, _run: &RunKey) {}
+    /// in the home goes with the job's, its folder on the shared path now.
+    fn remove(&self, run: &RunKey) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if self.watches.lock().unwrap().contains_key(run) {
+            return;
+        }
+        let dir = attempt_dir(shared, run);
+        self.rt().spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing an attempt's folder");
+            }
+        });
+    }
 
     fn remote_status(&self, job: petri_domain::JobId) -> Option<petri_domain::RemoteStatus> {
         let all = self.watches.lock().unwrap();
@@ -1232,7 +1355,7 @@ mod tests {
     fn an_attempt_claimed_before_its_job_was_made_never_began() {
         let dir = tempfile::tempdir().unwrap();
         let keys: Keyring = Arc::new(|_: Option<&str>| None);
-        let exec = KubeExecutor::new("k", "https://127.0.0.1:1", None, keys).unwrap();
+        let exec = KubeExecutor::new("k", "https://127.0.0.1:1", None, None, keys).unwrap();
         let run = RunKey {
             job: petri_domain::JobId::new(),
             attempt: 1,
@@ -1250,6 +1373,9 @@ mod tests {
             user: "u".into(),
             log_path: dir.path().join("log"),
             secret: false,
+            dir: None,
+            output_dir: None,
+            owner: None,
         };
         std::fs::write(record_path(&status), serde_json::to_vec(&record).unwrap()).unwrap();
         assert!(matches!(exec.probe(&run, &status), RunProbe::Alive { .. }));
@@ -1295,7 +1421,7 @@ mod tests {
             resources: petri_domain::Resources::default(),
             timeout_ms: None,
         };
-        let job = job_object("petri-x-1", &launch, "python:3.11");
+        let job = job_object("petri-x-1", &launch, "python:3.11", None);
         let text = serde_json::to_string(&job).unwrap();
         assert!(!text.contains("hunter2"), "no secret in the Job: {text}");
         let pod = job.spec.unwrap().template.spec.unwrap();

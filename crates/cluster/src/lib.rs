@@ -17,6 +17,7 @@ pub mod executor;
 pub mod kube;
 pub mod ray;
 pub mod slurm;
+mod staging;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,7 +177,8 @@ impl Clusters {
         let keys: executor::Keyring =
             Arc::new(move |user: Option<&str>| credential(&weak, &name, user));
         let live = if c.kind == ClusterKind::Kubernetes {
-            let exec = KubeExecutor::new(&c.name, &c.url, c.partition.clone(), keys)?;
+            let shared = (!c.shared.as_os_str().is_empty()).then(|| c.shared.clone());
+            let exec = KubeExecutor::new(&c.name, &c.url, c.partition.clone(), shared, keys)?;
             self.inner.executors.register(c.name.clone(), exec.clone());
             Live::Kube(exec)
         } else {
@@ -260,7 +262,9 @@ impl Clusters {
                 req.url
             )));
         }
-        let needs_shared = req.kind != ClusterKind::Kubernetes;
+        // Kubernetes needs none (the image holds the code); given one, it is used as on Slurm.
+        let needs_shared =
+            req.kind != ClusterKind::Kubernetes || !req.shared.as_os_str().is_empty();
         if needs_shared && (!req.shared.is_absolute() || !req.shared.is_dir()) {
             return Err(invalid(format!(
                 "the shared path {} is not a folder on this machine: give a folder the cluster's \

@@ -13,6 +13,12 @@ import type { JobPage } from "./types";
 /** Read until an event says otherwise. */
 export const LIVE = { staleTime: Infinity } as const;
 
+/**
+ * How often to ask again about jobs on a cluster: what its engine says of them (waiting in its
+ * queue, a pod's phase) changes without an event of Petri's.
+ */
+export const REMOTE_POLL_MS = 3000;
+
 /** The app's cache: refusals are not retried, a daemon that does not answer is, twice. */
 export function makeQueryClient(onUnauthorized: () => void): QueryClient {
   return new QueryClient({
@@ -53,9 +59,14 @@ export function useStatus() {
 }
 
 /** A short list of jobs (one page: the dashboard's running jobs, its recent failures). */
-export function useJobList(f: JobListFilter) {
+export function useJobList(f: JobListFilter, opts: { pollRemote?: boolean } = {}) {
   const { api } = useLive();
-  return useQuery({ queryKey: keys.jobList(f), queryFn: ({ signal }) => fetchJobPage(api, f, undefined, signal), ...LIVE });
+  return useQuery({
+    queryKey: keys.jobList(f),
+    queryFn: ({ signal }) => fetchJobPage(api, f, undefined, signal),
+    ...LIVE,
+    refetchInterval: (q) => (opts.pollRemote && q.state.data?.jobs.some((j) => j.remote) ? REMOTE_POLL_MS : false),
+  });
 }
 
 /** One job by its number or id (what the route says). */
@@ -66,6 +77,7 @@ export function useJob(key: string | undefined) {
     queryFn: ({ signal }) => ok(api.http.GET("/api/v1/jobs/{id}", { params: { path: { id: key ?? "" } }, signal })),
     enabled: !!key,
     ...LIVE,
+    refetchInterval: (q) => (q.state.data?.remote ? REMOTE_POLL_MS : false),
   });
 }
 

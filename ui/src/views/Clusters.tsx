@@ -50,7 +50,7 @@ export function Clusters() {
       kind: form.kind as ClusterRequest["kind"],
       url: form.url.trim(),
       token: form.token.trim(),
-      ...(form.kind === "kubernetes" ? {} : { shared: form.shared.trim() }),
+      ...(form.shared.trim() ? { shared: form.shared.trim() } : {}),
       ...(form.user.trim() ? { user: form.user.trim() } : {}),
       ...(form.partition.trim() && form.kind !== "ray" ? { partition: form.partition.trim() } : {}),
     };
@@ -119,11 +119,18 @@ export function Clusters() {
               <input name="cluster-partition" value={form.partition} onChange={set("partition")} />
             </Field>
           )}
-          {form.kind !== "kubernetes" && (
-            <Field label="Shared folder" error={fieldError?.field === "shared" ? fieldError.message : undefined} hint="seen by this machine and the nodes under the same path" wide>
-              <input name="cluster-shared" value={form.shared} onChange={set("shared")} placeholder="/shared/petri" />
-            </Field>
-          )}
+          <Field
+            label="Shared folder"
+            error={fieldError?.field === "shared" ? fieldError.message : undefined}
+            hint={
+              form.kind === "kubernetes"
+                ? "optional: seen by this machine and the nodes under the same path; with one, pods work in a copy of the job's folder and outputs come back"
+                : "seen by this machine and the nodes under the same path"
+            }
+            wide
+          >
+            <input name="cluster-shared" value={form.shared} onChange={set("shared")} placeholder="/shared/petri" />
+          </Field>
           <div className="actions">
             <button className="primary" type="submit" disabled={busy}>{busy ? "Trying the credential…" : "Add"}</button>
           </div>
@@ -138,10 +145,10 @@ function ClusterCard(props: { cluster: ClusterInfo }) {
   const { api } = useLive();
   const client = useQueryClient();
   const check = useClusterCheck(c.name);
-  const running = useJobList({ state: "queued,running", limit: 500 });
+  const running = useJobList({ state: "queued,running", limit: 500 }, { pollRemote: true });
   const [confirming, setConfirming] = useState(false);
   const [error, setError] = useState<unknown>();
-  const jobs = (running.data?.jobs ?? []).filter((j) => j.spec.target === c.name);
+  const jobs = (running.data?.jobs ?? []).filter((j) => j.remote?.cluster === c.name || j.spec.target === c.name);
   const h = check.data;
   const health = check.isFetching && !h ? "checking" : h?.credentials_valid ? "healthy" : h?.reachable ? "credential refused" : h ? "unreachable" : "unknown";
   const tone = health === "healthy" ? "succeeded" : health === "checking" || health === "unknown" ? "queued" : "failed";
@@ -166,8 +173,9 @@ function ClusterCard(props: { cluster: ClusterInfo }) {
       <ErrorNote error={error} onDismiss={() => setError(undefined)} />
       <dl className="facts">
         <dt>Address</dt><dd>{c.url} <span className="muted">(API {c.api_version})</span></dd>
-        <dt>Partition</dt><dd>{c.partition ?? <span className="muted">the cluster's default</span>}</dd>
-        <dt>Shared folder</dt><dd><code>{c.shared}</code></dd>
+        <dt>{c.kind === "kubernetes" ? "Namespace" : "Partition"}</dt><dd>{c.partition ?? <span className="muted">the cluster's default</span>}</dd>
+        <dt>Shared folder</dt>
+        <dd>{c.shared ? <code>{c.shared}</code> : <span className="muted">none: the image holds the code, outputs stay in the pod</span>}</dd>
         <dt>Added</dt><dd>by {c.owner}, {ago(c.created_at_ms)}</dd>
         <dt>Credentials</dt><dd>{c.users.join(", ")}</dd>
         {h?.version && (<><dt>Version</dt><dd>{h.version}</dd></>)}
@@ -188,7 +196,7 @@ function ClusterCard(props: { cluster: ClusterInfo }) {
         <p className="muted" data-testid="cluster-jobs-none">None. Send one with “Run on: {c.name}” in the new job form.</p>
       ) : (
         <table className="table compact" data-testid="cluster-jobs">
-          <thead><tr><th>#</th><th>Name</th><th>State</th><th>User</th><th>{c.kind === "ray" ? "Ray job" : c.kind === "kubernetes" ? "Kubernetes Job" : "Slurm job"}</th></tr></thead>
+          <thead><tr><th>#</th><th>Name</th><th>State</th><th>User</th><th>{c.kind === "ray" ? "Ray job" : c.kind === "kubernetes" ? "Kubernetes Job" : "Slurm job"}</th><th>There</th></tr></thead>
           <tbody>
             {jobs.map((j) => (
               <tr key={j.id}>
@@ -196,7 +204,8 @@ function ClusterCard(props: { cluster: ClusterInfo }) {
                 <td>{j.name}</td>
                 <td><StateBadge state={j.state} /></td>
                 <td>{j.user}</td>
-                <td>{j.runs?.at(-1)?.handle ?? ""}</td>
+                <td>{j.remote?.id ?? j.runs?.at(-1)?.handle ?? ""}</td>
+                <td data-testid="cluster-job-remote">{j.remote ? `${j.remote.state}${j.remote.reason ? ` (${j.remote.reason})` : ""}` : ""}</td>
               </tr>
             ))}
           </tbody>
