@@ -64,7 +64,9 @@ pub struct AddArgs {
     #[arg(long, visible_alias = "namespace")]
     pub partition: Option<String>,
     /// A folder this machine and the cluster's nodes see under the same path; each attempt's
-    /// working copy, log, outputs and exit status live there (Slurm, Ray; not Kubernetes).
+    /// working copy, log, outputs and exit status live there. Required for Slurm and Ray;
+    /// optional for Kubernetes, whose pods then work in a copy of the job's folder there
+    /// (a `hostPath` volume) and whose outputs come back.
     #[arg(long, value_name = "DIR")]
     pub shared: Option<PathBuf>,
     /// slurmrestd's OpenAPI version (default: v0.0.38, Slurm 22.05). Ray's Jobs API has none.
