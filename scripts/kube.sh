@@ -12,6 +12,9 @@
 #   PETRI_TEST_KUBE_URL         the API server's address
 #   PETRI_TEST_KUBE_KUBECONFIG  a kubeconfig for it (the authority and the admin's token)
 #   PETRI_TEST_KUBE_TOKEN_FILE  the admin's bearer token alone
+#   PETRI_TEST_KUBE_REGISTRY    the cluster's image registry (Debian's docker-registry, plain HTTP
+#                               on loopback) holding one tiny image, petri/tiny:1, pushed there
+#                               with Docker (which the test command has started)
 # There is no kubelet and no controller manager: Jobs are accepted, validated, watched and
 # deleted, and nothing runs them (a test patches a Job's status in the controller's place).
 # stop_kube: stops what start_kube started, by PID.
@@ -53,6 +56,14 @@ start_kube() {
     ensure_kube_apiserver
     command -v etcd >/dev/null 2>&1 || apt_install etcd-server
     command -v openssl >/dev/null 2>&1 || apt_install openssl
+    if ! command -v docker-registry >/dev/null 2>&1; then
+        apt_install docker-registry
+        # The package starts a registry of its own on every interface (port 5000) where systemd
+        # runs: the tests start theirs on loopback, so the one just installed is stopped.
+        if [ -d /run/systemd/system ]; then
+            as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+        fi
+    fi
     rm -rf "$dir"
     mkdir -p "$dir/pki" "$dir/log"
     (
@@ -85,6 +96,18 @@ start_kube() {
         --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.0.0.0/24 \
         --advertise-address=127.0.0.1 --cert-dir="$dir/pki" >"$dir/log/kube-apiserver.log" 2>&1 &
     KUBE_PIDS="$KUBE_PIDS $!"
+    reg_port=$(free_port)
+    cat > "$dir/registry.yml" <<EOF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $dir/registry
+http:
+  addr: 127.0.0.1:$reg_port
+EOF
+    setsid docker-registry serve "$dir/registry.yml" >"$dir/log/registry.log" 2>&1 &
+    KUBE_PIDS="$KUBE_PIDS $!"
+    export PETRI_TEST_KUBE_REGISTRY="127.0.0.1:$reg_port"
     export PETRI_TEST_KUBE_URL="https://127.0.0.1:$api_port"
     export PETRI_TEST_KUBE_TOKEN_FILE="$dir/token"
     export PETRI_TEST_KUBE_KUBECONFIG="$dir/kubeconfig"
@@ -118,11 +141,23 @@ EOF
         fi
         sleep 0.5
     done
+    tries=0
+    until curl -fsS "http://$PETRI_TEST_KUBE_REGISTRY/v2/" >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        [ "$tries" -le 60 ] || die "the image registry did not come up on $PETRI_TEST_KUBE_REGISTRY (see $dir/log/registry.log)"
+        sleep 0.5
+    done
+    # One tiny image (an empty file system) in the cluster's registry; Docker pushes to a
+    # registry on loopback over plain HTTP.
+    tiny="$PETRI_TEST_KUBE_REGISTRY/petri/tiny:1"
+    tar -cf - --files-from /dev/null | docker import - "$tiny" >/dev/null
+    docker push -q "$tiny" >/dev/null || die "cannot push $tiny to the test registry"
+    docker rmi "$tiny" >/dev/null 2>&1 || true
 }
 
 stop_kube() {
     [ -n "$KUBE_PIDS" ] || return 0
-    say "stopping the Kubernetes API server and etcd this script started"
+    say "stopping the Kubernetes API server, etcd and the image registry this script started"
     for pid in $KUBE_PIDS; do
         kill "$pid" 2>/dev/null || true
     done

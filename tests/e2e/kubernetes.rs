@@ -18,6 +18,8 @@ struct Kube {
     url: String,
     kubeconfig: PathBuf,
     token_file: PathBuf,
+    /// The cluster's image registry, with `petri/tiny:1` in it.
+    registry: String,
 }
 
 fn kube() -> Option<Kube> {
@@ -26,11 +28,13 @@ fn kube() -> Option<Kube> {
         var("PETRI_TEST_KUBE_URL"),
         var("PETRI_TEST_KUBE_KUBECONFIG"),
         var("PETRI_TEST_KUBE_TOKEN_FILE"),
+        var("PETRI_TEST_KUBE_REGISTRY"),
     ) {
-        (Some(url), Some(kc), Some(token)) => Some(Kube {
+        (Some(url), Some(kc), Some(token), Some(registry)) => Some(Kube {
             url,
             kubeconfig: kc.into(),
             token_file: token.into(),
+            registry,
         }),
         _ => {
             let why = "no Kubernetes API server to test against (scripts/test.sh builds and starts \
@@ -297,6 +301,36 @@ fn a_cancel_deletes_the_job_and_what_kubernetes_cannot_do_is_refused() {
         &["--image", "busybox", "--gpu-mem", "4GiB", "--", "true"],
         "nvidia.com/gpu",
     );
+
+    // An image the cluster's registry does not have is refused at submit; one it has is not.
+    let missing = format!("{}/petri/nope:1", k.registry);
+    let out = petri(
+        home,
+        &[
+            "submit", "--target", "k8s", "--image", &missing, "--", "true",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("IMAGE_NOT_FOUND")
+            && err.contains("has no petri/nope:1"),
+        "{err}"
+    );
+    let tiny = format!("{}/petri/tiny:1", k.registry);
+    let accepted = jobs(&petri(
+        home,
+        &[
+            "submit", "--json", "--target", "k8s", "--image", &tiny, "--", "true",
+        ],
+    ))
+    .remove(0);
+    assert!(
+        petri(home, &["cancel", &accepted.id.to_string()])
+            .status
+            .success()
+    );
+    wait_state(home, &accepted, JobState::Cancelled);
 
     // A token the API server refuses is not kept.
     let bad = home.join("bad.token");

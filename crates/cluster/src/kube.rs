@@ -52,6 +52,7 @@ use crate::attempt::{
 };
 use crate::engine::{Credential, EngineView, PingError};
 use crate::executor::Keyring;
+use crate::registry::{Pullable, Registries};
 use crate::staging::{attempt_dir, bring_back, hand_over_to, stage};
 
 /// The label every Job Petri makes carries.
@@ -509,8 +510,8 @@ struct Watch {
     user: String,
     log: LogCopy,
     secret: bool,
-    /// The attempt's folder on the shared path, its output folder here, its owner.
-    staged: Option<(PathBuf, Option<PathBuf>, Option<(u32, u32)>)>,
+    /// Where the outputs come back from and to, on a cluster with a shared path.
+    back: Option<Back>,
     status_file: PathBuf,
     on_exit: Option<Box<dyn FnOnce(ExitReport) + Send>>,
     missing_rounds: u32,
@@ -527,7 +528,14 @@ impl Record {
             user: self.user,
             log: LogCopy::resume(self.log_path, &status_file, mask),
             secret: self.secret,
-            staged: self.dir.map(|d| (d, self.output_dir, self.owner)),
+            back: match (self.dir, self.output_dir) {
+                (Some(dir), Some(out)) => Some(Back {
+                    dir,
+                    out,
+                    owner: self.owner,
+                }),
+                _ => None,
+            },
             status_file,
             on_exit: None,
             missing_rounds: 0,
@@ -536,6 +544,14 @@ impl Record {
             seen: None,
         }
     }
+}
+
+/// An attempt's folder on the shared path, whose `output/` comes back to the job's output
+/// folder here, handed to its owner.
+struct Back {
+    dir: PathBuf,
+    out: PathBuf,
+    owner: Option<(u32, u32)>,
 }
 
 /// What the watcher has seen: every Job of Petri in the namespace, by name, once it listed them.
@@ -561,6 +577,8 @@ pub struct KubeExecutor {
     capacity: Mutex<Option<(Instant, ClusterCapacity)>>,
     /// The secrets to mask of attempts a restarted daemon adopts, until it does.
     adopted_masks: Mutex<HashMap<RunKey, Vec<Vec<u8>>>>,
+    /// Asked at submit whether the nodes could pull a job's image.
+    registries: Registries,
     poller: SideRuntime,
 }
 
@@ -586,6 +604,7 @@ impl KubeExecutor {
             watching: Mutex::new(false),
             capacity: Mutex::default(),
             adopted_masks: Mutex::default(),
+            registries: Registries::new(),
             poller,
         });
         let weak = Arc::downgrade(&exec);
@@ -815,7 +834,7 @@ impl KubeExecutor {
             return;
         };
         w.log.finish();
-        if let Some((dir, Some(out), owner)) = w.staged.clone() {
+        if let Some(Back { dir, out, owner }) = w.back.take() {
             let back = tokio::task::spawn_blocking(move || bring_back(&dir, &out, owner)).await;
             if let Ok(Err(e)) = back {
                 tracing::warn!(job.id = %key.job, error = %e, "bringing a Kubernetes job's outputs back");
@@ -1131,7 +1150,24 @@ impl Executor for KubeExecutor {
                 format!("cluster `{name}`: {e}"),
             )
         })?;
-        refuse_oversized(name, spec, &cap, 0.0)
+        refuse_oversized(name, spec, &cap, 0.0)?;
+        // An image its registry says it does not have would never start: refused now.
+        if let Some(image) = &spec.image {
+            match self.block_on(self.registries.check(image)) {
+                Pullable::Yes => {}
+                Pullable::No(why) => {
+                    return Err(ErrorBody::new(
+                        ErrorCode::ImageNotFound,
+                        format!("cluster `{name}` cannot pull the image `{image}`: {why}"),
+                    )
+                    .with_details(serde_json::json!({ "field": "image", "image": image })));
+                }
+                Pullable::Unknown(why) => {
+                    tracing::debug!(cluster = %name, %image, %why, "cannot tell whether the image can be pulled");
+                }
+            }
+        }
+        Ok(())
     }
 
     fn stop(&self, run: &RunKey, handle: &RunHandle, _signal: StopSignal) -> Result<(), ExecError> {

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod executor;
 pub mod kube;
 pub mod ray;
+pub mod registry;
 pub mod slurm;
 mod staging;
 
