@@ -7,8 +7,8 @@
 //!   needs beside it, and creates the Job. The name is fixed by the attempt, so a second create
 //!   (a daemon that died before it wrote down the answer) finds the first: `AlreadyExists`
 //!   counts as created, and nothing runs twice.
-//! - One watcher per cluster follows the Jobs Petri made there (label
-//!   `app.kubernetes.io/managed-by=petri`); a Job that ends (its `Complete` or `Failed`
+//! - One watcher per user follows the Jobs Petri made there for them, with that user's own
+//!   credential (labels `app.kubernetes.io/managed-by=petri`, `petri.dev/user`); a Job that ends (its `Complete` or `Failed`
 //!   condition, or `succeeded`/`failed` counts) ends its attempt with the exit code of its
 //!   pod's container (1 when no pod says; 124 past its deadline). Kubernetes keeps a Job until
 //!   it is deleted, so its end outlives a daemon outage without a file of the job's own.
@@ -554,7 +554,8 @@ struct Back {
     owner: Option<(u32, u32)>,
 }
 
-/// What the watcher has seen: every Job of Petri in the namespace, by name, once it listed them.
+/// What one user's watcher has seen: every Job Petri made for them in the namespace, by name,
+/// once it listed them.
 #[derive(Default)]
 struct Seen {
     ready: bool,
@@ -572,8 +573,10 @@ pub struct KubeExecutor {
     keys: Keyring,
     clients: Arc<Mutex<HashMap<String, kube::Client>>>,
     watches: Arc<Mutex<HashMap<RunKey, Watch>>>,
-    seen: Arc<Mutex<Seen>>,
-    watching: Mutex<bool>,
+    /// What each user's watcher has seen (a member's Jobs are read with their own credential).
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
+    /// The users whose watcher runs.
+    watching: Mutex<std::collections::HashSet<String>>,
     capacity: Mutex<Option<(Instant, ClusterCapacity)>>,
     /// The secrets to mask of attempts a restarted daemon adopts, until it does.
     adopted_masks: Mutex<HashMap<RunKey, Vec<Vec<u8>>>>,
@@ -601,7 +604,7 @@ impl KubeExecutor {
             clients: Arc::default(),
             watches: Arc::default(),
             seen: Arc::default(),
-            watching: Mutex::new(false),
+            watching: Mutex::default(),
             capacity: Mutex::default(),
             adopted_masks: Mutex::default(),
             registries: Registries::new(),
@@ -660,26 +663,36 @@ impl KubeExecutor {
         Ok(c)
     }
 
-    /// Starts the watcher once (with the owner's credential: it reads Petri's Jobs there).
-    async fn ensure_watcher(self: &Arc<Self>) {
-        if *self.watching.lock().unwrap() {
+    /// Starts a user's watcher once, with their own credential: it reads the Jobs Petri made
+    /// for them (in team mode a member's Jobs may be in a namespace only they can read).
+    async fn ensure_watcher(self: &Arc<Self>, user: &str) {
+        if self.watching.lock().unwrap().contains(user) {
             return;
         }
-        let Ok(client) = self.client_for(None).await else {
+        let Ok(client) = self.client_for(Some(user)).await else {
             return;
         };
-        *self.watching.lock().unwrap() = true;
+        if !self.watching.lock().unwrap().insert(user.to_string()) {
+            return;
+        }
         let jobs: Api<Job> = Api::namespaced(client, &self.namespace);
+        let labels = if is_label_value(user) {
+            format!("{MANAGED_BY},petri.dev/user={user}")
+        } else {
+            MANAGED_BY.to_string()
+        };
         let seen = self.seen.clone();
         let cluster = self.name.clone();
+        let user = user.to_string();
         tokio::spawn(async move {
             use kube::runtime::WatchStreamExt;
             use kube::runtime::watcher::{self, Event};
-            let stream = watcher::watcher(jobs, watcher::Config::default().labels(MANAGED_BY))
+            let stream = watcher::watcher(jobs, watcher::Config::default().labels(&labels))
                 .default_backoff();
             futures_util::pin_mut!(stream);
             while let Some(event) = stream.next().await {
-                let mut s = seen.lock().unwrap();
+                let mut all = seen.lock().unwrap();
+                let s = all.entry(user.clone()).or_default();
                 match event {
                     Ok(Event::Init) => s.buffer.clear(),
                     Ok(Event::InitApply(j)) => {
@@ -702,7 +715,7 @@ impl KubeExecutor {
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(%cluster, error = %e, "watching a cluster's Jobs");
+                        tracing::debug!(%cluster, %user, error = %e, "watching a cluster's Jobs");
                     }
                 }
             }
@@ -711,19 +724,29 @@ impl KubeExecutor {
 
     /// One round: each attempt's Job as the watcher saw it; logs once a second; the ends.
     async fn round(self: &Arc<Self>) {
-        if self.watches.lock().unwrap().is_empty() {
+        let users: std::collections::BTreeSet<String> = self
+            .watches
+            .lock()
+            .unwrap()
+            .values()
+            .map(|w| w.user.clone())
+            .collect();
+        if users.is_empty() {
             return;
         }
-        self.ensure_watcher().await;
+        for user in &users {
+            self.ensure_watcher(user).await;
+        }
         let mut ended: Vec<(RunKey, Option<i32>, Option<String>)> = Vec::new();
         let mut logs: Vec<RunKey> = Vec::new();
         {
             let seen = self.seen.lock().unwrap();
-            if !seen.ready {
-                return;
-            }
             let mut all = self.watches.lock().unwrap();
             for (key, w) in all.iter_mut() {
+                // Nothing is known of a Job until its user's watcher has listed them all.
+                let Some(seen) = seen.get(&w.user).filter(|s| s.ready) else {
+                    continue;
+                };
                 match seen.jobs.get(&w.name) {
                     Some(job) => {
                         w.missing_rounds = 0;
