@@ -115,6 +115,25 @@ fn wait_state(home: &Path, job: &Job, want: JobState) -> Job {
     last.unwrap()
 }
 
+/// Waits until the job runs and its Job is made (the start, off the engine thread, records the
+/// Job's name a moment after the job is marked running); that name.
+fn wait_job_made(home: &Path, job: &Job) -> String {
+    let mut last = None;
+    wait_until(
+        &format!("job #{}'s Kubernetes Job", job.number),
+        Duration::from_secs(60),
+        || {
+            let j = show(home, job);
+            let made =
+                j.state == JobState::Running && j.runs.last().is_some_and(|r| r.handle.is_some());
+            last = Some(j);
+            made
+        },
+    );
+    let j = last.unwrap();
+    j.runs.last().unwrap().handle.clone().unwrap()
+}
+
 fn job_path(name: &str) -> String {
     format!("/apis/batch/v1/namespaces/default/jobs/{name}")
 }
@@ -156,6 +175,7 @@ fn a_job_becomes_a_kubernetes_job_and_follows_its_status() {
     assert_eq!(check["version"], "v1.20.2", "{check:#}");
 
     let work = server.work();
+    std::fs::write(work.join("train.py"), "print('hi')\n").unwrap();
     let submitted = jobs(&petri(
         &home,
         &[
@@ -182,8 +202,7 @@ fn a_job_becomes_a_kubernetes_job_and_follows_its_status() {
         ],
     ))
     .remove(0);
-    let running = wait_state(&home, &submitted, JobState::Running);
-    let name = running.runs.last().unwrap().handle.clone().unwrap();
+    let name = wait_job_made(&home, &submitted);
     assert_eq!(name, format!("petri-{}-1", submitted.id));
     // No controller makes a pod here: the Job waits, and Petri says so.
     wait_until(
@@ -229,10 +248,35 @@ fn a_job_becomes_a_kubernetes_job_and_follows_its_status() {
         "{env:?}"
     );
 
+    // No shared path: the working directory travels in a ConfigMap of the attempt, copied into
+    // the pod's own folder by an init container of the job's image.
+    let map_path = format!("/api/v1/namespaces/default/configmaps/{name}");
+    let map = kubectl(&k, "GET", &map_path, None);
+    assert_eq!(map["binaryData"]["f0"], "cHJpbnQoJ2hpJykK", "{map:#}");
+    assert_eq!(map["metadata"]["ownerReferences"][0]["kind"], "Job");
+    assert_eq!(c["workingDir"], "/petri/work");
+    assert_eq!(pod["initContainers"][0]["image"], "python:3.11-slim");
+    let work_in = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "work-in")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        work_in["configMap"]["items"],
+        serde_json::json!([{"key": "f0", "path": "train.py"}])
+    );
+
     // The controller's part: the pod succeeded.
     patch_end(&k, &name, true);
     let done = wait_state(&home, &submitted, JobState::Succeeded);
     assert_eq!(done.exit_code, Some(0));
+    wait_until(
+        "the ConfigMap to be deleted",
+        Duration::from_secs(30),
+        || kubectl(&k, "GET", &map_path, None)["code"] == 404,
+    );
 
     // A second job fails while the daemon is down; the next daemon records it, once.
     let failing = jobs(&petri(
@@ -242,8 +286,7 @@ fn a_job_becomes_a_kubernetes_job_and_follows_its_status() {
         ],
     ))
     .remove(0);
-    let running = wait_state(&home, &failing, JobState::Running);
-    let name = running.runs.last().unwrap().handle.clone().unwrap();
+    let name = wait_job_made(&home, &failing);
     server.kill9();
     patch_end(&k, &name, false);
     server.restart();
@@ -272,8 +315,7 @@ fn a_cancel_deletes_the_job_and_what_kubernetes_cannot_do_is_refused() {
         ],
     ))
     .remove(0);
-    let running = wait_state(home, &submitted, JobState::Running);
-    let name = running.runs.last().unwrap().handle.clone().unwrap();
+    let name = wait_job_made(home, &submitted);
     assert_eq!(kubectl(&k, "GET", &job_path(&name), None)["kind"], "Job");
     assert!(
         petri(home, &["cancel", &submitted.id.to_string()])
@@ -394,8 +436,7 @@ fn secrets_go_in_a_secret_of_the_attempt_that_leaves_with_it() {
         ],
     ))
     .remove(0);
-    let running = wait_state(home, &submitted, JobState::Running);
-    let name = running.runs.last().unwrap().handle.clone().unwrap();
+    let name = wait_job_made(home, &submitted);
     let job = kubectl(&k, "GET", &job_path(&name), None);
     assert!(
         !job.to_string().contains(crate::secrets::VALUE),
@@ -471,8 +512,7 @@ fn with_a_shared_path_the_pod_works_in_a_copy_and_its_outputs_come_back() {
         ],
     ))
     .remove(0);
-    let running = wait_state(home, &submitted, JobState::Running);
-    let name = running.runs.last().unwrap().handle.clone().unwrap();
+    let name = wait_job_made(home, &submitted);
     let attempt = shared
         .path()
         .join("petri")

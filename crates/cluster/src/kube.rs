@@ -29,9 +29,9 @@ use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::{Job, JobSpec as KubeJobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource, KeyToPath, Node,
-    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, Secret,
-    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HostPathVolumeSource, KeyToPath, Node, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -61,6 +61,15 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=petri";
 const OUTPUT_MOUNT: &str = "/petri/output";
 /// Where a pod sees its attempt's secret files (from the attempt's Secret).
 const SECRETS_MOUNT: &str = "/petri/secrets";
+/// Where a pod without a shared path works: a copy of the job's working directory.
+const WORK_MOUNT: &str = "/petri/work";
+/// Where that copy comes from: the attempt's ConfigMap.
+const WORK_IN: &str = "/petri/work-in";
+/// The most a working directory may hold to travel in a ConfigMap (Kubernetes keeps an object
+/// under 1 MiB).
+pub const MAX_WORKDIR_MAP: u64 = 900 << 10;
+/// The most files it may hold to travel so.
+pub const MAX_WORKDIR_FILES: usize = 1000;
 /// Rounds (of 250 ms) a Job may be missing from the watcher's view before its attempt counts
 /// as ended without a word from the cluster.
 const MISSING_ROUNDS: u32 = 8;
@@ -223,8 +232,16 @@ pub struct OnShared<'a> {
 }
 
 /// The Job of one attempt: the spec lowered to what a 1.20 server knows. With a shared path its
-/// pod works there; without, its outputs go to an `emptyDir` (and stay in the pod).
-pub fn job_object(name: &str, launch: &Launch, image: &str, on: Option<OnShared<'_>>) -> Job {
+/// pod works there; without, its outputs go to an `emptyDir` (and stay in the pod), and its
+/// working directory is a copy of the attempt's ConfigMap (`copied`: its keys and their paths)
+/// when it was small enough for one, the image's own otherwise.
+pub fn job_object(
+    name: &str,
+    launch: &Launch,
+    image: &str,
+    on: Option<OnShared<'_>>,
+    copied: Option<&[KeyToPath]>,
+) -> Job {
     let labels = job_labels(name, launch);
     let output = launch
         .env
@@ -343,6 +360,55 @@ pub fn job_object(name: &str, launch: &Launch, image: &str, on: Option<OnShared<
     if let Some(g) = launch.resources.gpus.filter(|g| *g > 0) {
         limits.insert("nvidia.com/gpu".to_string(), Quantity(g.to_string()));
     }
+    let mut init = Vec::new();
+    let mut workdir = on.as_ref().map(|on| on.workdir.display().to_string());
+    if let (None, Some(items)) = (&on, copied) {
+        // The ConfigMap's files (links into its `..data`, read-only) are copied into a folder
+        // the job may write, by the job's own image before the job starts.
+        volumes.push(Volume {
+            name: "work-in".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.to_string(),
+                items: Some(items.to_vec()),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        volumes.push(Volume {
+            name: "work".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+        let work = VolumeMount {
+            name: "work".to_string(),
+            mount_path: WORK_MOUNT.to_string(),
+            ..VolumeMount::default()
+        };
+        init.push(Container {
+            name: "workdir".to_string(),
+            image: Some(image.to_string()),
+            command: Some(vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                format!(
+                    "cd {WORK_IN} && for f in * .[!.]*; do if [ -e \"$f\" ]; then cp -RL \"$f\" \
+                     {WORK_MOUNT}/ || exit 1; fi; done"
+                ),
+            ]),
+            volume_mounts: Some(vec![
+                VolumeMount {
+                    name: "work-in".to_string(),
+                    mount_path: WORK_IN.to_string(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                work.clone(),
+            ]),
+            ..Container::default()
+        });
+        mounts.push(work);
+        workdir = Some(WORK_MOUNT.to_string());
+    }
     let container = Container {
         name: "job".to_string(),
         image: Some(image.to_string()),
@@ -354,7 +420,7 @@ pub fn job_object(name: &str, launch: &Launch, image: &str, on: Option<OnShared<
             ..ResourceRequirements::default()
         }),
         volume_mounts: Some(mounts),
-        working_dir: on.as_ref().map(|on| on.workdir.display().to_string()),
+        working_dir: workdir,
         ..Container::default()
     };
     Job {
@@ -379,6 +445,7 @@ pub fn job_object(name: &str, launch: &Launch, image: &str, on: Option<OnShared<
                         run_as_group: Some(i64::from(on.gid)),
                         ..PodSecurityContext::default()
                     }),
+                    init_containers: (!init.is_empty()).then_some(init),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()
@@ -419,6 +486,85 @@ pub fn secret_object(name: &str, launch: &Launch) -> std::io::Result<Option<Secr
         type_: Some("Opaque".to_string()),
         ..Secret::default()
     }))
+}
+
+/// How a working directory travels to a cluster without a shared path.
+pub enum WorkdirMap {
+    /// Nothing to carry.
+    Empty,
+    /// Too big for a ConfigMap: why.
+    TooBig(String),
+    /// The ConfigMap, and the items that put each of its keys back at its path.
+    Map(Box<ConfigMap>, Vec<KeyToPath>),
+}
+
+/// The ConfigMap that carries a small working directory to a cluster without a shared path:
+/// the same name and labels as the attempt's Job, one key (`f0`, `f1`, …) per file. Links and
+/// what is not a plain file are left out.
+pub fn workdir_map(name: &str, launch: &Launch) -> std::io::Result<WorkdirMap> {
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        out: &mut Vec<(String, Vec<u8>)>,
+        total: &mut u64,
+    ) -> std::io::Result<Option<String>> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let kind = e.file_type()?;
+            if kind.is_dir() {
+                if let Some(why) = walk(root, &e.path(), out, total)? {
+                    return Ok(Some(why));
+                }
+            } else if kind.is_file() {
+                *total += e.metadata()?.len();
+                if *total > MAX_WORKDIR_MAP || out.len() >= MAX_WORKDIR_FILES {
+                    return Ok(Some(format!(
+                        "it holds more than the {} KiB or {MAX_WORKDIR_FILES} files a ConfigMap \
+                         carries",
+                        MAX_WORKDIR_MAP >> 10
+                    )));
+                }
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap_or(&e.path())
+                    .to_path_buf();
+                out.push((rel.display().to_string(), std::fs::read(e.path())?));
+            }
+        }
+        Ok(None)
+    }
+    let mut files = Vec::new();
+    if let Some(why) = walk(&launch.workdir, &launch.workdir, &mut files, &mut 0)? {
+        return Ok(WorkdirMap::TooBig(why));
+    }
+    if files.is_empty() {
+        return Ok(WorkdirMap::Empty);
+    }
+    let mut data = BTreeMap::new();
+    let mut items = Vec::new();
+    for (i, (path, bytes)) in files.into_iter().enumerate() {
+        let key = format!("f{i}");
+        items.push(KeyToPath {
+            key: key.clone(),
+            path,
+            mode: None,
+        });
+        data.insert(key, ByteString(bytes));
+    }
+    Ok(WorkdirMap::Map(
+        Box::new(ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(job_labels(name, launch)),
+                ..ObjectMeta::default()
+            },
+            binary_data: Some(data),
+            ..ConfigMap::default()
+        }),
+        items,
+    ))
 }
 
 /// Whether a string can be a label's value (63 characters of `[A-Za-z0-9._-]`, alphanumeric at
@@ -489,6 +635,10 @@ struct Record {
     /// The attempt has a Secret of the same name, deleted when it ends.
     #[serde(default)]
     secret: bool,
+    /// The attempt has a ConfigMap of the same name (its working directory), deleted when it
+    /// ends.
+    #[serde(default)]
+    workdir_map: bool,
     /// On a cluster with a shared path: the attempt's folder there, whose `output/` comes back
     /// to `output_dir` (handed to `owner`) when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -510,6 +660,7 @@ struct Watch {
     user: String,
     log: LogCopy,
     secret: bool,
+    workdir_map: bool,
     /// Where the outputs come back from and to, on a cluster with a shared path.
     back: Option<Back>,
     status_file: PathBuf,
@@ -528,6 +679,7 @@ impl Record {
             user: self.user,
             log: LogCopy::resume(self.log_path, &status_file, mask),
             secret: self.secret,
+            workdir_map: self.workdir_map,
             back: match (self.dir, self.output_dir) {
                 (Some(dir), Some(out)) => Some(Back {
                     dir,
@@ -863,10 +1015,9 @@ impl KubeExecutor {
                 tracing::warn!(job.id = %key.job, error = %e, "bringing a Kubernetes job's outputs back");
             }
         }
-        if w.secret {
-            // The attempt's secrets leave the cluster with it.
-            self.delete_secret(&w.user, &w.name).await;
-        }
+        // The attempt's secrets and working directory leave the cluster with it.
+        self.delete_beside(&w.user, &w.name, w.secret, w.workdir_map)
+            .await;
         if let Some(r) = &reason
             && code != Some(0)
         {
@@ -891,20 +1042,29 @@ impl KubeExecutor {
         }
     }
 
-    async fn delete_secret(&self, user: &str, name: &str) {
+    /// Deletes what an attempt keeps beside its Job: its Secret, its working directory's
+    /// ConfigMap.
+    async fn delete_beside(&self, user: &str, name: &str, secret: bool, workdir_map: bool) {
+        if !secret && !workdir_map {
+            return;
+        }
         let deleted = match self.client_for(Some(user)).await {
             Ok(client) => {
-                let secrets: Api<Secret> = Api::namespaced(client, &self.namespace);
-                match secrets.delete(name, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-                    Err(e) => Err(words(&e)),
-                }
+                let ns = &self.namespace;
+                let a = match secret {
+                    true => delete_object::<Secret>(&client, ns, name).await,
+                    false => Ok(()),
+                };
+                let b = match workdir_map {
+                    true => delete_object::<ConfigMap>(&client, ns, name).await,
+                    false => Ok(()),
+                };
+                a.and(b)
             }
             Err(e) => Err(e),
         };
         if let Err(e) = deleted {
-            tracing::warn!(cluster = %self.name, secret = %name, error = %e, "deleting an attempt's Secret");
+            tracing::warn!(cluster = %self.name, object = %name, error = %e, "deleting what an attempt kept beside its Job");
         }
     }
 
@@ -962,6 +1122,60 @@ pub fn pod_state(pods: &[Pod]) -> EngineView {
     }
 }
 
+/// Creates an object an attempt keeps beside its Job; one made before a crash is the same.
+async fn create_object<K>(client: &kube::Client, ns: &str, obj: &K) -> Result<(), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+        Err(e) => Err(words(&e)),
+    }
+}
+
+/// Makes an object the Job's (`ownerReferences`): deleting the Job deletes it.
+async fn own_by_job<K>(client: &kube::Client, ns: &str, name: &str, uid: &str) -> Result<(), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let owner = serde_json::json!({ "metadata": { "ownerReferences": [{
+        "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
+    }]}});
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&owner))
+        .await
+        .map(|_| ())
+        .map_err(|e| words(&e))
+}
+
+/// Deletes an object an attempt kept beside its Job; one already gone is fine.
+async fn delete_object<K>(client: &kube::Client, ns: &str, name: &str) -> Result<(), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(words(&e)),
+    }
+}
+
 /// The log of the newest of a Job's pods; `None` while it has none (not scheduled yet, or no
 /// node to run it).
 pub async fn fetch_pod_log(
@@ -1010,11 +1224,38 @@ impl Executor for KubeExecutor {
                 nix::unistd::getgid().as_raw(),
             ),
         };
+        // Without a shared path, a small working directory travels in a ConfigMap.
+        let map = match &self.shared {
+            Some(_) => None,
+            None => match workdir_map(&name, &launch) {
+                Ok(WorkdirMap::Map(cm, items)) => Some((cm, items)),
+                Ok(WorkdirMap::Empty) => None,
+                Ok(WorkdirMap::TooBig(why)) => {
+                    append_line(
+                        &launch.log_path,
+                        &format!(
+                            "petri: on Kubernetes the job runs in its image's working directory: \
+                             {} is not copied ({why}; give cluster `{}` a shared path)",
+                            launch.workdir.display(),
+                            self.name
+                        ),
+                    );
+                    None
+                }
+                Err(e) => {
+                    return Err(remote(format!(
+                        "reading the working directory {}: {e}",
+                        launch.workdir.display()
+                    )));
+                }
+            },
+        };
         let record = Record {
             name: name.clone(),
             user: launch.user.clone(),
             log_path: launch.log_path.clone(),
             secret: !launch.secrets.is_empty(),
+            workdir_map: map.is_some(),
             dir: dir.clone(),
             output_dir: launch
                 .env
@@ -1059,16 +1300,18 @@ impl Executor for KubeExecutor {
                 Some(staged)
             }
             _ => {
-                append_line(
-                    &launch.log_path,
-                    &format!(
-                        "petri: on Kubernetes the job runs in its image's working directory ({} \
-                         is not copied: cluster `{}` has no shared path) and its outputs stay in \
-                         the pod's {OUTPUT_MOUNT}",
-                        launch.workdir.display(),
-                        self.name
-                    ),
-                );
+                if map.is_some() {
+                    append_line(
+                        &launch.log_path,
+                        &format!(
+                            "petri: on Kubernetes the job runs in a copy of {}; its outputs stay \
+                             in the pod's {OUTPUT_MOUNT} (cluster `{}` has no shared path to \
+                             bring them back)",
+                            launch.workdir.display(),
+                            self.name
+                        ),
+                    );
+                }
                 None
             }
         };
@@ -1086,6 +1329,7 @@ impl Executor for KubeExecutor {
                 }),
                 _ => None,
             },
+            map.as_ref().map(|(_, items)| &items[..]),
         );
         let secret = secret_object(&name, &launch).map_err(|e| {
             let _ = std::fs::remove_file(record_path(&status));
@@ -1094,15 +1338,21 @@ impl Executor for KubeExecutor {
         let user = launch.user.clone();
         let created = self.block_on(async {
             let client = self.client_for(Some(&user)).await?;
-            // The Secret first, so the pod never waits for it; then the Job; then the Secret
-            // is made the Job's, so deleting the Job (a cancel, its owner) deletes it too.
+            // The Secret and the ConfigMap first, so the pod never waits for them; then the
+            // Job; then they are made the Job's, so deleting the Job (a cancel, its owner)
+            // deletes them too.
+            let ns = &self.namespace;
+            let (has_secret, has_map) = (secret.is_some(), map.is_some());
             if let Some(secret) = &secret {
-                let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
-                match secrets.create(&PostParams::default(), secret).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-                    Err(e) => return Err(format!("creating the job's Secret: {}", words(&e))),
-                }
+                create_object(&client, ns, secret)
+                    .await
+                    .map_err(|e| format!("creating the job's Secret: {e}"))?;
+            }
+            if let Some((cm, _)) = &map
+                && let Err(e) = create_object(&client, ns, cm.as_ref()).await
+            {
+                self.delete_beside(&user, &name, has_secret, false).await;
+                return Err(format!("creating the ConfigMap of the job's folder: {e}"));
             }
             let jobs: Api<Job> = Api::namespaced(client.clone(), &self.namespace);
             let made = match jobs.create(&PostParams::default(), &job).await {
@@ -1112,24 +1362,21 @@ impl Executor for KubeExecutor {
                     jobs.get(&name).await.map_err(|e| words(&e))?
                 }
                 Err(e) => {
-                    if secret.is_some() {
-                        self.delete_secret(&user, &name).await;
-                    }
+                    self.delete_beside(&user, &name, has_secret, has_map).await;
                     return Err(words(&e));
                 }
             };
-            if secret.is_some()
-                && let Some(uid) = made.metadata.uid
-            {
-                let owner = serde_json::json!({ "metadata": { "ownerReferences": [{
-                    "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
-                }]}});
-                let secrets: Api<Secret> = Api::namespaced(client, &self.namespace);
-                if let Err(e) = secrets
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&owner))
-                    .await
-                {
-                    tracing::warn!(cluster = %self.name, secret = %name, error = %e, "making a Secret its Job's");
+            if let Some(uid) = &made.metadata.uid {
+                let owned = match (has_secret, has_map) {
+                    (true, true) => own_by_job::<Secret>(&client, ns, &name, uid)
+                        .await
+                        .and(own_by_job::<ConfigMap>(&client, ns, &name, uid).await),
+                    (true, false) => own_by_job::<Secret>(&client, ns, &name, uid).await,
+                    (false, true) => own_by_job::<ConfigMap>(&client, ns, &name, uid).await,
+                    (false, false) => Ok(()),
+                };
+                if let Err(e) = owned {
+                    tracing::warn!(cluster = %self.name, object = %name, error = %e, "making what an attempt keeps beside its Job the Job's");
                 }
             }
             Ok(())
@@ -1432,6 +1679,7 @@ mod tests {
             user: "u".into(),
             log_path: dir.path().join("log"),
             secret: false,
+            workdir_map: false,
             dir: None,
             output_dir: None,
             owner: None,
@@ -1480,7 +1728,7 @@ mod tests {
             resources: petri_domain::Resources::default(),
             timeout_ms: None,
         };
-        let job = job_object("petri-x-1", &launch, "python:3.11", None);
+        let job = job_object("petri-x-1", &launch, "python:3.11", None, None);
         let text = serde_json::to_string(&job).unwrap();
         assert!(!text.contains("hunter2"), "no secret in the Job: {text}");
         let pod = job.spec.unwrap().template.spec.unwrap();
@@ -1524,6 +1772,71 @@ mod tests {
             ..launch
         };
         assert!(secret_object("petri-x-1", &plain).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_small_working_directory_travels_in_a_configmap() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("lib")).unwrap();
+        std::fs::write(work.join("train.py"), "import lib.util\n").unwrap();
+        std::fs::write(work.join("lib/util.py"), "X = 1\n").unwrap();
+        std::os::unix::fs::symlink("train.py", work.join("link.py")).unwrap();
+        let launch = Launch {
+            key: RunKey {
+                job: petri_domain::JobId::new(),
+                attempt: 1,
+                target: "k".into(),
+            },
+            argv: vec!["python".into(), "train.py".into()],
+            workdir: work.clone(),
+            env: Vec::new(),
+            log_path: dir.path().join("log"),
+            status_file: dir.path().join("run"),
+            container: None,
+            mask: Vec::new(),
+            secrets: Vec::new(),
+            run_as: None,
+            user: "alice".into(),
+            resources: petri_domain::Resources::default(),
+            timeout_ms: None,
+        };
+        let WorkdirMap::Map(cm, items) = workdir_map("petri-x-1", &launch).unwrap() else {
+            panic!("a small folder travels");
+        };
+        let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["lib/util.py", "train.py"],
+            "files only, links left out"
+        );
+        assert_eq!(
+            cm.binary_data.unwrap()[&items[1].key].0,
+            b"import lib.util\n"
+        );
+        let job = job_object("petri-x-1", &launch, "python:3.11", None, Some(&items));
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers[0].working_dir.as_deref(), Some(WORK_MOUNT));
+        let init = &pod.init_containers.unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("python:3.11"));
+        std::fs::write(
+            work.join("big.bin"),
+            vec![0u8; (MAX_WORKDIR_MAP + 1) as usize],
+        )
+        .unwrap();
+        assert!(matches!(
+            workdir_map("petri-x-1", &launch).unwrap(),
+            WorkdirMap::TooBig(_)
+        ));
+        let empty = Launch {
+            workdir: dir.path().join("none"),
+            ..launch
+        };
+        std::fs::create_dir_all(&empty.workdir).unwrap();
+        assert!(matches!(
+            workdir_map("petri-x-1", &empty).unwrap(),
+            WorkdirMap::Empty
+        ));
     }
 
     #[test]
