@@ -324,3 +324,45 @@ fn what_ray_cannot_do_is_refused_at_submit() {
     let stored = std::fs::read_to_string(home.join("clusters.json")).unwrap();
     assert!(!stored.contains(token.trim()));
 }
+
+#[test]
+fn secrets_reach_a_ray_job_masked_and_never_rays_record_of_it() {
+    let Some(r) = ray() else {
+        return;
+    };
+    let server = server_with_cluster(&r);
+    let home = server.home();
+    let work = server.work();
+    let private = home.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    crate::secrets::set_both(home, &private);
+    let job = jobs(&petri(
+        home,
+        &[
+            "submit",
+            "--json",
+            "--workdir",
+            work.to_str().unwrap(),
+            "--target",
+            "rc",
+            "--secret",
+            "HF_TOKEN",
+            "--secret",
+            "kaggle.json",
+            "--run",
+            "echo \"$HF_TOKEN\"; cat \"$KAGGLE_JSON\"",
+        ],
+    ))
+    .remove(0);
+    let ended = wait_final(&server, &job);
+    assert_eq!(ended.state, JobState::Succeeded, "{}", log_of(home, &ended));
+    // The log Ray keeps has the values; the one Petri copies masks them.
+    assert_eq!(log_of(home, &ended), crate::secrets::EXPECTED);
+    // Ray's record of the job (its runtime_env, its metadata) holds no secret.
+    let recorded = ray_job(&r, &job.id.to_string());
+    assert_eq!(recorded["status"], "SUCCEEDED", "{recorded:#}");
+    assert!(
+        !recorded.to_string().contains(crate::secrets::VALUE),
+        "{recorded:#}"
+    );
+}
