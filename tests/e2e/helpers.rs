@@ -130,6 +130,23 @@ impl Server {
             .jobs
     }
 
+    /// Waits (two minutes at most) until the job has ended, and returns it as it ended.
+    pub fn wait_final(&self, job: &Job) -> Job {
+        let mut last = None;
+        wait_until(
+            &format!("job #{} to end", job.number),
+            Duration::from_secs(120),
+            || {
+                let out = petri(self.home(), &["show", "--json", &job.id.to_string()]);
+                let j: Option<Job> = serde_json::from_slice(&out.stdout).ok();
+                let done = j.as_ref().is_some_and(|j| j.state.is_terminal());
+                last = j;
+                done
+            },
+        );
+        last.unwrap()
+    }
+
     pub fn wait_state(&self, job: &Job, state: JobState) {
         wait_until(
             &format!("job #{} to be {state}", job.number),
@@ -180,4 +197,10 @@ impl WaitOutput for Child {
         );
         out.stdout
     }
+}
+
+/// What `petri logs` prints of a job.
+pub fn log_of(home: &Path, job: &Job) -> String {
+    let out = petri(home, &["logs", &job.id.to_string()]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

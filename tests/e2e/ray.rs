@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use petri_domain::{Job, JobState};
 
-use crate::helpers::{Server, petri, wait_until};
+use crate::helpers::{Server, log_of, petri, wait_until};
 use crate::{jobs, jobs_one, parse};
 
 struct Ray {
@@ -74,27 +74,6 @@ fn server_with_cluster(r: &Ray) -> Server {
         String::from_utf8_lossy(&out.stderr)
     );
     server
-}
-
-fn wait_final(server: &Server, job: &Job) -> Job {
-    let mut last = None;
-    wait_until(
-        &format!("job #{} to end", job.number),
-        Duration::from_secs(120),
-        || {
-            let out = petri(server.home(), &["show", "--json", &job.id.to_string()]);
-            let j: Option<Job> = serde_json::from_slice(&out.stdout).ok();
-            let done = j.as_ref().is_some_and(|j| j.state.is_terminal());
-            last = j;
-            done
-        },
-    );
-    last.unwrap()
-}
-
-fn log_of(home: &Path, job: &Job) -> String {
-    let out = petri(home, &["logs", &job.id.to_string()]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What Ray itself says of one of its jobs, through its Jobs API.
@@ -167,7 +146,7 @@ fn a_sample_runs_on_ray_as_it_runs_here_and_is_the_same_job_there() {
         ],
     ));
     for (a, b) in here.iter().zip(&there) {
-        let (a, b) = (wait_final(&server, a), wait_final(&server, b));
+        let (a, b) = (server.wait_final(a), server.wait_final(b));
         assert_eq!(a.state, JobState::Succeeded, "{a:?}");
         assert_eq!(
             b.state,
@@ -208,7 +187,7 @@ fn a_failure_a_followed_log_a_stop_and_a_daemon_restart_on_ray() {
     let home = server.home().to_path_buf();
 
     // A failure keeps its exit code and its output.
-    let failed = wait_final(&server, &submit(&home, &w, "echo about to fail; exit 3"));
+    let failed = server.wait_final(&submit(&home, &w, "echo about to fail; exit 3"));
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.exit_code, Some(3));
     assert_eq!(log_of(&home, &failed), "about to fail\n");
@@ -227,7 +206,7 @@ fn a_failure_a_followed_log_a_stop_and_a_daemon_restart_on_ray() {
             .status
             .success()
     );
-    let cancelled = wait_final(&server, &long);
+    let cancelled = server.wait_final(&long);
     assert_eq!(cancelled.state, JobState::Cancelled);
     wait_until("Ray to say STOPPED", Duration::from_secs(30), || {
         ray_job(&r, &long.id.to_string())["status"] == "STOPPED"
@@ -251,7 +230,7 @@ fn a_failure_a_followed_log_a_stop_and_a_daemon_restart_on_ray() {
     std::fs::write(copy.join("go"), "").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     server.restart();
-    let ended = wait_final(&server, &gated);
+    let ended = server.wait_final(&gated);
     assert_eq!(ended.state, JobState::Failed);
     assert_eq!(ended.exit_code, Some(7));
     assert_eq!(ended.runs.len(), 1, "ran once: {:?}", ended.runs);
@@ -354,7 +333,7 @@ fn secrets_reach_a_ray_job_masked_and_never_rays_record_of_it() {
         ],
     ))
     .remove(0);
-    let ended = wait_final(&server, &job);
+    let ended = server.wait_final(&job);
     assert_eq!(ended.state, JobState::Succeeded, "{}", log_of(home, &ended));
     // The log Ray keeps has the values; the one Petri copies masks them.
     assert_eq!(log_of(home, &ended), crate::secrets::EXPECTED);

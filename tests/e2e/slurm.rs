@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use petri_domain::{Job, JobState};
 
-use crate::helpers::{Server, petri, wait_until};
+use crate::helpers::{Server, log_of, petri, wait_until};
 use crate::{jobs, jobs_one, parse};
 
 struct Slurm {
@@ -86,27 +86,6 @@ fn server_with_cluster(s: &Slurm) -> Server {
     server
 }
 
-fn wait_final(server: &Server, job: &Job) -> Job {
-    let mut last = None;
-    wait_until(
-        &format!("job #{} to end", job.number),
-        Duration::from_secs(120),
-        || {
-            let out = petri(server.home(), &["show", "--json", &job.id.to_string()]);
-            let j: Option<Job> = serde_json::from_slice(&out.stdout).ok();
-            let done = j.as_ref().is_some_and(|j| j.state.is_terminal());
-            last = j;
-            done
-        },
-    );
-    last.unwrap()
-}
-
-fn log_of(home: &Path, job: &Job) -> String {
-    let out = petri(home, &["logs", &job.id.to_string()]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn output_of(home: &Path, job: &Job, file: &str) -> String {
     std::fs::read_to_string(home.join("outputs").join(job.id.to_string()).join(file))
         .unwrap_or_else(|e| panic!("job #{}'s {file}: {e}", job.number))
@@ -174,7 +153,7 @@ fn the_samples_run_on_slurm_as_they_run_here() {
     assert_eq!(here.len(), 3);
     assert_eq!(there.len(), 3);
     for (a, b) in here.iter().zip(&there) {
-        let (a, b) = (wait_final(&server, a), wait_final(&server, b));
+        let (a, b) = (server.wait_final(a), server.wait_final(b));
         assert_eq!(a.state, JobState::Succeeded, "{a:?}");
         assert_eq!(
             b.state,
@@ -210,7 +189,7 @@ fn the_samples_run_on_slurm_as_they_run_here() {
             chain.to_str().unwrap(),
         ],
     ));
-    let ended: Vec<Job> = chain.iter().map(|j| wait_final(&server, j)).collect();
+    let ended: Vec<Job> = chain.iter().map(|j| server.wait_final(j)).collect();
     for j in &ended {
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
     }
@@ -248,7 +227,7 @@ fn a_failure_a_cancel_and_a_daemon_restart_on_slurm() {
 
     // A failure keeps its exit code and its output.
     let failing = submit(&home, "echo about to fail; exit 3");
-    let failed = wait_final(&server, &failing);
+    let failed = server.wait_final(&failing);
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.exit_code, Some(3));
     assert_eq!(log_of(&home, &failed), "about to fail\n");
@@ -268,7 +247,7 @@ fn a_failure_a_cancel_and_a_daemon_restart_on_slurm() {
             .status
             .success()
     );
-    let cancelled = wait_final(&server, &long);
+    let cancelled = server.wait_final(&long);
     assert_eq!(cancelled.state, JobState::Cancelled);
     wait_until("Slurm to say CANCELLED", Duration::from_secs(30), || {
         slurm_state(&slurm_id) == "CANCELLED"
@@ -293,7 +272,7 @@ fn a_failure_a_cancel_and_a_daemon_restart_on_slurm() {
     std::fs::write(copy.join("go"), "").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     server.restart();
-    let ended = wait_final(&server, &gated);
+    let ended = server.wait_final(&gated);
     assert_eq!(ended.state, JobState::Failed);
     assert_eq!(ended.exit_code, Some(7));
     assert_eq!(ended.runs.len(), 1, "ran once: {:?}", ended.runs);
@@ -416,7 +395,7 @@ fn an_auto_job_runs_here_when_it_can_and_bursts_to_slurm_once_it_has_waited() {
         jobs(&petri(home, &args)).remove(0)
     };
     // The machine is free: an auto job runs here.
-    let here = wait_final(&server, &submit(&["--target", "auto"], "echo here"));
+    let here = server.wait_final(&submit(&["--target", "auto"], "echo here"));
     assert_eq!(here.state, JobState::Succeeded);
     assert_eq!(here.runs.last().unwrap().target, "local");
 
@@ -426,7 +405,7 @@ fn an_auto_job_runs_here_when_it_can_and_bursts_to_slurm_once_it_has_waited() {
         let j: Job = jobs_one(&petri(home, &["show", "--json", &blocker.id.to_string()]));
         j.state == JobState::Running
     });
-    let burst = wait_final(&server, &submit(&["--target", "auto"], "echo there"));
+    let burst = server.wait_final(&submit(&["--target", "auto"], "echo there"));
     assert_eq!(burst.state, JobState::Succeeded, "{}", log_of(home, &burst));
     assert_eq!(burst.runs.last().unwrap().target, "hpc");
     assert_eq!(log_of(home, &burst), "there\n");
@@ -439,7 +418,7 @@ fn an_auto_job_runs_here_when_it_can_and_bursts_to_slurm_once_it_has_waited() {
     // The queued one first: cancelling the blocker first would free the machine for it.
     for j in [&boxed, &blocker] {
         assert!(petri(home, &["cancel", &j.id.to_string()]).status.success());
-        assert_eq!(wait_final(&server, j).state, JobState::Cancelled);
+        assert_eq!(server.wait_final(j).state, JobState::Cancelled);
     }
 }
 
@@ -502,7 +481,7 @@ fn secrets_reach_a_slurm_job_masked_and_never_slurms_record_of_it() {
     server.kill9();
     server.restart();
     std::fs::write(attempt.join("work/go"), "").unwrap();
-    let ended = wait_final(&server, &job);
+    let ended = server.wait_final(&job);
     assert_eq!(
         ended.state,
         JobState::Succeeded,
@@ -592,6 +571,6 @@ fn a_job_waiting_in_slurms_queue_shows_so() {
     assert!(table.contains("waits on hpc: PENDING"), "{table}");
     drop(cancel);
     for job in [&waiter, &blocker] {
-        assert_eq!(wait_final(&server, job).state, JobState::Cancelled);
+        assert_eq!(server.wait_final(job).state, JobState::Cancelled);
     }
 }
