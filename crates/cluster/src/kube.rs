@@ -1206,6 +1206,29 @@ mod tests {
         assert_eq!(exec.running(), 1);
     }
 
+    /// alice's `python train.py` in `workdir`, its log and status file in `dir`.
+    fn launch_in(dir: &Path, workdir: &Path) -> Launch {
+        Launch {
+            key: RunKey {
+                job: petri_domain::JobId::new(),
+                attempt: 1,
+                target: "k".into(),
+            },
+            argv: vec!["python".into(), "train.py".into()],
+            workdir: workdir.to_path_buf(),
+            env: Vec::new(),
+            log_path: dir.join("log"),
+            status_file: dir.join("run"),
+            container: None,
+            mask: Vec::new(),
+            secrets: Vec::new(),
+            run_as: None,
+            user: "alice".into(),
+            resources: petri_domain::Resources::default(),
+            timeout_ms: None,
+        }
+    }
+
     #[test]
     fn secrets_go_in_the_attempts_secret_and_the_job_only_refers_to_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -1213,22 +1236,12 @@ mod tests {
         std::fs::write(&key_file, "-----KEY-----\n").unwrap();
         let out = dir.path().join("out");
         let launch = Launch {
-            key: RunKey {
-                job: petri_domain::JobId::new(),
-                attempt: 1,
-                target: "k".into(),
-            },
-            argv: vec!["python".into(), "train.py".into()],
-            workdir: dir.path().into(),
             env: vec![
                 ("MODE".into(), "fast".into()),
                 ("TOKEN".into(), "hunter2-value".into()),
                 ("KEY".into(), key_file.display().to_string()),
                 ("PETRI_OUTPUT_DIR".into(), out.display().to_string()),
             ],
-            log_path: dir.path().join("log"),
-            status_file: dir.path().join("run"),
-            container: None,
             mask: vec![b"hunter2-value".to_vec()],
             secrets: vec![
                 petri_domain::SecretVar {
@@ -1240,10 +1253,7 @@ mod tests {
                     file: true,
                 },
             ],
-            run_as: None,
-            user: "alice".into(),
-            resources: petri_domain::Resources::default(),
-            timeout_ms: None,
+            ..launch_in(dir.path(), dir.path())
         };
         let job = job_object("petri-x-1", &launch, "python:3.11", None, None);
         let text = serde_json::to_string(&job).unwrap();
@@ -1299,25 +1309,7 @@ mod tests {
         std::fs::write(work.join("train.py"), "import lib.util\n").unwrap();
         std::fs::write(work.join("lib/util.py"), "X = 1\n").unwrap();
         std::os::unix::fs::symlink("train.py", work.join("link.py")).unwrap();
-        let launch = Launch {
-            key: RunKey {
-                job: petri_domain::JobId::new(),
-                attempt: 1,
-                target: "k".into(),
-            },
-            argv: vec!["python".into(), "train.py".into()],
-            workdir: work.clone(),
-            env: Vec::new(),
-            log_path: dir.path().join("log"),
-            status_file: dir.path().join("run"),
-            container: None,
-            mask: Vec::new(),
-            secrets: Vec::new(),
-            run_as: None,
-            user: "alice".into(),
-            resources: petri_domain::Resources::default(),
-            timeout_ms: None,
-        };
+        let launch = launch_in(dir.path(), &work);
         let WorkdirMap::Map(cm, items) = workdir_map("petri-x-1", &launch).unwrap() else {
             panic!("a small folder travels");
         };
