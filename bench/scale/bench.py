@@ -279,7 +279,7 @@ def main():
     ap.add_argument("--pueue-dir", required=True)
     ap.add_argument("--finished", type=int, default=1_000_000)
     ap.add_argument("--queued", type=int, default=10_000)
-    ap.add_argument("--pueue-tasks", type=int, default=10_000)
+    ap.add_argument("--pueue-tasks", type=int, default=10_000, help="0: pueue is not run")
     ap.add_argument("--followers", type=int, default=100)
     ap.add_argument("--follow-jobs", type=int, default=2000)
     ap.add_argument("--ui-scroll", help="bench/scale/ui-scroll.mjs, to scroll the jobs view")
@@ -351,9 +351,10 @@ def main():
     proc.send_signal(signal.SIGTERM)
     proc.wait()
 
-    added, status_ms, json_ms = pueue_status(a.pueue_dir, a.pueue_tasks)
-    print(f"  pueue with {a.pueue_tasks} finished tasks: `pueue status` {status_ms:.0f} ms, "
-          f"`pueue status --json` {json_ms:.0f} ms (adding them took {added:.0f} s)", flush=True)
+    if a.pueue_tasks:
+        added, status_ms, json_ms = pueue_status(a.pueue_dir, a.pueue_tasks)
+        print(f"  pueue with {a.pueue_tasks} finished tasks: `pueue status` {status_ms:.0f} ms, "
+              f"`pueue status --json` {json_ms:.0f} ms (adding them took {added:.0f} s)", flush=True)
     print(f"  petri ls --all with {a.finished} finished jobs: {ls_all:.1f} ms", flush=True)
     if not a.keep:
         shutil.rmtree(home, ignore_errors=True)

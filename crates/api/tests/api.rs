@@ -497,6 +497,42 @@ async fn a_restarted_daemon_keeps_the_queue_and_readopts_running_jobs() {
     assert_eq!(next.number, 3, "numbers continue after a restart");
 }
 
+/// The daemon keeps no memory of finished jobs: a dependency that failed before a restart is
+/// read from the database, and a job submitted after it fails at once, as before the restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_that_failed_before_a_restart_still_fails_its_dependants() {
+    let f = Fixture::start("").await;
+    let bad = f.wait_done(&f.submit(f.script("exit 3")).await).await;
+    let good = f.wait_done(&f.submit(f.script("true")).await).await;
+    assert_eq!(bad.state, JobState::Failed);
+    let dir = f.stop().await;
+    let f = Fixture::start_in(dir).await;
+    let mut late = f.script("touch should-not-exist");
+    late.after = vec![bad.number.to_string()];
+    let late = f.submit(late).await;
+    assert_eq!(late.state, JobState::Failed, "{late:?}");
+    assert_eq!(
+        late.reason.as_deref(),
+        Some(format!("dependency #{} failed", bad.number).as_str())
+    );
+    // A sweep behind it, and behind it and a job that succeeded: every job fails at once.
+    let mut sweep = f.script("touch should-not-exist");
+    sweep.after = vec![good.number.to_string(), bad.id.to_string()];
+    sweep.array = [("i".to_string(), SweepValues::Range("1..50".into()))].into();
+    let jobs = f.client.submit(&[sweep]).await.unwrap();
+    assert_eq!(jobs.len(), 50);
+    assert!(jobs.iter().all(|j| j.state == JobState::Failed), "{jobs:?}");
+    // One behind the job that succeeded runs.
+    let mut fine = f.script("true");
+    fine.after = vec![good.number.to_string()];
+    let fine = f.wait_done(&f.submit(fine).await).await;
+    assert_eq!(fine.state, JobState::Succeeded);
+    // Cancelling a job that ended names its state, read from the database.
+    let err = f.client.cancel(&bad.number.to_string()).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("job #{} already failed", bad.number)), "{err}");
+    assert!(!f.work().join("should-not-exist").exists());
+}
+
 /// The windows a SIGKILL can hit, written straight into a home as the killed daemon left it: an
 /// attempt recorded but never spawned, one that finished while no daemon ran, one whose process
 /// vanished. The next daemon runs the first exactly once and records the others as they ended.

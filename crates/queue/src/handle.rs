@@ -32,7 +32,7 @@ struct Inner {
     /// The engine's view of the GPUs, for checking submissions.
     gpu_view: Arc<Mutex<crate::engine::GpuView>>,
     tx: std::sync::mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
+    events: crate::logwatch::Bus,
     metrics: Arc<Metrics>,
     reads: ReadPool,
     executors: Executors,
@@ -96,7 +96,7 @@ impl Queue {
             })
             .map_err(|e| QueueError::Io(format!("starting the checkpoint thread: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let (events, _) = broadcast::channel(4096);
+        let events = crate::logwatch::Bus::new(4096);
         let metrics = Arc::new(Metrics::new());
         let gpu_view = Arc::default();
         let mut engine = Engine::new(
@@ -224,7 +224,7 @@ impl Queue {
 
     /// Announces an event on the bus (capabilities announce their own changes here).
     pub fn publish(&self, event: Event) {
-        let _ = self.inner.events.send(event);
+        self.inner.events.send(event);
     }
 
     pub fn config(&self) -> &QueueConfig {
@@ -243,8 +243,13 @@ impl Queue {
         let watch = self
             .inner
             .log_watch
-            .get_or_init(|| crate::logwatch::LogWatch::start(&self.home().root().join("logs")));
-        crate::logwatch::LogFollower::new(job, watch.subscribe(job), self.subscribe())
+            .get_or_init(|| {
+                crate::logwatch::LogWatch::start(
+                    &self.home().root().join("logs"),
+                    self.inner.events.followers().clone(),
+                )
+            });
+        watch.follow(job)
     }
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render()

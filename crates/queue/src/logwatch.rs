@@ -1,6 +1,8 @@
 //! Log following by events: one inotify watch (through `notify`) on the home's `logs/` folder
 //! wakes whoever follows a job's log when bytes arrive in its file, whoever wrote them (a local
-//! job's own process, the copier of a container's output, a job re-adopted after a restart).
+//! job's own process, the copier of a container's output, a job re-adopted after a restart); the
+//! bus wakes them when their job changes state. A follower is woken for its own job only: a
+//! hundred followers cost nothing while other jobs start and end.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,17 +17,75 @@ use tokio::sync::{Notify, broadcast};
 /// full inotify queue, a file system without inotify).
 const FALLBACK: Duration = Duration::from_secs(2);
 
-/// The watch on `logs/` and, by file name, who waits for it.
+/// Who follows which job's log.
+#[derive(Clone, Default)]
+pub(crate) struct Followers(Arc<Mutex<HashMap<JobId, Vec<Weak<Notify>>>>>);
+
+impl Followers {
+    fn subscribe(&self, job: JobId) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(job).or_default();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&notify));
+        notify
+    }
+
+    /// Wakes the followers of `job`'s log. A permit is kept when one is not waiting yet: no
+    /// change is missed between a read and the wait after it.
+    pub(crate) fn wake(&self, job: JobId) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(&job) {
+            list.retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
+            if list.is_empty() {
+                map.remove(&job);
+            }
+        }
+    }
+}
+
+/// The event bus: every event goes to its subscribers, and a job's change of state also wakes
+/// the followers of its log.
+#[derive(Clone)]
+pub(crate) struct Bus {
+    events: broadcast::Sender<Event>,
+    followers: Followers,
+}
+
+impl Bus {
+    pub(crate) fn new(capacity: usize) -> Bus {
+        Bus {
+            events: broadcast::channel(capacity).0,
+            followers: Followers::default(),
+        }
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        if let Event::JobChanged(change) = &event {
+            self.followers.wake(change.id);
+        }
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn followers(&self) -> &Followers {
+        &self.followers
+    }
+}
+
+/// The watch on `logs/`; it wakes the followers of the file that grew.
 pub struct LogWatch {
-    waiters: Arc<Mutex<HashMap<String, Vec<Weak<Notify>>>>>,
+    followers: Followers,
     /// `None` when the kernel refused a watch: followers then wake on their fallback timer.
     watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl LogWatch {
-    pub fn start(dir: &Path) -> LogWatch {
-        let waiters: Arc<Mutex<HashMap<String, Vec<Weak<Notify>>>>> = Arc::default();
-        let inner = Arc::downgrade(&waiters);
+    pub(crate) fn start(dir: &Path, followers: Followers) -> LogWatch {
+        let woken = followers.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else {
                 return;
@@ -33,21 +93,14 @@ impl LogWatch {
             if !matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_)) {
                 return;
             }
-            let Some(waiters) = inner.upgrade() else {
-                return;
-            };
-            let mut waiters = waiters.lock().unwrap_or_else(|p| p.into_inner());
             for path in &event.paths {
-                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if let Some(list) = waiters.get_mut(name) {
-                    // A permit is kept when nobody waits yet: no write is missed between a read
-                    // and the wait after it.
-                    list.retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
-                    if list.is_empty() {
-                        waiters.remove(name);
-                    }
+                let job = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".log"))
+                    .and_then(|id| id.parse::<JobId>().ok());
+                if let Some(job) = job {
+                    woken.wake(job);
                 }
             }
         })
@@ -59,17 +112,15 @@ impl LogWatch {
                 None
             }
         };
-        LogWatch { waiters, watcher }
+        LogWatch { followers, watcher }
     }
 
-    /// What wakes when the job's log grows. Keep it for as long as the log is followed.
-    pub fn subscribe(&self, job: JobId) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        let list = waiters.entry(format!("{job}.log")).or_default();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(&notify));
-        notify
+    /// What wakes when the job's log grows or the job changes state. Keep it for as long as the
+    /// log is followed.
+    pub fn follow(&self, job: JobId) -> LogFollower {
+        LogFollower {
+            woken: self.followers.subscribe(job),
+        }
     }
 
     /// Whether the kernel's watch is in place (else followers poll on their timer).
@@ -80,36 +131,14 @@ impl LogWatch {
 
 /// One follower of one job's log.
 pub struct LogFollower {
-    job: JobId,
-    grew: Arc<Notify>,
-    events: broadcast::Receiver<Event>,
+    woken: Arc<Notify>,
 }
 
 impl LogFollower {
-    pub(crate) fn new(job: JobId, grew: Arc<Notify>, events: broadcast::Receiver<Event>) -> Self {
-        LogFollower { job, grew, events }
-    }
-
     /// Returns when the log may have grown or the job may have changed state (its end, a new
     /// attempt), or after a short fallback wait; the caller reads again either way.
     pub async fn wait(&mut self) {
-        let job = self.job;
-        let events = &mut self.events;
-        let changed = async {
-            loop {
-                match events.recv().await {
-                    Ok(Event::JobChanged(c)) if c.id == job => return,
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                }
-            }
-        };
-        tokio::select! {
-            () = self.grew.notified() => {}
-            () = changed => {}
-            () = tokio::time::sleep(FALLBACK) => {}
-        }
+        let _ = tokio::time::timeout(FALLBACK, self.woken.notified()).await;
     }
 }
 
@@ -123,11 +152,11 @@ mod tests {
     #[tokio::test]
     async fn a_write_wakes_the_follower_of_that_file_only() {
         let dir = tempfile::tempdir().unwrap();
-        let watch = LogWatch::start(dir.path());
+        let watch = LogWatch::start(dir.path(), Followers::default());
         assert!(watch.is_watching());
         let (a, b) = (JobId::new(), JobId::new());
-        let wake_a = watch.subscribe(a);
-        let wake_b = watch.subscribe(b);
+        let wake_a = watch.followers.subscribe(a);
+        let wake_b = watch.followers.subscribe(b);
         let mut f = std::fs::File::create(dir.path().join(format!("{a}.log"))).unwrap();
         f.write_all(b"hello\n").unwrap();
         tokio::time::timeout(Duration::from_secs(10), wake_a.notified())
@@ -142,10 +171,44 @@ mod tests {
         drop(wake_a);
         f.write_all(b"more\n").unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        let waiters = watch.waiters.lock().unwrap();
+        let waiters = watch.followers.0.lock().unwrap();
         assert!(
-            !waiters.contains_key(&format!("{a}.log")),
+            !waiters.contains_key(&a),
             "a gone follower is forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_of_state_wakes_the_followers_of_that_job_only() {
+        let bus = Bus::new(16);
+        let (a, b) = (JobId::new(), JobId::new());
+        let wake_a = bus.followers().subscribe(a);
+        let wake_b = bus.followers().subscribe(b);
+        let change = |id| petri_domain::JobChange {
+            id,
+            number: 1,
+            name: "j".into(),
+            state: petri_domain::JobState::Succeeded,
+            attempt: 1,
+            exit_code: Some(0),
+            reason: None,
+        };
+        bus.send(Event::JobSubmitted(change(a)));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), wake_a.notified())
+                .await
+                .is_err(),
+            "only a change of state wakes a follower"
+        );
+        bus.send(Event::JobChanged(change(a)));
+        tokio::time::timeout(Duration::from_secs(10), wake_a.notified())
+            .await
+            .expect("the change wakes its job's follower");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), wake_b.notified())
+                .await
+                .is_err(),
+            "another job's follower sleeps on"
         );
     }
 }

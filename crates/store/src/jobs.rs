@@ -124,23 +124,7 @@ impl Store {
 
     /// The states of the given jobs (missing ids are left out).
     pub fn states_of(&self, ids: &[JobId]) -> Result<Vec<(JobId, u64, JobState)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT number, state FROM jobs WHERE id = ?1")?;
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some((n, s)) = stmt
-                .query_row(params![id.to_string()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .optional()?
-            {
-                let state = JobState::parse(&s)
-                    .ok_or_else(|| StoreError::Corrupt(format!("job state `{s}`")))?;
-                out.push((*id, n as u64, state));
-            }
-        }
-        Ok(out)
+        states_of(&self.conn, ids)
     }
 
     /// Finds a job by full id, by number, or by a unique id prefix of at least 8 characters.
@@ -334,7 +318,30 @@ impl Store {
     }
 }
 
+fn states_of(conn: &rusqlite::Connection, ids: &[JobId]) -> Result<Vec<(JobId, u64, JobState)>> {
+    let mut stmt = conn.prepare_cached("SELECT number, state FROM jobs WHERE id = ?1")?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some((n, s)) = stmt
+            .query_row(params![id.to_string()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?
+        {
+            let state =
+                JobState::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("job state `{s}`")))?;
+            out.push((*id, n as u64, state));
+        }
+    }
+    Ok(out)
+}
+
 impl Tx<'_> {
+    /// The states of the given jobs, as this transaction sees them (missing ids are left out).
+    pub fn states_of(&self, ids: &[JobId]) -> Result<Vec<(JobId, u64, JobState)>> {
+        states_of(self.tx, ids)
+    }
+
     /// Records what a finished job's files hold.
     pub fn set_file_bytes(&self, id: JobId, bytes: u64) -> Result<()> {
         self.tx

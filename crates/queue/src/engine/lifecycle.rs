@@ -13,6 +13,8 @@ impl State {
         fx: &mut Effects,
     ) -> Result<Vec<Job>, StoreError> {
         let mut out = Vec::with_capacity(prepared.len());
+        // The final states of the dependencies read so far (a sweep's jobs share theirs).
+        let mut known = Ended::new();
         for p in prepared {
             let number = self.next_number;
             self.next_number += 1;
@@ -50,7 +52,7 @@ impl State {
             let id = job.id;
             self.load(job, 0);
             // A dependency that already ended badly dooms the job at once.
-            self.check_doomed(tx, id, now, fx)?;
+            self.check_doomed(tx, id, now, fx, &mut known)?;
             if let Some(a) = self.jobs.get(&id) {
                 out.push(a.job.clone());
             } else if let Some(job) = self.last_finished.take() {
@@ -73,7 +75,7 @@ impl State {
         fx: &mut Effects,
     ) -> Result<Result<Job, ErrorBody>, StoreError> {
         let Some(active) = self.jobs.get_mut(&id) else {
-            return Ok(Err(self.not_active(id)));
+            return Ok(Err(not_active(tx, id)));
         };
         if active.run.is_some() {
             if reason.is_some() && active.run.as_ref().is_some_and(|r| r.stop.is_none()) {
@@ -90,7 +92,7 @@ impl State {
             now,
             fx,
         )?;
-        Ok(job.ok_or_else(|| self.not_active(id)))
+        Ok(job.ok_or_else(|| not_active(tx, id)))
     }
 
     pub(super) fn hold(
@@ -101,7 +103,7 @@ impl State {
         fx: &mut Effects,
     ) -> Result<Result<Job, ErrorBody>, StoreError> {
         let Some(active) = self.jobs.get_mut(&id) else {
-            return Ok(Err(self.not_active(id)));
+            return Ok(Err(not_active(tx, id)));
         };
         let job = &mut active.job;
         let (allowed, verb) = if hold {
@@ -131,19 +133,6 @@ impl State {
         let job = job.clone();
         self.refresh_ready(id);
         Ok(Ok(job))
-    }
-
-    pub(super) fn not_active(&self, id: JobId) -> ErrorBody {
-        match self.finished.get(&id) {
-            Some((number, state)) => ErrorBody::new(
-                ErrorCode::InvalidState,
-                format!("job #{number} already {state}"),
-            ),
-            None => ErrorBody::new(
-                ErrorCode::InvalidState,
-                format!("job {id} has already finished"),
-            ),
-        }
     }
 
     /// Ends a job that is not running (cancelled, or doomed by a dependency).
@@ -182,7 +171,6 @@ impl State {
         fx: &mut Effects,
     ) -> Result<(), StoreError> {
         self.metrics.finished(job.state);
-        self.finished.insert(job.id, (job.number, job.state));
         fx.events.push(Event::JobChanged(change(job)));
         self.last_finished = Some(job.clone());
         if job.state != JobState::Succeeded {
@@ -208,12 +196,17 @@ impl State {
         Ok(())
     }
 
+    /// Fails a waiting job whose dependency ended badly. What is not active has ended; its
+    /// state is read from the database once per `known` (nothing keeps the states of finished
+    /// jobs in memory: a dependency that failed dooms its dependants at once, so no active job
+    /// depends on one for long).
     pub(super) fn check_doomed(
         &mut self,
         tx: &Tx<'_>,
         id: JobId,
         now: i64,
         fx: &mut Effects,
+        known: &mut Ended,
     ) -> Result<(), StoreError> {
         let Some(active) = self.jobs.get(&id) else {
             return Ok(());
@@ -221,12 +214,24 @@ impl State {
         if active.run.is_some() {
             return Ok(());
         }
-        let bad = active.job.depends_on.iter().find_map(|d| {
-            self.finished
-                .get(d)
-                .filter(|(_, s)| *s != JobState::Succeeded)
-                .copied()
-        });
+        let mut bad = None;
+        for dep in &active.job.depends_on {
+            if self.jobs.contains_key(dep) {
+                continue;
+            }
+            let ended = match known.get(dep) {
+                Some(ended) => *ended,
+                None => {
+                    let ended = tx.states_of(&[*dep])?.pop().map(|(_, n, s)| (n, s));
+                    known.insert(*dep, ended);
+                    ended
+                }
+            };
+            if let Some((number, state)) = ended.filter(|(_, s)| *s != JobState::Succeeded) {
+                bad = Some((number, state));
+                break;
+            }
+        }
         if let Some((number, state)) = bad {
             self.end_waiting(
                 tx,
@@ -342,5 +347,22 @@ impl State {
         };
         self.forget_user(&active.job.user);
         self.terminal(tx, &active.job, now, fx)
+    }
+}
+
+/// Final states of jobs that are no longer active, by id, as read (`None`: no such job).
+pub(super) type Ended = HashMap<JobId, Option<(u64, JobState)>>;
+
+/// Why a job that is not active cannot be changed: its final state, from the database.
+fn not_active(tx: &Tx<'_>, id: JobId) -> ErrorBody {
+    match tx.states_of(&[id]).ok().and_then(|mut s| s.pop()) {
+        Some((_, number, state)) => ErrorBody::new(
+            ErrorCode::InvalidState,
+            format!("job #{number} already {state}"),
+        ),
+        None => ErrorBody::new(
+            ErrorCode::InvalidState,
+            format!("job {id} has already finished"),
+        ),
     }
 }

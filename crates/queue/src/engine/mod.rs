@@ -20,7 +20,7 @@ use petri_domain::{
 };
 use petri_sched::{DepState, Request, Running as SchedRunning, Waiting};
 use petri_store::{StopIntent, Store, StoreError, Tx};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use crate::home::Home;
 use crate::launch::LaunchHooks;
@@ -221,7 +221,7 @@ struct State {
     /// Jupyter token, say: derived, never stored).
     hooks: LaunchHooks,
     self_tx: Sender<Command>,
-    events: broadcast::Sender<Event>,
+    events: crate::logwatch::Bus,
     metrics: Arc<Metrics>,
     capacity: petri_sched::Capacity,
     queue_limits: HashMap<String, u32>,
@@ -258,8 +258,6 @@ struct State {
     /// still active. The scheduler's step walks only these, so a hundred thousand held jobs, or
     /// jobs behind a dependency, cost a job's start nothing.
     ready: BTreeSet<(Reverse<i32>, u64, JobId)>,
-    /// Final states of jobs that others may depend on.
-    finished: HashMap<JobId, (u64, JobState)>,
     dependants: HashMap<JobId, Vec<JobId>>,
     next_number: u64,
     /// Reservations of running jobs.
@@ -325,7 +323,7 @@ impl Engine {
         hooks: LaunchHooks,
         rx: Receiver<Command>,
         self_tx: Sender<Command>,
-        events: broadcast::Sender<Event>,
+        events: crate::logwatch::Bus,
         metrics: Arc<Metrics>,
         gpu_view: Arc<std::sync::Mutex<GpuView>>,
     ) -> Result<Engine, StoreError> {
@@ -364,7 +362,6 @@ impl Engine {
                 version: 0,
                 explained: None,
                 ready: BTreeSet::new(),
-                finished: HashMap::new(),
                 dependants: HashMap::new(),
                 next_number,
                 running: HashMap::new(),
@@ -411,17 +408,6 @@ impl Engine {
                 runs.push((s.job.id, self.store.active_run(s.job.id)?));
             }
         }
-        let mut dep_ids: Vec<JobId> = stored
-            .iter()
-            .flat_map(|s| s.job.depends_on.iter().copied())
-            .collect();
-        dep_ids.sort();
-        dep_ids.dedup();
-        for (id, number, state) in self.store.states_of(&dep_ids)? {
-            if state.is_terminal() {
-                self.state.finished.insert(id, (number, state));
-            }
-        }
         let now = now_ms();
         let mut fx = Effects::default();
         let state = &mut self.state;
@@ -439,8 +425,9 @@ impl Engine {
             }
             // Dependants of jobs that ended badly while we were away.
             let ids: Vec<JobId> = state.jobs.keys().copied().collect();
+            let mut known = lifecycle::Ended::new();
             for id in ids {
-                state.check_doomed(tx, id, now, &mut fx)?;
+                state.check_doomed(tx, id, now, &mut fx, &mut known)?;
             }
             Ok(())
         })?;
@@ -531,11 +518,14 @@ impl Engine {
         });
         if changes || !fx.events.is_empty() || !fx.launches.is_empty() {
             self.state.version += 1;
+            // A stale explanation is never served again: its memory goes now.
+            self.state.explained = None;
         }
         match result {
             Ok(()) => {
                 self.state.carry_out(fx, true);
                 self.state.update_gauges();
+                self.state.shrink();
                 true
             }
             Err(e) => {
@@ -634,6 +624,21 @@ impl State {
         let all = std::sync::Arc::new(self.plan(now, true).pending);
         self.explained = Some((self.version, now, all.clone()));
         all
+    }
+
+    /// Gives back what the maps of active jobs grew to hold: after a sweep of a million jobs
+    /// has ended, a map's table would otherwise keep a slot for each of them for as long as the
+    /// daemon runs. A map is rebuilt only once it holds under a quarter of its room, so the
+    /// rebuilds cost a constant share of the inserts that grew it.
+    fn shrink(&mut self) {
+        fn fit<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > 1024 && map.len() * 4 < map.capacity() {
+                map.shrink_to_fit();
+            }
+        }
+        fit(&mut self.jobs);
+        fit(&mut self.dependants);
+        fit(&mut self.running);
     }
 
     /// Puts a waiting job in `ready`, or takes it out, by whether it could start now.
