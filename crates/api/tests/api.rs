@@ -529,7 +529,11 @@ async fn a_dependency_that_failed_before_a_restart_still_fails_its_dependants() 
     assert_eq!(fine.state, JobState::Succeeded);
     // Cancelling a job that ended names its state, read from the database.
     let err = f.client.cancel(&bad.number.to_string()).await.unwrap_err();
-    assert!(err.to_string().contains(&format!("job #{} already failed", bad.number)), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("job #{} already failed", bad.number)),
+        "{err}"
+    );
     assert!(!f.work().join("should-not-exist").exists());
 }
 

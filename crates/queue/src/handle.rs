@@ -240,15 +240,12 @@ impl Queue {
     /// What a follower of a job's log waits on: bytes arriving in the log file (inotify) or a
     /// change of the job's state, whichever comes first. Take it before the first read.
     pub fn log_follower(&self, job: JobId) -> crate::logwatch::LogFollower {
-        let watch = self
-            .inner
-            .log_watch
-            .get_or_init(|| {
-                crate::logwatch::LogWatch::start(
-                    &self.home().root().join("logs"),
-                    self.inner.events.followers().clone(),
-                )
-            });
+        let watch = self.inner.log_watch.get_or_init(|| {
+            crate::logwatch::LogWatch::start(
+                &self.home().root().join("logs"),
+                self.inner.events.followers().clone(),
+            )
+        });
         watch.follow(job)
     }
     pub fn metrics_text(&self) -> String {

@@ -172,10 +172,7 @@ mod tests {
         f.write_all(b"more\n").unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let waiters = watch.followers.0.lock().unwrap();
-        assert!(
-            !waiters.contains_key(&a),
-            "a gone follower is forgotten"
-        );
+        assert!(!waiters.contains_key(&a), "a gone follower is forgotten");
     }
 
     #[tokio::test]

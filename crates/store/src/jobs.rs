@@ -328,8 +328,8 @@ fn states_of(conn: &rusqlite::Connection, ids: &[JobId]) -> Result<Vec<(JobId, u
             })
             .optional()?
         {
-            let state =
-                JobState::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("job state `{s}`")))?;
+            let state = JobState::parse(&s)
+                .ok_or_else(|| StoreError::Corrupt(format!("job state `{s}`")))?;
             out.push((*id, n as u64, state));
         }
     }
