@@ -2,7 +2,7 @@
 """P1b: a home that keeps everything. Petri with a million finished jobs and ten thousand queued,
 beside pueue's `status` with ten thousand finished tasks, in one run.
 
-Usage: bench.py --petri BIN --pueue-dir DIR [--finished 1000000] [--queued 10000]
+Usage: bench.py --petri BIN --pueue-dir DIR --follow BIN [--finished 1000000] [--queued 10000]
                 [--pueue-tasks 10000] [--followers 100] [--follow-jobs 2000] [--ui-scroll SCRIPT]
 
 Everything is made through the API, never by writing to the database:
@@ -19,7 +19,8 @@ Then, on that home:
 - the daemon's RSS after 10 s idle; restart (SIGTERM, start) until the first page is served;
 - a 100,000-job sweep (held), from the request to the answer;
 - 2,000 `true` jobs run without and then with 100 clients following logs (each client follows one
-  job's log to its end, then the next one's), throughput compared;
+  job's log to its end, then the next one's; the clients are bench/tools' `follow`, one thread),
+  in turns for 3 rounds, the medians' throughput compared;
 - `petri logs -f` latency: a job prints its clock every 50 ms; the follower's clock on reading it;
 - the jobs view in Chromium scrolled through the million (bench/scale/ui-scroll.mjs), if given;
 - pueue: `pueued` with 10,000 finished `true` tasks; `pueue status` (and `--json`) wall time.
@@ -116,10 +117,19 @@ def succeeded(api):
 
 
 def rss_mib(pid):
+    """The daemon's resident memory, MiB: (all of it, its own anonymous part). The rest is mapped
+    files (the binary and the desktop build's libraries), shared with other processes."""
+    out = {}
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon"):
+            out[key] = int(value.split()[0]) / 1024
+    return out.get("VmRSS", 0.0), out.get("RssAnon", 0.0)
+
+
+def rss_words(pid):
+    total, anon = rss_mib(pid)
+    return f"{total:.0f} MiB ({anon:.0f} MiB of it its own, the rest mapped files)"
 
 
 def build_home(api, work, finished, queued):
@@ -165,52 +175,35 @@ def cli_time(binary, env, args, n=15):
     return statistics.median(times)
 
 
-def run_jobs(api, work, n, followers):
-    """n `true` jobs; with followers, that many clients follow logs meanwhile. Jobs per second."""
+def run_jobs(api, work, n, followers, follow_bin):
+    """n `true` jobs; with followers, that many clients (bench/tools' `follow`, one thread) follow
+    their logs meanwhile, each job's log to its end. Jobs per second, and what the followers did."""
     gate = api.call("POST", "/api/v1/jobs", {"jobs": [
         {"name": "go", "run": "true", "workdir": work, "hold": True}]})["jobs"][0]
     jobs = api.call("POST", "/api/v1/jobs", {"jobs": [
         {"name": "run", "run": "true", "workdir": work, "after": [gate["id"]],
          "array": {"i": f"1..{n}"}}]})["jobs"]
-    stop = threading.Event()
-    errors = []
-
-    def follow(k):
-        conn = http.client.HTTPConnection(api.host, api.port, timeout=600)
-        for j in jobs[k::followers]:
-            if stop.is_set():
-                return
-            try:
-                conn.request("GET", f"/api/v1/jobs/{j['id']}/log/stream",
-                             headers={"Authorization": "Bearer " + api.token})
-                r = conn.getresponse()
-                while True:
-                    line = r.fp.readline()
-                    if not line or line.startswith(b"event: end"):
-                        break
-                r.close()
-                conn.close()
-                conn = http.client.HTTPConnection(api.host, api.port, timeout=600)
-            except Exception as e:  # noqa: BLE001 - reported below
-                errors.append(repr(e))
-                return
-
-    threads = [threading.Thread(target=follow, args=(k,), daemon=True) for k in range(followers)]
-    for th in threads:
-        th.start()
-    time.sleep(0.5 if followers else 0)
+    follower = None
+    if followers:
+        ids = os.path.join(work, "follow-ids")
+        with open(ids, "w") as f:
+            f.write("\n".join(j["id"] for j in jobs))
+        follower = subprocess.Popen([follow_bin, f"http://{api.host}:{api.port}", api.token, ids,
+                                     "--clients", str(followers)], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # every client is connected and waits on its first job
     before = succeeded(api)
     t = time.perf_counter()
     api.call("POST", f"/api/v1/jobs/{gate['id']}/release")
     while succeeded(api) < before + n + 1:
         time.sleep(0.05)
     rate = n / (time.perf_counter() - t)
-    stop.set()
-    for th in threads:
-        th.join(timeout=30)
-    if errors:
-        print(f"  follower errors: {errors[:3]}", flush=True)
-    return rate
+    report = None
+    if follower:
+        out, _ = follower.communicate(timeout=120)
+        report = json.loads(out)
+        if report["errors"] or report["streams"] != n:
+            print(f"  followers: {report}", flush=True)
+    return rate, report
 
 
 def follow_latency(binary, env, work, api):
@@ -282,6 +275,8 @@ def main():
     ap.add_argument("--pueue-tasks", type=int, default=10_000, help="0: pueue is not run")
     ap.add_argument("--followers", type=int, default=100)
     ap.add_argument("--follow-jobs", type=int, default=2000)
+    ap.add_argument("--follow-rounds", type=int, default=3)
+    ap.add_argument("--follow", required=True, help="bench/tools' follow program")
     ap.add_argument("--ui-scroll", help="bench/scale/ui-scroll.mjs, to scroll the jobs view")
     ap.add_argument("--keep", help="keep the home here (reused when it exists)")
     a = ap.parse_args()
@@ -320,13 +315,13 @@ def main():
     print(f"  petri ls --all: {ls_all:.1f} ms; petri --version (start-up): {startup:.1f} ms", flush=True)
 
     time.sleep(10)
-    print(f"  daemon RSS after 10 s idle: {rss_mib(proc.pid):.0f} MiB", flush=True)
+    print(f"  daemon RSS after 10 s idle: {rss_words(proc.pid)}", flush=True)
 
     proc.send_signal(signal.SIGTERM)
     proc.wait()
     proc, api, env, restart = start(a.petri, home)
     print(f"  restart (start to the first page served): {restart * 1000:.0f} ms", flush=True)
-    print(f"  daemon RSS just after the restart: {rss_mib(proc.pid):.0f} MiB", flush=True)
+    print(f"  daemon RSS just after the restart: {rss_words(proc.pid)}", flush=True)
 
     ms, out = api.timed("POST", "/api/v1/jobs", {"jobs": [
         {"name": "big", "run": "true", "workdir": work, "hold": True, "array": {"i": "1..100000"}}]})
@@ -338,10 +333,19 @@ def main():
     print(f"  petri logs -f: a line on screen {p50:.1f} ms after it was written (p50 of {n}; max {worst:.1f} ms)",
           flush=True)
 
-    quiet = run_jobs(api, work, a.follow_jobs, 0)
-    busy = run_jobs(api, work, a.follow_jobs, a.followers)
-    print(f"  {a.follow_jobs} jobs: {quiet:.0f} jobs/s alone, {busy:.0f} jobs/s with {a.followers} "
-          f"clients following logs ({busy / quiet * 100:.0f} %)", flush=True)
+    # Alone and followed, in turns (the machine's speed drifts): the medians of the rounds.
+    quiet, busy = [], []
+    for _ in range(a.follow_rounds):
+        quiet.append(run_jobs(api, work, a.follow_jobs, 0, a.follow)[0])
+        rate, report = run_jobs(api, work, a.follow_jobs, a.followers, a.follow)
+        busy.append(rate)
+        print(f"  round: {quiet[-1]:.0f} jobs/s alone, {rate:.0f} with {a.followers} followers "
+              f"({report['streams']} logs followed to their end in {report['seconds']:.1f} s, "
+              f"{report['errors']} errors)", flush=True)
+    q, b = statistics.median(quiet), statistics.median(busy)
+    print(f"  {a.follow_jobs} jobs: {q:.0f} jobs/s alone, {b:.0f} jobs/s with {a.followers} "
+          f"clients following logs ({b / q * 100:.0f} %; medians of {a.follow_rounds} rounds)",
+          flush=True)
 
     if a.ui_scroll:
         out = subprocess.run(["node", a.ui_scroll, "--base", f"http://{api.host}:{api.port}",

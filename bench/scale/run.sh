@@ -14,4 +14,8 @@ if [ ! -x "$tools/bin/pueued" ]; then
     say "installing pueue from crates.io into $tools"
     cargo install pueue --locked --root "$tools"
 fi
-exec python3 bench/scale/bench.py --petri "$CARGO_TARGET_DIR/release/petri" --pueue-dir "$tools/bin" "$@"
+tools_target="$(dirname "$CARGO_TARGET_DIR")/bench-target"
+say "building bench/tools (release, into $tools_target)"
+(cd bench/tools && CARGO_TARGET_DIR="$tools_target" cargo build --release --locked)
+exec python3 bench/scale/bench.py --petri "$CARGO_TARGET_DIR/release/petri" --pueue-dir "$tools/bin" \
+    --follow "$tools_target/release/follow" "$@"

@@ -5,7 +5,9 @@
 // the end of the list (or after --rows rows, or --limit-s seconds) and prints one line of JSON:
 //   {"rows": rows scrolled, "frames": n, "max_ms": .., "p99_ms": .., "p50_ms": .., "over_50ms": n,
 //    "seconds": .., "stalled_ms": time spent at the bottom of the rows read, waiting for a page,
-//    "dom_rows_max": most table rows the page held at once, "end": whether the end was reached}
+//    "dom_rows_max": most table rows the page held at once, "end": whether the end was reached,
+//    "long_frames": Chromium's long animation frames (over 50 ms) and what they spent in scripts
+//    and in style, layout and paint}
 // It assumes nothing about the home's size: the table reads pages as it scrolls.
 //
 // Usage: node bench/scale/ui-scroll.mjs --base URL --token TOKEN [--rows N] [--pace ROWS_PER_S]
@@ -50,6 +52,29 @@ try {
         const first = box.querySelector("[role=row][data-number]");
         const rowHeight = first.getBoundingClientRect().height || 30;
         const frames = [];
+        // What the long frames did (Chromium's Long Animation Frames): script, layout, paint.
+        const long = [];
+        const seen = new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) {
+            if (e.duration <= 50) continue;
+            const end = e.startTime + e.duration;
+            long.push({
+              ms: Math.round(e.duration),
+              script_ms: Math.round((e.scripts ?? []).reduce((t, x) => t + x.duration, 0)),
+              layout_ms: Math.round(e.renderStart ? end - (e.styleAndLayoutStart || end) : 0),
+              render_ms: Math.round(e.renderStart ? end - e.renderStart : 0),
+              scripts: [...(e.scripts ?? [])]
+                .sort((a, b) => b.duration - a.duration)
+                .slice(0, 2)
+                .map((x) => `${Math.round(x.duration)}ms ${x.invoker || x.invokerType} ${x.sourceFunctionName || ""}`.trim()),
+            });
+          }
+        });
+        try {
+          seen.observe({ type: "long-animation-frame", buffered: false });
+        } catch {
+          // An older browser: the frames' durations alone.
+        }
         let domMax = 0;
         let stalled = 0;
         const t0 = performance.now();
@@ -70,7 +95,13 @@ try {
             row_px: rowHeight,
             end,
             footer: foot?.textContent ?? "",
+            long_frames: long.length,
+            // Averages of the long frames, and the five longest.
+            long_script_ms: long.length ? Math.round(long.reduce((t, l) => t + l.script_ms, 0) / long.length) : 0,
+            long_render_ms: long.length ? Math.round(long.reduce((t, l) => t + l.render_ms, 0) / long.length) : 0,
+            longest: [...long].sort((a, b) => b.ms - a.ms).slice(0, 5),
           });
+          seen.disconnect();
         };
         const tick = (now) => {
           const dt = now - last;

@@ -23,10 +23,10 @@ Run it with the Python that has mlflow and scikit-learn (bench/serving/run.sh do
   iris_profiles.csv on sample_id (the pipeline's rows), saved with `mlflow.sklearn.save_model`, served by
   `mlflow models serve --env-manager local --workers 2`; the same row as `dataframe_split` to
   `POST /invocations`.
-- The fixed answer: bench/serving/tools (fixed-answer), answering Petri's own answer bytes.
+- The fixed answer: bench/tools (fixed-answer), answering Petri's own answer bytes.
 - Peak: `wrk -t2 -c64 -d10s` per server (bench/serving/post.lua: the body and the Authorization
   header, sent to every server; only Petri reads it), rounds rotating the order; medians.
-- Fixed rate: bench/serving/tools (openloop) at half of each server's median peak, 64
+- Fixed rate: bench/tools (openloop) at half of each server's median peak, 64
   connections, 2 s of warm-up then 15 s counted; latency from each request's scheduled instant
   (no coordinated omission); its timer wakes at most every 250 µs (--tick-us) and sends what is
   due, so the generator's own wake-ups cost the server's two cores less (a request sent late

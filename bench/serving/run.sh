@@ -4,7 +4,7 @@
 # by a server that answers a fixed response at once (the HTTP limit), in one run: peak requests
 # per second (wrk, 64 connections), p50/p99 at half of each one's peak (open-loop, fixed rate),
 # and one request's latency with no load.
-# Builds Petri (release, server build) and bench/serving/tools (fixed-answer, openloop; release,
+# Builds Petri (release, server build) and bench/tools (fixed-answer, openloop; release,
 # their own target folder next to the build cache); installs wrk (Debian), Python's venv and
 # mlflow 3.x with scikit-learn (PyPI, into the bench venv next to the build cache) when missing;
 # starts the Docker engine when none answers (and stops it after) and builds the image
@@ -32,8 +32,8 @@ else
     petri="$CARGO_TARGET_DIR/release/petri"
 fi
 tools_target="$(dirname "$CARGO_TARGET_DIR")/bench-target"
-say "building bench/serving/tools (release, into $tools_target)"
-(cd bench/serving/tools && CARGO_TARGET_DIR="$tools_target" cargo build --release --locked)
+say "building bench/tools (release, into $tools_target)"
+(cd bench/tools && CARGO_TARGET_DIR="$tools_target" cargo build --release --locked)
 venv="${PETRI_BENCH_VENV:-$(dirname "$CARGO_TARGET_DIR")/bench-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 if ! "$venv/bin/python" -c "import mlflow, sklearn, pandas, sys; sys.exit(not mlflow.__version__.startswith('3.'))" 2>/dev/null \

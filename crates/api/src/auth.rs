@@ -292,7 +292,7 @@ pub(crate) async fn require_token(
     // A job's token lives as long as its job, and acts for the job's user.
     let mut caller = caller;
     if let accounts::Credential::Job(job) = &caller.credential {
-        let found = state.daemon.queue().get(&job.to_string()).await;
+        let found = state.daemon.queue().stored_job(*job).await;
         let ended = match &found {
             Ok(j) => j
                 .state

@@ -51,7 +51,7 @@ pub(crate) async fn follow_log(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Resolve first so an unknown job is a 404, not an empty stream.
-    let found = s.daemon.queue().get(&id).await?;
+    let found = s.daemon.queue().stored(&id).await?;
     crate::jobs::owns(&caller, petri_daemon::accounts::Action::ReadPrivate, &found)?;
     let id = found.id;
     let job = id.to_string();

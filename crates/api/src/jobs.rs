@@ -130,7 +130,7 @@ pub(crate) async fn cancel(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    let job = s.daemon.queue().get(&id).await?;
+    let job = s.daemon.queue().stored(&id).await?;
     owns(&caller, Action::Submit, &job)?;
     Ok(Json(s.daemon.queue().cancel(&job.id.to_string()).await?))
 }
@@ -147,7 +147,7 @@ pub(crate) async fn hold(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    let job = s.daemon.queue().get(&id).await?;
+    let job = s.daemon.queue().stored(&id).await?;
     owns(&caller, Action::Submit, &job)?;
     Ok(Json(s.daemon.queue().hold(&job.id.to_string()).await?))
 }
@@ -164,7 +164,7 @@ pub(crate) async fn release(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    let job = s.daemon.queue().get(&id).await?;
+    let job = s.daemon.queue().stored(&id).await?;
     owns(&caller, Action::Submit, &job)?;
     Ok(Json(s.daemon.queue().release(&job.id.to_string()).await?))
 }
@@ -191,7 +191,7 @@ pub(crate) async fn log(
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    let job = s.daemon.queue().get(&id).await?;
+    let job = s.daemon.queue().stored(&id).await?;
     owns(&caller, Action::ReadPrivate, &job)?;
     let chunk = s
         .daemon

@@ -141,9 +141,15 @@ function JobTable(props: { filter: JobListFilter & { limit: number }; text: stri
     getScrollElement: () => scroller.current,
     estimateSize: () => ROW,
     scrollMargin: HEAD,
-    overscan: 12,
+    overscan: 6,
   });
   const items = virtual.getVirtualItems();
+  // Rows are keyed by their slot (their index modulo the rows drawn), not by their job: the row
+  // that scrolls in takes over the elements of the one that scrolled out, so a fast scroll, which
+  // brings a whole screen of new rows every frame, changes text in place instead of making and
+  // dropping every row's elements (that was most of a long frame); a slow one still redraws
+  // only the row that comes in.
+  const slots = Math.max(1, items.length);
   const from = items[0]?.index ?? 0;
   const to = items.length ? items[items.length - 1].index : -1;
 
@@ -198,10 +204,11 @@ function JobTable(props: { filter: JobListFilter & { limit: number }; text: stri
             <div className="jobs-body" role="rowgroup" style={{ height: virtual.getTotalSize() }} onClick={open}>
               {items.map((v) => {
                 const job = matches ? matches[v.index] : rowAt(view, v.index);
+                const slot = `slot-${v.index % slots}`;
                 return job ? (
-                  <JobRow key={job.id} job={job} index={v.index} top={v.start - HEAD} />
+                  <JobRow key={slot} job={job} index={v.index} top={v.start - HEAD} />
                 ) : (
-                  <div key={`at-${v.index}`} className="jobs-row placeholder" role="row" aria-rowindex={v.index + 2} style={{ transform: `translateY(${v.start - HEAD}px)` }}>
+                  <div key={slot} className="jobs-row placeholder" role="row" aria-rowindex={v.index + 2} style={{ transform: `translateY(${v.start - HEAD}px)` }}>
                     <span role="cell" className="muted">…</span>
                   </div>
                 );

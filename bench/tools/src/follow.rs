@@ -1,0 +1,133 @@
+//! P1b's log followers: C clients that follow job logs through the daemon's API while the jobs
+//! run, as `petri logs -f` or the web UI's live log do, from one thread.
+//!
+//!   follow BASE_URL TOKEN JOBS_FILE [--clients C]
+//!
+//! JOBS_FILE holds one job id per line. Client k follows the logs of jobs k, k+C, k+2C, ... one
+//! after the other: `GET /api/v1/jobs/{id}/log/stream` on a new connection, read until the
+//! stream's `end` event (the job has finished and its log is read whole), then the next. It exits
+//! when every client has followed its last job, and prints one JSON object: the streams
+//! followed, the bytes read, the errors, and the seconds it ran.
+//!
+//! One thread with a single-threaded runtime: on a two-core machine the followers should cost
+//! the daemon's cores as little as a client can (P1b's earlier followers were 100 Python
+//! threads, and their own CPU set the throughput they measured).
+
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+fn fail(message: &str) -> ! {
+    eprintln!("follow: {message}");
+    std::process::exit(2);
+}
+
+/// Follows one job's log to its end: the bytes read.
+async fn follow(addr: &str, authority: &str, token: &str, job: &str) -> Result<u64, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(format!("/api/v1/jobs/{job}/log/stream"))
+        .header("host", authority)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != 200 {
+        return Err(format!("job {job}: status {}", resp.status()));
+    }
+    let mut body = resp.into_body();
+    let mut seen = Vec::new();
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+            // Keep only the tail that may hold a line cut in two.
+            seen.extend_from_slice(data);
+            if seen.windows(10).any(|w| w == b"event: end") {
+                return Ok(bytes);
+            }
+            let keep = seen.len().saturating_sub(16);
+            seen.drain(..keep);
+        }
+    }
+    Err(format!("job {job}: the stream ended without its end event"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 3 {
+        fail("usage: follow BASE_URL TOKEN JOBS_FILE [--clients C]");
+    }
+    let base = args[0].trim_end_matches('/');
+    let authority = base
+        .strip_prefix("http://")
+        .unwrap_or_else(|| fail("BASE_URL must be http://HOST:PORT"))
+        .to_string();
+    let token = args[1].clone();
+    let jobs: Vec<String> = std::fs::read_to_string(&args[2])
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", args[2])))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let clients: usize = match args.iter().position(|a| a == "--clients") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| fail("--clients takes a number")),
+        None => 100,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let start = Instant::now();
+    let (streams, bytes, errors) = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for k in 0..clients {
+            let mine: Vec<String> = jobs.iter().skip(k).step_by(clients).cloned().collect();
+            let (authority, token) = (authority.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut n, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+                for job in mine {
+                    match follow(&authority, &authority, &token, &job).await {
+                        Ok(b) => {
+                            n += 1;
+                            bytes += b;
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+                (n, bytes, errors)
+            }));
+        }
+        let (mut n, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+        for t in tasks {
+            let (a, b, e) = t.await.unwrap_or_else(|e| fail(&e.to_string()));
+            n += a;
+            bytes += b;
+            errors.extend(e);
+        }
+        (n, bytes, errors)
+    });
+    let first: Vec<String> = errors.iter().take(3).map(|e| format!("{e:?}")).collect();
+    println!(
+        "{{\"streams\": {streams}, \"bytes\": {bytes}, \"errors\": {}, \"first_errors\": [{}], \"seconds\": {:.3}}}",
+        errors.len(),
+        first.join(", "),
+        start.elapsed().as_secs_f64()
+    );
+}
