@@ -54,17 +54,15 @@ pub(crate) async fn follow_log(
     let found = s.daemon.queue().stored(&id).await?;
     crate::jobs::owns(&caller, petri_daemon::accounts::Action::ReadPrivate, &found)?;
     let id = found.id;
-    let job = id.to_string();
     let daemon = s.daemon.queue().clone();
     // Woken by the log file's growth (inotify) or the job's change of state, never by a timer.
     let follower = daemon.log_follower(id);
     let chunks = stream::unfold(Some((0u64, follower)), move |state| {
         let daemon = daemon.clone();
-        let job = job.clone();
         async move {
             let (mut offset, mut follower) = state?;
             loop {
-                match daemon.read_log(&job, offset).await {
+                match daemon.read_log_of(id, offset).await {
                     Ok(chunk) if chunk.done => {
                         return Some((Ok(SseEvent::default().event("end").data("{}")), None));
                     }

@@ -703,40 +703,41 @@ impl Queue {
     /// last attempt (a remote one fetches it).
     pub async fn read_log(&self, key: &str, offset: u64) -> Result<LogChunk, QueueError> {
         let id = self.resolve(key).await?;
+        self.read_log_of(id, offset).await
+    }
+
+    /// `read_log` for a job known by its id (a follower reads again on every wake): the job's
+    /// state, its last attempt and the bytes are read in one trip to a blocking thread.
+    pub async fn read_log_of(&self, id: JobId, offset: u64) -> Result<LogChunk, QueueError> {
         let path = self.home().log(id);
-        let (state, pruned, last) = self
-            .read(move |s| {
-                let job = s.get(id)?.map(|j| j.job);
-                let state = job.as_ref().map(|j| j.state);
-                let pruned = job.and_then(|j| j.pruned);
-                Ok((state, pruned, s.runs(id)?.pop()))
-            })
-            .await?;
-        if let Some(p) = pruned {
-            return Err(QueueError::refused(
-                ErrorCode::LogRemoved,
-                format!(
-                    "retention removed this job's log and outputs ({}, {}) on {}; the limits are \
-                     `[retention]` in petri.toml",
-                    ByteSize(p.bytes),
-                    match p.why.as_str() {
-                        "age" => "older than `max_age`",
-                        "size" => "the oldest beyond `max_size`",
-                        _ => "by `petri gc`",
-                    },
-                    petri_domain::job::format_ms(p.at_ms)
-                ),
-            ));
-        }
-        let finished = state.is_some_and(JobState::is_terminal);
-        let key = RunKey {
-            job: id,
-            attempt: last.as_ref().map_or(0, |r| r.attempt),
-            target: last.map_or_else(|| petri_domain::TARGET_LOCAL.to_string(), |r| r.target),
-        };
-        let exec = self.inner.executors.get(&key.target);
-        tokio::task::spawn_blocking(move || {
-            let exec = exec.ok_or_else(|| {
+        let executors = self.inner.executors.clone();
+        self.read(move |s| {
+            let job = s.get(id)?.map(|j| j.job);
+            let state = job.as_ref().map(|j| j.state);
+            if let Some(p) = job.and_then(|j| j.pruned) {
+                return Err(QueueError::refused(
+                    ErrorCode::LogRemoved,
+                    format!(
+                        "retention removed this job's log and outputs ({}, {}) on {}; the limits \
+                         are `[retention]` in petri.toml",
+                        ByteSize(p.bytes),
+                        match p.why.as_str() {
+                            "age" => "older than `max_age`",
+                            "size" => "the oldest beyond `max_size`",
+                            _ => "by `petri gc`",
+                        },
+                        petri_domain::job::format_ms(p.at_ms)
+                    ),
+                ));
+            }
+            let last = s.runs(id)?.pop();
+            let finished = state.is_some_and(JobState::is_terminal);
+            let key = RunKey {
+                job: id,
+                attempt: last.as_ref().map_or(0, |r| r.attempt),
+                target: last.map_or_else(|| petri_domain::TARGET_LOCAL.to_string(), |r| r.target),
+            };
+            let exec = executors.get(&key.target).ok_or_else(|| {
                 QueueError::Io(format!("no executor for the target `{}`", key.target))
             })?;
             let data = exec
@@ -750,7 +751,6 @@ impl Queue {
             })
         })
         .await
-        .map_err(|e| QueueError::Io(e.to_string()))?
     }
 
     /// GPUs: NVML's figures, Petri's reservations, holders.
