@@ -149,6 +149,11 @@ mod tests {
 
     use super::*;
 
+    /// Whether `n` is woken (or holds a permit) within `within`.
+    async fn woken(n: &Notify, within: Duration) -> bool {
+        tokio::time::timeout(within, n.notified()).await.is_ok()
+    }
+
     #[tokio::test]
     async fn a_write_wakes_the_follower_of_that_file_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -159,13 +164,12 @@ mod tests {
         let wake_b = watch.followers.subscribe(b);
         let mut f = std::fs::File::create(dir.path().join(format!("{a}.log"))).unwrap();
         f.write_all(b"hello\n").unwrap();
-        tokio::time::timeout(Duration::from_secs(10), wake_a.notified())
-            .await
-            .expect("the write wakes its follower");
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), wake_b.notified())
-                .await
-                .is_err(),
+            woken(&wake_a, Duration::from_secs(10)).await,
+            "the write wakes its follower"
+        );
+        assert!(
+            !woken(&wake_b, Duration::from_millis(200)).await,
             "another job's follower sleeps on"
         );
         drop(wake_a);
@@ -192,19 +196,16 @@ mod tests {
         };
         bus.send(Event::JobSubmitted(change(a)));
         assert!(
-            tokio::time::timeout(Duration::from_millis(100), wake_a.notified())
-                .await
-                .is_err(),
+            !woken(&wake_a, Duration::from_millis(100)).await,
             "only a change of state wakes a follower"
         );
         bus.send(Event::JobChanged(change(a)));
-        tokio::time::timeout(Duration::from_secs(10), wake_a.notified())
-            .await
-            .expect("the change wakes its job's follower");
         assert!(
-            tokio::time::timeout(Duration::from_millis(100), wake_b.notified())
-                .await
-                .is_err(),
+            woken(&wake_a, Duration::from_secs(10)).await,
+            "the change wakes its job's follower"
+        );
+        assert!(
+            !woken(&wake_b, Duration::from_millis(100)).await,
             "another job's follower sleeps on"
         );
     }
