@@ -122,11 +122,6 @@ impl Store {
             .optional()?)
     }
 
-    /// The states of the given jobs (missing ids are left out).
-    pub fn states_of(&self, ids: &[JobId]) -> Result<Vec<(JobId, u64, JobState)>> {
-        states_of(&self.conn, ids)
-    }
-
     /// Finds a job by full id, by number, or by a unique id prefix of at least 8 characters.
     pub fn find(&self, key: &str) -> Result<Option<JobId>> {
         let key = key.trim().trim_start_matches('#');
