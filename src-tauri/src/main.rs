@@ -94,6 +94,7 @@ fn start_daemon_thread(
 ) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    give_back_freed_memory();
     std::thread::Builder::new()
         .name("petri-daemon".into())
         .spawn(move || {
