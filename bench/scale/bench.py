@@ -26,7 +26,7 @@ Then, on that home:
 - pueue: `pueued` with 10,000 finished `true` tasks; `pueue status` (and `--json`) wall time.
 """
 import argparse, http.client, json, os, random, shutil, signal, statistics, subprocess, sys
-import tempfile, threading, time, urllib.parse
+import tempfile, time, urllib.parse
 
 
 def pct(xs, p):
