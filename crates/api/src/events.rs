@@ -54,28 +54,49 @@ pub(crate) async fn follow_log(
     let found = s.daemon.queue().stored(&id).await?;
     crate::jobs::owns(&caller, petri_daemon::accounts::Action::ReadPrivate, &found)?;
     let id = found.id;
-    let daemon = s.daemon.queue().clone();
-    // Woken by the log file's growth (inotify) or the job's change of state, never by a timer.
-    let follower = daemon.log_follower(id);
-    let chunks = stream::unfold(Some((0u64, follower)), move |state| {
-        let daemon = daemon.clone();
+    let queue = s.daemon.queue().clone();
+    // Woken by the log file's growth (inotify) or the job's change of state, never by a timer;
+    // taken before the first read, so no end is missed. The database is asked once, on the
+    // first read (the job's state, a log removed by retention); after it the bus says when the
+    // job has ended and the log file is read straight.
+    let follower = queue.log_follower(id);
+    let chunks = stream::unfold(Some((0u64, follower, None)), move |state| {
+        let queue = queue.clone();
         async move {
-            let (mut offset, mut follower) = state?;
+            let (mut offset, mut follower, mut ended) = state?;
             loop {
-                match daemon.read_log_of(id, offset).await {
-                    Ok(chunk) if chunk.done => {
-                        return Some((Ok(SseEvent::default().event("end").data("{}")), None));
+                let data = match ended {
+                    // What the database says (first, and after a wait no wake-up ended).
+                    None => queue.read_log_of(id, offset).await.map(|chunk| {
+                        ended = Some(chunk.finished);
+                        chunk.data
+                    }),
+                    Some(was) => {
+                        // Checked before the read: after the end, the read sees every byte.
+                        ended = Some(was || follower.ended());
+                        queue.read_log_file(id, offset).map_err(|e| {
+                            petri_queue::QueueError::Io(format!("reading job {id}'s log: {e}"))
+                        })
                     }
-                    Ok(chunk) if !chunk.data.is_empty() => {
-                        offset = chunk.next_offset;
-                        let text = String::from_utf8_lossy(&chunk.data).into_owned();
+                };
+                match data {
+                    Ok(data) if !data.is_empty() => {
+                        offset += data.len() as u64;
+                        let text = String::from_utf8_lossy(&data).into_owned();
                         let event = SseEvent::default()
                             .event("log")
                             .json_data(serde_json::json!({ "text": text, "offset": offset }))
                             .unwrap_or_else(|_| SseEvent::default());
-                        return Some((Ok(event), Some((offset, follower))));
+                        return Some((Ok(event), Some((offset, follower, ended))));
                     }
-                    Ok(_) => follower.wait().await,
+                    Ok(_) if ended == Some(true) => {
+                        return Some((Ok(SseEvent::default().event("end").data("{}")), None));
+                    }
+                    Ok(_) => {
+                        if !follower.wait().await {
+                            ended = None;
+                        }
+                    }
                     Err(e) => {
                         let body: petri_domain::ErrorBody = e.into();
                         let event = SseEvent::default()

@@ -341,6 +341,84 @@ async fn hold_release_and_cancel() {
     assert!(!f.work().join("queued-ran").exists());
 }
 
+/// The engine keeps a waiting job lean (its spec is read back from the database when it
+/// starts): every answer still carries the whole spec, and the job runs with its command,
+/// environment and sweep value, also after waiting through a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_job_keeps_its_whole_spec_through_hold_release_cancel_and_restart() {
+    let f = Fixture::start(ONE_CPU).await;
+    let mut spec = f.script("echo \"$GREETING $i\" > \"$PETRI_OUTPUT_DIR/out.txt\"");
+    spec.hold = true;
+    spec.env.insert("GREETING".into(), "hello".into());
+    spec.array
+        .insert("i".into(), SweepValues::Range("1..2".into()));
+    let jobs = f.client.submit(std::slice::from_ref(&spec)).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    let whole = |j: &petri_domain::Job| {
+        assert_eq!(
+            j.spec.env.get("GREETING").map(String::as_str),
+            Some("hello"),
+            "{j:?}"
+        );
+        assert_eq!(j.spec.run, spec.run, "{j:?}");
+        assert_eq!(j.spec.workdir, spec.workdir, "{j:?}");
+        assert!(j.array_values.contains_key("i"), "{j:?}");
+    };
+    jobs.iter().for_each(whole);
+    let out = |j: &petri_domain::Job| {
+        std::fs::read_to_string(
+            f.home()
+                .join("outputs")
+                .join(j.id.to_string())
+                .join("out.txt"),
+        )
+        .unwrap()
+    };
+    // Released, it runs with its environment and its value.
+    let first = f.client.release(&jobs[0].number.to_string()).await.unwrap();
+    whole(&first);
+    assert_eq!(f.wait_done(&first).await.state, JobState::Succeeded);
+    assert_eq!(
+        out(&first).trim(),
+        format!("hello {}", first.array_values["i"])
+    );
+    // One behind the held one: held, released and cancelled, each answer whole.
+    let mut behind = spec.clone();
+    behind.hold = false;
+    behind.array.clear();
+    behind.after = vec![jobs[1].number.to_string()];
+    let behind = f.submit(behind).await;
+    assert_eq!(behind.state, JobState::Queued);
+    let held = f.client.hold(&behind.number.to_string()).await.unwrap();
+    assert_eq!(held.state, JobState::Held);
+    assert_eq!(
+        held.spec.env.get("GREETING").map(String::as_str),
+        Some("hello")
+    );
+    let released = f.client.release(&behind.number.to_string()).await.unwrap();
+    assert_eq!(released.spec.run, spec.run);
+    let cancelled = f.client.cancel(&behind.number.to_string()).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(
+        cancelled.spec.env.get("GREETING").map(String::as_str),
+        Some("hello")
+    );
+    // The other waits through a restart, and runs whole after it.
+    let dir = f.stop().await;
+    let f = Fixture::start_in(dir).await;
+    let second = f.client.release(&jobs[1].number.to_string()).await.unwrap();
+    whole(&second);
+    assert_eq!(f.wait_done(&second).await.state, JobState::Succeeded);
+    let text = std::fs::read_to_string(
+        f.home()
+            .join("outputs")
+            .join(second.id.to_string())
+            .join("out.txt"),
+    )
+    .unwrap();
+    assert_eq!(text.trim(), format!("hello {}", second.array_values["i"]));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sweeps_give_each_job_its_values_and_environment() {
     let f = Fixture::start("").await;

@@ -63,7 +63,12 @@ pub struct LogChunk {
     pub next_offset: u64,
     /// The job has finished and everything was read.
     pub done: bool,
+    /// The job had finished when this was read.
+    pub finished: bool,
 }
+
+/// The most of a job's log one read returns.
+const LOG_PIECE: u64 = 256 * 1024;
 
 impl Queue {
     /// Recovers the queue from `store` (the one write connection; the caller holds the home's
@@ -592,8 +597,19 @@ impl Queue {
     /// clients following the logs of queued jobs in a home with 100,000 held ones cost the
     /// engine a walk each.)
     pub async fn stored(&self, key: &str) -> Result<Job, QueueError> {
-        let id = self.resolve(key).await?;
-        self.stored_job(id).await
+        let k = key.to_string();
+        let found = self
+            .read(move |s| match s.find(&k)? {
+                Some(id) => Ok(s.get(id)?.map(|j| j.job)),
+                None => Ok(None),
+            })
+            .await?;
+        found.ok_or_else(|| {
+            QueueError::refused(
+                ErrorCode::JobNotFound,
+                format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
+            )
+        })
     }
 
     /// A job as stored, without its attempts or why it waits: for Petri's own checks, which must
@@ -741,16 +757,24 @@ impl Queue {
                 QueueError::Io(format!("no executor for the target `{}`", key.target))
             })?;
             let data = exec
-                .read_log(&key, &path, offset, 256 * 1024)
+                .read_log(&key, &path, offset, LOG_PIECE)
                 .map_err(|e| QueueError::Io(format!("reading {}: {e}", path.display())))?;
             let next_offset = offset + data.len() as u64;
             Ok(LogChunk {
                 done: finished && data.is_empty(),
                 data,
                 next_offset,
+                finished,
             })
         })
         .await
+    }
+
+    /// The bytes of a job's log file from `offset` on, read on the caller's thread without
+    /// asking the database: for a follower that learns from the bus whether the job has ended.
+    /// A log not yet created reads as empty.
+    pub fn read_log_file(&self, id: JobId, offset: u64) -> std::io::Result<Vec<u8>> {
+        petri_domain::files::read_at(&self.home().log(id), offset, LOG_PIECE)
     }
 
     /// GPUs: NVML's figures, Petri's reservations, holders.

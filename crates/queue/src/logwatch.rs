@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -17,26 +18,44 @@ use tokio::sync::{Notify, broadcast};
 /// full inotify queue, a file system without inotify).
 const FALLBACK: Duration = Duration::from_secs(2);
 
+/// What one follower is woken by: the log's growth or its job's change of state, and whether
+/// that change was the job's end.
+#[derive(Default)]
+pub(crate) struct Slot {
+    woken: Notify,
+    ended: AtomicBool,
+}
+
 /// Who follows which job's log.
 #[derive(Clone, Default)]
-pub(crate) struct Followers(Arc<Mutex<HashMap<JobId, Vec<Weak<Notify>>>>>);
+pub(crate) struct Followers(Arc<Mutex<HashMap<JobId, Vec<Weak<Slot>>>>>);
 
 impl Followers {
-    fn subscribe(&self, job: JobId) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
+    fn subscribe(&self, job: JobId) -> Arc<Slot> {
+        let slot = Arc::new(Slot::default());
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(job).or_default();
         list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(&notify));
-        notify
+        list.push(Arc::downgrade(&slot));
+        slot
     }
 
-    /// Wakes the followers of `job`'s log. A permit is kept when one is not waiting yet: no
-    /// change is missed between a read and the wait after it.
-    pub(crate) fn wake(&self, job: JobId) {
+    /// Wakes the followers of `job`'s log, telling them when the job has ended. A permit is
+    /// kept when one is not waiting yet: no change is missed between a read and the wait after
+    /// it.
+    pub(crate) fn wake(&self, job: JobId, ended: bool) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(&job) {
-            list.retain(|w| w.upgrade().map(|n| n.notify_one()).is_some());
+            list.retain(|w| {
+                w.upgrade()
+                    .map(|slot| {
+                        if ended {
+                            slot.ended.store(true, Ordering::Release);
+                        }
+                        slot.woken.notify_one();
+                    })
+                    .is_some()
+            });
             if list.is_empty() {
                 map.remove(&job);
             }
@@ -62,7 +81,7 @@ impl Bus {
 
     pub(crate) fn send(&self, event: Event) {
         if let Event::JobChanged(change) = &event {
-            self.followers.wake(change.id);
+            self.followers.wake(change.id, change.state.is_terminal());
         }
         let _ = self.events.send(event);
     }
@@ -100,7 +119,7 @@ impl LogWatch {
                     .and_then(|n| n.strip_suffix(".log"))
                     .and_then(|id| id.parse::<JobId>().ok());
                 if let Some(job) = job {
-                    woken.wake(job);
+                    woken.wake(job, false);
                 }
             }
         })
@@ -119,7 +138,7 @@ impl LogWatch {
     /// log is followed.
     pub fn follow(&self, job: JobId) -> LogFollower {
         LogFollower {
-            woken: self.followers.subscribe(job),
+            slot: self.followers.subscribe(job),
         }
     }
 
@@ -131,14 +150,23 @@ impl LogWatch {
 
 /// One follower of one job's log.
 pub struct LogFollower {
-    woken: Arc<Notify>,
+    slot: Arc<Slot>,
 }
 
 impl LogFollower {
     /// Returns when the log may have grown or the job may have changed state (its end, a new
-    /// attempt), or after a short fallback wait; the caller reads again either way.
-    pub async fn wait(&mut self) {
-        let _ = tokio::time::timeout(FALLBACK, self.woken.notified()).await;
+    /// attempt): `true`; or after a short fallback wait with no wake-up: `false` (then nothing
+    /// says the job has not ended, and the caller asks the database).
+    pub async fn wait(&mut self) -> bool {
+        tokio::time::timeout(FALLBACK, self.slot.woken.notified())
+            .await
+            .is_ok()
+    }
+
+    /// Whether the job's end was announced since this follower was taken. Checked before a
+    /// read of the log, it means that read sees every byte the job wrote.
+    pub fn ended(&self) -> bool {
+        self.slot.ended.load(Ordering::Acquire)
     }
 }
 
@@ -150,8 +178,10 @@ mod tests {
     use super::*;
 
     /// Whether `n` is woken (or holds a permit) within `within`.
-    async fn woken(n: &Notify, within: Duration) -> bool {
-        tokio::time::timeout(within, n.notified()).await.is_ok()
+    async fn woken(slot: &Slot, within: Duration) -> bool {
+        tokio::time::timeout(within, slot.woken.notified())
+            .await
+            .is_ok()
     }
 
     #[tokio::test]
@@ -199,10 +229,19 @@ mod tests {
             !woken(&wake_a, Duration::from_millis(100)).await,
             "only a change of state wakes a follower"
         );
-        bus.send(Event::JobChanged(change(a)));
+        let mut started = change(a);
+        started.state = petri_domain::JobState::Running;
+        bus.send(Event::JobChanged(started));
         assert!(
             woken(&wake_a, Duration::from_secs(10)).await,
             "the change wakes its job's follower"
+        );
+        assert!(!wake_a.ended.load(Ordering::Acquire), "a start is no end");
+        bus.send(Event::JobChanged(change(a)));
+        assert!(woken(&wake_a, Duration::from_secs(10)).await);
+        assert!(
+            wake_a.ended.load(Ordering::Acquire),
+            "the follower is told of its job's end"
         );
         assert!(
             !woken(&wake_b, Duration::from_millis(100)).await,

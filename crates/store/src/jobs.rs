@@ -86,12 +86,21 @@ impl Store {
 
     /// Jobs that are not finished, in submission order.
     pub fn active_jobs(&self) -> Result<Vec<StoredJob>> {
+        let mut out = Vec::new();
+        self.each_active_job(|j| out.push(j))?;
+        Ok(out)
+    }
+
+    /// The same, one at a time: a hundred thousand waiting jobs are never all held as rows.
+    pub fn each_active_job(&self, mut f: impl FnMut(StoredJob)) -> Result<()> {
         let mut stmt = self.conn.prepare(
             "SELECT * FROM jobs WHERE state IN ('queued','held','running') ORDER BY number",
         )?;
-        let rows = stmt.query_map([], stored_job)?;
-        rows.map(|r| r.map_err(StoreError::from).and_then(|j| j))
-            .collect()
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            f(stored_job(row)??);
+        }
+        Ok(())
     }
 
     /// The attempt a running job is on.
@@ -162,14 +171,7 @@ impl Store {
     }
 
     pub fn get(&self, id: JobId) -> Result<Option<StoredJob>> {
-        self.conn
-            .query_row(
-                "SELECT * FROM jobs WHERE id = ?1",
-                params![id.to_string()],
-                stored_job,
-            )
-            .optional()?
-            .transpose()
+        get(&self.conn, id)
     }
 
     pub fn runs(&self, id: JobId) -> Result<Vec<Run>> {
@@ -313,6 +315,13 @@ impl Store {
     }
 }
 
+fn get(conn: &rusqlite::Connection, id: JobId) -> Result<Option<StoredJob>> {
+    conn.prepare_cached("SELECT * FROM jobs WHERE id = ?1")?
+        .query_row(params![id.to_string()], stored_job)
+        .optional()?
+        .transpose()
+}
+
 fn states_of(conn: &rusqlite::Connection, ids: &[JobId]) -> Result<Vec<(JobId, u64, JobState)>> {
     let mut stmt = conn.prepare_cached("SELECT number, state FROM jobs WHERE id = ?1")?;
     let mut out = Vec::new();
@@ -332,6 +341,11 @@ fn states_of(conn: &rusqlite::Connection, ids: &[JobId]) -> Result<Vec<(JobId, u
 }
 
 impl Tx<'_> {
+    /// One job as this transaction sees it (its own writes included).
+    pub fn get(&self, id: JobId) -> Result<Option<StoredJob>> {
+        get(self.tx, id)
+    }
+
     /// The states of the given jobs, as this transaction sees them (missing ids are left out).
     pub fn states_of(&self, ids: &[JobId]) -> Result<Vec<(JobId, u64, JobState)>> {
         states_of(self.tx, ids)

@@ -50,12 +50,18 @@ impl State {
             self.metrics.submitted.inc();
             fx.events.push(Event::JobSubmitted(change(&job)));
             let id = job.id;
+            // The answer has the whole spec; the engine keeps a lean copy (`lean`).
+            let (spec, values) = (job.spec.clone(), job.array_values.clone());
             self.load(job, 0);
             // A dependency that already ended badly dooms the job at once.
             self.check_doomed(tx, id, now, fx, &mut known)?;
-            if let Some(a) = self.jobs.get(&id) {
-                out.push(a.job.clone());
-            } else if let Some(job) = self.last_finished.take() {
+            let answer = match self.jobs.get(&id) {
+                Some(a) => Some(a.job.clone()),
+                None => self.last_finished.take(),
+            };
+            if let Some(mut job) = answer {
+                job.spec = spec;
+                job.array_values = values;
                 out.push(job);
             }
         }
@@ -92,7 +98,10 @@ impl State {
             now,
             fx,
         )?;
-        Ok(job.ok_or_else(|| not_active(tx, id)))
+        match job {
+            Some(job) => Ok(Ok(whole(tx, &job)?)),
+            None => Ok(Err(not_active(tx, id))),
+        }
     }
 
     pub(super) fn hold(
@@ -130,7 +139,11 @@ impl State {
         active.waiting.held = hold;
         tx.update_job(job, active.waiting.not_before_ms)?;
         fx.events.push(Event::JobChanged(change(job)));
-        let job = job.clone();
+        let job = if active.lean {
+            whole(tx, job)?
+        } else {
+            job.clone()
+        };
         self.refresh_ready(id);
         Ok(Ok(job))
     }

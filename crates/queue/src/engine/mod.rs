@@ -108,7 +108,10 @@ type Explained = (u64, i64, std::sync::Arc<HashMap<JobId, Pending>>);
 
 /// A job that is not finished.
 struct Active {
+    /// Lean while it waits (see [`lean`]): its whole spec is read back when it starts.
     job: Job,
+    /// Whether `job` is lean.
+    lean: bool,
     /// The scheduler's view of the job (with its backoff and since when it could start), kept
     /// current so planning allocates nothing.
     waiting: Waiting,
@@ -401,20 +404,23 @@ impl Engine {
                 petri_sched::fair::Usage::restored(half_life, by_user, at.min(now_ms()));
             self.state.usage_saved_ms = now_ms();
         }
-        let stored = self.store.active_jobs()?;
-        let mut runs = Vec::new();
-        for s in &stored {
+        // Loaded row by row: a waiting job is kept lean from the start.
+        let mut running = Vec::new();
+        let state = &mut self.state;
+        self.store.each_active_job(|s| {
             if s.job.state == JobState::Running {
-                runs.push((s.job.id, self.store.active_run(s.job.id)?));
+                running.push(s.job.id);
             }
+            state.load(s.job, s.not_before_ms);
+        })?;
+        let mut runs = Vec::with_capacity(running.len());
+        for id in running {
+            runs.push((id, self.store.active_run(id)?));
         }
         let now = now_ms();
         let mut fx = Effects::default();
         let state = &mut self.state;
         self.store.write(|tx| {
-            for s in stored {
-                state.load(s.job, s.not_before_ms);
-            }
             // A dependency loaded after its dependant made it look ready.
             let ids: Vec<JobId> = state.jobs.keys().copied().collect();
             for id in ids {
@@ -601,10 +607,18 @@ impl State {
             user: job.user.clone(),
         };
         *self.users.entry(job.user.clone()).or_default() += 1;
+        // A job that may burst is kept whole: the cluster's executor judges its whole spec.
+        let waits = matches!(job.state, JobState::Queued | JobState::Held)
+            && job.spec.target.as_deref() != Some(petri_domain::TARGET_AUTO);
+        let mut job = job;
+        if waits {
+            lean(&mut job);
+        }
         self.jobs.insert(
             id,
             Box::new(Active {
                 job,
+                lean: waits,
                 waiting,
                 run: None,
             }),
@@ -879,6 +893,56 @@ fn request_of_spec(spec: &petri_domain::JobSpec) -> Request {
         cpu_millis: spec.resources.cpu_millis().max(1),
         memory: spec.resources.memory_bytes(),
     }
+}
+
+/// Drops what a waiting job's spec holds only for its launch (its command, environment, sweep
+/// values, mounts, secrets): the engine keeps what it schedules by, so a hundred thousand
+/// waiting jobs cost their scheduling fields and not their specs. [`Active::fill`] reads the
+/// rest back from the database when the job starts; answers to callers read it back too.
+fn lean(job: &mut Job) {
+    let spec = std::mem::take(&mut job.spec);
+    job.spec = petri_domain::JobSpec {
+        image: spec.image,
+        resources: spec.resources,
+        priority: spec.priority,
+        queue: spec.queue,
+        retries: spec.retries,
+        timeout: spec.timeout,
+        target: spec.target,
+        hold: spec.hold,
+        ..Default::default()
+    };
+    job.array_values = Default::default();
+}
+
+impl Active {
+    /// Gives a lean job its whole spec back, as stored.
+    fn fill(&mut self, tx: &Tx<'_>) -> Result<(), StoreError> {
+        if self.lean {
+            self.job = whole(tx, &self.job)?;
+            self.lean = false;
+        }
+        Ok(())
+    }
+}
+
+/// A job as the engine holds it, with its whole spec (read back from the transaction, which
+/// has every change the engine made to it): what callers are answered with.
+fn whole(tx: &Tx<'_>, job: &Job) -> Result<Job, StoreError> {
+    let mut out = job.clone();
+    match tx.get(job.id)? {
+        Some(stored) => {
+            out.spec = stored.job.spec;
+            out.array_values = stored.job.array_values;
+        }
+        None => {
+            return Err(StoreError::Corrupt(format!(
+                "job {} is active but not in the database",
+                job.id
+            )));
+        }
+    }
+    Ok(out)
 }
 
 fn change(job: &Job) -> JobChange {

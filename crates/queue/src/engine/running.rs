@@ -207,6 +207,7 @@ impl State {
             let Some(active) = self.jobs.get_mut(&id) else {
                 continue;
             };
+            active.fill(tx)?;
             let job = &mut active.job;
             let key = (Reverse(job.priority), job.number, id);
             self.order.remove(&key);
