@@ -50,24 +50,27 @@ pub(crate) async fn follow_log(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    // Resolve first so an unknown job is a 404, not an empty stream.
-    let found = s.daemon.queue().stored(&id).await?;
+    // One trip to the database: an unknown job is a 404, not an empty stream. The follower is
+    // woken by the log file's growth (inotify) or the job's change of state, never by a timer;
+    // it is taken before the job's state is read, so no end is missed. After that first read the
+    // bus says when the job has ended and the log file is read straight.
+    let (found, follower, first) = s.daemon.queue().open_log(&id).await?;
     crate::jobs::owns(&caller, petri_daemon::accounts::Action::ReadPrivate, &found)?;
     let id = found.id;
     let queue = s.daemon.queue().clone();
-    // Woken by the log file's growth (inotify) or the job's change of state, never by a timer;
-    // taken before the first read, so no end is missed. The database is asked once, on the
-    // first read (the job's state, a log removed by retention); after it the bus says when the
-    // job has ended and the log file is read straight.
-    let follower = queue.log_follower(id);
-    let chunks = stream::unfold(Some((0u64, follower, None)), move |state| {
+    let first = Some(first);
+    let chunks = stream::unfold(Some((0u64, follower, None, first)), move |state| {
         let queue = queue.clone();
         async move {
-            let (mut offset, mut follower, mut ended) = state?;
+            let (mut offset, mut follower, mut ended, mut first) = state?;
             loop {
                 let data = match ended {
-                    // What the database says (first, and after a wait no wake-up ended).
-                    None => queue.read_log_of(id, offset).await.map(|chunk| {
+                    // What the database says: first, and after a wait no wake-up ended.
+                    None => match first.take() {
+                        Some(chunk) => chunk,
+                        None => queue.read_log_of(id, offset).await,
+                    }
+                    .map(|chunk| {
                         ended = Some(chunk.finished);
                         chunk.data
                     }),
@@ -87,7 +90,7 @@ pub(crate) async fn follow_log(
                             .event("log")
                             .json_data(serde_json::json!({ "text": text, "offset": offset }))
                             .unwrap_or_else(|_| SseEvent::default());
-                        return Some((Ok(event), Some((offset, follower, ended))));
+                        return Some((Ok(event), Some((offset, follower, ended, None))));
                     }
                     Ok(_) if ended == Some(true) => {
                         return Some((Ok(SseEvent::default().event("end").data("{}")), None));

@@ -731,20 +731,7 @@ impl Queue {
             let job = s.get(id)?.map(|j| j.job);
             let state = job.as_ref().map(|j| j.state);
             if let Some(p) = job.and_then(|j| j.pruned) {
-                return Err(QueueError::refused(
-                    ErrorCode::LogRemoved,
-                    format!(
-                        "retention removed this job's log and outputs ({}, {}) on {}; the limits \
-                         are `[retention]` in petri.toml",
-                        ByteSize(p.bytes),
-                        match p.why.as_str() {
-                            "age" => "older than `max_age`",
-                            "size" => "the oldest beyond `max_size`",
-                            _ => "by `petri gc`",
-                        },
-                        petri_domain::job::format_ms(p.at_ms)
-                    ),
-                ));
+                return Err(log_removed(&p));
             }
             let last = s.runs(id)?.pop();
             let finished = state.is_some_and(JobState::is_terminal);
@@ -768,6 +755,55 @@ impl Queue {
             })
         })
         .await
+    }
+
+    /// Starts following a job's log, in one trip to the database: the job as stored, what wakes
+    /// its follower (taken before the state is read, so no end is missed), and the log's first
+    /// bytes (or why there are none: a log removed by retention). The caller checks the job is
+    /// the caller's to read before it shows any of it.
+    pub async fn open_log(
+        &self,
+        key: &str,
+    ) -> Result<
+        (
+            Job,
+            crate::logwatch::LogFollower,
+            Result<LogChunk, QueueError>,
+        ),
+        QueueError,
+    > {
+        let k = key.to_string();
+        let queue = self.clone();
+        let found = self
+            .read(move |s| {
+                let Some(id) = s.find(&k)? else {
+                    return Ok(None);
+                };
+                let follower = queue.log_follower(id);
+                let Some(job) = s.get(id)?.map(|j| j.job) else {
+                    return Ok(None);
+                };
+                let first = match &job.pruned {
+                    Some(p) => Err(log_removed(p)),
+                    None => queue
+                        .read_log_file(id, 0)
+                        .map(|data| LogChunk {
+                            next_offset: data.len() as u64,
+                            done: job.state.is_terminal() && data.is_empty(),
+                            finished: job.state.is_terminal(),
+                            data,
+                        })
+                        .map_err(|e| QueueError::Io(format!("reading job {id}'s log: {e}"))),
+                };
+                Ok(Some((job, follower, first)))
+            })
+            .await?;
+        found.ok_or_else(|| {
+            QueueError::refused(
+                ErrorCode::JobNotFound,
+                format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
+            )
+        })
     }
 
     /// The bytes of a job's log file from `offset` on, read on the caller's thread without
@@ -872,4 +908,22 @@ impl Cursor {
         }
         Ok(number)
     }
+}
+
+/// Why a job's log cannot be read: retention removed it.
+fn log_removed(p: &petri_domain::Pruned) -> QueueError {
+    QueueError::refused(
+        ErrorCode::LogRemoved,
+        format!(
+            "retention removed this job's log and outputs ({}, {}) on {}; the limits are \
+             `[retention]` in petri.toml",
+            ByteSize(p.bytes),
+            match p.why.as_str() {
+                "age" => "older than `max_age`",
+                "size" => "the oldest beyond `max_size`",
+                _ => "by `petri gc`",
+            },
+            petri_domain::job::format_ms(p.at_ms)
+        ),
+    )
 }

@@ -18,6 +18,12 @@ use tokio::sync::{Notify, broadcast};
 /// full inotify queue, a file system without inotify).
 const FALLBACK: Duration = Duration::from_secs(2);
 
+/// How long a woken follower gathers further wake-ups before it reads: a short job's start, its
+/// log's creation, first lines and end come within a few milliseconds, and are then one read and
+/// one event rather than four (in P1b a followed job then cost the daemon a third less CPU).
+/// Well within the 20 ms in which `logs -f` shows a line.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// What one follower is woken by: the log's growth or its job's change of state, and whether
 /// that change was the job's end.
 #[derive(Default)]
@@ -158,9 +164,13 @@ impl LogFollower {
     /// attempt): `true`; or after a short fallback wait with no wake-up: `false` (then nothing
     /// says the job has not ended, and the caller asks the database).
     pub async fn wait(&mut self) -> bool {
-        tokio::time::timeout(FALLBACK, self.slot.woken.notified())
+        let woken = tokio::time::timeout(FALLBACK, self.slot.woken.notified())
             .await
-            .is_ok()
+            .is_ok();
+        if woken {
+            tokio::time::sleep(GATHER).await;
+        }
+        woken
     }
 
     /// Whether the job's end was announced since this follower was taken. Checked before a
