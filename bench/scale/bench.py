@@ -20,7 +20,8 @@ Then, on that home:
 - a 100,000-job sweep (held), from the request to the answer;
 - 2,000 `true` jobs run without and then with 100 clients following logs (each client follows one
   job's log to its end, then the next one's; the clients are bench/tools' `follow`, one thread),
-  in turns for 3 rounds, the medians' throughput compared;
+  in turns for 3 rounds, the medians' throughput compared, with the daemon's CPU time per job
+  in each (the machine's speed drifts; what a follower costs the daemon does much less);
 - `petri logs -f` latency: a job prints its clock every 50 ms; the follower's clock on reading it;
 - the jobs view in Chromium scrolled through the million (bench/scale/ui-scroll.mjs), if given;
 - pueue: `pueued` with 10,000 finished `true` tasks; `pueue status` (and `--json`) wall time.
@@ -175,9 +176,17 @@ def cli_time(binary, env, args, n=15):
     return statistics.median(times)
 
 
-def run_jobs(api, work, n, followers, follow_bin):
+def cpu_seconds(pid):
+    """CPU time (user + system) a process has used, and that of its children it has reaped."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / hz, (int(fields[13]) + int(fields[14])) / hz
+
+
+def run_jobs(api, work, n, followers, follow_bin, daemon_pid):
     """n `true` jobs; with followers, that many clients (bench/tools' `follow`, one thread) follow
-    their logs meanwhile, each job's log to its end. Jobs per second, and what the followers did."""
+    their logs meanwhile, each job's log to its end. Jobs per second, what the followers did,
+    and the daemon's CPU per job (its own, and that of the jobs' processes it reaped)."""
     gate = api.call("POST", "/api/v1/jobs", {"jobs": [
         {"name": "go", "run": "true", "workdir": work, "hold": True}]})["jobs"][0]
     jobs = api.call("POST", "/api/v1/jobs", {"jobs": [
@@ -192,18 +201,21 @@ def run_jobs(api, work, n, followers, follow_bin):
                                      "--clients", str(followers)], stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)  # every client is connected and waits on its first job
     before = succeeded(api)
+    cpu0 = cpu_seconds(daemon_pid)
     t = time.perf_counter()
     api.call("POST", f"/api/v1/jobs/{gate['id']}/release")
     while succeeded(api) < before + n + 1:
         time.sleep(0.05)
     rate = n / (time.perf_counter() - t)
+    cpu1 = cpu_seconds(daemon_pid)
+    cpu = tuple((b - a) / n * 1e6 for a, b in zip(cpu0, cpu1))
     report = None
     if follower:
         out, _ = follower.communicate(timeout=120)
         report = json.loads(out)
         if report["errors"] or report["streams"] != n:
             print(f"  followers: {report}", flush=True)
-    return rate, report
+    return rate, report, cpu
 
 
 def follow_latency(binary, env, work, api):
@@ -336,12 +348,15 @@ def main():
     # Alone and followed, in turns (the machine's speed drifts): the medians of the rounds.
     quiet, busy = [], []
     for _ in range(a.follow_rounds):
-        quiet.append(run_jobs(api, work, a.follow_jobs, 0, a.follow)[0])
-        rate, report = run_jobs(api, work, a.follow_jobs, a.followers, a.follow)
+        alone, _, cpu_alone = run_jobs(api, work, a.follow_jobs, 0, a.follow, proc.pid)
+        quiet.append(alone)
+        rate, report, cpu = run_jobs(api, work, a.follow_jobs, a.followers, a.follow, proc.pid)
         busy.append(rate)
-        print(f"  round: {quiet[-1]:.0f} jobs/s alone, {rate:.0f} with {a.followers} followers "
+        print(f"  round: {alone:.0f} jobs/s alone, {rate:.0f} with {a.followers} followers "
               f"({report['streams']} logs followed to their end in {report['seconds']:.1f} s, "
-              f"{report['errors']} errors)", flush=True)
+              f"{report['errors']} errors); the daemon's CPU a job: {cpu_alone[0]:.0f} us alone, "
+              f"{cpu[0]:.0f} us followed (the jobs' own processes: {cpu_alone[1]:.0f} / "
+              f"{cpu[1]:.0f} us)", flush=True)
     q, b = statistics.median(quiet), statistics.median(busy)
     print(f"  {a.follow_jobs} jobs: {q:.0f} jobs/s alone, {b:.0f} jobs/s with {a.followers} "
           f"clients following logs ({b / q * 100:.0f} %; medians of {a.follow_rounds} rounds)",

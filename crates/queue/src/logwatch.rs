@@ -20,7 +20,7 @@ const FALLBACK: Duration = Duration::from_secs(2);
 
 /// How long a woken follower gathers further wake-ups before it reads: a short job's start, its
 /// log's creation, first lines and end come within a few milliseconds, and are then one read and
-/// one event rather than four (in P1b a followed job then cost the daemon a third less CPU).
+/// one event rather than four (in P1b a followed job then cost the daemon a quarter less CPU).
 /// Well within the 20 ms in which `logs -f` shows a line.
 const GATHER: Duration = Duration::from_millis(2);
 
