@@ -15,9 +15,9 @@ SLURM_PIDS=""
 
 start_slurm() {
     dir="$1"
-    for tool in slurmctld slurmd slurmrestd munged scontrol; do
-        command -v "$tool" >/dev/null 2>&1 || { apt_install slurm-wlm slurmrestd munge; break; }
-    done
+    # The JWT plugin slurmrestd and slurmctld authenticate with is only recommended by slurm-wlm,
+    # and apt_install takes no recommends.
+    apt_install slurm-wlm slurmrestd munge slurm-wlm-jwt-plugin
     command -v python3 >/dev/null 2>&1 || apt_install python3
     command -v curl >/dev/null 2>&1 || apt_install curl
     id petri-slurm >/dev/null 2>&1 ||
@@ -77,10 +77,21 @@ EOF
         -u petri-slurm -g petri-slurm -s openapi/v0.0.38 -a rest_auth/jwt 127.0.0.1:$rest_port \
         >'$dir/log/slurmrestd.log' 2>&1 & echo \$!")
     tries=0
+    # sinfo waits long on a controller that is not there: each ask is bounded, and a controller
+    # that exited (a fatal error in its log) ends the wait at once.
     until [ -s "$dir/run/slurmctld.pid" ] && [ -s "$dir/run/slurmd.pid" ] &&
-        sinfo -h -o %t 2>/dev/null | grep -q idle; do
+        timeout 5 sinfo -h -o %t 2>/dev/null | grep -q idle; do
         tries=$((tries + 1))
-        if [ "$tries" -gt 120 ]; then
+        ctld_gone=""
+        if [ -s "$dir/run/slurmctld.pid" ] && ! as_root kill -0 "$(as_root cat "$dir/run/slurmctld.pid")" 2>/dev/null; then
+            ctld_gone=1
+        fi
+        if [ "$tries" -gt 120 ] || [ -n "$ctld_gone" ]; then
+            # What did start is stopped with the rest (stop_slurm, from the caller's trap).
+            for f in slurmctld slurmd; do
+                [ -s "$dir/run/$f.pid" ] && SLURM_PIDS="$SLURM_PIDS $(as_root cat "$dir/run/$f.pid")"
+            done
+            SLURM_PIDS="$SLURM_PIDS $rest_pid"
             tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
             die "the one-node Slurm did not come up (its logs are above)"
         fi
