@@ -365,21 +365,12 @@ async fn a_waiting_job_keeps_its_whole_spec_through_hold_release_cancel_and_rest
         assert!(j.array_values.contains_key("i"), "{j:?}");
     };
     jobs.iter().for_each(whole);
-    let out = |j: &petri_domain::Job| {
-        std::fs::read_to_string(
-            f.home()
-                .join("outputs")
-                .join(j.id.to_string())
-                .join("out.txt"),
-        )
-        .unwrap()
-    };
     // Released, it runs with its environment and its value.
     let first = f.client.release(&jobs[0].number.to_string()).await.unwrap();
     whole(&first);
     assert_eq!(f.wait_done(&first).await.state, JobState::Succeeded);
     assert_eq!(
-        out(&first).trim(),
+        f.output(&first, "out.txt").trim(),
         format!("hello {}", first.array_values["i"])
     );
     // One behind the held one: held, released and cancelled, each answer whole.
@@ -409,14 +400,10 @@ async fn a_waiting_job_keeps_its_whole_spec_through_hold_release_cancel_and_rest
     let second = f.client.release(&jobs[1].number.to_string()).await.unwrap();
     whole(&second);
     assert_eq!(f.wait_done(&second).await.state, JobState::Succeeded);
-    let text = std::fs::read_to_string(
-        f.home()
-            .join("outputs")
-            .join(second.id.to_string())
-            .join("out.txt"),
-    )
-    .unwrap();
-    assert_eq!(text.trim(), format!("hello {}", second.array_values["i"]));
+    assert_eq!(
+        f.output(&second, "out.txt").trim(),
+        format!("hello {}", second.array_values["i"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -433,13 +420,7 @@ async fn sweeps_give_each_job_its_values_and_environment() {
     for j in &jobs {
         let done = f.wait_done(j).await;
         assert_eq!(done.state, JobState::Succeeded);
-        let out = std::fs::read_to_string(
-            f.home()
-                .join("outputs")
-                .join(j.id.to_string())
-                .join("out.txt"),
-        )
-        .unwrap();
+        let out = f.output(j, "out.txt");
         assert_eq!(
             out.trim(),
             format!("{} {} {}", j.array_values["lr"], j.array_values["bs"], j.id)

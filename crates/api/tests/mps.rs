@@ -46,13 +46,7 @@ async fn slices_on_an_mps_gpu_get_driver_limits() {
     spec.resources.gpu_compute = Some("30%".into());
     let job = f.submit(spec).await;
     assert_eq!(f.wait_done(&job).await.state, JobState::Succeeded);
-    let env = std::fs::read_to_string(
-        f.home()
-            .join("outputs")
-            .join(job.id.to_string())
-            .join("env"),
-    )
-    .unwrap();
+    let env = f.output(&job, "env");
     let pipe = f.home().join("mps/0/pipe");
     assert_eq!(
         env,

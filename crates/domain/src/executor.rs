@@ -243,20 +243,6 @@ pub trait Executor: Send + Sync {
         Ok(0)
     }
 
-    /// Reads the attempt's log from `offset`, at most `max` bytes. Every executor keeps the log
-    /// at `log_path` as the job runs (a local one writes it, a container's watcher and a
-    /// cluster's poller copy into it), which is what this reads unless an executor says
-    /// otherwise.
-    fn read_log(
-        &self,
-        _run: &RunKey,
-        log_path: &Path,
-        offset: u64,
-        max: u64,
-    ) -> std::io::Result<Vec<u8>> {
-        crate::files::read_at(log_path, offset, max)
-    }
-
     /// The run that a process of this machine belongs to (to tell whose a GPU process is), as
     /// this executor's handle; None when it is not one of this executor's kind.
     fn owner_of_process(&self, _pid: u32) -> Option<RunHandle> {

@@ -321,12 +321,9 @@ impl Queue {
     /// Resolves an id, number or unique id prefix.
     pub async fn resolve(&self, key: &str) -> Result<JobId, QueueError> {
         let k = key.to_string();
-        self.read(move |s| Ok(s.find(&k)?)).await?.ok_or_else(|| {
-            QueueError::refused(
-                ErrorCode::JobNotFound,
-                format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
-            )
-        })
+        self.read(move |s| Ok(s.find(&k)?))
+            .await?
+            .ok_or_else(|| no_job(key))
     }
 
     /// Checks, expands and queues a submission for `by`; all jobs or none. One admission pass:
@@ -598,18 +595,9 @@ impl Queue {
     /// engine a walk each.)
     pub async fn stored(&self, key: &str) -> Result<Job, QueueError> {
         let k = key.to_string();
-        let found = self
-            .read(move |s| match s.find(&k)? {
-                Some(id) => Ok(s.get(id)?.map(|j| j.job)),
-                None => Ok(None),
-            })
-            .await?;
-        found.ok_or_else(|| {
-            QueueError::refused(
-                ErrorCode::JobNotFound,
-                format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
-            )
-        })
+        self.read(move |s| find_stored(s, &k))
+            .await?
+            .ok_or_else(|| no_job(key))
     }
 
     /// A job as stored, without its attempts or why it waits: for Petri's own checks, which must
@@ -715,44 +703,21 @@ impl Queue {
         })
     }
 
-    /// Reads a job's log from `offset` (at most 256 KiB at a time), through the executor of its
-    /// last attempt (a remote one fetches it).
+    /// Reads a job's log from `offset` (at most 256 KiB at a time). Every executor keeps the
+    /// log in the home's `logs/` as the job runs (a local job writes it, a container's watcher
+    /// and a cluster's poller copy into it).
     pub async fn read_log(&self, key: &str, offset: u64) -> Result<LogChunk, QueueError> {
         let id = self.resolve(key).await?;
         self.read_log_of(id, offset).await
     }
 
-    /// `read_log` for a job known by its id (a follower reads again on every wake): the job's
-    /// state, its last attempt and the bytes are read in one trip to a blocking thread.
+    /// `read_log` for a job known by its id: its state (has it ended?) and the bytes, in one
+    /// trip to a blocking thread.
     pub async fn read_log_of(&self, id: JobId, offset: u64) -> Result<LogChunk, QueueError> {
-        let path = self.home().log(id);
-        let executors = self.inner.executors.clone();
+        let queue = self.clone();
         self.read(move |s| {
             let job = s.get(id)?.map(|j| j.job);
-            let state = job.as_ref().map(|j| j.state);
-            if let Some(p) = job.and_then(|j| j.pruned) {
-                return Err(log_removed(&p));
-            }
-            let last = s.runs(id)?.pop();
-            let finished = state.is_some_and(JobState::is_terminal);
-            let key = RunKey {
-                job: id,
-                attempt: last.as_ref().map_or(0, |r| r.attempt),
-                target: last.map_or_else(|| petri_domain::TARGET_LOCAL.to_string(), |r| r.target),
-            };
-            let exec = executors.get(&key.target).ok_or_else(|| {
-                QueueError::Io(format!("no executor for the target `{}`", key.target))
-            })?;
-            let data = exec
-                .read_log(&key, &path, offset, LOG_PIECE)
-                .map_err(|e| QueueError::Io(format!("reading {}: {e}", path.display())))?;
-            let next_offset = offset + data.len() as u64;
-            Ok(LogChunk {
-                done: finished && data.is_empty(),
-                data,
-                next_offset,
-                finished,
-            })
+            queue.log_chunk(id, job.as_ref(), offset)
         })
         .await
     }
@@ -774,35 +739,35 @@ impl Queue {
     > {
         let k = key.to_string();
         let queue = self.clone();
-        let found = self
-            .read(move |s| {
-                let Some(id) = s.find(&k)? else {
-                    return Ok(None);
-                };
-                let follower = queue.log_follower(id);
-                let Some(job) = s.get(id)?.map(|j| j.job) else {
-                    return Ok(None);
-                };
-                let first = match &job.pruned {
-                    Some(p) => Err(log_removed(p)),
-                    None => queue
-                        .read_log_file(id, 0)
-                        .map(|data| LogChunk {
-                            next_offset: data.len() as u64,
-                            done: job.state.is_terminal() && data.is_empty(),
-                            finished: job.state.is_terminal(),
-                            data,
-                        })
-                        .map_err(|e| QueueError::Io(format!("reading job {id}'s log: {e}"))),
-                };
-                Ok(Some((job, follower, first)))
-            })
-            .await?;
-        found.ok_or_else(|| {
-            QueueError::refused(
-                ErrorCode::JobNotFound,
-                format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
-            )
+        self.read(move |s| {
+            let Some(id) = s.find(&k)? else {
+                return Ok(None);
+            };
+            let follower = queue.log_follower(id);
+            let Some(job) = s.get(id)?.map(|j| j.job) else {
+                return Ok(None);
+            };
+            let first = queue.log_chunk(id, Some(&job), 0);
+            Ok(Some((job, follower, first)))
+        })
+        .await?
+        .ok_or_else(|| no_job(key))
+    }
+
+    /// The log's bytes from `offset`, for a job as read (`None`: not in the database).
+    fn log_chunk(&self, id: JobId, job: Option<&Job>, offset: u64) -> Result<LogChunk, QueueError> {
+        if let Some(p) = job.and_then(|j| j.pruned.as_ref()) {
+            return Err(log_removed(p));
+        }
+        let finished = job.is_some_and(|j| j.state.is_terminal());
+        let data = self
+            .read_log_file(id, offset)
+            .map_err(|e| QueueError::Io(format!("reading job {id}'s log: {e}")))?;
+        Ok(LogChunk {
+            next_offset: offset + data.len() as u64,
+            done: finished && data.is_empty(),
+            finished,
+            data,
         })
     }
 
@@ -926,4 +891,20 @@ fn log_removed(p: &petri_domain::Pruned) -> QueueError {
             petri_domain::job::format_ms(p.at_ms)
         ),
     )
+}
+
+/// What a key that names no job gets.
+fn no_job(key: &str) -> QueueError {
+    QueueError::refused(
+        ErrorCode::JobNotFound,
+        format!("no job `{key}`: give a job number (see `petri ls --all`) or id"),
+    )
+}
+
+/// A job by number or id, as stored.
+fn find_stored(s: &petri_store::Store, key: &str) -> Result<Option<Job>, QueueError> {
+    match s.find(key)? {
+        Some(id) => Ok(s.get(id)?.map(|j| j.job)),
+        None => Ok(None),
+    }
 }

@@ -84,14 +84,8 @@ impl Store {
         Ok(n.unwrap_or(0) as u64)
     }
 
-    /// Jobs that are not finished, in submission order.
-    pub fn active_jobs(&self) -> Result<Vec<StoredJob>> {
-        let mut out = Vec::new();
-        self.each_active_job(|j| out.push(j))?;
-        Ok(out)
-    }
-
-    /// The same, one at a time: a hundred thousand waiting jobs are never all held as rows.
+    /// Jobs that are not finished, in submission order, one at a time: a hundred thousand
+    /// waiting jobs are never all held as rows.
     pub fn each_active_job(&self, mut f: impl FnMut(StoredJob)) -> Result<()> {
         let mut stmt = self.conn.prepare(
             "SELECT * FROM jobs WHERE state IN ('queued','held','running') ORDER BY number",
@@ -621,6 +615,12 @@ fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn active_jobs(store: &Store) -> Vec<StoredJob> {
+        let mut out = Vec::new();
+        store.each_active_job(|j| out.push(j)).unwrap();
+        out
+    }
     use petri_domain::JobSpec;
     use rusqlite::Connection;
 
@@ -680,7 +680,7 @@ mod tests {
             store.schema_version().unwrap(),
             crate::MIGRATIONS.len() as i64
         );
-        let active = store.active_jobs().unwrap();
+        let active = active_jobs(&store);
         assert_eq!(active.len(), 1);
         assert_eq!(active[0].job, a);
         let run = store.active_run(a.id).unwrap().unwrap();
@@ -716,7 +716,7 @@ mod tests {
             store.schema_version().unwrap(),
             crate::MIGRATIONS.len() as i64
         );
-        let active = store.active_jobs().unwrap();
+        let active = active_jobs(&store);
         assert_eq!(active.len(), 1);
         let job = &active[0].job;
         assert_eq!(job.id, id);
@@ -842,6 +842,6 @@ mod tests {
             tx.insert_job(&a, 0) // duplicate id: the whole transaction rolls back
         });
         assert!(err.is_err());
-        assert!(store.active_jobs().unwrap().is_empty());
+        assert!(active_jobs(&store).is_empty());
     }
 }

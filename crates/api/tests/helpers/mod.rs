@@ -92,6 +92,16 @@ impl Fixture {
         self.dir.path()
     }
 
+    /// A file a job wrote into its output folder (`$PETRI_OUTPUT_DIR`).
+    pub fn output(&self, job: &petri_domain::Job, file: &str) -> String {
+        let path = self
+            .home()
+            .join("outputs")
+            .join(job.id.to_string())
+            .join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
     pub fn work(&self) -> PathBuf {
         let w = self.dir.path().join("work");
         std::fs::create_dir_all(&w).unwrap();
