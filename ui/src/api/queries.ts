@@ -8,7 +8,7 @@ import type { Api } from "./client";
 import { keys } from "./keys";
 import type { JobListFilter } from "./keys";
 import type { operations } from "./schema";
-import type { JobPage } from "./types";
+import type { Job, JobPage } from "./types";
 
 /** Read until an event says otherwise. */
 export const LIVE = { staleTime: Infinity } as const;
@@ -18,6 +18,18 @@ export const LIVE = { staleTime: Infinity } as const;
  * queue, a pod's phase) changes without an event of Petri's.
  */
 export const REMOTE_POLL_MS = 3000;
+
+/**
+ * Whether a job's state may change on a cluster without an event of Petri's: it carries what the
+ * cluster says, or its attempt was sent to one and the cluster has not said anything yet (the
+ * job page was read between the attempt's start and the executor's first look at it).
+ */
+export function onCluster(job: Job | undefined): boolean {
+  if (!job) return false;
+  if (job.remote) return true;
+  const target = job.runs?.at(-1)?.target;
+  return job.state === "running" && !!target && target !== "local" && target !== "docker";
+}
 
 /** The app's cache: refusals are not retried, a daemon that does not answer is, twice. */
 export function makeQueryClient(onUnauthorized: () => void): QueryClient {
@@ -77,7 +89,7 @@ export function useJob(key: string | undefined) {
     queryFn: ({ signal }) => ok(api.http.GET("/api/v1/jobs/{id}", { params: { path: { id: key ?? "" } }, signal })),
     enabled: !!key,
     ...LIVE,
-    refetchInterval: (q) => (q.state.data?.remote ? REMOTE_POLL_MS : false),
+    refetchInterval: (q) => (onCluster(q.state.data) ? REMOTE_POLL_MS : false),
   });
 }
 
