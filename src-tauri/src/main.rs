@@ -154,11 +154,24 @@ fn collect_here() {
     unsafe { mi_collect(true) };
 }
 
+/// Returns what the C allocator holds free to the system. SQLite allocates with it, not with
+/// mimalloc: its page caches and statements, on whichever thread used a connection, each in one
+/// of glibc's per-thread arenas, which give back only what lies at their top. After a
+/// million-job cascade and the reads that followed it, that was 20 MiB of an idle daemon's 140.
+fn trim_c_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: takes no pointers; glibc's allocator locks each arena while it trims it.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Gives the memory a burst freed back to the system while the daemon is quiet. mimalloc keeps
 /// what a thread freed in that thread's own heap until the thread allocates again: after a
 /// million-job sweep has ended (its answer, a million events), an idle daemon would otherwise
-/// keep its peak for as long as it runs. This thread returns what is free in the shared arenas
-/// every few seconds; the daemon's runtime threads return their own (`daemon_runtime`).
+/// keep its peak for as long as it runs. This thread returns what is free in mimalloc's shared
+/// arenas and in the C allocator's every few seconds; the daemon's runtime threads return their
+/// own (`daemon_runtime`).
 fn give_back_freed_memory() {
     let started = std::thread::Builder::new()
         .name("petri-memory".into())
@@ -166,6 +179,7 @@ fn give_back_freed_memory() {
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(5));
                 collect_here();
+                trim_c_heap();
             }
         });
     if let Err(e) = started {
