@@ -5,6 +5,13 @@ set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# With no display the window cannot open: build the server build, which has no Tauri and needs no
+# GTK or WebKit (nothing to install, and a daemon that maps none of their libraries).
+if [ -z "${PETRI_NO_DESKTOP:-}${PETRI_DESKTOP:-}" ] && [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+    PETRI_NO_DESKTOP=1
+    export PETRI_NO_DESKTOP
+    say "no display: building the headless server without the desktop window (PETRI_DESKTOP=1 builds the window too)"
+fi
 ensure_toolchain
 ensure_ui
 say "building petri (release; the first build takes a few minutes)"

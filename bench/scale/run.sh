@@ -7,8 +7,10 @@ cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 ensure_toolchain
 apt_install python3
-say "building petri (release)"
-cargo build --release --locked -p petri
+# The server build: what `scripts/run.sh` runs on a machine with no display, and what a shared box
+# keeps running. (The desktop build's daemon also maps GTK and WebKit: about 25 MiB more RSS.)
+say "building petri (release, the server build)"
+cargo build --release --locked -p petri --no-default-features
 tools="${PETRI_BENCH_TOOLS:-$(dirname "$CARGO_TARGET_DIR")/tools}"
 if [ ! -x "$tools/bin/pueued" ]; then
     say "installing pueue from crates.io into $tools"
