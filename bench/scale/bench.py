@@ -364,7 +364,8 @@ def main():
 
     if a.ui_scroll:
         out = subprocess.run(["node", a.ui_scroll, "--base", f"http://{api.host}:{api.port}",
-                              "--token", api.token], capture_output=True, text=True)
+                              "--token", api.token, "--limit-s", "90"],
+                             capture_output=True, text=True)
         print(f"  jobs view in Chromium: {out.stdout.strip() or out.stderr.strip()[-500:]}", flush=True)
 
     proc.send_signal(signal.SIGTERM)
