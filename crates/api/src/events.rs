@@ -51,53 +51,73 @@ pub(crate) async fn follow_log(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // One trip to the database: an unknown job is a 404, not an empty stream. The follower is
-    // woken by the log file's growth (inotify) or the job's change of state, never by a timer;
+    // woken by the log file's growth (inotify) or the job's end, never by a timer;
     // it is taken before the job's state is read, so no end is missed. After that first read the
     // bus says when the job has ended and the log file is read straight.
     let (found, follower, first) = s.daemon.queue().open_log(&id).await?;
     crate::jobs::owns(&caller, petri_daemon::accounts::Action::ReadPrivate, &found)?;
-    let id = found.id;
     let queue = s.daemon.queue().clone();
-    let first = Some(first);
-    let chunks = stream::unfold(Some((0u64, follower, None, first)), move |state| {
+    let following = Following {
+        id: found.id,
+        offset: 0,
+        follower,
+        ended: None,
+        first: Some(first),
+        read_all: false,
+    };
+    let chunks = stream::unfold(Some(following), move |state| {
         let queue = queue.clone();
         async move {
-            let (mut offset, mut follower, mut ended, mut first) = state?;
+            let mut f = state?;
             loop {
-                let data = match ended {
+                if f.read_all {
+                    return Some((Ok(SseEvent::default().event("end").data("{}")), None));
+                }
+                let data = match f.ended {
                     // What the database says: first, and after a wait no wake-up ended.
-                    None => match first.take() {
+                    None => match f.first.take() {
                         Some(chunk) => chunk,
-                        None => queue.read_log_of(id, offset).await,
+                        None => queue.read_log_of(f.id, f.offset).await,
                     }
                     .map(|chunk| {
-                        ended = Some(chunk.finished);
+                        f.ended = Some(chunk.finished);
+                        f.read_all = chunk.finished && chunk.to_end;
                         chunk.data
                     }),
                     Some(was) => {
                         // Checked before the read: after the end, the read sees every byte.
-                        ended = Some(was || follower.ended());
-                        queue.read_log_file(id, offset).map_err(|e| {
-                            petri_queue::QueueError::Io(format!("reading job {id}'s log: {e}"))
-                        })
+                        let ended = was || f.follower.ended();
+                        f.ended = Some(ended);
+                        queue
+                            .read_log_file(f.id, f.offset)
+                            .map(|data| {
+                                f.read_all = ended && (data.len() as u64) < petri_queue::LOG_PIECE;
+                                data
+                            })
+                            .map_err(|e| {
+                                petri_queue::QueueError::Io(format!(
+                                    "reading job {}'s log: {e}",
+                                    f.id
+                                ))
+                            })
                     }
                 };
                 match data {
                     Ok(data) if !data.is_empty() => {
-                        offset += data.len() as u64;
+                        f.offset += data.len() as u64;
                         let text = String::from_utf8_lossy(&data).into_owned();
                         let event = SseEvent::default()
                             .event("log")
-                            .json_data(serde_json::json!({ "text": text, "offset": offset }))
+                            .json_data(serde_json::json!({ "text": text, "offset": f.offset }))
                             .unwrap_or_else(|_| SseEvent::default());
-                        return Some((Ok(event), Some((offset, follower, ended, None))));
+                        return Some((Ok(event), Some(f)));
                     }
-                    Ok(_) if ended == Some(true) => {
+                    Ok(_) if f.ended == Some(true) => {
                         return Some((Ok(SseEvent::default().event("end").data("{}")), None));
                     }
                     Ok(_) => {
-                        if !follower.wait().await {
-                            ended = None;
+                        if !f.follower.wait().await {
+                            f.ended = None;
                         }
                     }
                     Err(e) => {
@@ -113,4 +133,20 @@ pub(crate) async fn follow_log(
         }
     });
     Ok(Sse::new(chunks.take_until(closing(&s))).keep_alive(KeepAlive::default()))
+}
+
+/// Where one follower of a job's log stands.
+struct Following {
+    id: petri_domain::JobId,
+    /// How much of the log was sent.
+    offset: u64,
+    follower: petri_queue::logwatch::LogFollower,
+    /// Whether the job had ended at the last read: `None` until the database said, and again
+    /// after a wait that no wake-up ended (then the database is asked once more).
+    ended: Option<bool>,
+    /// The first read, made with the job's lookup.
+    first: Option<Result<petri_queue::LogChunk, petri_queue::QueueError>>,
+    /// The last read came after the job's end and reached the end of the file: only the end is
+    /// left to send (without another read).
+    read_all: bool,
 }

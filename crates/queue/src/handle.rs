@@ -65,10 +65,12 @@ pub struct LogChunk {
     pub done: bool,
     /// The job had finished when this was read.
     pub finished: bool,
+    /// This read reached the end of the file as it was (it returned less than [`LOG_PIECE`]).
+    pub to_end: bool,
 }
 
 /// The most of a job's log one read returns.
-const LOG_PIECE: u64 = 256 * 1024;
+pub const LOG_PIECE: u64 = 256 * 1024;
 
 impl Queue {
     /// Recovers the queue from `store` (the one write connection; the caller holds the home's
@@ -283,6 +285,21 @@ impl Queue {
         tokio::task::spawn_blocking(move || reads.read(f))
             .await
             .map_err(|e| QueueError::Io(format!("the database reader failed: {e}")))?
+    }
+
+    /// Runs `f`, a few lookups by key, on the calling thread when a pool connection is free,
+    /// else as [`Queue::read`] does. Handing a read of some tens of microseconds to a blocking
+    /// thread costs more than the read: a thread woken and put back to sleep, and two switches
+    /// (in P1b's log followers that hand-off was the largest single cost of opening a stream).
+    /// Only for reads that cannot take long: a free connection never waits for the writer (WAL).
+    pub async fn read_small<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        match self.inner.reads.read_if_free(f) {
+            Ok(done) => done,
+            Err(f) => self.read(f).await,
+        }
     }
 
     /// Asks the engine for a change it may refuse.
@@ -715,7 +732,7 @@ impl Queue {
     /// trip to a blocking thread.
     pub async fn read_log_of(&self, id: JobId, offset: u64) -> Result<LogChunk, QueueError> {
         let queue = self.clone();
-        self.read(move |s| {
+        self.read_small(move |s| {
             let job = s.get(id)?.map(|j| j.job);
             queue.log_chunk(id, job.as_ref(), offset)
         })
@@ -739,7 +756,7 @@ impl Queue {
     > {
         let k = key.to_string();
         let queue = self.clone();
-        self.read(move |s| {
+        self.read_small(move |s| {
             let Some(id) = s.find(&k)? else {
                 return Ok(None);
             };
@@ -767,6 +784,7 @@ impl Queue {
             next_offset: offset + data.len() as u64,
             done: finished && data.is_empty(),
             finished,
+            to_end: (data.len() as u64) < LOG_PIECE,
             data,
         })
     }

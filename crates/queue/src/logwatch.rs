@@ -1,7 +1,7 @@
 //! Log following by events: one inotify watch (through `notify`) on the home's `logs/` folder
 //! wakes whoever follows a job's log when bytes arrive in its file, whoever wrote them (a local
 //! job's own process, the copier of a container's output, a job re-adopted after a restart); the
-//! bus wakes them when their job changes state. A follower is woken for its own job only: a
+//! bus wakes them when their job ends. A follower is woken for its own job only: a
 //! hundred followers cost nothing while other jobs start and end.
 
 use std::collections::HashMap;
@@ -86,8 +86,12 @@ impl Bus {
     }
 
     pub(crate) fn send(&self, event: Event) {
-        if let Event::JobChanged(change) = &event {
-            self.followers.wake(change.id, change.state.is_terminal());
+        // Only the job's end matters to a follower: a start, a hold or a retry adds no bytes,
+        // and the bytes wake it through the watch.
+        if let Event::JobChanged(change) = &event
+            && change.state.is_terminal()
+        {
+            self.followers.wake(change.id, true);
         }
         let _ = self.events.send(event);
     }
@@ -115,7 +119,9 @@ impl LogWatch {
             let Ok(event) = res else {
                 return;
             };
-            if !matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_)) {
+            // Bytes written (or a file renamed into place); a file created empty, opened or
+            // closed adds nothing to read.
+            if !matches!(event.kind, EventKind::Modify(_)) {
                 return;
             }
             for path in &event.paths {
@@ -160,9 +166,9 @@ pub struct LogFollower {
 }
 
 impl LogFollower {
-    /// Returns when the log may have grown or the job may have changed state (its end, a new
-    /// attempt): `true`; or after a short fallback wait with no wake-up: `false` (then nothing
-    /// says the job has not ended, and the caller asks the database).
+    /// Returns when the log may have grown or the job may have ended: `true`; or after a short
+    /// fallback wait with no wake-up: `false` (then nothing says the job has not ended, and the
+    /// caller asks the database).
     pub async fn wait(&mut self) -> bool {
         let woken = tokio::time::timeout(FALLBACK, self.slot.woken.notified())
             .await
@@ -220,7 +226,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_change_of_state_wakes_the_followers_of_that_job_only() {
+    async fn the_end_of_a_job_wakes_the_followers_of_that_job_only() {
         let bus = Bus::new(16);
         let (a, b) = (JobId::new(), JobId::new());
         let wake_a = bus.followers().subscribe(a);
@@ -243,12 +249,14 @@ mod tests {
         started.state = petri_domain::JobState::Running;
         bus.send(Event::JobChanged(started));
         assert!(
-            woken(&wake_a, Duration::from_secs(10)).await,
-            "the change wakes its job's follower"
+            !woken(&wake_a, Duration::from_millis(100)).await,
+            "a start adds nothing to read: the follower sleeps on"
         );
-        assert!(!wake_a.ended.load(Ordering::Acquire), "a start is no end");
         bus.send(Event::JobChanged(change(a)));
-        assert!(woken(&wake_a, Duration::from_secs(10)).await);
+        assert!(
+            woken(&wake_a, Duration::from_secs(10)).await,
+            "the job's end wakes its follower"
+        );
         assert!(
             wake_a.ended.load(Ordering::Acquire),
             "the follower is told of its job's end"

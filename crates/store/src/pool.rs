@@ -49,6 +49,17 @@ impl ReadPool {
         Ok(ReadPool { pool })
     }
 
+    /// Runs `f` now if a connection is free, else hands `f` back (never waits).
+    pub fn read_if_free<T, E: From<StoreError>, F: FnOnce(&Store) -> Result<T, E>>(
+        &self,
+        f: F,
+    ) -> Result<Result<T, E>, F> {
+        match self.pool.try_get() {
+            Some(conn) => Ok(f(&conn)),
+            None => Err(f),
+        }
+    }
+
     /// Runs `f` on a free connection, waiting for one when all are busy.
     pub fn read<T, E: From<StoreError>>(
         &self,
