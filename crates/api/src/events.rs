@@ -90,9 +90,8 @@ pub(crate) async fn follow_log(
                         f.ended = Some(ended);
                         queue
                             .read_log_file(f.id, f.offset)
-                            .map(|data| {
+                            .inspect(|data| {
                                 f.read_all = ended && (data.len() as u64) < petri_queue::LOG_PIECE;
-                                data
                             })
                             .map_err(|e| {
                                 petri_queue::QueueError::Io(format!(
