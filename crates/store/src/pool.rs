@@ -72,3 +72,36 @@ impl ReadPool {
         f(&conn)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_if_free_runs_now_or_hands_the_read_back_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("petri.db");
+        Store::open(&db).unwrap();
+        let pool = ReadPool::open(&db, 1).unwrap();
+        let version = |s: &Store| s.schema_version();
+        let now: std::result::Result<Result<i64>, _> = pool.read_if_free(version);
+        assert!(
+            matches!(now, Ok(Ok(v)) if v > 0),
+            "a free connection reads at once"
+        );
+        // The only connection is taken: the read comes back unrun, at once.
+        pool.read(|_held: &Store| {
+            let later = pool.read_if_free(version);
+            assert!(
+                later.is_err(),
+                "no connection free: the read is handed back"
+            );
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        assert!(
+            pool.read_if_free(version).is_ok(),
+            "free again once given back"
+        );
+    }
+}
