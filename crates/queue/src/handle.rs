@@ -756,7 +756,7 @@ impl Queue {
     > {
         let k = key.to_string();
         let queue = self.clone();
-        self.read_small(move |s| {
+        let open = move |s: &Store| {
             let Some(id) = s.find(&k)? else {
                 return Ok(None);
             };
@@ -766,9 +766,14 @@ impl Queue {
             };
             let first = queue.log_chunk(id, Some(&job), 0);
             Ok(Some((job, follower, first)))
-        })
-        .await?
-        .ok_or_else(|| no_job(key))
+        };
+        // An id prefix is found by scanning every id: that read goes to a blocking thread.
+        let found = if Store::finds_by_index(key) {
+            self.read_small(open).await?
+        } else {
+            self.read(open).await?
+        };
+        found.ok_or_else(|| no_job(key))
     }
 
     /// The log's bytes from `offset`, for a job as read (`None`: not in the database).

@@ -119,8 +119,8 @@ impl LogWatch {
             let Ok(event) = res else {
                 return;
             };
-            // Bytes written (or a file renamed into place); a file created empty, opened or
-            // closed adds nothing to read.
+            // Bytes written, or a file renamed into place (and, harmlessly, a change of its
+            // owner or mode); a file created empty, opened or closed adds nothing to read.
             if !matches!(event.kind, EventKind::Modify(_)) {
                 return;
             }

@@ -125,6 +125,13 @@ impl Store {
             .optional()?)
     }
 
+    /// Whether [`Store::find`] looks `key` up through an index (a number or a whole id), not by
+    /// scanning every id for a prefix.
+    pub fn finds_by_index(key: &str) -> bool {
+        let key = key.trim().trim_start_matches('#');
+        key.parse::<u64>().is_ok() || key.parse::<JobId>().is_ok()
+    }
+
     /// Finds a job by full id, by number, or by a unique id prefix of at least 8 characters.
     pub fn find(&self, key: &str) -> Result<Option<JobId>> {
         let key = key.trim().trim_start_matches('#');
@@ -623,6 +630,16 @@ mod tests {
     }
     use petri_domain::JobSpec;
     use rusqlite::Connection;
+
+    #[test]
+    fn a_number_or_a_whole_id_is_found_by_an_index_and_a_prefix_is_not() {
+        let id = JobId::new().to_string();
+        assert!(Store::finds_by_index("42"));
+        assert!(Store::finds_by_index(" #42"));
+        assert!(Store::finds_by_index(&id));
+        assert!(!Store::finds_by_index(&id[..8]));
+        assert!(!Store::finds_by_index("train"));
+    }
 
     fn job(number: u64) -> Job {
         Job {
