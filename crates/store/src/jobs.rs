@@ -128,47 +128,48 @@ impl Store {
     /// Whether [`Store::find`] looks `key` up through an index (a number or a whole id), not by
     /// scanning every id for a prefix.
     pub fn finds_by_index(key: &str) -> bool {
-        let key = key.trim().trim_start_matches('#');
-        key.parse::<u64>().is_ok() || key.parse::<JobId>().is_ok()
+        matches!(JobKey::of(key), JobKey::Number(_) | JobKey::Id(_))
     }
 
     /// Finds a job by full id, by number, or by a unique id prefix of at least 8 characters.
     pub fn find(&self, key: &str) -> Result<Option<JobId>> {
-        let key = key.trim().trim_start_matches('#');
-        if let Ok(n) = key.parse::<u64>() {
-            let id: Option<String> = self
-                .conn
-                .query_row(
-                    "SELECT id FROM jobs WHERE number = ?1",
-                    params![n as i64],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            return Ok(id.and_then(|s| s.parse().ok()));
-        }
-        if let Ok(id) = key.parse::<JobId>() {
-            let found: Option<String> = self
-                .conn
-                .query_row(
-                    "SELECT id FROM jobs WHERE id = ?1",
-                    params![id.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            return Ok(found.and(Some(id)));
-        }
-        if key.len() >= 8 && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id FROM jobs WHERE id LIKE ?1 || '%' LIMIT 2")?;
-            let ids: Vec<String> = stmt
-                .query_map(params![key.to_ascii_lowercase()], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            if ids.len() == 1 {
-                return Ok(ids[0].parse().ok());
+        match JobKey::of(key) {
+            JobKey::Number(n) => {
+                let id: Option<String> = self
+                    .conn
+                    .query_row(
+                        "SELECT id FROM jobs WHERE number = ?1",
+                        params![n as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(id.and_then(|s| s.parse().ok()))
             }
+            JobKey::Id(id) => {
+                let found: Option<String> = self
+                    .conn
+                    .query_row(
+                        "SELECT id FROM jobs WHERE id = ?1",
+                        params![id.to_string()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(found.and(Some(id)))
+            }
+            JobKey::Prefix(prefix) => {
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT id FROM jobs WHERE id LIKE ?1 || '%' LIMIT 2")?;
+                let ids: Vec<String> = stmt
+                    .query_map(params![prefix.to_ascii_lowercase()], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(match ids.as_slice() {
+                    [one] => one.parse().ok(),
+                    _ => None,
+                })
+            }
+            JobKey::Nothing => Ok(None),
         }
-        Ok(None)
     }
 
     pub fn get(&self, id: JobId) -> Result<Option<StoredJob>> {
@@ -505,6 +506,29 @@ pub struct NewRun<'a> {
     /// Indices of the GPUs it holds.
     pub gpus: &'a [u32],
     pub mig_slot: Option<u32>,
+}
+
+/// What a key given for a job names: a number, a whole id, or a prefix of an id.
+enum JobKey<'a> {
+    Number(u64),
+    Id(JobId),
+    Prefix(&'a str),
+    Nothing,
+}
+
+impl JobKey<'_> {
+    fn of(key: &str) -> JobKey<'_> {
+        let key = key.trim().trim_start_matches('#');
+        if let Ok(n) = key.parse::<u64>() {
+            JobKey::Number(n)
+        } else if let Ok(id) = key.parse::<JobId>() {
+            JobKey::Id(id)
+        } else if key.len() >= 8 && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            JobKey::Prefix(key)
+        } else {
+            JobKey::Nothing
+        }
+    }
 }
 
 /// The query of a page of jobs and its arguments: every filter is answered by an index
