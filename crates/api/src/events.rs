@@ -73,34 +73,20 @@ pub(crate) async fn follow_log(
                 if f.read_all {
                     return Some((Ok(SseEvent::default().event("end").data("{}")), None));
                 }
-                let data = match f.ended {
+                let chunk = match f.ended {
                     // What the database says: first, and after a wait no wake-up ended.
                     None => match f.first.take() {
                         Some(chunk) => chunk,
                         None => queue.read_log_of(f.id, f.offset).await,
-                    }
-                    .map(|chunk| {
-                        f.ended = Some(chunk.finished);
-                        f.read_all = chunk.finished && chunk.to_end;
-                        chunk.data
-                    }),
-                    Some(was) => {
-                        // Checked before the read: after the end, the read sees every byte.
-                        let ended = was || f.follower.ended();
-                        f.ended = Some(ended);
-                        queue
-                            .read_log_file(f.id, f.offset)
-                            .inspect(|data| {
-                                f.read_all = ended && (data.len() as u64) < petri_queue::LOG_PIECE;
-                            })
-                            .map_err(|e| {
-                                petri_queue::QueueError::Io(format!(
-                                    "reading job {}'s log: {e}",
-                                    f.id
-                                ))
-                            })
-                    }
+                    },
+                    // Checked before the read: after the end, the read sees every byte.
+                    Some(was) => queue.log_piece(f.id, f.offset, was || f.follower.ended()),
                 };
+                let data = chunk.map(|chunk| {
+                    f.ended = Some(chunk.finished);
+                    f.read_all = chunk.finished && chunk.to_end;
+                    chunk.data
+                });
                 match data {
                     Ok(data) if !data.is_empty() => {
                         f.offset += data.len() as u64;

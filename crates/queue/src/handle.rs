@@ -65,12 +65,13 @@ pub struct LogChunk {
     pub done: bool,
     /// The job had finished when this was read.
     pub finished: bool,
-    /// This read reached the end of the file as it was (it returned less than [`LOG_PIECE`]).
+    /// This read reached the end of the file as it was (it returned less than the most one read
+    /// returns).
     pub to_end: bool,
 }
 
 /// The most of a job's log one read returns.
-pub const LOG_PIECE: u64 = 256 * 1024;
+const LOG_PIECE: u64 = 256 * 1024;
 
 impl Queue {
     /// Recovers the queue from `store` (the one write connection; the caller holds the home's
@@ -781,9 +782,19 @@ impl Queue {
         if let Some(p) = job.and_then(|j| j.pruned.as_ref()) {
             return Err(log_removed(p));
         }
-        let finished = job.is_some_and(|j| j.state.is_terminal());
-        let data = self
-            .read_log_file(id, offset)
+        self.log_piece(id, offset, job.is_some_and(|j| j.state.is_terminal()))
+    }
+
+    /// The bytes of a job's log file from `offset` on, read on the caller's thread without
+    /// asking the database: for a follower that learns from the bus whether the job has ended
+    /// (`finished`, known before the read). A log not yet created reads as empty.
+    pub fn log_piece(
+        &self,
+        id: JobId,
+        offset: u64,
+        finished: bool,
+    ) -> Result<LogChunk, QueueError> {
+        let data = petri_domain::files::read_at(&self.home().log(id), offset, LOG_PIECE)
             .map_err(|e| QueueError::Io(format!("reading job {id}'s log: {e}")))?;
         Ok(LogChunk {
             next_offset: offset + data.len() as u64,
@@ -792,13 +803,6 @@ impl Queue {
             to_end: (data.len() as u64) < LOG_PIECE,
             data,
         })
-    }
-
-    /// The bytes of a job's log file from `offset` on, read on the caller's thread without
-    /// asking the database: for a follower that learns from the bus whether the job has ended.
-    /// A log not yet created reads as empty.
-    pub fn read_log_file(&self, id: JobId, offset: u64) -> std::io::Result<Vec<u8>> {
-        petri_domain::files::read_at(&self.home().log(id), offset, LOG_PIECE)
     }
 
     /// GPUs: NVML's figures, Petri's reservations, holders.

@@ -23,7 +23,7 @@ mod settings;
 mod submit;
 
 pub use error::QueueError;
-pub use handle::{LOG_PIECE, LogChunk, Queue};
+pub use handle::{LogChunk, Queue};
 pub use home::Home;
 pub use keys::ServiceKeys;
 pub use launch::{AdmissionHook, AttemptHook, LaunchExtras, LaunchHook, LaunchHooks, Submitter};
