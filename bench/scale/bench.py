@@ -19,9 +19,10 @@ Then, on that home:
 - the daemon's RSS after 10 s idle; restart (SIGTERM, start) until the first page is served;
 - a 100,000-job sweep (held), from the request to the answer;
 - 2,000 `true` jobs run without and then with 100 clients following logs (each client follows one
-  job's log to its end, then the next one's; the clients are bench/tools' `follow`, one thread),
-  in turns for 3 rounds, the medians' throughput compared, with the daemon's CPU time per job
-  in each (the machine's speed drifts; what a follower costs the daemon does much less);
+  job's log to its end, then the next one's, on one kept-alive connection as a browser does;
+  then again with a new connection for every log; the clients are bench/tools' `follow`, one
+  thread), in turns for 3 rounds, the medians' throughput compared, with the daemon's CPU time
+  per job in each (the machine's speed drifts; what a follower costs the daemon does much less);
 - `petri logs -f` latency: a job prints its clock every 50 ms; the follower's clock on reading it;
 - the jobs view in Chromium scrolled through the million (bench/scale/ui-scroll.mjs), if given;
 - pueue: `pueued` with 10,000 finished `true` tasks; `pueue status` (and `--json`) wall time.
@@ -183,10 +184,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / hz, (int(fields[13]) + int(fields[14])) / hz
 
 
-def run_jobs(api, work, n, followers, follow_bin, daemon_pid):
+def run_jobs(api, work, n, followers, follow_bin, daemon_pid, new_connections=False):
     """n `true` jobs; with followers, that many clients (bench/tools' `follow`, one thread) follow
-    their logs meanwhile, each job's log to its end. Jobs per second, what the followers did,
-    and the daemon's CPU per job (its own, and that of the jobs' processes it reaped)."""
+    their logs meanwhile, each job's log to its end, on one kept-alive connection per client (or
+    a new connection per log). Jobs per second, what the followers did, and the daemon's CPU per
+    job (its own, and that of the jobs' processes it reaped)."""
     gate = api.call("POST", "/api/v1/jobs", {"jobs": [
         {"name": "go", "run": "true", "workdir": work, "hold": True}]})["jobs"][0]
     jobs = api.call("POST", "/api/v1/jobs", {"jobs": [
@@ -198,7 +200,9 @@ def run_jobs(api, work, n, followers, follow_bin, daemon_pid):
         with open(ids, "w") as f:
             f.write("\n".join(j["id"] for j in jobs))
         follower = subprocess.Popen([follow_bin, f"http://{api.host}:{api.port}", api.token, ids,
-                                     "--clients", str(followers)], stdout=subprocess.PIPE, text=True)
+                                     "--clients", str(followers)]
+                                    + (["--new-connections"] if new_connections else []),
+                                    stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)  # every client is connected and waits on its first job
     before = succeeded(api)
     cpu0 = cpu_seconds(daemon_pid)
@@ -346,21 +350,29 @@ def main():
           flush=True)
 
     # Alone and followed, in turns (the machine's speed drifts): the medians of the rounds.
-    quiet, busy = [], []
+    # Followed twice: each client on one kept-alive connection (as the web UI's live log in a
+    # browser, or any pooling HTTP client), and on a new connection for every log (as one
+    # `petri logs -f` per job).
+    quiet, busy, fresh = [], [], []
     for _ in range(a.follow_rounds):
         alone, _, cpu_alone = run_jobs(api, work, a.follow_jobs, 0, a.follow, proc.pid)
         quiet.append(alone)
         rate, report, cpu = run_jobs(api, work, a.follow_jobs, a.followers, a.follow, proc.pid)
         busy.append(rate)
+        rate_n, report_n, cpu_n = run_jobs(api, work, a.follow_jobs, a.followers, a.follow,
+                                           proc.pid, new_connections=True)
+        fresh.append(rate_n)
         print(f"  round: {alone:.0f} jobs/s alone, {rate:.0f} with {a.followers} followers "
-              f"({report['streams']} logs followed to their end in {report['seconds']:.1f} s, "
-              f"{report['errors']} errors); the daemon's CPU a job: {cpu_alone[0]:.0f} us alone, "
-              f"{cpu[0]:.0f} us followed (the jobs' own processes: {cpu_alone[1]:.0f} / "
-              f"{cpu[1]:.0f} us)", flush=True)
-    q, b = statistics.median(quiet), statistics.median(busy)
+              f"({report['streams']} logs followed to their end in {report['seconds']:.1f} s on "
+              f"{report['connections']} connections, {report['errors']} errors), {rate_n:.0f} "
+              f"with a new connection per log ({report_n['streams']} logs, "
+              f"{report_n['errors']} errors); the daemon's CPU a job: {cpu_alone[0]:.0f} us alone, "
+              f"{cpu[0]:.0f} us followed, {cpu_n[0]:.0f} us with new connections (the jobs' own "
+              f"processes: {cpu_alone[1]:.0f} / {cpu[1]:.0f} / {cpu_n[1]:.0f} us)", flush=True)
+    q, b, f = statistics.median(quiet), statistics.median(busy), statistics.median(fresh)
     print(f"  {a.follow_jobs} jobs: {q:.0f} jobs/s alone, {b:.0f} jobs/s with {a.followers} "
-          f"clients following logs ({b / q * 100:.0f} %; medians of {a.follow_rounds} rounds)",
-          flush=True)
+          f"clients following logs ({b / q * 100:.0f} %), {f:.0f} jobs/s with a new connection "
+          f"per log ({f / q * 100:.0f} %); medians of {a.follow_rounds} rounds", flush=True)
 
     if a.ui_scroll:
         out = subprocess.run(["node", a.ui_scroll, "--base", f"http://{api.host}:{api.port}",

@@ -1,13 +1,15 @@
 //! P1b's log followers: C clients that follow job logs through the daemon's API while the jobs
-//! run, as `petri logs -f` or the web UI's live log do, from one thread.
+//! run, as the web UI's live log or `petri logs -f` do, from one thread.
 //!
-//!   follow BASE_URL TOKEN JOBS_FILE [--clients C]
+//!   follow BASE_URL TOKEN JOBS_FILE [--clients C] [--new-connections]
 //!
 //! JOBS_FILE holds one job id per line. Client k follows the logs of jobs k, k+C, k+2C, ... one
-//! after the other: `GET /api/v1/jobs/{id}/log/stream` on a new connection, read until the
-//! stream's `end` event (the job has finished and its log is read whole), then the next. It exits
-//! when every client has followed its last job, and prints one JSON object: the streams
-//! followed, the bytes read, the errors, and the seconds it ran.
+//! after the other: `GET /api/v1/jobs/{id}/log/stream`, read until the stream's `end` event (the
+//! job has finished and its log is read whole), then the next. Each client keeps its connection
+//! alive from one log to the next, as a browser (the web UI) or any pooling HTTP client does;
+//! with `--new-connections` it opens a new one for every log, as one `petri logs -f` per job
+//! would. It exits when every client has followed its last job, and prints one JSON object: the
+//! streams followed, the bytes read, the errors, the connections opened, and the seconds it ran.
 //!
 //! One thread with a single-threaded runtime: on a two-core machine the followers should cost
 //! the daemon's cores as little as a client can (P1b's earlier followers were 100 Python
@@ -25,18 +27,31 @@ fn fail(message: &str) -> ! {
     std::process::exit(2);
 }
 
-/// Follows one job's log to its end: the bytes read.
-async fn follow(addr: &str, authority: &str, token: &str, job: &str) -> Result<u64, String> {
+type Sender = hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>;
+
+/// A new connection to the daemon.
+async fn connect(addr: &str) -> Result<Sender, String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    Ok(sender)
+}
+
+/// Follows one job's log to its end over `sender`: the bytes read.
+async fn follow(
+    sender: &mut Sender,
+    authority: &str,
+    token: &str,
+    job: &str,
+) -> Result<u64, String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
     let req = Request::get(format!("/api/v1/jobs/{job}/log/stream"))
         .header("host", authority)
         .header("authorization", format!("Bearer {token}"))
@@ -49,6 +64,7 @@ async fn follow(addr: &str, authority: &str, token: &str, job: &str) -> Result<u
     let mut body = resp.into_body();
     let mut seen = Vec::new();
     let mut bytes = 0u64;
+    let mut ended = false;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
         if let Some(data) = frame.data_ref() {
@@ -56,19 +72,24 @@ async fn follow(addr: &str, authority: &str, token: &str, job: &str) -> Result<u
             // Keep only the tail that may hold a line cut in two.
             seen.extend_from_slice(data);
             if seen.windows(10).any(|w| w == b"event: end") {
-                return Ok(bytes);
+                ended = true;
             }
             let keep = seen.len().saturating_sub(16);
             seen.drain(..keep);
         }
     }
-    Err(format!("job {job}: the stream ended without its end event"))
+    // The body is read to its close, so that the connection can carry the next request.
+    if ended {
+        Ok(bytes)
+    } else {
+        Err(format!("job {job}: the stream ended without its end event"))
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
-        fail("usage: follow BASE_URL TOKEN JOBS_FILE [--clients C]");
+        fail("usage: follow BASE_URL TOKEN JOBS_FILE [--clients C] [--new-connections]");
     }
     let base = args[0].trim_end_matches('/');
     let authority = base
@@ -90,42 +111,62 @@ fn main() {
             .unwrap_or_else(|| fail("--clients takes a number")),
         None => 100,
     };
+    let new_connections = args.iter().any(|a| a == "--new-connections");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(&e.to_string()));
     let start = Instant::now();
-    let (streams, bytes, errors) = rt.block_on(async {
+    let (streams, bytes, errors, connections) = rt.block_on(async {
         let mut tasks = Vec::new();
         for k in 0..clients {
             let mine: Vec<String> = jobs.iter().skip(k).step_by(clients).cloned().collect();
             let (authority, token) = (authority.clone(), token.clone());
             tasks.push(tokio::spawn(async move {
-                let (mut n, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+                let (mut n, mut bytes, mut errors, mut connections) =
+                    (0u64, 0u64, Vec::new(), 0u64);
+                let mut sender: Option<Sender> = None;
                 for job in mine {
-                    match follow(&authority, &authority, &token, &job).await {
+                    if new_connections || sender.as_ref().is_none_or(|s| s.is_closed()) {
+                        match connect(&authority).await {
+                            Ok(s) => {
+                                connections += 1;
+                                sender = Some(s);
+                            }
+                            Err(e) => {
+                                errors.push(e);
+                                continue;
+                            }
+                        }
+                    }
+                    let s = sender.as_mut().expect("connected above");
+                    match follow(s, &authority, &token, &job).await {
                         Ok(b) => {
                             n += 1;
                             bytes += b;
                         }
-                        Err(e) => errors.push(e),
+                        Err(e) => {
+                            errors.push(e);
+                            sender = None;
+                        }
                     }
                 }
-                (n, bytes, errors)
+                (n, bytes, errors, connections)
             }));
         }
-        let (mut n, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+        let (mut n, mut bytes, mut errors, mut connections) = (0u64, 0u64, Vec::new(), 0u64);
         for t in tasks {
-            let (a, b, e) = t.await.unwrap_or_else(|e| fail(&e.to_string()));
+            let (a, b, e, c) = t.await.unwrap_or_else(|e| fail(&e.to_string()));
             n += a;
             bytes += b;
             errors.extend(e);
+            connections += c;
         }
-        (n, bytes, errors)
+        (n, bytes, errors, connections)
     });
     let first: Vec<String> = errors.iter().take(3).map(|e| format!("{e:?}")).collect();
     println!(
-        "{{\"streams\": {streams}, \"bytes\": {bytes}, \"errors\": {}, \"first_errors\": [{}], \"seconds\": {:.3}}}",
+        "{{\"streams\": {streams}, \"bytes\": {bytes}, \"errors\": {}, \"first_errors\": [{}], \"connections\": {connections}, \"seconds\": {:.3}}}",
         errors.len(),
         first.join(", "),
         start.elapsed().as_secs_f64()

@@ -1,4 +1,4 @@
-//! Log following by events: one inotify watch (through `notify`) on the home's `logs/` folder
+//! Log following by events: one inotify watch on the home's `logs/` folder
 //! wakes whoever follows a job's log when bytes arrive in its file, whoever wrote them (a local
 //! job's own process, the copier of a container's output, a job re-adopted after a restart); the
 //! bus wakes them when their job ends. A follower is woken for its own job only: a
@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use notify::{EventKind, RecursiveMode, Watcher};
 use petri_domain::{Event, JobId};
 use tokio::sync::{Notify, broadcast};
 
@@ -18,10 +17,9 @@ use tokio::sync::{Notify, broadcast};
 /// full inotify queue, a file system without inotify).
 const FALLBACK: Duration = Duration::from_secs(2);
 
-/// How long a woken follower gathers further wake-ups before it reads: a short job's start, its
-/// log's creation, first lines and end come within a few milliseconds, and are then one read and
-/// one event rather than four (in P1b a followed job then cost the daemon a quarter less CPU).
-/// Well within the 20 ms in which `logs -f` shows a line.
+/// How long a follower woken by bytes gathers further writes before it reads: a job's lines
+/// that come within a few milliseconds are then one read and one event. Well within the 20 ms
+/// in which `logs -f` shows a line. A follower woken by its job's end reads at once.
 const GATHER: Duration = Duration::from_millis(2);
 
 /// What one follower is woken by: the log's growth or its job's change of state, and whether
@@ -67,6 +65,15 @@ impl Followers {
             }
         }
     }
+
+    /// Wakes every follower (the watch lost events).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn wake_all(&self) {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in map.values().flatten().filter_map(Weak::upgrade) {
+            slot.woken.notify_one();
+        }
+    }
 }
 
 /// The event bus: every event goes to its subscribers, and a job's change of state also wakes
@@ -109,34 +116,17 @@ impl Bus {
 pub struct LogWatch {
     followers: Followers,
     /// `None` when the kernel refused a watch: followers then wake on their fallback timer.
-    watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<kernel::Watch>,
+}
+
+/// The job whose log a file in `logs/` is (`<id>.log`).
+fn job_of(name: &std::ffi::OsStr) -> Option<JobId> {
+    name.to_str()?.strip_suffix(".log")?.parse().ok()
 }
 
 impl LogWatch {
     pub(crate) fn start(dir: &Path, followers: Followers) -> LogWatch {
-        let woken = followers.clone();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let Ok(event) = res else {
-                return;
-            };
-            // Bytes written, or a file renamed into place (and, harmlessly, a change of its
-            // owner or mode); a file created empty, opened or closed adds nothing to read.
-            if !matches!(event.kind, EventKind::Modify(_)) {
-                return;
-            }
-            for path in &event.paths {
-                let job = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".log"))
-                    .and_then(|id| id.parse::<JobId>().ok());
-                if let Some(job) = job {
-                    woken.wake(job, false);
-                }
-            }
-        })
-        .and_then(|mut w| w.watch(dir, RecursiveMode::NonRecursive).map(|()| w));
-        let watcher = match watcher {
+        let watcher = match kernel::Watch::start(dir, followers.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), "cannot watch the logs folder ({e}); log following polls");
@@ -160,6 +150,107 @@ impl LogWatch {
     }
 }
 
+/// Linux: inotify itself, asked for written bytes (`IN_MODIFY`) and files renamed into place
+/// (`IN_MOVED_TO`) only, and read by a task on the runtime. (notify's watcher always asks for
+/// opens, closes and creations too: each open of a log, a follower's own reads included, woke
+/// its thread for an event it then dropped.)
+#[cfg(target_os = "linux")]
+mod kernel {
+    use std::io;
+    use std::path::Path;
+
+    use inotify::{EventMask, Inotify, WatchMask};
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+
+    use super::{Followers, job_of};
+
+    /// The task that reads the watch's events; it ends when the watch is dropped.
+    pub(super) struct Watch(tokio::task::JoinHandle<()>);
+
+    impl Watch {
+        /// Must be called within the runtime (a task or a blocking thread of it).
+        pub(super) fn start(dir: &Path, followers: Followers) -> io::Result<Watch> {
+            let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+            let inotify = Inotify::init()?;
+            inotify
+                .watches()
+                .add(dir, WatchMask::MODIFY | WatchMask::MOVED_TO)?;
+            let mut fd = {
+                let _in = runtime.enter();
+                // SAFETY: `Inotify` owns its descriptor, which stays open and the same until it
+                // is dropped with the `AsyncFd` (nothing here closes it or asks for another).
+                unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
+                    .map_err(io::Error::from)?
+            };
+            Ok(Watch(runtime.spawn(async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    let Ok(mut ready) = fd.readable_mut().await else {
+                        return;
+                    };
+                    match ready.get_inner_mut().read_events(&mut buffer) {
+                        Ok(events) => {
+                            for event in events {
+                                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                                    // Events were lost: every follower reads again.
+                                    followers.wake_all();
+                                } else if let Some(job) = event.name.and_then(job_of) {
+                                    followers.wake(job, false);
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                        Err(e) => {
+                            tracing::warn!(
+                                "the logs folder's watch failed ({e}); log following polls"
+                            );
+                            return;
+                        }
+                    }
+                }
+            })))
+        }
+    }
+
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+}
+
+/// Elsewhere: notify's watcher, on a thread of its own.
+#[cfg(not(target_os = "linux"))]
+mod kernel {
+    use std::path::Path;
+
+    use super::{Followers, job_of};
+
+    pub(super) struct Watch(#[allow(dead_code)] notify::RecommendedWatcher);
+
+    impl Watch {
+        pub(super) fn start(dir: &Path, followers: Followers) -> notify::Result<Watch> {
+            let mut watcher =
+                notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                    let Ok(event) = res else {
+                        return;
+                    };
+                    // Bytes written, or a file renamed into place; a file created empty, opened
+                    // or closed adds nothing to read.
+                    if !matches!(event.kind, EventKind::Modify(_)) {
+                        return;
+                    }
+                    for job in event.paths.iter().filter_map(|p| job_of(p.file_name()?)) {
+                        followers.wake(job, false);
+                    }
+                })?;
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
+            Ok(Watch(watcher))
+        }
+    }
+}
+
 /// One follower of one job's log.
 pub struct LogFollower {
     slot: Arc<Slot>,
@@ -173,7 +264,8 @@ impl LogFollower {
         let woken = tokio::time::timeout(FALLBACK, self.slot.woken.notified())
             .await
             .is_ok();
-        if woken {
+        // After the job's end nothing more will come to gather: the follower reads at once.
+        if woken && !self.ended() {
             tokio::time::sleep(GATHER).await;
         }
         woken
@@ -208,7 +300,12 @@ mod tests {
         let (a, b) = (JobId::new(), JobId::new());
         let wake_a = watch.followers.subscribe(a);
         let wake_b = watch.followers.subscribe(b);
-        let mut f = std::fs::File::create(dir.path().join(format!("{a}.log"))).unwrap();
+        let path = dir.path().join(format!("{a}.log"));
+        let mut f = std::fs::File::create(&path).unwrap();
+        assert!(
+            !woken(&wake_a, Duration::from_millis(200)).await,
+            "a log created empty has nothing to read"
+        );
         f.write_all(b"hello\n").unwrap();
         assert!(
             woken(&wake_a, Duration::from_secs(10)).await,
@@ -218,11 +315,37 @@ mod tests {
             !woken(&wake_b, Duration::from_millis(200)).await,
             "another job's follower sleeps on"
         );
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello\n");
+        assert!(
+            !woken(&wake_a, Duration::from_millis(200)).await,
+            "a reader's open and read of the log wake no one"
+        );
         drop(wake_a);
         f.write_all(b"more\n").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let waiters = watch.followers.0.lock().unwrap();
-        assert!(!waiters.contains_key(&a), "a gone follower is forgotten");
+        // The watch's task runs on this test's runtime: wait on it, not on the thread.
+        let gone = || !watch.followers.0.lock().unwrap().contains_key(&a);
+        for _ in 0..100 {
+            if gone() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone(), "a gone follower is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_log_renamed_into_place_wakes_its_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = LogWatch::start(dir.path(), Followers::default());
+        let a = JobId::new();
+        let wake_a = watch.followers.subscribe(a);
+        let elsewhere = dir.path().join("incoming");
+        std::fs::write(&elsewhere, b"copied whole\n").unwrap();
+        std::fs::rename(&elsewhere, dir.path().join(format!("{a}.log"))).unwrap();
+        assert!(
+            woken(&wake_a, Duration::from_secs(10)).await,
+            "a log renamed into place wakes its follower"
+        );
     }
 
     #[tokio::test]
