@@ -758,7 +758,10 @@ impl Queue {
         let k = key.to_string();
         let queue = self.clone();
         let open = move |s: &Store| {
-            let Some(id) = s.find(&k)? else {
+            // A whole id needs no lookup before the follower is taken (the read of the job
+            // after it says whether there is one).
+            let Some(id) = Store::whole_id(&k).map_or_else(|| s.find(&k), |id| Ok(Some(id)))?
+            else {
                 return Ok(None);
             };
             let follower = queue.log_follower(id);

@@ -66,6 +66,17 @@ impl Followers {
         }
     }
 
+    /// Takes `slot` (and any follower gone before it) off `job`'s list.
+    fn leave(&self, job: JobId, slot: &Arc<Slot>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(&job) {
+            list.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(slot)));
+            if list.is_empty() {
+                map.remove(&job);
+            }
+        }
+    }
+
     /// Wakes every follower (the watch lost events).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn wake_all(&self) {
@@ -141,6 +152,8 @@ impl LogWatch {
     pub fn follow(&self, job: JobId) -> LogFollower {
         LogFollower {
             slot: self.followers.subscribe(job),
+            job,
+            followers: self.followers.clone(),
         }
     }
 
@@ -254,6 +267,16 @@ mod kernel {
 /// One follower of one job's log.
 pub struct LogFollower {
     slot: Arc<Slot>,
+    job: JobId,
+    followers: Followers,
+}
+
+impl Drop for LogFollower {
+    /// A follower that leaves takes its place in the map with it (a job's end wakes its
+    /// followers but leaves them listed: without this, every job ever followed stayed there).
+    fn drop(&mut self) {
+        self.followers.leave(self.job, &self.slot);
+    }
 }
 
 impl LogFollower {
@@ -331,6 +354,29 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(gone(), "a gone follower is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_leaves_is_taken_off_the_list_even_after_its_job_ended() {
+        let bus = Bus::new(16);
+        let dir = tempfile::tempdir().unwrap();
+        let watch = LogWatch::start(dir.path(), bus.followers().clone());
+        let a = JobId::new();
+        let first = watch.follow(a);
+        let second = watch.follow(a);
+        bus.followers().wake(a, true);
+        assert!(first.ended() && second.ended());
+        drop(first);
+        assert_eq!(
+            bus.followers().0.lock().unwrap()[&a].len(),
+            1,
+            "the other stays"
+        );
+        drop(second);
+        assert!(
+            bus.followers().0.lock().unwrap().is_empty(),
+            "no job is listed once its last follower left"
+        );
     }
 
     #[tokio::test]

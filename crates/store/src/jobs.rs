@@ -131,28 +131,30 @@ impl Store {
         matches!(JobKey::of(key), JobKey::Number(_) | JobKey::Id(_))
     }
 
+    /// The id `key` names when it is a whole id (no lookup: the job may not exist).
+    pub fn whole_id(key: &str) -> Option<JobId> {
+        match JobKey::of(key) {
+            JobKey::Id(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// Finds a job by full id, by number, or by a unique id prefix of at least 8 characters.
     pub fn find(&self, key: &str) -> Result<Option<JobId>> {
         match JobKey::of(key) {
             JobKey::Number(n) => {
                 let id: Option<String> = self
                     .conn
-                    .query_row(
-                        "SELECT id FROM jobs WHERE number = ?1",
-                        params![n as i64],
-                        |r| r.get(0),
-                    )
+                    .prepare_cached("SELECT id FROM jobs WHERE number = ?1")?
+                    .query_row(params![n as i64], |r| r.get(0))
                     .optional()?;
                 Ok(id.and_then(|s| s.parse().ok()))
             }
             JobKey::Id(id) => {
                 let found: Option<String> = self
                     .conn
-                    .query_row(
-                        "SELECT id FROM jobs WHERE id = ?1",
-                        params![id.to_string()],
-                        |r| r.get(0),
-                    )
+                    .prepare_cached("SELECT id FROM jobs WHERE id = ?1")?
+                    .query_row(params![id.to_string()], |r| r.get(0))
                     .optional()?;
                 Ok(found.and(Some(id)))
             }
