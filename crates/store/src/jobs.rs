@@ -6,6 +6,17 @@ use rusqlite::{OptionalExtension, Row, params};
 use crate::records::{SPEC_VERSION, SpecRecord, origin_from_json, origin_to_json};
 use crate::{Result, Store, StoreError, Tx, corrupt};
 
+/// The columns [`stored_job`] reads, in the order it reads them by position (a lookup by name
+/// asks SQLite for every column's name until it finds the one: most of the cost of decoding a
+/// row).
+macro_rules! job_columns {
+    () => {
+        "id, number, name, state, queue, priority, origin, user, spec, array_values, \
+         depends_on, submitted_at, started_at, finished_at, exit_code, reason, attempts, \
+         pruned, not_before"
+    };
+}
+
 /// The unfinished states, in the order the `jobs_active` index is declared with.
 const ACTIVE: [&str; 3] = ["queued", "held", "running"];
 /// The condition of the partial index `jobs_done`, word for word (so SQLite uses it).
@@ -87,9 +98,11 @@ impl Store {
     /// Jobs that are not finished, in submission order, one at a time: a hundred thousand
     /// waiting jobs are never all held as rows.
     pub fn each_active_job(&self, mut f: impl FnMut(StoredJob)) -> Result<()> {
-        let mut stmt = self.conn.prepare(
-            "SELECT * FROM jobs WHERE state IN ('queued','held','running') ORDER BY number",
-        )?;
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state IN ('queued','held','running') ORDER BY number"
+        ))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             f(stored_job(row)??);
@@ -320,10 +333,14 @@ impl Store {
 }
 
 fn get(conn: &rusqlite::Connection, id: JobId) -> Result<Option<StoredJob>> {
-    conn.prepare_cached("SELECT * FROM jobs WHERE id = ?1")?
-        .query_row(params![id.to_string()], stored_job)
-        .optional()?
-        .transpose()
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE id = ?1"
+    ))?
+    .query_row(params![id.to_string()], stored_job)
+    .optional()?
+    .transpose()
 }
 
 fn states_of(conn: &rusqlite::Connection, ids: &[JobId]) -> Result<Vec<(JobId, u64, JobState)>> {
@@ -537,7 +554,7 @@ impl JobKey<'_> {
 /// (`jobs_active`, `jobs_state_number`, `jobs_queue_number`, `jobs_user_number`, or the
 /// number's own).
 fn list_sql(filter: &JobFilter) -> (String, Vec<String>) {
-    let mut sql = String::from("SELECT * FROM jobs");
+    let mut sql = String::from(concat!("SELECT ", job_columns!(), " FROM jobs"));
     let mut clauses = Vec::new();
     let mut args: Vec<String> = Vec::new();
     if !filter.states.is_empty() {
@@ -593,44 +610,45 @@ fn list_sql(filter: &JobFilter) -> (String, Vec<String>) {
     (sql, args)
 }
 
+/// A row of `SELECT job_columns!() FROM jobs ...`.
 fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
-    let id: String = r.get("id")?;
-    let state: String = r.get("state")?;
-    let spec: String = r.get("spec")?;
-    let values: String = r.get("array_values")?;
-    let deps: String = r.get("depends_on")?;
+    let id: String = r.get(0)?;
+    let state: String = r.get(3)?;
+    let spec: String = r.get(8)?;
+    let values: String = r.get(9)?;
+    let deps: String = r.get(10)?;
     let job = (|| -> Result<StoredJob> {
         let corrupt =
             |what: &str, e: String| StoreError::Corrupt(format!("{what} of job {id}: {e}"));
         let spec: SpecRecord =
             serde_json::from_str(&spec).map_err(|e| corrupt("spec", e.to_string()))?;
-        let origin: String = r.get("origin")?;
+        let origin: String = r.get(6)?;
         Ok(StoredJob {
             job: Job {
                 id: id
                     .parse()
                     .map_err(|e: uuid::Error| corrupt("id", e.to_string()))?,
-                number: r.get::<_, i64>("number")? as u64,
-                name: r.get("name")?,
+                number: r.get::<_, i64>(1)? as u64,
+                name: r.get(2)?,
                 state: JobState::parse(&state).ok_or_else(|| corrupt("state", state.clone()))?,
-                queue: r.get("queue")?,
-                priority: r.get("priority")?,
+                queue: r.get(4)?,
+                priority: r.get(5)?,
                 origin: origin_from_json(&origin),
-                user: r.get("user")?,
+                user: r.get(7)?,
                 spec: spec.into(),
                 array_values: serde_json::from_str(&values)
                     .map_err(|e| corrupt("array values", e.to_string()))?,
                 depends_on: serde_json::from_str(&deps)
                     .map_err(|e| corrupt("dependencies", e.to_string()))?,
-                submitted_at_ms: r.get("submitted_at")?,
-                started_at_ms: r.get("started_at")?,
-                finished_at_ms: r.get("finished_at")?,
-                exit_code: r.get("exit_code")?,
-                reason: r.get("reason")?,
-                attempts: r.get::<_, i64>("attempts")? as u32,
+                submitted_at_ms: r.get(11)?,
+                started_at_ms: r.get(12)?,
+                finished_at_ms: r.get(13)?,
+                exit_code: r.get(14)?,
+                reason: r.get(15)?,
+                attempts: r.get::<_, i64>(16)? as u32,
                 pending: None,
                 runs: Vec::new(),
-                pruned: match r.get::<_, Option<String>>("pruned")? {
+                pruned: match r.get::<_, Option<String>>(17)? {
                     Some(text) => Some(
                         serde_json::from_str(&text)
                             .map_err(|e| corrupt("retention note", e.to_string()))?,
@@ -639,7 +657,7 @@ fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
                 },
                 remote: None,
             },
-            not_before_ms: r.get("not_before")?,
+            not_before_ms: r.get(18)?,
         })
     })();
     Ok(job)
