@@ -44,20 +44,42 @@ async fn connect(addr: &str) -> Result<Sender, String> {
     Ok(sender)
 }
 
+/// Why following a log failed, and whether the request may be sent again on a new connection
+/// (a kept-alive connection the daemon closed before it took the request).
+struct Failed {
+    message: String,
+    again: bool,
+}
+
 /// Follows one job's log to its end over `sender`: the bytes read.
 async fn follow(
     sender: &mut Sender,
     authority: &str,
     token: &str,
     job: &str,
-) -> Result<u64, String> {
-    sender.ready().await.map_err(|e| e.to_string())?;
+) -> Result<u64, Failed> {
+    let again = |e: hyper::Error| Failed {
+        message: e.to_string(),
+        again: true,
+    };
+    sender.ready().await.map_err(again)?;
     let req = Request::get(format!("/api/v1/jobs/{job}/log/stream"))
         .header("host", authority)
         .header("authorization", format!("Bearer {token}"))
         .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        .expect("a valid request");
+    let resp = sender.send_request(req).await.map_err(again)?;
+    follow_body(resp, job).await.map_err(|message| Failed {
+        message,
+        again: false,
+    })
+}
+
+/// Reads a log stream's answer to its end.
+async fn follow_body(
+    resp: hyper::Response<hyper::body::Incoming>,
+    job: &str,
+) -> Result<u64, String> {
     if resp.status() != 200 {
         return Err(format!("job {job}: status {}", resp.status()));
     }
@@ -127,27 +149,33 @@ fn main() {
                     (0u64, 0u64, Vec::new(), 0u64);
                 let mut sender: Option<Sender> = None;
                 for job in mine {
-                    if new_connections || sender.as_ref().is_none_or(|s| s.is_closed()) {
-                        match connect(&authority).await {
-                            Ok(s) => {
-                                connections += 1;
-                                sender = Some(s);
+                    for attempt in 0..2 {
+                        if new_connections || sender.as_ref().is_none_or(|s| s.is_closed()) {
+                            match connect(&authority).await {
+                                Ok(s) => {
+                                    connections += 1;
+                                    sender = Some(s);
+                                }
+                                Err(e) => {
+                                    errors.push(e);
+                                    break;
+                                }
                             }
+                        }
+                        let s = sender.as_mut().expect("connected above");
+                        match follow(s, &authority, &token, &job).await {
+                            Ok(b) => {
+                                n += 1;
+                                bytes += b;
+                                break;
+                            }
+                            // Once more on a new connection.
+                            Err(Failed { again: true, .. }) if attempt == 0 => sender = None,
                             Err(e) => {
-                                errors.push(e);
-                                continue;
+                                errors.push(e.message);
+                                sender = None;
+                                break;
                             }
-                        }
-                    }
-                    let s = sender.as_mut().expect("connected above");
-                    match follow(s, &authority, &token, &job).await {
-                        Ok(b) => {
-                            n += 1;
-                            bytes += b;
-                        }
-                        Err(e) => {
-                            errors.push(e);
-                            sender = None;
                         }
                     }
                 }

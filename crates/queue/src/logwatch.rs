@@ -159,7 +159,7 @@ impl LogWatch {
 
     /// Whether the kernel's watch is in place (else followers poll on their timer).
     pub fn is_watching(&self) -> bool {
-        self.watcher.is_some()
+        self.watcher.as_ref().is_some_and(kernel::Watch::is_alive)
     }
 }
 
@@ -178,10 +178,16 @@ mod kernel {
 
     use super::{Followers, job_of};
 
-    /// The task that reads the watch's events; it ends when the watch is dropped.
+    /// The task that reads the watch's events; it ends when the watch is dropped (or when the
+    /// watch fails, or the runtime stops).
     pub(super) struct Watch(tokio::task::JoinHandle<()>);
 
     impl Watch {
+        /// Whether the task still reads the watch's events.
+        pub(super) fn is_alive(&self) -> bool {
+            !self.0.is_finished()
+        }
+
         /// Must be called within the runtime (a task or a blocking thread of it).
         pub(super) fn start(dir: &Path, followers: Followers) -> io::Result<Watch> {
             let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
@@ -214,6 +220,7 @@ mod kernel {
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
                             tracing::warn!(
                                 "the logs folder's watch failed ({e}); log following polls"
@@ -238,11 +245,18 @@ mod kernel {
 mod kernel {
     use std::path::Path;
 
+    use notify::{EventKind, RecursiveMode, Watcher};
+
     use super::{Followers, job_of};
 
     pub(super) struct Watch(#[allow(dead_code)] notify::RecommendedWatcher);
 
     impl Watch {
+        /// notify's thread lives as long as the watcher.
+        pub(super) fn is_alive(&self) -> bool {
+            true
+        }
+
         pub(super) fn start(dir: &Path, followers: Followers) -> notify::Result<Watch> {
             let mut watcher =
                 notify::recommended_watcher(move |res: notify::Result<notify::Event>| {

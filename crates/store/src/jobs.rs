@@ -792,7 +792,11 @@ mod tests {
         let plan: String = store
             .conn
             .query_row(
-                "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state IN ('queued','held','running') ORDER BY number",
+                concat!(
+                    "EXPLAIN QUERY PLAN SELECT ",
+                    job_columns!(),
+                    " FROM jobs WHERE state IN ('queued','held','running') ORDER BY number"
+                ),
                 [],
                 |r| r.get(3),
             )
