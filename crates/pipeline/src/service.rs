@@ -355,13 +355,14 @@ impl Pipelines {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let me = Pipelines { inner };
-                me.reconcile_all().await;
+                let active = me.reconcile_all().await;
                 let wake = async {
                     loop {
                         match events.recv().await {
-                            // Any job's change may be a step's: a pass over no active run is
-                            // one indexed read.
-                            Ok(Event::JobChanged(_)) => return,
+                            // Any job's change may be a step's, while a run is active. With
+                            // none, a job's change cannot be a step's: only a new run (which
+                            // wakes the reconciler itself) or the timer makes a pass.
+                            Ok(Event::JobChanged(_)) if active => return,
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                                 std::future::pending::<()>().await
                             }
@@ -688,6 +689,8 @@ impl Pipelines {
         };
         let number = self.with_store(|s| s.insert_run(&run))?;
         self.publish(&id, number, &run.pipeline, "queued");
+        // The reconciler, idle while no run is active, starts this one.
+        self.wake();
         self.info_blocking(&id)
     }
 
@@ -1025,7 +1028,8 @@ impl Pipelines {
 
     // ---- the reconciler ----
 
-    async fn reconcile_all(&self) {
+    /// One pass over the active runs; whether there were any (or the pass could not tell).
+    async fn reconcile_all(&self) -> bool {
         let _pass = self.inner.pass.lock().await;
         let me = self.clone();
         let runs =
@@ -1033,18 +1037,18 @@ impl Pipelines {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "reading pipeline runs");
-                    return;
+                    return true;
                 }
-                Err(_) => return,
+                Err(_) => return true,
             };
         if runs.is_empty() {
-            return;
+            return false;
         }
         let cat = match self.blocking(|p| p.catalog()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the component catalog");
-                return;
+                return true;
             }
         };
         // The run queue: queued runs start by priority, within each pipeline's concurrency.
@@ -1082,6 +1086,7 @@ impl Pipelines {
                 }
             }
         }
+        true
     }
 
     /// One pass over a run: brings items up to date with their jobs, asks `advance`, and carries
