@@ -212,6 +212,9 @@ async fn job_access(
             ),
         )));
     }
+    // The job's own run: made now or before (by this process or an earlier one), it ends
+    // with the job.
+    tracking.note_job_run(*job);
     if tracking.run_exists(run_id).await? {
         return Ok(());
     }

@@ -457,8 +457,6 @@ impl Daemon {
     }
 }
 
-/// One periodic garbage collection of the artifact store, by the settings' policy, off the async
-/// threads.
 /// A job's run ends with the job when the job's code left it running (see
 /// [`petri_tracking::Tracking::close_job_run`]); runs of jobs that ended while no daemon ran
 /// are closed at the next start.
@@ -525,7 +523,10 @@ async fn sweep_job_runs(queue: &Queue, tracking: &petri_tracking::Tracking) {
             };
             if j.state.is_terminal() {
                 let at = j.finished_at_ms.unwrap_or_else(petri_queue::now_ms);
-                let _ = tracking.close_job_run(job, j.state, at).await;
+                let _ = tracking.end_job_run(job, j.state, at).await;
+            } else {
+                // Still running (re-adopted after a restart): its end closes the run.
+                tracking.note_job_run(job);
             }
         }
         match found.next_page_token {
@@ -535,6 +536,8 @@ async fn sweep_job_runs(queue: &Queue, tracking: &petri_tracking::Tracking) {
     }
 }
 
+/// One periodic garbage collection of the artifact store, by the settings' policy, off the async
+/// threads.
 async fn collect_garbage(
     artifacts: Artifacts,
     registry: petri_registry::Registry,

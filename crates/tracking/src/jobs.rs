@@ -56,6 +56,7 @@ impl Tracking {
         user: &str,
         experiment_id: Option<String>,
     ) -> Result<()> {
+        self.note_job_run(job);
         let id = run_id_of_job(job);
         let sql = self.sql();
         let probe = id.clone();
@@ -81,10 +82,30 @@ impl Tracking {
         Ok(())
     }
 
+    /// Notes that `job` has a run, or may make one: its end then closes the run if it is still
+    /// running ([`Tracking::close_job_run`]). Every tracking call of a job's own token notes it,
+    /// and so does the sweep at start for runs found running.
+    pub fn note_job_run(&self, job: JobId) {
+        self.job_runs(|set| set.insert(job));
+    }
+
     /// A job ended: its run, when it has one still `RUNNING` (a client that never called
     /// `end_run`, or was killed), ends with the job: `FINISHED` for a success, `KILLED` for a
-    /// cancel, `FAILED` otherwise. A run the client ended itself is left as it is.
+    /// cancel, `FAILED` otherwise. A run the client ended itself is left as it is. A job this
+    /// process never saw track (most jobs) costs nothing: no write to the database.
     pub async fn close_job_run(&self, job: JobId, state: JobState, at_ms: i64) -> Result<bool> {
+        if state.is_terminal() && !self.job_runs(|set| set.remove(&job)) {
+            return Ok(false);
+        }
+        self.end_job_run(job, state, at_ms).await
+    }
+
+    /// As [`Tracking::close_job_run`], whether or not this process saw the job track (the
+    /// sweep of runs left running while no daemon ran).
+    pub async fn end_job_run(&self, job: JobId, state: JobState, at_ms: i64) -> Result<bool> {
+        if state.is_terminal() {
+            self.job_runs(|set| set.remove(&job));
+        }
         let status = match state {
             JobState::Succeeded => "FINISHED",
             JobState::Cancelled => "KILLED",
@@ -192,6 +213,57 @@ mod tests {
         assert!(run.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(job_of_run_id(&run), Some(job));
         assert_eq!(job_of_run_id("not-a-run"), None);
+    }
+
+    #[tokio::test]
+    async fn a_jobs_end_closes_the_run_of_a_job_seen_tracking_and_writes_nothing_for_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracking::open(&dir.path().join("tracking.db")).unwrap();
+        let status = |job| {
+            let t = t.clone();
+            async move {
+                t.get_run(&run_id_of_job(job))
+                    .await
+                    .unwrap()
+                    .run
+                    .info
+                    .status
+            }
+        };
+        let seen = JobId::new();
+        t.ensure_job_run(seen, "train", "ada", None).await.unwrap();
+        assert!(t.close_job_run(seen, JobState::Failed, 1).await.unwrap());
+        assert_eq!(status(seen).await, "FAILED");
+
+        // A run this process did not see made (an earlier daemon's): the job's end alone
+        // leaves it; the sweep at start ends it, or notes it when its job still runs.
+        let earlier = JobId::new();
+        t.ensure_job_run(earlier, "train", "ada", None)
+            .await
+            .unwrap();
+        t.job_runs(|set| set.clear());
+        assert!(
+            !t.close_job_run(earlier, JobState::Succeeded, 1)
+                .await
+                .unwrap()
+        );
+        assert_eq!(status(earlier).await, "RUNNING");
+        t.note_job_run(earlier);
+        assert!(
+            t.close_job_run(earlier, JobState::Succeeded, 1)
+                .await
+                .unwrap()
+        );
+        assert_eq!(status(earlier).await, "FINISHED");
+
+        let swept = JobId::new();
+        t.ensure_job_run(swept, "train", "ada", None).await.unwrap();
+        assert!(t.end_job_run(swept, JobState::Cancelled, 1).await.unwrap());
+        assert_eq!(status(swept).await, "KILLED");
+        assert!(
+            t.job_runs(|set| set.is_empty()),
+            "nothing is kept for an ended job"
+        );
     }
 
     #[tokio::test]

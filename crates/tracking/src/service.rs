@@ -31,6 +31,9 @@ struct Inner {
     /// The experiment each job last named (`mlflow.set_experiment` looks it up or makes it),
     /// until the job's run is made there.
     job_experiments: Mutex<std::collections::HashMap<petri_domain::JobId, String>>,
+    /// The jobs whose run this process made or saw (a job's tracking call, or a run found
+    /// running at start): only their end may have a run to close.
+    job_runs: Mutex<std::collections::HashSet<petri_domain::JobId>>,
 }
 
 impl Tracking {
@@ -44,6 +47,19 @@ impl Tracking {
             .lock()
             .ok()
             .map(|mut m| f(&mut m))
+    }
+
+    /// The set of jobs that may have a run to close at their end (see `note_job_run`).
+    pub(crate) fn job_runs<T>(
+        &self,
+        f: impl FnOnce(&mut std::collections::HashSet<petri_domain::JobId>) -> T,
+    ) -> T {
+        let mut set = self
+            .inner
+            .job_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&mut set)
     }
 }
 
@@ -82,6 +98,7 @@ impl Tracking {
                 writer: Mutex::new(writer),
                 readers,
                 job_experiments: Mutex::new(std::collections::HashMap::new()),
+                job_runs: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
