@@ -350,19 +350,28 @@ impl Pipelines {
 
     fn spawn_reconciler(&self) {
         let weak = Arc::downgrade(&self.inner);
-        let mut events = self.inner.queue.subscribe();
+        // The queue's events, listened to only while a run is active: a job's change may then be
+        // a step's. With none active, no job's start or end wakes this task; a new run (which
+        // wakes the reconciler itself) or the timer makes the next pass.
+        let mut events: Option<tokio::sync::broadcast::Receiver<Event>> = None;
         tokio::spawn(async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let me = Pipelines { inner };
-                let active = me.reconcile_all().await;
+                // Listening starts before the pass reads the runs: no change after it is missed.
+                if events.is_none() {
+                    events = Some(me.inner.queue.subscribe());
+                }
+                if !me.reconcile_all().await {
+                    events = None;
+                }
                 let wake = async {
+                    let Some(rx) = events.as_mut() else {
+                        return std::future::pending::<()>().await;
+                    };
                     loop {
-                        match events.recv().await {
-                            // Any job's change may be a step's, while a run is active. With
-                            // none, a job's change cannot be a step's: only a new run (which
-                            // wakes the reconciler itself) or the timer makes a pass.
-                            Ok(Event::JobChanged(_)) if active => return,
+                        match rx.recv().await {
+                            Ok(Event::JobChanged(_)) => return,
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                                 std::future::pending::<()>().await
                             }
