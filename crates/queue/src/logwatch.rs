@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use petri_domain::{Event, JobId};
@@ -30,17 +30,16 @@ pub(crate) struct Slot {
     ended: AtomicBool,
 }
 
-/// Who follows which job's log.
+/// Who follows which job's log. A follower is listed from `subscribe` until it leaves (its
+/// `LogFollower` is dropped).
 #[derive(Clone, Default)]
-pub(crate) struct Followers(Arc<Mutex<HashMap<JobId, Vec<Weak<Slot>>>>>);
+pub(crate) struct Followers(Arc<Mutex<HashMap<JobId, Vec<Arc<Slot>>>>>);
 
 impl Followers {
     fn subscribe(&self, job: JobId) -> Arc<Slot> {
         let slot = Arc::new(Slot::default());
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.entry(job).or_default();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(&slot));
+        map.entry(job).or_default().push(slot.clone());
         slot
     }
 
@@ -48,29 +47,20 @@ impl Followers {
     /// kept when one is not waiting yet: no change is missed between a read and the wait after
     /// it.
     pub(crate) fn wake(&self, job: JobId, ended: bool) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = map.get_mut(&job) {
-            list.retain(|w| {
-                w.upgrade()
-                    .map(|slot| {
-                        if ended {
-                            slot.ended.store(true, Ordering::Release);
-                        }
-                        slot.woken.notify_one();
-                    })
-                    .is_some()
-            });
-            if list.is_empty() {
-                map.remove(&job);
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in map.get(&job).into_iter().flatten() {
+            if ended {
+                slot.ended.store(true, Ordering::Release);
             }
+            slot.woken.notify_one();
         }
     }
 
-    /// Takes `slot` (and any follower gone before it) off `job`'s list.
+    /// Takes `slot` off `job`'s list.
     fn leave(&self, job: JobId, slot: &Arc<Slot>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(&job) {
-            list.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(slot)));
+            list.retain(|s| !Arc::ptr_eq(s, slot));
             if list.is_empty() {
                 map.remove(&job);
             }
@@ -81,7 +71,7 @@ impl Followers {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn wake_all(&self) {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for slot in map.values().flatten().filter_map(Weak::upgrade) {
+        for slot in map.values().flatten() {
             slot.woken.notify_one();
         }
     }
@@ -335,8 +325,9 @@ mod tests {
         let watch = LogWatch::start(dir.path(), Followers::default());
         assert!(watch.is_watching());
         let (a, b) = (JobId::new(), JobId::new());
-        let wake_a = watch.followers.subscribe(a);
-        let wake_b = watch.followers.subscribe(b);
+        let follower_a = watch.follow(a);
+        let follower_b = watch.follow(b);
+        let (wake_a, wake_b) = (follower_a.slot.clone(), follower_b.slot.clone());
         let path = dir.path().join(format!("{a}.log"));
         let mut f = std::fs::File::create(&path).unwrap();
         assert!(
@@ -357,16 +348,9 @@ mod tests {
             !woken(&wake_a, Duration::from_millis(200)).await,
             "a reader's open and read of the log wake no one"
         );
-        drop(wake_a);
+        drop(follower_a);
         f.write_all(b"more\n").unwrap();
-        // The watch's task runs on this test's runtime: wait on it, not on the thread.
         let gone = || !watch.followers.0.lock().unwrap().contains_key(&a);
-        for _ in 0..100 {
-            if gone() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         assert!(gone(), "a gone follower is forgotten");
     }
 
