@@ -94,7 +94,7 @@ impl Tracking {
     /// cancel, `FAILED` otherwise. A run the client ended itself is left as it is. A job this
     /// process never saw track (most jobs) costs nothing: no write to the database.
     pub async fn close_job_run(&self, job: JobId, state: JobState, at_ms: i64) -> Result<bool> {
-        if state.is_terminal() && !self.job_runs(|set| set.remove(&job)) {
+        if state.is_terminal() && !self.job_runs(|set| set.contains(&job)) {
             return Ok(false);
         }
         self.end_job_run(job, state, at_ms).await
