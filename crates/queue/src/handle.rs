@@ -70,6 +70,19 @@ pub struct LogChunk {
     pub to_end: bool,
 }
 
+impl LogChunk {
+    /// What a read of at most `LOG_PIECE` bytes from `offset` returned.
+    fn read(offset: u64, data: Vec<u8>, finished: bool) -> LogChunk {
+        LogChunk {
+            next_offset: offset + data.len() as u64,
+            done: finished && data.is_empty(),
+            finished,
+            to_end: (data.len() as u64) < LOG_PIECE,
+            data,
+        }
+    }
+}
+
 /// The most of a job's log one read returns.
 const LOG_PIECE: u64 = 256 * 1024;
 
@@ -785,7 +798,14 @@ impl Queue {
         if let Some(p) = job.and_then(|j| j.pruned.as_ref()) {
             return Err(log_removed(p));
         }
-        self.log_piece(id, offset, job.is_some_and(|j| j.state.is_terminal()))
+        let finished = job.is_some_and(|j| j.state.is_terminal());
+        // A job that never started has no log: no file to look for. (Looking for a name that is
+        // not there searches the logs folder's index, and a follower opens most streams on jobs
+        // still waiting.) Only a launch creates a job's log, after its attempt is counted.
+        if job.is_some_and(|j| j.attempts == 0) {
+            return Ok(LogChunk::read(offset, Vec::new(), finished));
+        }
+        self.log_piece(id, offset, finished)
     }
 
     /// The bytes of a job's log file from `offset` on, read on the caller's thread without
@@ -799,13 +819,7 @@ impl Queue {
     ) -> Result<LogChunk, QueueError> {
         let data = petri_domain::files::read_at(&self.home().log(id), offset, LOG_PIECE)
             .map_err(|e| QueueError::Io(format!("reading job {id}'s log: {e}")))?;
-        Ok(LogChunk {
-            next_offset: offset + data.len() as u64,
-            done: finished && data.is_empty(),
-            finished,
-            to_end: (data.len() as u64) < LOG_PIECE,
-            data,
-        })
+        Ok(LogChunk::read(offset, data, finished))
     }
 
     /// GPUs: NVML's figures, Petri's reservations, holders.
