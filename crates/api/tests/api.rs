@@ -507,6 +507,52 @@ async fn events_and_followed_logs_arrive_live() {
     );
 }
 
+/// A stream opened on a job that has not started answers its head without waiting for the
+/// job (the head waits a moment for a first event to go out with, no longer), and a job that
+/// never ran has nothing in its log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_stream_on_a_waiting_job_opens_at_once_and_follows_it_to_its_end() {
+    let f = Fixture::start("").await;
+    let mut spec = f.script("echo ran");
+    spec.hold = true;
+    let held = f.submit(spec).await;
+    let url = format!("{}/api/v1/jobs/{}/log/stream", f.base, held.id);
+    let open = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&f.token)
+        .send();
+    let response = tokio::time::timeout(Duration::from_secs(20), open)
+        .await
+        .expect("the head of a waiting job's stream")
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    f.client.release(&held.number.to_string()).await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(60), response.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        body.contains("event: log") && body.contains("ran"),
+        "{body}"
+    );
+    assert!(body.trim_end().ends_with("event: end\ndata: {}"), "{body}");
+
+    let mut never = f.script("echo never");
+    never.hold = true;
+    let never = f.submit(never).await;
+    f.client.cancel(&never.number.to_string()).await.unwrap();
+    let body = reqwest::Client::new()
+        .get(format!("{}/api/v1/jobs/{}/log/stream", f.base, never.id))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body.trim_end(), "event: end\ndata: {}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_the_queue() {
     let f = Fixture::start("").await;
