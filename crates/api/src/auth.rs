@@ -251,18 +251,18 @@ pub(crate) async fn require_token(
     next: Next,
 ) -> Response {
     let accounts = state.daemon.accounts();
-    let token = bearer(&req).map(str::to_string);
+    let token = bearer(&req);
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketPeer>>()
         .map(|ConnectInfo(p)| *p);
     // The owner (the CLI, the desktop window) and a recently seen API token need no database
     // read.
-    let owner = token.as_deref().and_then(|t| accounts.known(t));
+    let owner = token.and_then(|t| accounts.known(t));
     let caller = match (owner, token, peer) {
         (Some(owner), _, _) => Ok(owner),
         (None, Some(token), _) => {
-            let accounts = accounts.clone();
+            let (accounts, token) = (accounts.clone(), token.to_string());
             tokio::task::spawn_blocking(move || accounts.authenticate(&token))
                 .await
                 .unwrap_or_else(|e| Err(ErrorBody::new(ErrorCode::Internal, e.to_string())))
@@ -313,26 +313,29 @@ pub(crate) async fn require_token(
             caller.user = j.user;
         }
     }
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let change = audited(&method, &path);
-    let from = req
-        .extensions()
-        .get::<ConnectInfo<TcpPeer>>()
-        .map(|ConnectInfo(TcpPeer(a))| format!(" from {}", a.ip()))
-        .unwrap_or_default();
-    let who = (caller.user.clone(), format!("{}{from}", caller.origin()));
-    let action = action_of(&method, &path);
+    let path = req.uri().path();
+    // Who did it and what, for the audit log: only a change is recorded, and only then is
+    // anything written out for it (reads are most requests).
+    let change = audited(req.method(), path).map(|what| {
+        let from = req
+            .extensions()
+            .get::<ConnectInfo<TcpPeer>>()
+            .map(|ConnectInfo(TcpPeer(a))| format!(" from {}", a.ip()))
+            .unwrap_or_default();
+        let who = (caller.user.clone(), format!("{}{from}", caller.origin()));
+        (who, what)
+    });
+    let action = action_of(req.method(), path);
     if let Err(body) = accounts::authorize(&caller, action, Resource::System) {
-        if let Some(what) = change {
+        if let Some((who, what)) = change {
             let status = body.code.http_status();
             record(&state, who, what, status, body.message.clone());
         }
-        return refusal(&path, body);
+        return refusal(path, body);
     }
     req.extensions_mut().insert(Caller(caller));
     let response = next.run(req).await;
-    if let Some(what) = change {
+    if let Some((who, what)) = change {
         let detail = response
             .extensions()
             .get::<AuditNote>()
