@@ -361,6 +361,11 @@ async fn every_route_as_each_role() {
             if who == Who::Admin && mias(method, template) && !reads(method) {
                 continue;
             }
+            // Without an engine (outside CI) Mia has no notebook: there is nothing of hers to
+            // refuse, and the routes about one answer 404 to everyone.
+            if path.contains("/no-such-notebook") {
+                continue;
+            }
             let (status, text) = send(&f.base, Some(token), method.clone(), path).await;
             let want = expected(who, method, template, path);
             let forbidden = status == StatusCode::FORBIDDEN;
