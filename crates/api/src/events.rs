@@ -55,7 +55,12 @@ pub(crate) async fn follow_log(
     // it is taken before the job's state is read, so no end is missed. After that first read the
     // bus says when the job has ended and the log file is read straight.
     let (found, follower, first) = s.daemon.queue().open_log(&id).await?;
-    crate::jobs::owns(&caller, petri_daemon::accounts::Action::ReadPrivate, &found)?;
+    crate::jobs::owns_job(
+        &caller,
+        petri_daemon::accounts::Action::ReadPrivate,
+        &found.user,
+        found.number,
+    )?;
     let queue = s.daemon.queue().clone();
     let following = Following {
         id: found.id,

@@ -30,7 +30,17 @@ pub struct SubmitResponse {
 
 /// Whether `caller` may do `action` to `job` (its user's, or an admin's to do).
 pub(crate) fn owns(caller: &Who, action: Action, job: &Job) -> Result<(), ApiError> {
-    allow(caller, action, &job.user, &format!("job {}", job.number))
+    owns_job(caller, action, &job.user, job.number)
+}
+
+/// `owns` for a job known by its user and number.
+pub(crate) fn owns_job(
+    caller: &Who,
+    action: Action,
+    user: &str,
+    number: u64,
+) -> Result<(), ApiError> {
+    allow(caller, action, user, &format!("job {number}"))
 }
 
 pub(crate) fn body_error(e: BytesRejection) -> ApiError {

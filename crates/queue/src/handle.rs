@@ -747,22 +747,22 @@ impl Queue {
     pub async fn read_log_of(&self, id: JobId, offset: u64) -> Result<LogChunk, QueueError> {
         let queue = self.clone();
         self.read_small(move |s| {
-            let job = s.get(id)?.map(|j| j.job);
+            let job = s.log_facts(id)?;
             queue.log_chunk(id, job.as_ref(), offset)
         })
         .await
     }
 
-    /// Starts following a job's log, in one trip to the database: the job as stored, what wakes
-    /// its follower (taken before the state is read, so no end is missed), and the log's first
-    /// bytes (or why there are none: a log removed by retention). The caller checks the job is
-    /// the caller's to read before it shows any of it.
+    /// Starts following a job's log, in one trip to the database: what the log's reader needs
+    /// of the job (whose it is), what wakes its follower (taken before the state is read, so no
+    /// end is missed), and the log's first bytes (or why there are none: a log removed by
+    /// retention). The caller checks the job is the caller's to read before it shows any of it.
     pub async fn open_log(
         &self,
         key: &str,
     ) -> Result<
         (
-            Job,
+            petri_store::LogFacts,
             crate::logwatch::LogFollower,
             Result<LogChunk, QueueError>,
         ),
@@ -778,7 +778,7 @@ impl Queue {
                 return Ok(None);
             };
             let follower = queue.log_follower(id);
-            let Some(job) = s.get(id)?.map(|j| j.job) else {
+            let Some(job) = s.log_facts(id)? else {
                 return Ok(None);
             };
             let first = queue.log_chunk(id, Some(&job), 0);
@@ -794,7 +794,12 @@ impl Queue {
     }
 
     /// The log's bytes from `offset`, for a job as read (`None`: not in the database).
-    fn log_chunk(&self, id: JobId, job: Option<&Job>, offset: u64) -> Result<LogChunk, QueueError> {
+    fn log_chunk(
+        &self,
+        id: JobId,
+        job: Option<&petri_store::LogFacts>,
+        offset: u64,
+    ) -> Result<LogChunk, QueueError> {
         if let Some(p) = job.and_then(|j| j.pruned.as_ref()) {
             return Err(log_removed(p));
         }

@@ -22,6 +22,20 @@ const ACTIVE: [&str; 3] = ["queued", "held", "running"];
 /// The condition of the partial index `jobs_done`, word for word (so SQLite uses it).
 const DONE: &str = "state IN ('succeeded','failed','cancelled','timed_out')";
 
+/// What reading a job's log needs to know of the job (`Store::log_facts`).
+#[derive(Clone, Debug)]
+pub struct LogFacts {
+    pub id: JobId,
+    pub number: u64,
+    /// Whose job it is: who may read its log.
+    pub user: petri_domain::UserName,
+    pub state: JobState,
+    /// Attempts started: none, and the job has no log.
+    pub attempts: u32,
+    /// What retention removed (the log among it).
+    pub pruned: Option<petri_domain::Pruned>,
+}
+
 /// Why a running attempt is being stopped; kept so a restarted daemon knows what a kill meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopIntent {
@@ -189,6 +203,39 @@ impl Store {
 
     pub fn get(&self, id: JobId) -> Result<Option<StoredJob>> {
         get(&self.conn, id)
+    }
+
+    /// What reading a job's log needs of the job, without its spec: a log's follower reads this
+    /// for every stream it opens.
+    pub fn log_facts(&self, id: JobId) -> Result<Option<LogFacts>> {
+        self.conn
+            .prepare_cached("SELECT number, user, state, attempts, pruned FROM jobs WHERE id = ?1")?
+            .query_row(params![id.to_string()], |r| {
+                let state: String = r.get(2)?;
+                let pruned: Option<String> = r.get(4)?;
+                Ok((|| -> Result<LogFacts> {
+                    let corrupt = |what: &str, e: String| {
+                        StoreError::Corrupt(format!("{what} of job {id}: {e}"))
+                    };
+                    Ok(LogFacts {
+                        id,
+                        number: r.get::<_, i64>(0)? as u64,
+                        user: r.get(1)?,
+                        state: JobState::parse(&state)
+                            .ok_or_else(|| corrupt("state", state.clone()))?,
+                        attempts: r.get::<_, i64>(3)? as u32,
+                        pruned: match pruned {
+                            Some(text) => Some(
+                                serde_json::from_str(&text)
+                                    .map_err(|e| corrupt("retention note", e.to_string()))?,
+                            ),
+                            None => None,
+                        },
+                    })
+                })())
+            })
+            .optional()?
+            .transpose()
     }
 
     pub fn runs(&self, id: JobId) -> Result<Vec<Run>> {
@@ -749,6 +796,14 @@ mod tests {
         assert_eq!(store.find("1").unwrap(), Some(a.id));
         assert_eq!(store.find(&a.id.to_string()[..13]).unwrap(), Some(a.id));
         assert_eq!(store.find("999").unwrap(), None);
+        // What a log's reader reads of it: the same job, without its spec.
+        let facts = store.log_facts(a.id).unwrap().unwrap();
+        assert_eq!(
+            (facts.id, facts.number, facts.user.as_str(), facts.state),
+            (a.id, 1, "owner", JobState::Running)
+        );
+        assert_eq!((facts.attempts, facts.pruned), (1, None));
+        assert!(store.log_facts(JobId::new()).unwrap().is_none());
     }
 
     /// A database written by the first release (schema 1, the spec in the wire format) opens,

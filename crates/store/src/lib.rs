@@ -24,7 +24,7 @@ use rusqlite::Connection;
 pub use accounts::{StoredAudit, StoredUser};
 pub use artifacts::{ArtifactRef, ArtifactTotals, StoredArtifact};
 pub use jobs::NewRun;
-pub use jobs::{ActiveRun, FileTotals, JobFilter, StopIntent, StoredJob, Unpruned};
+pub use jobs::{ActiveRun, FileTotals, JobFilter, LogFacts, StopIntent, StoredJob, Unpruned};
 pub use notebooks::StoredNotebook;
 pub use pipelines::{StoredItem, StoredPipeline, StoredRun};
 pub use pool::ReadPool;
