@@ -40,15 +40,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 
 /// At most `max` bytes of the file at `path` from `offset`; nothing for a file not there yet.
 /// Sized by the file's length first and read with `pread`: one read for a log's new bytes, where
-/// a seek and reads into a growing buffer took four system calls.
+/// a seek and reads into a growing buffer took four system calls. A file with nothing past
+/// `offset` (a follower's log that did not grow, a job that wrote nothing) is not opened at all.
 pub fn read_at(path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let want = f.metadata()?.len().saturating_sub(offset).min(max);
+    let want = len.saturating_sub(offset).min(max);
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        // Removed since (retention): as if it was not there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let mut data = vec![0; usize::try_from(want).unwrap_or(usize::MAX)];
     let mut got = 0;
     // A file cut shorter meanwhile ends the read early.
