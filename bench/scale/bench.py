@@ -20,8 +20,9 @@ Then, on that home:
 - a 100,000-job sweep (held), from the request to the answer;
 - 2,000 `true` jobs run without and then with 100 clients following logs (each client follows one
   job's log to its end, then the next one's, on one kept-alive connection as a browser does;
-  then again with a new connection for every log; the clients are bench/tools' `follow`, one
-  thread), in turns for 3 rounds, the medians' throughput compared, with the daemon's CPU time
+  then again with a new connection for every log; then with a new connection to the daemon's
+  own socket for every log, as `petri logs -f` on its machine; the clients are bench/tools'
+  `follow`, one thread), in turns for 3 rounds, the medians' throughput compared, with the daemon's CPU time
   per job in each (the machine's speed drifts; what a follower costs the daemon does much less);
 - `petri logs -f` latency: a job prints its clock every 50 ms; the follower's clock on reading it;
 - the jobs view in Chromium scrolled through the million (bench/scale/ui-scroll.mjs), if given;
@@ -184,11 +185,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / hz, (int(fields[13]) + int(fields[14])) / hz
 
 
-def run_jobs(api, work, n, followers, follow_bin, daemon_pid, new_connections=False):
+def run_jobs(api, work, n, followers, follow_bin, daemon_pid, new_connections=False, socket=None):
     """n `true` jobs; with followers, that many clients (bench/tools' `follow`, one thread) follow
     their logs meanwhile, each job's log to its end, on one kept-alive connection per client (or
-    a new connection per log). Jobs per second, what the followers did, and the daemon's CPU per
-    job (its own, and that of the jobs' processes it reaped)."""
+    a new connection per log; on the daemon's own socket when `socket` is its path). Jobs per
+    second, what the followers did, and the daemon's CPU per job (its own, and that of the jobs'
+    processes it reaped)."""
     gate = api.call("POST", "/api/v1/jobs", {"jobs": [
         {"name": "go", "run": "true", "workdir": work, "hold": True}]})["jobs"][0]
     jobs = api.call("POST", "/api/v1/jobs", {"jobs": [
@@ -199,7 +201,8 @@ def run_jobs(api, work, n, followers, follow_bin, daemon_pid, new_connections=Fa
         ids = os.path.join(work, "follow-ids")
         with open(ids, "w") as f:
             f.write("\n".join(j["id"] for j in jobs))
-        follower = subprocess.Popen([follow_bin, f"http://{api.host}:{api.port}", api.token, ids,
+        base = f"unix:{socket}" if socket else f"http://{api.host}:{api.port}"
+        follower = subprocess.Popen([follow_bin, base, api.token, ids,
                                      "--clients", str(followers)]
                                     + (["--new-connections"] if new_connections else []),
                                     stdout=subprocess.PIPE, text=True)
@@ -350,10 +353,12 @@ def main():
           flush=True)
 
     # Alone and followed, in turns (the machine's speed drifts): the medians of the rounds.
-    # Followed twice: each client on one kept-alive connection (as the web UI's live log in a
-    # browser, or any pooling HTTP client), and on a new connection for every log (as one
-    # `petri logs -f` per job).
-    quiet, busy, fresh = [], [], []
+    # Followed three ways: each client on one kept-alive TCP connection (as the web UI's live
+    # log in a browser, or any pooling HTTP client); on a new TCP connection for every log (a
+    # client that does not pool); on a new connection to the daemon's own socket for every log
+    # (as one `petri logs -f` per job on the daemon's machine).
+    socket = os.path.join(home, "petri.sock")
+    quiet, busy, fresh, local = [], [], [], []
     for _ in range(a.follow_rounds):
         alone, _, cpu_alone = run_jobs(api, work, a.follow_jobs, 0, a.follow, proc.pid)
         quiet.append(alone)
@@ -362,17 +367,26 @@ def main():
         rate_n, report_n, cpu_n = run_jobs(api, work, a.follow_jobs, a.followers, a.follow,
                                            proc.pid, new_connections=True)
         fresh.append(rate_n)
+        rate_s, report_s, cpu_s = run_jobs(api, work, a.follow_jobs, a.followers, a.follow,
+                                           proc.pid, new_connections=True, socket=socket)
+        local.append(rate_s)
         print(f"  round: {alone:.0f} jobs/s alone, {rate:.0f} with {a.followers} followers "
               f"({report['streams']} logs followed to their end in {report['seconds']:.1f} s on "
               f"{report['connections']} connections, {report['errors']} errors), {rate_n:.0f} "
               f"with a new connection per log ({report_n['streams']} logs, "
-              f"{report_n['errors']} errors); the daemon's CPU a job: {cpu_alone[0]:.0f} us alone, "
-              f"{cpu[0]:.0f} us followed, {cpu_n[0]:.0f} us with new connections (the jobs' own "
-              f"processes: {cpu_alone[1]:.0f} / {cpu[1]:.0f} / {cpu_n[1]:.0f} us)", flush=True)
-    q, b, f = statistics.median(quiet), statistics.median(busy), statistics.median(fresh)
+              f"{report_n['errors']} errors), {rate_s:.0f} with a new connection per log on the "
+              f"daemon's socket ({report_s['streams']} logs, {report_s['errors']} errors); the "
+              f"daemon's CPU a job: {cpu_alone[0]:.0f} us alone, {cpu[0]:.0f} us followed, "
+              f"{cpu_n[0]:.0f} us with new connections, {cpu_s[0]:.0f} us on the socket (the "
+              f"jobs' own processes: {cpu_alone[1]:.0f} / {cpu[1]:.0f} / {cpu_n[1]:.0f} / "
+              f"{cpu_s[1]:.0f} us)", flush=True)
+    q, b, f, u = (statistics.median(quiet), statistics.median(busy), statistics.median(fresh),
+                  statistics.median(local))
     print(f"  {a.follow_jobs} jobs: {q:.0f} jobs/s alone, {b:.0f} jobs/s with {a.followers} "
-          f"clients following logs ({b / q * 100:.0f} %), {f:.0f} jobs/s with a new connection "
-          f"per log ({f / q * 100:.0f} %); medians of {a.follow_rounds} rounds", flush=True)
+          f"clients following logs ({b / q * 100:.1f} %), {f:.0f} jobs/s with a new connection "
+          f"per log ({f / q * 100:.1f} %), {u:.0f} jobs/s with a new connection per log on the "
+          f"daemon's socket ({u / q * 100:.1f} %); medians of {a.follow_rounds} rounds",
+          flush=True)
 
     if a.ui_scroll:
         out = subprocess.run(["node", a.ui_scroll, "--base", f"http://{api.host}:{api.port}",

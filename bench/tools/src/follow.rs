@@ -3,6 +3,9 @@
 //!
 //!   follow BASE_URL TOKEN JOBS_FILE [--clients C] [--new-connections]
 //!
+//! BASE_URL is `http://HOST:PORT` (TCP, as the web UI) or `unix:PATH`, the daemon's own socket
+//! (as `petri logs -f` on the daemon's machine speaks to it).
+//!
 //! JOBS_FILE holds one job id per line. Client k follows the logs of jobs k, k+C, k+2C, ... one
 //! after the other: `GET /api/v1/jobs/{id}/log/stream`, read until the stream's `end` event (the
 //! job has finished and its log is read whole), then the next. Each client keeps its connection
@@ -29,12 +32,37 @@ fn fail(message: &str) -> ! {
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>;
 
+/// Where the daemon listens.
+#[derive(Clone)]
+enum Address {
+    Tcp(String),
+    Unix(String),
+}
+
 /// A new connection to the daemon.
-async fn connect(addr: &str) -> Result<Sender, String> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+async fn connect(addr: &Address) -> Result<Sender, String> {
+    match addr {
+        Address::Tcp(addr) => {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect {addr}: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            handshake(stream).await
+        }
+        Address::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|e| format!("connect {path}: {e}"))?;
+            handshake(stream).await
+        }
+    }
+}
+
+/// HTTP/1.1 on a new connection; its driver runs as a task of its own.
+async fn handshake<S>(stream: S) -> Result<Sender, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
@@ -114,10 +142,11 @@ fn main() {
         fail("usage: follow BASE_URL TOKEN JOBS_FILE [--clients C] [--new-connections]");
     }
     let base = args[0].trim_end_matches('/');
-    let authority = base
-        .strip_prefix("http://")
-        .unwrap_or_else(|| fail("BASE_URL must be http://HOST:PORT"))
-        .to_string();
+    let (address, authority) = match (base.strip_prefix("http://"), base.strip_prefix("unix:")) {
+        (Some(at), _) => (Address::Tcp(at.to_string()), at.to_string()),
+        (None, Some(path)) => (Address::Unix(path.to_string()), "localhost".to_string()),
+        _ => fail("BASE_URL must be http://HOST:PORT or unix:PATH"),
+    };
     let token = args[1].clone();
     let jobs: Vec<String> = std::fs::read_to_string(&args[2])
         .unwrap_or_else(|e| fail(&format!("{}: {e}", args[2])))
@@ -143,7 +172,7 @@ fn main() {
         let mut tasks = Vec::new();
         for k in 0..clients {
             let mine: Vec<String> = jobs.iter().skip(k).step_by(clients).cloned().collect();
-            let (authority, token) = (authority.clone(), token.clone());
+            let (address, authority, token) = (address.clone(), authority.clone(), token.clone());
             tasks.push(tokio::spawn(async move {
                 let (mut n, mut bytes, mut errors, mut connections) =
                     (0u64, 0u64, Vec::new(), 0u64);
@@ -151,7 +180,7 @@ fn main() {
                 for job in mine {
                     for attempt in 0..2 {
                         if new_connections || sender.as_ref().is_none_or(|s| s.is_closed()) {
-                            match connect(&authority).await {
+                            match connect(&address).await {
                                 Ok(s) => {
                                     connections += 1;
                                     sender = Some(s);
