@@ -125,9 +125,14 @@ pub(crate) async fn follow_log(
     // The answer's head waits for the stream's first event, HEAD_WAIT at most, and goes out
     // with it: a job that writes or ends soon after its stream opens is answered in one write
     // (head, bytes and end), where a head sent alone costs the daemon a write and the client a
-    // wake-up. Errors are answered at once; the first bytes are never held back.
+    // wake-up. Errors are answered at once; the first bytes are never held back; a daemon that
+    // is closing does not wait.
     let mut chunks = Box::pin(chunks).peekable();
-    let _ = tokio::time::timeout(HEAD_WAIT, std::pin::Pin::new(&mut chunks).peek()).await;
+    let first = tokio::time::timeout(HEAD_WAIT, std::pin::Pin::new(&mut chunks).peek());
+    tokio::select! {
+        _ = first => {}
+        _ = closing(&s) => {}
+    }
     Ok(Sse::new(chunks.take_until(closing(&s))).keep_alive(KeepAlive::default()))
 }
 
