@@ -246,7 +246,9 @@ fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> 
             "Petri is running. Web UI and API: http://{addr}/  (sign in with the token in {})",
             home.join("token").display()
         );
-        petri_api::run(settings, listener, shutdown_signal()).await?;
+        // On a worker, not on this thread: `block_on` runs its future outside the runtime's
+        // workers, so every accepted connection was a hand-off from this thread to a worker.
+        tokio::spawn(petri_api::run(settings, listener, shutdown_signal())).await??;
         Ok(())
     })
 }
