@@ -118,9 +118,10 @@ fn start_daemon_thread(
                 };
                 let addr = listener.local_addr();
                 let home = settings.home.clone();
-                let served = petri_api::run(settings, listener, async {
+                // On a worker, as `serve` does: an accepted connection stays where it was accepted.
+                let served = tokio::spawn(petri_api::run(settings, listener, async move {
                     let _ = stop_rx.await;
-                });
+                }));
                 // Ready once the daemon wrote its address (it has recovered the queue by then).
                 let announce = async {
                     for _ in 0..600 {
@@ -132,8 +133,10 @@ fn start_daemon_thread(
                     let _ = ready_tx.send(addr.map_err(anyhow::Error::from));
                 };
                 let (result, ()) = tokio::join!(served, announce);
-                if let Err(e) = result {
-                    eprintln!("error: the daemon stopped: {e}");
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("error: the daemon stopped: {e}"),
+                    Err(e) => eprintln!("error: the daemon stopped: {e}"),
                 }
             });
         })?;
