@@ -211,30 +211,25 @@ impl Store {
         self.conn
             .prepare_cached("SELECT number, user, state, attempts, pruned FROM jobs WHERE id = ?1")?
             .query_row(params![id.to_string()], |r| {
-                let state: String = r.get(2)?;
-                let pruned: Option<String> = r.get(4)?;
-                Ok((|| -> Result<LogFacts> {
-                    let corrupt = |what: &str, e: String| {
-                        StoreError::Corrupt(format!("{what} of job {id}: {e}"))
-                    };
-                    Ok(LogFacts {
-                        id,
-                        number: r.get::<_, i64>(0)? as u64,
-                        user: r.get(1)?,
-                        state: JobState::parse(&state)
-                            .ok_or_else(|| corrupt("state", state.clone()))?,
-                        attempts: r.get::<_, i64>(3)? as u32,
-                        pruned: match pruned {
-                            Some(text) => Some(
-                                serde_json::from_str(&text)
-                                    .map_err(|e| corrupt("retention note", e.to_string()))?,
-                            ),
-                            None => None,
-                        },
-                    })
-                })())
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
             })
             .optional()?
+            .map(|(number, user, state, attempts, pruned)| {
+                Ok(LogFacts {
+                    id,
+                    number: number as u64,
+                    user,
+                    state: state_column(&id, &state)?,
+                    attempts: attempts as u32,
+                    pruned: retention_note(&id, pruned)?,
+                })
+            })
             .transpose()
     }
 
@@ -658,6 +653,25 @@ fn list_sql(filter: &JobFilter) -> (String, Vec<String>) {
 }
 
 /// A row of `SELECT job_columns!() FROM jobs ...`.
+/// A job's field that does not read back as what it should be.
+fn corrupt_field(id: &dyn std::fmt::Display, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what} of job {id}: {e}"))
+}
+
+/// A job's `state` column.
+fn state_column(id: &dyn std::fmt::Display, state: &str) -> Result<JobState> {
+    JobState::parse(state).ok_or_else(|| corrupt_field(id, "state", state))
+}
+
+/// A job's `pruned` column: what retention removed, if anything.
+fn retention_note(
+    id: &dyn std::fmt::Display,
+    text: Option<String>,
+) -> Result<Option<petri_domain::Pruned>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt_field(id, "retention note", e)))
+        .transpose()
+}
+
 fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
     let id: String = r.get(0)?;
     let state: String = r.get(3)?;
@@ -665,8 +679,7 @@ fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
     let values: String = r.get(9)?;
     let deps: String = r.get(10)?;
     let job = (|| -> Result<StoredJob> {
-        let corrupt =
-            |what: &str, e: String| StoreError::Corrupt(format!("{what} of job {id}: {e}"));
+        let corrupt = |what: &str, e: String| corrupt_field(&id, what, e);
         let spec: SpecRecord =
             serde_json::from_str(&spec).map_err(|e| corrupt("spec", e.to_string()))?;
         let origin: String = r.get(6)?;
@@ -677,7 +690,7 @@ fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
                     .map_err(|e: uuid::Error| corrupt("id", e.to_string()))?,
                 number: r.get::<_, i64>(1)? as u64,
                 name: r.get(2)?,
-                state: JobState::parse(&state).ok_or_else(|| corrupt("state", state.clone()))?,
+                state: state_column(&id, &state)?,
                 queue: r.get(4)?,
                 priority: r.get(5)?,
                 origin: origin_from_json(&origin),
@@ -695,13 +708,7 @@ fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
                 attempts: r.get::<_, i64>(16)? as u32,
                 pending: None,
                 runs: Vec::new(),
-                pruned: match r.get::<_, Option<String>>(17)? {
-                    Some(text) => Some(
-                        serde_json::from_str(&text)
-                            .map_err(|e| corrupt("retention note", e.to_string()))?,
-                    ),
-                    None => None,
-                },
+                pruned: retention_note(&id, r.get(17)?)?,
                 remote: None,
             },
             not_before_ms: r.get(18)?,
