@@ -652,7 +652,6 @@ fn list_sql(filter: &JobFilter) -> (String, Vec<String>) {
     (sql, args)
 }
 
-/// A row of `SELECT job_columns!() FROM jobs ...`.
 /// A job's field that does not read back as what it should be.
 fn corrupt_field(id: &dyn std::fmt::Display, what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what} of job {id}: {e}"))
@@ -672,6 +671,7 @@ fn retention_note(
         .transpose()
 }
 
+/// A row of `SELECT job_columns!() FROM jobs ...`.
 fn stored_job(r: &Row<'_>) -> rusqlite::Result<Result<StoredJob>> {
     let id: String = r.get(0)?;
     let state: String = r.get(3)?;
