@@ -541,15 +541,9 @@ async fn a_log_stream_on_a_waiting_job_opens_at_once_and_follows_it_to_its_end()
     never.hold = true;
     let never = f.submit(never).await;
     f.client.cancel(&never.number.to_string()).await.unwrap();
-    let body = reqwest::Client::new()
-        .get(format!("{}/api/v1/jobs/{}/log/stream", f.base, never.id))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = f
+        .get_text(&format!("/api/v1/jobs/{}/log/stream", never.id))
+        .await;
     assert_eq!(body.trim_end(), "event: end\ndata: {}");
 }
 
