@@ -358,9 +358,6 @@ impl State {
             }
             self.hooks.ended(&key);
         }
-        for event in fx.events {
-            self.events.send(event);
-        }
         for (key, handle, sig) in fx.signals {
             let Some(exec) = self.executors.get(&key.target) else {
                 continue;
@@ -478,6 +475,12 @@ impl State {
             }
         }
         self.unrecorded_handles.extend(handles);
+        // The world hears of the changes once the next jobs are on their way: telling it wakes
+        // the log followers and the event streams, and on a busy machine those wake-ups would
+        // otherwise stand between a job's end and its successor's start.
+        for event in fx.events {
+            self.events.send(event);
+        }
     }
 
     /// An attempt's handle is known: note it, unless the attempt has ended meanwhile (a container
