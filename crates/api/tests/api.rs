@@ -547,6 +547,58 @@ async fn a_log_stream_on_a_waiting_job_opens_at_once_and_follows_it_to_its_end()
     assert_eq!(body.trim_end(), "event: end\ndata: {}");
 }
 
+/// Reads `response` (a log stream) until its text holds `needle`: what it read by then.
+async fn read_until(response: &mut reqwest::Response, needle: &str) -> String {
+    let mut text = String::new();
+    while !text.contains(needle) {
+        match response.chunk().await.unwrap() {
+            Some(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            None => panic!("the stream ended without {needle:?}: {text}"),
+        }
+    }
+    text
+}
+
+/// A stream opened on a running job starts with what the job wrote before it opened (an
+/// active job is known without the database: its attempt, hence its log), on this daemon and
+/// on the next one, which re-adopts the job; it ends with the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_stream_on_a_running_job_starts_with_what_it_wrote_also_after_a_restart() {
+    let f = Fixture::start("").await;
+    let job = f.submit(f.script("echo first; exec sleep 600")).await;
+    let key = job.id.to_string();
+    wait_until("the job's first line", || async {
+        let (bytes, _, _) = f.client.log(&key, 0).await.unwrap();
+        String::from_utf8_lossy(&bytes).contains("first")
+    })
+    .await;
+    // The job writes nothing more: only a stream's first read can show the line.
+    let first_line = |f: &Fixture| {
+        let request = reqwest::Client::new()
+            .get(format!("{}/api/v1/jobs/{key}/log/stream", f.base))
+            .bearer_auth(&f.token);
+        async move {
+            let mut stream = request.send().await.unwrap();
+            assert_eq!(stream.status(), reqwest::StatusCode::OK);
+            let seen =
+                tokio::time::timeout(Duration::from_secs(20), read_until(&mut stream, "first"))
+                    .await
+                    .expect("the line the job wrote before the stream opened");
+            assert!(seen.contains("event: log"), "{seen}");
+            stream
+        }
+    };
+    drop(first_line(&f).await);
+    let f = Fixture::start_in(f.stop().await).await;
+    let stream = first_line(&f).await;
+    f.client.cancel(&key).await.unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(60), stream.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.trim_end().ends_with("event: end\ndata: {}"), "{rest}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_the_queue() {
     let f = Fixture::start("").await;

@@ -768,16 +768,31 @@ impl Queue {
         ),
         QueueError,
     > {
+        // A whole id needs no lookup before the follower is taken (the read of the job after it
+        // says whether there is one).
+        let whole = Store::whole_id(key).map(|id| (id, self.log_follower(id)));
+        // An active job is known without the database (its follower is taken first: a change
+        // after this read wakes it).
+        let live = whole.as_ref().and_then(|(id, _)| self.live_facts(*id));
+        let whole = match (whole, live) {
+            (Some((id, follower)), Some(job)) => {
+                let first = self.log_chunk(id, Some(&job), 0);
+                return Ok((job, follower, first));
+            }
+            (whole, _) => whole,
+        };
         let k = key.to_string();
         let queue = self.clone();
         let open = move |s: &Store| {
-            // A whole id needs no lookup before the follower is taken (the read of the job
-            // after it says whether there is one).
-            let Some(id) = Store::whole_id(&k).map_or_else(|| s.find(&k), |id| Ok(Some(id)))?
-            else {
-                return Ok(None);
+            let (id, follower) = match whole {
+                Some(taken) => taken,
+                None => {
+                    let Some(id) = s.find(&k)? else {
+                        return Ok(None);
+                    };
+                    (id, queue.log_follower(id))
+                }
             };
-            let follower = queue.log_follower(id);
             let Some(job) = s.log_facts(id)? else {
                 return Ok(None);
             };
@@ -791,6 +806,20 @@ impl Queue {
             self.read(open).await?
         };
         found.ok_or_else(|| no_job(key))
+    }
+
+    /// What a log's reader needs of `id` while it is active (queued, held or running), as the
+    /// engine last committed it; `None` for a job that is not (ended, or unknown).
+    fn live_facts(&self, id: JobId) -> Option<petri_store::LogFacts> {
+        let live = self.inner.events.live().get(id)?;
+        Some(petri_store::LogFacts {
+            id,
+            number: live.number,
+            user: live.user,
+            state: live.state,
+            attempts: live.attempts,
+            pruned: None,
+        })
     }
 
     /// The log's bytes from `offset`, for a job as read (`None`: not in the database).

@@ -77,12 +77,63 @@ impl Followers {
     }
 }
 
+/// What a log's reader needs of an active job (queued, held or running), kept by the engine as
+/// it commits each change: whose job it is, its state, and whether an attempt started (a job
+/// that never started has no log). A stream opened on an active job's log then needs no read
+/// of the database, whose page cache every commit of the queue drops.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveJob {
+    pub(crate) number: u64,
+    pub(crate) user: petri_domain::UserName,
+    pub(crate) state: petri_domain::JobState,
+    pub(crate) attempts: u32,
+}
+
+/// The active jobs' [`LiveJob`]s. The engine brings an entry up to date once the change is
+/// committed and before anything is launched or told of it; a job that ended is taken out
+/// before its followers are woken, so a reader that finds no entry reads the database and
+/// finds the job's end there.
+#[derive(Clone, Default)]
+pub(crate) struct LiveJobs(Arc<std::sync::RwLock<HashMap<JobId, LiveJob>>>);
+
+impl LiveJobs {
+    pub(crate) fn get(&self, job: JobId) -> Option<LiveJob> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&job).cloned()
+    }
+
+    /// Applies `changes`: a job with facts is active (listed or brought up to date), one
+    /// without is not (taken off).
+    pub(crate) fn update(&self, changes: impl IntoIterator<Item = (JobId, Option<LiveJob>)>) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for (id, facts) in changes {
+            match facts {
+                Some(facts) => {
+                    map.insert(id, facts);
+                }
+                None => {
+                    map.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Lists exactly `jobs` (the engine's active jobs, as loaded at recovery).
+    pub(crate) fn reset(&self, jobs: impl IntoIterator<Item = (JobId, LiveJob)>) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+        map.extend(jobs);
+        map.shrink_to_fit();
+    }
+}
+
 /// The event bus: every event goes to its subscribers, and a job's change of state also wakes
 /// the followers of its log.
 #[derive(Clone)]
 pub(crate) struct Bus {
     events: broadcast::Sender<Event>,
     followers: Followers,
+    live: LiveJobs,
 }
 
 impl Bus {
@@ -90,7 +141,13 @@ impl Bus {
         Bus {
             events: broadcast::channel(capacity).0,
             followers: Followers::default(),
+            live: LiveJobs::default(),
         }
+    }
+
+    /// The active jobs, for log readers.
+    pub(crate) fn live(&self) -> &LiveJobs {
+        &self.live
     }
 
     pub(crate) fn send(&self, event: Event) {

@@ -444,6 +444,12 @@ impl Engine {
             .filter(|a| a.run.as_ref().is_some_and(|r| r.adopted))
             .count();
         tracing::info!(jobs = self.state.jobs.len(), adopted, "queue recovered");
+        self.state.events.live().reset(
+            self.state
+                .jobs
+                .iter()
+                .filter_map(|(id, a)| Some((*id, running::live_job(&a.job)?))),
+        );
         self.state.carry_out(fx, true);
         // What hooks left for attempts that no longer run (files of secrets, say) goes now.
         self.state.hooks.sweep(&self.live_runs());
@@ -554,6 +560,7 @@ impl Engine {
                 self.state.ready.clear();
                 self.state.dependants.clear();
                 self.state.running.clear();
+                self.state.events.live().reset([]);
                 match self.recover() {
                     Ok(()) => true,
                     Err(e) => {

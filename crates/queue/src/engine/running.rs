@@ -351,6 +351,20 @@ impl State {
         if !committed {
             return;
         }
+        // The log readers' view of the jobs this step changed, as committed, before any of them
+        // is launched (a job launched has a log to look for) or told of.
+        let jobs = &self.jobs;
+        self.events.live().update(
+            fx.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::JobSubmitted(c) | Event::JobChanged(c) | Event::JobStopping(c) => {
+                        Some(c.id)
+                    }
+                    _ => None,
+                })
+                .map(|id| (id, jobs.get(&id).and_then(|a| live_job(&a.job)))),
+        );
         // What an ended attempt leaves behind (its secret files) is gone before its end is told.
         for key in fx.removals {
             if let Some(exec) = self.executors.get(&key.target) {
@@ -505,4 +519,14 @@ impl State {
         self.metrics.running.set(self.running.len() as i64);
         self.metrics.queued.set(self.order.len() as i64);
     }
+}
+
+/// What a log's reader needs of `job` while it is active.
+pub(super) fn live_job(job: &Job) -> Option<crate::logwatch::LiveJob> {
+    (!job.state.is_terminal()).then(|| crate::logwatch::LiveJob {
+        number: job.number,
+        user: job.user.clone(),
+        state: job.state,
+        attempts: job.attempts,
+    })
 }
