@@ -40,3 +40,15 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Gives back what `map` grew to hold: after a sweep of a million jobs has ended, its table would
+/// otherwise keep a slot for each of them for as long as the daemon runs. It is rebuilt only once
+/// it holds under a quarter of its room, so the rebuilds cost a constant share of the inserts
+/// that grew it.
+pub(crate) fn give_back_room<K: Eq + std::hash::Hash, V>(
+    map: &mut std::collections::HashMap<K, V>,
+) {
+    if map.capacity() > 1024 && map.len() * 4 < map.capacity() {
+        map.shrink_to_fit();
+    }
+}

@@ -89,10 +89,15 @@ pub(crate) struct LiveJob {
     pub(crate) attempts: u32,
 }
 
-/// The active jobs' [`LiveJob`]s. The engine brings an entry up to date once the change is
-/// committed and before anything is launched or told of it; a job that ended is taken out
-/// before its followers are woken, so a reader that finds no entry reads the database and
-/// finds the job's end there.
+/// The most active jobs [`LiveJobs`] lists: some 100 bytes each, so a sweep of a million
+/// waiting jobs does not cost the daemon a hundred megabytes more. A job left off is read from
+/// the database, as an ended one is.
+const LIVE_MAX: usize = 65_536;
+
+/// The active jobs' [`LiveJob`]s (at most [`LIVE_MAX`]). The engine brings an entry up to date
+/// once the change is committed and before anything is launched or told of it; a job that ended
+/// is taken out before its followers are woken. A job is listed with its facts as last
+/// committed, or not at all: a reader that finds no entry reads the database.
 #[derive(Clone, Default)]
 pub(crate) struct LiveJobs(Arc<std::sync::RwLock<HashMap<JobId, LiveJob>>>);
 
@@ -102,27 +107,31 @@ impl LiveJobs {
         map.get(&job).cloned()
     }
 
-    /// Applies `changes`: a job with facts is active (listed or brought up to date), one
-    /// without is not (taken off).
+    /// Applies `changes`: a job with facts is active (brought up to date, or listed while
+    /// there is room), one without is not (taken off).
     pub(crate) fn update(&self, changes: impl IntoIterator<Item = (JobId, Option<LiveJob>)>) {
         let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
         for (id, facts) in changes {
-            match facts {
-                Some(facts) => {
+            let room = map.len() < LIVE_MAX;
+            match (facts, map.get_mut(&id)) {
+                (Some(facts), Some(listed)) => *listed = facts,
+                (Some(facts), None) if room => {
                     map.insert(id, facts);
                 }
-                None => {
+                (Some(_), None) => {}
+                (None, _) => {
                     map.remove(&id);
                 }
             }
         }
+        crate::give_back_room(&mut map);
     }
 
-    /// Lists exactly `jobs` (the engine's active jobs, as loaded at recovery).
+    /// Lists `jobs` (the engine's active jobs, as loaded at recovery) and no others.
     pub(crate) fn reset(&self, jobs: impl IntoIterator<Item = (JobId, LiveJob)>) {
         let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
         map.clear();
-        map.extend(jobs);
+        map.extend(jobs.into_iter().take(LIVE_MAX));
         map.shrink_to_fit();
     }
 }
@@ -488,6 +497,52 @@ mod tests {
         assert!(
             !woken(&wake_b, Duration::from_millis(100)).await,
             "another job's follower sleeps on"
+        );
+    }
+
+    #[test]
+    fn live_jobs_list_each_job_as_last_committed_or_not_at_all() {
+        let live = LiveJobs::default();
+        let facts = |state, attempts| LiveJob {
+            number: 7,
+            user: "mia".into(),
+            state,
+            attempts,
+        };
+        let ids: Vec<JobId> = (0..=LIVE_MAX).map(|_| JobId::new()).collect();
+        live.update(
+            ids.iter()
+                .map(|id| (*id, Some(facts(petri_domain::JobState::Queued, 0)))),
+        );
+        // Full: the last job is left off (read from the database), the others are listed.
+        assert!(live.get(ids[LIVE_MAX]).is_none());
+        let first = live.get(ids[0]).unwrap();
+        assert_eq!((first.number, first.user.as_str()), (7, "mia"));
+        // A listed job is brought up to date even while the list is full.
+        live.update([(ids[0], Some(facts(petri_domain::JobState::Running, 1)))]);
+        let started = live.get(ids[0]).unwrap();
+        assert_eq!(
+            (started.state, started.attempts),
+            (petri_domain::JobState::Running, 1)
+        );
+        // An ended job is taken off, and its room goes to the next job listed.
+        live.update([(ids[0], None)]);
+        assert!(live.get(ids[0]).is_none());
+        live.update([(
+            ids[LIVE_MAX],
+            Some(facts(petri_domain::JobState::Running, 1)),
+        )]);
+        assert!(live.get(ids[LIVE_MAX]).is_some());
+        // Once most have ended, the table gives its room back.
+        let room = live.0.read().unwrap().capacity();
+        live.update(ids[1..LIVE_MAX].iter().map(|id| (*id, None)));
+        assert!(live.0.read().unwrap().capacity() < room / 4);
+        // Recovery lists exactly the jobs it loaded.
+        live.reset([(ids[1], facts(petri_domain::JobState::Held, 0))]);
+        assert!(live.get(ids[LIVE_MAX]).is_none());
+        assert_eq!(
+            live.get(ids[1]).unwrap().state,
+            petri_domain::JobState::Held
         );
     }
 }

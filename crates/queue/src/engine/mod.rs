@@ -647,19 +647,11 @@ impl State {
         all
     }
 
-    /// Gives back what the maps of active jobs grew to hold: after a sweep of a million jobs
-    /// has ended, a map's table would otherwise keep a slot for each of them for as long as the
-    /// daemon runs. A map is rebuilt only once it holds under a quarter of its room, so the
-    /// rebuilds cost a constant share of the inserts that grew it.
+    /// Gives back what the maps of active jobs grew to hold (`give_back_room`).
     fn shrink(&mut self) {
-        fn fit<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
-            if map.capacity() > 1024 && map.len() * 4 < map.capacity() {
-                map.shrink_to_fit();
-            }
-        }
-        fit(&mut self.jobs);
-        fit(&mut self.dependants);
-        fit(&mut self.running);
+        crate::give_back_room(&mut self.jobs);
+        crate::give_back_room(&mut self.dependants);
+        crate::give_back_room(&mut self.running);
     }
 
     /// Puts a waiting job in `ready`, or takes it out, by whether it could start now.
