@@ -815,7 +815,7 @@ impl Queue {
         Some(petri_store::LogFacts {
             id,
             number: live.number,
-            user: live.user,
+            user: live.user.to_string(),
             state: live.state,
             attempts: live.attempts,
             pruned: None,

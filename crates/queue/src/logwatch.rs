@@ -84,55 +84,84 @@ impl Followers {
 #[derive(Clone, Debug)]
 pub(crate) struct LiveJob {
     pub(crate) number: u64,
-    pub(crate) user: petri_domain::UserName,
+    /// Shared by the user's jobs: an entry holds no allocation of its own (some 50 to 100
+    /// bytes a job with its table's slot, against the engine's two kilobytes and more).
+    pub(crate) user: Arc<str>,
     pub(crate) state: petri_domain::JobState,
     pub(crate) attempts: u32,
 }
 
-/// The most active jobs [`LiveJobs`] lists: some 100 bytes each, so a sweep of a million
-/// waiting jobs does not cost the daemon a hundred megabytes more. A job left off is read from
-/// the database, as an ended one is.
-const LIVE_MAX: usize = 65_536;
-
-/// The active jobs' [`LiveJob`]s (at most [`LIVE_MAX`]). The engine brings an entry up to date
-/// once the change is committed and before anything is launched or told of it; a job that ended
-/// is taken out before its followers are woken. A job is listed with its facts as last
-/// committed, or not at all: a reader that finds no entry reads the database.
+/// The active jobs' [`LiveJob`]s. The engine brings an entry up to date once the change is
+/// committed and before anything is launched or told of it; a job that ended is taken out
+/// before its followers are woken, so a reader that finds no entry reads the database and
+/// finds the job's end there.
 #[derive(Clone, Default)]
-pub(crate) struct LiveJobs(Arc<std::sync::RwLock<HashMap<JobId, LiveJob>>>);
+pub(crate) struct LiveJobs(Arc<std::sync::RwLock<Live>>);
+
+#[derive(Default)]
+struct Live {
+    jobs: HashMap<JobId, LiveJob>,
+    /// The users' names, each once.
+    users: std::collections::HashSet<Arc<str>>,
+}
+
+impl Live {
+    /// Lists `job` as it is now, or takes it off once it has ended.
+    fn set(&mut self, id: JobId, job: Option<&petri_domain::Job>) {
+        let Some(job) = job.filter(|j| !j.state.is_terminal()) else {
+            self.jobs.remove(&id);
+            return;
+        };
+        // A job's number and user never change.
+        if let Some(listed) = self.jobs.get_mut(&id) {
+            listed.state = job.state;
+            listed.attempts = job.attempts;
+            return;
+        }
+        let user = match self.users.get(job.user.as_str()) {
+            Some(user) => user.clone(),
+            None => {
+                let user: Arc<str> = job.user.as_str().into();
+                self.users.insert(user.clone());
+                user
+            }
+        };
+        let facts = LiveJob {
+            number: job.number,
+            user,
+            state: job.state,
+            attempts: job.attempts,
+        };
+        self.jobs.insert(id, facts);
+    }
+}
 
 impl LiveJobs {
     pub(crate) fn get(&self, job: JobId) -> Option<LiveJob> {
-        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&job).cloned()
+        let live = self.0.read().unwrap_or_else(|p| p.into_inner());
+        live.jobs.get(&job).cloned()
     }
 
-    /// Applies `changes`: a job with facts is active (brought up to date, or listed while
-    /// there is room), one without is not (taken off).
-    pub(crate) fn update(&self, changes: impl IntoIterator<Item = (JobId, Option<LiveJob>)>) {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        for (id, facts) in changes {
-            let room = map.len() < LIVE_MAX;
-            match (facts, map.get_mut(&id)) {
-                (Some(facts), Some(listed)) => *listed = facts,
-                (Some(facts), None) if room => {
-                    map.insert(id, facts);
-                }
-                (Some(_), None) => {}
-                (None, _) => {
-                    map.remove(&id);
-                }
-            }
+    /// Brings the listed jobs up to date: each as it is now (`None`: not active, as a job
+    /// that ended).
+    pub(crate) fn update<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (JobId, Option<&'a petri_domain::Job>)>,
+    ) {
+        let mut live = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for (id, job) in changes {
+            live.set(id, job);
         }
-        crate::give_back_room(&mut map);
+        crate::give_back_room(&mut live.jobs);
     }
 
-    /// Lists `jobs` (the engine's active jobs, as loaded at recovery) and no others.
-    pub(crate) fn reset(&self, jobs: impl IntoIterator<Item = (JobId, LiveJob)>) {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        map.clear();
-        map.extend(jobs.into_iter().take(LIVE_MAX));
-        map.shrink_to_fit();
+    /// Lists the active ones of `jobs` (the engine's, as loaded at recovery) and no others.
+    pub(crate) fn reset<'a>(&self, jobs: impl IntoIterator<Item = &'a petri_domain::Job>) {
+        let mut live = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *live = Live::default();
+        for job in jobs {
+            live.set(job.id, Some(job));
+        }
     }
 }
 
@@ -501,48 +530,44 @@ mod tests {
     }
 
     #[test]
-    fn live_jobs_list_each_job_as_last_committed_or_not_at_all() {
+    fn live_jobs_list_each_active_job_as_last_committed() {
+        use petri_domain::JobState;
         let live = LiveJobs::default();
-        let facts = |state, attempts| LiveJob {
-            number: 7,
-            user: "mia".into(),
-            state,
-            attempts,
+        let job = |user: &str, number: u64| -> petri_domain::Job {
+            serde_json::from_value(serde_json::json!({
+                "id": JobId::new(), "number": number, "name": "j", "state": "queued",
+                "queue": "default", "priority": 0, "user": user, "spec": {},
+                "submitted_at_ms": 0, "attempts": 0,
+            }))
+            .unwrap()
         };
-        let ids: Vec<JobId> = (0..=LIVE_MAX).map(|_| JobId::new()).collect();
-        live.update(
-            ids.iter()
-                .map(|id| (*id, Some(facts(petri_domain::JobState::Queued, 0)))),
-        );
-        // Full: the last job is left off (read from the database), the others are listed.
-        assert!(live.get(ids[LIVE_MAX]).is_none());
-        let first = live.get(ids[0]).unwrap();
-        assert_eq!((first.number, first.user.as_str()), (7, "mia"));
-        // A listed job is brought up to date even while the list is full.
-        live.update([(ids[0], Some(facts(petri_domain::JobState::Running, 1)))]);
-        let started = live.get(ids[0]).unwrap();
-        assert_eq!(
-            (started.state, started.attempts),
-            (petri_domain::JobState::Running, 1)
-        );
-        // An ended job is taken off, and its room goes to the next job listed.
-        live.update([(ids[0], None)]);
-        assert!(live.get(ids[0]).is_none());
-        live.update([(
-            ids[LIVE_MAX],
-            Some(facts(petri_domain::JobState::Running, 1)),
-        )]);
-        assert!(live.get(ids[LIVE_MAX]).is_some());
+        let mut jobs: Vec<petri_domain::Job> = (0..3000).map(|n| job("mia", n)).collect();
+        jobs.push(job("max", 3000));
+        live.update(jobs.iter().map(|j| (j.id, Some(j))));
+        let max = live.get(jobs[3000].id).unwrap();
+        assert_eq!((max.number, &*max.user), (3000, "max"));
+        // One name a user, shared by the user's jobs.
+        let (a, b) = (live.get(jobs[0].id).unwrap(), live.get(jobs[1].id).unwrap());
+        assert!(Arc::ptr_eq(&a.user, &b.user) && &*a.user == "mia");
+        // A start is seen (the log is then looked for).
+        jobs[0].state = JobState::Running;
+        jobs[0].attempts = 1;
+        live.update([(jobs[0].id, Some(&jobs[0]))]);
+        let started = live.get(jobs[0].id).unwrap();
+        assert_eq!((started.state, started.attempts), (JobState::Running, 1));
+        // An ended job, or one the engine no longer has, is taken off.
+        jobs[0].state = JobState::Succeeded;
+        live.update([(jobs[0].id, Some(&jobs[0])), (jobs[1].id, None)]);
+        assert!(live.get(jobs[0].id).is_none() && live.get(jobs[1].id).is_none());
         // Once most have ended, the table gives its room back.
-        let room = live.0.read().unwrap().capacity();
-        live.update(ids[1..LIVE_MAX].iter().map(|id| (*id, None)));
-        assert!(live.0.read().unwrap().capacity() < room / 4);
-        // Recovery lists exactly the jobs it loaded.
-        live.reset([(ids[1], facts(petri_domain::JobState::Held, 0))]);
-        assert!(live.get(ids[LIVE_MAX]).is_none());
-        assert_eq!(
-            live.get(ids[1]).unwrap().state,
-            petri_domain::JobState::Held
-        );
+        let room = live.0.read().unwrap().jobs.capacity();
+        live.update(jobs[2..].iter().map(|j| (j.id, None)));
+        assert!(live.0.read().unwrap().jobs.capacity() < room / 4);
+        // Recovery lists exactly the active jobs it loaded.
+        jobs[5].state = JobState::Held;
+        jobs[6].state = JobState::Failed;
+        live.reset([&jobs[5], &jobs[6]]);
+        assert_eq!(live.get(jobs[5].id).unwrap().state, JobState::Held);
+        assert!(live.get(jobs[6].id).is_none() && live.get(jobs[7].id).is_none());
     }
 }

@@ -444,12 +444,10 @@ impl Engine {
             .filter(|a| a.run.as_ref().is_some_and(|r| r.adopted))
             .count();
         tracing::info!(jobs = self.state.jobs.len(), adopted, "queue recovered");
-        self.state.events.live().reset(
-            self.state
-                .jobs
-                .iter()
-                .filter_map(|(id, a)| Some((*id, running::live_job(&a.job)?))),
-        );
+        self.state
+            .events
+            .live()
+            .reset(self.state.jobs.values().map(|a| &a.job));
         self.state.carry_out(fx, true);
         // What hooks left for attempts that no longer run (files of secrets, say) goes now.
         self.state.hooks.sweep(&self.live_runs());

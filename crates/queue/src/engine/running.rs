@@ -363,7 +363,7 @@ impl State {
                     }
                     _ => None,
                 })
-                .map(|id| (id, jobs.get(&id).and_then(|a| live_job(&a.job)))),
+                .map(|id| (id, jobs.get(&id).map(|a| &a.job))),
         );
         // What an ended attempt leaves behind (its secret files) is gone before its end is told.
         for key in fx.removals {
@@ -519,14 +519,4 @@ impl State {
         self.metrics.running.set(self.running.len() as i64);
         self.metrics.queued.set(self.order.len() as i64);
     }
-}
-
-/// What a log's reader needs of `job` while it is active.
-pub(super) fn live_job(job: &Job) -> Option<crate::logwatch::LiveJob> {
-    (!job.state.is_terminal()).then(|| crate::logwatch::LiveJob {
-        number: job.number,
-        user: job.user.clone(),
-        state: job.state,
-        attempts: job.attempts,
-    })
 }
