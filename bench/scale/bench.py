@@ -294,7 +294,7 @@ def main():
     ap.add_argument("--pueue-tasks", type=int, default=10_000, help="0: pueue is not run")
     ap.add_argument("--followers", type=int, default=100)
     ap.add_argument("--follow-jobs", type=int, default=2000)
-    ap.add_argument("--follow-rounds", type=int, default=3)
+    ap.add_argument("--follow-rounds", type=int, default=5)
     ap.add_argument("--follow", required=True, help="bench/tools' follow program")
     ap.add_argument("--ui-scroll", help="bench/scale/ui-scroll.mjs, to scroll the jobs view")
     ap.add_argument("--keep", help="keep the home here (reused when it exists)")
