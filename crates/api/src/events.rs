@@ -50,7 +50,8 @@ pub(crate) async fn follow_log(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    // One trip to the database: an unknown job is a 404, not an empty stream. The follower is
+    // An active job's facts come from the engine's view, any other's from one trip to the
+    // database: an unknown job is a 404, not an empty stream. The follower is
     // woken by the log file's growth (inotify) or the job's end, never by a timer;
     // it is taken before the job's state is read, so no end is missed. After that first read the
     // bus says when the job has ended and the log file is read straight.

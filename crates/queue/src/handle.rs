@@ -753,10 +753,11 @@ impl Queue {
         .await
     }
 
-    /// Starts following a job's log, in one trip to the database: what the log's reader needs
-    /// of the job (whose it is), what wakes its follower (taken before the state is read, so no
-    /// end is missed), and the log's first bytes (or why there are none: a log removed by
-    /// retention). The caller checks the job is the caller's to read before it shows any of it.
+    /// Starts following a job's log: what the log's reader needs of the job (whose it is; for an
+    /// active job named by its whole id from the engine's view, else in one trip to the
+    /// database), what wakes its follower (taken before the state is read, so no end is
+    /// missed), and the log's first bytes (or why there are none: a log removed by retention).
+    /// The caller checks the job is the caller's to read before it shows any of it.
     pub async fn open_log(
         &self,
         key: &str,

@@ -106,6 +106,16 @@ struct Live {
 }
 
 impl Live {
+    /// The engine's rule for its maps (`give_back_room`); the names of users with no job
+    /// left go when the table is rebuilt.
+    fn give_back_room(&mut self) {
+        let room = self.jobs.capacity();
+        crate::give_back_room(&mut self.jobs);
+        if self.jobs.capacity() < room {
+            self.users.retain(|user| Arc::strong_count(user) > 1);
+        }
+    }
+
     /// Lists `job` as it is now, or takes it off once it has ended.
     fn set(&mut self, id: JobId, job: Option<&petri_domain::Job>) {
         let Some(job) = job.filter(|j| !j.state.is_terminal()) else {
@@ -136,6 +146,10 @@ impl Live {
     }
 }
 
+/// How many changes [`LiveJobs::update`] applies under one hold of the lock: readers (a stream
+/// opening, on a runtime worker) wait for one stretch, not for a whole sweep of 100,000 jobs.
+const LIVE_STRETCH: usize = 4096;
+
 impl LiveJobs {
     pub(crate) fn get(&self, job: JobId) -> Option<LiveJob> {
         let live = self.0.read().unwrap_or_else(|p| p.into_inner());
@@ -148,20 +162,24 @@ impl LiveJobs {
         &self,
         changes: impl IntoIterator<Item = (JobId, Option<&'a petri_domain::Job>)>,
     ) {
-        let mut live = self.0.write().unwrap_or_else(|p| p.into_inner());
-        for (id, job) in changes {
-            live.set(id, job);
+        let mut changes = changes.into_iter().peekable();
+        while changes.peek().is_some() {
+            let mut live = self.0.write().unwrap_or_else(|p| p.into_inner());
+            for (id, job) in changes.by_ref().take(LIVE_STRETCH) {
+                live.set(id, job);
+            }
+            live.give_back_room();
         }
-        crate::give_back_room(&mut live.jobs);
     }
 
     /// Lists the active ones of `jobs` (the engine's, as loaded at recovery) and no others.
+    /// The new list is made before the lock is taken.
     pub(crate) fn reset<'a>(&self, jobs: impl IntoIterator<Item = &'a petri_domain::Job>) {
-        let mut live = self.0.write().unwrap_or_else(|p| p.into_inner());
-        *live = Live::default();
+        let mut fresh = Live::default();
         for job in jobs {
-            live.set(job.id, Some(job));
+            fresh.set(job.id, Some(job));
         }
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 }
 
@@ -559,10 +577,13 @@ mod tests {
         jobs[0].state = JobState::Succeeded;
         live.update([(jobs[0].id, Some(&jobs[0])), (jobs[1].id, None)]);
         assert!(live.get(jobs[0].id).is_none() && live.get(jobs[1].id).is_none());
+        drop((max, a, b, started));
         // Once most have ended, the table gives its room back.
         let room = live.0.read().unwrap().jobs.capacity();
         live.update(jobs[2..].iter().map(|j| (j.id, None)));
         assert!(live.0.read().unwrap().jobs.capacity() < room / 4);
+        // ... and forgets the names of users with no job left.
+        assert!(live.0.read().unwrap().users.is_empty());
         // Recovery lists exactly the active jobs it loaded.
         jobs[5].state = JobState::Held;
         jobs[6].state = JobState::Failed;

@@ -444,6 +444,8 @@ impl Engine {
             .filter(|a| a.run.as_ref().is_some_and(|r| r.adopted))
             .count();
         tracing::info!(jobs = self.state.jobs.len(), adopted, "queue recovered");
+        // The log readers' view, as loaded (`carry_out` below brings the jobs recovery changed
+        // up to date again: the same facts).
         self.state
             .events
             .live()

@@ -343,28 +343,33 @@ impl State {
         }
     }
 
-    /// After the transaction: answer, announce, signal, spawn.
+    /// After the transaction: the log readers' view, answers, signals, launches, and the
+    /// step's events last. Nothing may return between the launches and the events: the events
+    /// of a committed step are always told.
     pub(super) fn carry_out(&mut self, fx: Effects, committed: bool) {
+        if committed {
+            // The log readers' view of the jobs this step changed, as committed, before a caller
+            // hears of the change (what it then reads agrees) and before any job is launched (a
+            // job launched has a log to look for) or told of.
+            let jobs = &self.jobs;
+            self.events.live().update(
+                fx.events
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::JobSubmitted(c) | Event::JobChanged(c) | Event::JobStopping(c) => {
+                            Some(c.id)
+                        }
+                        _ => None,
+                    })
+                    .map(|id| (id, jobs.get(&id).map(|a| &a.job))),
+            );
+        }
         for reply in fx.replies {
             reply(committed);
         }
         if !committed {
             return;
         }
-        // The log readers' view of the jobs this step changed, as committed, before any of them
-        // is launched (a job launched has a log to look for) or told of.
-        let jobs = &self.jobs;
-        self.events.live().update(
-            fx.events
-                .iter()
-                .filter_map(|e| match e {
-                    Event::JobSubmitted(c) | Event::JobChanged(c) | Event::JobStopping(c) => {
-                        Some(c.id)
-                    }
-                    _ => None,
-                })
-                .map(|id| (id, jobs.get(&id).map(|a| &a.job))),
-        );
         // What an ended attempt leaves behind (its secret files) is gone before its end is told.
         for key in fx.removals {
             if let Some(exec) = self.executors.get(&key.target) {
