@@ -23,7 +23,8 @@ Then, on that home:
   then again with a new connection for every log; then with a new connection to the daemon's
   own socket for every log, as `petri logs -f` on its machine; the clients are bench/tools'
   `follow`, one thread), in turns for 5 rounds (`--follow-rounds`), the medians' throughput
-  compared, with the daemon's CPU time per job in each (the machine's speed drifts; what a follower costs the daemon does much less);
+  compared, with the daemon's CPU time per job in each (the machine's speed drifts; what a
+  follower costs the daemon does much less);
 - `petri logs -f` latency: a job prints its clock every 50 ms; the follower's clock on reading it;
 - the jobs view in Chromium scrolled through the million (bench/scale/ui-scroll.mjs), if given;
 - pueue: `pueued` with 10,000 finished `true` tasks; `pueue status` (and `--json`) wall time.
