@@ -48,9 +48,11 @@ fn client(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `petri model-server`: one replica of a model deployment (the daemon starts it as a job).
+/// One thread serves it (its reservation is half a core): the daemon sends it whole batches, and
+/// a second worker only added wake-ups between the two. A batch that costs more than a few
+/// microseconds runs on a blocking thread.
 fn model_server(a: &petri_cli::ModelServerArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(petri_api::run_model_server(petri_api::ModelServerOptions {

@@ -15,8 +15,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 use crate::serving::protocol_error;
 
 /// The rows of the batch a request ran in, for the daemon's metrics.
-pub(crate) const BATCH_HEADER: &str = "petri-batch-rows";
+pub(crate) const BATCH_HEADER: HeaderName = HeaderName::from_static("petri-batch-rows");
 
 /// What `petri model-server` is told.
 #[derive(Clone, Debug)]
@@ -168,19 +168,39 @@ pub(crate) fn rejected(e: BytesRejection) -> Response {
 }
 
 /// The binary data extension's header: the length of the JSON before the tensors' bytes.
-const HEADER_LENGTH: &str = "inference-header-content-length";
+const HEADER_LENGTH: HeaderName = HeaderName::from_static("inference-header-content-length");
+
+/// The binary data extension's JSON length a request declares (none without the header), or
+/// the protocol's 400 when it is not a number.
+pub(crate) fn header_length(headers: &HeaderMap) -> Result<Option<usize>, Response> {
+    match headers
+        .get(HEADER_LENGTH)
+        .map(|v| v.to_str().map(str::parse))
+    {
+        None => Ok(None),
+        Some(Ok(Ok(n))) => Ok(Some(n)),
+        Some(_) => Err(protocol_error(
+            StatusCode::BAD_REQUEST,
+            format!("{HEADER_LENGTH} must be a number of bytes"),
+        )),
+    }
+}
 
 async fn infer(
     State(s): State<Served>,
     Path(name): Path<String>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Some(r) = other_model(&s, &name) {
         return r;
     }
+    let header_len = match header_length(&headers) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
     match body {
-        Ok(body) => answer_infer(&s.server, &headers, body).await.0,
+        Ok(body) => answer_infer(&s.server, header_len, body).await.0,
         Err(e) => rejected(e),
     }
 }
@@ -189,25 +209,9 @@ async fn infer(
 /// the batch it ran in.
 pub(crate) async fn answer_infer(
     server: &ModelServer,
-    headers: &axum::http::HeaderMap,
+    header_len: Option<usize>,
     body: Bytes,
 ) -> (Response, Option<usize>) {
-    let header_len = match headers
-        .get(HEADER_LENGTH)
-        .map(|v| v.to_str().map(str::parse))
-    {
-        None => None,
-        Some(Ok(Ok(n))) => Some(n),
-        Some(_) => {
-            return (
-                protocol_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("{HEADER_LENGTH} must be a number of bytes"),
-                ),
-                None,
-            );
-        }
-    };
     match server.infer(&body, header_len).await {
         Ok((answer, binary_header, batch)) => {
             let kind = if binary_header.is_some() {
@@ -215,18 +219,12 @@ pub(crate) async fn answer_infer(
             } else {
                 "application/json"
             };
-            let mut resp = (
-                [
-                    (BATCH_HEADER, batch.to_string()),
-                    (axum::http::header::CONTENT_TYPE.as_str(), kind.to_string()),
-                ],
-                answer,
-            )
-                .into_response();
-            if let Some(n) = binary_header
-                && let Ok(v) = axum::http::HeaderValue::from_str(&n.to_string())
-            {
-                resp.headers_mut().insert(HEADER_LENGTH, v);
+            let mut resp = answer.into_response();
+            let headers = resp.headers_mut();
+            headers.insert(BATCH_HEADER, HeaderValue::from(batch));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+            if let Some(n) = binary_header {
+                headers.insert(HEADER_LENGTH, HeaderValue::from(n));
             }
             (resp, Some(batch))
         }

@@ -167,18 +167,24 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
         }
         None => tail,
     };
-    let target = match tail {
-        "" => format!("/v2/models/{name}"),
-        "ready" | "infer" => format!("/v2/models/{name}/{tail}"),
-        "invocations" => "/invocations".to_string(),
-        _ => return protocol_error(StatusCode::NOT_FOUND, format!("no such route: {path}")),
-    };
+    if !matches!(tail, "" | "ready" | "infer" | "invocations") {
+        return protocol_error(StatusCode::NOT_FOUND, format!("no such route: {path}"));
+    }
     // Only inference is traffic; metadata and readiness asks are not counted.
     let inference = matches!(tail, "infer" | "invocations");
     // The front of a version that was just swapped out answers what it holds; a request it
     // could no longer place is asked again of the new one.
     if inference && let Some(front) = front {
-        let headers = req.headers().clone();
+        let header_len = match crate::model_server::header_length(req.headers()) {
+            Ok(n) => n,
+            Err(r) => {
+                let status = r.status().as_u16();
+                serving
+                    .stats()
+                    .record(name, status, Default::default(), None);
+                return r;
+            }
+        };
         // Within the daemon's body limit (413 beyond it), as every route.
         let body = match <Bytes as axum::extract::FromRequest<()>>::from_request(req, &()).await {
             Ok(b) => b,
@@ -188,7 +194,7 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
         let mut front = front;
         let (resp, batch) = loop {
             let (resp, batch) = if tail == "infer" {
-                crate::model_server::answer_infer(&front, &headers, body.clone()).await
+                crate::model_server::answer_infer(&front, header_len, body.clone()).await
             } else {
                 crate::model_server::answer_scoring(&front, body.clone()).await
             };
@@ -215,6 +221,11 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
             Ok(r) => r,
             Err(e) => return not_routed(name, e),
         },
+    };
+    let target = match tail {
+        "invocations" => "/invocations".to_string(),
+        "" => format!("/v2/models/{name}"),
+        _ => format!("/v2/models/{name}/{tail}"),
     };
     let (mut parts, body) = req.into_parts();
     let uri = format!("http://{}{target}", route.addr);

@@ -66,7 +66,7 @@ pub struct Categorical {
 }
 
 /// A raw column a request carries, and the JSON type of its values.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Input {
     pub name: String,
     #[serde(rename = "type")]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use petri_ml::spec::ModelSpec;
+use petri_ml::spec::{Input, ModelSpec};
 pub use petri_ml::{Device, reserved_device};
 use petri_ml::{MlError, Mlp, Prediction, Rows};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -100,6 +100,9 @@ struct Pending {
 #[derive(Clone)]
 pub struct Batcher {
     spec: Arc<ModelSpec>,
+    /// The inputs a request must carry (`ModelSpec::columns`, worked out once).
+    columns: Arc<[Input]>,
+    engine: Arc<dyn Engine>,
     queue: mpsc::Sender<Pending>,
     /// Requests queued or running.
     pending: Arc<AtomicUsize>,
@@ -127,9 +130,11 @@ impl Batcher {
         on_batch: impl Fn(usize) + Send + 'static,
     ) -> Batcher {
         let (tx, rx) = mpsc::channel::<Pending>(4096);
-        tokio::spawn(work(engine, limits, rx, on_batch));
+        tokio::spawn(work(engine.clone(), limits, rx, on_batch));
         Batcher {
+            columns: spec.columns().into(),
             spec,
+            engine,
             queue: tx,
             pending: Arc::default(),
         }
@@ -138,6 +143,11 @@ impl Batcher {
     /// The model's `model.json`.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// The inputs a request must carry.
+    pub fn columns(&self) -> &[Input] {
+        &self.columns
     }
 
     /// How many requests are queued or running.
@@ -159,6 +169,33 @@ impl Batcher {
         Ok((self.spec.label(probabilities), batch))
     }
 
+    /// The probabilities of `rows` feature vectors that already are a batch (the daemon's front
+    /// formed it): run at once, past the queue.
+    pub async fn run_formed(
+        &self,
+        features: Vec<f32>,
+        rows: usize,
+    ) -> Result<Vec<Vec<f32>>, PredictError> {
+        self.check_width(&features, rows)?;
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let _done = Done(&self.pending);
+        self.engine
+            .run(features, rows)
+            .await
+            .map_err(PredictError::Run)
+    }
+
+    fn check_width(&self, features: &[f32], rows: usize) -> Result<(), MlError> {
+        if features.len() != rows * self.spec.width() {
+            return Err(MlError::BadInput(format!(
+                "{} values are not {rows} rows of {} features",
+                features.len(),
+                self.spec.width()
+            )));
+        }
+        Ok(())
+    }
+
     /// The probabilities of `rows` feature vectors, batched with whatever else is waiting; and
     /// how many rows the batch held.
     pub async fn run(
@@ -166,14 +203,7 @@ impl Batcher {
         features: Vec<f32>,
         rows: usize,
     ) -> Result<(Vec<Vec<f32>>, usize), PredictError> {
-        if features.len() != rows * self.spec.width() {
-            return Err(MlError::BadInput(format!(
-                "{} values are not {rows} rows of {} features",
-                features.len(),
-                self.spec.width()
-            ))
-            .into());
-        }
+        self.check_width(&features, rows)?;
         let (tx, rx) = oneshot::channel();
         self.pending.fetch_add(1, Ordering::Relaxed);
         let _done = Done(&self.pending);

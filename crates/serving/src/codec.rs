@@ -3,6 +3,7 @@
 //! (`dataframe_split`, `dataframe_records`, `inputs`, `instances`). Both become [`Columns`]: the
 //! raw values of each of the model's input columns, row by row. Errors say what was expected.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use petri_ml::Prediction;
@@ -10,19 +11,22 @@ use petri_ml::spec::Input;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// A batch of rows by column, as a request carried them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Columns {
+/// A batch of rows by column, as a request carried them: the values of each of the model's
+/// inputs, in the model's order (a model has a handful: a scan finds one faster than a hash).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Columns<'a> {
     pub rows: usize,
-    pub values: HashMap<String, Vec<Value>>,
+    inputs: &'a [Input],
+    values: Vec<Vec<Value>>,
 }
 
-impl petri_ml::Rows for Columns {
+impl petri_ml::Rows for Columns<'_> {
     fn len(&self) -> usize {
         self.rows
     }
     fn value(&self, row: usize, column: &str) -> Option<&Value> {
-        self.values.get(column).and_then(|v| v.get(row))
+        let i = self.inputs.iter().position(|i| i.name == column)?;
+        self.values.get(i).and_then(|v| v.get(row))
     }
 }
 
@@ -94,19 +98,28 @@ pub struct RequestedOutput {
 /// One output tensor of a response.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct OutputTensor {
-    pub name: String,
+    pub name: Cow<'static, str>,
     pub shape: Vec<usize>,
-    pub datatype: String,
-    pub data: Vec<Value>,
+    pub datatype: &'static str,
+    pub data: TensorData,
+}
+
+/// An output tensor's elements: JSON values (labels), or FP32 numbers, written as the shortest
+/// decimal that reads back as the same `f32`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum TensorData {
+    Values(Vec<Value>),
+    Floats(Vec<f32>),
 }
 
 /// The answer to an inference request.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct InferResponse {
-    pub model_name: String,
-    pub model_version: String,
+pub struct InferResponse<'a> {
+    pub model_name: &'a str,
+    pub model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<&'a str>,
     pub outputs: Vec<OutputTensor>,
 }
 
@@ -261,9 +274,13 @@ fn binary_outputs(req: &InferRequest) -> Vec<String> {
 }
 
 fn encode_binary(t: &OutputTensor) -> Vec<u8> {
+    let values = match &t.data {
+        TensorData::Floats(x) => return x.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Values(v) => v,
+    };
     let mut out = Vec::new();
-    for v in &t.data {
-        match t.datatype.as_str() {
+    for v in values {
+        match t.datatype {
             "FP32" => out.extend((v.as_f64().unwrap_or(f64::NAN) as f32).to_le_bytes()),
             "FP64" => out.extend(v.as_f64().unwrap_or(f64::NAN).to_le_bytes()),
             "INT64" => out.extend(v.as_i64().unwrap_or(0).to_le_bytes()),
@@ -293,7 +310,7 @@ pub fn encode_response(req: &InferRequest, resp: &InferResponse) -> (Vec<u8>, Op
         .outputs
         .iter()
         .map(|t| {
-            if binary.contains(&t.name) {
+            if binary.iter().any(|b| *b == t.name) {
                 let bytes = encode_binary(t);
                 let size = bytes.len();
                 tail.extend(bytes);
@@ -329,10 +346,16 @@ fn flatten(v: &Value, out: &mut Vec<Value>) {
 }
 
 /// A tensor's elements, checked against its datatype (numbers for the numeric types, booleans
-/// for BOOL, strings for BYTES) and its shape.
-fn elements(t: &InferInput) -> Result<Vec<Value>, BadRequest> {
-    let mut data = Vec::new();
-    flatten(&t.data, &mut data);
+/// for BOOL, strings for BYTES) and its shape. Its data is taken: a flat list is used as it is.
+fn elements(t: &mut InferInput) -> Result<Vec<Value>, BadRequest> {
+    let data = match std::mem::take(&mut t.data) {
+        Value::Array(items) if !items.iter().any(Value::is_array) => items,
+        other => {
+            let mut data = Vec::new();
+            flatten(&other, &mut data);
+            data
+        }
+    };
     if t.shape.iter().any(|d| *d < 0) {
         return Err(bad(format!(
             "input `{}` has shape {:?}: a request's dimensions are known (no -1)",
@@ -387,7 +410,10 @@ fn fits(datatype: &str, kind: &str) -> bool {
 
 /// The rows of an OIP request: one tensor per input column (shape `[N]` or `[N, 1]`), or, for a
 /// model whose inputs are all numbers, one `[N, k]` tensor holding them in order.
-pub fn oip_rows(req: &InferRequest, inputs: &[Input]) -> Result<Columns, BadRequest> {
+pub fn oip_rows<'a>(
+    req: &mut InferRequest,
+    inputs: &'a [Input],
+) -> Result<Columns<'a>, BadRequest> {
     if req.inputs.is_empty() {
         return Err(bad(format!(
             "the request has no inputs; the model takes {}",
@@ -400,7 +426,7 @@ pub fn oip_rows(req: &InferRequest, inputs: &[Input]) -> Result<Columns, BadRequ
         && by_name(&req.inputs[0].name).is_none()
         && req.inputs[0].shape.len() == 2
     {
-        let t = &req.inputs[0];
+        let t = &mut req.inputs[0];
         let data = elements(t)?;
         let (rows, width) = (t.shape[0] as usize, t.shape[1] as usize);
         if width != inputs.len() || inputs.iter().any(|i| i.kind != "number") {
@@ -418,25 +444,26 @@ pub fn oip_rows(req: &InferRequest, inputs: &[Input]) -> Result<Columns, BadRequ
                 t.name, t.datatype
             )));
         }
-        let mut values: HashMap<String, Vec<Value>> = HashMap::new();
-        for (j, i) in inputs.iter().enumerate() {
-            values.insert(
-                i.name.clone(),
-                (0..rows).map(|r| data[r * width + j].clone()).collect(),
-            );
-        }
-        return Ok(Columns { rows, values });
+        let values = (0..width)
+            .map(|j| (0..rows).map(|r| data[r * width + j].clone()).collect())
+            .collect();
+        return Ok(Columns {
+            rows,
+            inputs,
+            values,
+        });
     }
     let mut rows = None;
-    let mut values = HashMap::new();
-    for t in &req.inputs {
-        let Some(col) = by_name(&t.name) else {
+    let mut values: Vec<Option<Vec<Value>>> = vec![None; inputs.len()];
+    for t in &mut req.inputs {
+        let Some(j) = inputs.iter().position(|i| i.name == t.name) else {
             return Err(bad(format!(
                 "unknown input `{}`: the model takes {}",
                 t.name,
                 expected(inputs)
             )));
         };
+        let col = &inputs[j];
         if !fits(&t.datatype, &col.kind) {
             return Err(bad(format!(
                 "input `{}` is {}; expected {}",
@@ -462,20 +489,27 @@ pub fn oip_rows(req: &InferRequest, inputs: &[Input]) -> Result<Columns, BadRequ
                 rows.unwrap_or(0)
             )));
         }
-        if values.insert(t.name.clone(), data).is_some() {
+        if values[j].replace(data).is_some() {
             return Err(bad(format!("input `{}` is given twice", t.name)));
         }
     }
-    if let Some(missing) = inputs.iter().find(|i| !values.contains_key(&i.name)) {
-        return Err(bad(format!(
-            "input `{}` ({}) is missing; the model takes {}",
-            missing.name,
-            oip_type(&missing.kind),
-            expected(inputs)
-        )));
-    }
+    let values = values
+        .into_iter()
+        .zip(inputs)
+        .map(|(v, i)| {
+            v.ok_or_else(|| {
+                bad(format!(
+                    "input `{}` ({}) is missing; the model takes {}",
+                    i.name,
+                    oip_type(&i.kind),
+                    expected(inputs)
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Columns {
         rows: rows.unwrap_or(0),
+        inputs,
         values,
     })
 }
@@ -499,21 +533,23 @@ pub fn oip_outputs(
     let mut out = Vec::new();
     if want("label") {
         out.push(OutputTensor {
-            name: "label".into(),
+            name: Cow::Borrowed("label"),
             shape: vec![predictions.len()],
-            datatype: label_type(classes).into(),
-            data: predictions.iter().map(|p| p.label.clone()).collect(),
+            datatype: label_type(classes),
+            data: TensorData::Values(predictions.iter().map(|p| p.label.clone()).collect()),
         });
     }
     if want("probabilities") {
         out.push(OutputTensor {
-            name: "probabilities".into(),
+            name: Cow::Borrowed("probabilities"),
             shape: vec![predictions.len(), classes.len()],
-            datatype: "FP32".into(),
-            data: predictions
-                .iter()
-                .flat_map(|p| p.probabilities.iter().map(|x| json!(x)))
-                .collect(),
+            datatype: "FP32",
+            data: TensorData::Floats(
+                predictions
+                    .iter()
+                    .flat_map(|p| p.probabilities.iter().copied())
+                    .collect(),
+            ),
         });
     }
     Ok(out)
@@ -522,14 +558,14 @@ pub fn oip_outputs(
 /// The rows of an OIP request for a graph of one `[rows, width]` float input: one tensor (by any
 /// name, or the graph's), shape `[rows, width]` or `[width]` (one row), numbers.
 pub fn oip_matrix(
-    req: &InferRequest,
+    req: &mut InferRequest,
     input: &str,
     width: usize,
 ) -> Result<(Vec<f32>, usize), BadRequest> {
-    let [t] = req.inputs.as_slice() else {
+    let n = req.inputs.len();
+    let [t] = req.inputs.as_mut_slice() else {
         return Err(bad(format!(
-            "the model takes one input, `{input}` (FP32, [rows, {width}]); the request has {}",
-            req.inputs.len()
+            "the model takes one input, `{input}` (FP32, [rows, {width}]); the request has {n}"
         )));
     };
     if !fits(&t.datatype, "number") {
@@ -579,10 +615,10 @@ pub fn graph_outputs(
         .into_iter()
         .filter(|(n, _, _)| req.outputs.is_empty() || req.outputs.iter().any(|o| &o.name == n))
         .map(|(name, shape, values)| OutputTensor {
-            name,
+            name: Cow::Owned(name),
             shape,
-            datatype: "FP32".into(),
-            data: values.into_iter().map(|x| json!(x)).collect(),
+            datatype: "FP32",
+            data: TensorData::Floats(values),
         })
         .collect())
 }
@@ -633,7 +669,7 @@ pub fn label_type(classes: &[Value]) -> &'static str {
 /// The rows of an MLflow scoring request (`POST /invocations`, `application/json`):
 /// `dataframe_split` (`columns`, `data`), `dataframe_records`, `inputs` (columns by name, or
 /// rows as lists or records), or `instances` (the same forms).
-pub fn scoring_rows(body: &Value, inputs: &[Input]) -> Result<Columns, BadRequest> {
+pub fn scoring_rows<'a>(body: &Value, inputs: &'a [Input]) -> Result<Columns<'a>, BadRequest> {
     let Some(obj) = body.as_object() else {
         return Err(bad(
             "the body must be a JSON object with one of dataframe_split, dataframe_records, \
@@ -738,16 +774,15 @@ pub fn scoring_rows(body: &Value, inputs: &[Input]) -> Result<Columns, BadReques
             )));
         }
     };
-    let mut values: HashMap<String, Vec<Value>> = HashMap::new();
-    for i in inputs {
-        values.insert(
-            i.name.clone(),
+    let values = inputs
+        .iter()
+        .map(|i| {
             records
                 .iter()
                 .map(|r| r.get(&i.name).cloned().unwrap_or(Value::Null))
-                .collect(),
-        );
-    }
+                .collect()
+        })
+        .collect();
     if let Some(r) = records.first()
         && let Some(unknown) = r.keys().find(|k| !inputs.iter().any(|i| &i.name == *k))
     {
@@ -758,6 +793,7 @@ pub fn scoring_rows(body: &Value, inputs: &[Input]) -> Result<Columns, BadReques
     }
     Ok(Columns {
         rows: records.len(),
+        inputs,
         values,
     })
 }
@@ -811,21 +847,24 @@ mod tests {
             {"name": "b", "shape": [2, 1], "datatype": "INT64", "data": [[3], [4]]},
             {"name": "site", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}
         ]}));
-        let c = oip_rows(&r, &inputs()).unwrap();
+        let (mut r, ins) = (r, inputs());
+        let c = oip_rows(&mut r, &ins).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c.value(1, "b"), Some(&json!(4)));
         assert_eq!(c.value(0, "site"), Some(&json!("x")));
         let m = req(json!({"inputs": [
             {"name": "input-0", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}
         ]}));
-        let c = oip_rows(&m, &numeric()).unwrap();
+        let (mut m, num) = (m, numeric());
+        let c = oip_rows(&mut m, &num).unwrap();
         assert_eq!(c.value(1, "a"), Some(&json!(3)));
         assert_eq!(c.value(1, "b"), Some(&json!(4)));
     }
 
     #[test]
     fn oip_refusals_say_what_was_expected() {
-        let err = |v: Value| oip_rows(&req(v), &inputs()).unwrap_err().0;
+        let ins = inputs();
+        let err = |v: Value| oip_rows(&mut req(v), &ins).unwrap_err().0;
         let e =
             err(json!({"inputs": [{"name": "zz", "shape": [1], "datatype": "FP32", "data": [1]}]}));
         assert!(
@@ -871,19 +910,20 @@ mod tests {
         body.extend(b"x");
         body.extend(2u32.to_le_bytes());
         body.extend(b"yz");
-        let req = parse_infer(&body, Some(n)).unwrap();
-        let c = oip_rows(&req, &inputs()).unwrap();
+        let mut req = parse_infer(&body, Some(n)).unwrap();
+        let ins = inputs();
+        let c = oip_rows(&mut req, &ins).unwrap();
         assert_eq!(c.value(1, "a"), Some(&json!(2.0)));
         assert_eq!(c.value(1, "site"), Some(&json!("yz")));
         let resp = InferResponse {
-            model_name: "m".into(),
-            model_version: "1".into(),
+            model_name: "m",
+            model_version: "1",
             id: None,
             outputs: vec![OutputTensor {
                 name: "probabilities".into(),
                 shape: vec![1, 2],
-                datatype: "FP32".into(),
-                data: vec![json!(0.25), json!(0.75)],
+                datatype: "FP32",
+                data: TensorData::Floats(vec![0.25, 0.75]),
             }],
         };
         let (out, header) = encode_response(&req, &resp);
@@ -905,13 +945,14 @@ mod tests {
 
     #[test]
     fn mlflow_scoring_formats_become_the_same_rows() {
+        let ins = inputs();
         let want = oip_rows(
-            &req(json!({"inputs": [
+            &mut req(json!({"inputs": [
                 {"name": "a", "shape": [2], "datatype": "FP64", "data": [1, 3]},
                 {"name": "b", "shape": [2], "datatype": "FP64", "data": [2, 4]},
                 {"name": "site", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}
             ]})),
-            &inputs(),
+            &ins,
         )
         .unwrap();
         for body in [
@@ -921,7 +962,7 @@ mod tests {
             json!({"instances": [{"a": 1, "b": 2, "site": "x"}, {"a": 3, "b": 4, "site": "y"}]}),
             json!({"inputs": [[1, 2, "x"], [3, 4, "y"]]}),
         ] {
-            assert_eq!(scoring_rows(&body, &inputs()).unwrap(), want, "{body}");
+            assert_eq!(scoring_rows(&body, &ins).unwrap(), want, "{body}");
         }
         let e = scoring_rows(
             &json!({"dataframe_records": [{"a": 1, "zz": 2}]}),

@@ -149,16 +149,20 @@ impl ModelServer {
         }
     }
 
-    /// A batch of feature vectors the daemon featurized (`rows × width`): their probabilities,
-    /// row after row. For Petri's format only.
+    /// A batch of feature vectors the daemon featurized and batched (`rows × width`): their
+    /// probabilities, row after row, run at once (it is a batch already). For Petri's format
+    /// only.
     pub async fn run_batch(&self, features: Vec<f32>, rows: usize) -> Result<Vec<f32>, Refusal> {
         let Loaded::Mlp(b) = &self.model else {
             return Err(Refusal::Bad(
                 "this model takes requests, not feature vectors".into(),
             ));
         };
-        let (p, _) = b.run(features, rows).await?;
-        self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let p = b.run_formed(features, rows).await?;
+        let c = &self.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
+        c.rows.fetch_add(rows as u64, Ordering::Relaxed);
         Ok(p.into_iter().flatten().collect())
     }
 
@@ -184,7 +188,7 @@ impl ModelServer {
                     "name": self.name,
                     "versions": [self.version],
                     "platform": "petri-candle",
-                    "inputs": spec.columns().iter().map(|i| json!({
+                    "inputs": b.columns().iter().map(|i| json!({
                         "name": i.name, "datatype": codec::oip_type(&i.kind), "shape": [-1]
                     })).collect::<Vec<_>>(),
                     "outputs": [
@@ -242,25 +246,24 @@ impl ModelServer {
         body: &[u8],
         header_len: Option<usize>,
     ) -> Result<((Vec<u8>, Option<usize>), usize, usize), Refusal> {
-        let req = codec::parse_infer(body, header_len)?;
+        let mut req = codec::parse_infer(body, header_len)?;
         let (outputs, rows, batch) = match &self.model {
             Loaded::Mlp(b) => {
-                let spec = b.spec();
-                let rows = codec::oip_rows(&req, &spec.columns())?;
+                let rows = codec::oip_rows(&mut req, b.columns())?;
                 let (predictions, batch) = b.predict(&rows).await?;
-                let outputs = codec::oip_outputs(&req, &predictions, &spec.classes)?;
+                let outputs = codec::oip_outputs(&req, &predictions, &b.spec().classes)?;
                 (outputs, rows.rows, batch)
             }
             Loaded::Onnx(g) => {
-                let (matrix, rows) = codec::oip_matrix(&req, g.input(), g.width())?;
+                let (matrix, rows) = codec::oip_matrix(&mut req, g.input(), g.width())?;
                 let out = Self::run_graph(g, matrix, rows).await?;
                 (codec::graph_outputs(&req, out)?, rows, rows)
             }
         };
         let response = InferResponse {
-            model_name: self.name.clone(),
-            model_version: self.version.clone(),
-            id: req.id.clone(),
+            model_name: &self.name,
+            model_version: &self.version,
+            id: req.id.as_deref(),
             outputs,
         };
         Ok((codec::encode_response(&req, &response), rows, batch))
@@ -274,7 +277,7 @@ impl ModelServer {
                 .map_err(|e| Refusal::Bad(format!("the body is not JSON: {e}")))?;
             match &self.model {
                 Loaded::Mlp(b) => {
-                    let rows = codec::scoring_rows(&v, &b.spec().columns())?;
+                    let rows = codec::scoring_rows(&v, b.columns())?;
                     let (predictions, batch) = b.predict(&rows).await?;
                     Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows, batch))
                 }
