@@ -60,27 +60,31 @@ pub fn oip_type(kind: &str) -> &'static str {
 
 // ---- Open Inference Protocol v2 ----------------------------------------------------------------
 
-/// `POST /v2/models/{name}/infer`.
+/// `POST /v2/models/{name}/infer`. Its names borrow the body's bytes where they can (a name
+/// with no escapes in it).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InferRequest {
-    #[serde(default)]
-    pub id: Option<String>,
+pub struct InferRequest<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
     #[serde(default)]
     pub parameters: Option<Value>,
-    pub inputs: Vec<InferInput>,
-    #[serde(default)]
-    pub outputs: Vec<RequestedOutput>,
+    #[serde(borrow)]
+    pub inputs: Vec<InferInput<'a>>,
+    #[serde(default, borrow)]
+    pub outputs: Vec<RequestedOutput<'a>>,
 }
 
 /// One input tensor. Its `data` is in the JSON, or, with the binary data extension, in the
 /// bytes after it (`parameters.binary_data_size`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InferInput {
-    pub name: String,
+pub struct InferInput<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
     pub shape: Vec<i64>,
-    pub datatype: String,
+    #[serde(borrow)]
+    pub datatype: Cow<'a, str>,
     #[serde(default)]
     pub parameters: Option<Value>,
     #[serde(default)]
@@ -89,8 +93,9 @@ pub struct InferInput {
 
 /// An output the caller asks for (by default: all of them).
 #[derive(Clone, Debug, Deserialize)]
-pub struct RequestedOutput {
-    pub name: String,
+pub struct RequestedOutput<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
     #[serde(default)]
     pub parameters: Option<Value>,
 }
@@ -128,7 +133,7 @@ pub struct InferResponse<'a> {
 /// `Inference-Header-Content-Length` header) and each input that declares
 /// `parameters.binary_data_size` takes that many bytes after it, in order: numbers little-endian,
 /// BOOL one byte each, BYTES each a 4-byte little-endian length and the bytes.
-pub fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, BadRequest> {
+pub fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<InferRequest<'_>, BadRequest> {
     let (json, mut rest) = match header_len {
         Some(n) if n <= body.len() => (&body[..n], &body[n..]),
         Some(n) => {
@@ -269,7 +274,7 @@ fn binary_outputs(req: &InferRequest) -> Vec<String> {
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
         })
-        .map(|o| o.name.clone())
+        .map(|o| o.name.to_string())
         .collect()
 }
 
@@ -303,7 +308,18 @@ fn encode_binary(t: &OutputTensor) -> Vec<u8> {
 pub fn encode_response(req: &InferRequest, resp: &InferResponse) -> (Vec<u8>, Option<usize>) {
     let binary = binary_outputs(req);
     if binary.is_empty() {
-        return (serde_json::to_vec(resp).unwrap_or_default(), None);
+        // Room for the usual answer at once: the names, the labels and about a dozen bytes a
+        // number.
+        let numbers: usize = resp
+            .outputs
+            .iter()
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum();
+        let mut body = Vec::with_capacity(256 + 16 * numbers);
+        return match serde_json::to_writer(&mut body, resp) {
+            Ok(()) => (body, None),
+            Err(_) => (Vec::new(), None),
+        };
     }
     let mut tail = Vec::new();
     let outputs: Vec<Value> = resp
@@ -380,7 +396,7 @@ fn elements(t: &mut InferInput) -> Result<Vec<Value>, BadRequest> {
             ))),
         }
     };
-    match t.datatype.as_str() {
+    match &*t.datatype {
         "FP16" | "FP32" | "FP64" => ok(Value::is_number, "a number")?,
         "INT8" | "INT16" | "INT32" | "INT64" => ok(|v| v.is_i64(), "an integer")?,
         "UINT8" | "UINT16" | "UINT32" | "UINT64" => ok(|v| v.is_u64(), "an unsigned integer")?,
@@ -522,7 +538,7 @@ pub fn oip_outputs(
     classes: &[Value],
 ) -> Result<Vec<OutputTensor>, BadRequest> {
     for o in &req.outputs {
-        if !OUTPUTS.contains(&o.name.as_str()) {
+        if !OUTPUTS.contains(&&*o.name) {
             return Err(bad(format!(
                 "unknown output `{}`: the model answers label and probabilities",
                 o.name
@@ -836,8 +852,10 @@ mod tests {
         .unwrap()
     }
 
-    fn req(v: Value) -> InferRequest {
-        serde_json::from_value(v).unwrap()
+    /// A request as its body would bring it (its names borrow the body, which lives on).
+    fn req(v: Value) -> InferRequest<'static> {
+        let body = serde_json::to_vec(&v).unwrap().leak();
+        serde_json::from_slice(body).unwrap()
     }
 
     #[test]
