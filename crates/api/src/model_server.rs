@@ -172,17 +172,17 @@ const HEADER_LENGTH: HeaderName = HeaderName::from_static("inference-header-cont
 
 /// The binary data extension's JSON length a request declares (none without the header), or
 /// the protocol's 400 when it is not a number.
-pub(crate) fn header_length(headers: &HeaderMap) -> Result<Option<usize>, Response> {
+pub(crate) fn header_length(headers: &HeaderMap) -> Result<Option<usize>, Box<Response>> {
     match headers
         .get(HEADER_LENGTH)
         .map(|v| v.to_str().map(str::parse))
     {
         None => Ok(None),
         Some(Ok(Ok(n))) => Ok(Some(n)),
-        Some(_) => Err(protocol_error(
+        Some(_) => Err(Box::new(protocol_error(
             StatusCode::BAD_REQUEST,
             format!("{HEADER_LENGTH} must be a number of bytes"),
-        )),
+        ))),
     }
 }
 
@@ -197,7 +197,7 @@ async fn infer(
     }
     let header_len = match header_length(&headers) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match body {
         Ok(body) => answer_infer(&s.server, header_len, body).await.0,

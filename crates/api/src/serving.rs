@@ -182,7 +182,7 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
                 serving
                     .stats()
                     .record(name, status, Default::default(), None);
-                return r;
+                return *r;
             }
         };
         // Within the daemon's body limit (413 beyond it), as every route.
