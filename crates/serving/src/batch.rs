@@ -103,6 +103,9 @@ pub struct Batcher {
     /// The inputs a request must carry (`ModelSpec::columns`, worked out once).
     columns: Arc<[Input]>,
     engine: Arc<dyn Engine>,
+    /// The engine's slots ([`Engine::parallel`]), shared by the queue's batches and the batches
+    /// run at once, so that the engine never runs more than it says it can.
+    slots: Arc<Semaphore>,
     queue: mpsc::Sender<Pending>,
     /// Requests queued or running.
     pending: Arc<AtomicUsize>,
@@ -130,11 +133,13 @@ impl Batcher {
         on_batch: impl Fn(usize) + Send + 'static,
     ) -> Batcher {
         let (tx, rx) = mpsc::channel::<Pending>(4096);
-        tokio::spawn(work(engine.clone(), limits, rx, on_batch));
+        let slots = Arc::new(Semaphore::new(engine.parallel().max(1)));
+        tokio::spawn(work(engine.clone(), slots.clone(), limits, rx, on_batch));
         Batcher {
             columns: spec.columns().into(),
             spec,
             engine,
+            slots,
             queue: tx,
             pending: Arc::default(),
         }
@@ -179,6 +184,11 @@ impl Batcher {
         self.check_width(&features, rows)?;
         self.pending.fetch_add(1, Ordering::Relaxed);
         let _done = Done(&self.pending);
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| MlError::Compute("the model is closing".into()))?;
         self.engine
             .run(features, rows)
             .await
@@ -232,11 +242,11 @@ impl Drop for Done<'_> {
 
 async fn work(
     engine: Arc<dyn Engine>,
+    slots: Arc<Semaphore>,
     limits: BatchLimits,
     mut rx: mpsc::Receiver<Pending>,
     on_batch: impl Fn(usize) + Send + 'static,
 ) {
-    let slots = Arc::new(Semaphore::new(engine.parallel().max(1)));
     loop {
         // A batch forms while every slot is busy.
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -315,4 +325,89 @@ pub fn from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::SeqCst;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A model of one number in and two classes out.
+    fn spec() -> Arc<ModelSpec> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "format": "petri-mlp", "version": 1,
+                "architecture": {"layers": [1, 2], "activation": "relu", "output": "softmax"},
+                "features": {"numeric": [{"name": "x", "mean": 0.0, "scale": 1.0}],
+                             "categorical": [], "order": ["x"]},
+                "classes": ["low", "high"]
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// An engine that takes a moment per batch, answers `[x, 1 - x]` per row, and counts how
+    /// many batches it ran at once.
+    #[derive(Default)]
+    struct Slow {
+        running: AtomicUsize,
+        most: AtomicUsize,
+        batches: AtomicUsize,
+    }
+
+    impl Engine for Arc<Slow> {
+        fn run(&self, features: Vec<f32>, rows: usize) -> Ran {
+            let me = self.clone();
+            Box::pin(async move {
+                let now = me.running.fetch_add(1, SeqCst) + 1;
+                me.most.fetch_max(now, SeqCst);
+                me.batches.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                me.running.fetch_sub(1, SeqCst);
+                assert_eq!(features.len(), rows);
+                Ok(features.iter().map(|x| vec![*x, 1.0 - x]).collect())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn formed_batches_and_queued_requests_share_the_engines_slots() {
+        let engine = Arc::new(Slow::default());
+        let b = Batcher::start(
+            spec(),
+            Arc::new(engine.clone()),
+            BatchLimits::default(),
+            |_| {},
+        );
+        // A formed batch answers its own rows, in order, run as it came.
+        let p = b.run_formed(vec![0.25, 0.5], 2).await.unwrap();
+        assert_eq!(p, vec![vec![0.25, 0.75], vec![0.5, 0.5]]);
+        // Formed batches and queued requests at once: never more than one run at a time (the
+        // engine's parallel() is 1), and every one answered with its own rows.
+        let formed = (0..4).map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move { b.run_formed(vec![i as f32; 3], 3).await.unwrap() })
+        });
+        let queued = (0..4).map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move { b.run(vec![i as f32 + 10.0], 1).await.unwrap().0 })
+        });
+        let (formed, queued): (Vec<_>, Vec<_>) = (formed.collect(), queued.collect());
+        for (i, h) in formed.into_iter().enumerate() {
+            assert_eq!(h.await.unwrap(), vec![vec![i as f32, 1.0 - i as f32]; 3]);
+        }
+        for (i, h) in queued.into_iter().enumerate() {
+            let x = i as f32 + 10.0;
+            assert_eq!(h.await.unwrap(), vec![vec![x, 1.0 - x]]);
+        }
+        assert_eq!(engine.most.load(SeqCst), 1);
+        // The four queued requests gathered while the engine was busy: fewer runs than requests.
+        assert!(engine.batches.load(SeqCst) < 1 + 4 + 4);
+        // A batch of the wrong width is refused before it runs.
+        assert!(b.run_formed(vec![1.0, 2.0], 1).await.is_err());
+        assert_eq!(b.pending(), 0);
+    }
 }
