@@ -355,6 +355,62 @@ def test_an_onnx_mlp_is_served_natively():
         unserve("graph")
 
 
+def test_a_pytorch_export_is_served_with_the_rows_of_its_requests_batched():
+    """An MLP exported by PyTorch's own exporter (crates/ml/tests/fixtures, made by
+    make_torch_mlp.py): PyTorch's answers through the daemon, and requests sent at once run as one
+    batch in the replica."""
+    import shutil
+    import threading
+
+    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates",
+                            "ml", "tests", "fixtures")
+    with open(os.path.join(fixtures, "torch_mlp.json")) as f:
+        want = json.load(f)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "t"))
+        shutil.copy(os.path.join(fixtures, "torch_mlp.onnx"), os.path.join(tmp, "t", "model.onnx"))
+        petri("model", "register", "torchmlp", os.path.join(tmp, "t"))
+    # A wait long enough that requests sent together always meet in one batch.
+    d = json.loads(petri("model", "serve", "torchmlp", "--max-delay", "300ms", "--wait", "--json"))
+    try:
+        assert d["state"] == "ready" and d["max_delay"] == "300ms", d
+        rows = np.array(want["rows"], np.float32)
+        answers, start = [None] * len(rows), threading.Barrier(len(rows))
+
+        def ask(i):
+            t = httpclient.InferInput("features", [1, 4], "FP32")
+            t.set_data_from_numpy(rows[i:i + 1])
+            start.wait()
+            answers[i] = client().infer("torchmlp", [t], headers=auth())
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(rows))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        got = np.concatenate([a.as_numpy("probabilities") for a in answers])
+        assert np.allclose(got, want["probabilities"], atol=1e-5), (got, want)
+        # The replica's batches, as the daemon counted them: fewer than the requests.
+        req = urllib.request.Request(BASE + "/metrics", headers=auth())
+        with urllib.request.urlopen(req, timeout=30) as a:
+            metrics = a.read().decode()
+        count = [ln for ln in metrics.splitlines()
+                 if ln.startswith("petri_serving_batch_rows_count") and "torchmlp" in ln]
+        total = [ln for ln in metrics.splitlines()
+                 if ln.startswith("petri_serving_batch_rows_sum") and "torchmlp" in ln]
+        assert count and total, metrics
+        requests, rows_summed = float(count[0].split()[-1]), float(total[0].split()[-1])
+        # Each request counts the rows of the batch it ran in: more than one row on average.
+        assert requests == len(rows) and rows_summed > requests, (count, total)
+        # A sub-millisecond wait is refused, not rounded away.
+        env = dict(os.environ, PETRI_HOME=HOME)
+        done = subprocess.run([os.environ["PETRI_TEST_BIN"], "model", "serve", "torchmlp", "--name",
+                               "t2", "--max-delay", "500us"], env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and "finer than a millisecond" in done.stderr, done
+    finally:
+        unserve("torchmlp")
+
+
 def main():
     setup()
     try:

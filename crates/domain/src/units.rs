@@ -116,9 +116,14 @@ impl FromStr for Millis {
         if let Ok(n) = t.parse::<u64>() {
             return Ok(Millis(n.saturating_mul(1000)));
         }
-        humantime::parse_duration(t)
-            .map(|d| Millis(d.as_millis().min(u64::MAX as u128) as u64))
-            .map_err(|_| format!("`{s}` is not a duration; write it like 30s, 5m or 2h"))
+        let d = humantime::parse_duration(t)
+            .map_err(|_| format!("`{s}` is not a duration; write it like 30s, 5m or 2h"))?;
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(format!(
+                "`{s}` is finer than a millisecond; durations are counted in whole milliseconds"
+            ));
+        }
+        Ok(Millis(d.as_millis().min(u64::MAX as u128) as u64))
     }
 }
 
@@ -156,5 +161,9 @@ mod tests {
         assert_eq!(d.to_string().parse::<Millis>().unwrap(), d);
         assert_eq!("45".parse::<Millis>().unwrap().0, 45_000);
         assert!("soon".parse::<Millis>().is_err());
+        // Never rounded away: a user who asks for 500us does not silently get nothing.
+        assert_eq!("2ms".parse::<Millis>().unwrap().0, 2);
+        assert!("500us".parse::<Millis>().is_err());
+        assert!("1ms 500us".parse::<Millis>().is_err());
     }
 }

@@ -2,6 +2,9 @@
 //! Softmax…), evaluated by candle-onnx. One float input `[rows, k]`; every graph output is
 //! answered. A graph candle cannot evaluate (an operator it lacks, such as scikit-learn's
 //! `ai.onnx.ml` ones) is refused at load with candle's reason: a dry run on one row of zeros.
+//! A graph that computes each row on its own (an MLP does; one that mixes rows, or whose batch
+//! dimension is fixed, does not) says so ([`OnnxModel::row_shapes`]), and its callers may run
+//! the rows of many requests at once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -25,6 +28,10 @@ pub struct OnnxModel {
     input: String,
     width: usize,
     outputs: Vec<String>,
+    /// Each output's shape past the rows, when the graph computes each row on its own.
+    row_shapes: Option<Vec<Vec<usize>>>,
+    /// Float weights in the graph: about the multiply-adds of one row.
+    weights: usize,
     device: Device,
 }
 
@@ -74,8 +81,8 @@ impl OnnxModel {
                 .unwrap_or_default(),
             _ => return Err(bad(format!("input `{}` is not a tensor", input.name))),
         };
-        let width = match dims.as_slice() {
-            [_, Some(k)] if *k > 0 => *k as usize,
+        let (width, fixed_rows) = match dims.as_slice() {
+            [rows, Some(k)] if *k > 0 => (*k as usize, rows.is_some()),
             other => {
                 return Err(bad(format!(
                     "input `{}` has shape {other:?}; Petri serves [rows, features] with a known \
@@ -84,17 +91,69 @@ impl OnnxModel {
                 )));
             }
         };
-        let model = OnnxModel {
+        let weights = graph
+            .initializer
+            .iter()
+            .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
+            .sum();
+        let mut model = OnnxModel {
             outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
             input: input.name.clone(),
             width,
             proto,
+            row_shapes: None,
+            weights,
             device: device.clone(),
         };
-        model
+        let zeros = model
             .run(vec![0.0; width], 1)
             .map_err(|e| bad(format!("model.onnx cannot be run: {e}")))?;
+        if !fixed_rows {
+            model.row_shapes = model.rows_apart(zeros);
+        }
         Ok(model)
+    }
+
+    /// Each output's shape past the rows, when the graph computes each row on its own (two
+    /// different rows run together answered what each answers alone at load); `None` when it
+    /// does not, or its batch dimension is fixed: then each request must run alone.
+    pub fn row_shapes(&self) -> Option<&[Vec<usize>]> {
+        self.row_shapes.as_deref()
+    }
+
+    /// About the multiply-adds of running `rows` rows (a dense network's weights, once a row).
+    pub fn cost(&self, rows: usize) -> usize {
+        rows * self.weights
+    }
+
+    /// The probe behind [`Self::row_shapes`]: a row of zeros and a row of ones, together and
+    /// apart.
+    fn rows_apart(&self, zeros: Vec<Output>) -> Option<Vec<Vec<usize>>> {
+        let ones = self.run(vec![1.0; self.width], 1).ok()?;
+        let mut both = vec![0.0; self.width];
+        both.resize(2 * self.width, 1.0);
+        let both = self.run(both, 2).ok()?;
+        let close = |a: &[f32], b: &[f32]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + x.abs().max(y.abs())))
+        };
+        zeros
+            .iter()
+            .zip(&ones)
+            .zip(&both)
+            .map(|(((_, s0, v0), (_, s1, v1)), (_, s2, v2))| {
+                let rest = s0.get(1..)?;
+                let apart = s0.first() == Some(&1)
+                    && s1.first() == Some(&1)
+                    && s2.first() == Some(&2)
+                    && s1.get(1..) == Some(rest)
+                    && s2.get(1..) == Some(rest);
+                let half = v2.len() / 2;
+                (apart && close(&v2[..half], v0) && close(&v2[half..], v1)).then(|| rest.to_vec())
+            })
+            .collect()
     }
 
     /// The graph's input name.
@@ -136,5 +195,149 @@ impl OnnxModel {
                 Ok((name.clone(), shape, values))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_onnx::onnx::tensor_proto::DataType;
+    use candle_onnx::onnx::tensor_shape_proto::{Dimension, dimension};
+    use candle_onnx::onnx::{
+        AttributeProto, GraphProto, NodeProto, TensorProto, TensorShapeProto, TypeProto,
+        ValueInfoProto, attribute_proto::AttributeType,
+    };
+
+    use super::*;
+
+    fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    fn int(name: &str, i: i64) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            i,
+            r#type: AttributeType::Int as i32,
+            ..Default::default()
+        }
+    }
+
+    fn weights(name: &str, dims: &[i64], values: Vec<f32>) -> TensorProto {
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: DataType::Float as i32,
+            float_data: values,
+            ..Default::default()
+        }
+    }
+
+    fn value(name: &str, rows: Option<i64>, k: i64) -> ValueInfoProto {
+        let dim = |v| Dimension {
+            value: Some(v),
+            ..Default::default()
+        };
+        let rows = match rows {
+            Some(n) => dimension::Value::DimValue(n),
+            None => dimension::Value::DimParam("batch".into()),
+        };
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: DataType::Float as i32,
+                    shape: Some(TensorShapeProto {
+                        dim: vec![dim(rows), dim(dimension::Value::DimValue(k))],
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// An MLP of 2 inputs, 3 hidden relu units and 2 classes, as PyTorch's exporter writes
+    /// `Linear` (Gemm with transB); its softmax over `axis` (1: each row's classes; 0: mixes
+    /// the rows).
+    fn mlp(rows: Option<i64>, axis: i64) -> Vec<u8> {
+        let graph = GraphProto {
+            node: vec![
+                node("Gemm", &["x", "w1", "b1"], "h", vec![int("transB", 1)]),
+                node("Relu", &["h"], "r", vec![]),
+                node("Gemm", &["r", "w2", "b2"], "z", vec![int("transB", 1)]),
+                node("Softmax", &["z"], "p", vec![int("axis", axis)]),
+            ],
+            initializer: vec![
+                weights("w1", &[3, 2], vec![1.0, -1.0, 0.5, 2.0, -1.0, 0.25]),
+                weights("b1", &[3], vec![0.1, 0.2, 0.3]),
+                weights("w2", &[2, 3], vec![1.0, 0.0, -1.0, 0.5, 1.0, 1.0]),
+                weights("b2", &[2], vec![0.0, 0.5]),
+            ],
+            input: vec![value("x", rows, 2)],
+            output: vec![value("p", rows, 2)],
+            ..Default::default()
+        };
+        ModelProto {
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_graph_that_computes_rows_apart_can_batch_them() {
+        let g = OnnxModel::from_bytes(&mlp(None, 1), &Device::Cpu).unwrap();
+        assert_eq!((g.input(), g.width()), ("x", 2));
+        assert_eq!(g.row_shapes(), Some(&[vec![2]][..]));
+        assert_eq!(g.cost(10), 10 * (6 + 3 + 6 + 2));
+        // Three rows at once answer what each answers alone.
+        let rows = [[0.5, -2.0], [3.0, 1.0], [-1.0, 0.25]];
+        let together = g.run(rows.concat(), 3).unwrap();
+        assert_eq!(together[0].1, vec![3, 2]);
+        for (i, row) in rows.iter().enumerate() {
+            let alone = g.run(row.to_vec(), 1).unwrap();
+            let got = &together[0].2[2 * i..2 * i + 2];
+            assert!(
+                got.iter()
+                    .zip(&alone[0].2)
+                    .all(|(a, b)| (a - b).abs() < 1e-6),
+                "{got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_graph_that_mixes_rows_or_fixes_their_number_runs_each_request_alone() {
+        // A softmax over the rows: served, but never batched.
+        let mixes = OnnxModel::from_bytes(&mlp(None, 0), &Device::Cpu).unwrap();
+        assert_eq!(mixes.row_shapes(), None);
+        // A batch dimension of one, fixed in the graph.
+        let fixed = OnnxModel::from_bytes(&mlp(Some(1), 1), &Device::Cpu).unwrap();
+        assert_eq!(fixed.row_shapes(), None);
+    }
+
+    #[test]
+    fn a_graph_candle_cannot_run_is_refused_with_the_reason() {
+        let mut bytes = mlp(None, 1);
+        bytes.truncate(bytes.len() / 2);
+        let e = OnnxModel::from_bytes(&bytes, &Device::Cpu).unwrap_err();
+        assert!(e.to_string().contains("not an ONNX model"), "{e}");
+        let odd = ModelProto {
+            graph: Some(GraphProto {
+                node: vec![node("NoSuchOp", &["x"], "p", vec![])],
+                input: vec![value("x", None, 2)],
+                output: vec![value("p", None, 2)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = OnnxModel::from_bytes(&odd.encode_to_vec(), &Device::Cpu).unwrap_err();
+        assert!(e.to_string().contains("cannot be run"), "{e}");
     }
 }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use petri_ml::spec::{Input, ModelSpec};
+use petri_ml::onnx::Output;
 pub use petri_ml::{Device, reserved_device};
-use petri_ml::{MlError, Mlp, Prediction, Rows};
+use petri_ml::{MlError, Mlp, OnnxModel};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Batching limits.
@@ -47,12 +47,12 @@ pub enum RunError {
     Unavailable(String),
 }
 
-/// The class probabilities of a batch, one vector per row.
+/// What a batch gave, one vector per row (for Petri's format, the class probabilities).
 pub type Ran = Pin<Box<dyn Future<Output = Result<Vec<Vec<f32>>, RunError>> + Send>>;
 
-/// What runs a batch of feature vectors.
+/// What runs a batch of rows.
 pub trait Engine: Send + Sync + 'static {
-    /// The probabilities of `rows` feature vectors (`rows × width`, row after row).
+    /// The answers to `rows` rows (`rows × width` numbers, row after row), one vector a row.
     fn run(&self, features: Vec<f32>, rows: usize) -> Ran;
     /// How many batches may run at once.
     fn parallel(&self) -> usize {
@@ -86,6 +86,71 @@ impl Engine for Local {
     }
 }
 
+/// An ONNX graph that computes each row on its own ([`OnnxModel::row_shapes`]) in this process:
+/// a row's answer is its slice of every output, one output after another. Inline when it costs
+/// little, as [`Local`] does.
+pub struct Graph {
+    pub graph: Arc<OnnxModel>,
+    /// The numbers of a row in each output.
+    per_row: Arc<[usize]>,
+}
+
+impl Graph {
+    /// `None` when the graph does not compute its rows apart.
+    pub fn new(graph: Arc<OnnxModel>) -> Option<Graph> {
+        let per_row = graph
+            .row_shapes()?
+            .iter()
+            .map(|s| s.iter().product())
+            .collect::<Vec<usize>>()
+            .into();
+        Some(Graph { graph, per_row })
+    }
+
+    /// The numbers of a row in each output, one after another in a row's answer.
+    pub fn per_row(&self) -> &[usize] {
+        &self.per_row
+    }
+
+    fn rows_of(
+        per_row: &[usize],
+        out: Result<Vec<Output>, MlError>,
+        rows: usize,
+    ) -> Result<Vec<Vec<f32>>, RunError> {
+        let out = out.map_err(|e| RunError::Failed(e.to_string()))?;
+        let each: usize = per_row.iter().sum();
+        let mut answers: Vec<Vec<f32>> = (0..rows).map(|_| Vec::with_capacity(each)).collect();
+        for ((name, _, values), n) in out.iter().zip(per_row) {
+            if values.len() != rows * n {
+                return Err(RunError::Failed(format!(
+                    "output `{name}` gave {} values for {rows} rows of {n}",
+                    values.len()
+                )));
+            }
+            for (answer, chunk) in answers.iter_mut().zip(values.chunks_exact((*n).max(1))) {
+                answer.extend_from_slice(chunk);
+            }
+        }
+        Ok(answers)
+    }
+}
+
+impl Engine for Graph {
+    fn run(&self, features: Vec<f32>, rows: usize) -> Ran {
+        let (g, per_row) = (self.graph.clone(), self.per_row.clone());
+        if g.cost(rows) <= INLINE_COST {
+            let out = Graph::rows_of(&per_row, g.run(features, rows), rows);
+            return Box::pin(std::future::ready(out));
+        }
+        Box::pin(async move {
+            let out = tokio::task::spawn_blocking(move || g.run(features, rows))
+                .await
+                .map_err(|e| RunError::Failed(e.to_string()))?;
+            Graph::rows_of(&per_row, out, rows)
+        })
+    }
+}
+
 /// A batch's answer to one request: its rows' probabilities and the batch's size in rows.
 type Answer = Result<(Vec<Vec<f32>>, usize), RunError>;
 
@@ -96,12 +161,12 @@ struct Pending {
     answer: oneshot::Sender<Answer>,
 }
 
-/// A model behind a batching queue. Cheap to clone.
+/// An engine behind a batching queue: rows of `width` numbers in, one vector per row out.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
-    spec: Arc<ModelSpec>,
-    /// The inputs a request must carry (`ModelSpec::columns`, worked out once).
-    columns: Arc<[Input]>,
+    /// The numbers in a row.
+    width: usize,
     engine: Arc<dyn Engine>,
     /// The engine's slots ([`Engine::parallel`]), shared by the queue's batches and the batches
     /// run at once, so that the engine never runs more than it says it can.
@@ -125,9 +190,9 @@ impl From<MlError> for PredictError {
 }
 
 impl Batcher {
-    /// Starts the worker on the current Tokio runtime.
+    /// Starts the worker on the current Tokio runtime, for rows of `width` numbers.
     pub fn start(
-        spec: Arc<ModelSpec>,
+        width: usize,
         engine: Arc<dyn Engine>,
         limits: BatchLimits,
         on_batch: impl Fn(usize) + Send + 'static,
@@ -136,8 +201,7 @@ impl Batcher {
         let slots = Arc::new(Semaphore::new(engine.parallel().max(1)));
         tokio::spawn(work(engine.clone(), slots.clone(), limits, rx, on_batch));
         Batcher {
-            columns: spec.columns().into(),
-            spec,
+            width,
             engine,
             slots,
             queue: tx,
@@ -145,33 +209,9 @@ impl Batcher {
         }
     }
 
-    /// The model's `model.json`.
-    pub fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
-    /// The inputs a request must carry.
-    pub fn columns(&self) -> &[Input] {
-        &self.columns
-    }
-
     /// How many requests are queued or running.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
-    }
-
-    /// Each row's class and probabilities, batched with whatever else is waiting; and how many
-    /// rows the batch held.
-    pub async fn predict(
-        &self,
-        rows: &(dyn Rows + Sync),
-    ) -> Result<(Vec<Prediction>, usize), PredictError> {
-        if rows.is_empty() {
-            return Ok((Vec::new(), 0));
-        }
-        let features = self.spec.featurize(rows)?;
-        let (probabilities, batch) = self.run(features, rows.len()).await?;
-        Ok((self.spec.label(probabilities), batch))
     }
 
     /// The probabilities of `rows` feature vectors that already are a batch (the daemon's front
@@ -196,11 +236,11 @@ impl Batcher {
     }
 
     fn check_width(&self, features: &[f32], rows: usize) -> Result<(), MlError> {
-        if features.len() != rows * self.spec.width() {
+        if features.len() != rows * self.width {
             return Err(MlError::BadInput(format!(
                 "{} values are not {rows} rows of {} features",
                 features.len(),
-                self.spec.width()
+                self.width
             )));
         }
         Ok(())
@@ -331,23 +371,7 @@ pub fn from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
 mod tests {
     use std::sync::atomic::Ordering::SeqCst;
 
-    use serde_json::json;
-
     use super::*;
-
-    /// A model of one number in and two classes out.
-    fn spec() -> Arc<ModelSpec> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "format": "petri-mlp", "version": 1,
-                "architecture": {"layers": [1, 2], "activation": "relu", "output": "softmax"},
-                "features": {"numeric": [{"name": "x", "mean": 0.0, "scale": 1.0}],
-                             "categorical": [], "order": ["x"]},
-                "classes": ["low", "high"]
-            }))
-            .unwrap(),
-        )
-    }
 
     /// An engine that takes a moment per batch, answers `[x, 1 - x]` per row, and counts how
     /// many batches it ran at once.
@@ -376,12 +400,7 @@ mod tests {
     #[tokio::test]
     async fn formed_batches_and_queued_requests_share_the_engines_slots() {
         let engine = Arc::new(Slow::default());
-        let b = Batcher::start(
-            spec(),
-            Arc::new(engine.clone()),
-            BatchLimits::default(),
-            |_| {},
-        );
+        let b = Batcher::start(1, Arc::new(engine.clone()), BatchLimits::default(), |_| {});
         // A formed batch answers its own rows, in order, run as it came.
         let p = b.run_formed(vec![0.25, 0.5], 2).await.unwrap();
         assert_eq!(p, vec![vec![0.25, 0.75], vec![0.5, 0.5]]);

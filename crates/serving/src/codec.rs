@@ -378,12 +378,17 @@ fn elements(t: &mut InferInput) -> Result<Vec<Value>, BadRequest> {
             t.name, t.shape
         )));
     }
-    let n: i64 = t.shape.iter().product();
-    if n as usize != data.len() {
+    // Checked: a shape whose product overflows must not wrap around to the data's length.
+    let n = t
+        .shape
+        .iter()
+        .try_fold(1usize, |n, d| n.checked_mul(*d as usize));
+    if n != Some(data.len()) {
         return Err(bad(format!(
-            "input `{}` has shape {:?} ({n} elements) but its data holds {}",
+            "input `{}` has shape {:?} ({} elements) but its data holds {}",
             t.name,
             t.shape,
+            n.map_or("too many".to_string(), |n| n.to_string()),
             data.len()
         )));
     }
@@ -896,6 +901,18 @@ mod tests {
             e.contains("shape [3] (3 elements) but its data holds 2"),
             "{e}"
         );
+        // A shape whose product overflows is not taken for the data's length (here none).
+        let huge = 1i64 << 62;
+        let e = oip_matrix(
+            &mut req(
+                json!({"inputs": [{"name": "x", "shape": [huge, 4], "datatype": "FP32", "data": []}]}),
+            ),
+            "x",
+            4,
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("(too many elements)"), "{e}");
         let e = err(
             json!({"inputs": [{"name": "a", "shape": [1], "datatype": "BYTES", "data": ["1"]}]}),
         );

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use petri_ml::spec::ModelSpec;
-use petri_ml::{MlError, Mlp};
+use petri_ml::onnx::Output;
+use petri_ml::spec::{Input, ModelSpec};
+use petri_ml::{MlError, Mlp, OnnxModel, Prediction, Rows};
 use serde_json::{Value, json};
 
-use crate::batch::{BatchLimits, Batcher, Engine, Local, PredictError, RunError};
+use crate::batch::{BatchLimits, Batcher, Engine, Graph, Local, PredictError, RunError};
 use crate::codec::{self, BadRequest, InferResponse};
 
 /// Why a request was not answered: the caller's mistake (400), the model's failure (500), or no
@@ -64,10 +65,40 @@ pub struct Counters {
     pub latency_us: AtomicU64,
 }
 
-/// What runs the requests: Petri's format behind its batcher, or an ONNX graph.
+/// What runs the requests.
 enum Loaded {
-    Mlp(Batcher),
-    Onnx(Arc<petri_ml::OnnxModel>),
+    /// Petri's format: `model.json` reads the rows and labels their answers; the batcher runs
+    /// them (here, or in a replica).
+    Mlp(Featurized),
+    /// An ONNX graph: batched when it computes its rows apart, else each request alone.
+    Onnx {
+        graph: Arc<OnnxModel>,
+        batched: Option<(Batcher, Arc<[usize]>)>,
+    },
+}
+
+/// A model in Petri's format behind its batcher.
+struct Featurized {
+    spec: Arc<ModelSpec>,
+    /// The inputs a request must carry (`ModelSpec::columns`, worked out once).
+    columns: Box<[Input]>,
+    batcher: Batcher,
+}
+
+impl Featurized {
+    /// Each row's class and probabilities, batched with whatever else is waiting; and how many
+    /// rows the batch held.
+    async fn predict(
+        &self,
+        rows: &(dyn Rows + Sync),
+    ) -> Result<(Vec<Prediction>, usize), PredictError> {
+        if rows.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let features = self.spec.featurize(rows)?;
+        let (probabilities, batch) = self.batcher.run(features, rows.len()).await?;
+        Ok((self.spec.label(probabilities), batch))
+    }
 }
 
 /// A model being served.
@@ -91,11 +122,21 @@ impl ModelServer {
         let counters = Arc::new(Counters::default());
         let onnx = dir.join(petri_ml::onnx::ONNX_FILE).exists() && !dir.join("model.json").exists();
         let model = if onnx {
-            Loaded::Onnx(Arc::new(petri_ml::OnnxModel::load(dir, device)?))
+            let graph = Arc::new(OnnxModel::load(dir, device)?);
+            let batched = Graph::new(graph.clone()).map(|engine| {
+                let per_row: Arc<[usize]> = engine.per_row().into();
+                let c = counters.clone();
+                let b = Batcher::start(graph.width(), Arc::new(engine), limits, move |rows| {
+                    c.batches.fetch_add(1, Ordering::Relaxed);
+                    c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
+                });
+                (b, per_row)
+            });
+            Loaded::Onnx { graph, batched }
         } else {
             let model = Arc::new(Mlp::load(dir, device)?);
             let spec = Arc::new(model.spec().clone());
-            Loaded::Mlp(Self::batcher(
+            Loaded::Mlp(Self::featurized(
                 spec,
                 Arc::new(Local(model)),
                 limits,
@@ -123,29 +164,35 @@ impl ModelServer {
         ModelServer {
             name: name.to_string(),
             version: version.to_string(),
-            model: Loaded::Mlp(Self::batcher(spec, engine, limits, &counters)),
+            model: Loaded::Mlp(Self::featurized(spec, engine, limits, &counters)),
             counters,
         }
     }
 
-    fn batcher(
+    fn featurized(
         spec: Arc<ModelSpec>,
         engine: Arc<dyn Engine>,
         limits: BatchLimits,
         counters: &Arc<Counters>,
-    ) -> Batcher {
+    ) -> Featurized {
         let c = counters.clone();
-        Batcher::start(spec, engine, limits, move |rows| {
+        let batcher = Batcher::start(spec.width(), engine, limits, move |rows| {
             c.batches.fetch_add(1, Ordering::Relaxed);
             c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
-        })
+        });
+        Featurized {
+            columns: spec.columns().into(),
+            spec,
+            batcher,
+        }
     }
 
-    /// Requests queued or running (for Petri's format; an ONNX graph answers none later).
+    /// Requests queued or running (those of a graph that runs each request alone are not
+    /// counted).
     pub fn pending(&self) -> usize {
         match &self.model {
-            Loaded::Mlp(b) => b.pending(),
-            Loaded::Onnx(_) => 0,
+            Loaded::Mlp(m) => m.batcher.pending(),
+            Loaded::Onnx { batched, .. } => batched.as_ref().map_or(0, |(b, _)| b.pending()),
         }
     }
 
@@ -153,12 +200,12 @@ impl ModelServer {
     /// probabilities, row after row, run at once (it is a batch already). For Petri's format
     /// only.
     pub async fn run_batch(&self, features: Vec<f32>, rows: usize) -> Result<Vec<f32>, Refusal> {
-        let Loaded::Mlp(b) = &self.model else {
+        let Loaded::Mlp(m) = &self.model else {
             return Err(Refusal::Bad(
                 "this model takes requests, not feature vectors".into(),
             ));
         };
-        let p = b.run_formed(features, rows).await?;
+        let p = m.batcher.run_formed(features, rows).await?;
         let c = &self.counters;
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
@@ -166,29 +213,54 @@ impl ModelServer {
         Ok(p.into_iter().flatten().collect())
     }
 
-    /// Runs an ONNX graph on a blocking thread.
+    /// Runs `rows` rows through an ONNX graph: batched with other requests when it computes its
+    /// rows apart, else alone on a blocking thread. Its outputs, and the rows of the batch.
     async fn run_graph(
-        g: &Arc<petri_ml::OnnxModel>,
+        graph: &Arc<OnnxModel>,
+        batched: &Option<(Batcher, Arc<[usize]>)>,
         matrix: Vec<f32>,
         rows: usize,
-    ) -> Result<Vec<petri_ml::onnx::Output>, Refusal> {
-        let g = g.clone();
-        tokio::task::spawn_blocking(move || g.run(matrix, rows))
+    ) -> Result<(Vec<Output>, usize), Refusal> {
+        if let (Some((batcher, per_row)), Some(shapes)) = (batched, graph.row_shapes())
+            && rows > 0
+        {
+            let (answers, batch) = batcher.run(matrix, rows).await?;
+            // Each row's answer is its slice of every output, one after another.
+            let mut at = 0;
+            let outputs = graph
+                .outputs()
+                .iter()
+                .zip(shapes)
+                .zip(per_row.iter())
+                .map(|((name, shape), &n)| {
+                    let values = answers
+                        .iter()
+                        .flat_map(|a| a[at..at + n].iter().copied())
+                        .collect();
+                    at += n;
+                    let shape = std::iter::once(rows).chain(shape.iter().copied()).collect();
+                    (name.clone(), shape, values)
+                })
+                .collect();
+            return Ok((outputs, batch));
+        }
+        let g = graph.clone();
+        let out = tokio::task::spawn_blocking(move || g.run(matrix, rows))
             .await
-            .map_err(|e| Refusal::Failed(e.to_string()))?
-            .map_err(Refusal::from)
+            .map_err(|e| Refusal::Failed(e.to_string()))??;
+        Ok((out, rows))
     }
 
     /// OIP model metadata: `GET /v2/models/{name}`.
     pub fn metadata(&self) -> Value {
         match &self.model {
-            Loaded::Mlp(b) => {
-                let spec = b.spec();
+            Loaded::Mlp(m) => {
+                let spec = &m.spec;
                 json!({
                     "name": self.name,
                     "versions": [self.version],
                     "platform": "petri-candle",
-                    "inputs": b.columns().iter().map(|i| json!({
+                    "inputs": m.columns.iter().map(|i| json!({
                         "name": i.name, "datatype": codec::oip_type(&i.kind), "shape": [-1]
                     })).collect::<Vec<_>>(),
                     "outputs": [
@@ -198,7 +270,7 @@ impl ModelServer {
                     "parameters": {"classes": spec.classes, "target": spec.target},
                 })
             }
-            Loaded::Onnx(g) => json!({
+            Loaded::Onnx { graph: g, .. } => json!({
                 "name": self.name,
                 "versions": [self.version],
                 "platform": "petri-candle-onnx",
@@ -248,16 +320,16 @@ impl ModelServer {
     ) -> Result<((Vec<u8>, Option<usize>), usize, usize), Refusal> {
         let mut req = codec::parse_infer(body, header_len)?;
         let (outputs, rows, batch) = match &self.model {
-            Loaded::Mlp(b) => {
-                let rows = codec::oip_rows(&mut req, b.columns())?;
-                let (predictions, batch) = b.predict(&rows).await?;
-                let outputs = codec::oip_outputs(&req, &predictions, &b.spec().classes)?;
+            Loaded::Mlp(m) => {
+                let rows = codec::oip_rows(&mut req, &m.columns)?;
+                let (predictions, batch) = m.predict(&rows).await?;
+                let outputs = codec::oip_outputs(&req, &predictions, &m.spec.classes)?;
                 (outputs, rows.rows, batch)
             }
-            Loaded::Onnx(g) => {
-                let (matrix, rows) = codec::oip_matrix(&mut req, g.input(), g.width())?;
-                let out = Self::run_graph(g, matrix, rows).await?;
-                (codec::graph_outputs(&req, out)?, rows, rows)
+            Loaded::Onnx { graph, batched } => {
+                let (matrix, rows) = codec::oip_matrix(&mut req, graph.input(), graph.width())?;
+                let (out, batch) = Self::run_graph(graph, batched, matrix, rows).await?;
+                (codec::graph_outputs(&req, out)?, rows, batch)
             }
         };
         let response = InferResponse {
@@ -276,14 +348,14 @@ impl ModelServer {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| Refusal::Bad(format!("the body is not JSON: {e}")))?;
             match &self.model {
-                Loaded::Mlp(b) => {
-                    let rows = codec::scoring_rows(&v, b.columns())?;
-                    let (predictions, batch) = b.predict(&rows).await?;
+                Loaded::Mlp(m) => {
+                    let rows = codec::scoring_rows(&v, &m.columns)?;
+                    let (predictions, batch) = m.predict(&rows).await?;
                     Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows, batch))
                 }
-                Loaded::Onnx(g) => {
-                    let (matrix, rows) = codec::scoring_matrix(&v, g.width())?;
-                    let out = Self::run_graph(g, matrix, rows).await?;
+                Loaded::Onnx { graph, batched } => {
+                    let (matrix, rows) = codec::scoring_matrix(&v, graph.width())?;
+                    let (out, batch) = Self::run_graph(graph, batched, matrix, rows).await?;
                     // MLflow answers the (first) output, one entry per row.
                     let (_, shape, values) = out.into_iter().next().unwrap_or_default();
                     let per_row = shape.iter().skip(1).product::<usize>().max(1);
@@ -291,7 +363,7 @@ impl ModelServer {
                         .chunks(per_row)
                         .map(|c| if per_row == 1 { json!(c[0]) } else { json!(c) })
                         .collect();
-                    Ok((json!({ "predictions": predictions }), rows, rows))
+                    Ok((json!({ "predictions": predictions }), rows, batch))
                 }
             }
         }
@@ -300,5 +372,118 @@ impl ModelServer {
         let r = r.map(|x| (x.0, x.2));
         self.count(began, &r, rows);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use petri_ml::Device;
+
+    use super::*;
+
+    /// A folder holding the MLP PyTorch exported (petri-ml's fixture) as `model.onnx`.
+    fn torch_graph() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../ml/tests/fixtures/torch_mlp.onnx");
+        std::fs::copy(fixture, dir.path().join(petri_ml::onnx::ONNX_FILE)).unwrap();
+        dir
+    }
+
+    fn body(rows: &[[f32; 4]]) -> Vec<u8> {
+        serde_json::to_vec(&json!({"inputs": [{
+            "name": "features", "datatype": "FP32", "shape": [rows.len(), 4],
+            "data": rows.concat(),
+        }]}))
+        .unwrap()
+    }
+
+    fn probabilities(answer: &[u8]) -> (Vec<usize>, Vec<f32>) {
+        let v: Value = serde_json::from_slice(answer).unwrap();
+        let out = &v["outputs"][0];
+        assert_eq!(out["name"], "probabilities", "{v}");
+        (
+            serde_json::from_value(out["shape"].clone()).unwrap(),
+            serde_json::from_value(out["data"].clone()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_onnx_graph_runs_the_rows_of_many_requests_at_once() {
+        let dir = torch_graph();
+        let limits = BatchLimits::default();
+        let s = Arc::new(ModelServer::load("g", "1", dir.path(), &Device::Cpu, limits).unwrap());
+        let rows: Vec<[f32; 4]> = (0..24)
+            .map(|i| {
+                [
+                    i as f32 / 8.0,
+                    1.0 - i as f32 / 10.0,
+                    0.5,
+                    -(i as f32) / 5.0,
+                ]
+            })
+            .collect();
+        // Each row alone first: what it must answer however it is batched.
+        let mut alone = Vec::new();
+        for r in &rows {
+            let (answer, _, batch) = s.infer(&body(&[*r]), None).await.unwrap();
+            assert_eq!(batch, 1);
+            alone.push(probabilities(&answer).1);
+        }
+        let before = s.counters.batches.load(Ordering::Relaxed);
+        // Twelve requests of two rows each, at once.
+        let asked: Vec<_> = rows
+            .chunks(2)
+            .map(|pair| {
+                let (s, b) = (s.clone(), body(pair));
+                tokio::spawn(async move { s.infer(&b, None).await.unwrap() })
+            })
+            .collect();
+        let mut largest = 0;
+        for (i, h) in asked.into_iter().enumerate() {
+            let (answer, _, batch) = h.await.unwrap();
+            largest = largest.max(batch);
+            let (shape, got) = probabilities(&answer);
+            assert_eq!(shape, vec![2, 3]);
+            let want = [&alone[2 * i][..], &alone[2 * i + 1][..]].concat();
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+                "request {i}: {got:?} against {want:?}"
+            );
+        }
+        let batches = s.counters.batches.load(Ordering::Relaxed) - before;
+        assert!(
+            batches < 12 && largest > 2,
+            "{batches} batches, the largest {largest} rows"
+        );
+        assert_eq!(s.pending(), 0);
+        // The MLflow scoring protocol takes the same path.
+        let (v, _) = s
+            .score(&serde_json::to_vec(&json!({"inputs": [rows[3]]})).unwrap())
+            .await
+            .unwrap();
+        let p: Vec<Vec<f32>> = serde_json::from_value(v["predictions"].clone()).unwrap();
+        assert!(
+            p[0].iter()
+                .zip(&alone[3])
+                .all(|(a, b)| (a - b).abs() < 1e-6)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_a_graph_cannot_take_is_refused_before_it_runs() {
+        let dir = torch_graph();
+        let s =
+            ModelServer::load("g", "1", dir.path(), &Device::Cpu, BatchLimits::default()).unwrap();
+        let wrong = serde_json::to_vec(&json!({"inputs": [{
+            "name": "features", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3],
+        }]}))
+        .unwrap();
+        let Err(Refusal::Bad(m)) = s.infer(&wrong, None).await else {
+            panic!("a row of 3 features was taken");
+        };
+        assert!(m.contains("expected [rows, 4]"), "{m}");
+        assert_eq!(s.counters.batches.load(Ordering::Relaxed), 0);
+        assert_eq!(s.counters.refused.load(Ordering::Relaxed), 1);
     }
 }
