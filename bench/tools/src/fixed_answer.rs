@@ -1,11 +1,14 @@
 //! P3's HTTP limit: a server that reads each request whole and answers one fixed Open Inference
-//! Protocol response at once, with no routing, no auth and no model. Timing a load generator
-//! against it measures what HTTP/1.1 itself costs on this machine, the generator included.
+//! Protocol response at once, with no auth and no model. Timing a load generator against it
+//! measures what HTTP/1.1 itself costs on this machine, the generator included.
 //!
-//! Usage: fixed-answer [--body FILE] [--threads N]
+//! Usage: fixed-answer [--body FILE] [--threads N] [--axum]
 //!   --body FILE   the answer's bytes (bench.py gives it Petri's own answer to the same request,
 //!                 so both send the same bytes back); a one-row OIP answer when absent.
 //!   --threads N   Tokio worker threads (default: one per core, as Petri's daemon has).
+//!   --axum        an axum handler on the OIP's infer route (the reference the issue names, and
+//!                 the framework Petri's daemon is built on); without it, hyper alone with no
+//!                 routing at all (a lower floor).
 //!
 //! Listens on 127.0.0.1 on a free port, prints `http://127.0.0.1:PORT` on the first line of
 //! stdout and serves until killed. HTTP/1.1 with keep-alive, TCP_NODELAY on every connection.
@@ -16,6 +19,7 @@ use std::io::Write;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -27,6 +31,7 @@ const ONE_ROW: &str = r#"{"model_name":"iris","model_version":"1","outputs":[{"n
 fn main() {
     let mut body = Bytes::from_static(ONE_ROW.as_bytes());
     let mut threads = 0usize;
+    let mut axum = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -43,7 +48,10 @@ fn main() {
                     .and_then(|n| n.parse().ok())
                     .unwrap_or_else(|| fail("--threads takes a number"));
             }
-            _ => fail(&format!("unknown argument {a}; usage: fixed-answer [--body FILE] [--threads N]")),
+            "--axum" => axum = true,
+            _ => fail(&format!(
+                "unknown argument {a}; usage: fixed-answer [--body FILE] [--threads N] [--axum]"
+            )),
         }
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -52,7 +60,11 @@ fn main() {
         rt.worker_threads(threads);
     }
     let rt = rt.build().unwrap_or_else(|e| fail(&format!("no runtime: {e}")));
-    rt.block_on(serve(body));
+    if axum {
+        rt.block_on(serve_axum(body));
+    } else {
+        rt.block_on(serve(body));
+    }
 }
 
 fn fail(message: &str) -> ! {
@@ -60,7 +72,8 @@ fn fail(message: &str) -> ! {
     std::process::exit(2);
 }
 
-async fn serve(answer: Bytes) {
+/// Listens on a free loopback port and prints its address.
+async fn listen() -> TcpListener {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
@@ -69,6 +82,30 @@ async fn serve(answer: Bytes) {
         .unwrap_or_else(|e| fail(&format!("no address: {e}")));
     println!("http://{addr}");
     let _ = std::io::stdout().flush();
+    listener
+}
+
+/// An axum router: `POST /v2/models/{name}/infer` takes the body whole and answers the fixed
+/// bytes; any other request gets the same answer (the bench's GET timings use `/`).
+async fn serve_axum(answer: Bytes) {
+    use axum::serve::ListenerExt;
+    let answer_to = move || {
+        let answer = answer.clone();
+        move |_body: Bytes| async move { ([(CONTENT_TYPE, "application/json")], answer) }
+    };
+    let app = axum::Router::new()
+        .route("/v2/models/{name}/infer", axum::routing::post(answer_to()))
+        .fallback(answer_to());
+    let listener = listen().await.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    if let Err(e) = axum::serve(listener, app).await {
+        fail(&format!("serving: {e}"));
+    }
+}
+
+async fn serve(answer: Bytes) {
+    let listener = listen().await;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

@@ -62,8 +62,8 @@ impl Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for So
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TcpPeer(pub std::net::SocketAddr);
 
-impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for TcpPeer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+impl Connected<axum::serve::IncomingStream<'_, crate::NoDelay>> for TcpPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::NoDelay>) -> Self {
         TcpPeer(*stream.remote_addr())
     }
 }

@@ -266,6 +266,25 @@ fn notebook_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A TCP listener whose connections send an answer when it is written, not after the
+/// acknowledgement of the one before (`TCP_NODELAY`), as HTTP servers do.
+pub(crate) struct NoDelay(pub tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = io.set_nodelay(true);
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        axum::serve::Listener::local_addr(&self.0)
+    }
+}
+
 /// Serves `router` on `listener`, through TLS when `tls` is given, until `shutdown`.
 async fn serve_tcp(
     listener: tokio::net::TcpListener,
@@ -283,7 +302,7 @@ async fn serve_tcp(
                 .await
         }
         None => {
-            axum::serve(listener, app)
+            axum::serve(NoDelay(listener), app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }

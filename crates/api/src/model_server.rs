@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use petri_daemon::serving::batch::{self, BatchLimits};
 use petri_daemon::serving::deploy::{BATCH_PATH, ROWS_HEADER};
 use petri_daemon::serving::server::{ModelServer, Refusal};
@@ -90,6 +91,9 @@ pub async fn run(o: ModelServerOptions) -> Result<(), String> {
         "petri model-server: {} version {} on {} (batches of up to {} rows, {:?} wait)",
         o.name, o.version, o.listen, limits.max_batch, limits.max_delay
     );
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(stopped())
         .await

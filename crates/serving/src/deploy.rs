@@ -444,7 +444,12 @@ impl Serving {
                 http: petri_queue::service::Services::default(),
                 moving: Mutex::default(),
                 stats: crate::stats::Stats::default(),
-                batches: Client::builder(TokioExecutor::new()).build_http(),
+                batches: Client::builder(TokioExecutor::new()).build({
+                    // A batch goes out when written.
+                    let mut c = HttpConnector::new();
+                    c.set_nodelay(true);
+                    c
+                }),
             }),
         };
         Ok(s)
