@@ -9,7 +9,7 @@ pub mod onnx;
 pub mod spec;
 
 pub use mlp::{Device, Mlp, Prediction, Rows};
-pub use onnx::OnnxModel;
+pub use onnx::{GraphIo, OnnxModel};
 
 /// Why a model could not be loaded or a request could not be answered.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use candle_onnx::onnx::{ModelProto, tensor_shape_proto, type_proto};
 use prost::Message;
+use serde::{Deserialize, Serialize};
 
 use crate::{Device, MlError, Result};
 
@@ -21,15 +22,25 @@ pub const ONNX_FILE: &str = "model.onnx";
 /// One output of a run: its name, shape and values.
 pub type Output = (String, Vec<usize>, Vec<f32>);
 
+/// What a graph takes and answers, learnt at load: enough to read its requests and write its
+/// answers where the graph itself is not (the daemon's front of a deployment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphIo {
+    /// The input's name.
+    pub input: String,
+    /// The numbers in a row.
+    pub width: usize,
+    /// The outputs' names.
+    pub outputs: Vec<String>,
+    /// Each output's shape past the rows, when the graph computes each row on its own.
+    pub row_shapes: Option<Vec<Vec<usize>>>,
+}
+
 /// A loaded ONNX graph, ready to run. Share it with an `Arc`.
 #[derive(Debug)]
 pub struct OnnxModel {
     proto: ModelProto,
-    input: String,
-    width: usize,
-    outputs: Vec<String>,
-    /// Each output's shape past the rows, when the graph computes each row on its own.
-    row_shapes: Option<Vec<Vec<usize>>>,
+    io: GraphIo,
     /// Float weights in the graph: about the multiply-adds of one row.
     weights: usize,
     device: Device,
@@ -97,11 +108,13 @@ impl OnnxModel {
             .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
             .sum();
         let mut model = OnnxModel {
-            outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
-            input: input.name.clone(),
-            width,
+            io: GraphIo {
+                input: input.name.clone(),
+                width,
+                outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
+                row_shapes: None,
+            },
             proto,
-            row_shapes: None,
             weights,
             device: device.clone(),
         };
@@ -109,7 +122,7 @@ impl OnnxModel {
             .run(vec![0.0; width], 1)
             .map_err(|e| bad(format!("model.onnx cannot be run: {e}")))?;
         if !fixed_rows {
-            model.row_shapes = model.rows_apart(zeros);
+            model.io.row_shapes = model.rows_apart(zeros);
         }
         Ok(model)
     }
@@ -118,7 +131,12 @@ impl OnnxModel {
     /// different rows run together answered what each answers alone at load); `None` when it
     /// does not, or its batch dimension is fixed: then each request must run alone.
     pub fn row_shapes(&self) -> Option<&[Vec<usize>]> {
-        self.row_shapes.as_deref()
+        self.io.row_shapes.as_deref()
+    }
+
+    /// What the graph takes and answers.
+    pub fn io(&self) -> &GraphIo {
+        &self.io
     }
 
     /// About the multiply-adds of running `rows` rows (a dense network's weights, once a row).
@@ -129,9 +147,10 @@ impl OnnxModel {
     /// The probe behind [`Self::row_shapes`]: a row of zeros and a row of ones, together and
     /// apart.
     fn rows_apart(&self, zeros: Vec<Output>) -> Option<Vec<Vec<usize>>> {
-        let ones = self.run(vec![1.0; self.width], 1).ok()?;
-        let mut both = vec![0.0; self.width];
-        both.resize(2 * self.width, 1.0);
+        let width = self.io.width;
+        let ones = self.run(vec![1.0; width], 1).ok()?;
+        let mut both = vec![0.0; width];
+        both.resize(2 * width, 1.0);
         let both = self.run(both, 2).ok()?;
         let close = |a: &[f32], b: &[f32]| {
             a.len() == b.len()
@@ -158,33 +177,34 @@ impl OnnxModel {
 
     /// The graph's input name.
     pub fn input(&self) -> &str {
-        &self.input
+        &self.io.input
     }
 
     /// How many features a row holds.
     pub fn width(&self) -> usize {
-        self.width
+        self.io.width
     }
 
     /// The graph's output names.
     pub fn outputs(&self) -> &[String] {
-        &self.outputs
+        &self.io.outputs
     }
 
     /// Runs `rows` rows (`matrix` row after row, `width` values each).
     pub fn run(&self, matrix: Vec<f32>, rows: usize) -> Result<Vec<Output>> {
-        if matrix.len() != rows * self.width {
+        let width = self.io.width;
+        if Some(matrix.len()) != rows.checked_mul(width) {
             return Err(MlError::BadInput(format!(
-                "{} values do not make {rows} rows of {} features",
+                "{} values do not make {rows} rows of {width} features",
                 matrix.len(),
-                self.width
             )));
         }
-        let x = Tensor::from_vec(matrix, (rows, self.width), &self.device)?;
+        let x = Tensor::from_vec(matrix, (rows, width), &self.device)?;
         let mut out =
-            candle_onnx::simple_eval(&self.proto, HashMap::from([(self.input.clone(), x)]))
+            candle_onnx::simple_eval(&self.proto, HashMap::from([(self.io.input.clone(), x)]))
                 .map_err(|e| MlError::Compute(e.to_string()))?;
-        self.outputs
+        self.io
+            .outputs
             .iter()
             .map(|name| {
                 let t = out

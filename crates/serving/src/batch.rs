@@ -107,11 +107,6 @@ impl Graph {
         Some(Graph { graph, per_row })
     }
 
-    /// The numbers of a row in each output, one after another in a row's answer.
-    pub fn per_row(&self) -> &[usize] {
-        &self.per_row
-    }
-
     fn rows_of(
         per_row: &[usize],
         out: Result<Vec<Output>, MlError>,
@@ -236,7 +231,7 @@ impl Batcher {
     }
 
     fn check_width(&self, features: &[f32], rows: usize) -> Result<(), MlError> {
-        if features.len() != rows * self.width {
+        if Some(features.len()) != rows.checked_mul(self.width) {
             return Err(MlError::BadInput(format!(
                 "{} values are not {rows} rows of {} features",
                 features.len(),
@@ -288,11 +283,13 @@ async fn work(
     on_batch: impl Fn(usize) + Send + 'static,
 ) {
     loop {
+        // A slot is taken only once there is work: an idle worker holding one would keep the
+        // batches run at once ([`Batcher::run_formed`]) waiting for ever.
+        let Some(first) = rx.recv().await else { return };
         // A batch forms while every slot is busy.
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = rx.recv().await else { return };
         let mut batch = vec![first];
         let mut rows = batch[0].rows;
         let deadline = tokio::time::Instant::now() + limits.max_delay;
@@ -401,8 +398,14 @@ mod tests {
     async fn formed_batches_and_queued_requests_share_the_engines_slots() {
         let engine = Arc::new(Slow::default());
         let b = Batcher::start(1, Arc::new(engine.clone()), BatchLimits::default(), |_| {});
+        // The worker has started and waits for requests: it holds no slot meanwhile, so a formed
+        // batch runs (it waited for ever when an idle worker held the engine's only slot).
+        tokio::time::sleep(Duration::from_millis(50)).await;
         // A formed batch answers its own rows, in order, run as it came.
-        let p = b.run_formed(vec![0.25, 0.5], 2).await.unwrap();
+        let p = tokio::time::timeout(Duration::from_secs(5), b.run_formed(vec![0.25, 0.5], 2))
+            .await
+            .expect("a formed batch waited for a slot no one used")
+            .unwrap();
         assert_eq!(p, vec![vec![0.25, 0.75], vec![0.5, 0.5]]);
         // Formed batches and queued requests at once: never more than one run at a time (the
         // engine's parallel() is 1), and every one answered with its own rows.

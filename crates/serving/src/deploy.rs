@@ -328,6 +328,9 @@ struct Inner {
 /// The path of a replica's batch route: feature vectors in, probabilities out (f32, little
 /// endian, row after row; the row count in [`ROWS_HEADER`]).
 pub const BATCH_PATH: &str = "/v2/batch";
+/// What an ONNX graph takes and answers ([`petri_ml::GraphIo`]), written beside a version's
+/// files when the daemon checks them, so that its front needs no graph of its own.
+pub const GRAPH_IO_FILE: &str = ".petri-graph-io.json";
 /// The header that carries a batch's row count.
 pub const ROWS_HEADER: &str = "petri-rows";
 /// How long a replica may take over one batch before it counts as gone.
@@ -560,22 +563,39 @@ impl Serving {
         }
     }
 
-    /// The front of a deployment of Petri's format (an ONNX graph or an MLflow model has none:
-    /// its requests are forwarded whole to a replica).
+    /// The front of a deployment of Petri's format, or of an ONNX graph that computes its rows
+    /// apart (a graph that mixes them, or an MLflow model, has none: its requests are forwarded
+    /// whole to a replica).
     fn front_for(&self, d: &Stored, routes: &[Route]) -> Option<Arc<ModelServer>> {
         if routes.is_empty() || routes.iter().any(|r| r.container) {
             return None;
         }
         let dir = self.inner.root.join(&d.model).join(d.version.to_string());
-        if !dir.join("model.json").exists() {
-            return None;
-        }
-        let spec = match petri_ml::spec::ModelSpec::load(&dir) {
-            Ok(spec) => spec,
-            Err(e) => {
-                tracing::warn!(deployment = %d.name, error = %e, "model.json could not be read; requests go to the replicas whole");
-                return None;
+        let graph = match std::fs::read(dir.join(GRAPH_IO_FILE)) {
+            Ok(bytes) if !dir.join("model.json").exists() => {
+                match serde_json::from_slice::<petri_ml::GraphIo>(&bytes) {
+                    Ok(io) if io.row_shapes.is_some() => Some(io),
+                    Ok(_) => return None,
+                    Err(e) => {
+                        tracing::warn!(deployment = %d.name, error = %e, "{GRAPH_IO_FILE} could not be read; requests go to the replicas whole");
+                        return None;
+                    }
+                }
             }
+            _ => None,
+        };
+        let spec = match &graph {
+            Some(_) => None,
+            None if dir.join("model.json").exists() => {
+                match petri_ml::spec::ModelSpec::load(&dir) {
+                    Ok(spec) => Some(spec),
+                    Err(e) => {
+                        tracing::warn!(deployment = %d.name, error = %e, "model.json could not be read; requests go to the replicas whole");
+                        return None;
+                    }
+                }
+            }
+            None => return None,
         };
         let engine = Remote {
             inner: Arc::downgrade(&self.inner),
@@ -587,16 +607,20 @@ impl Serving {
             max_batch: d.max_batch,
             max_delay: Duration::from_micros(d.max_delay_us),
         };
-        Some(Arc::new(ModelServer::front(
-            &d.name,
-            &d.version.to_string(),
-            Arc::new(spec),
-            Arc::new(engine),
-            limits,
-        )))
+        let version = d.version.to_string();
+        Some(Arc::new(match (graph, spec) {
+            (Some(io), _) => {
+                ModelServer::graph_front(&d.name, &version, io, Arc::new(engine), limits)
+            }
+            (None, Some(spec)) => {
+                ModelServer::front(&d.name, &version, Arc::new(spec), Arc::new(engine), limits)
+            }
+            (None, None) => return None,
+        }))
     }
 
-    /// The front of deployment `name`, when its model is in Petri's format.
+    /// The front of deployment `name`, when it has one (Petri's format, or a graph that
+    /// computes its rows apart).
     pub fn front(&self, name: &str) -> Option<Arc<ModelServer>> {
         self.inner.table.lock().ok()?.fronts.get(name).cloned()
     }
@@ -789,7 +813,17 @@ impl Serving {
                 let onnx = check.join(petri_ml::onnx::ONNX_FILE).exists()
                     && !check.join("model.json").exists();
                 if onnx {
-                    petri_ml::OnnxModel::load(&check, &petri_ml::Device::Cpu).map(|_| ())
+                    // What the graph takes and answers, kept beside it for the daemon's front.
+                    let graph = petri_ml::OnnxModel::load(&check, &petri_ml::Device::Cpu)?;
+                    let io = serde_json::to_vec(graph.io())
+                        .map_err(|e| petri_ml::MlError::Compute(e.to_string()))?;
+                    let path = check.join(GRAPH_IO_FILE);
+                    if std::fs::read(&path).is_ok_and(|was| was == io) {
+                        return Ok(());
+                    }
+                    std::fs::write(&path, io).map_err(|e| {
+                        petri_ml::MlError::Compute(format!("writing {}: {e}", path.display()))
+                    })
                 } else {
                     petri_ml::Mlp::load(&check, &petri_ml::Device::Cpu).map(|_| ())
                 }

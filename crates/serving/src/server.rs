@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use petri_ml::onnx::Output;
 use petri_ml::spec::{Input, ModelSpec};
-use petri_ml::{MlError, Mlp, OnnxModel, Prediction, Rows};
+use petri_ml::{GraphIo, MlError, Mlp, OnnxModel, Prediction, Rows};
 use serde_json::{Value, json};
 
 use crate::batch::{BatchLimits, Batcher, Engine, Graph, Local, PredictError, RunError};
@@ -70,11 +70,17 @@ enum Loaded {
     /// Petri's format: `model.json` reads the rows and labels their answers; the batcher runs
     /// them (here, or in a replica).
     Mlp(Featurized),
-    /// An ONNX graph: batched when it computes its rows apart, else each request alone.
-    Onnx {
-        graph: Arc<OnnxModel>,
-        batched: Option<(Batcher, Arc<[usize]>)>,
-    },
+    /// An ONNX graph: what it takes and answers, and how its requests run.
+    Graph { io: GraphIo, run: GraphRun },
+}
+
+/// How an ONNX graph's requests run.
+enum GraphRun {
+    /// Each alone (the graph mixes its rows, or fixes their number).
+    Alone(Arc<OnnxModel>),
+    /// Batched: the rows of many requests at once, by the graph here ([`Graph`], in a replica)
+    /// or by a replica (in the daemon's front).
+    Batched(Batcher),
 }
 
 /// A model in Petri's format behind its batcher.
@@ -123,16 +129,14 @@ impl ModelServer {
         let onnx = dir.join(petri_ml::onnx::ONNX_FILE).exists() && !dir.join("model.json").exists();
         let model = if onnx {
             let graph = Arc::new(OnnxModel::load(dir, device)?);
-            let batched = Graph::new(graph.clone()).map(|engine| {
-                let per_row: Arc<[usize]> = engine.per_row().into();
-                let c = counters.clone();
-                let b = Batcher::start(graph.width(), Arc::new(engine), limits, move |rows| {
-                    c.batches.fetch_add(1, Ordering::Relaxed);
-                    c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
-                });
-                (b, per_row)
-            });
-            Loaded::Onnx { graph, batched }
+            let io = graph.io().clone();
+            let run = match Graph::new(graph.clone()) {
+                Some(engine) => {
+                    GraphRun::Batched(Self::batcher(io.width, Arc::new(engine), limits, &counters))
+                }
+                None => GraphRun::Alone(graph),
+            };
+            Loaded::Graph { io, run }
         } else {
             let model = Arc::new(Mlp::load(dir, device)?);
             let spec = Arc::new(model.spec().clone());
@@ -169,22 +173,53 @@ impl ModelServer {
         }
     }
 
+    /// An ONNX graph that computes its rows apart whose rows run elsewhere (`engine`): requests
+    /// are read and batched here, and each batch goes to the engine, which answers each row's
+    /// slice of every output ([`Graph`]'s layout).
+    pub fn graph_front(
+        name: &str,
+        version: &str,
+        io: GraphIo,
+        engine: Arc<dyn Engine>,
+        limits: BatchLimits,
+    ) -> ModelServer {
+        let counters = Arc::new(Counters::default());
+        let batcher = Self::batcher(io.width, engine, limits, &counters);
+        ModelServer {
+            name: name.to_string(),
+            version: version.to_string(),
+            model: Loaded::Graph {
+                io,
+                run: GraphRun::Batched(batcher),
+            },
+            counters,
+        }
+    }
+
     fn featurized(
         spec: Arc<ModelSpec>,
         engine: Arc<dyn Engine>,
         limits: BatchLimits,
         counters: &Arc<Counters>,
     ) -> Featurized {
-        let c = counters.clone();
-        let batcher = Batcher::start(spec.width(), engine, limits, move |rows| {
-            c.batches.fetch_add(1, Ordering::Relaxed);
-            c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
-        });
         Featurized {
             columns: spec.columns().into(),
+            batcher: Self::batcher(spec.width(), engine, limits, counters),
             spec,
-            batcher,
         }
+    }
+
+    fn batcher(
+        width: usize,
+        engine: Arc<dyn Engine>,
+        limits: BatchLimits,
+        counters: &Arc<Counters>,
+    ) -> Batcher {
+        let c = counters.clone();
+        Batcher::start(width, engine, limits, move |rows| {
+            c.batches.fetch_add(1, Ordering::Relaxed);
+            c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
+        })
     }
 
     /// Requests queued or running (those of a graph that runs each request alone are not
@@ -192,20 +227,31 @@ impl ModelServer {
     pub fn pending(&self) -> usize {
         match &self.model {
             Loaded::Mlp(m) => m.batcher.pending(),
-            Loaded::Onnx { batched, .. } => batched.as_ref().map_or(0, |(b, _)| b.pending()),
+            Loaded::Graph {
+                run: GraphRun::Batched(b),
+                ..
+            } => b.pending(),
+            Loaded::Graph { .. } => 0,
         }
     }
 
-    /// A batch of feature vectors the daemon featurized and batched (`rows × width`): their
-    /// probabilities, row after row, run at once (it is a batch already). For Petri's format
-    /// only.
+    /// A batch the daemon's front formed (`rows × width` numbers: a model in Petri's format's
+    /// feature vectors, or a graph's rows): each row's answer, row after row, run at once (it is
+    /// a batch already). A graph's row answers its slice of every output, one after another.
     pub async fn run_batch(&self, features: Vec<f32>, rows: usize) -> Result<Vec<f32>, Refusal> {
-        let Loaded::Mlp(m) = &self.model else {
-            return Err(Refusal::Bad(
-                "this model takes requests, not feature vectors".into(),
-            ));
+        let batcher = match &self.model {
+            Loaded::Mlp(m) => &m.batcher,
+            Loaded::Graph {
+                run: GraphRun::Batched(b),
+                ..
+            } => b,
+            Loaded::Graph { .. } => {
+                return Err(Refusal::Bad(
+                    "this graph mixes its rows: it takes requests, not batches".into(),
+                ));
+            }
         };
-        let p = m.batcher.run_formed(features, rows).await?;
+        let p = batcher.run_formed(features, rows).await?;
         let c = &self.counters;
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
@@ -213,42 +259,60 @@ impl ModelServer {
         Ok(p.into_iter().flatten().collect())
     }
 
-    /// Runs `rows` rows through an ONNX graph: batched with other requests when it computes its
-    /// rows apart, else alone on a blocking thread. Its outputs, and the rows of the batch.
+    /// Runs `rows` rows through an ONNX graph, batched with other requests or alone. Its
+    /// outputs, and the rows of the batch.
     async fn run_graph(
-        graph: &Arc<OnnxModel>,
-        batched: &Option<(Batcher, Arc<[usize]>)>,
+        io: &GraphIo,
+        run: &GraphRun,
         matrix: Vec<f32>,
         rows: usize,
     ) -> Result<(Vec<Output>, usize), Refusal> {
-        if let (Some((batcher, per_row)), Some(shapes)) = (batched, graph.row_shapes())
-            && rows > 0
-        {
-            let (answers, batch) = batcher.run(matrix, rows).await?;
-            // Each row's answer is its slice of every output, one after another.
-            let mut at = 0;
-            let outputs = graph
-                .outputs()
-                .iter()
-                .zip(shapes)
-                .zip(per_row.iter())
-                .map(|((name, shape), &n)| {
-                    let values = answers
-                        .iter()
-                        .flat_map(|a| a[at..at + n].iter().copied())
-                        .collect();
-                    at += n;
-                    let shape = std::iter::once(rows).chain(shape.iter().copied()).collect();
-                    (name.clone(), shape, values)
-                })
-                .collect();
-            return Ok((outputs, batch));
-        }
-        let g = graph.clone();
-        let out = tokio::task::spawn_blocking(move || g.run(matrix, rows))
+        let graph = match (run, &io.row_shapes) {
+            (GraphRun::Batched(batcher), Some(shapes)) if rows > 0 => {
+                let (answers, batch) = batcher.run(matrix, rows).await?;
+                return Ok((Self::outputs_of(io, shapes, answers, rows)?, batch));
+            }
+            (GraphRun::Alone(graph), _) => graph.clone(),
+            _ => return Ok((Vec::new(), 0)),
+        };
+        let out = tokio::task::spawn_blocking(move || graph.run(matrix, rows))
             .await
             .map_err(|e| Refusal::Failed(e.to_string()))??;
         Ok((out, rows))
+    }
+
+    /// A graph's outputs from its rows' answers, each a row's slice of every output, one after
+    /// another.
+    fn outputs_of(
+        io: &GraphIo,
+        shapes: &[Vec<usize>],
+        answers: Vec<Vec<f32>>,
+        rows: usize,
+    ) -> Result<Vec<Output>, Refusal> {
+        let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+        let each: usize = sizes.iter().sum();
+        if let Some(a) = answers.iter().find(|a| a.len() != each) {
+            return Err(Refusal::Failed(format!(
+                "a row's answer holds {} values; the graph's outputs hold {each}",
+                a.len()
+            )));
+        }
+        let mut at = 0;
+        Ok(io
+            .outputs
+            .iter()
+            .zip(shapes)
+            .zip(sizes)
+            .map(|((name, shape), n)| {
+                let values = answers
+                    .iter()
+                    .flat_map(|a| a[at..at + n].iter().copied())
+                    .collect();
+                at += n;
+                let shape = std::iter::once(rows).chain(shape.iter().copied()).collect();
+                (name.clone(), shape, values)
+            })
+            .collect())
     }
 
     /// OIP model metadata: `GET /v2/models/{name}`.
@@ -270,12 +334,12 @@ impl ModelServer {
                     "parameters": {"classes": spec.classes, "target": spec.target},
                 })
             }
-            Loaded::Onnx { graph: g, .. } => json!({
+            Loaded::Graph { io, .. } => json!({
                 "name": self.name,
                 "versions": [self.version],
                 "platform": "petri-candle-onnx",
-                "inputs": [{"name": g.input(), "datatype": "FP32", "shape": [-1, g.width()]}],
-                "outputs": g.outputs().iter().map(|o| json!({
+                "inputs": [{"name": io.input, "datatype": "FP32", "shape": [-1, io.width]}],
+                "outputs": io.outputs.iter().map(|o| json!({
                     "name": o, "datatype": "FP32", "shape": [-1]
                 })).collect::<Vec<_>>(),
             }),
@@ -326,9 +390,9 @@ impl ModelServer {
                 let outputs = codec::oip_outputs(&req, &predictions, &m.spec.classes)?;
                 (outputs, rows.rows, batch)
             }
-            Loaded::Onnx { graph, batched } => {
-                let (matrix, rows) = codec::oip_matrix(&mut req, graph.input(), graph.width())?;
-                let (out, batch) = Self::run_graph(graph, batched, matrix, rows).await?;
+            Loaded::Graph { io, run } => {
+                let (matrix, rows) = codec::oip_matrix(&mut req, &io.input, io.width)?;
+                let (out, batch) = Self::run_graph(io, run, matrix, rows).await?;
                 (codec::graph_outputs(&req, out)?, rows, batch)
             }
         };
@@ -353,9 +417,9 @@ impl ModelServer {
                     let (predictions, batch) = m.predict(&rows).await?;
                     Ok::<_, Refusal>((codec::scoring_answer(&predictions), rows.rows, batch))
                 }
-                Loaded::Onnx { graph, batched } => {
-                    let (matrix, rows) = codec::scoring_matrix(&v, graph.width())?;
-                    let (out, batch) = Self::run_graph(graph, batched, matrix, rows).await?;
+                Loaded::Graph { io, run } => {
+                    let (matrix, rows) = codec::scoring_matrix(&v, io.width)?;
+                    let (out, batch) = Self::run_graph(io, run, matrix, rows).await?;
                     // MLflow answers the (first) output, one entry per row.
                     let (_, shape, values) = out.into_iter().next().unwrap_or_default();
                     let per_row = shape.iter().skip(1).product::<usize>().max(1);
@@ -408,31 +472,31 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn an_onnx_graph_runs_the_rows_of_many_requests_at_once() {
-        let dir = torch_graph();
-        let limits = BatchLimits::default();
-        let s = Arc::new(ModelServer::load("g", "1", dir.path(), &Device::Cpu, limits).unwrap());
-        let rows: Vec<[f32; 4]> = (0..24)
+    fn rows() -> Vec<[f32; 4]> {
+        (0..24)
             .map(|i| {
-                [
-                    i as f32 / 8.0,
-                    1.0 - i as f32 / 10.0,
-                    0.5,
-                    -(i as f32) / 5.0,
-                ]
+                let x = i as f32;
+                [x / 8.0, 1.0 - x / 10.0, 0.5, -x / 5.0]
             })
-            .collect();
-        // Each row alone first: what it must answer however it is batched.
+            .collect()
+    }
+
+    /// Each row asked alone of `s`: what it must answer however it is batched.
+    async fn alone(s: &ModelServer) -> Vec<Vec<f32>> {
         let mut alone = Vec::new();
-        for r in &rows {
-            let (answer, _, batch) = s.infer(&body(&[*r]), None).await.unwrap();
+        for r in rows() {
+            let (answer, _, batch) = s.infer(&body(&[r]), None).await.unwrap();
             assert_eq!(batch, 1);
             alone.push(probabilities(&answer).1);
         }
+        alone
+    }
+
+    /// Twelve requests of two rows each asked of `s` at once: each answers what its rows answer
+    /// alone, and they ran in fewer batches than requests.
+    async fn at_once(s: &Arc<ModelServer>, alone: &[Vec<f32>]) {
         let before = s.counters.batches.load(Ordering::Relaxed);
-        // Twelve requests of two rows each, at once.
-        let asked: Vec<_> = rows
+        let asked: Vec<_> = rows()
             .chunks(2)
             .map(|pair| {
                 let (s, b) = (s.clone(), body(pair));
@@ -459,7 +523,7 @@ mod tests {
         assert_eq!(s.pending(), 0);
         // The MLflow scoring protocol takes the same path.
         let (v, _) = s
-            .score(&serde_json::to_vec(&json!({"inputs": [rows[3]]})).unwrap())
+            .score(&serde_json::to_vec(&json!({"inputs": [rows()[3]]})).unwrap())
             .await
             .unwrap();
         let p: Vec<Vec<f32>> = serde_json::from_value(v["predictions"].clone()).unwrap();
@@ -468,6 +532,66 @@ mod tests {
                 .zip(&alone[3])
                 .all(|(a, b)| (a - b).abs() < 1e-6)
         );
+    }
+
+    #[tokio::test]
+    async fn an_onnx_graph_runs_the_rows_of_many_requests_at_once() {
+        let dir = torch_graph();
+        let limits = BatchLimits::default();
+        let s = Arc::new(ModelServer::load("g", "1", dir.path(), &Device::Cpu, limits).unwrap());
+        let alone = alone(&s).await;
+        at_once(&s, &alone).await;
+    }
+
+    /// A replica reached in this process, as `deploy::Remote` reaches one over HTTP: a batch's
+    /// rows to its `run_batch`, the flat answer cut into rows.
+    struct InProcess(Arc<ModelServer>);
+
+    impl Engine for InProcess {
+        fn run(&self, features: Vec<f32>, rows: usize) -> crate::batch::Ran {
+            let replica = self.0.clone();
+            Box::pin(async move {
+                let flat = replica
+                    .run_batch(features, rows)
+                    .await
+                    .map_err(|e| RunError::Failed(e.to_string()))?;
+                let each = (flat.len() / rows.max(1)).max(1);
+                Ok(flat.chunks(each).map(<[f32]>::to_vec).collect())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_graphs_front_batches_requests_and_its_replica_runs_the_batches() {
+        let dir = torch_graph();
+        let limits = BatchLimits::default();
+        let replica =
+            Arc::new(ModelServer::load("g", "1", dir.path(), &Device::Cpu, limits).unwrap());
+        let io = OnnxModel::load(dir.path(), &Device::Cpu)
+            .unwrap()
+            .io()
+            .clone();
+        let front = Arc::new(ModelServer::graph_front(
+            "g",
+            "1",
+            io,
+            Arc::new(InProcess(replica.clone())),
+            limits,
+        ));
+        assert_eq!(front.metadata(), replica.metadata());
+        let alone = alone(&replica).await;
+        let formed = replica.counters.batches.load(Ordering::Relaxed);
+        at_once(&front, &alone).await;
+        // The replica ran the front's batches as they came: as many as the front formed.
+        assert_eq!(
+            replica.counters.batches.load(Ordering::Relaxed) - formed,
+            front.counters.batches.load(Ordering::Relaxed) - 0
+        );
+        // A batch of the wrong width never reaches the graph.
+        assert!(matches!(
+            replica.run_batch(vec![1.0; 3], 1).await,
+            Err(Refusal::Bad(_))
+        ));
     }
 
     #[tokio::test]
