@@ -374,20 +374,29 @@ def test_a_pytorch_export_is_served_with_the_rows_of_its_requests_batched():
     d = json.loads(petri("model", "serve", "torchmlp", "--max-delay", "300ms", "--wait", "--json"))
     try:
         assert d["state"] == "ready" and d["max_delay"] == "300ms", d
+        # The daemon found the graph's rows apart: its front batches the requests.
+        import glob
+        assert glob.glob(os.path.join(HOME, "deployments", "torchmlp", "*",
+                                      ".petri-graph-io.json")), "no graph front"
         rows = np.array(want["rows"], np.float32)
-        answers, start = [None] * len(rows), threading.Barrier(len(rows))
+        answers, start = [None] * len(rows), threading.Barrier(len(rows), timeout=60)
 
         def ask(i):
-            t = httpclient.InferInput("features", [1, 4], "FP32")
-            t.set_data_from_numpy(rows[i:i + 1])
-            start.wait()
-            answers[i] = client().infer("torchmlp", [t], headers=auth())
+            try:
+                t = httpclient.InferInput("features", [1, 4], "FP32")
+                t.set_data_from_numpy(rows[i:i + 1])
+                start.wait()
+                answers[i] = client().infer("torchmlp", [t], headers=auth())
+            except Exception as e:  # noqa: BLE001 - reported below
+                answers[i] = e
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(rows))]
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(timeout=120)
+        failed = [a for a in answers if a is None or isinstance(a, Exception)]
+        assert not failed, failed
         got = np.concatenate([a.as_numpy("probabilities") for a in answers])
         assert np.allclose(got, want["probabilities"], atol=1e-5), (got, want)
         # The replica's batches, as the daemon counted them: fewer than the requests.
@@ -405,7 +414,10 @@ def test_a_pytorch_export_is_served_with_the_rows_of_its_requests_batched():
         # A sub-millisecond wait is refused, not rounded away.
         env = dict(os.environ, PETRI_HOME=HOME)
         done = subprocess.run([os.environ["PETRI_TEST_BIN"], "model", "serve", "torchmlp", "--name",
-                               "t2", "--max-delay", "500us"], env=env, capture_output=True, text=True)
+                               "t2", "--max-delay", "500us"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode == 0:
+            unserve("t2")
         assert done.returncode != 0 and "finer than a millisecond" in done.stderr, done
     finally:
         unserve("torchmlp")

@@ -102,11 +102,17 @@ impl OnnxModel {
                 )));
             }
         };
-        let weights = graph
-            .initializer
-            .iter()
-            .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
-            .sum();
+        let size =
+            |t: &candle_onnx::onnx::TensorProto| t.dims.iter().product::<i64>().max(0) as usize;
+        // Weights are initializers, or tensors of Constant nodes.
+        let weights = graph.initializer.iter().map(size).sum::<usize>()
+            + graph
+                .node
+                .iter()
+                .filter(|n| n.op_type == "Constant")
+                .flat_map(|n| n.attribute.iter().filter_map(|a| a.t.as_ref()))
+                .map(size)
+                .sum::<usize>();
         let mut model = OnnxModel {
             io: GraphIo {
                 input: input.name.clone(),
@@ -118,11 +124,11 @@ impl OnnxModel {
             weights,
             device: device.clone(),
         };
-        let zeros = model
+        model
             .run(vec![0.0; width], 1)
             .map_err(|e| bad(format!("model.onnx cannot be run: {e}")))?;
         if !fixed_rows {
-            model.io.row_shapes = model.rows_apart(zeros);
+            model.io.row_shapes = model.rows_apart();
         }
         Ok(model)
     }
@@ -139,40 +145,66 @@ impl OnnxModel {
         &self.io
     }
 
+    /// The same graph, its rows taken as apart (or not) as `row_shapes` says: another's probe
+    /// (the daemon's, whose front batches for this graph) has the last word.
+    pub fn with_row_shapes(&self, row_shapes: Option<Vec<Vec<usize>>>) -> OnnxModel {
+        OnnxModel {
+            proto: self.proto.clone(),
+            io: GraphIo {
+                row_shapes,
+                ..self.io.clone()
+            },
+            weights: self.weights,
+            device: self.device.clone(),
+        }
+    }
+
     /// About the multiply-adds of running `rows` rows (a dense network's weights, once a row).
     pub fn cost(&self, rows: usize) -> usize {
         rows * self.weights
     }
 
-    /// The probe behind [`Self::row_shapes`]: a row of zeros and a row of ones, together and
-    /// apart.
-    fn rows_apart(&self, zeros: Vec<Output>) -> Option<Vec<Vec<usize>>> {
+    /// The probe behind [`Self::row_shapes`]: two different rows of non-zero numbers, each
+    /// alone, then together in both orders (a graph that carries anything from one row to the
+    /// next answers differently in one of them). Outputs that hold nothing per row are not
+    /// batched either.
+    fn rows_apart(&self) -> Option<Vec<Vec<usize>>> {
         let width = self.io.width;
-        let ones = self.run(vec![1.0; width], 1).ok()?;
-        let mut both = vec![0.0; width];
-        both.resize(2 * width, 1.0);
-        let both = self.run(both, 2).ok()?;
-        let close = |a: &[f32], b: &[f32]| {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
+        let a: Vec<f32> = (0..width)
+            .map(|i| if i % 2 == 0 { 0.75 } else { -1.25 } + i as f32 * 0.1)
+            .collect();
+        let b: Vec<f32> = (0..width).map(|i| 1.5 - i as f32 * 0.2).collect();
+        let alone_a = self.run(a.clone(), 1).ok()?;
+        let alone_b = self.run(b.clone(), 1).ok()?;
+        let ab = self.run([&a[..], &b[..]].concat(), 2).ok()?;
+        let ba = self.run([&b[..], &a[..]].concat(), 2).ok()?;
+        let close = |x: &[f32], y: &[f32]| {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
                     .all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + x.abs().max(y.abs())))
         };
-        zeros
-            .iter()
-            .zip(&ones)
-            .zip(&both)
-            .map(|(((_, s0, v0), (_, s1, v1)), (_, s2, v2))| {
-                let rest = s0.get(1..)?;
-                let apart = s0.first() == Some(&1)
-                    && s1.first() == Some(&1)
-                    && s2.first() == Some(&2)
-                    && s1.get(1..) == Some(rest)
-                    && s2.get(1..) == Some(rest);
-                let half = v2.len() / 2;
-                (apart && close(&v2[..half], v0) && close(&v2[half..], v1)).then(|| rest.to_vec())
-            })
-            .collect()
+        let mut shapes = Vec::new();
+        for (((oa, ob), ab), ba) in alone_a.iter().zip(&alone_b).zip(&ab).zip(&ba) {
+            let rest = oa.1.get(1..)?;
+            let n: usize = rest.iter().product();
+            let rows_of =
+                |o: &Output, rows| o.1.first() == Some(&rows) && o.1.get(1..) == Some(rest);
+            let apart = n > 0
+                && rows_of(oa, 1)
+                && rows_of(ob, 1)
+                && rows_of(ab, 2)
+                && rows_of(ba, 2)
+                && close(&ab.2[..n], &oa.2)
+                && close(&ab.2[n..], &ob.2)
+                && close(&ba.2[..n], &ob.2)
+                && close(&ba.2[n..], &oa.2);
+            if !apart {
+                return None;
+            }
+            shapes.push(rest.to_vec());
+        }
+        Some(shapes)
     }
 
     /// The graph's input name.
@@ -340,6 +372,31 @@ mod tests {
         // A batch dimension of one, fixed in the graph.
         let fixed = OnnxModel::from_bytes(&mlp(Some(1), 1), &Device::Cpu).unwrap();
         assert_eq!(fixed.row_shapes(), None);
+    }
+
+    #[test]
+    fn a_graph_that_carries_one_row_into_the_next_is_not_batched() {
+        // A running sum down the rows: a row of zeros then one of ones answers the ones alone,
+        // so only both orders of two non-zero rows tell it apart.
+        let graph = GraphProto {
+            node: vec![node("CumSum", &["x", "axis"], "p", vec![])],
+            initializer: vec![TensorProto {
+                name: "axis".into(),
+                data_type: DataType::Int64 as i32,
+                int64_data: vec![0],
+                ..Default::default()
+            }],
+            input: vec![value("x", None, 2)],
+            output: vec![value("p", None, 2)],
+            ..Default::default()
+        };
+        let bytes = ModelProto {
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let g = OnnxModel::from_bytes(&bytes, &Device::Cpu).unwrap();
+        assert_eq!(g.row_shapes(), None);
     }
 
     #[test]

@@ -219,15 +219,23 @@ impl Batcher {
         self.check_width(&features, rows)?;
         self.pending.fetch_add(1, Ordering::Relaxed);
         let _done = Done(&self.pending);
-        let _slot = self
+        let slot = self
             .slots
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| MlError::Compute("the model is closing".into()))?;
-        self.engine
-            .run(features, rows)
-            .await
-            .map_err(PredictError::Run)
+        // The slot is held by the run itself: a caller that gives up (its connection dropped)
+        // does not free it while the engine still computes.
+        let ran = self.engine.run(features, rows);
+        tokio::spawn(async move {
+            let out = ran.await;
+            drop(slot);
+            out
+        })
+        .await
+        .map_err(|e| MlError::Compute(format!("the batch stopped: {e}")))?
+        .map_err(PredictError::Run)
     }
 
     fn check_width(&self, features: &[f32], rows: usize) -> Result<(), MlError> {

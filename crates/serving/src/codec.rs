@@ -614,24 +614,29 @@ pub fn oip_matrix(
     ))
 }
 
+/// Refuses a request that names an output the graph does not have (before anything runs).
+pub fn known_outputs(req: &InferRequest, outputs: &[String]) -> Result<(), BadRequest> {
+    match req
+        .outputs
+        .iter()
+        .find(|o| !outputs.iter().any(|n| *n == o.name))
+    {
+        Some(o) => Err(bad(format!(
+            "unknown output `{}`: the model answers {}",
+            o.name,
+            outputs.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A graph's outputs as OIP tensors (FP32), or those the request named.
 pub fn graph_outputs(
     req: &InferRequest,
     outputs: Vec<(String, Vec<usize>, Vec<f32>)>,
 ) -> Result<Vec<OutputTensor>, BadRequest> {
-    for o in &req.outputs {
-        if !outputs.iter().any(|(n, _, _)| n == &o.name) {
-            return Err(bad(format!(
-                "unknown output `{}`: the model answers {}",
-                o.name,
-                outputs
-                    .iter()
-                    .map(|(n, _, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
+    let names: Vec<String> = outputs.iter().map(|(n, _, _)| n.clone()).collect();
+    known_outputs(req, &names)?;
     Ok(outputs
         .into_iter()
         .filter(|(n, _, _)| req.outputs.is_empty() || req.outputs.iter().any(|o| &o.name == n))

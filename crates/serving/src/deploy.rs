@@ -680,8 +680,13 @@ impl Serving {
                 values.len()
             )));
         }
-        let classes = values.len() / rows;
-        Ok(values.chunks(classes).map(<[f32]>::to_vec).collect())
+        let each = values.len() / rows;
+        if each == 0 {
+            return Err(RunError::Failed(format!(
+                "the replica answered no values for {rows} rows"
+            )));
+        }
+        Ok(values.chunks(each).map(<[f32]>::to_vec).collect())
     }
 
     /// Asks a replica `/v2/health/ready` every 100 ms until it answers (or its job ends, or
@@ -821,9 +826,16 @@ impl Serving {
                     if std::fs::read(&path).is_ok_and(|was| was == io) {
                         return Ok(());
                     }
-                    std::fs::write(&path, io).map_err(|e| {
-                        petri_ml::MlError::Compute(format!("writing {}: {e}", path.display()))
-                    })
+                    // Whole or not at all, for a front or replica that reads it meanwhile.
+                    static WRITES: AtomicUsize = AtomicUsize::new(0);
+                    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+                    let tmp = check.join(format!("{GRAPH_IO_FILE}.{}.{n}", std::process::id()));
+                    std::fs::write(&tmp, io)
+                        .and_then(|()| std::fs::rename(&tmp, &path))
+                        .map_err(|e| {
+                            let _ = std::fs::remove_file(&tmp);
+                            petri_ml::MlError::Compute(format!("writing {}: {e}", path.display()))
+                        })
                 } else {
                     petri_ml::Mlp::load(&check, &petri_ml::Device::Cpu).map(|_| ())
                 }
@@ -951,7 +963,7 @@ impl Serving {
                 "max_batch must be between 1 and 65536, not {max_batch}"
             )));
         }
-        let max_delay_us = req.max_delay.map(|m| m.0 * 1000).unwrap_or(0);
+        let max_delay_us = req.max_delay.map(|m| m.0.saturating_mul(1000)).unwrap_or(0);
         if max_delay_us > 1_000_000 {
             return Err(ServingError::Invalid(
                 "max_delay must be at most 1s (a request waits that long for others)".into(),

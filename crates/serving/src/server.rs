@@ -130,6 +130,24 @@ impl ModelServer {
         let model = if onnx {
             let graph = Arc::new(OnnxModel::load(dir, device)?);
             let io = graph.io().clone();
+            // The daemon's front batches for this replica when the daemon found the graph's
+            // rows apart (its check, on the CPU, left `GRAPH_IO_FILE`): both must agree, so the
+            // replica's own probe (on its device) does not have the last word.
+            let agreed = std::fs::read(dir.join(crate::deploy::GRAPH_IO_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<GraphIo>(&b).ok())
+                .filter(|daemon| {
+                    daemon.input == io.input
+                        && daemon.width == io.width
+                        && daemon.outputs == io.outputs
+                });
+            let graph = match agreed {
+                Some(daemon) if daemon.row_shapes != io.row_shapes => {
+                    Arc::new(graph.with_row_shapes(daemon.row_shapes))
+                }
+                _ => graph,
+            };
+            let io = graph.io().clone();
             let run = match Graph::new(graph.clone()) {
                 Some(engine) => {
                     GraphRun::Batched(Self::batcher(io.width, Arc::new(engine), limits, &counters))
@@ -268,12 +286,19 @@ impl ModelServer {
         rows: usize,
     ) -> Result<(Vec<Output>, usize), Refusal> {
         let graph = match (run, &io.row_shapes) {
-            (GraphRun::Batched(batcher), Some(shapes)) if rows > 0 => {
+            (GraphRun::Batched(batcher), Some(shapes)) => {
+                if rows == 0 {
+                    return Ok((Self::outputs_of(io, shapes, Vec::new(), 0)?, 0));
+                }
                 let (answers, batch) = batcher.run(matrix, rows).await?;
                 return Ok((Self::outputs_of(io, shapes, answers, rows)?, batch));
             }
             (GraphRun::Alone(graph), _) => graph.clone(),
-            _ => return Ok((Vec::new(), 0)),
+            (GraphRun::Batched(_), None) => {
+                return Err(Refusal::Failed(
+                    "the graph is batched but says nothing of its rows".into(),
+                ));
+            }
         };
         let out = tokio::task::spawn_blocking(move || graph.run(matrix, rows))
             .await
@@ -391,6 +416,7 @@ impl ModelServer {
                 (outputs, rows.rows, batch)
             }
             Loaded::Graph { io, run } => {
+                codec::known_outputs(&req, &io.outputs)?;
                 let (matrix, rows) = codec::oip_matrix(&mut req, &io.input, io.width)?;
                 let (out, batch) = Self::run_graph(io, run, matrix, rows).await?;
                 (codec::graph_outputs(&req, out)?, rows, batch)
@@ -607,7 +633,23 @@ mod tests {
             panic!("a row of 3 features was taken");
         };
         assert!(m.contains("expected [rows, 4]"), "{m}");
+        // An output the graph does not have: refused before anything runs.
+        let unknown = serde_json::to_vec(&json!({
+            "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}],
+            "outputs": [{"name": "logits"}],
+        }))
+        .unwrap();
+        let Err(Refusal::Bad(m)) = s.infer(&unknown, None).await else {
+            panic!("an unknown output was taken");
+        };
+        assert!(
+            m.contains("unknown output `logits`") && m.contains("probabilities"),
+            "{m}"
+        );
         assert_eq!(s.counters.batches.load(Ordering::Relaxed), 0);
-        assert_eq!(s.counters.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(s.counters.refused.load(Ordering::Relaxed), 2);
+        // No rows: an answer of no rows, each output named.
+        let (answer, _, batch) = s.infer(&body(&[]), None).await.unwrap();
+        assert_eq!((probabilities(&answer), batch), ((vec![0, 3], vec![]), 0));
     }
 }
