@@ -362,6 +362,19 @@ pub fn to_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+/// A replica's flat answer to a batch of `rows` rows, cut into one vector a row (each row holds
+/// the same number of values, at least one).
+pub fn rows_of_flat(values: Vec<f32>, rows: usize) -> Result<Vec<Vec<f32>>, RunError> {
+    let each = values.len().checked_div(rows).unwrap_or(0);
+    if each == 0 || !values.len().is_multiple_of(rows) {
+        return Err(RunError::Failed(format!(
+            "the replica answered {} values for {rows} rows",
+            values.len()
+        )));
+    }
+    Ok(values.chunks(each).map(<[f32]>::to_vec).collect())
+}
+
 /// The f32 values of `bytes` ([`to_bytes`]); `None` unless it holds whole values.
 pub fn from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
     bytes.len().is_multiple_of(4).then(|| {

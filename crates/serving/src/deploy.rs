@@ -674,19 +674,7 @@ impl Serving {
         }
         let values = batch::from_bytes(&body)
             .ok_or_else(|| RunError::Failed("the replica's answer is not f32 values".into()))?;
-        if rows == 0 || values.len() % rows != 0 {
-            return Err(RunError::Failed(format!(
-                "the replica answered {} values for {rows} rows",
-                values.len()
-            )));
-        }
-        let each = values.len() / rows;
-        if each == 0 {
-            return Err(RunError::Failed(format!(
-                "the replica answered no values for {rows} rows"
-            )));
-        }
-        Ok(values.chunks(each).map(<[f32]>::to_vec).collect())
+        batch::rows_of_flat(values, rows)
     }
 
     /// Asks a replica `/v2/health/ready` every 100 ms until it answers (or its job ends, or

@@ -581,8 +581,7 @@ mod tests {
                     .run_batch(features, rows)
                     .await
                     .map_err(|e| RunError::Failed(e.to_string()))?;
-                let each = (flat.len() / rows.max(1)).max(1);
-                Ok(flat.chunks(each).map(<[f32]>::to_vec).collect())
+                crate::batch::rows_of_flat(flat, rows)
             })
         }
     }
