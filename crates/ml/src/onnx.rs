@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Tensor};
 use candle_onnx::onnx::{ModelProto, tensor_shape_proto, type_proto};
@@ -18,6 +19,11 @@ use crate::{Device, MlError, Result};
 
 /// The file a model folder holds an ONNX graph in.
 pub const ONNX_FILE: &str = "model.onnx";
+
+/// The file beside [`ONNX_FILE`] that keeps what a check of the graph found ([`GraphIo`]): the
+/// daemon writes it when it checks a version at `serve`, and its front and the replicas read it,
+/// so that all of them agree on what a batch of the graph is.
+pub const IO_FILE: &str = ".petri-graph-io.json";
 
 /// One output of a run: its name, shape and values.
 pub type Output = (String, Vec<usize>, Vec<f32>);
@@ -36,6 +42,108 @@ pub struct GraphIo {
     pub row_shapes: Option<Vec<Vec<usize>>>,
 }
 
+impl GraphIo {
+    /// What a check of the graph in `dir` found, when one left [`IO_FILE`] there; an error when
+    /// the file is there but cannot be read.
+    pub fn read(dir: &Path) -> Result<Option<GraphIo>> {
+        let path = dir.join(IO_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| MlError::InvalidModel(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(MlError::InvalidModel(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Keeps this finding in `dir` ([`IO_FILE`]), whole or not at all: a reader meanwhile sees
+    /// the old file or the new one. Nothing is written when the file already says the same.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(|e| MlError::Compute(e.to_string()))?;
+        let path = dir.join(IO_FILE);
+        if std::fs::read(&path).is_ok_and(|was| was == bytes) {
+            return Ok(());
+        }
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{IO_FILE}.{}.{n}", std::process::id()));
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                MlError::Compute(format!("writing {}: {e}", path.display()))
+            })
+    }
+
+    /// Whether `other` describes the same inputs and outputs (its finding on rows aside).
+    fn same_graph(&self, other: &GraphIo) -> bool {
+        self.input == other.input && self.width == other.width && self.outputs == other.outputs
+    }
+
+    /// The numbers of one row in each output, when the graph computes its rows apart.
+    fn row_sizes(&self) -> Option<Vec<usize>> {
+        let shapes = self.row_shapes.as_ref()?;
+        Some(shapes.iter().map(|s| s.iter().product()).collect())
+    }
+
+    /// The layout of a batch's answer, one way: each row's answer is its slice of every output,
+    /// one output after another. `outputs` are a run of `rows` rows.
+    pub fn split_rows(&self, outputs: Vec<Output>, rows: usize) -> Result<Vec<Vec<f32>>> {
+        let sizes = self.rows_apart_or_refuse()?;
+        let each: usize = sizes.iter().sum();
+        let mut answers: Vec<Vec<f32>> = (0..rows).map(|_| Vec::with_capacity(each)).collect();
+        for ((name, _, values), n) in outputs.iter().zip(&sizes) {
+            if Some(values.len()) != rows.checked_mul(*n) {
+                return Err(MlError::Compute(format!(
+                    "output `{name}` gave {} values for {rows} rows of {n}",
+                    values.len()
+                )));
+            }
+            for (answer, chunk) in answers.iter_mut().zip(values.chunks_exact((*n).max(1))) {
+                answer.extend_from_slice(chunk);
+            }
+        }
+        Ok(answers)
+    }
+
+    /// The same layout, the other way: the outputs of `rows` rows from each row's answer.
+    pub fn join_rows(&self, answers: &[Vec<f32>]) -> Result<Vec<Output>> {
+        let sizes = self.rows_apart_or_refuse()?;
+        let each: usize = sizes.iter().sum();
+        if let Some(a) = answers.iter().find(|a| a.len() != each) {
+            return Err(MlError::Compute(format!(
+                "a row's answer holds {} values; the graph's outputs hold {each}",
+                a.len()
+            )));
+        }
+        let shapes = self.row_shapes.iter().flatten();
+        let mut at = 0;
+        Ok(self
+            .outputs
+            .iter()
+            .zip(shapes)
+            .zip(sizes)
+            .map(|((name, shape), n)| {
+                let values = answers
+                    .iter()
+                    .flat_map(|a| a[at..at + n].iter().copied())
+                    .collect();
+                at += n;
+                let shape = std::iter::once(answers.len())
+                    .chain(shape.iter().copied())
+                    .collect();
+                (name.clone(), shape, values)
+            })
+            .collect())
+    }
+
+    fn rows_apart_or_refuse(&self) -> Result<Vec<usize>> {
+        self.row_sizes().ok_or_else(|| {
+            MlError::Compute("the graph mixes its rows: it has no layout of rows".into())
+        })
+    }
+}
+
 /// A loaded ONNX graph, ready to run. Share it with an `Arc`.
 #[derive(Debug)]
 pub struct OnnxModel {
@@ -47,16 +155,43 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Loads `model.onnx` from `dir`.
+    /// Loads `model.onnx` from `dir` and probes its rows: the check of a version.
     pub fn load(dir: &Path, device: &Device) -> Result<OnnxModel> {
-        let path = dir.join(ONNX_FILE);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| MlError::InvalidModel(format!("reading {}: {e}", path.display())))?;
-        OnnxModel::from_bytes(&bytes, device)
+        OnnxModel::from_bytes(&Self::read(dir)?, device)
     }
 
-    /// Loads a graph from its bytes, checking it has one float input `[rows, k]` and runs.
+    /// Loads `model.onnx` from `dir` as its check found it: the rows are taken as apart (or not)
+    /// as [`IO_FILE`] says when it is there and describes this graph, since whoever batches for
+    /// this graph (the daemon's front) went by it; the graph is probed only when it is not.
+    pub fn load_checked(dir: &Path, device: &Device) -> Result<OnnxModel> {
+        let (mut model, fixed_rows) = Self::parse(&Self::read(dir)?, device)?;
+        match GraphIo::read(dir).ok().flatten() {
+            Some(found) if found.same_graph(&model.io) => model.io.row_shapes = found.row_shapes,
+            _ if !fixed_rows => model.io.row_shapes = model.rows_apart(),
+            _ => {}
+        }
+        Ok(model)
+    }
+
+    fn read(dir: &Path) -> Result<Vec<u8>> {
+        let path = dir.join(ONNX_FILE);
+        std::fs::read(&path)
+            .map_err(|e| MlError::InvalidModel(format!("reading {}: {e}", path.display())))
+    }
+
+    /// Loads a graph from its bytes, checking it has one float input `[rows, k]` and runs, and
+    /// probes its rows.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<OnnxModel> {
+        let (mut model, fixed_rows) = Self::parse(bytes, device)?;
+        if !fixed_rows {
+            model.io.row_shapes = model.rows_apart();
+        }
+        Ok(model)
+    }
+
+    /// The graph in `bytes`, checked and run once on a row of zeros, its rows not probed; and
+    /// whether its batch dimension is fixed.
+    fn parse(bytes: &[u8], device: &Device) -> Result<(OnnxModel, bool)> {
         let bad = |m: String| MlError::InvalidModel(m);
         let proto = ModelProto::decode(bytes)
             .map_err(|e| bad(format!("model.onnx is not an ONNX model: {e}")))?;
@@ -113,7 +248,7 @@ impl OnnxModel {
                 .flat_map(|n| n.attribute.iter().filter_map(|a| a.t.as_ref()))
                 .map(size)
                 .sum::<usize>();
-        let mut model = OnnxModel {
+        let model = OnnxModel {
             io: GraphIo {
                 input: input.name.clone(),
                 width,
@@ -127,10 +262,7 @@ impl OnnxModel {
         model
             .run(vec![0.0; width], 1)
             .map_err(|e| bad(format!("model.onnx cannot be run: {e}")))?;
-        if !fixed_rows {
-            model.io.row_shapes = model.rows_apart();
-        }
-        Ok(model)
+        Ok((model, fixed_rows))
     }
 
     /// Each output's shape past the rows, when the graph computes each row on its own (two
@@ -143,20 +275,6 @@ impl OnnxModel {
     /// What the graph takes and answers.
     pub fn io(&self) -> &GraphIo {
         &self.io
-    }
-
-    /// The same graph, its rows taken as apart (or not) as `row_shapes` says: another's probe
-    /// (the daemon's, whose front batches for this graph) has the last word.
-    pub fn with_row_shapes(&self, row_shapes: Option<Vec<Vec<usize>>>) -> OnnxModel {
-        OnnxModel {
-            proto: self.proto.clone(),
-            io: GraphIo {
-                row_shapes,
-                ..self.io.clone()
-            },
-            weights: self.weights,
-            device: self.device.clone(),
-        }
     }
 
     /// About the multiply-adds of running `rows` rows (a dense network's weights, once a row).
@@ -362,6 +480,84 @@ mod tests {
                 "{got:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_replica_goes_by_the_check_kept_beside_the_graph() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(ONNX_FILE), mlp(None, 1)).unwrap();
+        // No check kept: the replica probes the graph itself.
+        assert_eq!(GraphIo::read(dir.path()).unwrap(), None);
+        let probed = OnnxModel::load_checked(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(probed.row_shapes(), Some(&[vec![2]][..]));
+        // The check's finding has the last word, even against the replica's own probe.
+        let kept = GraphIo {
+            row_shapes: None,
+            ..probed.io().clone()
+        };
+        kept.write(dir.path()).unwrap();
+        assert_eq!(GraphIo::read(dir.path()).unwrap().as_ref(), Some(&kept));
+        let g = OnnxModel::load_checked(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(g.row_shapes(), None);
+        // A check of another graph is not this graph's: probed again.
+        GraphIo {
+            width: 3,
+            ..kept.clone()
+        }
+        .write(dir.path())
+        .unwrap();
+        let g = OnnxModel::load_checked(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(g.row_shapes(), Some(&[vec![2]][..]));
+        // A file that cannot be read says which.
+        std::fs::write(dir.path().join(IO_FILE), b"{").unwrap();
+        let e = GraphIo::read(dir.path()).unwrap_err();
+        assert!(e.to_string().contains(IO_FILE), "{e}");
+        // Only the finding is left in the folder: no temporary file.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn rows_split_from_a_run_join_back_into_its_outputs() {
+        let io = GraphIo {
+            input: "x".into(),
+            width: 2,
+            outputs: vec!["p".into(), "q".into()],
+            row_shapes: Some(vec![vec![2], vec![1, 3]]),
+        };
+        let outputs = vec![
+            ("p".to_string(), vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]),
+            (
+                "q".to_string(),
+                vec![2, 1, 3],
+                vec![5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
+            ),
+        ];
+        let rows = io.split_rows(outputs.clone(), 2).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                vec![1.0, 2.0, 5.0, 6.0, 7.0],
+                vec![3.0, 4.0, 8.0, 9.0, 10.0]
+            ]
+        );
+        assert_eq!(io.join_rows(&rows).unwrap(), outputs);
+        // No rows: outputs of no rows.
+        let none = io.join_rows(&[]).unwrap();
+        assert_eq!((none[1].1.clone(), none[1].2.len()), (vec![0, 1, 3], 0));
+        // A run or an answer of the wrong size is an error, not a panic.
+        let short = vec![("p".to_string(), vec![1, 2], vec![1.0, 2.0])];
+        assert!(io.split_rows(short, 2).is_err());
+        assert!(io.join_rows(&[vec![1.0]]).is_err());
+        // A graph that mixes its rows has no layout of rows.
+        let mixes = GraphIo {
+            row_shapes: None,
+            ..io
+        };
+        assert!(mixes.join_rows(&rows).is_err());
     }
 
     #[test]

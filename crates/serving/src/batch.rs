@@ -87,61 +87,42 @@ impl Engine for Local {
 }
 
 /// An ONNX graph that computes each row on its own ([`OnnxModel::row_shapes`]) in this process:
-/// a row's answer is its slice of every output, one output after another. Inline when it costs
-/// little, as [`Local`] does.
+/// a row's answer is its slice of every output ([`petri_ml::GraphIo::split_rows`]). Inline when
+/// it costs little, as [`Local`] does.
 pub struct Graph {
     pub graph: Arc<OnnxModel>,
-    /// The numbers of a row in each output.
-    per_row: Arc<[usize]>,
 }
 
 impl Graph {
     /// `None` when the graph does not compute its rows apart.
     pub fn new(graph: Arc<OnnxModel>) -> Option<Graph> {
-        let per_row = graph
-            .row_shapes()?
-            .iter()
-            .map(|s| s.iter().product())
-            .collect::<Vec<usize>>()
-            .into();
-        Some(Graph { graph, per_row })
+        graph.row_shapes()?;
+        Some(Graph { graph })
     }
 
     fn rows_of(
-        per_row: &[usize],
+        graph: &OnnxModel,
         out: Result<Vec<Output>, MlError>,
         rows: usize,
     ) -> Result<Vec<Vec<f32>>, RunError> {
-        let out = out.map_err(|e| RunError::Failed(e.to_string()))?;
-        let each: usize = per_row.iter().sum();
-        let mut answers: Vec<Vec<f32>> = (0..rows).map(|_| Vec::with_capacity(each)).collect();
-        for ((name, _, values), n) in out.iter().zip(per_row) {
-            if values.len() != rows * n {
-                return Err(RunError::Failed(format!(
-                    "output `{name}` gave {} values for {rows} rows of {n}",
-                    values.len()
-                )));
-            }
-            for (answer, chunk) in answers.iter_mut().zip(values.chunks_exact((*n).max(1))) {
-                answer.extend_from_slice(chunk);
-            }
-        }
-        Ok(answers)
+        out.and_then(|out| graph.io().split_rows(out, rows))
+            .map_err(|e| RunError::Failed(e.to_string()))
     }
 }
 
 impl Engine for Graph {
     fn run(&self, features: Vec<f32>, rows: usize) -> Ran {
-        let (g, per_row) = (self.graph.clone(), self.per_row.clone());
+        let g = self.graph.clone();
         if g.cost(rows) <= INLINE_COST {
-            let out = Graph::rows_of(&per_row, g.run(features, rows), rows);
+            let out = Graph::rows_of(&g, g.run(features, rows), rows);
             return Box::pin(std::future::ready(out));
         }
         Box::pin(async move {
-            let out = tokio::task::spawn_blocking(move || g.run(features, rows))
+            let run = g.clone();
+            let out = tokio::task::spawn_blocking(move || run.run(features, rows))
                 .await
                 .map_err(|e| RunError::Failed(e.to_string()))?;
-            Graph::rows_of(&per_row, out, rows)
+            Graph::rows_of(&g, out, rows)
         })
     }
 }

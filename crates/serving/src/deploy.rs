@@ -328,9 +328,6 @@ struct Inner {
 /// The path of a replica's batch route: feature vectors in, probabilities out (f32, little
 /// endian, row after row; the row count in [`ROWS_HEADER`]).
 pub const BATCH_PATH: &str = "/v2/batch";
-/// What an ONNX graph takes and answers ([`petri_ml::GraphIo`]), written beside a version's
-/// files when the daemon checks them, so that its front needs no graph of its own.
-pub const GRAPH_IO_FILE: &str = ".petri-graph-io.json";
 /// The header that carries a batch's row count.
 pub const ROWS_HEADER: &str = "petri-rows";
 /// How long a replica may take over one batch before it counts as gone.
@@ -571,18 +568,18 @@ impl Serving {
             return None;
         }
         let dir = self.inner.root.join(&d.model).join(d.version.to_string());
-        let graph = match std::fs::read(dir.join(GRAPH_IO_FILE)) {
-            Ok(bytes) if !dir.join("model.json").exists() => {
-                match serde_json::from_slice::<petri_ml::GraphIo>(&bytes) {
-                    Ok(io) if io.row_shapes.is_some() => Some(io),
-                    Ok(_) => return None,
-                    Err(e) => {
-                        tracing::warn!(deployment = %d.name, error = %e, "{GRAPH_IO_FILE} could not be read; requests go to the replicas whole");
-                        return None;
-                    }
+        let graph = if dir.join("model.json").exists() {
+            None
+        } else {
+            match petri_ml::GraphIo::read(&dir) {
+                Ok(Some(io)) if io.row_shapes.is_some() => Some(io),
+                Ok(Some(_)) => return None,
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(deployment = %d.name, error = %e, "the graph's check could not be read; requests go to the replicas whole");
+                    return None;
                 }
             }
-            _ => None,
         };
         let spec = match &graph {
             Some(_) => None,
@@ -808,22 +805,7 @@ impl Serving {
                 if onnx {
                     // What the graph takes and answers, kept beside it for the daemon's front.
                     let graph = petri_ml::OnnxModel::load(&check, &petri_ml::Device::Cpu)?;
-                    let io = serde_json::to_vec(graph.io())
-                        .map_err(|e| petri_ml::MlError::Compute(e.to_string()))?;
-                    let path = check.join(GRAPH_IO_FILE);
-                    if std::fs::read(&path).is_ok_and(|was| was == io) {
-                        return Ok(());
-                    }
-                    // Whole or not at all, for a front or replica that reads it meanwhile.
-                    static WRITES: AtomicUsize = AtomicUsize::new(0);
-                    let n = WRITES.fetch_add(1, Ordering::Relaxed);
-                    let tmp = check.join(format!("{GRAPH_IO_FILE}.{}.{n}", std::process::id()));
-                    std::fs::write(&tmp, io)
-                        .and_then(|()| std::fs::rename(&tmp, &path))
-                        .map_err(|e| {
-                            let _ = std::fs::remove_file(&tmp);
-                            petri_ml::MlError::Compute(format!("writing {}: {e}", path.display()))
-                        })
+                    graph.io().write(&check)
                 } else {
                     petri_ml::Mlp::load(&check, &petri_ml::Device::Cpu).map(|_| ())
                 }

@@ -128,25 +128,8 @@ impl ModelServer {
         let counters = Arc::new(Counters::default());
         let onnx = dir.join(petri_ml::onnx::ONNX_FILE).exists() && !dir.join("model.json").exists();
         let model = if onnx {
-            let graph = Arc::new(OnnxModel::load(dir, device)?);
-            let io = graph.io().clone();
-            // The daemon's front batches for this replica when the daemon found the graph's
-            // rows apart (its check, on the CPU, left `GRAPH_IO_FILE`): both must agree, so the
-            // replica's own probe (on its device) does not have the last word.
-            let agreed = std::fs::read(dir.join(crate::deploy::GRAPH_IO_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<GraphIo>(&b).ok())
-                .filter(|daemon| {
-                    daemon.input == io.input
-                        && daemon.width == io.width
-                        && daemon.outputs == io.outputs
-                });
-            let graph = match agreed {
-                Some(daemon) if daemon.row_shapes != io.row_shapes => {
-                    Arc::new(graph.with_row_shapes(daemon.row_shapes))
-                }
-                _ => graph,
-            };
+            // As the daemon's check found it: its front batches for this replica by that.
+            let graph = Arc::new(OnnxModel::load_checked(dir, device)?);
             let io = graph.io().clone();
             let run = match Graph::new(graph.clone()) {
                 Some(engine) => {
@@ -285,13 +268,17 @@ impl ModelServer {
         matrix: Vec<f32>,
         rows: usize,
     ) -> Result<(Vec<Output>, usize), Refusal> {
+        let joined = |answers: &[Vec<f32>]| {
+            io.join_rows(answers)
+                .map_err(|e| Refusal::Failed(e.to_string()))
+        };
         let graph = match (run, &io.row_shapes) {
-            (GraphRun::Batched(batcher), Some(shapes)) => {
+            (GraphRun::Batched(batcher), Some(_)) => {
                 if rows == 0 {
-                    return Ok((Self::outputs_of(io, shapes, Vec::new(), 0)?, 0));
+                    return Ok((joined(&[])?, 0));
                 }
                 let (answers, batch) = batcher.run(matrix, rows).await?;
-                return Ok((Self::outputs_of(io, shapes, answers, rows)?, batch));
+                return Ok((joined(&answers)?, batch));
             }
             (GraphRun::Alone(graph), _) => graph.clone(),
             (GraphRun::Batched(_), None) => {
@@ -304,40 +291,6 @@ impl ModelServer {
             .await
             .map_err(|e| Refusal::Failed(e.to_string()))??;
         Ok((out, rows))
-    }
-
-    /// A graph's outputs from its rows' answers, each a row's slice of every output, one after
-    /// another.
-    fn outputs_of(
-        io: &GraphIo,
-        shapes: &[Vec<usize>],
-        answers: Vec<Vec<f32>>,
-        rows: usize,
-    ) -> Result<Vec<Output>, Refusal> {
-        let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
-        let each: usize = sizes.iter().sum();
-        if let Some(a) = answers.iter().find(|a| a.len() != each) {
-            return Err(Refusal::Failed(format!(
-                "a row's answer holds {} values; the graph's outputs hold {each}",
-                a.len()
-            )));
-        }
-        let mut at = 0;
-        Ok(io
-            .outputs
-            .iter()
-            .zip(shapes)
-            .zip(sizes)
-            .map(|((name, shape), n)| {
-                let values = answers
-                    .iter()
-                    .flat_map(|a| a[at..at + n].iter().copied())
-                    .collect();
-                at += n;
-                let shape = std::iter::once(rows).chain(shape.iter().copied()).collect();
-                (name.clone(), shape, values)
-            })
-            .collect())
     }
 
     /// OIP model metadata: `GET /v2/models/{name}`.
