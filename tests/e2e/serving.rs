@@ -149,6 +149,29 @@ pub(crate) fn serve_the_iris_model(server: &Server, predictions: &Path) {
         }
     }
 
+    // The endpoint the CLI gives is the daemon's TCP address (the CLI itself speaks over the
+    // daemon's socket, which no inference client does), and it answers there as given.
+    let url = d["infer_url"]
+        .as_str()
+        .expect("an endpoint URL")
+        .to_string();
+    let addr = std::fs::read_to_string(home.join("daemon.addr")).unwrap();
+    let port = addr.trim().rsplit(':').next().unwrap().to_string();
+    assert_eq!(url, format!("http://localhost:{port}/v2/models/iris/infer"));
+    let table = String::from_utf8_lossy(&petri(home, &["model", "endpoints"]).stdout).to_string();
+    assert!(table.contains(&url), "{table}");
+    let token = std::fs::read_to_string(home.join("token")).unwrap();
+    let (origin, path) = url.split_at(url.find("/v2/").unwrap());
+    let over_tcp = Client::new(origin, Some(token.trim().to_string()));
+    let answer = rt
+        .block_on(over_tcp.call(Method::POST, path, Some(&oip_request(&rows[..1]))))
+        .unwrap();
+    assert_eq!(
+        answer["outputs"][0]["data"],
+        json!([want[0].1]),
+        "{answer:#}"
+    );
+
     // One flower as the Open Inference Protocol's own examples send it: a [1, 4] FP32 tensor.
     let one = call(
         Method::POST,

@@ -76,7 +76,7 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     let frame_policy = format!(
         "frame-ancestors 'self' {}://{}:{}",
         s.scheme,
-        caller_host(&s, &parts.headers),
+        caller_host(&s, &parts.headers, s.notebooks_addr.ip()),
         s.api_addr.port()
     );
     let path_and_query = parts
@@ -152,8 +152,9 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
 }
 
 /// The host name the caller used to reach Petri (from `Host`, without the port), when it is one
-/// a URL can carry as it is; else the address the notebooks listen on.
-fn caller_host(s: &AppState, headers: &HeaderMap) -> String {
+/// a URL can carry as it is and it reaches `ip` (the address the notebooks, or the API, listen
+/// on); else `ip`.
+fn caller_host(s: &AppState, headers: &HeaderMap, ip: std::net::IpAddr) -> String {
     let given = headers
         .get(HOST)
         .and_then(|v| v.to_str().ok())
@@ -169,7 +170,6 @@ fn caller_host(s: &AppState, headers: &HeaderMap) -> String {
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         });
-    let ip = s.notebooks_addr.ip();
     match given {
         // Listening on every interface (or the API's): the name the caller used reaches it.
         Some(h) if ip.is_unspecified() || ip == s.api_addr.ip() => h.to_string(),
@@ -183,8 +183,19 @@ pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
     format!(
         "{}://{}:{}",
         s.scheme,
-        caller_host(s, headers),
+        caller_host(s, headers, s.notebooks_addr.ip()),
         s.notebooks_addr.port()
+    )
+}
+
+/// Where a caller who reached the API with `headers` (over TCP, or over the daemon's socket,
+/// where `Host` is `localhost`) finds the API on its TCP address.
+pub(crate) fn api_origin(s: &AppState, headers: &HeaderMap) -> String {
+    format!(
+        "{}://{}:{}",
+        s.scheme,
+        caller_host(s, headers, s.api_addr.ip()),
+        s.api_addr.port()
     )
 }
 

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petri_daemon::serving::{Deployment, DeploymentStats, ServeRequest, ServingError};
 use serde_json::json;
@@ -33,8 +33,22 @@ impl From<ServingError> for ApiError {
 #[utoipa::path(get, path = "/api/v1/deployments", tag = "serving", operation_id = "deployments_list",
     responses((status = 200, description = "every deployment: model, version, replicas and their states", body = Vec<Deployment>),
               (status = 401, description = "UNAUTHORIZED", body = E)))]
-pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<Deployment>>, ApiError> {
-    Ok(Json(s.daemon.serving().list().await?))
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Deployment>>, ApiError> {
+    let mut all = s.daemon.serving().list().await?;
+    all.iter_mut().for_each(|d| located(&s, &headers, d));
+    Ok(Json(all))
+}
+
+/// Fills in where `d` answers, on the address the caller reached the daemon by.
+fn located(s: &AppState, headers: &HeaderMap, d: &mut Deployment) {
+    d.infer_url = Some(format!(
+        "{}{}",
+        crate::proxy::api_origin(s, headers),
+        d.infer_path
+    ));
 }
 
 #[utoipa::path(post, path = "/api/v1/deployments", tag = "serving", operation_id = "deployment_serve",
@@ -48,10 +62,12 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Vec<Deploymen
 pub(crate) async fn serve(
     State(s): State<AppState>,
     Caller(caller): Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Deployment>), ApiError> {
     let req: ServeRequest = parse_body(&body.map_err(body_error)?, "the deployment")?;
-    let d = s.daemon.serving().serve(req, &caller.user).await?;
+    let mut d = s.daemon.serving().serve(req, &caller.user).await?;
+    located(&s, &headers, &mut d);
     Ok((StatusCode::CREATED, Json(d)))
 }
 
@@ -63,8 +79,11 @@ pub(crate) async fn serve(
 pub(crate) async fn show(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<Deployment>, ApiError> {
-    Ok(Json(s.daemon.serving().get(&name).await?))
+    let mut d = s.daemon.serving().get(&name).await?;
+    located(&s, &headers, &mut d);
+    Ok(Json(d))
 }
 
 #[utoipa::path(delete, path = "/api/v1/deployments/{name}", tag = "serving", operation_id = "deployment_unserve",

@@ -96,6 +96,10 @@ pub struct Deployment {
     /// Where to call it (paths on the daemon's address).
     pub infer_path: String,
     pub invocations_path: String,
+    /// `infer_path` as a whole URL on the daemon's TCP address, as the caller reached the
+    /// daemon (a caller on its socket gets its loopback address and port).
+    #[serde(default)]
+    pub infer_url: Option<String>,
 }
 
 /// Why a serving call failed.
@@ -1057,6 +1061,7 @@ impl Serving {
         Ok(Deployment {
             infer_path: format!("/v2/models/{}/infer", d.name),
             invocations_path: format!("/v2/models/{}/invocations", d.name),
+            infer_url: None,
             name: d.name,
             model: d.model,
             selector: d.selector,

@@ -1162,6 +1162,11 @@ export interface components {
             gpu_memory?: string | null;
             /** @description Where to call it (paths on the daemon's address). */
             infer_path: string;
+            /**
+             * @description `infer_path` as a whole URL on the daemon's TCP address, as the caller reached the
+             *     daemon (a caller on its socket gets its loopback address and port).
+             */
+            infer_url?: string | null;
             invocations_path: string;
             max_batch: number;
             max_delay: string;

@@ -548,12 +548,11 @@ async fn serve(client: &Client, a: ServeArgs) -> anyhow::Result<()> {
         return output::print_json(&d);
     }
     println!(
-        "serving {} version {} as {name} ({}): POST {}{}",
+        "serving {} version {} as {name} ({}): POST {}",
         s(&d["model"]),
         s(&d["version"]),
         s(&d["state"]),
-        client.base(),
-        s(&d["infer_path"])
+        endpoint(client, &d)
     );
     Ok(())
 }
@@ -568,6 +567,15 @@ async fn unserve(client: &Client, a: UnserveArgs) -> anyhow::Result<()> {
         .await?;
     println!("unserved {}", a.name);
     Ok(())
+}
+
+/// Where a deployment answers: on the address this client reaches the daemon by, or (over the
+/// daemon's socket, which no inference client speaks) the daemon's TCP address, as it says.
+fn endpoint(client: &Client, d: &Value) -> String {
+    match d["infer_url"].as_str() {
+        Some(url) if client.socket().is_some() => url.to_string(),
+        _ => format!("{}{}", client.base(), s(&d["infer_path"])),
+    }
 }
 
 async fn endpoints(client: &Client, a: EndpointsArgs) -> anyhow::Result<()> {
@@ -596,7 +604,7 @@ async fn endpoints(client: &Client, a: EndpointsArgs) -> anyhow::Result<()> {
             s(&d["version"]),
             state,
             format!("{ready}/{}", replicas.len()),
-            format!("{}{}", client.base(), s(&d["infer_path"])),
+            endpoint(client, d),
         ]);
     }
     println!("{t}");
