@@ -47,12 +47,19 @@ impl GraphIo {
     /// the file is there but cannot be read.
     pub fn read(dir: &Path) -> Result<Option<GraphIo>> {
         let path = dir.join(IO_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| MlError::InvalidModel(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(MlError::InvalidModel(format!("{}: {e}", path.display()))),
+        let bad = |e: String| MlError::InvalidModel(format!("{}: {e}", path.display()));
+        let io: GraphIo = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        match &io.row_shapes {
+            Some(shapes) if shapes.len() != io.outputs.len() => Err(bad(format!(
+                "{} outputs but the shapes of {}",
+                io.outputs.len(),
+                shapes.len()
+            ))),
+            _ => Ok(Some(io)),
         }
     }
 
@@ -166,9 +173,10 @@ impl OnnxModel {
     pub fn load_checked(dir: &Path, device: &Device) -> Result<OnnxModel> {
         let (mut model, fixed_rows) = Self::parse(&Self::read(dir)?, device)?;
         match GraphIo::read(dir).ok().flatten() {
+            // A graph that fixes its batch size runs each request alone, whatever is kept.
+            _ if fixed_rows => {}
             Some(found) if found.same_graph(&model.io) => model.io.row_shapes = found.row_shapes,
-            _ if !fixed_rows => model.io.row_shapes = model.rows_apart(),
-            _ => {}
+            _ => model.io.row_shapes = model.rows_apart(),
         }
         Ok(model)
     }
@@ -508,10 +516,24 @@ mod tests {
         .unwrap();
         let g = OnnxModel::load_checked(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(g.row_shapes(), Some(&[vec![2]][..]));
-        // A file that cannot be read says which.
+        // A file that cannot be read, or does not hold together, says which; the replica
+        // probes the graph then.
         std::fs::write(dir.path().join(IO_FILE), b"{").unwrap();
         let e = GraphIo::read(dir.path()).unwrap_err();
         assert!(e.to_string().contains(IO_FILE), "{e}");
+        GraphIo {
+            row_shapes: Some(vec![vec![2], vec![1]]),
+            ..kept.clone()
+        }
+        .write(dir.path())
+        .unwrap();
+        let e = GraphIo::read(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("1 outputs but the shapes of 2"),
+            "{e}"
+        );
+        let g = OnnxModel::load_checked(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(g.row_shapes(), Some(&[vec![2]][..]));
         // Only the finding is left in the folder: no temporary file.
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -568,6 +590,17 @@ mod tests {
         // A batch dimension of one, fixed in the graph.
         let fixed = OnnxModel::from_bytes(&mlp(Some(1), 1), &Device::Cpu).unwrap();
         assert_eq!(fixed.row_shapes(), None);
+        // Whatever a file beside it says.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(ONNX_FILE), mlp(Some(1), 1)).unwrap();
+        GraphIo {
+            row_shapes: Some(vec![vec![2]]),
+            ..fixed.io().clone()
+        }
+        .write(dir.path())
+        .unwrap();
+        let g = OnnxModel::load_checked(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(g.row_shapes(), None);
     }
 
     #[test]
