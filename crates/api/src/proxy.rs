@@ -191,12 +191,16 @@ pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
 /// Where a caller who reached the API with `headers` (over TCP, or over the daemon's socket,
 /// where `Host` is `localhost`) finds the API on its TCP address.
 pub(crate) fn api_origin(s: &AppState, headers: &HeaderMap) -> String {
-    format!(
-        "{}://{}:{}",
-        s.scheme,
-        caller_host(s, headers, s.api_addr.ip()),
-        s.api_addr.port()
-    )
+    let ip = s.api_addr.ip();
+    let mut host = caller_host(s, headers, ip);
+    // `localhost` cannot reach an API that listens on one outside address alone.
+    if host == "localhost" && !ip.is_loopback() && !ip.is_unspecified() {
+        host = match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+    }
+    format!("{}://{host}:{}", s.scheme, s.api_addr.port())
 }
 
 /// A bearer token that may run code as the notebook's user (a notebook runs whatever its user
