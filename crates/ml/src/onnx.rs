@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Tensor};
 use candle_onnx::onnx::{ModelProto, tensor_shape_proto, type_proto};
@@ -71,15 +70,8 @@ impl GraphIo {
         if std::fs::read(&path).is_ok_and(|was| was == bytes) {
             return Ok(());
         }
-        static WRITES: AtomicUsize = AtomicUsize::new(0);
-        let n = WRITES.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("{IO_FILE}.{}.{n}", std::process::id()));
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                MlError::Compute(format!("writing {}: {e}", path.display()))
-            })
+        petri_domain::files::write_atomic(&path, &bytes, 0o644)
+            .map_err(|e| MlError::Compute(format!("writing {}: {e}", path.display())))
     }
 
     /// Whether `other` describes the same inputs and outputs (its finding on rows aside).
