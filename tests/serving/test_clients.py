@@ -162,6 +162,11 @@ def test_tritonclient_errors_say_what_was_expected():
     wrong[0].set_data_from_numpy(np.array([b"1"], dtype=np.object_))
     status, message = status_of(lambda: c.infer("sign", wrong, headers=auth()))
     assert status == "400" and "expected FP64" in message, (status, message)
+    misnamed = inputs([1.0], [1.0], ["a"])
+    misnamed[1] = httpclient.InferInput("z", [1], "FP32")
+    misnamed[1].set_data_from_numpy(np.array([1.0], dtype=np.float32))
+    status, message = status_of(lambda: c.infer("sign", misnamed, headers=auth()))
+    assert status == "400" and "unknown input `z`" in message and "y (FP64)" in message, (status, message)
     status, message = status_of(lambda: c.infer("nope", inputs([1.0], [1.0], ["a"]), headers=auth()))
     assert status == "404", (status, message)
     status, message = status_of(lambda: c.infer("sign", inputs([1.0], [1.0], ["a"]),
@@ -286,6 +291,15 @@ def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_contai
         r = c.infer("iris-sk", tensors, headers=auth(),
                     outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
         assert r.as_numpy("predictions").tolist() == [0, 2]
+        # Every column at once, as one tensor named input-0; a tensor of another name is refused.
+        m = httpclient.InferInput("input-0", [2, 4], "FP64")
+        m.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]), binary_data=False)
+        r = c.infer("iris-sk", [m], headers=auth(),
+                    outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
+        assert r.as_numpy("predictions").tolist() == [0, 2]
+        status, answer = post("/v2/models/iris-sk/infer", {"inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]})
+        assert status == 400 and "unknown input `x`" in answer["error"], (status, answer)
     finally:
         unserve("iris-sk")
 
@@ -351,6 +365,15 @@ def test_an_onnx_mlp_is_served_natively():
         bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
         status, message = status_of(lambda: client().infer("graph", [bad], headers=auth()))
         assert status == "400" and "expected [rows, 4]" in message, (status, message)
+        # The graph's input goes by its name.
+        status, answer = post("/v2/models/graph/infer", {"inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+        assert status == 400 and "unknown input `x`" in answer["error"] \
+            and "`input` (FP32, [rows, 4])" in answer["error"], (status, answer)
+        # Its metadata gives each output's shape past the rows.
+        meta = client().get_model_metadata("graph", headers=auth())
+        assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}], meta
+        assert meta["outputs"] == [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}], meta
     finally:
         unserve("graph")
 

@@ -429,8 +429,13 @@ fn fits(datatype: &str, kind: &str) -> bool {
     }
 }
 
+/// The name of the one `[rows, k]` tensor that carries every column of an all-number model at
+/// once, in the model's order (KServe's name for a scikit-learn model's matrix).
+pub const MATRIX_INPUT: &str = "input-0";
+
 /// The rows of an OIP request: one tensor per input column (shape `[N]` or `[N, 1]`), or, for a
-/// model whose inputs are all numbers, one `[N, k]` tensor holding them in order.
+/// model whose inputs are all numbers, one `[N, k]` tensor named [`MATRIX_INPUT`] holding them
+/// in order. A tensor of any other name is refused.
 pub fn oip_rows<'a>(
     req: &mut InferRequest,
     inputs: &'a [Input],
@@ -442,29 +447,43 @@ pub fn oip_rows<'a>(
         )));
     }
     let by_name = |n: &str| inputs.iter().find(|i| i.name == n);
+    let all_numbers = inputs.iter().all(|i| i.kind == "number");
     // One matrix of every (numeric) column.
-    if req.inputs.len() == 1
-        && by_name(&req.inputs[0].name).is_none()
-        && req.inputs[0].shape.len() == 2
-    {
-        let t = &mut req.inputs[0];
-        let data = elements(t)?;
-        let (rows, width) = (t.shape[0] as usize, t.shape[1] as usize);
-        if width != inputs.len() || inputs.iter().any(|i| i.kind != "number") {
+    if req.inputs.iter().any(|t| t.name == MATRIX_INPUT) && by_name(MATRIX_INPUT).is_none() {
+        let width = inputs.len();
+        if !all_numbers {
             return Err(bad(format!(
-                "input `{}` has shape {:?}; one [rows, k] tensor works for a model whose \
-                 inputs are all numbers, k of them; this model takes {}",
-                t.name,
-                t.shape,
+                "one `{MATRIX_INPUT}` tensor works for a model whose inputs are all numbers; \
+                 this model takes {}",
                 expected(inputs)
             )));
         }
+        let [t] = req.inputs.as_mut_slice() else {
+            return Err(bad(format!(
+                "`{MATRIX_INPUT}` holds every input at once; send it alone, or one tensor per \
+                 input: {}",
+                expected(inputs)
+            )));
+        };
         if !fits(&t.datatype, "number") {
             return Err(bad(format!(
                 "input `{}` is {}; the model's inputs are numbers (FP32, FP64 or INT*)",
                 t.name, t.datatype
             )));
         }
+        let rows = match t.shape.as_slice() {
+            [r, w] if *w as usize == width => *r as usize,
+            [w] if *w as usize == width => 1,
+            other => {
+                return Err(bad(format!(
+                    "input `{}` has shape {other:?}; expected [rows, {width}] (the model's \
+                     inputs in order: {})",
+                    t.name,
+                    expected(inputs)
+                )));
+            }
+        };
+        let data = elements(t)?;
         let values = (0..width)
             .map(|j| (0..rows).map(|r| data[r * width + j].clone()).collect())
             .collect();
@@ -474,12 +493,20 @@ pub fn oip_rows<'a>(
             values,
         });
     }
+    let or_matrix = if all_numbers {
+        format!(
+            ", or all of them as one [rows, {}] tensor `{MATRIX_INPUT}`",
+            inputs.len()
+        )
+    } else {
+        String::new()
+    };
     let mut rows = None;
     let mut values: Vec<Option<Vec<Value>>> = vec![None; inputs.len()];
     for t in &mut req.inputs {
         let Some(j) = inputs.iter().position(|i| i.name == t.name) else {
             return Err(bad(format!(
-                "unknown input `{}`: the model takes {}",
+                "unknown input `{}`: the model takes {}{or_matrix}",
                 t.name,
                 expected(inputs)
             )));
@@ -576,8 +603,8 @@ pub fn oip_outputs(
     Ok(out)
 }
 
-/// The rows of an OIP request for a graph of one `[rows, width]` float input: one tensor (by any
-/// name, or the graph's), shape `[rows, width]` or `[width]` (one row), numbers.
+/// The rows of an OIP request for a graph of one `[rows, width]` float input: one tensor of the
+/// graph's input's name, shape `[rows, width]` or `[width]` (one row), numbers.
 pub fn oip_matrix(
     req: &mut InferRequest,
     input: &str,
@@ -589,6 +616,12 @@ pub fn oip_matrix(
             "the model takes one input, `{input}` (FP32, [rows, {width}]); the request has {n}"
         )));
     };
+    if t.name != input {
+        return Err(bad(format!(
+            "unknown input `{}`: the model takes one input, `{input}` (FP32, [rows, {width}])",
+            t.name
+        )));
+    }
     if !fits(&t.datatype, "number") {
         return Err(bad(format!(
             "input `{}` is {}; expected FP32 (or another number type)",
@@ -930,9 +963,55 @@ mod tests {
             err(json!({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}]}));
         assert!(e.contains("input `b` (FP64) is missing"), "{e}");
         let e = err(
-            json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
+            json!({"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
         );
         assert!(e.contains("all numbers"), "{e}");
+        // A matrix goes by its one name; a tensor of another name is refused, whatever its shape.
+        let num = numeric();
+        let e = oip_rows(
+            &mut req(
+                json!({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}),
+            ),
+            &num,
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("unknown input `x`") && e.contains("one [rows, 2] tensor `input-0`"),
+            "{e}"
+        );
+        let e = oip_rows(
+            &mut req(
+                json!({"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
+            ),
+            &num,
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("expected [rows, 2]"), "{e}");
+        // One row may come flat.
+        let c = oip_rows(
+            &mut req(
+                json!({"inputs": [{"name": "input-0", "shape": [2], "datatype": "FP64", "data": [5, 6]}]}),
+            ),
+            &num,
+        )
+        .unwrap();
+        assert_eq!((c.rows, c.value(0, "b")), (1, Some(&json!(6))));
+        // A graph takes its own input's name only.
+        let e = oip_matrix(
+            &mut req(
+                json!({"inputs": [{"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+            ),
+            "features",
+            4,
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("unknown input `y`") && e.contains("`features` (FP32, [rows, 4])"),
+            "{e}"
+        );
     }
 
     #[test]

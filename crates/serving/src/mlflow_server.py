@@ -23,6 +23,8 @@ from mlflow.pyfunc import scoring_server
 MODEL_DIR, NAME, VERSION, PORT = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 KEY = os.environ["PETRI_MODEL_KEY"]
 OPEN = {"/v2/health/live", "/ping", "/health"}
+# The one tensor that carries every column at once (the native models' name for it too).
+MATRIX = "input-0"
 
 model = mlflow.pyfunc.load_model(MODEL_DIR)
 app = scoring_server.init(model)
@@ -101,14 +103,32 @@ async def infer(name: str, request: Request):
         return error(400, f"the body is not an inference request: {e}")
     try:
         columns = {}
-        if len(tensors) == 1 and len(tensors[0].get("shape", [])) == 2 and tensors[0]["name"] not in INPUTS:
+        names = [t.get("name") for t in tensors]
+        # Every column at once, in the signature's order: [rows, k], or [k] for one row. A model
+        # whose signature names no columns takes one [rows, k] tensor by any name.
+        unnamed = not INPUTS and len(tensors) == 1 and len(tensors[0].get("shape", [])) == 2
+        if (MATRIX in names and MATRIX not in INPUTS) or unnamed:
+            if len(tensors) != 1:
+                return error(400, f"`{MATRIX}` holds every input at once; send it alone, or one tensor per input")
             t = tensors[0]
-            rows, width = t["shape"]
-            data = np.array(list(flatten(t["data"]))).reshape(rows, width)
-            names = INPUTS if len(INPUTS) == width else list(range(width))
-            for j, column in enumerate(names):
+            shape = t.get("shape", [])
+            if len(shape) == 1:
+                shape = [1, shape[0]]
+            if len(shape) != 2 or (INPUTS and shape[1] != len(INPUTS)):
+                want = f"[rows, {len(INPUTS)}] ({', '.join(INPUTS)})" if INPUTS else "[rows, k]"
+                return error(400, f"input `{t['name']}` has shape {t.get('shape')}; expected {want}")
+            rows, width = shape
+            data = list(flatten(t["data"]))
+            if len(data) != rows * width:
+                return error(400, f"input `{t['name']}` has shape {t['shape']} but its data holds {len(data)}")
+            data = np.array(data).reshape(rows, width)
+            for j, column in enumerate(INPUTS or range(width)):
                 columns[column] = data[:, j]
         else:
+            unknown = [n for n in names if n not in INPUTS] if INPUTS else []
+            if unknown:
+                return error(400, f"unknown input `{unknown[0]}`: the model takes {', '.join(INPUTS)}"
+                                  f", or all of them as one [rows, {len(INPUTS)}] tensor `{MATRIX}`")
             for t in tensors:
                 data = list(flatten(t["data"]))
                 if len(data) != int(np.prod(t["shape"])):

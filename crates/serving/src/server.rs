@@ -317,9 +317,14 @@ impl ModelServer {
                 "versions": [self.version],
                 "platform": "petri-candle-onnx",
                 "inputs": [{"name": io.input, "datatype": "FP32", "shape": [-1, io.width]}],
-                "outputs": io.outputs.iter().map(|o| json!({
-                    "name": o, "datatype": "FP32", "shape": [-1]
-                })).collect::<Vec<_>>(),
+                // Each output's shape past the rows, where the check found the rows apart.
+                "outputs": io.outputs.iter().enumerate().map(|(k, o)| {
+                    let mut shape = vec![-1i64];
+                    if let Some(row) = io.row_shapes.as_ref().and_then(|s| s.get(k)) {
+                        shape.extend(row.iter().map(|d| *d as i64));
+                    }
+                    json!({"name": o, "datatype": "FP32", "shape": shape})
+                }).collect::<Vec<_>>(),
             }),
         }
     }
@@ -557,6 +562,11 @@ mod tests {
             limits,
         ));
         assert_eq!(front.metadata(), replica.metadata());
+        // The metadata gives each output's shape past the rows.
+        assert_eq!(
+            replica.metadata()["outputs"],
+            json!([{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}])
+        );
         let alone = alone(&replica).await;
         let formed = replica.counters.batches.load(Ordering::Relaxed);
         at_once(&front, &alone).await;
