@@ -7,8 +7,11 @@
 // try-it form built from the model's metadata predicts known labels and probabilities, a bad field
 // is marked, an edited body shows the protocol's message; traffic shows in the rate and the charts;
 // Unserve (after a confirm) removes it and its replica stops; the Models view's Serve link opens
-// the form on the alias. Whatever happens, the deployment is unserved and its replicas stopped at
-// the end (replicas outlive the daemon by design). Used by run.mjs.
+// the form on the alias. Then an ONNX graph's try-it form (see graphTryIt). Whatever happens,
+// the deployments are unserved and their replicas stopped at the end (replicas outlive the daemon
+// by design). Used by run.mjs.
+
+import fs from "node:fs";
 
 export const SERVED = "ui-mlp";
 
@@ -108,6 +111,42 @@ export async function registerServable({ base, token }) {
 }
 
 const FINAL = ["succeeded", "failed", "cancelled", "timed_out"];
+
+export const GRAPH = "ui-graph";
+const FIXTURES = new URL("../../crates/ml/tests/fixtures/", import.meta.url);
+
+/**
+ * The try-it form of an ONNX graph (PyTorch's export of an MLP, with the answers PyTorch gave for
+ * its rows): one field per element of the graph's `features` row, sent as one [1, 4] tensor, and
+ * the graph's `probabilities` shown by class index (the graph names no classes). Served and
+ * unserved over the API.
+ */
+async function graphTryIt({ page, base, token, until, replicaJobs }) {
+  const { json, put } = client({ base, token });
+  const stamp = Date.now().toString(36);
+  const onnx = fs.readFileSync(new URL("torch_mlp.onnx", FIXTURES));
+  const want = JSON.parse(fs.readFileSync(new URL("torch_mlp.json", FIXTURES), "utf8"));
+  await put(`/api/v1/model-uploads/ui-graph-${stamp}/model.onnx`, onnx);
+  const v = await json("POST", `/api/v1/models/${GRAPH}/versions`, { upload: `ui-graph-${stamp}` });
+  if (v.format !== "onnx" || v.runtime !== "native") throw new Error(`the graph: ${JSON.stringify(v)}`);
+  const d = await json("POST", "/api/v1/deployments", { model: `${GRAPH}/${v.version}` });
+  for (const r of d.replicas) replicaJobs.add(r.job);
+  await page.goto(`${base}/#/serving/${GRAPH}`);
+  const view = page.locator(`[data-testid=deployment][data-deployment=${GRAPH}]`);
+  await view.locator("h1 [data-state=ready]").waitFor({ timeout: 120000 });
+  for (const r of (await json("GET", `/api/v1/deployments/${GRAPH}`)).replicas) replicaJobs.add(r.job);
+  const fields = view.locator(".try-fields input");
+  await until("the graph's four fields", async () => (await fields.count()) === 4, 15000);
+  const row = want.rows[0];
+  for (let j = 0; j < 4; j++) await view.locator(`input[name='oip-features[${j}]']`).fill(String(row[j]));
+  await view.getByRole("button", { name: "Predict" }).click();
+  const result = view.locator("[data-testid=infer-result]");
+  for (let j = 0; j < 3; j++) {
+    const p = want.probabilities[0][j].toFixed(4);
+    await result.locator(`tr[data-class='class ${j}'] [data-testid=probability]`, { hasText: p }).waitFor({ timeout: 15000 });
+  }
+  await json("DELETE", `/api/v1/deployments/${GRAPH}`);
+}
 
 /** Drives the views; `page` is signed in. */
 export async function servingViews({ page, base, token, shot }) {
@@ -266,12 +305,14 @@ export async function servingViews({ page, base, token, shot }) {
       const f = page.locator("[data-testid=serve-form]");
       return (await f.locator("select[name=serve-model]").inputValue()) === SERVED && (await f.locator("select[name=serve-ref]").inputValue()) === "@champion";
     }, 15000);
+
+    await graphTryIt({ page, base, token, until, replicaJobs });
   } finally {
     // Nothing left running, whatever happened above.
     for (const d of await json("GET", "/api/v1/deployments").catch(() => [])) {
-      if (d.name !== SERVED) continue;
+      if (d.name !== SERVED && d.name !== GRAPH) continue;
       for (const r of d.replicas) replicaJobs.add(r.job);
-      await json("DELETE", `/api/v1/deployments/${SERVED}`).catch((e) => console.log(`cleanup: ${e.message}`));
+      await json("DELETE", `/api/v1/deployments/${d.name}`).catch((e) => console.log(`cleanup: ${e.message}`));
     }
     for (const id of replicaJobs) {
       await until(`replica ${id} to stop`, async () => FINAL.includes((await json("GET", `/api/v1/jobs/${id}`)).state), 30000).catch((e) =>

@@ -1,5 +1,5 @@
-// The try-it form of a deployment: one field per input of the model's OIP metadata, typed by its
-// datatype (numbers for FP64/INT64, text for BYTES, a checkbox for BOOL), started on the training
+// The try-it form of a deployment: one field per input of the model's OIP metadata (one per
+// element of a `[-1, k]` input, as an ONNX graph's), typed by its datatype (numbers for FP64/INT64, text for BYTES, a checkbox for BOOL), started on the training
 // means and first categories when the version's model.json says them. It sends one row to
 // `/v2/models/{name}/infer` and shows the label and each class's probability; the body can also
 // be edited and sent as written, and a refusal shows the protocol's message.
@@ -7,7 +7,7 @@ import { useEffect, useMemo, useState } from "react";
 import { useLive } from "../../live";
 import { modelJson, oip, ProtocolError } from "./api";
 import type { OipMetadata } from "./api";
-import { buildInferRequest, categoriesOf, initialValues, inputKind, probability, readPrediction } from "./model";
+import { buildInferRequest, categoriesOf, formFields, initialValues, inputKind, probability, readPrediction } from "./model";
 import type { FieldValue, Prediction } from "./model";
 
 type Answer = { prediction: Prediction; version: string; tookMs: number };
@@ -96,10 +96,12 @@ export function TryIt(props: { name: string; model: string; version: number }) {
     <div className="try-it" data-testid="try-it">
       <form className="card form" onSubmit={submit} data-testid="try-it-form">
         <div className="try-fields">
-          {meta.inputs.map((i) => {
+          {formFields(meta.inputs).map((f) => {
+            const i = { name: f.key, datatype: f.datatype };
             const kind = inputKind(i.datatype);
             const v = values[i.name];
-            const cats = categoriesOf(spec, i.name);
+            // A row input's elements (an ONNX graph's) have no categories of their own.
+            const cats = f.index === undefined ? categoriesOf(spec, i.name) : undefined;
             const problem = problems[i.name];
             if (kind === "boolean")
               return (

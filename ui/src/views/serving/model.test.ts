@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  addSample, buildInferRequest, canInfer, categoriesOf, defaultChoice, initialValues, inputKind, lastMinute, latencySeries, ms,
+  addSample, buildInferRequest, canInfer, categoriesOf, defaultChoice, formFields, initialValues, inputKind, lastMinute, latencySeries, ms,
   optionalCount, parseValue, probability, protocolMessage, rate, readPrediction, replicaCounts, servableChoices, serveFormLink,
   serveRef, servingTone, sum,
 } from "./model";
@@ -185,6 +185,25 @@ describe("the try-it form", () => {
       probabilities: [{ cls: "class 0", p: 0.1 }, { cls: "class 1", p: 0.2 }, { cls: "class 2", p: 0.7 }],
     });
     expect(readPrediction({ outputs: [] }, ["a"])).toEqual({ label: "–", probabilities: [] });
+    // A graph's answer: its own output names, no label.
+    expect(readPrediction({ outputs: [{ name: "probs", shape: [1, 3], data: [0.1, 0.2, 0.7] }] })).toEqual({
+      label: "–",
+      probabilities: [{ cls: "probs[0]", p: 0.1 }, { cls: "probs[1]", p: 0.2 }, { cls: "probs[2]", p: 0.7 }],
+    });
+  });
+
+  it("gives a graph's row input one field per element and sends it as one [1, k] tensor", () => {
+    const graph = [{ name: "features", datatype: "FP32", shape: [-1, 3] }];
+    expect(formFields(graph).map((f) => f.key)).toEqual(["features[0]", "features[1]", "features[2]"]);
+    expect(initialValues(graph, spec)).toEqual({ "features[0]": "0", "features[1]": "0", "features[2]": "0" });
+    expect(buildInferRequest(graph, { "features[0]": "1.5", "features[1]": "-2", "features[2]": "0" })).toEqual({
+      body: { inputs: [{ name: "features", shape: [1, 3], datatype: "FP32", data: [1.5, -2, 0] }] },
+    });
+    expect(buildInferRequest(graph, { "features[0]": "1", "features[1]": "" })).toEqual({
+      errors: { "features[1]": "a number is needed", "features[2]": "a number is needed" },
+    });
+    // A column input stays one field, whatever its shape says past [-1].
+    expect(formFields(inputs).map((f) => f.key)).toEqual(["sepal_length", "collected_year", "site", "flag"]);
   });
 
   it("reads a refusal's message in the protocol's words", () => {

@@ -183,7 +183,25 @@ export function parseValue(datatype: string, raw: FieldValue): { value: number |
 
 export type OipInput = { name: string; shape: number[]; datatype: string; data: (number | string | boolean)[] };
 
-/** One row's request: a tensor of shape [1] per input, in the metadata's order; or each bad field's problem. */
+/** One field of the form: an input of one value a row, or one element of a `[-1, k]` input's row. */
+export type Field = { key: string; input: string; datatype: string; index?: number };
+
+/** The width of an input that takes a row of several values (`[-1, k]`, as an ONNX graph's), else undefined. */
+export function rowWidth(i: TensorMeta): number | undefined {
+  const s = i.shape;
+  return s && s.length === 2 && Number.isInteger(s[1]) && s[1] > 0 ? s[1] : undefined;
+}
+
+/** The form's fields, in the metadata's order: one per input, or one per element of a row input. */
+export function formFields(inputs: TensorMeta[]): Field[] {
+  return inputs.flatMap((i) => {
+    const k = rowWidth(i);
+    if (k === undefined) return [{ key: i.name, input: i.name, datatype: i.datatype }];
+    return Array.from({ length: k }, (_, j) => ({ key: `${i.name}[${j}]`, input: i.name, datatype: i.datatype, index: j }));
+  });
+}
+
+/** One row's request: a tensor per input, in the metadata's order (shape [1], or [1, k] for a row input); or each bad field's problem. */
 export function buildInferRequest(
   inputs: TensorMeta[],
   values: Record<string, FieldValue | undefined>,
@@ -191,10 +209,16 @@ export function buildInferRequest(
   const errors: Record<string, string> = {};
   const tensors: OipInput[] = [];
   for (const i of inputs) {
-    const raw = values[i.name] ?? (inputKind(i.datatype) === "boolean" ? false : "");
-    const parsed = parseValue(i.datatype, raw);
-    if ("error" in parsed) errors[i.name] = parsed.error;
-    else tensors.push({ name: i.name, shape: [1], datatype: i.datatype, data: [parsed.value] });
+    const fields = formFields([i]);
+    const data: (number | string | boolean)[] = [];
+    for (const f of fields) {
+      const raw = values[f.key] ?? (inputKind(i.datatype) === "boolean" ? false : "");
+      const parsed = parseValue(i.datatype, raw);
+      if ("error" in parsed) errors[f.key] = parsed.error;
+      else data.push(parsed.value);
+    }
+    const k = rowWidth(i);
+    tensors.push({ name: i.name, shape: k === undefined ? [1] : [1, k], datatype: i.datatype, data });
   }
   return Object.keys(errors).length ? { errors } : { body: { inputs: tensors } };
 }
@@ -219,15 +243,17 @@ export function categoriesOf(modelJson: unknown, name: string): unknown[] | unde
 export function initialValues(inputs: TensorMeta[], modelJson?: unknown): Record<string, FieldValue> {
   const numeric = (modelJson as FeaturesLike | undefined)?.features?.numeric;
   const out: Record<string, FieldValue> = {};
-  for (const i of inputs) {
-    const kind = inputKind(i.datatype);
-    const mean = Array.isArray(numeric) ? numeric.find((n) => n?.name === i.name)?.mean : undefined;
-    const first = categoriesOf(modelJson, i.name)?.[0];
-    if (kind === "boolean") out[i.name] = typeof first === "boolean" ? first : false;
-    else if (kind === "text") out[i.name] = first == null ? "" : String(first);
-    else if (typeof mean === "number" && Number.isFinite(mean)) out[i.name] = String(kind === "integer" ? Math.round(mean) : Number(mean.toPrecision(6)));
-    else if (typeof first === "number") out[i.name] = String(first);
-    else out[i.name] = "0";
+  for (const f of formFields(inputs)) {
+    const kind = inputKind(f.datatype);
+    // A row input's elements have no column of model.json to start from.
+    const column = f.index === undefined ? f.key : undefined;
+    const mean = column && Array.isArray(numeric) ? numeric.find((n) => n?.name === column)?.mean : undefined;
+    const first = column ? categoriesOf(modelJson, column)?.[0] : undefined;
+    if (kind === "boolean") out[f.key] = typeof first === "boolean" ? first : false;
+    else if (kind === "text") out[f.key] = first == null ? "" : String(first);
+    else if (typeof mean === "number" && Number.isFinite(mean)) out[f.key] = String(kind === "integer" ? Math.round(mean) : Number(mean.toPrecision(6)));
+    else if (typeof first === "number") out[f.key] = String(first);
+    else out[f.key] = "0";
   }
   return out;
 }
@@ -237,16 +263,23 @@ export type Prediction = { label: string; probabilities: ClassProbability[] };
 
 type ResponseLike = { outputs?: { name: string; shape?: number[]; data?: unknown[] }[] };
 
-/** The first row of an answer: its label and each class's probability (named from `classes`). */
+/**
+ * The first row of an answer: its label and each class's probability (named from `classes`). A
+ * graph's answer has no `label`, and its outputs have the graph's names: the first row of
+ * `probabilities`, or else of the first output, each value named `OUTPUT[j]`.
+ */
 export function readPrediction(resp: ResponseLike, classes?: unknown[] | null): Prediction {
   const out = resp.outputs ?? [];
   const label = out.find((o) => o.name === "label")?.data?.[0];
-  const probs = out.find((o) => o.name === "probabilities");
-  const width = probs?.shape?.[1] ?? classes?.length ?? probs?.data?.length ?? 0;
+  const probs = out.find((o) => o.name === "probabilities") ?? out.find((o) => o.name !== "label");
+  const named = probs?.name === "probabilities" && classes?.length;
+  const width = probs?.shape?.[1] ?? (probs?.shape?.length === 1 ? 1 : undefined) ?? classes?.length ?? probs?.data?.length ?? 0;
   const row = (probs?.data ?? []).slice(0, width).map(Number);
+  const cls = (j: number) =>
+    named && classes?.[j] != null ? String(classes[j]) : probs?.name === "probabilities" ? `class ${j}` : `${probs?.name}[${j}]`;
   return {
     label: label == null ? "–" : String(label),
-    probabilities: row.map((p, j) => ({ cls: classes?.[j] == null ? `class ${j}` : String(classes[j]), p })),
+    probabilities: row.map((p, j) => ({ cls: cls(j), p })),
   };
 }
 
