@@ -192,6 +192,12 @@ describe("the try-it form", () => {
     });
   });
 
+  it("reads an answer of one value a row (an MLflow model's predictions) as its label", () => {
+    expect(readPrediction({ outputs: [{ name: "predictions", shape: [1], data: ["setosa"] }] })).toEqual({ label: "setosa", probabilities: [] });
+    expect(readPrediction({ outputs: [{ name: "predictions", shape: [1], data: [2] }] })).toEqual({ label: "2", probabilities: [] });
+    expect(readPrediction({ outputs: [{ name: "y", shape: [1, 1], data: [0.25] }] })).toEqual({ label: "0.25", probabilities: [] });
+  });
+
   it("gives a graph's row input one field per element and sends it as one [1, k] tensor", () => {
     const graph = [{ name: "features", datatype: "FP32", shape: [-1, 3] }];
     expect(formFields(graph).map((f) => f.key)).toEqual(["features[0]", "features[1]", "features[2]"]);

@@ -264,9 +264,10 @@ export type Prediction = { label: string; probabilities: ClassProbability[] };
 type ResponseLike = { outputs?: { name: string; shape?: number[]; data?: unknown[] }[] };
 
 /**
- * The first row of an answer: its label and each class's probability (named from `classes`). A
- * graph's answer has no `label`, and its outputs have the graph's names: the first row of
- * `probabilities`, or else of the first output, each value named `OUTPUT[j]`.
+ * The first row of an answer: its label and each class's probability (named from `classes`).
+ * Other models' answers have no `label`, and their outputs have their own names: an output of one
+ * value a row (an MLflow model's `predictions`, a regression) is the label; otherwise the first
+ * row of `probabilities`, or else of the first output, each value named `OUTPUT[j]`.
  */
 export function readPrediction(resp: ResponseLike, classes?: unknown[] | null): Prediction {
   const out = resp.outputs ?? [];
@@ -274,6 +275,10 @@ export function readPrediction(resp: ResponseLike, classes?: unknown[] | null): 
   const probs = out.find((o) => o.name === "probabilities") ?? out.find((o) => o.name !== "label");
   const named = probs?.name === "probabilities" && classes?.length;
   const width = probs?.shape?.[1] ?? (probs?.shape?.length === 1 ? 1 : undefined) ?? classes?.length ?? probs?.data?.length ?? 0;
+  if (label == null && probs && probs.name !== "probabilities" && width === 1) {
+    const v = probs.data?.[0];
+    return { label: v == null ? "–" : String(v), probabilities: [] };
+  }
   const row = (probs?.data ?? []).slice(0, width).map(Number);
   const cls = (j: number) =>
     named && classes?.[j] != null ? String(classes[j]) : probs?.name === "probabilities" ? `class ${j}` : `${probs?.name}[${j}]`;
