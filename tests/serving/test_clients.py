@@ -257,6 +257,10 @@ m = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0).fit(X
 # MLflow 3's default (skops) refuses an MLPClassifier's optimizer unless told to trust it.
 mlflow.sklearn.log_model(m, name="model", input_example=X.head(2), registered_model_name="iris-sk",
                          serialization_format="cloudpickle")
+# Version 2: the same network fitted on arrays, as much code does; its signature is one tensor.
+a = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0).fit(X.to_numpy(), y)
+mlflow.sklearn.log_model(a, name="model", input_example=X.to_numpy()[:2], registered_model_name="iris-sk",
+                         serialization_format="cloudpickle")
 """
 
 
@@ -302,6 +306,24 @@ def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_contai
         assert status == 400 and "unknown input `x`" in answer["error"], (status, answer)
     finally:
         unserve("iris-sk")
+    # Logged from arrays: the metadata gives the tensor whole, [-1, 4], and that is what it takes
+    # (as the web UI's try-it form sends it).
+    d = json.loads(petri("model", "serve", "iris-sk/2", "--name", "iris-np", "--wait", "--json"))
+    try:
+        assert d["state"] == "ready", d
+        c = client()
+        meta = c.get_model_metadata("iris-np", headers=auth())
+        assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}], meta
+        m = httpclient.InferInput("input-0", [2, 4], "FP64")
+        m.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]), binary_data=False)
+        r = c.infer("iris-np", [m], headers=auth(),
+                    outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
+        assert r.as_numpy("predictions").tolist() == [0, 2]
+        status, answer = post("/v2/models/iris-np/infer", {"inputs": [
+            {"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [5.1, 3.5, 1.4]}]})
+        assert status == 400, (status, answer)
+    finally:
+        unserve("iris-np")
 
 
 def onnx_mlp(path, w1, b1, w2, b2):

@@ -30,6 +30,9 @@ model = mlflow.pyfunc.load_model(MODEL_DIR)
 app = scoring_server.init(model)
 schema = model.metadata.get_input_schema()
 INPUTS = schema.input_names() if schema is not None and schema.has_input_names() else []
+# The one unnamed tensor of a model logged from arrays (its dtype and shape), if that is what it takes.
+TENSOR = (schema.inputs[0] if schema is not None and schema.is_tensor_spec() and len(schema.inputs) == 1
+          and not INPUTS else None)
 
 
 def error(status, message):
@@ -48,6 +51,13 @@ def datatype(array):
     return {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL"}.get(kind, "BYTES")
 
 
+def tensor_type(dtype):
+    """The OIP datatype of a numpy dtype: FP32, INT64…"""
+    dtype = np.dtype(dtype)
+    bits = dtype.itemsize * 8
+    return {"f": f"FP{bits}", "i": f"INT{bits}", "u": f"UINT{bits}", "b": "BOOL"}.get(dtype.kind, "BYTES")
+
+
 @app.get("/v2/health/live")
 @app.get("/v2/health/ready")
 async def health():
@@ -59,7 +69,13 @@ async def metadata(name: str):
     if name != NAME:
         return error(404, f"this server serves `{NAME}`, not `{name}`")
     inputs = []
-    if schema is not None:
+    if schema is not None and schema.is_tensor_spec():
+        # A model logged from arrays: its tensor as a whole ([-1, k] for a matrix of k columns),
+        # sent as one tensor named input-0 (or its own name).
+        for spec in schema.inputs:
+            shape = [-1 if d is None or d < 0 else int(d) for d in spec.shape] or [-1]
+            inputs.append({"name": spec.name or MATRIX, "datatype": tensor_type(spec.type), "shape": shape})
+    elif schema is not None:
         for spec in schema.inputs:
             kind = str(getattr(spec, "type", "")).lower()
             dt = "FP64" if ("double" in kind or "float" in kind) else (
@@ -122,6 +138,10 @@ async def infer(name: str, request: Request):
             if len(data) != rows * width:
                 return error(400, f"input `{t['name']}` has shape {t['shape']} but its data holds {len(data)}")
             data = np.array(data).reshape(rows, width)
+            if TENSOR is not None:
+                # A model logged from arrays takes the array itself, in its own dtype.
+                predictions = np.asarray(model.predict(data.astype(TENSOR.type)))
+                return answer_of(predictions, body)
             for j, column in enumerate(INPUTS or range(width)):
                 columns[column] = data[:, j]
         else:
@@ -143,6 +163,10 @@ async def infer(name: str, request: Request):
         predictions = np.asarray(model.predict(frame))
     except Exception as e:  # noqa: BLE001 - the model's refusal is the caller's input
         return error(400, str(e))
+    return answer_of(predictions, body)
+
+
+def answer_of(predictions, body):
     out = {"name": "predictions", "shape": list(predictions.shape), "datatype": datatype(predictions),
            "data": predictions.reshape(-1).tolist()}
     answer = {"model_name": NAME, "model_version": VERSION, "outputs": [out]}
