@@ -1,6 +1,7 @@
 // The try-it form of a deployment: one field per input of the model's OIP metadata (one per
-// element of a `[-1, k]` input, as an ONNX graph's), typed by its datatype (numbers for FP64/INT64, text for BYTES, a checkbox for BOOL), started on the training
-// means and first categories when the version's model.json says them. It sends one row to
+// element of a `[-1, k]` input, as an ONNX graph's), typed by its datatype (numbers for
+// FP64/INT64, text for BYTES, a checkbox for BOOL), started on the training means and first
+// categories when the version's model.json says them. It sends one row to
 // `/v2/models/{name}/infer` and shows the label and each class's probability; the body can also
 // be edited and sent as written, and a refusal shows the protocol's message.
 import { useEffect, useMemo, useState } from "react";
