@@ -264,6 +264,15 @@ mlflow.sklearn.log_model(a, name="model", input_example=X.to_numpy()[:2], regist
 """
 
 
+def predict_matrix(c, name):
+    """Two iris rows as one [2, 4] tensor named input-0: the MLflow model's predictions."""
+    m = httpclient.InferInput("input-0", [2, 4], "FP64")
+    m.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]), binary_data=False)
+    r = c.infer(name, [m], headers=auth(),
+                outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
+    return r.as_numpy("predictions").tolist()
+
+
 def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_container():
     """The researcher's path: a job in Petri's image logs and registers a scikit-learn model
     with the stock client; Petri serves it with MLflow's own scoring server, behind the same
@@ -296,11 +305,7 @@ def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_contai
                     outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
         assert r.as_numpy("predictions").tolist() == [0, 2]
         # Every column at once, as one tensor named input-0; a tensor of another name is refused.
-        m = httpclient.InferInput("input-0", [2, 4], "FP64")
-        m.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]), binary_data=False)
-        r = c.infer("iris-sk", [m], headers=auth(),
-                    outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
-        assert r.as_numpy("predictions").tolist() == [0, 2]
+        assert predict_matrix(c, "iris-sk") == [0, 2]
         status, answer = post("/v2/models/iris-sk/infer", {"inputs": [
             {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]})
         assert status == 400 and "unknown input `x`" in answer["error"], (status, answer)
@@ -314,11 +319,7 @@ def test_an_mlflow_sklearn_model_logged_by_a_container_job_is_served_in_a_contai
         c = client()
         meta = c.get_model_metadata("iris-np", headers=auth())
         assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}], meta
-        m = httpclient.InferInput("input-0", [2, 4], "FP64")
-        m.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]), binary_data=False)
-        r = c.infer("iris-np", [m], headers=auth(),
-                    outputs=[httpclient.InferRequestedOutput("predictions", binary_data=False)])
-        assert r.as_numpy("predictions").tolist() == [0, 2]
+        assert predict_matrix(c, "iris-np") == [0, 2]
         status, answer = post("/v2/models/iris-np/infer", {"inputs": [
             {"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [5.1, 3.5, 1.4]}]})
         assert status == 400, (status, answer)
