@@ -171,10 +171,20 @@ fn caller_host(s: &AppState, headers: &HeaderMap, ip: std::net::IpAddr) -> Strin
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         });
     match given {
+        // `localhost` (a caller on the daemon's socket) does not reach one outside address alone.
+        Some("localhost") if !ip.is_loopback() && !ip.is_unspecified() => url_host(ip),
         // Listening on every interface (or the API's): the name the caller used reaches it.
         Some(h) if ip.is_unspecified() || ip == s.api_addr.ip() => h.to_string(),
-        _ if ip.is_ipv6() => format!("[{ip}]"),
-        _ => ip.to_string(),
+        _ => url_host(ip),
+    }
+}
+
+/// An address as a URL's host: IPv6 in brackets.
+fn url_host(ip: std::net::IpAddr) -> String {
+    if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
     }
 }
 
@@ -191,16 +201,12 @@ pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
 /// Where a caller who reached the API with `headers` (over TCP, or over the daemon's socket,
 /// where `Host` is `localhost`) finds the API on its TCP address.
 pub(crate) fn api_origin(s: &AppState, headers: &HeaderMap) -> String {
-    let ip = s.api_addr.ip();
-    let mut host = caller_host(s, headers, ip);
-    // `localhost` cannot reach an API that listens on one outside address alone.
-    if host == "localhost" && !ip.is_loopback() && !ip.is_unspecified() {
-        host = match ip {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        };
-    }
-    format!("{}://{host}:{}", s.scheme, s.api_addr.port())
+    format!(
+        "{}://{}:{}",
+        s.scheme,
+        caller_host(s, headers, s.api_addr.ip()),
+        s.api_addr.port()
+    )
 }
 
 /// A bearer token that may run code as the notebook's user (a notebook runs whatever its user
