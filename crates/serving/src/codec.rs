@@ -429,6 +429,15 @@ fn fits(datatype: &str, kind: &str) -> bool {
     }
 }
 
+/// The rows of a matrix of `width` numbers a row: shape `[rows, width]`, or `[width]` for one.
+fn matrix_rows(shape: &[i64], width: usize) -> Option<usize> {
+    match shape {
+        [r, w] if *w as usize == width => Some(*r as usize),
+        [w] if *w as usize == width => Some(1),
+        _ => None,
+    }
+}
+
 /// The name of the one `[rows, k]` tensor that carries every column of an all-number model at
 /// once, in the model's order (KServe's name for a scikit-learn model's matrix).
 pub const MATRIX_INPUT: &str = "input-0";
@@ -471,17 +480,14 @@ pub fn oip_rows<'a>(
                 t.name, t.datatype
             )));
         }
-        let rows = match t.shape.as_slice() {
-            [r, w] if *w as usize == width => *r as usize,
-            [w] if *w as usize == width => 1,
-            other => {
-                return Err(bad(format!(
-                    "input `{}` has shape {other:?}; expected [rows, {width}] (the model's \
-                     inputs in order: {})",
-                    t.name,
-                    expected(inputs)
-                )));
-            }
+        let Some(rows) = matrix_rows(&t.shape, width) else {
+            return Err(bad(format!(
+                "input `{}` has shape {:?}; expected [rows, {width}] (the model's inputs in \
+                 order: {})",
+                t.name,
+                t.shape,
+                expected(inputs)
+            )));
         };
         let data = elements(t)?;
         let values = (0..width)
@@ -493,18 +499,18 @@ pub fn oip_rows<'a>(
             values,
         });
     }
-    let or_matrix = if all_numbers {
-        format!(
-            ", or all of them as one [rows, {}] tensor `{MATRIX_INPUT}`",
-            inputs.len()
-        )
-    } else {
-        String::new()
-    };
     let mut rows = None;
     let mut values: Vec<Option<Vec<Value>>> = vec![None; inputs.len()];
     for t in &mut req.inputs {
         let Some(j) = inputs.iter().position(|i| i.name == t.name) else {
+            let or_matrix = if all_numbers {
+                format!(
+                    ", or all of them as one [rows, {}] tensor `{MATRIX_INPUT}`",
+                    inputs.len()
+                )
+            } else {
+                String::new()
+            };
             return Err(bad(format!(
                 "unknown input `{}`: the model takes {}{or_matrix}",
                 t.name,
@@ -629,15 +635,11 @@ pub fn oip_matrix(
         )));
     }
     let data = elements(t)?;
-    let rows = match t.shape.as_slice() {
-        [r, w] if *w as usize == width => *r as usize,
-        [w] if *w as usize == width => 1,
-        other => {
-            return Err(bad(format!(
-                "input `{}` has shape {other:?}; expected [rows, {width}]",
-                t.name
-            )));
-        }
+    let Some(rows) = matrix_rows(&t.shape, width) else {
+        return Err(bad(format!(
+            "input `{}` has shape {:?}; expected [rows, {width}]",
+            t.name, t.shape
+        )));
     };
     Ok((
         data.iter()
