@@ -273,7 +273,6 @@ export function readPrediction(resp: ResponseLike, classes?: unknown[] | null): 
   const out = resp.outputs ?? [];
   const label = out.find((o) => o.name === "label")?.data?.[0];
   const probs = out.find((o) => o.name === "probabilities") ?? out.find((o) => o.name !== "label");
-  const named = probs?.name === "probabilities" && classes?.length;
   const width = probs?.shape?.[1] ?? (probs?.shape?.length === 1 ? 1 : undefined) ?? classes?.length ?? probs?.data?.length ?? 0;
   if (label == null && probs && probs.name !== "probabilities" && width === 1) {
     const v = probs.data?.[0];
@@ -281,7 +280,7 @@ export function readPrediction(resp: ResponseLike, classes?: unknown[] | null): 
   }
   const row = (probs?.data ?? []).slice(0, width).map(Number);
   const cls = (j: number) =>
-    named && classes?.[j] != null ? String(classes[j]) : probs?.name === "probabilities" ? `class ${j}` : `${probs?.name}[${j}]`;
+    probs?.name !== "probabilities" ? `${probs?.name}[${j}]` : classes?.[j] != null ? String(classes[j]) : `class ${j}`;
   return {
     label: label == null ? "–" : String(label),
     probabilities: row.map((p, j) => ({ cls: cls(j), p })),
