@@ -153,7 +153,7 @@ pub(crate) struct AuditNote(pub String);
 /// What a change is called in the audit log, and what it was done to; `None` for what is not
 /// audited (reads, and the tracking API's stream of metrics and parameters from jobs).
 pub(crate) fn audited(method: &Method, path: &str) -> Option<(String, String)> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || path.starts_with("/v2/") {
         return None;
     }
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();

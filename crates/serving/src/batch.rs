@@ -198,8 +198,7 @@ impl Batcher {
         rows: usize,
     ) -> Result<Vec<Vec<f32>>, PredictError> {
         self.check_width(&features, rows)?;
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let _done = Done(&self.pending);
+        let _pending = Counted::enter(&self.pending);
         let slot = self
             .slots
             .clone()
@@ -239,8 +238,7 @@ impl Batcher {
     ) -> Result<(Vec<Vec<f32>>, usize), PredictError> {
         self.check_width(&features, rows)?;
         let (tx, rx) = oneshot::channel();
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let _done = Done(&self.pending);
+        let _pending = Counted::enter(&self.pending);
         self.queue
             .send(Pending {
                 features,
@@ -255,10 +253,18 @@ impl Batcher {
     }
 }
 
-/// Counts a request out when it is answered or given up.
-struct Done<'a>(&'a AtomicUsize);
+/// Counts one in (a request queued or running, a batch in flight) while it lives, and out when
+/// it is answered or given up.
+pub(crate) struct Counted<'a>(&'a AtomicUsize);
 
-impl Drop for Done<'_> {
+impl<'a> Counted<'a> {
+    pub(crate) fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Counted(n)
+    }
+}
+
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }

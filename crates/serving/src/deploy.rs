@@ -342,22 +342,28 @@ const BATCH_LIMIT: Duration = Duration::from_secs(30);
 /// it answers again) and the batch tried on the next.
 struct Remote {
     inner: std::sync::Weak<Inner>,
-    name: String,
-    routes: Vec<Route>,
+    name: Arc<str>,
+    routes: Arc<[Route]>,
+    /// Batches in flight, by route: a batch goes to an idle replica when there is one.
+    busy: Arc<[AtomicUsize]>,
     turn: AtomicUsize,
 }
 
 impl Engine for Remote {
     fn parallel(&self) -> usize {
-        // Two batches per replica: one runs while the next crosses the wire.
-        (2 * self.routes.len()).max(2)
+        // One batch at a time per replica, as a Triton model instance runs: the next batch
+        // forms while it runs, so batches grow with the load. (Two in flight gave smaller
+        // batches, more CPU per request and a longer tail: a replica serves on one thread and
+        // took the second only after the first; bench/RESULTS.md, P3.)
+        self.routes.len().max(1)
     }
 
     fn run(&self, features: Vec<f32>, rows: usize) -> Ran {
         let inner = self.inner.clone();
         let name = self.name.clone();
         let routes = self.routes.clone();
-        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        let busy = self.busy.clone();
+        let first = first_idle(self.turn.fetch_add(1, Ordering::Relaxed), &busy);
         Box::pin(async move {
             let Some(inner) = inner.upgrade() else {
                 return Err(RunError::Unavailable("the daemon is stopping".into()));
@@ -366,10 +372,12 @@ impl Engine for Remote {
             let body = Bytes::from(batch::to_bytes(&features));
             let mut last = None;
             for k in 0..routes.len() {
-                let r = &routes[(first + k) % routes.len()];
+                let i = (first + k) % routes.len();
+                let r = &routes[i];
                 if !s.is_ready(r.job) {
                     continue;
                 }
+                let _in_flight = batch::Counted::enter(&busy[i]);
                 match s.send_batch(r, body.clone(), rows).await {
                     Ok(p) => return Ok(p),
                     Err(RunError::Unavailable(why)) => {
@@ -390,6 +398,16 @@ impl Engine for Remote {
             }))
         })
     }
+}
+
+/// The route a batch tries first: the next in turn with no batch in flight, or the next in turn
+/// when every one has a batch.
+fn first_idle(turn: usize, busy: &[AtomicUsize]) -> usize {
+    let n = busy.len().max(1);
+    (0..n)
+        .map(|k| (turn + k) % n)
+        .find(|&i| busy.get(i).is_some_and(|b| b.load(Ordering::Relaxed) == 0))
+        .unwrap_or(turn % n)
 }
 
 /// The key a replica's job gets at launch (never stored): derived from the home's service key
@@ -600,8 +618,9 @@ impl Serving {
         };
         let engine = Remote {
             inner: Arc::downgrade(&self.inner),
-            name: d.name.clone(),
-            routes: routes.to_vec(),
+            name: d.name.as_str().into(),
+            routes: routes.into(),
+            busy: routes.iter().map(|_| AtomicUsize::new(0)).collect(),
             turn: AtomicUsize::new(0),
         };
         let limits = BatchLimits {
@@ -1223,6 +1242,20 @@ impl Serving {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_goes_to_an_idle_replica_first_and_in_turn() {
+        let busy = |b: &[usize]| b.iter().map(|&n| AtomicUsize::new(n)).collect::<Vec<_>>();
+        // In turn while all are idle.
+        assert_eq!(first_idle(0, &busy(&[0, 0, 0])), 0);
+        assert_eq!(first_idle(4, &busy(&[0, 0, 0])), 1);
+        // The next idle one, past a busy one, around the end.
+        assert_eq!(first_idle(0, &busy(&[1, 0, 0])), 1);
+        assert_eq!(first_idle(2, &busy(&[0, 1, 1])), 0);
+        // All busy: in turn (the replica queues it).
+        assert_eq!(first_idle(5, &busy(&[1, 2, 1])), 2);
+        assert_eq!(first_idle(3, &busy(&[1])), 0);
+    }
 
     #[test]
     fn references_name_a_model_and_what_to_follow() {
