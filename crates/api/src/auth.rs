@@ -97,7 +97,7 @@ pub(crate) fn action_of(method: &Method, path: &str) -> Action {
         } else {
             Action::Track
         }
-    } else if path == "/v2" || path.starts_with("/v2/") {
+    } else if inference(path) {
         // Inference changes nothing: any valid token may ask a served model.
         Action::Read
     } else if path.starts_with("/api/v1/secrets") {
@@ -111,6 +111,11 @@ pub(crate) fn action_of(method: &Method, path: &str) -> Action {
     }
 }
 
+/// The inference protocols' routes (`/v2`, `/v2/…`).
+fn inference(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
+}
+
 fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)
@@ -122,7 +127,7 @@ fn bearer(req: &Request) -> Option<&str> {
 /// A refused request's answer. The MLflow routes add MLflow's `error_code` (`UNAUTHENTICATED`,
 /// `PERMISSION_DENIED`) beside Petri's `code`, so the stock client names the refusal.
 fn refusal(path: &str, body: ErrorBody) -> Response {
-    if path == "/v2" || path.starts_with("/v2/") {
+    if inference(path) {
         // The inference protocols' error shape, with Petri's code beside it.
         let status =
             StatusCode::from_u16(body.code.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
@@ -153,7 +158,8 @@ pub(crate) struct AuditNote(pub String);
 /// What a change is called in the audit log, and what it was done to; `None` for what is not
 /// audited (reads, and the tracking API's stream of metrics and parameters from jobs).
 pub(crate) fn audited(method: &Method, path: &str) -> Option<(String, String)> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || path.starts_with("/v2/") {
+    // Inference changes nothing, and is most of the traffic: it returns before any parsing.
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || inference(path) {
         return None;
     }
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
@@ -215,7 +221,6 @@ pub(crate) fn audited(method: &Method, path: &str) -> Option<(String, String)> {
         ["api", "2.0" | "3.0", "mlflow", rest @ ..] => {
             (format!("mlflow.{}", rest.join(".")), "mlflow".into())
         }
-        ["v2", ..] => return None,
         _ => (
             format!("{} {path}", method.as_str().to_lowercase()),
             path.to_string(),
