@@ -76,7 +76,7 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
     let frame_policy = format!(
         "frame-ancestors 'self' {}://{}:{}",
         s.scheme,
-        caller_host(&s, &parts.headers, s.notebooks_addr.ip()),
+        caller_host(&parts.headers, s.notebooks_addr.ip(), s.api_addr.ip()),
         s.api_addr.port()
     );
     let path_and_query = parts
@@ -153,8 +153,8 @@ pub(crate) async fn forward(State(s): State<AppState>, mut req: Request) -> Resp
 
 /// The host name the caller used to reach Petri (from `Host`, without the port), when it is one
 /// a URL can carry as it is and it reaches `ip` (the address the notebooks, or the API, listen
-/// on); else `ip`.
-fn caller_host(s: &AppState, headers: &HeaderMap, ip: std::net::IpAddr) -> String {
+/// on, or `api`, the API's own address); else `ip`.
+fn caller_host(headers: &HeaderMap, ip: std::net::IpAddr, api: std::net::IpAddr) -> String {
     let given = headers
         .get(HOST)
         .and_then(|v| v.to_str().ok())
@@ -174,7 +174,7 @@ fn caller_host(s: &AppState, headers: &HeaderMap, ip: std::net::IpAddr) -> Strin
         // `localhost` (a caller on the daemon's socket) does not reach one outside address alone.
         Some("localhost") if !ip.is_loopback() && !ip.is_unspecified() => url_host(ip),
         // Listening on every interface (or the API's): the name the caller used reaches it.
-        Some(h) if ip.is_unspecified() || ip == s.api_addr.ip() => h.to_string(),
+        Some(h) if ip.is_unspecified() || ip == api => h.to_string(),
         _ => url_host(ip),
     }
 }
@@ -193,7 +193,7 @@ pub(crate) fn notebooks_origin(s: &AppState, headers: &HeaderMap) -> String {
     format!(
         "{}://{}:{}",
         s.scheme,
-        caller_host(s, headers, s.notebooks_addr.ip()),
+        caller_host(headers, s.notebooks_addr.ip(), s.api_addr.ip()),
         s.notebooks_addr.port()
     )
 }
@@ -204,7 +204,7 @@ pub(crate) fn api_origin(s: &AppState, headers: &HeaderMap) -> String {
     format!(
         "{}://{}:{}",
         s.scheme,
-        caller_host(s, headers, s.api_addr.ip()),
+        caller_host(headers, s.api_addr.ip(), s.api_addr.ip()),
         s.api_addr.port()
     )
 }
@@ -310,4 +310,45 @@ fn other_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
         return None;
     }
     HeaderValue::from_str(&rest.join("; ")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(given: Option<&str>, ip: &str, api: &str) -> String {
+        let mut headers = HeaderMap::new();
+        if let Some(h) = given {
+            headers.insert(HOST, HeaderValue::from_str(h).unwrap());
+        }
+        caller_host(&headers, ip.parse().unwrap(), api.parse().unwrap())
+    }
+
+    #[test]
+    fn the_caller_s_host_name_is_kept_only_where_it_reaches_the_address() {
+        // The name the caller used, without its port, where it reaches the address.
+        assert_eq!(host(Some("box.lan:7878"), "0.0.0.0", "0.0.0.0"), "box.lan");
+        assert_eq!(host(Some("[::1]:7878"), "::1", "::1"), "[::1]");
+        assert_eq!(host(Some("[::1]"), "::", "::1"), "[::1]");
+        assert_eq!(
+            host(Some("10.0.0.5:80"), "10.0.0.5", "10.0.0.5"),
+            "10.0.0.5"
+        );
+        // Notebooks on their own address: the caller's name for the API does not reach them.
+        assert_eq!(
+            host(Some("box.lan:7878"), "10.0.0.7", "10.0.0.5"),
+            "10.0.0.7"
+        );
+        // `localhost` (the daemon's socket) reaches one outside address only as that address.
+        assert_eq!(host(Some("localhost"), "10.0.0.5", "10.0.0.5"), "10.0.0.5");
+        assert_eq!(
+            host(Some("localhost"), "127.0.0.1", "127.0.0.1"),
+            "localhost"
+        );
+        // No `Host`, or one a URL cannot carry as it is: the address itself.
+        assert_eq!(host(None, "fe80::1", "fe80::1"), "[fe80::1]");
+        assert_eq!(host(Some("a b"), "127.0.0.1", "127.0.0.1"), "127.0.0.1");
+        assert_eq!(host(Some("x/y:1"), "0.0.0.0", "0.0.0.0"), "0.0.0.0");
+        assert_eq!(host(Some(":7878"), "127.0.0.1", "127.0.0.1"), "127.0.0.1");
+    }
 }

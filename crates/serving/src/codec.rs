@@ -430,10 +430,12 @@ fn fits(datatype: &str, kind: &str) -> bool {
 }
 
 /// The rows of a matrix of `width` numbers a row: shape `[rows, width]`, or `[width]` for one.
+/// A negative dimension is no shape at all.
 fn matrix_rows(shape: &[i64], width: usize) -> Option<usize> {
+    let dim = |d: &i64| usize::try_from(*d).ok();
     match shape {
-        [r, w] if *w as usize == width => Some(*r as usize),
-        [w] if *w as usize == width => Some(1),
+        [r, w] if dim(w) == Some(width) => dim(r),
+        [w] if dim(w) == Some(width) => Some(1),
         _ => None,
     }
 }
@@ -991,6 +993,18 @@ mod tests {
         .unwrap_err()
         .0;
         assert!(e.contains("expected [rows, 2]"), "{e}");
+        // A negative dimension is refused as a shape, not taken for a huge one.
+        assert_eq!(matrix_rows(&[-1, 2], 2), None);
+        assert_eq!(matrix_rows(&[2, -2], usize::MAX - 1), None);
+        let e = oip_rows(
+            &mut req(
+                json!({"inputs": [{"name": "input-0", "shape": [-1, 2], "datatype": "FP32", "data": []}]}),
+            ),
+            &num,
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("shape [-1, 2]"), "{e}");
         // One row may come flat.
         let c = oip_rows(
             &mut req(
