@@ -174,7 +174,7 @@ fn api_router(state: AppState) -> Router {
 }
 
 /// `routes` behind the token check, beside an open `/healthz`, with the body limit, panics
-/// answered as 500s and a trace of every request.
+/// answered as 500s and, where the log asks for it, a trace of every request.
 fn served(state: AppState, routes: Router<AppState>) -> Router {
     let max_body = state.daemon.settings().max_body.0 as usize;
     let protected = routes
@@ -183,15 +183,27 @@ fn served(state: AppState, routes: Router<AppState>) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(system::healthz))
         .merge(protected)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        ));
+    traced(router).with_state(state)
+}
+
+/// tower-http's trace of every request, where the log asks for it (`log = "tower_http=debug"`).
+/// Its spans and events are DEBUG but for a 5xx, whose cause `error.rs` logs already (an
+/// inference route's 503 while a replica restarts is an answer, not a fault), so at the
+/// default level it would cost every request (3.6 % of the daemon's CPU in a profile under
+/// inference load) and log nothing new.
+fn traced<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
+        router.layer(tower_http::trace::TraceLayer::new_for_http())
+    } else {
+        router
+    }
 }
 
 /// MLflow's tracking, registry and artifact routes.
@@ -254,16 +266,15 @@ async fn serve_bridge(state: AppState, port: u16, mut closing: watch::Receiver<b
 /// The notebooks, on their own address. They check their own auth: a bearer token or a browser's
 /// notebook session.
 fn notebook_router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(system::healthz))
         .route("/notebooks/{name}", any(proxy::forward))
         .route("/notebooks/{name}/{*rest}", any(proxy::forward))
         .fallback(system::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        ));
+    traced(router).with_state(state)
 }
 
 /// A TCP listener whose connections send an answer when it is written, not after the
