@@ -57,6 +57,43 @@ impl Server {
         Server::start_in(toml, env, "127.0.0.1:0")
     }
 
+    /// Like `start`, with one GPU of `memory` bytes named `uuid`: the daemon loads the project's
+    /// fake NVML through `PETRI_NVML_PATH`. The file that describes the GPU lives as long as the
+    /// second value. None, with a note, where the fake library was not built (never under CI).
+    pub fn with_fake_gpu(uuid: &str, memory: u64) -> Option<(Server, tempfile::NamedTempFile)> {
+        let exe = std::env::current_exe().unwrap();
+        let lib = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("libnvidia_ml.so");
+        if !lib.exists() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "the fake NVML library was not built"
+            );
+            eprintln!(
+                "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
+            );
+            return None;
+        }
+        let config = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            config.path(),
+            serde_json::json!({"gpus": [{"uuid": uuid, "memory_total": memory}]}).to_string(),
+        )
+        .unwrap();
+        let server = Server::start_with(
+            "",
+            &[
+                ("PETRI_NVML_PATH", lib.display().to_string()),
+                ("PETRI_FAKE_NVML", config.path().display().to_string()),
+            ],
+        );
+        Some((server, config))
+    }
+
     fn start_in(toml: &str, env: &[(&str, String)], listen: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("petri.toml"), toml).unwrap();

@@ -492,37 +492,10 @@ fn jobs_find_programs_on_the_submitters_path() {
 /// GPUs from the CLI, with the daemon loading the project's fake NVML through `PETRI_NVML_PATH`.
 #[test]
 fn gpu_slices_from_the_cli_and_petri_gpus() {
-    let exe = std::env::current_exe().unwrap();
-    let lib = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libnvidia_ml.so");
-    if !lib.exists() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "the fake NVML library was not built"
-        );
-        eprintln!(
-            "SKIPPED: the fake NVML library was not built (run `cargo build -p petri-fake-nvml`)"
-        );
-        return;
-    }
-    let config = tempfile::NamedTempFile::new().unwrap();
     let gib: u64 = 1 << 30;
-    std::fs::write(
-        config.path(),
-        serde_json::json!({"gpus": [{"uuid": "GPU-e2e-0", "memory_total": 16 * gib}]}).to_string(),
-    )
-    .unwrap();
-    let server = Server::start_with(
-        "",
-        &[
-            ("PETRI_NVML_PATH", lib.display().to_string()),
-            ("PETRI_FAKE_NVML", config.path().display().to_string()),
-        ],
-    );
+    let Some((server, _gpus)) = helpers::Server::with_fake_gpu("GPU-e2e-0", 16 * gib) else {
+        return;
+    };
     let home = server.home();
     let w = server.work();
     let job = jobs(&petri(

@@ -2,7 +2,8 @@
 //! served (`petri model serve iris-mlp@champion`), answers the Open Inference Protocol v2 (the
 //! four raw measurements) and MLflow's scoring format with the classes and probabilities the
 //! pipeline's evaluate step computed on the test split, refuses bad tensors with what was
-//! expected, moves to a new version under load with no failed request, and is unserved.
+//! expected, moves to a new version under load with no failed request, and is unserved. And a
+//! deployment with `--gpu-mem` holds its share of a (fake) GPU in the budget jobs wait on.
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,6 +21,22 @@ impl Drop for Unserve<'_> {
     fn drop(&mut self) {
         let _ = petri(self.0, &["model", "unserve", self.1]);
     }
+}
+
+/// `petri model serve ARGS --name NAME --wait`: the deployment, ready, and what unserves it.
+fn served<'a>(home: &'a Path, name: &'a str, args: &[&str]) -> (Value, Unserve<'a>) {
+    let mut all = vec!["model", "serve", "--name", name, "--wait", "--json"];
+    all.extend_from_slice(args);
+    let out = petri(home, &all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unserve = Unserve(home, name);
+    let d: Value = parse(&out);
+    assert_eq!(d["state"], "ready", "{d:#}");
+    (d, unserve)
 }
 
 /// The sample's flowers by sample_id: the four measurements.
@@ -81,26 +98,7 @@ fn evaluated(predictions: &Path) -> Vec<(String, String, Vec<f64>)> {
 /// `predictions` is its evaluate step's predictions.csv.
 pub(crate) fn serve_the_iris_model(server: &Server, predictions: &Path) {
     let home = server.home();
-    let out = petri(
-        home,
-        &[
-            "model",
-            "serve",
-            "iris-mlp@champion",
-            "--name",
-            "iris",
-            "--wait",
-            "--json",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _unserve = Unserve(home, "iris");
-    let d: Value = parse(&out);
-    assert_eq!(d["state"], "ready", "{d:#}");
+    let (d, _unserve) = served(home, "iris", &["iris-mlp@champion"]);
     let version = d["version"].as_i64().unwrap();
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -295,4 +293,126 @@ pub(crate) fn serve_the_iris_model(server: &Server, predictions: &Path) {
     .unwrap_err()
     .to_string();
     assert!(err.contains("404"), "{err}");
+}
+
+/// A deployment's replicas hold their GPU share in the same budget as jobs (`--gpu-mem`): the
+/// GPU report names the replica, a job that no longer fits waits until the deployment is
+/// unserved, and the replica says where it computes (the CPU in a build without CUDA, and why).
+#[test]
+fn a_deployment_holds_its_gpu_share_in_the_budget_jobs_wait_on() {
+    use petri_domain::{Job, JobState};
+
+    let gib: u64 = 1 << 30;
+    let Some((server, _gpus)) = Server::with_fake_gpu("GPU-e2e-serve", 16 * gib) else {
+        return;
+    };
+    let home = server.home();
+    // An MLP exported by PyTorch (crates/ml/tests/fixtures), with PyTorch's own answers.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/ml/tests/fixtures");
+    let model = server.work().join("torchmlp");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(fixtures.join("torch_mlp.onnx"), model.join("model.onnx")).unwrap();
+    let want: Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("torch_mlp.json")).unwrap()).unwrap();
+    let registered = petri(
+        home,
+        &["model", "register", "torchmlp", model.to_str().unwrap()],
+    );
+    assert!(
+        registered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+
+    let (d, _unserve) = served(home, "torchmlp", &["torchmlp", "--gpu-mem", "10GiB"]);
+    assert_eq!(d["gpu_memory"], "10GiB", "{d:#}");
+    let replica = d["replicas"][0]["job"].as_str().unwrap().to_string();
+
+    // The GPU report: the replica's job holds 10 GiB of the GPU.
+    let report: Value = parse(&petri(home, &["gpus", "--json"]));
+    let gpu = &report["gpus"][0];
+    assert_eq!(gpu["uuid"], "GPU-e2e-serve", "{report:#}");
+    assert_eq!(gpu["reserved"], 10 * gib, "{report:#}");
+    assert_eq!(gpu["holders"][0]["job"], replica.as_str(), "{report:#}");
+
+    // It answers as PyTorch did; the replica computes on the CPU here and says why.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = Client::discover(None, Some(home));
+    let row = &want["rows"][0];
+    let answer = rt
+        .block_on(client.call(
+            Method::POST,
+            "/v2/models/torchmlp/infer",
+            Some(&json!({"inputs": [
+                {"name": "features", "shape": [1, 4], "datatype": "FP32", "data": row}
+            ]})),
+        ))
+        .unwrap();
+    let got = answer["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "probabilities")
+        .unwrap_or_else(|| panic!("{answer:#}"))["data"]
+        .clone();
+    let expected = want["probabilities"][0].as_array().unwrap();
+    for (g, e) in got.as_array().unwrap().iter().zip(expected) {
+        assert!(
+            (g.as_f64().unwrap() - e.as_f64().unwrap()).abs() < 1e-5,
+            "{got} against {expected:?}"
+        );
+    }
+    wait_until(
+        "the replica's log to say where it computes",
+        Duration::from_secs(30),
+        || {
+            let log = String::from_utf8_lossy(&petri(home, &["logs", &replica]).stdout).to_string();
+            log.contains("computing on the CPU: a GPU is reserved (GPU-e2e-serve), but this build")
+                || log.contains("computing on the GPU")
+        },
+    );
+
+    // A job that needs 8 GiB more does not fit beside it: it waits, and runs once the
+    // deployment is unserved.
+    let w = server.work();
+    let submitted = petri(
+        home,
+        &[
+            "submit",
+            "--json",
+            "--gpu-mem",
+            "8GiB",
+            "--workdir",
+            w.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let job = crate::jobs(&submitted).remove(0);
+    let shown = |j: &Job| -> Job {
+        serde_json::from_slice(&petri(home, &["show", "--json", &j.id.to_string()]).stdout).unwrap()
+    };
+    wait_until(
+        "the job to wait for the GPU",
+        Duration::from_secs(30),
+        || {
+            let j = shown(&job);
+            j.state == JobState::Queued && j.pending.is_some()
+        },
+    );
+    let unserved = petri(home, &["model", "unserve", "torchmlp"]);
+    assert!(
+        unserved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unserved.stderr)
+    );
+    server.wait_state(&job, JobState::Succeeded);
 }

@@ -61,7 +61,8 @@ pub async fn run(o: ModelServerOptions) -> Result<(), String> {
         max_batch: o.max_batch.max(1),
         max_delay: o.max_delay,
     };
-    let server = ModelServer::load(&o.name, &o.version, &o.model, &petri_ml_device(), limits)
+    let (device, not_the_gpu) = batch::reserved_device();
+    let server = ModelServer::load(&o.name, &o.version, &o.model, &device, limits)
         .map_err(|e| format!("loading {}: {e}", o.model.display()))?;
     let state = Served {
         server: Arc::new(server),
@@ -87,10 +88,24 @@ pub async fn run(o: ModelServerOptions) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(o.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", o.listen))?;
+    let on = if device.is_cuda() {
+        "the GPU"
+    } else {
+        "the CPU"
+    };
+    let wait = if limits.max_delay.is_zero() {
+        "no wait".to_string()
+    } else {
+        format!("a {:?} wait", limits.max_delay)
+    };
     eprintln!(
-        "petri model-server: {} version {} on {} (batches of up to {} rows, {:?} wait)",
-        o.name, o.version, o.listen, limits.max_batch, limits.max_delay
+        "petri model-server: {} version {} on {}, computing on {on} (batches of up to {} rows, \
+         {wait})",
+        o.name, o.version, o.listen, limits.max_batch
     );
+    if let Some(why) = not_the_gpu {
+        eprintln!("petri model-server: computing on the CPU: {why}");
+    }
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
@@ -98,11 +113,6 @@ pub async fn run(o: ModelServerOptions) -> Result<(), String> {
         .with_graceful_shutdown(stopped())
         .await
         .map_err(|e| e.to_string())
-}
-
-/// The device: a GPU when one is reserved and candle was built with CUDA, else the CPU.
-fn petri_ml_device() -> petri_daemon::serving::batch::Device {
-    petri_daemon::serving::batch::reserved_device()
 }
 
 async fn stopped() {

@@ -34,12 +34,28 @@ impl From<candle_core::Error> for MlError {
 pub type Result<T, E = MlError> = std::result::Result<T, E>;
 
 /// The device a replica computes on: the GPU its job reserved (`CUDA_VISIBLE_DEVICES`, set by the
-/// queue) when Petri was built with the `cuda` feature, else the CPU.
-pub fn reserved_device() -> Device {
-    let reserved = std::env::var("CUDA_VISIBLE_DEVICES")
-        .is_ok_and(|v| !v.trim().is_empty() && v.trim() != "-1");
-    if reserved && let Ok(gpu) = Device::new_cuda(0) {
-        return gpu;
+/// queue) when Petri was built with the `cuda` feature, else the CPU; and, when a GPU was
+/// reserved but the CPU computes, why.
+pub fn reserved_device() -> (Device, Option<String>) {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    let visible = visible.trim();
+    if visible.is_empty() || visible == "-1" {
+        return (Device::Cpu, None);
     }
-    Device::Cpu
+    match Device::new_cuda(0) {
+        Ok(gpu) => (gpu, None),
+        Err(_) if !cfg!(feature = "cuda") => (
+            Device::Cpu,
+            Some(format!(
+                "a GPU is reserved ({visible}), but this build of Petri has no CUDA (build it \
+                 with `--features cuda`)"
+            )),
+        ),
+        Err(e) => (
+            Device::Cpu,
+            Some(format!(
+                "CUDA did not start on the reserved GPU ({visible}): {e}"
+            )),
+        ),
+    }
 }
