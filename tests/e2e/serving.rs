@@ -28,12 +28,8 @@ fn served<'a>(home: &'a Path, name: &'a str, args: &[&str]) -> (Value, Unserve<'
     let mut all = vec!["model", "serve", "--name", name, "--wait", "--json"];
     all.extend_from_slice(args);
     let out = petri(home, &all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let unserve = Unserve(home, name);
+    // `parse` fails the test, with petri's stderr, when the command failed.
     let d: Value = parse(&out);
     assert_eq!(d["state"], "ready", "{d:#}");
     (d, unserve)
@@ -390,11 +386,6 @@ fn a_deployment_holds_its_gpu_share_in_the_budget_jobs_wait_on() {
             "--",
             "true",
         ],
-    );
-    assert!(
-        submitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submitted.stderr)
     );
     let job = crate::jobs(&submitted).remove(0);
     let shown = |j: &Job| -> Job {

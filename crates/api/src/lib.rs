@@ -198,7 +198,7 @@ fn served(state: AppState, routes: Router<AppState>) -> Router {
 /// `error.rs` logs already (an inference route's 503 while a replica restarts is an answer, not
 /// a fault), so at the default level it would cost every request and log nothing new (P3's
 /// A/B: about 5 µs of the daemon's CPU an inference request, a tenth of it).
-fn traced<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+fn traced(router: Router<AppState>) -> Router<AppState> {
     if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
         router.layer(tower_http::trace::TraceLayer::new_for_http())
     } else {
